@@ -1,0 +1,182 @@
+package io.github.batchnorm4j;
+
+/**
+ * Validates every argument of {@link BatchNormOps} once, the same way for every backend, before delegating to the
+ * backend's implementation. Backends extend this and implement the {@code do…} methods, which may assume valid input.
+ */
+public abstract class AbstractBatchNormOps implements BatchNormOps {
+    private volatile boolean closed;
+
+    @Override
+    public final ChannelStatistics statistics(Shape shape, float[] x) {
+        checkOpen();
+        checkTensor("x", shape, x);
+        return doStatistics(shape, x);
+    }
+
+    @Override
+    public final void forwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
+                                      float[] runningMean, float[] runningVar, double momentum,
+                                      float[] y, float[] saveMean, float[] saveInvstd) {
+        checkOpen();
+        checkTensor("x", shape, x);
+        checkTraining(shape);
+        checkOptionalChannels("gamma", shape, gamma);
+        checkOptionalChannels("beta", shape, beta);
+        BatchNormOptions.checkEps(eps);
+        if ((runningMean == null) != (runningVar == null)) {
+            throw new IllegalArgumentException("runningMean and runningVar must both be given or both be null, got "
+                    + (runningMean == null ? "null" : "an array") + " and " + (runningVar == null ? "null" : "an array"));
+        }
+        if (runningMean != null) {
+            checkChannels("runningMean", shape, runningMean);
+            checkChannels("runningVar", shape, runningVar);
+            BatchNormOptions.checkMomentum(momentum);
+        }
+        checkTensor("y", shape, y);
+        checkChannels("saveMean", shape, saveMean);
+        checkChannels("saveInvstd", shape, saveInvstd);
+        checkDistinct("y", y, "x", x);
+        doForwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
+    }
+
+    @Override
+    public final void forwardInference(Shape shape, float[] x, float[] gamma, float[] beta,
+                                       float[] runningMean, float[] runningVar, double eps, float[] y) {
+        checkOpen();
+        checkTensor("x", shape, x);
+        checkOptionalChannels("gamma", shape, gamma);
+        checkOptionalChannels("beta", shape, beta);
+        checkChannels("runningMean", shape, runningMean);
+        checkChannels("runningVar", shape, runningVar);
+        BatchNormOptions.checkEps(eps);
+        checkTensor("y", shape, y);
+        doForwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+    }
+
+    @Override
+    public final void normalize(Shape shape, float[] x, float[] gamma, float[] beta, float[] mean, float[] invstd,
+                                float[] y) {
+        checkOpen();
+        checkTensor("x", shape, x);
+        checkOptionalChannels("gamma", shape, gamma);
+        checkOptionalChannels("beta", shape, beta);
+        checkChannels("mean", shape, mean);
+        checkChannels("invstd", shape, invstd);
+        checkTensor("y", shape, y);
+        doNormalize(shape, x, gamma, beta, mean, invstd, y);
+    }
+
+    @Override
+    public final void backwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
+                                       float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
+        checkOpen();
+        checkTensor("x", shape, x);
+        checkTensor("dy", shape, dy);
+        checkTraining(shape);
+        checkOptionalChannels("gamma", shape, gamma);
+        checkChannels("saveMean", shape, saveMean);
+        checkChannels("saveInvstd", shape, saveInvstd);
+        checkTensor("dx", shape, dx);
+        checkOptionalChannels("dgamma", shape, dgamma);
+        checkOptionalChannels("dbeta", shape, dbeta);
+        checkDistinct("dx", dx, "x", x);
+        checkDistinct("dx", dx, "dy", dy);
+        doBackwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+    }
+
+    @Override
+    public final void backwardInference(Shape shape, float[] x, float[] dy, float[] gamma, float[] runningMean,
+                                        float[] runningVar, double eps, float[] dx, float[] dgamma, float[] dbeta) {
+        checkOpen();
+        checkTensor("x", shape, x);
+        checkTensor("dy", shape, dy);
+        checkOptionalChannels("gamma", shape, gamma);
+        checkChannels("runningMean", shape, runningMean);
+        checkChannels("runningVar", shape, runningVar);
+        BatchNormOptions.checkEps(eps);
+        checkTensor("dx", shape, dx);
+        checkOptionalChannels("dgamma", shape, dgamma);
+        checkOptionalChannels("dbeta", shape, dbeta);
+        checkDistinct("dx", dx, "x", x);
+        doBackwardInference(shape, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
+    }
+
+    @Override
+    public final void close() {
+        if (closed) return;
+        closed = true;
+        doClose();
+    }
+
+    /** True once closed. */
+    public final boolean isClosed() {
+        return closed;
+    }
+
+    protected abstract ChannelStatistics doStatistics(Shape shape, float[] x);
+
+    protected abstract void doForwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
+                                              float[] runningMean, float[] runningVar, double momentum,
+                                              float[] y, float[] saveMean, float[] saveInvstd);
+
+    protected abstract void doForwardInference(Shape shape, float[] x, float[] gamma, float[] beta,
+                                               float[] runningMean, float[] runningVar, double eps, float[] y);
+
+    protected abstract void doNormalize(Shape shape, float[] x, float[] gamma, float[] beta, float[] mean,
+                                        float[] invstd, float[] y);
+
+    protected abstract void doBackwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
+                                               float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta);
+
+    protected abstract void doBackwardInference(Shape shape, float[] x, float[] dy, float[] gamma,
+                                                float[] runningMean, float[] runningVar, double eps,
+                                                float[] dx, float[] dgamma, float[] dbeta);
+
+    /** Releases resources; called once. */
+    protected void doClose() {
+    }
+
+    private void checkOpen() {
+        if (closed) throw new IllegalStateException("backend '" + name() + "' is closed");
+    }
+
+    /** Throws unless {@code a} holds exactly the shape's element count. */
+    public static void checkTensor(String name, Shape shape, float[] a) {
+        if (shape == null) throw new IllegalArgumentException("shape must not be null");
+        if (a == null) throw new IllegalArgumentException(name + " must not be null");
+        if (a.length != shape.elementCount()) {
+            throw new IllegalArgumentException(name + ": expected " + shape.elementCount() + " elements for shape "
+                    + shape + ", got " + a.length);
+        }
+    }
+
+    /** Throws unless {@code a} holds exactly C floats. */
+    public static void checkChannels(String name, Shape shape, float[] a) {
+        if (a == null) throw new IllegalArgumentException(name + " must not be null");
+        if (a.length != shape.channels()) {
+            throw new IllegalArgumentException(name + ": expected " + shape.channels() + " elements (one per channel of "
+                    + shape + "), got " + a.length);
+        }
+    }
+
+    /** Like {@link #checkChannels} but null is allowed. */
+    public static void checkOptionalChannels(String name, Shape shape, float[] a) {
+        if (a != null) checkChannels(name, shape, a);
+    }
+
+    /** Training needs M &gt; 1 (the variance of one value is undefined), as PyTorch says. */
+    public static void checkTraining(Shape shape) {
+        if (shape.reductionSize() < 2) {
+            throw new IllegalArgumentException("expected more than 1 value per channel when training, got input shape "
+                    + shape + " (M = " + shape.reductionSize() + ")");
+        }
+    }
+
+    private static void checkDistinct(String outName, float[] out, String inName, float[] in) {
+        if (out == in) {
+            throw new IllegalArgumentException(outName + " must not be the same array as " + inName
+                    + " (in-place operation is not supported)");
+        }
+    }
+}

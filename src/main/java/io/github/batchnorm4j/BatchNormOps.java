@@ -1,0 +1,96 @@
+package io.github.batchnorm4j;
+
+/**
+ * The functional batch-norm operations that every backend (CPU, our CUDA kernels, cuDNN, the PTX emulator) implements,
+ * on host arrays. Stateless apart from backend resources; the stateful layer is {@link BatchNorm}.
+ *
+ * <p>Conventions for every method (DESIGN §1):
+ * <ul>
+ *   <li>{@code x}, {@code y}, {@code dy}, {@code dx} hold {@code shape.elementCount()} floats in the memory order of
+ *       {@code shape.layout()}; per-channel arrays hold {@code shape.channels()} floats.</li>
+ *   <li>{@code gamma == null} means gamma = 1 and {@code beta == null} means beta = 0 (affine off).</li>
+ *   <li>Outputs are overwritten, never accumulated into. Only the arrays documented as outputs are modified.</li>
+ *   <li>Inputs are validated before anything is written; a failing call changes nothing and throws
+ *       {@link IllegalArgumentException} naming the argument with the expected and actual value.</li>
+ *   <li>NaN or Inf in x propagate to the outputs like any arithmetic (to every element of that channel in training
+ *       mode, since they enter the mean).</li>
+ *   <li>Accumulation is in at least float32 with Welford/Chan merging or exact double sums; never E[x²] − E[x]².</li>
+ * </ul>
+ */
+public interface BatchNormOps extends AutoCloseable {
+
+    /** The backend's name: "cpu", "cuda", "cudnn" or "emulator". */
+    String name();
+
+    /**
+     * Per-channel partial statistics of x, to be merged with {@link ChannelStatistics#merge} (micro-batches, several
+     * devices) and applied with {@link #normalize}.
+     */
+    ChannelStatistics statistics(Shape shape, float[] x);
+
+    /**
+     * Training-mode forward: normalize with the batch statistics.
+     * <pre>
+     * mean = Σx/M, var = Σ(x − mean)²/M, invstd = 1/sqrt(var + eps)
+     * y = (x − mean)·invstd·gamma + beta
+     * runningMean ← (1 − m)·runningMean + m·mean
+     * runningVar  ← (1 − m)·runningVar  + m·var·M/(M − 1)
+     * </pre>
+     *
+     * @param runningMean in/out, or null with runningVar null to leave running statistics alone
+     * @param momentum    m in [0, 1], the weight of this batch (the caller resolves cumulative momentum to
+     *                    1/num_batches_tracked); ignored without running statistics
+     * @param y           output
+     * @param saveMean    output: mean per channel (for backward)
+     * @param saveInvstd  output: invstd per channel (for backward)
+     * @throws IllegalArgumentException also when M = 1 ("expected more than 1 value per channel when training")
+     */
+    void forwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
+                         float[] runningMean, float[] runningVar, double momentum,
+                         float[] y, float[] saveMean, float[] saveInvstd);
+
+    /**
+     * Eval-mode forward with running statistics: y = (x − runningMean)/sqrt(runningVar + eps)·gamma + beta.
+     *
+     * @param y output
+     */
+    void forwardInference(Shape shape, float[] x, float[] gamma, float[] beta,
+                          float[] runningMean, float[] runningVar, double eps, float[] y);
+
+    /**
+     * Applies given statistics: y = (x − mean)·invstd·gamma + beta (computed as x·scale + shift). With statistics
+     * merged from micro-batches this is distributed batch norm's normalizing step.
+     *
+     * @param y output
+     */
+    void normalize(Shape shape, float[] x, float[] gamma, float[] beta, float[] mean, float[] invstd, float[] y);
+
+    /**
+     * Training-mode backward, reusing the saved statistics of the forward pass (xhat = (x − saveMean)·saveInvstd):
+     * <pre>
+     * dbeta = Σdy, dgamma = Σ dy·xhat
+     * dx = gamma·invstd/M · (M·dy − dbeta − xhat·dgamma)
+     * </pre>
+     *
+     * @param dx     output
+     * @param dgamma output, or null when not wanted
+     * @param dbeta  output, or null when not wanted
+     */
+    void backwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean, float[] saveInvstd,
+                          float[] dx, float[] dgamma, float[] dbeta);
+
+    /**
+     * Eval-mode backward with frozen running statistics (fine-tuning): invstd = 1/sqrt(runningVar + eps),
+     * dx = dy·gamma·invstd, dgamma = Σ dy·(x − runningMean)·invstd, dbeta = Σdy.
+     *
+     * @param dx     output
+     * @param dgamma output, or null when not wanted
+     * @param dbeta  output, or null when not wanted
+     */
+    void backwardInference(Shape shape, float[] x, float[] dy, float[] gamma, float[] runningMean, float[] runningVar,
+                           double eps, float[] dx, float[] dgamma, float[] dbeta);
+
+    /** Releases backend resources (device buffers, handles). Idempotent. */
+    @Override
+    void close();
+}

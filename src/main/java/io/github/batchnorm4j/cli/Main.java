@@ -1,0 +1,2 @@
+package io.github.batchnorm4j.cli;
+public final class Main { public static void main(String[] a) {} }

@@ -1,0 +1,85 @@
+package io.github.batchnorm4j.gpu;
+
+/**
+ * The seam between kernel orchestration and a GPU: everything {@code gpu/} needs from a device, and nothing more.
+ *
+ * <p>Two implementations exist: {@code cuda.CudaDevice} over JCuda's driver API, and {@code ptx.EmulatedDevice}, which
+ * interprets the very same PTX text on the CPU. The host code in {@code gpu/} is written only against this interface,
+ * so the same launch geometry and the same PTX run in CI on the emulator and on a real GPU.
+ *
+ * <p>Conventions:
+ * <ul>
+ *   <li>Sizes and offsets are in bytes unless a parameter says elements.</li>
+ *   <li>{@link #allocate} returns memory aligned to at least 256 bytes (as {@code cuMemAlloc} does), so the alignment of
+ *       a {@link DevicePointer} is the alignment of its byte offset.</li>
+ *   <li>Operations taking a {@link DeviceStream} are ordered on that stream and may return before they complete
+ *       (the emulator completes them at once). Copies to the host are complete when the method returns.</li>
+ *   <li>Every failure is a {@link DeviceException} naming the call (and, for launches, the kernel, grid and block).</li>
+ * </ul>
+ * A device is owned by one object; {@link #close()} is idempotent and any later call throws
+ * {@link IllegalStateException}.
+ */
+public interface Device extends AutoCloseable {
+
+    /** A human-readable name, e.g. "NVIDIA H100 80GB HBM3" or "PTX emulator (132 SMs)". */
+    String name();
+
+    /** Limits and sizes that launch geometry depends on. */
+    DeviceProperties properties();
+
+    /**
+     * Allocates {@code bytes} of device memory (not initialized: the emulator reports reads before writes).
+     *
+     * @param bytes at least 1
+     * @return a buffer owned by the caller; closing it frees the memory
+     */
+    DeviceBuffer allocate(long bytes);
+
+    /** Copies {@code count} floats from {@code src[srcOffset..]} to device memory at {@code dst}. */
+    void copyToDevice(float[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream);
+
+    /** Copies {@code count} ints from {@code src[srcOffset..]} to device memory at {@code dst}. */
+    void copyToDevice(int[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream);
+
+    /** Copies {@code count} floats from device memory at {@code src} to {@code dst[dstOffset..]}; complete on return. */
+    void copyToHost(DevicePointer src, float[] dst, int dstOffset, int count, DeviceStream stream);
+
+    /** Copies {@code count} ints from device memory at {@code src} to {@code dst[dstOffset..]}; complete on return. */
+    void copyToHost(DevicePointer src, int[] dst, int dstOffset, int count, DeviceStream stream);
+
+    /** Copies {@code bytes} between two device locations (ordered on {@code stream}). */
+    void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream stream);
+
+    /** Sets {@code bytes} bytes at {@code dst} to {@code value} (like {@code cuMemsetD8Async}). */
+    void memset(DevicePointer dst, byte value, long bytes, DeviceStream stream);
+
+    /**
+     * Loads a PTX module.
+     *
+     * @param name a name for messages (usually the resource file name, e.g. "batchnorm_forward.ptx")
+     * @param ptx  the PTX text
+     */
+    DeviceModule loadModule(String name, String ptx);
+
+    /**
+     * Launches a kernel.
+     *
+     * @param dynamicSharedBytes bytes of {@code extern __shared__} memory per block
+     * @param args               the kernel's parameters, in declaration order, with matching sizes
+     * @throws DeviceException   on any launch error, naming the kernel, grid and block
+     */
+    void launch(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream, KernelArgs args);
+
+    /** The stream that operations use when the caller has none of its own. Never closed by callers. */
+    DeviceStream defaultStream();
+
+    /** Creates a stream owned by the caller. */
+    DeviceStream createStream();
+
+    /** Waits until all work on all streams of this device is complete. */
+    void synchronize();
+
+    /** Releases the device (and reports leaked allocations where the implementation can). Idempotent. */
+    @Override
+    void close();
+}
