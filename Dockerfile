@@ -22,8 +22,9 @@ COPY src ./src
 RUN mvn -B -q -DskipTests package
 
 # ---- jre: Eclipse Temurin's Java 17 runtime, the same vendor as the build stage's JDK ----
-# Copied whole into the CUDA image below (the layout Adoptium documents for other base images): an exact Java
-# version fixed by this tag, and no JDK packages from the distribution.
+# Copied whole into the CUDA image below (the way Adoptium documents for other base images) rather than installing
+# Ubuntu's openjdk-17 packages: the Java update is fixed by this tag, the JRE is the one the build stage's JDK
+# comes from, and apt pulls in no Java dependency tree.
 FROM eclipse-temurin:17.0.17_10-jre-noble AS jre
 
 # ---- runtime: NVIDIA's CUDA 12.6 runtime with cuDNN 9 (libcublas.so.12, libcudnn.so.9) on Ubuntu 24.04 ----
@@ -47,9 +48,11 @@ ENV PATH="/opt/batchnorm4j/bin:${JAVA_HOME}/bin:${PATH}" \
 
 COPY --from=jre /opt/java/openjdk /opt/java/openjdk
 
-# fontconfig and one font: Java2D needs them to draw the text of the PNG charts that `train` writes (headless).
-# Their versions are not pinned (linter rule ER0012, hadolint's DL3008): Ubuntu's archive drops superseded
-# versions, so a pin would break the build, and the pinned base image already fixes the release.
+# One layer: fontconfig and one font (Java2D needs them to draw the text of the PNG charts that `train` writes,
+# headless); the forward-compatibility package out (see NVIDIA_REQUIRE_CUDA above; dpkg fails loudly should
+# anything depend on it); the unprivileged user and its working directory. The two packages' versions are not
+# pinned (linter rule ER0012, hadolint's DL3008): Ubuntu's archive drops superseded versions, so a pin would
+# break the build, and the pinned base image already fixes the Ubuntu release.
 # linter ignore=ER0012
 RUN apt-get update \
     && apt-get install -y --no-install-recommends fontconfig fonts-dejavu-core \
