@@ -62,6 +62,10 @@ public final class CudnnProbe {
             return "cuDNN 9 not found: libcudnn.so.9 is not installed or not on the library path (install cuDNN 9 "
                     + "for CUDA 12, or use the Docker image)";
         }
+        if (e instanceof NoClassDefFoundError && text.contains("jcuda")) {
+            return "JCudnn's native library failed to load earlier in this JVM (usually libcudnn.so.9 is missing): "
+                    + e.getMessage();
+        }
         String msg = e.getMessage() == null ? "(no message)" : e.getMessage();
         int nl = msg.indexOf('\n');
         return "JCudnn native library failed to link: " + e.getClass().getSimpleName() + ": "
