@@ -89,7 +89,8 @@ class CrossCheckTest {
             }
             if (row.pair().contains("skewed") && row.op().equals("forward-train")) {
                 assertEquals("MISMATCH", row.status(), row.toString());
-                assertEquals(1e-3, row.maxRelError(), 2e-4, row.toString());
+                // 1e-3 relative at one element, less where that element is under 1% of the tensor's scale
+                assertTrue(row.maxRelError() > 1e-4 && row.maxRelError() < 1.01e-3, row.toString());
             }
             if (row.pair().equals("cpu vs skewed") && !row.op().equals("forward-train")) {
                 assertEquals(0.0, row.maxRelError(), 0.0, "same code, same inputs: " + row);
@@ -103,8 +104,8 @@ class CrossCheckTest {
     void relativeErrorMeasure() {
         assertEquals(0.0, CrossCheck.maxRelError(new float[] {1, -2}, new float[] {1, -2}));
         assertEquals(0.5, CrossCheck.maxRelError(new float[] {1, 4}, new float[] {1, 2}), 1e-12);
-        // near-zero elements are measured against 1e-3 of the tensor's scale, not against themselves
-        assertEquals(1e-6 / (1e-3 * 1000), CrossCheck.maxRelError(new float[] {1e-6f, 1000}, new float[] {0, 1000}), 1e-9);
+        // near-zero elements are measured against 1e-2 of the tensor's scale, not against themselves
+        assertEquals(1e-6 / (1e-2 * 1000), CrossCheck.maxRelError(new float[] {1e-6f, 1000}, new float[] {0, 1000}), 1e-12);
         assertEquals(Double.POSITIVE_INFINITY, CrossCheck.maxRelError(new float[] {Float.NaN}, new float[] {1}));
     }
 
