@@ -48,7 +48,7 @@ public final class CudaProbe {
         if (r == null) {
             synchronized (CudaProbe.class) {
                 r = cached;
-                if (r == null) cached = r = probe(JCudaDriverApi::new);
+                if (r == null) cached = r = probe(() -> new JCudaDriverApi()); // resolved inside the loader's try
             }
         }
         return r;

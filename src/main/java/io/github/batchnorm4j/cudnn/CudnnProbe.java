@@ -24,7 +24,9 @@ public final class CudnnProbe {
         if (r == null) {
             synchronized (CudnnProbe.class) {
                 r = cached;
-                if (r == null) cached = r = probe(CudaProbe::probe, JCudnnApi::new);
+                // a lambda, not JCudnnApi::new: JCudnnApi (and the optional jcudnn jar) is resolved inside the
+                // loader's try, so a missing jar becomes a reason instead of an error escaping the probe
+                if (r == null) cached = r = probe(CudaProbe::probe, () -> new JCudnnApi());
             }
         }
         return r;
@@ -61,6 +63,10 @@ public final class CudnnProbe {
         if (text.contains("libcudnn.so")) {
             return "cuDNN 9 not found: libcudnn.so.9 is not installed or not on the library path (install cuDNN 9 "
                     + "for CUDA 12, or use the Docker image)";
+        }
+        if (e instanceof NoClassDefFoundError && !String.valueOf(e.getMessage()).startsWith("Could not initialize")) {
+            return "the JCudnn classes are not on the classpath (org.jcuda:jcudnn 11.7.0 and jcudnn-natives 12.6.0 "
+                    + "are optional dependencies): " + e.getMessage();
         }
         if (e instanceof NoClassDefFoundError && text.contains("jcuda")) {
             return "JCudnn's native library failed to load earlier in this JVM (usually libcudnn.so.9 is missing): "

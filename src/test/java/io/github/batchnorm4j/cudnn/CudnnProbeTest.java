@@ -41,6 +41,18 @@ class CudnnProbeTest {
     }
 
     @Test
+    void missingJcudnnJarIsExplained() {
+        CudaProbe.Result r = CudnnProbe.probe(() -> GPU, () -> {
+            throw new NoClassDefFoundError("jcuda/jcudnn/cudnnHandle");
+        });
+        assertTrue(r.detail().startsWith("the JCudnn classes are not on the classpath"), r.detail());
+        r = CudnnProbe.probe(() -> GPU, () -> {
+            throw new NoClassDefFoundError("Could not initialize class jcuda.jcudnn.JCudnn");
+        });
+        assertTrue(r.detail().contains("failed to load earlier in this JVM"), r.detail());
+    }
+
+    @Test
     void versionIsReported() {
         FakeCudnnApi api = new FakeCudnnApi(new HostDevice());
         api.version = 90300;
