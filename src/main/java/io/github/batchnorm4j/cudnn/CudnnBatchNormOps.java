@@ -14,6 +14,8 @@ import jcuda.jcudnn.cudnnBatchNormMode;
 import java.util.ArrayDeque;
 import java.util.Arrays;
 import java.util.Deque;
+import java.util.HashMap;
+import java.util.Map;
 
 /**
  * Batch norm through cuDNN ({@code cudnnBatchNormalizationForwardTraining / ForwardInference / Backward} in
@@ -46,8 +48,11 @@ import java.util.Deque;
  * 1/invstd² − eps would lose digits and check nothing), and {@code backwardInference} (cuDNN has no frozen-statistics
  * backward: its backward always differentiates through the batch statistics).
  *
- * <p>The host API allocates device buffers per call and frees them before returning (this is a cross-check path,
- * not a training path); outputs are written only after every cuDNN call succeeded.
+ * <p>Two ways in, as for our kernels: the host API ({@code float[]}) allocates device buffers per call, frees them
+ * before returning and writes its outputs only after every call succeeded; the device-resident methods
+ * ({@link #forwardTrainingOnDevice} and friends) take buffers of the same {@link Device} (e.g. those a GPU training
+ * loop already holds) and queue the cuDNN call on the device's default stream. The gamma = 1 / beta = 0 buffers and
+ * the sinks for unwanted outputs are allocated once per channel count and freed on {@link #close()}.
  */
 public final class CudnnBatchNormOps extends AbstractBatchNormOps {
     private static final int MODE = cudnnBatchNormMode.CUDNN_BATCHNORM_SPATIAL;
@@ -57,6 +62,8 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps {
     private final boolean ownsDevice;
     private final double minEpsilon;
     private final CudnnHandleOwner handle;
+    /** Channel count → its ParameterScratch; guarded by this. */
+    private final Map<Integer, ParameterScratch> scratch = new HashMap<>();
 
     /**
      * cuDNN on a {@link io.github.batchnorm4j.cuda.CudaDevice}.
@@ -114,12 +121,14 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps {
                 + "not supported: cuDNN's batch-norm backward always differentiates through the batch statistics");
     }
 
+    // ---- host API: upload, run the device-resident op, download; outputs written only after everything succeeded ----
+
     @Override
     protected void doForwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
                                      float[] runningMean, float[] runningVar, double momentum, float[] y,
                                      float[] saveMean, float[] saveInvstd) {
         checkEpsilon(eps);
-        TensorLayout4d layout = TensorLayout4d.of(shape);
+        TensorLayout4d.of(shape); // reject shapes cuDNN cannot describe before allocating anything
         int n = shape.elementCountAsInt();
         int c = shape.channels();
         boolean running = runningMean != null;
@@ -129,19 +138,13 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps {
         float[] rmOut = new float[c];
         float[] rvOut = new float[c];
         try (Scope s = new Scope()) {
-            DevicePointer dx = s.upload(x);
+            DevicePointer dRm = running ? s.upload(runningMean) : null;
+            DevicePointer dRv = running ? s.upload(runningVar) : null;
             DevicePointer dy = s.alloc(n);
-            DevicePointer dGamma = s.upload(gamma != null ? gamma : filled(c, 1f));
-            DevicePointer dBeta = s.upload(beta != null ? beta : filled(c, 0f));
-            DevicePointer dRm = s.upload(running ? runningMean : filled(c, 0f));
-            DevicePointer dRv = s.upload(running ? runningVar : filled(c, 1f));
             DevicePointer dMean = s.alloc(c);
             DevicePointer dInvstd = s.alloc(c);
-            TensorDescriptor xd = s.add(TensorDescriptor.of(api, layout));
-            TensorDescriptor bn = s.add(TensorDescriptor.spatialParametersOf(api, xd));
-            CudnnErrors.check(api, api.batchNormalizationForwardTraining(handle.get(), MODE, 1f, 0f,
-                    xd.get(), dx, xd.get(), dy, bn.get(), dGamma, dBeta, running ? momentum : 0.0, dRm, dRv, eps,
-                    dMean, dInvstd), "cudnnBatchNormalizationForwardTraining(shape=" + shape + ")");
+            forwardTrainingOnDevice(shape, s.upload(x), s.uploadOrNull(gamma), s.uploadOrNull(beta), eps, dRm, dRv,
+                    momentum, dy, dMean, dInvstd);
             s.download(dy, yOut);
             s.download(dMean, meanOut);
             s.download(dInvstd, invstdOut);
@@ -150,7 +153,6 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps {
                 s.download(dRv, rvOut);
             }
         }
-        // Every call succeeded: only now touch the caller's arrays (a failing call changes no state).
         System.arraycopy(yOut, 0, y, 0, n);
         System.arraycopy(meanOut, 0, saveMean, 0, c);
         System.arraycopy(invstdOut, 0, saveInvstd, 0, c);
@@ -164,22 +166,13 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps {
     protected void doForwardInference(Shape shape, float[] x, float[] gamma, float[] beta, float[] runningMean,
                                       float[] runningVar, double eps, float[] y) {
         checkEpsilon(eps);
-        TensorLayout4d layout = TensorLayout4d.of(shape);
+        TensorLayout4d.of(shape);
         int n = shape.elementCountAsInt();
-        int c = shape.channels();
         float[] yOut = new float[n];
         try (Scope s = new Scope()) {
-            DevicePointer dx = s.upload(x);
             DevicePointer dy = s.alloc(n);
-            DevicePointer dGamma = s.upload(gamma != null ? gamma : filled(c, 1f));
-            DevicePointer dBeta = s.upload(beta != null ? beta : filled(c, 0f));
-            DevicePointer dRm = s.upload(runningMean);
-            DevicePointer dRv = s.upload(runningVar);
-            TensorDescriptor xd = s.add(TensorDescriptor.of(api, layout));
-            TensorDescriptor bn = s.add(TensorDescriptor.spatialParametersOf(api, xd));
-            CudnnErrors.check(api, api.batchNormalizationForwardInference(handle.get(), MODE, 1f, 0f,
-                    xd.get(), dx, xd.get(), dy, bn.get(), dGamma, dBeta, dRm, dRv, eps),
-                    "cudnnBatchNormalizationForwardInference(shape=" + shape + ")");
+            forwardInferenceOnDevice(shape, s.upload(x), s.uploadOrNull(gamma), s.uploadOrNull(beta),
+                    s.upload(runningMean), s.upload(runningVar), eps, dy);
             s.download(dy, yOut);
         }
         System.arraycopy(yOut, 0, y, 0, n);
@@ -188,39 +181,171 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps {
     @Override
     protected void doBackwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
-        TensorLayout4d layout = TensorLayout4d.of(shape);
+        TensorLayout4d.of(shape);
         int n = shape.elementCountAsInt();
         int c = shape.channels();
         float[] dxOut = new float[n];
         float[] dgOut = new float[c];
         float[] dbOut = new float[c];
         try (Scope s = new Scope()) {
-            DevicePointer dX = s.upload(x);
-            DevicePointer dDy = s.upload(dy);
             DevicePointer dDx = s.alloc(n);
-            DevicePointer dGamma = s.upload(gamma != null ? gamma : filled(c, 1f));
-            DevicePointer dDgamma = s.alloc(c);
-            DevicePointer dDbeta = s.alloc(c);
-            DevicePointer dMean = s.upload(saveMean);
-            DevicePointer dInvstd = s.upload(saveInvstd);
-            TensorDescriptor xd = s.add(TensorDescriptor.of(api, layout));
-            TensorDescriptor bn = s.add(TensorDescriptor.spatialParametersOf(api, xd));
-            CudnnErrors.check(api, api.batchNormalizationBackward(handle.get(), MODE, 1f, 0f, 1f, 0f,
-                    xd.get(), dX, xd.get(), dDy, xd.get(), dDx, bn.get(), dGamma, dDgamma, dDbeta,
-                    BatchNormOptions.DEFAULT_EPS, dMean, dInvstd),
-                    "cudnnBatchNormalizationBackward(shape=" + shape + ")");
+            DevicePointer dDg = dgamma != null ? s.alloc(c) : null;
+            DevicePointer dDb = dbeta != null ? s.alloc(c) : null;
+            backwardTrainingOnDevice(shape, s.upload(x), s.upload(dy), s.uploadOrNull(gamma), s.upload(saveMean),
+                    s.upload(saveInvstd), dDx, dDg, dDb);
             s.download(dDx, dxOut);
-            if (dgamma != null) s.download(dDgamma, dgOut);
-            if (dbeta != null) s.download(dDbeta, dbOut);
+            if (dgamma != null) s.download(dDg, dgOut);
+            if (dbeta != null) s.download(dDb, dbOut);
         }
         System.arraycopy(dxOut, 0, dx, 0, n);
         if (dgamma != null) System.arraycopy(dgOut, 0, dgamma, 0, c);
         if (dbeta != null) System.arraycopy(dbOut, 0, dbeta, 0, c);
     }
 
+    // ---- device-resident API: buffers of this backend's device, ordered on its default stream ----
+
+    /**
+     * Training-mode forward on device buffers (same math and conventions as
+     * {@link #forwardTraining(Shape, float[], float[], float[], double, float[], float[], double, float[], float[], float[])}),
+     * queued on the device's default stream; read the outputs after a synchronizing copy.
+     *
+     * @param gamma       C floats, or null for gamma = 1 (affine off)
+     * @param beta        C floats, or null for beta = 0
+     * @param runningMean in/out C floats, or null together with runningVar to leave running statistics alone
+     * @param y           output, the shape's element count
+     * @param saveMean    output, C floats
+     * @param saveInvstd  output, C floats (1/sqrt(var + eps))
+     */
+    public void forwardTrainingOnDevice(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta,
+                                        double eps, DevicePointer runningMean, DevicePointer runningVar,
+                                        double momentum, DevicePointer y, DevicePointer saveMean,
+                                        DevicePointer saveInvstd) {
+        checkDeviceCall(shape);
+        checkTraining(shape);
+        BatchNormOptions.checkEps(eps);
+        checkEpsilon(eps);
+        if ((runningMean == null) != (runningVar == null)) {
+            throw new IllegalArgumentException("runningMean and runningVar must both be given or both be null");
+        }
+        boolean running = runningMean != null;
+        if (running) BatchNormOptions.checkMomentum(momentum);
+        ParameterScratch p = scratch(shape.channels());
+        try (TensorDescriptor xd = TensorDescriptor.of(api, TensorLayout4d.of(shape));
+             TensorDescriptor bn = TensorDescriptor.spatialParametersOf(api, xd)) {
+            CudnnErrors.check(api, api.batchNormalizationForwardTraining(handle.get(), MODE, 1f, 0f,
+                    xd.get(), x, xd.get(), y, bn.get(), gamma != null ? gamma : p.ones, beta != null ? beta : p.zeros,
+                    running ? momentum : 0.0, running ? runningMean : p.runningMean,
+                    running ? runningVar : p.runningVar, eps, saveMean, saveInvstd),
+                    "cudnnBatchNormalizationForwardTraining(shape=" + shape + ")");
+        }
+    }
+
+    /**
+     * Eval-mode forward on device buffers: y = (x − runningMean)/sqrt(runningVar + eps)·gamma + beta.
+     *
+     * @param gamma C floats, or null for gamma = 1
+     * @param beta  C floats, or null for beta = 0
+     * @param y     output
+     */
+    public void forwardInferenceOnDevice(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta,
+                                         DevicePointer runningMean, DevicePointer runningVar, double eps,
+                                         DevicePointer y) {
+        checkDeviceCall(shape);
+        BatchNormOptions.checkEps(eps);
+        checkEpsilon(eps);
+        ParameterScratch p = scratch(shape.channels());
+        try (TensorDescriptor xd = TensorDescriptor.of(api, TensorLayout4d.of(shape));
+             TensorDescriptor bn = TensorDescriptor.spatialParametersOf(api, xd)) {
+            CudnnErrors.check(api, api.batchNormalizationForwardInference(handle.get(), MODE, 1f, 0f,
+                    xd.get(), x, xd.get(), y, bn.get(), gamma != null ? gamma : p.ones, beta != null ? beta : p.zeros,
+                    runningMean, runningVar, eps), "cudnnBatchNormalizationForwardInference(shape=" + shape + ")");
+        }
+    }
+
+    /**
+     * Training-mode backward on device buffers, reusing the saved statistics of the forward pass.
+     *
+     * @param gamma  C floats, or null for gamma = 1
+     * @param dx     output
+     * @param dgamma output C floats, or null when not wanted
+     * @param dbeta  output C floats, or null when not wanted
+     */
+    public void backwardTrainingOnDevice(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer gamma,
+                                         DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dx,
+                                         DevicePointer dgamma, DevicePointer dbeta) {
+        checkDeviceCall(shape);
+        checkTraining(shape);
+        ParameterScratch p = scratch(shape.channels());
+        try (TensorDescriptor xd = TensorDescriptor.of(api, TensorLayout4d.of(shape));
+             TensorDescriptor bn = TensorDescriptor.spatialParametersOf(api, xd)) {
+            // cuDNN always writes both parameter gradients: unwanted ones go to scratch and are discarded. The
+            // epsilon is unused when the saved statistics are given (cuDNN recomputes only from NULL ones).
+            CudnnErrors.check(api, api.batchNormalizationBackward(handle.get(), MODE, 1f, 0f, 1f, 0f,
+                    xd.get(), x, xd.get(), dy, xd.get(), dx, bn.get(), gamma != null ? gamma : p.ones,
+                    dgamma != null ? dgamma : p.dgamma, dbeta != null ? dbeta : p.dbeta,
+                    BatchNormOptions.DEFAULT_EPS, saveMean, saveInvstd),
+                    "cudnnBatchNormalizationBackward(shape=" + shape + ")");
+        }
+    }
+
+    private void checkDeviceCall(Shape shape) {
+        if (isClosed()) throw new IllegalStateException("backend 'cudnn' is closed");
+        if (shape == null) throw new IllegalArgumentException("shape must not be null");
+    }
+
+    /** Per-channel-count buffers: gamma = 1, beta = 0, and sinks for running statistics and gradients nobody wants. */
+    private static final class ParameterScratch implements AutoCloseable {
+        final DevicePointer ones;
+        final DevicePointer zeros;
+        final DevicePointer runningMean;
+        final DevicePointer runningVar;
+        final DevicePointer dgamma;
+        final DevicePointer dbeta;
+        private final DeviceBuffer buffer;
+
+        ParameterScratch(Device device, int c) {
+            buffer = device.allocate(6L * c * Float.BYTES);
+            long stride = (long) c * Float.BYTES;
+            ones = buffer.pointer();
+            zeros = buffer.at(stride);
+            runningMean = buffer.at(2 * stride);
+            runningVar = buffer.at(3 * stride);
+            dgamma = buffer.at(4 * stride);
+            dbeta = buffer.at(5 * stride);
+            try {
+                device.copyToDevice(filled(c, 1f), 0, ones, c, device.defaultStream());
+                // zeros, and running statistics 0 / 1 so that cuDNN reads finite values from the sinks
+                device.copyToDevice(filled(c, 0f), 0, zeros, c, device.defaultStream());
+                device.copyToDevice(filled(c, 0f), 0, runningMean, c, device.defaultStream());
+                device.copyToDevice(filled(c, 1f), 0, runningVar, c, device.defaultStream());
+            } catch (RuntimeException e) {
+                buffer.close();
+                throw e;
+            }
+        }
+
+        @Override
+        public void close() {
+            buffer.close();
+        }
+    }
+
+    private synchronized ParameterScratch scratch(int channels) {
+        ParameterScratch p = scratch.get(channels);
+        if (p == null) {
+            p = new ParameterScratch(device, channels);
+            scratch.put(channels, p);
+        }
+        return p;
+    }
+
     @Override
     protected void doClose() {
         try {
+            synchronized (this) {
+                for (ParameterScratch p : scratch.values()) p.close();
+                scratch.clear();
+            }
             handle.close();
         } finally {
             if (ownsDevice) device.close();
@@ -233,15 +358,19 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps {
         return a;
     }
 
-    /** Device buffers and descriptors of one call, closed in reverse order however the call ends. */
+    /** Device buffers of one host call, closed in reverse order however the call ends. */
     private final class Scope implements AutoCloseable {
-        private final Deque<AutoCloseable> owned = new ArrayDeque<>();
+        private final Deque<DeviceBuffer> owned = new ArrayDeque<>();
         private final DeviceStream stream = device.defaultStream();
 
         DevicePointer alloc(int floats) {
             DeviceBuffer b = device.allocate((long) Math.max(1, floats) * Float.BYTES);
             owned.push(b);
             return b.pointer();
+        }
+
+        DevicePointer uploadOrNull(float[] host) {
+            return host == null ? null : upload(host);
         }
 
         DevicePointer upload(float[] host) {
@@ -254,19 +383,14 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps {
             device.copyToHost(p, host, 0, host.length, stream);
         }
 
-        <T extends AutoCloseable> T add(T t) {
-            owned.push(t);
-            return t;
-        }
-
         @Override
         public void close() {
             RuntimeException first = null;
             while (!owned.isEmpty()) {
                 try {
                     owned.pop().close();
-                } catch (Exception e) {
-                    if (first == null) first = e instanceof RuntimeException re ? re : new RuntimeException(e);
+                } catch (RuntimeException e) {
+                    if (first == null) first = e;
                 }
             }
             if (first != null) throw first;

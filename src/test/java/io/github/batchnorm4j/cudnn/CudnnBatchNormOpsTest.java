@@ -161,7 +161,11 @@ class CudnnBatchNormOpsTest {
         Map<String, Object> call = api.calls("cudnnBatchNormalizationForwardTraining").get(0).args();
         // the scale/bias buffers were freed; the fake executed with them, so y above proves gamma = 1, beta = 0
         assertEquals(0.0, (double) call.get("factor"), 0.0, "no running statistics: nothing to average into");
-        assertNotSame(((DevicePointer) call.get("runMean")).buffer(), ((DevicePointer) call.get("runVar")).buffer());
+        DevicePointer sinkMean = (DevicePointer) call.get("runMean");
+        DevicePointer sinkVar = (DevicePointer) call.get("runVar");
+        assertNotSame(sinkMean, sinkVar);
+        assertTrue(sinkMean.byteOffset() != sinkVar.byteOffset() || sinkMean.buffer() != sinkVar.buffer(),
+                "distinct sinks for running mean and variance");
         assertEverythingReleased();
     }
 
@@ -312,6 +316,44 @@ class CudnnBatchNormOpsTest {
             assertThrows(UnsupportedOperationException.class,
                     () -> ops.normalize(s, new float[12], null, null, one, one, new float[12]));
         }
+    }
+
+    @Test
+    void deviceResidentCallsUseTheCallersBuffersAndOffsetsAndReuseTheScratch() {
+        Random r = new Random(29);
+        Shape s = Shape.channelsFirst(3, 4, 5);
+        int n = 60;
+        float[] x = random(r, n, 1, 2);
+        float[] dyHost = random(r, n, 1, 0);
+        try (CudnnBatchNormOps ops = ops(0.0)) {
+            // one big buffer, tensors at odd offsets inside it, as a training loop's workspace might hold them
+            io.github.batchnorm4j.gpu.DeviceBuffer big = device.allocate(4 * 400);
+            DevicePointer dx = big.at(4 * 3);
+            DevicePointer dy = big.at(4 * 70);
+            DevicePointer mean = big.at(4 * 140);
+            DevicePointer invstd = big.at(4 * 150);
+            DevicePointer grad = big.at(4 * 160);
+            DevicePointer dOut = big.at(4 * 230);
+            DevicePointer dbeta = big.at(4 * 300);
+            device.copyToDevice(x, 0, dx, n, device.defaultStream());
+            device.copyToDevice(dyHost, 0, grad, n, device.defaultStream());
+            ops.forwardTrainingOnDevice(s, dx, null, null, 1e-5, null, null, 0.1, dy, mean, invstd);
+            int allocationsAfterFirst = device.allocations;
+            ops.forwardTrainingOnDevice(s, dx, null, null, 1e-5, null, null, 0.1, dy, mean, invstd);
+            assertEquals(allocationsAfterFirst, device.allocations, "scratch allocated once per channel count");
+            assertClose("y on device", Reference.forwardTrainY(s, x, null, null, 1e-5), device.read(dy, n), FORWARD_TOL);
+            ops.backwardTrainingOnDevice(s, dx, grad, null, mean, invstd, dOut, null, dbeta);
+            double[][] e = Reference.backwardTrain(s, x, dyHost, null, 1e-5);
+            assertClose("dx on device", e[0], device.read(dOut, n), GRADIENT_TOL);
+            assertClose("dbeta on device", e[2], device.read(dbeta, 4), GRADIENT_TOL);
+            Map<String, Object> call = api.calls("cudnnBatchNormalizationBackward").get(0).args();
+            assertSame(dx, call.get("x"));
+            assertSame(grad, call.get("dy"));
+            assertSame(dbeta, call.get("dBias"));
+            assertNotSame(dbeta, call.get("dScale"), "unwanted dgamma goes to a sink");
+            big.close();
+        }
+        assertEverythingReleased();
     }
 
     @Test
