@@ -61,23 +61,23 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
         return acc;
     }
 
-    /** y = x·scale + shift per channel. */
-    private static void apply(Shape shape, float[] x, float[] scale, float[] shift, float[] y) {
+    /** y = (x − center)·scale + shift per channel. */
+    private static void apply(Shape shape, float[] x, float[] center, float[] scale, float[] shift, float[] y) {
         int c = shape.channels();
         if (shape.layout() == Layout.CHANNELS_FIRST) {
             long outer = shape.outer(), inner = shape.inner();
             for (long n = 0; n < outer; n++) {
                 for (int k = 0; k < c; k++) {
                     int base = (int) ((n * c + k) * inner);
-                    float a = scale[k], b = shift[k];
-                    for (int i = 0; i < inner; i++) y[base + i] = x[base + i] * a + b;
+                    float a = scale[k], b = shift[k], m = center[k];
+                    for (int i = 0; i < inner; i++) y[base + i] = (x[base + i] - m) * a + b;
                 }
             }
         } else {
             long rows = shape.rows();
             for (long r = 0; r < rows; r++) {
                 int base = (int) (r * c);
-                for (int k = 0; k < c; k++) y[base + k] = x[base + k] * scale[k] + shift[k];
+                for (int k = 0; k < c; k++) y[base + k] = (x[base + k] - center[k]) * scale[k] + shift[k];
             }
         }
     }
@@ -95,7 +95,15 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
             mean[k] = (float) st.mean(k);
             invstd[k] = (float) st.invstd(k, eps);
         }
-        doNormalize(shape, x, gamma, beta, mean, invstd, y);
+        // y = (x − hi)·scale + (beta − lo·scale) with mean = hi + lo: x·scale + shift would cancel when |mean| ≫ std.
+        float[] scale = new float[c];
+        float[] shift = new float[c];
+        for (int k = 0; k < c; k++) {
+            double s = (gamma == null ? 1.0 : gamma[k]) * (double) invstd[k];
+            scale[k] = (float) s;
+            shift[k] = (float) ((beta == null ? 0.0 : beta[k]) - (st.mean(k) - mean[k]) * s);
+        }
+        apply(shape, x, mean, scale, shift, y);
         System.arraycopy(mean, 0, saveMean, 0, c);
         System.arraycopy(invstd, 0, saveInvstd, 0, c);
         if (runningMean != null) {
@@ -124,9 +132,9 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
         for (int k = 0; k < c; k++) {
             double s = (gamma == null ? 1.0 : gamma[k]) * (double) invstd[k];
             scale[k] = (float) s;
-            shift[k] = (float) ((beta == null ? 0.0 : beta[k]) - mean[k] * s);
+            shift[k] = (float) (beta == null ? 0.0 : beta[k]);
         }
-        apply(shape, x, scale, shift, y);
+        apply(shape, x, mean, scale, shift, y);
     }
 
     @Override
