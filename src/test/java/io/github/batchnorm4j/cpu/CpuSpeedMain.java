@@ -69,47 +69,77 @@ public final class CpuSpeedMain {
             float[] si = new float[c];
             float[] dg = new float[c];
             float[] db = new float[c];
-            Runnable[] work = new Runnable[2 + 2 * shapes.length];
+            int perShape = 5;
+            Runnable[] work = new Runnable[2 + perShape * shapes.length];
             work[0] = () -> System.arraycopy(x, 0, out, 0, n);
-            work[1] = () -> parallelCopy(copyPool, threads, x, out);
+            // With one thread the "parallel" copy runs on the calling thread too, so its CPU time is measurable.
+            work[1] = threads == 1 ? work[0] : () -> parallelCopy(copyPool, threads, x, out);
             for (int s = 0; s < shapes.length; s++) {
                 Shape shape = shapes[s];
                 validate(ops, shape, x, gamma, beta, out, sm, si);
-                work[2 + 2 * s] = () -> ops.forwardTraining(shape, x, gamma, beta, 1e-5, rm, rv, 0.1, out, sm, si);
-                work[3 + 2 * s] = () -> ops.backwardTraining(shape, x, dy, gamma, sm, si, out, dg, db);
+                int w = 2 + perShape * s;
+                work[w] = () -> ops.forwardTraining(shape, x, gamma, beta, 1e-5, rm, rv, 0.1, out, sm, si);
+                work[w + 1] = () -> ops.backwardTraining(shape, x, dy, gamma, sm, si, out, dg, db);
+                work[w + 2] = () -> ops.statistics(shape, x);
+                work[w + 3] = () -> ops.forwardInference(shape, x, gamma, beta, sm, si, 1e-5, out);
+                work[w + 4] = () -> ops.backwardInference(shape, x, dy, gamma, sm, si, 1e-5, out, dg, db);
             }
             // Round robin: every measurement sees the same background load (this machine is shared), so the
             // ratios are fair even when absolute figures wander.
             long[][] t = new long[work.length][repeat];
+            long[][] cpuT = new long[work.length][repeat];
+            java.lang.management.ThreadMXBean tmx = java.lang.management.ManagementFactory.getThreadMXBean();
             long cpu0 = processCpuNanos();
             long wall0 = System.nanoTime();
             for (int rep = -Math.max(3, repeat / 4); rep < repeat; rep++) {
                 for (int w = 0; w < work.length; w++) {
+                    long c0 = tmx.getCurrentThreadCpuTime();
                     long t0 = System.nanoTime();
                     work[w].run();
                     long dt = System.nanoTime() - t0;
-                    if (rep >= 0) t[w][rep] = dt;
+                    long dc = tmx.getCurrentThreadCpuTime() - c0;
+                    if (rep >= 0) {
+                        t[w][rep] = dt;
+                        cpuT[w][rep] = dc;
+                    }
                 }
             }
             double cpuShare = (processCpuNanos() - cpu0) / (double) (System.nanoTime() - wall0);
+            report("wall-clock medians", t, shapes, perShape, bytes, threads);
+            if (threads == 1) {
+                // With one thread everything runs on the calling thread, so its CPU time is the time the work took
+                // on a core, whatever else the (shared) machine was doing meanwhile.
+                report("calling-thread CPU-time medians (load-independent, threads = 1 only)", cpuT, shapes, perShape,
+                        bytes, threads);
+            }
+            System.out.printf("process CPU time / wall time while timing: %.2f cores (of %d threads asked)%n",
+                    cpuShare, threads);
+        } finally {
+            copyPool.shutdown();
+        }
+    }
+
+    private static void report(String title, long[][] t, Shape[] shapes, int perShape, double bytes, int threads) {
+        {
+            System.out.println("-- " + title);
             double copy1 = 2 * bytes / median(t[0]);
             double copyT = 2 * bytes / median(t[1]);
             double copy = Math.max(copy1, copyT);
             System.out.printf("copy            1 thread %6.1f GB/s, %d threads %6.1f GB/s  -> reference %.1f GB/s%n",
                     copy1, threads, copyT, copy);
             for (int s = 0; s < shapes.length; s++) {
-                double fwd = median(t[2 + 2 * s]);
-                double bwd = median(t[3 + 2 * s]);
+                int w = 2 + perShape * s;
+                double fwd = median(t[w]);
+                double bwd = median(t[w + 1]);
                 double fwdGbps = 3 * bytes / fwd;
                 double bwdGbps = 5 * bytes / bwd;
                 System.out.printf("%-15s forward-train %7.2f ms %6.1f GB/s (%3.0f%% of copy)   backward %7.2f ms %6.1f"
                                 + " GB/s (%3.0f%% of copy)%n", shapes[s].layout().cliName(), fwd / 1e6, fwdGbps,
                         100 * fwdGbps / copy, bwd / 1e6, bwdGbps, 100 * bwdGbps / copy);
+                System.out.printf("%-15s   passes: statistics (1 S) %6.1f GB/s, forward-eval (2 S) %6.1f GB/s,"
+                                + " backward-eval (3 S) %6.1f GB/s%n", "", bytes / median(t[w + 2]),
+                        2 * bytes / median(t[w + 3]), 3 * bytes / median(t[w + 4]));
             }
-            System.out.printf("process CPU time / wall time while timing: %.2f cores (of %d threads asked)%n",
-                    cpuShare, threads);
-        } finally {
-            copyPool.shutdown();
         }
     }
 
