@@ -51,30 +51,37 @@ final class Kernels {
             int end = (int) Math.min(hi, (run + 1) * inner);
             int c = (int) (run % channels);
             double k = shift[c];
-            double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            double q0 = 0, q1 = 0, q2 = 0, q3 = 0;
+            // 8 independent chains: an FMA has 4 cycles of latency and two ports, so fewer chains would stall.
+            double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+            double q0 = 0, q1 = 0, q2 = 0, q3 = 0, q4 = 0, q5 = 0, q6 = 0, q7 = 0;
             int i = pos;
-            for (; i + 3 < end; i += 4) {
-                double d0 = x[i] - k;
-                double d1 = x[i + 1] - k;
-                double d2 = x[i + 2] - k;
-                double d3 = x[i + 3] - k;
+            for (; i + 7 < end; i += 8) {
+                double d0 = x[i] - k, d1 = x[i + 1] - k, d2 = x[i + 2] - k, d3 = x[i + 3] - k;
+                double d4 = x[i + 4] - k, d5 = x[i + 5] - k, d6 = x[i + 6] - k, d7 = x[i + 7] - k;
                 a0 += d0;
                 a1 += d1;
                 a2 += d2;
                 a3 += d3;
+                a4 += d4;
+                a5 += d5;
+                a6 += d6;
+                a7 += d7;
                 q0 = madd(d0, d0, q0);
                 q1 = madd(d1, d1, q1);
                 q2 = madd(d2, d2, q2);
                 q3 = madd(d3, d3, q3);
+                q4 = madd(d4, d4, q4);
+                q5 = madd(d5, d5, q5);
+                q6 = madd(d6, d6, q6);
+                q7 = madd(d7, d7, q7);
             }
             for (; i < end; i++) {
                 double d = x[i] - k;
                 a0 += d;
                 q0 = madd(d, d, q0);
             }
-            s1[c] += (a0 + a1) + (a2 + a3);
-            s2[c] += (q0 + q1) + (q2 + q3);
+            s1[c] += ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+            s2[c] += ((q0 + q1) + (q2 + q3)) + ((q4 + q5) + (q6 + q7));
             pos = end;
             run++;
         }
