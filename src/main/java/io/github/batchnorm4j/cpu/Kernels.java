@@ -20,8 +20,13 @@ final class Kernels {
      */
     static final boolean FMA = detectFma();
 
-    /** Rows per channels-last tile: 64 rows of C = 64 floats are 16 KB, at home in L1. */
-    static final int ROW_TILE = 64;
+    /**
+     * Rows per channels-last tile, chosen by measurement on one core for [32,56,56,64] (C = 64): the statistics pass
+     * (8-channel blocks) read 8.0 / 8.5 / 7.5 / 6.6 / 4.5 GB/s with 8 / 16 / 32 / 64 / 256 rows: short tiles keep the
+     * walk close to sequential. The gradient sums showed no clear difference between 16 and 256.
+     */
+    static final int STATS_ROW_TILE = 16;
+    static final int GRADIENT_ROW_TILE = 16;
 
     private Kernels() {
     }
@@ -88,14 +93,14 @@ final class Kernels {
     }
 
     /**
-     * Channels-last statistics, tiled: for a tile of {@link #ROW_TILE} rows (in cache after the first touch), blocks of
+     * Channels-last statistics, tiled: for a tile of {@link #STATS_ROW_TILE} rows (in cache after the first touch), blocks of
      * 8 channels keep their 16 sums in registers while walking down the tile's rows; the per-channel arrays are touched
      * once per tile instead of once per element (which cost two loads and two stores per element).
      */
     static void shiftedSumsChannelsLast(float[] x, int r0, int r1, int channels, float[] shift,
                                         double[] s1, double[] s2) {
-        for (int t0 = r0; t0 < r1; t0 += ROW_TILE) {
-            int t1 = Math.min(r1, t0 + ROW_TILE);
+        for (int t0 = r0; t0 < r1; t0 += STATS_ROW_TILE) {
+            int t1 = Math.min(r1, t0 + STATS_ROW_TILE);
             int c = 0;
             for (; c + 7 < channels; c += 8) {
                 double k0 = shift[c], k1 = shift[c + 1], k2 = shift[c + 2], k3 = shift[c + 3];
@@ -173,29 +178,25 @@ final class Kernels {
     }
 
     /**
-     * Channels-last y, four rows at a time so each channel's coefficients are loaded once per four elements. (Walking
-     * 8-channel blocks down a tile, as the sums do, measured slower: 9.1 → 6.6 GB/s on one core; the strided stores
-     * cost more than the coefficient loads they save.)
+     * Channels-last y, two rows at a time so each channel's coefficients are loaded once per two elements. Measured on
+     * one core for C = 64 (GB/s read + written): one row 13.5, two rows 17.5, four rows 14.0; 8-channel blocks walking
+     * down 4-row tiles 16.1, down 16-row tiles 10.5 (strided stores). Channels-first runs reach 25.
      */
     static void applyChannelsLast(float[] x, float[] y, int r0, int r1, int channels,
                                   float[] center, float[] scale, float[] shift) {
         int r = r0;
-        for (; r + 3 < r1; r += 4) {
+        for (; r + 1 < r1; r += 2) {
             int b0 = r * channels;
             int b1 = b0 + channels;
-            int b2 = b1 + channels;
-            int b3 = b2 + channels;
             for (int c = 0; c < channels; c++) {
                 float m = center[c];
                 float a = scale[c];
                 float b = shift[c];
                 y[b0 + c] = (x[b0 + c] - m) * a + b;
                 y[b1 + c] = (x[b1 + c] - m) * a + b;
-                y[b2 + c] = (x[b2 + c] - m) * a + b;
-                y[b3 + c] = (x[b3 + c] - m) * a + b;
             }
         }
-        for (; r < r1; r++) {
+        if (r < r1) {
             int base = r * channels;
             for (int c = 0; c < channels; c++) y[base + c] = (x[base + c] - center[c]) * scale[c] + shift[c];
         }
@@ -243,8 +244,8 @@ final class Kernels {
     /** Channels-last Σdy, Σdy·(x − center), tiled like {@link #shiftedSumsChannelsLast}, 4 channels a block. */
     static void gradientSumsChannelsLast(float[] x, float[] dy, int r0, int r1, int channels, float[] center,
                                          double[] sdy, double[] sdyx) {
-        for (int t0 = r0; t0 < r1; t0 += ROW_TILE) {
-            int t1 = Math.min(r1, t0 + ROW_TILE);
+        for (int t0 = r0; t0 < r1; t0 += GRADIENT_ROW_TILE) {
+            int t1 = Math.min(r1, t0 + GRADIENT_ROW_TILE);
             int c = 0;
             for (; c + 3 < channels; c += 4) {
                 double m0 = center[c], m1 = center[c + 1], m2 = center[c + 2], m3 = center[c + 3];
@@ -304,15 +305,13 @@ final class Kernels {
         }
     }
 
-    /** Channels-last dx, four rows at a time like {@link #applyChannelsLast}. */
+    /** Channels-last dx, two rows at a time like {@link #applyChannelsLast}. */
     static void dxChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
                                float[] center, float[] kdy, float[] kx, float[] k0) {
         int r = r0;
-        for (; r + 3 < r1; r += 4) {
+        for (; r + 1 < r1; r += 2) {
             int b0 = r * channels;
             int b1 = b0 + channels;
-            int b2 = b1 + channels;
-            int b3 = b2 + channels;
             for (int c = 0; c < channels; c++) {
                 float m = center[c];
                 float g = kdy[c];
@@ -320,11 +319,9 @@ final class Kernels {
                 float z = k0[c];
                 dx[b0 + c] = dy[b0 + c] * g + ((x[b0 + c] - m) * h + z);
                 dx[b1 + c] = dy[b1 + c] * g + ((x[b1 + c] - m) * h + z);
-                dx[b2 + c] = dy[b2 + c] * g + ((x[b2 + c] - m) * h + z);
-                dx[b3 + c] = dy[b3 + c] * g + ((x[b3 + c] - m) * h + z);
             }
         }
-        for (; r < r1; r++) {
+        if (r < r1) {
             int base = r * channels;
             for (int c = 0; c < channels; c++) {
                 dx[base + c] = dy[base + c] * kdy[c] + ((x[base + c] - center[c]) * kx[c] + k0[c]);
