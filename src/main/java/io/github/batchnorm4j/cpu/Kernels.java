@@ -241,35 +241,53 @@ final class Kernels {
         }
     }
 
-    /** Channels-last Σdy, Σdy·(x − center), tiled like {@link #shiftedSumsChannelsLast}, 4 channels a block. */
+    /** Channels-last Σdy, Σdy·(x − center), tiled like {@link #shiftedSumsChannelsLast}, 8 channels a block. */
     static void gradientSumsChannelsLast(float[] x, float[] dy, int r0, int r1, int channels, float[] center,
                                          double[] sdy, double[] sdyx) {
         for (int t0 = r0; t0 < r1; t0 += GRADIENT_ROW_TILE) {
             int t1 = Math.min(r1, t0 + GRADIENT_ROW_TILE);
             int c = 0;
-            for (; c + 3 < channels; c += 4) {
+            for (; c + 7 < channels; c += 8) {
                 double m0 = center[c], m1 = center[c + 1], m2 = center[c + 2], m3 = center[c + 3];
-                double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                double b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+                double m4 = center[c + 4], m5 = center[c + 5], m6 = center[c + 6], m7 = center[c + 7];
+                double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+                double b0 = 0, b1 = 0, b2 = 0, b3 = 0, b4 = 0, b5 = 0, b6 = 0, b7 = 0;
                 for (int i = t0 * channels + c, end = t1 * channels + c; i < end; i += channels) {
                     double g0 = dy[i], g1 = dy[i + 1], g2 = dy[i + 2], g3 = dy[i + 3];
+                    double g4 = dy[i + 4], g5 = dy[i + 5], g6 = dy[i + 6], g7 = dy[i + 7];
                     a0 += g0;
                     a1 += g1;
                     a2 += g2;
                     a3 += g3;
+                    a4 += g4;
+                    a5 += g5;
+                    a6 += g6;
+                    a7 += g7;
                     b0 = madd(g0, x[i] - m0, b0);
                     b1 = madd(g1, x[i + 1] - m1, b1);
                     b2 = madd(g2, x[i + 2] - m2, b2);
                     b3 = madd(g3, x[i + 3] - m3, b3);
+                    b4 = madd(g4, x[i + 4] - m4, b4);
+                    b5 = madd(g5, x[i + 5] - m5, b5);
+                    b6 = madd(g6, x[i + 6] - m6, b6);
+                    b7 = madd(g7, x[i + 7] - m7, b7);
                 }
                 sdy[c] += a0;
                 sdy[c + 1] += a1;
                 sdy[c + 2] += a2;
                 sdy[c + 3] += a3;
+                sdy[c + 4] += a4;
+                sdy[c + 5] += a5;
+                sdy[c + 6] += a6;
+                sdy[c + 7] += a7;
                 sdyx[c] += b0;
                 sdyx[c + 1] += b1;
                 sdyx[c + 2] += b2;
                 sdyx[c + 3] += b3;
+                sdyx[c + 4] += b4;
+                sdyx[c + 5] += b5;
+                sdyx[c + 6] += b6;
+                sdyx[c + 7] += b7;
             }
             for (; c < channels; c++) {
                 double m = center[c];
