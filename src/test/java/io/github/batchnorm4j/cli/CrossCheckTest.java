@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.batchnorm4j.BatchNormOps;
-import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.cpu.CpuBatchNormOps;
 import java.util.List;
@@ -43,7 +42,7 @@ class CrossCheckTest {
     @Test
     void biasedRunningVarianceFailsForwardTrainOnly() {
         // Planted bug: running_var updated with the biased variance (forgets M/(M − 1)).
-        BatchNormOps planted = new Delegating() {
+        BatchNormOps planted = new DelegatingOps() {
             @Override
             public void forwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
                                         float[] runningMean, float[] runningVar, double momentum, float[] y,
@@ -65,7 +64,7 @@ class CrossCheckTest {
 
     @Test
     void evalBackwardIgnoringGammaFailsBackwardEvalOnly() {
-        BatchNormOps planted = new Delegating() {
+        BatchNormOps planted = new DelegatingOps() {
             @Override
             public void backwardInference(Shape shape, float[] x, float[] dy, float[] gamma, float[] runningMean,
                                           float[] runningVar, double eps, float[] dx, float[] dgamma, float[] dbeta) {
@@ -78,7 +77,7 @@ class CrossCheckTest {
     @Test
     void anUnwrittenElementFails() {
         // The outputs are NaN-poisoned before each call: a backend that skips the last dx element must fail.
-        BatchNormOps planted = new Delegating() {
+        BatchNormOps planted = new DelegatingOps() {
             @Override
             public void backwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                          float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
@@ -95,7 +94,7 @@ class CrossCheckTest {
 
     @Test
     void aBackendThatThrowsIsAFailRowNotACrash() {
-        BatchNormOps planted = new Delegating() {
+        BatchNormOps planted = new DelegatingOps() {
             @Override
             public void forwardInference(Shape shape, float[] x, float[] gamma, float[] beta, float[] runningMean,
                                          float[] runningVar, double eps, float[] y) {
@@ -111,7 +110,7 @@ class CrossCheckTest {
     @Test
     void aSlightlyWrongForwardFails() {
         // y off by 3e-5 relative in one element: beyond the 1e-5 forward tolerance.
-        BatchNormOps planted = new Delegating() {
+        BatchNormOps planted = new DelegatingOps() {
             @Override
             public void forwardInference(Shape shape, float[] x, float[] gamma, float[] beta, float[] runningMean,
                                          float[] runningVar, double eps, float[] y) {
@@ -120,57 +119,5 @@ class CrossCheckTest {
             }
         };
         assertEquals(Set.of("forward-eval"), failingOps(planted));
-    }
-
-    /** The CPU backend behind a name, with methods to override for planting bugs. */
-    private static class Delegating implements BatchNormOps {
-        final CpuBatchNormOps cpu = new CpuBatchNormOps();
-
-        @Override
-        public String name() {
-            return "planted";
-        }
-
-        @Override
-        public ChannelStatistics statistics(Shape shape, float[] x) {
-            return cpu.statistics(shape, x);
-        }
-
-        @Override
-        public void forwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
-                                    float[] runningMean, float[] runningVar, double momentum, float[] y,
-                                    float[] saveMean, float[] saveInvstd) {
-            cpu.forwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean,
-                    saveInvstd);
-        }
-
-        @Override
-        public void forwardInference(Shape shape, float[] x, float[] gamma, float[] beta, float[] runningMean,
-                                     float[] runningVar, double eps, float[] y) {
-            cpu.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
-        }
-
-        @Override
-        public void normalize(Shape shape, float[] x, float[] gamma, float[] beta, float[] mean, float[] invstd,
-                              float[] y) {
-            cpu.normalize(shape, x, gamma, beta, mean, invstd, y);
-        }
-
-        @Override
-        public void backwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
-                                     float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
-            cpu.backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
-        }
-
-        @Override
-        public void backwardInference(Shape shape, float[] x, float[] dy, float[] gamma, float[] runningMean,
-                                      float[] runningVar, double eps, float[] dx, float[] dgamma, float[] dbeta) {
-            cpu.backwardInference(shape, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
-        }
-
-        @Override
-        public void close() {
-            cpu.close();
-        }
     }
 }

@@ -8,19 +8,26 @@ import io.github.batchnorm4j.BackendProvider;
 import io.github.batchnorm4j.BackendUnavailableException;
 import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.MeasuredOps;
+import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.gpu.TrafficMetrics;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.util.List;
+import java.util.Optional;
+import java.util.function.Supplier;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Exit-code mapping, and exit 3 for an unavailable backend. The latter runs {@link Main#run} in this JVM, because
- * only here can a backend that is registered but unavailable be planted (every other CLI test goes through the
- * launcher).
+ * Exit-code mapping, and runs of {@link Main#run} in this JVM with planted backends, which only this JVM can register
+ * (every other CLI test goes through the launcher): an unavailable backend (exit 3), a backend that measures its
+ * traffic (bench's traffic_ratio and sector_efficiency, validation against the CPU backend) and a wrong one (bench
+ * refuses to time it).
  */
 class MainTest {
     @TempDir
@@ -99,5 +106,90 @@ class MainTest {
         assertEquals(Main.OK, all.code(), all.toString());
         assertTrue(all.out().contains("skipped unavailable-for-test: unavailable (planted by MainTest)"), all.out());
         assertTrue(all.out().contains("check: PASS"), all.out());
+    }
+
+    /** A registered, available backend made by {@code factory}. */
+    private static void register(String name, Supplier<BatchNormOps> factory) {
+        Backends.register(new BackendProvider() {
+            @Override
+            public String name() {
+                return name;
+            }
+
+            @Override
+            public BackendInfo probe() {
+                return new BackendInfo(name, true, "planted by MainTest");
+            }
+
+            @Override
+            public BatchNormOps open() {
+                return factory.get();
+            }
+        });
+    }
+
+    /** CPU results, and fixed traffic: 3 S moved (S = 1440 bytes for 4,3,5,6), 80% sector efficiency. */
+    private static final class Measured extends DelegatingOps implements MeasuredOps {
+        @Override
+        public String name() {
+            return "measured-for-test";
+        }
+
+        @Override
+        public Optional<TrafficMetrics> lastOperationMetrics() {
+            return Optional.of(new TrafficMetrics(2, 1000, 2 * 1440, 1440, 4000, 5000, 0));
+        }
+    }
+
+    @Test
+    void benchReportsTrafficOfMeasuredBackendsAndValidatesAgainstTheCpu() {
+        register("measured-for-test", Measured::new);
+        Run r = inProcess("bench", "--backend", "measured-for-test", "--shape", "4,3,5,6", "--op", "forward-train",
+                "--repeat", "2", "--json");
+        assertEquals(Main.OK, r.code(), r.toString());
+        List<String> lines = r.out().strip().lines().toList();
+        assertEquals(2, lines.size(), "one row per layout and no copy row off the CPU backend: " + r.out());
+        for (String l : lines) {
+            assertTrue(l.contains("\"backend\":\"measured-for-test\""), l);
+            assertTrue(l.contains("\"traffic_ratio\":3,") || l.contains("\"traffic_ratio\":3.0"), l);
+            assertTrue(l.contains("\"sector_efficiency\":0.8"), l);
+            assertTrue(l.contains("\"max_rel_error\":0,") || l.contains("\"max_rel_error\":0.0"),
+                    "same results as the CPU backend it is validated against: " + l);
+        }
+    }
+
+    /**
+     * The registry is global to this JVM and cannot forget a backend: the wrong backend is wrong only while this flag
+     * is set, so that a later `check` over all backends is not affected.
+     */
+    private static volatile boolean wrong;
+
+    @Test
+    void benchRefusesToTimeAWrongBackend() {
+        register("wrong-for-test", () -> new DelegatingOps() {
+            @Override
+            public String name() {
+                return "wrong-for-test";
+            }
+
+            @Override
+            public void forwardInference(Shape shape, float[] x, float[] gamma, float[] beta, float[] runningMean,
+                                         float[] runningVar, double eps, float[] y) {
+                super.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+                if (wrong) y[0] += 1e-3f;
+            }
+        });
+        Run r;
+        wrong = true;
+        try {
+            r = inProcess("bench", "--backend", "wrong-for-test", "--shape", "4,3,5,6", "--op", "forward-eval",
+                    "--repeat", "2", "--json");
+        } finally {
+            wrong = false;
+        }
+        assertEquals(Main.FAILED, r.code(), r.toString());
+        assertTrue(r.err().strip().startsWith("error: bench wrong-for-test forward-eval"), r.err());
+        assertTrue(r.err().contains("validation failed before timing"), r.err());
+        assertEquals("", r.out().strip(), "nothing timed");
     }
 }
