@@ -103,7 +103,7 @@ final class BenchCommand implements Callable<Integer> {
                 System.out.printf(Locale.ROOT, "bench %s: shape %s, S = %.2f MB (bytes of x), median of %d runs after "
                         + "validation and warm-up%n", ops0.name(), shape, bytes / 1e6, repeat);
                 if (copy != null) {
-                    System.out.printf(Locale.ROOT, "copy: %.2f GB/s (read + write; %d threads copying %.1f MB, median "
+                    System.out.printf(Locale.ROOT, "copy: %.2f GB/s (read + write; %d threads copying %.1f MB like x, median "
                             + "%.3f ms)%n", copy.gbps(), copy.threads(), copy.bytes() / 1e6, copy.timing().medianMs());
                 }
                 System.out.printf("%-14s %-15s %-16s %10s %8s %10s %12s%s%n", "op", "layout", "shape", "median_ms",

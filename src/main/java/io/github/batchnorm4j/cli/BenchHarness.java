@@ -21,8 +21,6 @@ public final class BenchHarness {
     public static final long MIN_WARMUP_NANOS = 300_000_000L;
     /** Upper bound on warm-up runs. */
     public static final int MAX_WARMUP_RUNS = 50;
-    /** The copy bandwidth is measured on at least this many bytes, so that it is memory's, not a cache's. */
-    public static final long MIN_COPY_BYTES = 64L << 20;
 
     private BenchHarness() {
     }
@@ -89,14 +87,16 @@ public final class BenchHarness {
     }
 
     /**
-     * Measures the machine's copy bandwidth: a float[] of {@code max(bytes, MIN_COPY_BYTES)} copied into another
-     * by {@code threads} threads, each {@link System#arraycopy} of its contiguous slice (the same parallelism the
-     * CPU backend uses, so the comparison is fair). Counts bytes read + bytes written.
+     * Measures the machine's copy bandwidth: a float[] of {@code bytes} (rounded down to whole floats) copied into
+     * another by {@code threads} threads, each {@link System#arraycopy} of its contiguous slice. bench passes S, the
+     * size of x, and all cores: the copy then meets the same caches and the same parallelism as the ops it is
+     * compared with (a tensor that fits in the last-level cache is compared with a copy that fits too, one that does
+     * not with a copy from memory). Counts bytes read + bytes written.
      */
     public static CopyBandwidth measureCopy(long bytes, int threads, int repeats) {
         if (threads < 1) throw new IllegalArgumentException("threads: expected >= 1, got " + threads);
-        long size = Math.max(bytes, MIN_COPY_BYTES);
-        int n = (int) Math.min(size / Float.BYTES, Integer.MAX_VALUE - 8);
+        if (bytes < Float.BYTES) throw new IllegalArgumentException("bytes: expected >= 4, got " + bytes);
+        int n = (int) Math.min(bytes / Float.BYTES, Integer.MAX_VALUE - 8);
         float[] src = new float[n];
         float[] dst = new float[n];
         for (int i = 0; i < n; i++) src[i] = i; // touch every page before timing

@@ -39,12 +39,13 @@ class BenchHarnessTest {
     }
 
     @Test
-    void copyBandwidthCountsReadAndWrittenBytesOfALargeCopy() {
-        BenchHarness.CopyBandwidth c = BenchHarness.measureCopy(1000, 2, 3);
-        assertEquals(BenchHarness.MIN_COPY_BYTES, c.bytes(), "small requests are raised to a memory-sized copy");
+    void copyBandwidthCountsReadAndWrittenBytes() {
+        BenchHarness.CopyBandwidth c = BenchHarness.measureCopy((4 << 20) + 3, 2, 3);
+        assertEquals(4 << 20, c.bytes(), "whole floats of the size asked for");
         assertEquals(2, c.threads());
         assertEquals(2.0 * c.bytes() / (c.timing().medianMs() * 1e-3) / 1e9, c.gbps(), 1e-9 * c.gbps());
         assertTrue(c.gbps() > 0.1 && c.gbps() < 10_000, "plausible: " + c.gbps());
+        assertThrows(IllegalArgumentException.class, () -> BenchHarness.measureCopy(2, 1, 1));
     }
 
     private static long sink;
