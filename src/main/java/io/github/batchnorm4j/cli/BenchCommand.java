@@ -100,11 +100,12 @@ final class BenchCommand implements Callable<Integer> {
                 copy = BenchHarness.measureCopy(bytes, Runtime.getRuntime().availableProcessors(), repeat);
             }
             if (!json) {
-                System.out.printf(Locale.ROOT, "bench %s: shape %s, S = %.2f MB (bytes of x), median of %d runs after "
-                        + "validation and warm-up%n", ops0.name(), shape, bytes / 1e6, repeat);
+                System.out.printf(Locale.ROOT, "bench %s: shape %s, S = %s (bytes of x), median of %d runs after "
+                        + "validation and warm-up%n", ops0.name(), shape, size(bytes), repeat);
                 if (copy != null) {
-                    System.out.printf(Locale.ROOT, "copy: %.2f GB/s (read + write; %d threads copying %.1f MB like x, median "
-                            + "%.3f ms)%n", copy.gbps(), copy.threads(), copy.bytes() / 1e6, copy.timing().medianMs());
+                    System.out.printf(Locale.ROOT, "copy: %.3g GB/s (read + write; %d thread%s copying %s like x, "
+                            + "median %.4g ms)%n", copy.gbps(), copy.threads(), copy.threads() == 1 ? "" : "s",
+                            size(copy.bytes()), copy.timing().medianMs());
                 }
                 System.out.printf("%-14s %-15s %-16s %10s %8s %10s %12s%s%n", "op", "layout", "shape", "median_ms",
                         "GB/s", copy != null ? "% of copy" : "", "max_rel_err",
@@ -150,13 +151,21 @@ final class BenchCommand implements Callable<Integer> {
             }
             System.out.println(row);
         } else {
-            System.out.printf(Locale.ROOT, "%-14s %-15s %-16s %10.3f %8.2f %10s %12.2e%s%n", o, s.layout().cliName(),
+            System.out.printf(Locale.ROOT, "%-14s %-15s %-16s %10.3f %8.3g %10s %12.2e%s%n", o, s.layout().cliName(),
                     dims, r.timing().medianMs(), gbps,
                     copy != null ? String.format(Locale.ROOT, "%.1f%%", 100 * gbps / copy.gbps()) : "",
                     r.maxRelError(),
                     m.map(t -> String.format(Locale.ROOT, " %11.3f %11.3f", (double) t.bytesMoved() / bytes,
                             t.sectorEfficiency())).orElse(""));
         }
+    }
+
+    /** Bytes for people: "1440 B", "4.61 kB", "25.7 MB", "1.03 GB" (powers of 1000, like GB/s). */
+    static String size(long bytes) {
+        if (bytes < 1000) return bytes + " B";
+        if (bytes < 1_000_000) return String.format(Locale.ROOT, "%.3g kB", bytes / 1e3);
+        if (bytes < 1_000_000_000) return String.format(Locale.ROOT, "%.3g MB", bytes / 1e6);
+        return String.format(Locale.ROOT, "%.3g GB", bytes / 1e9);
     }
 
     /** [N, C, S..] in the memory order of a layout. */

@@ -46,6 +46,9 @@ class BenchHarnessTest {
         assertEquals(2.0 * c.bytes() / (c.timing().medianMs() * 1e-3) / 1e9, c.gbps(), 1e-9 * c.gbps());
         assertTrue(c.gbps() > 0.1 && c.gbps() < 10_000, "plausible: " + c.gbps());
         assertThrows(IllegalArgumentException.class, () -> BenchHarness.measureCopy(2, 1, 1));
+        BenchHarness.CopyBandwidth tiny = BenchHarness.measureCopy(1000, 8, 3);
+        assertEquals(1, tiny.threads(), "a small copy is not split across threads");
+        assertEquals(1000, tiny.bytes());
     }
 
     private static long sink;
