@@ -78,7 +78,7 @@ public final class BenchHarness {
      * A copy-bandwidth measurement.
      *
      * @param bytes   bytes of the source array (as many again are written)
-     * @param threads threads sharing the copy
+     * @param threads host threads sharing the copy, or 0 for a copy on a device
      * @param timing  timings of one full copy
      */
     public record CopyBandwidth(long bytes, int threads, Timing timing) {

@@ -8,6 +8,7 @@ import io.github.batchnorm4j.BackendProvider;
 import io.github.batchnorm4j.BackendUnavailableException;
 import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.MeasuredOps;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.gpu.TrafficMetrics;
@@ -19,6 +20,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Supplier;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -191,5 +193,81 @@ class MainTest {
         assertTrue(r.err().strip().startsWith("error: bench wrong-for-test forward-eval"), r.err());
         assertTrue(r.err().contains("validation failed before timing"), r.err());
         assertEquals("", r.out().strip(), "nothing timed");
+    }
+
+    /** A "device" backend: its device-resident operations run the CPU backend on private copies, and are counted. */
+    private static final class DeviceTimed extends DelegatingOps implements DeviceResidentTiming {
+        static final AtomicInteger PREPARED = new AtomicInteger();
+        static final AtomicInteger RUNS = new AtomicInteger();
+        static final AtomicInteger COPIES = new AtomicInteger();
+
+        @Override
+        public String name() {
+            return "device-for-test";
+        }
+
+        @Override
+        public Timed prepareTiming(Op op, Shape shape, float[] x, float[] dy, float[] gamma, float[] beta,
+                                   float[] runningMean, float[] runningVar, float[] saveMean, float[] saveInvstd,
+                                   double eps, double momentum) {
+            PREPARED.incrementAndGet();
+            float[] dx = new float[x.length];
+            float[] rm = runningMean.clone();
+            float[] rv = runningVar.clone();
+            float[] c1 = new float[shape.channels()];
+            float[] c2 = new float[shape.channels()];
+            return new Timed() {
+                @Override
+                public void run() {
+                    RUNS.incrementAndGet();
+                    switch (op) {
+                        case FORWARD_TRAINING -> cpu.forwardTraining(shape, x, gamma, beta, eps, rm, rv, momentum, dx,
+                                c1, c2);
+                        case FORWARD_INFERENCE -> cpu.forwardInference(shape, x, gamma, beta, rm, rv, eps, dx);
+                        case BACKWARD_TRAINING -> cpu.backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx,
+                                c1, c2);
+                    }
+                }
+
+                @Override
+                public void close() {
+                }
+            };
+        }
+
+        @Override
+        public Timed prepareCopy(long bytes) {
+            float[] a = new float[(int) (bytes / 4)];
+            float[] b = new float[a.length];
+            return new Timed() {
+                @Override
+                public void run() {
+                    COPIES.incrementAndGet();
+                    System.arraycopy(a, 0, b, 0, a.length);
+                }
+
+                @Override
+                public void close() {
+                }
+            };
+        }
+    }
+
+    @Test
+    void benchTimesTheDeviceResidentOperationsAndTheDeviceCopy() {
+        register("device-for-test", DeviceTimed::new);
+        Run r = inProcess("bench", "--backend", "device-for-test", "--shape", "4,3,5,6", "--repeat", "3", "--json");
+        assertEquals(Main.OK, r.code(), r.toString());
+        List<String> lines = r.out().strip().lines().toList();
+        assertEquals(7, lines.size(), r.out());
+        assertTrue(lines.get(0).contains("\"op\":\"copy\"") && lines.get(0).contains("\"timed\":\"device\"")
+                && !lines.get(0).contains("threads"), lines.get(0));
+        for (String l : lines.subList(1, 7)) {
+            assertTrue(l.contains("\"timed\":\"device\""), l);
+            assertTrue(l.contains("\"pct_of_copy\":"), l);
+        }
+        assertEquals(6, DeviceTimed.PREPARED.get(), "one prepared operation per op and layout");
+        assertTrue(DeviceTimed.RUNS.get() >= 6 * (BenchHarness.MIN_WARMUP_RUNS + 3), "warm-ups and timed runs");
+        assertTrue(DeviceTimed.COPIES.get() >= BenchHarness.MIN_WARMUP_RUNS + 3, "the device copy was timed");
     }
 }
