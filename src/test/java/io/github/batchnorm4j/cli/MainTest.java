@@ -270,4 +270,38 @@ class MainTest {
         assertTrue(DeviceTimed.RUNS.get() >= 6 * (BenchHarness.MIN_WARMUP_RUNS + 3), "warm-ups and timed runs");
         assertTrue(DeviceTimed.COPIES.get() >= BenchHarness.MIN_WARMUP_RUNS + 3, "the device copy was timed");
     }
+
+    /** While set, "broken-for-test" probes available but cannot be opened (unset, it is simply unavailable). */
+    private static volatile boolean broken;
+
+    @Test
+    void checkCountsABackendThatCannotBeOpenedAsAFailure() {
+        Backends.register(new BackendProvider() {
+            @Override
+            public String name() {
+                return "broken-for-test";
+            }
+
+            @Override
+            public BackendInfo probe() {
+                return new BackendInfo(name(), broken, broken ? "looks fine" : "planted by MainTest");
+            }
+
+            @Override
+            public BatchNormOps open() {
+                throw new IllegalStateException("kernel module failed to load");
+            }
+        });
+        Run r;
+        broken = true;
+        try {
+            r = inProcess("check", "--backends", "broken-for-test");
+        } finally {
+            broken = false;
+        }
+        assertEquals(Main.FAILED, r.code(), r.toString());
+        assertTrue(r.out().contains("FAIL broken-for-test: could not be opened: java.lang.IllegalStateException: "
+                + "kernel module failed to load"), r.out());
+        assertTrue(r.out().contains("check: FAIL, 1 of 1 checks failed"), r.out());
+    }
 }
