@@ -351,6 +351,7 @@ public final class GpuBatchNorm implements AutoCloseable {
         if (reduction) {
             int sms = device.properties().multiprocessorCount();
             for (boolean vec : new boolean[]{false, true}) {
+                if (vec && !divisibleBy4(shape)) continue;
                 LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, sms);
                 partials = Math.max(partials, g.partials());
                 counters = Math.max(counters, g.counters());
@@ -381,12 +382,15 @@ public final class GpuBatchNorm implements AutoCloseable {
 
     /** Whether every tensor allows the float4 path for this shape. */
     static boolean vectorizable(Shape shape, DevicePointer... tensors) {
-        boolean divisible = shape.layout() == Layout.CHANNELS_FIRST ? shape.inner() % 4 == 0 : shape.channels() % 4 == 0;
-        if (!divisible) return false;
+        if (!divisibleBy4(shape)) return false;
         for (DevicePointer p : tensors) {
             if (!p.isAligned(16)) return false;
         }
         return true;
+    }
+
+    private static boolean divisibleBy4(Shape shape) {
+        return shape.layout() == Layout.CHANNELS_FIRST ? shape.inner() % 4 == 0 : shape.channels() % 4 == 0;
     }
 
     private static DevicePointer or(DevicePointer p, DevicePointer fallback) {

@@ -58,6 +58,15 @@ public final class LaunchGeometry {
         return vec ? 4 : 1;
     }
 
+    private static void checkVec(Shape shape, boolean vec) {
+        if (!vec) return;
+        long d = shape.layout() == Layout.CHANNELS_FIRST ? shape.inner() : shape.channels();
+        if (d % 4 != 0) {
+            throw new IllegalArgumentException("the float4 path needs " + (shape.layout() == Layout.CHANNELS_FIRST
+                    ? "inner" : "C") + " % 4 == 0, got " + d + " for shape " + shape);
+        }
+    }
+
     /**
      * A per-channel reduction (bn_stats_*, bn_backward_reduce_*).
      *
@@ -73,6 +82,7 @@ public final class LaunchGeometry {
 
     /** Geometry of a reduction over {@code shape}. */
     public static Reduction reduction(Shape shape, boolean vec, int multiprocessors) {
+        checkVec(shape, vec);
         long target = (long) REDUCE_WAVES * multiprocessors;
         int c = shape.channels();
         if (shape.layout() == Layout.CHANNELS_FIRST) {
@@ -104,6 +114,7 @@ public final class LaunchGeometry {
 
     /** Geometry of an elementwise pass over {@code shape}. */
     public static Elementwise elementwise(Shape shape, boolean vec, int multiprocessors) {
+        checkVec(shape, vec);
         long target = (long) ELEMENTWISE_WAVES * multiprocessors;
         int c = shape.channels();
         if (shape.layout() == Layout.CHANNELS_FIRST) {
