@@ -109,6 +109,7 @@ final class InsnDecoder {
         tok = tok.trim();
         if (tok.equals("_")) return -1;
         if (!tok.startsWith("%")) throw error("expected a register, got " + tok);
+        if (declared.contains(tok)) return regIndex(tok);
         if (Special.of(tok) >= 0) throw error("cannot write special register " + tok);
         return regIndex(tok);
     }
@@ -118,6 +119,7 @@ final class InsnDecoder {
         tok = tok.trim();
         if (tok.startsWith("!")) tok = tok.substring(1).trim();
         if (tok.startsWith("%")) {
+            if (declared.contains(tok)) return regIndex(tok);
             int sp = Special.of(tok);
             if (sp >= 0) return -2 - sp;
             if (tok.startsWith("%clock") || tok.startsWith("%globaltimer")) throw error("clock registers must be read by mov");
