@@ -127,6 +127,18 @@ bn_backward_reduce_cf_vec4(const float* __restrict__ x, const float* __restrict_
 }
 
 // ---- channels-last sums -----------------------------------------------------------------------------------------
+// After tree_over_rows the block's sums sit in sh[0 .. bx*W) in channel order: finish them with consecutive threads on
+// consecutive channels (coalesced per-channel loads and stores).
+template <int W>
+__device__ __forceinline__ void finish_block_cl(const BackwardFinish& f, const float2* sh, const float* sh_mean,
+                                                int cbase) {
+    const int nthreads = blockDim.x * blockDim.y, tid = threadIdx.y * blockDim.x + threadIdx.x;
+    __syncthreads();
+    for (int i = tid; i < (int)blockDim.x * W; i += nthreads) {
+        if (cbase + i < f.channels) finish_backward(f, cbase + i, sh[i], sh_mean[i]);
+    }
+}
+
 template <bool VEC>
 __device__ __forceinline__ void reduce_cl(const float* __restrict__ x, const float* __restrict__ dy, long long rows,
                                           int C, long long chunk, float* partials, unsigned* counters,
@@ -136,13 +148,12 @@ __device__ __forceinline__ void reduce_cl(const float* __restrict__ x, const flo
     __shared__ float sh_mean[256 * W];
     __shared__ unsigned last_sh;
     const int bx = blockDim.x, by = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * bx + tx, nthreads = bx * by;
     const int CU = VEC ? C / 4 : C;
     const int cu = blockIdx.x * bx + tx;
     const bool active = cu < CU;
-    if (ty == 0 && active) {
-        #pragma unroll
-        for (int k = 0; k < W; k++) sh_mean[tx * W + k] = mean[cu * W + k];
-    }
+    const int cbase = blockIdx.x * bx * W;   // local channel i = tx*W + k
+    for (int i = tid; i < bx * W; i += nthreads) sh_mean[i] = cbase + i < C ? mean[cbase + i] : 0.f;
     __syncthreads();
     float mu[W];
     float2 acc[W];
@@ -168,10 +179,7 @@ __device__ __forceinline__ void reduce_cl(const float* __restrict__ x, const flo
     }
     tree_over_rows<float2, W>(acc, sh);
     if (gridDim.y == 1) {
-        if (ty == 0 && active) {
-            #pragma unroll
-            for (int k = 0; k < W; k++) finish_backward(f, cu * W + k, acc[k], mu[k]);
-        }
+        finish_block_cl<W>(f, sh, sh_mean, cbase);
         return;
     }
     if (ty == 0 && active) {   // [gy][channel][2]
@@ -190,10 +198,7 @@ __device__ __forceinline__ void reduce_cl(const float* __restrict__ x, const flo
         }
     }
     tree_over_rows<float2, W>(acc, sh);
-    if (ty == 0 && active) {
-        #pragma unroll
-        for (int k = 0; k < W; k++) finish_backward(f, cu * W + k, acc[k], mu[k]);
-    }
+    finish_block_cl<W>(f, sh, sh_mean, cbase);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
@@ -269,15 +274,16 @@ __device__ __forceinline__ void dx_cl(const float* __restrict__ x, const float* 
     constexpr int W = VEC ? 4 : 1;
     __shared__ float sh[4][256 * W];
     const int bx = blockDim.x, tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * bx + tx, nthreads = bx * blockDim.y;
     const int CU = VEC ? C / 4 : C;
     const int cu = blockIdx.x * bx + tx;
     const bool active = cu < CU;
-    if (ty == 0 && active) {
-        #pragma unroll
-        for (int k = 0; k < W; k++) {
-            const int c = cu * W + k;
+    const int cbase = blockIdx.x * bx * W;
+    for (int i = tid; i < bx * W; i += nthreads) {   // consecutive threads, consecutive channels: coalesced
+        const int c = cbase + i;
+        if (c < C) {
             #pragma unroll
-            for (int q = 0; q < 4; q++) sh[q][tx * W + k] = coef[q * C + c];
+            for (int q = 0; q < 4; q++) sh[q][i] = coef[q * C + c];
         }
     }
     __syncthreads();

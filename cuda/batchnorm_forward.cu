@@ -155,6 +155,18 @@ bn_stats_cf_vec4(const float* __restrict__ x, int C, long long N, long long inne
 }
 
 // ---- channels-last statistics -----------------------------------------------------------------------------------
+// After tree_over_rows the block's merged statistics sit in sh[0 .. bx*W) in channel order: finish them with
+// consecutive threads on consecutive channels, so the per-channel loads and stores are coalesced.
+template <int W>
+__device__ __forceinline__ void finish_block_cl(const FinishArgs& f, const Welford* sh, const float* sh_pivot,
+                                                int cbase) {
+    const int nthreads = blockDim.x * blockDim.y, tid = threadIdx.y * blockDim.x + threadIdx.x;
+    __syncthreads();
+    for (int i = tid; i < (int)blockDim.x * W; i += nthreads) {
+        if (cbase + i < f.channels) finish_channel(f, cbase + i, sh[i], sh_pivot[i]);
+    }
+}
+
 // Block (bx, by) with bx * by <= 256 and by a power of two; thread (tx, ty) owns channel unit gx*bx + tx and visits
 // rows gy*chunk + ty, + by, ... below (gy+1)*chunk.
 template <bool VEC>
@@ -165,14 +177,13 @@ __device__ __forceinline__ void stats_cl(const float* __restrict__ x, long long 
     __shared__ float sh_pivot[256 * W];
     __shared__ unsigned last_sh;
     const int bx = blockDim.x, by = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * bx + tx, nthreads = bx * by;
     const int CU = VEC ? C / 4 : C;
     const int cu = blockIdx.x * bx + tx;
     const bool active = cu < CU;
-    // The pivot (row 0 of each channel) is loaded once per block and shared, not once per thread.
-    if (ty == 0 && active) {
-        #pragma unroll
-        for (int k = 0; k < W; k++) sh_pivot[tx * W + k] = x[(long long)cu * W + k];
-    }
+    const int cbase = blockIdx.x * bx * W;   // first channel of this block; local channel i = tx*W + k
+    // The pivot (row 0 of each channel) is loaded once per block, by consecutive threads (coalesced), and shared.
+    for (int i = tid; i < bx * W; i += nthreads) sh_pivot[i] = cbase + i < C ? x[cbase + i] : 0.f;
     __syncthreads();
     float pivot[W];
     #pragma unroll
@@ -205,10 +216,7 @@ __device__ __forceinline__ void stats_cl(const float* __restrict__ x, long long 
     for (int k = 0; k < W; k++) w[k].n = n;
     tree_over_rows<Welford, W>(w, sh);
     if (gridDim.y == 1) {
-        if (ty == 0 && active) {
-            #pragma unroll
-            for (int k = 0; k < W; k++) finish_channel(f, cu * W + k, w[k], pivot[k]);
-        }
+        finish_block_cl<W>(f, sh, sh_pivot, cbase);
         return;
     }
     if (ty == 0 && active) {   // partials laid out [gy][channel][3]
@@ -231,10 +239,7 @@ __device__ __forceinline__ void stats_cl(const float* __restrict__ x, long long 
         }
     }
     tree_over_rows<Welford, W>(w, sh);
-    if (ty == 0 && active) {
-        #pragma unroll
-        for (int k = 0; k < W; k++) finish_channel(f, cu * W + k, w[k], pivot[k]);
-    }
+    finish_block_cl<W>(f, sh, sh_pivot, cbase);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
@@ -330,15 +335,14 @@ __device__ __forceinline__ void apply_cl(const float* in, float* out, long long 
     constexpr int W = VEC ? 4 : 1;
     __shared__ float sh[3][256 * W];
     const int bx = blockDim.x, tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * bx + tx, nthreads = bx * blockDim.y;
     const int CU = VEC ? C / 4 : C;
     const int cu = blockIdx.x * bx + tx;
     const bool active = cu < CU;
-    if (ty == 0 && active) {
-        #pragma unroll
-        for (int k = 0; k < W; k++) {
-            const int c = cu * W + k;
-            sh[0][tx * W + k] = coef[c]; sh[1][tx * W + k] = coef[C + c]; sh[2][tx * W + k] = coef[2 * C + c];
-        }
+    const int cbase = blockIdx.x * bx * W;
+    for (int i = tid; i < bx * W; i += nthreads) {   // consecutive threads, consecutive channels: coalesced
+        const int c = cbase + i;
+        if (c < C) { sh[0][i] = coef[c]; sh[1][i] = coef[C + c]; sh[2][i] = coef[2 * C + c]; }
     }
     __syncthreads();
     if (!active) return;
