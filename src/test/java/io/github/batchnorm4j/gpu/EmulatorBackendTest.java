@@ -3,6 +3,8 @@ package io.github.batchnorm4j.gpu;
 import io.github.batchnorm4j.BackendInfo;
 import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.DeviceResidentTiming;
+import io.github.batchnorm4j.ptx.EmulatedDevice;
 import io.github.batchnorm4j.MeasuredOps;
 import io.github.batchnorm4j.Shape;
 import org.junit.jupiter.api.Test;
@@ -42,6 +44,41 @@ class EmulatorBackendTest {
             assertEquals(2, train.launches(), "statistics + apply");
             assertTrue(train.bytesMoved() >= 3 * bytes && train.bytesMoved() <= 3.1 * bytes, train.toString());
             assertTrue(eval.bytesMoved() >= 2 * bytes && eval.bytesMoved() <= 2.1 * bytes, "reset per operation: " + eval);
+        }
+    }
+
+    @Test
+    void deviceResidentTimingRunsEveryOpWithTheHostOpsTrafficAndFreesItsBuffers() {
+        Shape s = Shape.channelsLast(2, 48, 48, 8);
+        int n = s.elementCountAsInt();
+        float[] x = new float[n];
+        float[] dy = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) Math.cos(i * 0.11) * 2 - 1;
+            dy[i] = (float) Math.sin(i * 0.7);
+        }
+        float[] ones = {1, 1, 1, 1, 1, 1, 1, 1};
+        float[] zeros = new float[8];
+        EmulatedDevice dev = new EmulatedDevice();
+        try (GpuBatchNormOps ops = new GpuBatchNormOps("emulator", dev, true)) {
+            int live = dev.liveBufferCount();
+            for (DeviceResidentTiming.Op op : DeviceResidentTiming.Op.values()) {
+                try (DeviceResidentTiming.Timed t = ops.prepareTiming(op, s, x, dy, ones, zeros, zeros.clone(),
+                        ones.clone(), zeros, ones, 1e-5, 0.1)) {
+                    t.run();
+                    TrafficMetrics m = ops.lastOperationMetrics().orElseThrow();
+                    double ratio = (double) m.bytesMoved() / (4.0 * n);
+                    double budget = op == DeviceResidentTiming.Op.FORWARD_TRAINING ? 3
+                            : op == DeviceResidentTiming.Op.FORWARD_INFERENCE ? 2 : 5;
+                    assertTrue(ratio >= budget && ratio <= budget + 0.1, op + ": traffic ratio " + ratio);
+                }
+                // Only the kernels' workspace (allocated once, reused by every later call) may remain.
+                assertEquals(live + 1, dev.liveBufferCount(), op + ": buffers freed on close");
+            }
+            try (DeviceResidentTiming.Timed copy = ops.prepareCopy(4096)) {
+                copy.run();
+            }
+            assertEquals(live + 1, dev.liveBufferCount());
         }
     }
 }
