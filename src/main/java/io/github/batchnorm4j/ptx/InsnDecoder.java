@@ -368,6 +368,25 @@ final class InsnDecoder {
                     if (!mods.isEmpty()) { unsupported(in); break; }
                     in.op = Op.PRMT; ternary(in, ops); break;
                 case "copysign": binary(in, ops, Op.COPYSIGN); break;
+                case "isspacep":
+                    in.op = Op.ISSPACEP;
+                    in.space = space(mods);
+                    in.d = dst(ops.get(0));
+                    in.a = src(ops.get(1), PtxType.U64);
+                    break;
+                case "shf": // funnel shift: mode bit 0 = right, bit 1 = clamp
+                    in.op = Op.SHF;
+                    in.mode = (mods.contains("r") ? 1 : 0) | (mods.contains("clamp") ? 2 : 0);
+                    ternary(in, ops);
+                    break;
+                case "lop3":
+                    in.op = Op.LOP3;
+                    in.d = dst(ops.get(0));
+                    in.a = src(ops.get(1), type);
+                    in.b = src(ops.get(2), type);
+                    in.c = src(ops.get(3), type);
+                    in.e = src(ops.get(4), PtxType.U32);
+                    break;
                 case "sqrt": in.mode = mods.contains("approx") ? -1 : in.mode; unary(in, ops, Op.FSQRT); break;
                 case "rsqrt": unary(in, ops, Op.FRSQRT); break;
                 case "rcp": in.mode = mods.contains("approx") ? -1 : in.mode; unary(in, ops, Op.FRCP); break;
@@ -722,6 +741,6 @@ final class InsnDecoder {
         in.d = dst(ops.get(0));
         in.negA = ops.get(1).trim().startsWith("!");
         in.a = src(ops.get(1), PtxType.PRED);
-        in.e = ops.size() > 2 ? src(ops.get(2), PtxType.U32) : constant(0xFFFF_FFFFL);
+        in.e = ops.size() > 2 ? src(ops.get(2), PtxType.U32) : -1; // non-.sync vote: the executing lanes
     }
 }

@@ -351,6 +351,9 @@ final class Interpreter {
             case Op.MOV_UNPACK: Alu.unpack(R, in, m); break;
             case Op.CLOCK: for (int x = m; x != 0; x &= x - 1) R[in.d * 32 + Integer.numberOfTrailingZeros(x)] = threadInsns; break;
             case Op.ATOM: case Op.RED: atom(R, in, m); break;
+            case Op.ISSPACEP: isspacep(R, in, m); break;
+            case Op.SHF: Alu.shf(R, in, m); break;
+            case Op.LOP3: Alu.lop3(R, in, m); break;
             case Op.MEMBAR: case Op.NOP: break;
             case Op.SHFL: shfl(R, in, m, mask); break;
             case Op.VOTE: vote(R, in, m, mask); break;
@@ -528,7 +531,7 @@ final class Interpreter {
     private void vote(long[] R, Insn in, int m, int mask) {
         if (m == 0) return;
         int l0 = Integer.numberOfTrailingZeros(m);
-        int members = (int) R[in.e * 32 + l0];
+        int members = in.e >= 0 ? (int) R[in.e * 32 + l0] : m;
         checkMembers(in, members, m, "vote.sync");
         int ballot = 0;
         for (int x = m & members; x != 0; x &= x - 1) {
@@ -567,6 +570,23 @@ final class Interpreter {
             if (in.space == Op.SHARED) v = (v & 0xFFFF_FFFFL) + GlobalMemory.SHARED_WINDOW;
             else if (in.space == Op.LOCAL) v = (v & 0xFFFF_FFFFL) + GlobalMemory.LOCAL_WINDOW;
             R[d + l] = v;
+        }
+    }
+
+    private void isspacep(long[] R, Insn in, int m) {
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = Integer.numberOfTrailingZeros(x);
+            long a = R[in.a * 32 + l];
+            boolean sh = a >= GlobalMemory.SHARED_WINDOW && a < GlobalMemory.SHARED_WINDOW + GlobalMemory.WINDOW_SIZE;
+            boolean lo = a >= GlobalMemory.LOCAL_WINDOW && a < GlobalMemory.LOCAL_WINDOW + GlobalMemory.WINDOW_SIZE;
+            boolean r;
+            switch (in.space) {
+                case Op.SHARED: r = sh; break;
+                case Op.LOCAL: r = lo; break;
+                case Op.GLOBAL: r = !sh && !lo; break;
+                default: r = false; break;
+            }
+            R[in.d * 32 + l] = r ? 1 : 0;
         }
     }
 

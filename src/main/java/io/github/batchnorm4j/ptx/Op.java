@@ -28,7 +28,8 @@ final class Op {
     static final int CVT = 90, CVTA_TO = 91, CVTA = 92, MOV_PACK = 93, MOV_UNPACK = 94;
     static final int LD = 100, ST = 101, ATOM = 102, RED = 103, PREFETCH = 104;
     static final int BRA = 110, RET = 111, EXIT = 112, BAR = 113, BAR_WARP = 114, MEMBAR = 115, SHFL = 116,
-            VOTE = 117, ACTIVEMASK = 118, CLOCK = 119, BAR_RED = 120, NOP = 121, TRAP = 122, MATCH = 123;
+            VOTE = 117, ACTIVEMASK = 118, CLOCK = 119, BAR_RED = 120, NOP = 121, TRAP = 122, MATCH = 123,
+            ISSPACEP = 124, SHF = 125, LOP3 = 126;
 
     // Rounding modes (Insn.mode for float ops and cvt).
     static final int RN = 0, RZ = 1, RM = 2, RP = 3, RNA = 4;
