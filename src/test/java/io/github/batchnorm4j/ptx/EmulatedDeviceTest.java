@@ -138,4 +138,35 @@ class EmulatedDeviceTest {
             assertFalse(dev.launchHistory().iterator().hasNext());
         }
     }
+
+    private static int[] blockOrder(EmulatorOptions opt, int blocks) {
+        try (EmulatedDevice dev = new EmulatedDevice(opt); DeviceBuffer counter = dev.allocate(4);
+             DeviceBuffer order = dev.allocate(4L * blocks)) {
+            DeviceModule m = dev.loadModule("block_order.ptx", TestPtx.load("block_order.ptx"));
+            dev.memset(counter.pointer(), (byte) 0, 4, dev.defaultStream());
+            dev.copyToDevice(new int[blocks], 0, order.pointer(), blocks, dev.defaultStream());
+            dev.launch(m.kernel("block_order"), Dim3.of(blocks), Dim3.of(64), 0, dev.defaultStream(),
+                    new KernelArgs().ptr(counter).ptr(order));
+            int[] got = new int[blocks];
+            dev.copyToHost(order.pointer(), got, 0, blocks, dev.defaultStream());
+            return got;
+        }
+    }
+
+    @Test
+    void blocksRunInASeededShuffledOrder() {
+        int blocks = 50;
+        int[] seq = blockOrder(EmulatorOptions.defaults().withSequentialBlocks(), blocks);
+        for (int b = 0; b < blocks; b++) assertEquals(b, seq[b], "sequential order");
+        int[] a = blockOrder(EmulatorOptions.defaults().withBlockOrderSeed(5), blocks);
+        int[] again = blockOrder(EmulatorOptions.defaults().withBlockOrderSeed(5), blocks);
+        int[] other = blockOrder(EmulatorOptions.defaults().withBlockOrderSeed(6), blocks);
+        assertArrayEquals(a, again, "same seed, same order");
+        assertFalse(java.util.Arrays.equals(a, other), "another seed, another order");
+        assertFalse(java.util.Arrays.equals(a, seq), "shuffled, not sequential");
+        int[] sorted = a.clone();
+        java.util.Arrays.sort(sorted);
+        assertArrayEquals(seq, sorted, "every block ran exactly once");
+        assertFalse(java.util.Arrays.equals(blockOrder(EmulatorOptions.defaults(), blocks), seq), "shuffled by default");
+    }
 }
