@@ -428,7 +428,7 @@ public final class EmulatedDevice implements MeasuringDevice {
                     throw new DeviceException("module " + name + " has no entry " + entryName + "; entries: "
                             + parsed.functions.values().stream().filter(x -> x.entry).map(x -> x.name).toList());
                 }
-                return new EKernel(this, f);
+                return new EKernel(this, Linker.link(parsed, f));
             }
         }
 

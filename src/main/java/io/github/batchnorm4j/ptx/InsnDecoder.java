@@ -33,6 +33,8 @@ final class InsnDecoder {
     private final Map<String, Integer> sharedSyms = new HashMap<>();
     private final Map<String, Integer> paramSyms = new HashMap<>();
     private final Map<String, Integer> localSyms = new HashMap<>();
+    private final Map<String, Integer> callParamSyms = new HashMap<>();
+    private int frameBytes;
     private final List<String> regNames = new ArrayList<>();
     private int line;
     private String text;
@@ -46,6 +48,21 @@ final class InsnDecoder {
 
     void defineParam(String name, int offset) {
         paramSyms.put(name, offset);
+    }
+
+    /** A .func formal/return parameter or a call-site .param variable: a slot in this function's call frame. */
+    int defineCallParam(String name, int size, int align) {
+        Integer have = callParamSyms.get(name);
+        if (have != null) return have; // call sites redeclare param0, retval0 ... with the same layout
+        align = Math.max(align, 1);
+        frameBytes = (frameBytes + align - 1) / align * align;
+        callParamSyms.put(name, frameBytes);
+        frameBytes += Math.max(size, 1);
+        return callParamSyms.get(name);
+    }
+
+    int frameBytes() {
+        return frameBytes;
     }
 
     void defineShared(String name, int offset) {
@@ -259,8 +276,10 @@ final class InsnDecoder {
         }
         long[] consts = new long[constValues.size()];
         for (int k = 0; k < consts.length; k++) consts[k] = constValues.get(k);
-        return new PtxFunction(moduleName, fnName, entry, params, paramBytes, code.toArray(new Insn[0]),
+        PtxFunction f = new PtxFunction(moduleName, fnName, entry, params, paramBytes, code.toArray(new Insn[0]),
                 regBase + regNames.size(), consts, constBase, staticShared, dynOffset, localBytes, labels);
+        f.frameBytes = frameBytes;
+        return f;
     }
 
     private static int countNewlines(String s, int upto) {
@@ -413,6 +432,7 @@ final class InsnDecoder {
                 case "activemask": in.op = Op.ACTIVEMASK; in.d = dst(ops.get(0)); break;
                 case "bra": in.op = Op.BRA; in.uni = mods.contains("uni"); break;
                 case "ret": in.op = Op.RET; break;
+                case "call": decodeCall(in, ops); break;
                 case "exit": in.op = Op.EXIT; break;
                 case "trap": in.op = Op.TRAP; break;
                 case "nanosleep": case "pmevent": in.op = Op.NOP; break;
@@ -635,6 +655,9 @@ final class InsnDecoder {
         if (baseTok.startsWith("%")) {
             in.baseReg = src(baseTok, PtxType.U64);
             in.offset = off;
+        } else if (callParamSyms.containsKey(baseTok)) {
+            in.space = Op.CALLPARAM;
+            in.offset = callParamSyms.get(baseTok) + off;
         } else {
             Long sym = symbolAddress(baseTok);
             if (sym != null) {
@@ -713,6 +736,41 @@ final class InsnDecoder {
         in.op = Op.BAR;
         in.a = src(ops.get(0), PtxType.U32);
         if (ops.size() > 1) in.b = src(ops.get(1), PtxType.U32);
+    }
+
+    /** call[.uni] [(ret),] name[, (args)]; indirect calls (through a register) are unsupported. */
+    private void decodeCall(Insn in, List<String> ops) {
+        int k = 0;
+        Insn.CallInfo ci = new Insn.CallInfo();
+        String first = ops.get(0).trim();
+        if (first.startsWith("(")) {
+            String r = first.substring(1, first.length() - 1).trim();
+            Integer off = callParamSyms.get(r);
+            if (off == null) throw error("unknown return parameter " + r);
+            ci.retOffset = off;
+            k = 1;
+        }
+        String callee = ops.get(k++).trim();
+        if (callee.startsWith("%")) {
+            unsupported(in);
+            return;
+        }
+        ci.callee = callee;
+        List<Integer> args = new ArrayList<>();
+        if (k < ops.size()) {
+            String list = ops.get(k).trim();
+            if (list.startsWith("(")) {
+                for (String a : PtxParser.splitTop(list.substring(1, list.length() - 1))) {
+                    if (a.isBlank()) continue;
+                    Integer off = callParamSyms.get(a.trim());
+                    if (off == null) throw error("call argument " + a.trim() + " is not a .param variable");
+                    args.add(off);
+                }
+            }
+        }
+        ci.argOffsets = args.stream().mapToInt(Integer::intValue).toArray();
+        in.op = Op.CALL;
+        in.call = ci;
     }
 
     private void decodeShfl(Insn in, List<String> ops, List<String> mods) {

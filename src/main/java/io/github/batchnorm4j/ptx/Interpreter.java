@@ -44,6 +44,11 @@ final class Interpreter {
     private final int localBytes;
     private final byte[] local;
     private final long[][] regs;
+    private final byte[] callParams;
+    private final int callParamBytes;
+    private final int[][][] retStack;
+    private final int[][] callDepth;
+    private static final int MAX_CALL_DEPTH = 32;
     private final int[][] lanePc;
     private final int[] active, waiting;
     private final int[][] barId;
@@ -82,6 +87,10 @@ final class Interpreter {
         this.shared = new byte[Math.max(sharedBytes, 1)];
         this.localBytes = fn.localBytes;
         this.local = new byte[Math.max(1, localBytes * nthreads)];
+        this.callParamBytes = fn.callParamBytes;
+        this.callParams = new byte[Math.max(1, callParamBytes * nthreads)];
+        this.retStack = callParamBytes > 0 || fn.hasCalls() ? new int[(nthreads + 31) / 32][32][MAX_CALL_DEPTH] : null;
+        this.callDepth = new int[(nthreads + 31) / 32][32];
         int stride = fn.numRegs * 32;
         regs = new long[nwarps][];
         lanePc = new int[nwarps][32];
@@ -92,7 +101,7 @@ final class Interpreter {
         for (int w = 0; w < nwarps; w++) {
             long[] r = new long[stride];
             for (int i = 0; i < fn.constants.length; i++) {
-                Arrays.fill(r, (fn.constBase + i) * 32, (fn.constBase + i) * 32 + 32, fn.constants[i]);
+                Arrays.fill(r, fn.constRegs[i] * 32, fn.constRegs[i] * 32 + 32, fn.constants[i]);
             }
             regs[w] = r;
         }
@@ -158,6 +167,7 @@ final class Interpreter {
         active[w] = lanes == 32 ? -1 : (1 << lanes) - 1;
         waiting[w] = 0;
         Arrays.fill(lanePc[w], 0);
+        Arrays.fill(callDepth[w], 0);
         int bx = block.x(), by = block.y();
         for (int l = 0; l < 32; l++) {
             int t = w * 32 + l;
@@ -282,10 +292,44 @@ final class Interpreter {
                     continue;
                 }
                 case Op.EXIT: case Op.RET: {
-                    if (in.op == Op.RET && !fn.entry) throw fail(in, Integer.numberOfTrailingZeros(mask), "ret from a .func is not supported");
-                    active[w] &= ~m;
+                    int[] lp = lanePc[w];
+                    int[] depth = callDepth[w];
+                    for (int x = m; x != 0; x &= x - 1) {
+                        int l = Integer.numberOfTrailingZeros(x);
+                        if (in.op == Op.RET && depth[l] > 0) {
+                            int k = retStack[w][l][--depth[l]];
+                            Insn.CallInfo ci = code[k].call;
+                            if (ci.retSrc >= 0) {
+                                int base = (w * 32 + l) * callParamBytes;
+                                System.arraycopy(callParams, base + ci.retSrc, callParams, base + ci.retDst, ci.retSize);
+                            }
+                            lp[l] = k + 1;
+                        } else {
+                            active[w] &= ~(1 << l);
+                        }
+                    }
                     regroup(w, pc + 1, mask & ~m);
                     if (gMask == 0) return;
+                    mask = gMask;
+                    pc = gPc;
+                    next = gNext;
+                    continue;
+                }
+                case Op.CALL: {
+                    int[] lp = lanePc[w];
+                    int[] depth = callDepth[w];
+                    Insn.CallInfo ci = in.call;
+                    for (int x = m; x != 0; x &= x - 1) {
+                        int l = Integer.numberOfTrailingZeros(x);
+                        if (depth[l] == MAX_CALL_DEPTH) throw fail(in, l, "call depth exceeds " + MAX_CALL_DEPTH);
+                        int base = (w * 32 + l) * callParamBytes;
+                        for (int a = 0; a < ci.argSrc.length; a++) {
+                            System.arraycopy(callParams, base + ci.argSrc[a], callParams, base + ci.argDst[a], ci.argSize[a]);
+                        }
+                        retStack[w][l][depth[l]++] = pc;
+                        lp[l] = in.target;
+                    }
+                    regroup(w, pc + 1, mask & ~m);
                     mask = gMask;
                     pc = gPc;
                     next = gNext;
@@ -645,6 +689,14 @@ final class Interpreter {
                 }
                 rArr = local;
                 rOff = (curWarp * 32 + lane) * localBytes + (int) addr;
+                return;
+            }
+            case Op.CALLPARAM: {
+                if (addr < 0 || addr + n > callParamBytes) {
+                    throw fail(in, lane, "out-of-bounds call parameter access at offset " + addr);
+                }
+                rArr = callParams;
+                rOff = (curWarp * 32 + lane) * callParamBytes + (int) addr;
                 return;
             }
             case Op.PARAM: {

@@ -29,7 +29,7 @@ final class Op {
     static final int LD = 100, ST = 101, ATOM = 102, RED = 103, PREFETCH = 104;
     static final int BRA = 110, RET = 111, EXIT = 112, BAR = 113, BAR_WARP = 114, MEMBAR = 115, SHFL = 116,
             VOTE = 117, ACTIVEMASK = 118, CLOCK = 119, BAR_RED = 120, NOP = 121, TRAP = 122, MATCH = 123,
-            ISSPACEP = 124, SHF = 125, LOP3 = 126;
+            ISSPACEP = 124, SHF = 125, LOP3 = 126, CALL = 127;
 
     // Rounding modes (Insn.mode for float ops and cvt).
     static final int RN = 0, RZ = 1, RM = 2, RP = 3, RNA = 4;
@@ -39,7 +39,9 @@ final class Op {
     // Boolean combine for setp/set (Insn.boolOp).
     static final int BOOL_NONE = 0, BOOL_AND = 1, BOOL_OR = 2, BOOL_XOR = 3;
     // State spaces (Insn.space).
-    static final int GENERIC = 0, GLOBAL = 1, SHARED = 2, LOCAL = 3, PARAM = 4, CONST = 5;
+    static final int GENERIC = 0, GLOBAL = 1, SHARED = 2, LOCAL = 3, PARAM = 4, CONST = 5,
+            /** .param of .func formals and call sites: per-thread scratch frames. */
+            CALLPARAM = 6;
     // shfl modes, vote modes.
     static final int SHFL_UP = 0, SHFL_DOWN = 1, SHFL_BFLY = 2, SHFL_IDX = 3;
     static final int VOTE_ALL = 0, VOTE_ANY = 1, VOTE_UNI = 2, VOTE_BALLOT = 3;

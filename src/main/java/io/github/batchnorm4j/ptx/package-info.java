@@ -46,7 +46,8 @@
  * atom and red (add incl. .f32/.f64, min, max, inc, dec, cas, exch, and, or, xor) on global and shared; membar/fence;
  * bar.sync/barrier.sync (ids, thread counts), bar.red (popc/and/or), bar.warp.sync; shfl.sync (up/down/bfly/idx with
  * clamp and segment mask), vote (all/any/uni/ballot), activemask; %clock/%clock64; bra, ret, exit, trap, nanosleep,
- * prefetch. Not implemented (fail when executed): call to .func, add.cc/addc/madc, mul24/mad24, sad, match, redux,
+ * prefetch; call to .func (non-recursive, direct; linked into one code array, parameters through per-thread call frames).
+ * Not implemented (fail when executed): indirect calls and external functions (vprintf), add.cc/addc/madc, mul24/mad24, sad, match, redux,
  * bar.arrive, f16/bf16 arithmetic, 128-bit and .v8 accesses, texture/surface, tensor-core instructions.
  */
 package io.github.batchnorm4j.ptx;

@@ -43,7 +43,7 @@ class PtxParserTest {
             $L__BB0_1:
             \t@!%p1 bra $L__BB0_1;
             \tld.const.f32 %f3, [table+4];
-            \tcall.uni foo, (%r1);
+            \tmul24.lo.s32 %r1, %r2, %r3;
             \tret;
             }
             """;
@@ -77,7 +77,7 @@ class PtxParserTest {
         assertEquals(Op.CONST, k.code[7].space);
         assertEquals(32, k.code[7].line);
         assertEquals(1, m.unsupported().size());
-        assertTrue(m.unsupported().get(0).contains("call.uni foo, (%r1) (line 33)"), m.unsupported().toString());
+        assertTrue(m.unsupported().get(0).contains("mul24.lo.s32 %r1, %r2, %r3 (line 33)"), m.unsupported().toString());
     }
 
     @Test
