@@ -60,6 +60,7 @@ final class Interpreter {
     private int epoch;
     private int blockLinear, cx, cy, cz;
     private int curWarp;
+    private long blockStartInsns;
     // group state written by regroup()
     private int gMask, gPc, gNext;
     // metrics
@@ -144,6 +145,7 @@ final class Interpreter {
         Arrays.fill(shared, 0, sharedBytes, (byte) 0xFF);
         epoch++;
         Arrays.fill(barArrived, 0);
+        blockStartInsns = threadInsns;
         for (int w = 0; w < nwarps; w++) initWarp(w);
         while (true) {
             boolean any = false;
@@ -270,6 +272,11 @@ final class Interpreter {
                 case Op.LD: load(R, in, m); break;
                 case Op.ST: store(R, in, m); break;
                 case Op.BRA: {
+                    if (in.target <= pc && threadInsns - blockStartInsns > opt.maxBlockInstructions()) {
+                        throw fail(in, Integer.numberOfTrailingZeros(mask), "block executed more than "
+                                + opt.maxBlockInstructions() + " thread-instructions: an endless loop, or a spin-wait"
+                                + " on another block (blocks run one at a time in the emulator)");
+                    }
                     if (m == mask) {
                         pc = in.target;
                     } else if (m == 0) {

@@ -171,4 +171,15 @@ class WarpAndMemorySemanticsTest {
         assertTrue(e.getMessage().contains("shfl.sync member mask 0xffffffff names lane 0 which is not converged"),
                 e.getMessage());
     }
+
+    @Test
+    void spinWaitIsReportedAsAHangNotRunForever() {
+        // thread 0 waits for a flag nobody sets: a hang on a GPU as well, reported once the budget is spent
+        String body = "setp.ne.u32 %p0, %me, 0; @%p0 bra DONE; SPIN: ld.volatile.global.u32 %r0, [%a0]; "
+                + "setp.eq.u32 %p1, %r0, 12345; @!%p1 bra SPIN; DONE: mov.u32 %r1, 0;";
+        DeviceException e = assertThrows(DeviceException.class, () -> PtxHarness.run(body, "", new long[32][4],
+                EmulatorOptions.defaults().withMaxBlockInstructions(100_000)));
+        assertTrue(e.getMessage().contains("more than 100000 thread-instructions"), e.getMessage());
+        assertTrue(e.getMessage().contains("spin-wait"), e.getMessage());
+    }
 }
