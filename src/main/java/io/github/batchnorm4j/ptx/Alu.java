@@ -283,6 +283,18 @@ final class Alu {
         }
     }
 
+    /** sad: c + |a - b| by the type's signedness. */
+    static void sad(long[] R, Insn in, int m) {
+        int a = in.a * 32, b = in.b * 32, c = in.c * 32, d = in.d * 32, t = in.type;
+        boolean signed = PtxType.isSigned(t);
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = lane(x);
+            long va = PtxType.ext(R[a + l], t), vb = PtxType.ext(R[b + l], t);
+            long diff = (signed ? va < vb : Long.compareUnsigned(va, vb) < 0) ? vb - va : va - vb;
+            R[d + l] = R[c + l] + diff;
+        }
+    }
+
     /** lop3.b32: any three-input logic function given by its truth table immLut. */
     static void lop3(long[] R, Insn in, int m) {
         int a = in.a * 32, b = in.b * 32, c = in.c * 32, d = in.d * 32, e = in.e * 32;

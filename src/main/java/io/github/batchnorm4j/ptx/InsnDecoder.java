@@ -343,6 +343,20 @@ final class InsnDecoder {
                     else binary(in, ops, Op.MUL_LO);
                     break;
                 case "mul24": case "mad24": unsupported(in); break;
+                case "sad": in.op = Op.SAD; ternary(in, ops); break;
+                case "match":
+                    if (!mods.contains("sync")) { unsupported(in); break; }
+                    in.op = Op.MATCH;
+                    in.mode = mods.contains("all") ? 1 : 0;
+                    {
+                        String d = ops.get(0);
+                        int bar = d.indexOf('|');
+                        in.d = dst(bar >= 0 ? d.substring(0, bar) : d);
+                        if (bar >= 0) in.d2 = dst(d.substring(bar + 1));
+                    }
+                    in.a = src(ops.get(1), type);
+                    in.e = src(ops.get(2), PtxType.U32);
+                    break;
                 case "mad": case "fma":
                     if (isFloat) {
                         if (type == PtxType.F16 || type == PtxType.BF16) { unsupported(in); break; }

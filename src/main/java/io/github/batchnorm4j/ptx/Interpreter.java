@@ -405,6 +405,8 @@ final class Interpreter {
             case Op.ISSPACEP: isspacep(R, in, m); break;
             case Op.SHF: Alu.shf(R, in, m); break;
             case Op.LOP3: Alu.lop3(R, in, m); break;
+            case Op.SAD: Alu.sad(R, in, m); break;
+            case Op.MATCH: match(R, in, m); break;
             case Op.MEMBAR: case Op.NOP: break;
             case Op.SHFL: shfl(R, in, m, mask); break;
             case Op.VOTE: vote(R, in, m, mask); break;
@@ -598,6 +600,29 @@ final class Interpreter {
             default: v = ballot; break;
         }
         for (int x = m; x != 0; x &= x - 1) R[in.d * 32 + Integer.numberOfTrailingZeros(x)] = v;
+    }
+
+    /** match.any: lanes of the member mask holding my value; match.all: the member mask if all hold one value. */
+    private void match(long[] R, Insn in, int m) {
+        if (m == 0) return;
+        int l0 = Integer.numberOfTrailingZeros(m);
+        int members = (int) R[in.e * 32 + l0];
+        checkMembers(in, members, m, "match.sync");
+        int part = members & m;
+        int size = PtxType.size(in.type);
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = Integer.numberOfTrailingZeros(x);
+            long v = size == 8 ? R[in.a * 32 + l] : R[in.a * 32 + l] & 0xFFFF_FFFFL;
+            int same = 0;
+            for (int y = part; y != 0; y &= y - 1) {
+                int k = Integer.numberOfTrailingZeros(y);
+                long u = size == 8 ? R[in.a * 32 + k] : R[in.a * 32 + k] & 0xFFFF_FFFFL;
+                if (u == v) same |= 1 << k;
+            }
+            boolean all = same == part;
+            R[in.d * 32 + l] = in.mode == 0 ? same : (all ? part : 0);
+            if (in.d2 >= 0) R[in.d2 * 32 + l] = all ? 1 : 0;
+        }
     }
 
     // ------------------------------------------------------------------ memory

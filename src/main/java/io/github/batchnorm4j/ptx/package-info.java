@@ -38,16 +38,16 @@
  *
  * <h2>Instruction families</h2>
  * mov (incl. vector pack/unpack, special registers, symbol addresses), add/sub/mul(.lo/.hi/.wide)/mad(.lo/.hi/.wide)/
- * div/rem/min/max/abs/neg for integers; and/or/xor/not/cnot/shl/shr/bfe/bfi/popc/clz/brev/bfind/prmt (default mode)/
+ * div/rem/min/max/abs/neg for integers; and/or/xor/not/cnot/shl/shr/bfe/bfi/popc/clz/brev/bfind/prmt (default mode)/sad/
  * shf/lop3; add/sub/mul/fma/mad/div/sqrt/rsqrt/rcp/ex2/lg2/sin/cos/tanh/min/max/abs/neg/copysign/testp for f32 and f64;
  * setp (all comparisons incl. unordered, .and/.or/.xor with negated predicate, two destinations), set, selp; cvt
  * between all integer and float types (f16 via cvt only); cvta, cvta.to, isspacep; ld/ldu/st on global, shared, local,
  * param, const and generic addresses, scalar and .v2/.v4, with .nc/.volatile/.relaxed/.acquire/.release/cache hints;
  * atom and red (add incl. .f32/.f64, min, max, inc, dec, cas, exch, and, or, xor) on global and shared; membar/fence;
  * bar.sync/barrier.sync (ids, thread counts), bar.red (popc/and/or), bar.warp.sync; shfl.sync (up/down/bfly/idx with
- * clamp and segment mask), vote (all/any/uni/ballot), activemask; %clock/%clock64; bra, ret, exit, trap, nanosleep,
+ * clamp and segment mask), vote (all/any/uni/ballot), match.any/.all, activemask; %clock/%clock64; bra, ret, exit, trap, nanosleep,
  * prefetch; call to .func (non-recursive, direct; linked into one code array, parameters through per-thread call frames).
- * Not implemented (fail when executed): indirect calls and external functions (vprintf), add.cc/addc/madc, mul24/mad24, sad, match, redux,
+ * Not implemented (fail when executed): indirect calls and external functions (vprintf), add.cc/addc/madc, mul24/mad24, redux,
  * bar.arrive, f16/bf16 arithmetic, 128-bit and .v8 accesses, texture/surface, tensor-core instructions.
  */
 package io.github.batchnorm4j.ptx;

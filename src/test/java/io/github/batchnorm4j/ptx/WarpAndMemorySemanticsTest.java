@@ -182,4 +182,27 @@ class WarpAndMemorySemanticsTest {
         assertTrue(e.getMessage().contains("more than 100000 thread-instructions"), e.getMessage());
         assertTrue(e.getMessage().contains("spin-wait"), e.getMessage());
     }
+
+    @Test
+    void matchAndSad() {
+        int n = 32;
+        long[][] in = inputs(n, 9);
+        String body = "cvt.u32.u64 %r0, %in1; and.b32 %r0, %r0, 3; match.any.sync.b32 %r1, %r0, -1;"
+                + "match.all.sync.b32 %r2|%p0, %r0, -1; selp.u32 %r3, 1, 0, %p0; mov.b64 %out0, {%r1, %r2};"
+                + "cvt.u64.u32 %out1, %r3; cvt.u32.u64 %r4, %in0; sad.s32 %r5, %r4, %r0, 7; sad.u32 %r6, %r4, %r0, 7;"
+                + "mov.b64 %out2, {%r5, %r6};";
+        long[][] out = PtxHarness.run(body, in);
+        for (int t = 0; t < n; t++) {
+            int mine = (int) in[t][1] & 3, same = 0;
+            for (int l = 0; l < 32; l++) if (((int) in[l][1] & 3) == mine) same |= 1 << l;
+            assertEquals(same, (int) out[t][0], "match.any");
+            boolean all = same == -1;
+            assertEquals(all ? -1 : 0, (int) (out[t][0] >>> 32), "match.all");
+            assertEquals(all ? 1 : 0, out[t][1], "match.all predicate");
+            int a = (int) in[t][0];
+            assertEquals(7 + Math.abs(a - mine), (int) out[t][2], "sad.s32");
+            long ua = a & 0xFFFFFFFFL;
+            assertEquals((int) (7 + Math.abs(ua - mine)), (int) (out[t][2] >>> 32), "sad.u32");
+        }
+    }
 }
