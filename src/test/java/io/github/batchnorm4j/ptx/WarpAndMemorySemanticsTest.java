@@ -205,4 +205,15 @@ class WarpAndMemorySemanticsTest {
             assertEquals((int) (7 + Math.abs(ua - mine)), (int) (out[t][2] >>> 32), "sad.u32");
         }
     }
+
+    @Test
+    void lanesOfOneWarpAtDifferentBarriersAreReported() {
+        String body = "setp.lt.u32 %p0, %me, 16; @%p0 bra A; bar.sync 0; bra B; A: bar.sync 0; B: mov.u32 %r0, 1;";
+        DeviceException e = assertThrows(DeviceException.class, () -> PtxHarness.run(body, new long[64][4]));
+        assertTrue(e.getMessage().contains("barrier divergence: lanes of one warp wait at different barriers"),
+                e.getMessage());
+        // the same code with the branch uniform per warp is fine: warps may use different bar.sync sites
+        PtxHarness.run("setp.lt.u32 %p0, %me, 32; @%p0 bra A; bar.sync 0; bra B; A: bar.sync 0; B: mov.u32 %r0, 1;",
+                new long[64][4]);
+    }
 }
