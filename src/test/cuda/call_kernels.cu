@@ -16,3 +16,19 @@ extern "C" __global__ void calls(const float* x, float* y) {
     if (threadIdx.x % 3 == 0) t = scale(v, 3);
     store2(y + 2 * i, s, t);
 }
+
+// calls_local: a local array in the caller stays live across a call to a function with its own local array
+// (dynamic indexing keeps both in .local memory); each function's depot must be separate.
+__device__ __noinline__ float pick(int k, float v) {
+    float t[8];
+    for (int j = 0; j < 8; j++) t[j] = v * (float)(j + 1);
+    return t[k & 7];
+}
+
+extern "C" __global__ void calls_local(const float* x, const int* idx, float* y) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    float a[8];
+    for (int j = 0; j < 8; j++) a[j] = x[i] + (float)j;
+    float p = pick(idx[i], x[i]);
+    y[i] = a[(idx[i] >> 3) & 7] + p;
+}

@@ -34,6 +34,8 @@ final class Insn {
     int target = -1;
     /** True for a uniform/aligned form (bra.uni); informational. */
     boolean uni;
+    /** True when {@link #offset} holds the address of a .local variable (the linker relocates it). */
+    boolean localSym;
     /** A call's operands (null for other instructions). */
     CallInfo call;
     /** Source line (1-based) and text for messages. */
@@ -56,7 +58,7 @@ final class Insn {
         c.d = d; c.d2 = d2; c.a = a; c.b = b; c.c = this.c; c.e = e; c.negA = negA; c.negB = negB; c.negC = negC;
         c.guard = guard; c.guardNeg = guardNeg; c.vec = vec == null ? null : vec.clone(); c.space = space;
         c.baseReg = baseReg; c.offset = offset; c.memSize = memSize; c.vecN = vecN; c.target = target; c.uni = uni;
-        c.call = call; c.line = line; c.text = text;
+        c.call = call; c.localSym = localSym; c.line = line; c.text = text;
         return c;
     }
 

@@ -30,6 +30,8 @@ final class InsnDecoder {
     private final Set<String> declared = new HashSet<>();
     private final Map<Long, Integer> constIndex = new LinkedHashMap<>();
     private final List<Long> constValues = new ArrayList<>();
+    /** Constants holding .local variable addresses: kept apart from equal immediates because the linker moves them. */
+    private final Map<Long, Integer> localConstIndex = new HashMap<>();
     private final Map<String, Integer> sharedSyms = new HashMap<>();
     private final Map<String, Integer> paramSyms = new HashMap<>();
     private final Map<String, Integer> localSyms = new HashMap<>();
@@ -143,8 +145,24 @@ final class InsnDecoder {
             return regIndex(tok);
         }
         Long sym = symbolAddress(tok);
-        if (sym != null) return constant(sym);
+        if (sym != null) {
+            if (localSyms.containsKey(symbolBase(tok))) {
+                Integer i = localConstIndex.get(sym);
+                if (i == null) {
+                    i = constValues.size();
+                    constValues.add(sym);
+                    localConstIndex.put(sym, i);
+                }
+                return CONST_TAG - i;
+            }
+            return constant(sym);
+        }
         return constant(parseImmediate(tok, type));
+    }
+
+    private static String symbolBase(String tok) {
+        int plus = tok.indexOf('+');
+        return (plus > 0 ? tok.substring(0, plus) : tok).trim();
     }
 
     private Long symbolAddress(String tok) {
@@ -279,6 +297,7 @@ final class InsnDecoder {
         PtxFunction f = new PtxFunction(moduleName, fnName, entry, params, paramBytes, code.toArray(new Insn[0]),
                 regBase + regNames.size(), consts, constBase, staticShared, dynOffset, localBytes, labels);
         f.frameBytes = frameBytes;
+        f.localConstIdx = localConstIndex.values().stream().mapToInt(Integer::intValue).toArray();
         return f;
     }
 
@@ -676,6 +695,7 @@ final class InsnDecoder {
             Long sym = symbolAddress(baseTok);
             if (sym != null) {
                 in.offset = sym + off;
+                in.localSym = localSyms.containsKey(baseTok);
             } else {
                 in.offset = parseInt(baseTok) + off;
             }

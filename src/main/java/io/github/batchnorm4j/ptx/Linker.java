@@ -25,7 +25,8 @@ final class Linker {
         List<PtxFunction> order = new ArrayList<>();
         collect(module, entry, order, new ArrayList<>());
         Map<String, Integer> pcBase = new HashMap<>(), frameBase = new HashMap<>(), regOff = new HashMap<>();
-        int pcs = 0, frames = 0, regs = Special.COUNT;
+        Map<String, Integer> localBase = new HashMap<>();
+        int pcs = 0, frames = 0, regs = Special.COUNT, locals = 0;
         for (PtxFunction f : order) {
             pcBase.put(f.name, pcs);
             frameBase.put(f.name, frames);
@@ -33,15 +34,20 @@ final class Linker {
             pcs += f.code.length;
             frames += (f.frameBytes + 7) & ~7;
             regs += f.numRegs - Special.COUNT;
+            localBase.put(f.name, locals);
+            locals += (f.localBytes + 15) & ~15; // each function's .local depot gets its own region
         }
         Insn[] code = new Insn[pcs];
         List<Integer> constRegs = new ArrayList<>();
         List<Long> constVals = new ArrayList<>();
         for (PtxFunction f : order) {
             int pb = pcBase.get(f.name), fb = frameBase.get(f.name), ro = regOff.get(f.name);
+            int lb = localBase.get(f.name);
+            java.util.Set<Integer> localConsts = new java.util.HashSet<>();
+            for (int i : f.localConstIdx) localConsts.add(i);
             for (int i = 0; i < f.constants.length; i++) {
                 constRegs.add(map(f.constRegs[i], ro));
-                constVals.add(f.constants[i]);
+                constVals.add(f.constants[i] + (localConsts.contains(i) ? lb : 0));
             }
             for (int k = 0; k < f.code.length; k++) {
                 Insn in = f.code[k].copy();
@@ -55,6 +61,7 @@ final class Linker {
                 in.baseReg = map(in.baseReg, ro);
                 if (in.vec != null) for (int v = 0; v < in.vec.length; v++) in.vec[v] = map(in.vec[v], ro);
                 if (in.op == Op.BRA) in.target += pb;
+                if (in.localSym) in.offset += lb;
                 if (in.space == Op.CALLPARAM && (in.op == Op.LD || in.op == Op.ST)) in.offset += fb;
                 if (in.op == Op.CALL) {
                     PtxFunction g = module.functions.get(in.call.callee);
@@ -93,18 +100,10 @@ final class Linker {
         }
         PtxFunction linked = new PtxFunction(entry.moduleName, entry.name, true, entry.params, entry.paramBytes, code,
                 regs, consts, Special.COUNT, entry.staticSharedBytes, entry.dynamicSharedOffset,
-                maxLocal(order), entry.labels);
+                locals, entry.labels);
         linked.constRegs = cregs;
         linked.callParamBytes = frames;
         return linked;
-    }
-
-    private static int maxLocal(List<PtxFunction> fs) {
-        // each function's .local variables get their own region? nvcc gives every function its own depot and
-        // addresses it by symbol; regions would overlap here, so only the entry's depot is supported with calls
-        int m = 0;
-        for (PtxFunction f : fs) m = Math.max(m, f.localBytes);
-        return m;
     }
 
     private static int map(int r, int off) {

@@ -33,6 +33,8 @@ final class PtxFunction {
     final String moduleName;
     /** Registers preloaded with {@link #constants} (constRegs[i] holds constants[i]). */
     int[] constRegs;
+    /** Indices into {@link #constants} of constants that are .local variable addresses (relocated when linking). */
+    int[] localConstIdx = new int[0];
     /** For a .func: its return parameter (offset in its call frame), or null. */
     Param retParam;
     /** Bytes of this function's call frame (.func formals, return value, call-site .param variables). */

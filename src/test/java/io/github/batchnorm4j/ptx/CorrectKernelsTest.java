@@ -182,4 +182,31 @@ class CorrectKernelsTest {
             }
         }
     }
+
+    @Test
+    void localArraysOfCallerAndCalleeAreSeparate() {
+        Random rnd = new Random(17);
+        int n = 96;
+        float[] x = new float[n];
+        int[] idx = new int[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) rnd.nextGaussian();
+            idx[i] = rnd.nextInt(64);
+        }
+        try (EmulatedDevice dev = new EmulatedDevice(); DeviceBuffer dx = dev.allocate(4L * n);
+             DeviceBuffer di = dev.allocate(4L * n); DeviceBuffer dy = dev.allocate(4L * n)) {
+            DeviceModule m = dev.loadModule("call_kernels.ptx", TestPtx.load("call_kernels.ptx"));
+            dev.copyToDevice(x, 0, dx.pointer(), n, dev.defaultStream());
+            dev.copyToDevice(idx, 0, di.pointer(), n, dev.defaultStream());
+            dev.launch(m.kernel("calls_local"), Dim3.of(3), Dim3.of(32), 0, dev.defaultStream(),
+                    new KernelArgs().ptr(dx).ptr(di).ptr(dy));
+            float[] y = new float[n];
+            dev.copyToHost(dy.pointer(), y, 0, n, dev.defaultStream());
+            for (int i = 0; i < n; i++) {
+                float a = x[i] + (float) ((idx[i] >> 3) & 7);
+                float p = x[i] * (float) ((idx[i] & 7) + 1);
+                assertEquals(a + p, y[i], "y[" + i + "]");
+            }
+        }
+    }
 }
