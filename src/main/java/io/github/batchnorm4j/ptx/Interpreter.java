@@ -29,7 +29,6 @@ final class Interpreter {
     private static final VarHandle I16 = MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
     private static final VarHandle I32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
     private static final VarHandle I64 = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
-    private static final int MANY = -2;
 
     private final PtxFunction fn;
     private final Insn[] code;
@@ -55,9 +54,7 @@ final class Interpreter {
     private final boolean[][] barPred;
     private final int[] barArrived = new int[16];
     private final int[] barExpected = new int[16];
-    // shared-memory race tracking, one entry per byte, stamped with the barrier epoch
-    private final int[] wTid, wEp, rTid, rEp;
-    private int epoch;
+    private final SharedRaceDetector races;
     private int blockLinear, cx, cy, cz;
     private int curWarp;
     private long blockStartInsns;
@@ -106,14 +103,7 @@ final class Interpreter {
             }
             regs[w] = r;
         }
-        if (raceCheck) {
-            wTid = new int[shared.length];
-            wEp = new int[shared.length];
-            rTid = new int[shared.length];
-            rEp = new int[shared.length];
-        } else {
-            wTid = wEp = rTid = rEp = null;
-        }
+        races = raceCheck ? new SharedRaceDetector(shared.length) : null;
     }
 
     TrafficMetrics metrics() {
@@ -143,7 +133,7 @@ final class Interpreter {
         cy = (linear / grid.x()) % grid.y();
         cz = linear / (grid.x() * grid.y());
         Arrays.fill(shared, 0, sharedBytes, (byte) 0xFF);
-        epoch++;
+        if (races != null) races.newEpoch();
         Arrays.fill(barArrived, 0);
         blockStartInsns = threadInsns;
         for (int w = 0; w < nwarps; w++) initWarp(w);
@@ -533,7 +523,7 @@ final class Interpreter {
                 waiting[w] &= ~rel;
             }
             barArrived[id] = 0;
-            epoch++; // a barrier orders the shared-memory accesses before it against those after it
+            if (races != null) races.newEpoch(); // a barrier orders the shared-memory accesses before it against those after it
         }
         return released;
     }
@@ -783,34 +773,14 @@ final class Interpreter {
         }
     }
 
-    private void raceAccess(Insn in, int lane, int off, int n, boolean write) {
+    /** Records a shared access of kind 0 read, 1 write, 2 atomic; throws on a race. */
+    private void raceAccess(Insn in, int lane, int off, int n, int kind) {
         int t = curWarp * 32 + lane;
-        int warp = curWarp;
-        int ep = epoch;
-        for (int i = off; i < off + n; i++) {
-            if (wEp[i] == ep && (wTid[i] >> 5) != warp) {
-                throw race(in, lane, i, write, "written", wTid[i]);
-            }
-            if (write) {
-                if (rEp[i] == ep && (rTid[i] == MANY || (rTid[i] >> 5) != warp)) {
-                    throw race(in, lane, i, true, "read", rTid[i]);
-                }
-                wTid[i] = t;
-                wEp[i] = ep;
-            } else {
-                if (rEp[i] != ep) {
-                    rEp[i] = ep;
-                    rTid[i] = t;
-                } else if (rTid[i] != MANY && (rTid[i] >> 5) != warp) {
-                    rTid[i] = MANY;
-                }
-            }
-        }
-    }
-
-    private DeviceException race(Insn in, int lane, int addr, boolean write, String otherAccess, int other) {
+        boolean ok = kind == 0 ? races.read(t, off, n) : kind == 1 ? races.write(t, off, n) : races.atomic(t, off, n);
+        if (ok) return;
+        int other = races.otherThread;
         String otherName;
-        if (other == MANY) {
+        if (other == SharedRaceDetector.MANY) {
             otherName = "threads of other warps";
         } else {
             int saved = curWarp;
@@ -818,8 +788,9 @@ final class Interpreter {
             otherName = "thread " + threadName(other & 31);
             curWarp = saved;
         }
-        return fail(in, lane, "shared memory data race: " + (write ? "write to" : "read of") + " shared address 0x"
-                + Integer.toHexString(addr) + " already " + otherAccess + " by " + otherName
+        String mine = kind == 0 ? "read of" : kind == 1 ? "write to" : "atomic update of";
+        throw fail(in, lane, "shared memory data race: " + mine + " shared address 0x"
+                + Integer.toHexString(races.conflictOffset) + " already " + races.otherAccess + " by " + otherName
                 + " since the last barrier (missing __syncthreads?)");
     }
 
@@ -837,7 +808,7 @@ final class Interpreter {
                 global = true;
                 addrs[cnt++] = addr;
             } else if (raceCheck && rSpace == Op.SHARED) {
-                raceAccess(in, l, rOff, n, false);
+                raceAccess(in, l, rOff, n, 0);
             }
             byte[] arr = rArr;
             int off = rOff;
@@ -870,7 +841,7 @@ final class Interpreter {
                 global = true;
                 addrs[cnt++] = addr;
             } else if (raceCheck && rSpace == Op.SHARED) {
-                raceAccess(in, l, rOff, n, true);
+                raceAccess(in, l, rOff, n, 1);
             }
             byte[] arr = rArr;
             int off = rOff;
@@ -924,6 +895,8 @@ final class Interpreter {
                 gStored += size;
             } else if (rSpace != Op.SHARED) {
                 throw fail(in, l, "atomic on " + spaceName(rSpace) + " memory");
+            } else if (raceCheck) {
+                raceAccess(in, l, rOff, size, 2);
             }
             atomics++;
             byte[] arr = rArr;
