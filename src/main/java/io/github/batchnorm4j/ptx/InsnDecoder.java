@@ -509,8 +509,7 @@ final class InsnDecoder {
     private void binaryOps(Insn in, List<String> ops) {
         in.d = dst(ops.get(0));
         in.a = src(ops.get(1), in.type);
-        int btype = (in.op == Op.SHL || in.op == Op.SHR) ? PtxType.U32
-                : (in.op == Op.MUL_WIDE && false) ? in.type : in.type;
+        int btype = (in.op == Op.SHL || in.op == Op.SHR) ? PtxType.U32 : in.type;
         in.b = src(ops.get(2), btype);
     }
 
