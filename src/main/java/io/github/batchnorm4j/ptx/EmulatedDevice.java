@@ -288,7 +288,7 @@ public final class EmulatedDevice implements MeasuringDevice {
                 case F32: bits = Float.floatToRawIntBits((Float) a.value()); break;
                 default: bits = Double.doubleToRawLongBits((Double) a.value()); break;
             }
-            Interpreter.write(out, p.offset(), p.size(), bits);
+            MemoryUnit.write(out, p.offset(), p.size(), bits);
         }
         return out;
     }

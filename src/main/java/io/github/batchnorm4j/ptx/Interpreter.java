@@ -4,9 +4,6 @@ import io.github.batchnorm4j.gpu.DeviceException;
 import io.github.batchnorm4j.gpu.Dim3;
 import io.github.batchnorm4j.gpu.TrafficMetrics;
 
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
-import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.Random;
 
@@ -26,18 +23,13 @@ import java.util.Random;
  * the start of each block (reads before writes see NaN/-1 rather than a stale or zero value).
  */
 final class Interpreter {
-    private static final VarHandle I16 = MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
-    private static final VarHandle I32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
-    private static final VarHandle I64 = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
 
     private final PtxFunction fn;
     private final Insn[] code;
-    private final GlobalMemory gmem;
     private final EmulatorOptions opt;
-    private final boolean memCheck, initCheck, raceCheck, syncCheck;
+    private final boolean raceCheck, syncCheck;
     private final Dim3 grid, block;
     private final int nthreads, nwarps;
-    private final byte[] params;
     private final int sharedBytes, dynamicShared;
     private final byte[] shared;
     private final int localBytes;
@@ -56,30 +48,27 @@ final class Interpreter {
     private final int[] barExpected = new int[16];
     private final SharedRaceDetector races;
     private int blockLinear, cx, cy, cz;
-    private int curWarp;
+    /** The warp being executed (messages name its threads). */
+    int curWarp;
     private long blockStartInsns;
     // group state written by regroup()
     private int gMask, gPc, gNext;
     // metrics
-    long threadInsns, gLoaded, gStored, requested, sectorBytes, atomics;
-    private final long[] sectors = new long[128];
-    private final long[] addrs = new long[32];
+    long threadInsns;
+    private final MemoryUnit mem;
+    private final long[] shflSrc = new long[32];
 
     Interpreter(PtxFunction fn, GlobalMemory gmem, EmulatorOptions opt, Dim3 grid, Dim3 block, int dynamicShared,
                 byte[] params) {
         this.fn = fn;
         this.code = fn.code;
-        this.gmem = gmem;
         this.opt = opt;
-        this.memCheck = opt.memoryCheck();
-        this.initCheck = opt.initCheck();
         this.raceCheck = opt.raceCheck();
         this.syncCheck = opt.syncCheck();
         this.grid = grid;
         this.block = block;
         this.nthreads = (int) block.volume();
         this.nwarps = (nthreads + 31) / 32;
-        this.params = params;
         this.dynamicShared = dynamicShared;
         this.sharedBytes = dynamicShared > 0 ? fn.dynamicSharedOffset + dynamicShared : fn.staticSharedBytes;
         this.shared = new byte[Math.max(sharedBytes, 1)];
@@ -104,10 +93,12 @@ final class Interpreter {
             regs[w] = r;
         }
         races = raceCheck ? new SharedRaceDetector(shared.length) : null;
+        mem = new MemoryUnit(this, gmem, opt, params, shared, sharedBytes, local, localBytes, callParams,
+                callParamBytes, races);
     }
 
     TrafficMetrics metrics() {
-        return new TrafficMetrics(1, threadInsns, gLoaded, gStored, requested, sectorBytes, atomics);
+        return new TrafficMetrics(1, threadInsns, mem.gLoaded, mem.gStored, mem.requested, mem.sectorBytes, mem.atomics);
     }
 
     /** Runs every block of the grid. */
@@ -257,10 +248,10 @@ final class Interpreter {
                 case Op.SELP: Alu.selp(R, in, m); break;
                 case Op.MUL_WIDE: Alu.mulWide(R, in, m); break;
                 case Op.CVT: Alu.cvt(R, in, m); break;
-                case Op.CVTA_TO: cvtaTo(R, in, m); break;
-                case Op.CVTA: cvta(R, in, m); break;
-                case Op.LD: load(R, in, m); break;
-                case Op.ST: store(R, in, m); break;
+                case Op.CVTA_TO: mem.cvtaTo(R, in, m); break;
+                case Op.CVTA: mem.cvta(R, in, m); break;
+                case Op.LD: mem.load(R, in, m); break;
+                case Op.ST: mem.store(R, in, m); break;
                 case Op.BRA: {
                     if (in.target <= pc && threadInsns - blockStartInsns > opt.maxBlockInstructions()) {
                         throw fail(in, Integer.numberOfTrailingZeros(mask), "block executed more than "
@@ -391,8 +382,8 @@ final class Interpreter {
             case Op.MOV_PACK: Alu.pack(R, in, m); break;
             case Op.MOV_UNPACK: Alu.unpack(R, in, m); break;
             case Op.CLOCK: for (int x = m; x != 0; x &= x - 1) R[in.d * 32 + Integer.numberOfTrailingZeros(x)] = threadInsns; break;
-            case Op.ATOM: case Op.RED: atom(R, in, m); break;
-            case Op.ISSPACEP: isspacep(R, in, m); break;
+            case Op.ATOM: case Op.RED: mem.atom(R, in, m); break;
+            case Op.ISSPACEP: mem.isspacep(R, in, m); break;
             case Op.SHF: Alu.shf(R, in, m); break;
             case Op.LOP3: Alu.lop3(R, in, m); break;
             case Op.SAD: Alu.sad(R, in, m); break;
@@ -415,7 +406,7 @@ final class Interpreter {
 
     // ------------------------------------------------------------------ errors
 
-    private String threadName(int lane) {
+    String threadName(int lane) {
         int t = curWarp * 32 + lane;
         int bx = block.x(), by = block.y();
         return "(" + (t % bx) + "," + ((t / bx) % by) + "," + (t / (bx * by)) + ")";
@@ -548,7 +539,7 @@ final class Interpreter {
         int l0 = Integer.numberOfTrailingZeros(m);
         checkMembers(in, (int) R[in.e * 32 + l0], m, "shfl.sync");
         int a = in.a * 32, b = in.b * 32, c = in.c * 32, d = in.d * 32;
-        long[] src = addrs; // snapshot of a for all lanes: d may alias a
+        long[] src = shflSrc; // snapshot of a for all lanes: d may alias a
         for (int l = 0; l < 32; l++) src[l] = R[a + l];
         for (int x = m; x != 0; x &= x - 1) {
             int lane = Integer.numberOfTrailingZeros(x);
@@ -615,330 +606,4 @@ final class Interpreter {
         }
     }
 
-    // ------------------------------------------------------------------ memory
-
-    private void cvtaTo(long[] R, Insn in, int m) {
-        int a = in.a * 32, d = in.d * 32;
-        for (int x = m; x != 0; x &= x - 1) {
-            int l = Integer.numberOfTrailingZeros(x);
-            long v = R[a + l];
-            if (in.space == Op.SHARED) v -= GlobalMemory.SHARED_WINDOW;
-            else if (in.space == Op.LOCAL) v -= GlobalMemory.LOCAL_WINDOW;
-            R[d + l] = v;
-        }
-    }
-
-    private void cvta(long[] R, Insn in, int m) {
-        int a = in.a * 32, d = in.d * 32;
-        for (int x = m; x != 0; x &= x - 1) {
-            int l = Integer.numberOfTrailingZeros(x);
-            long v = R[a + l];
-            if (in.space == Op.SHARED) v = (v & 0xFFFF_FFFFL) + GlobalMemory.SHARED_WINDOW;
-            else if (in.space == Op.LOCAL) v = (v & 0xFFFF_FFFFL) + GlobalMemory.LOCAL_WINDOW;
-            R[d + l] = v;
-        }
-    }
-
-    private void isspacep(long[] R, Insn in, int m) {
-        for (int x = m; x != 0; x &= x - 1) {
-            int l = Integer.numberOfTrailingZeros(x);
-            long a = R[in.a * 32 + l];
-            boolean sh = a >= GlobalMemory.SHARED_WINDOW && a < GlobalMemory.SHARED_WINDOW + GlobalMemory.WINDOW_SIZE;
-            boolean lo = a >= GlobalMemory.LOCAL_WINDOW && a < GlobalMemory.LOCAL_WINDOW + GlobalMemory.WINDOW_SIZE;
-            boolean r;
-            switch (in.space) {
-                case Op.SHARED: r = sh; break;
-                case Op.LOCAL: r = lo; break;
-                case Op.GLOBAL: r = !sh && !lo; break;
-                default: r = false; break;
-            }
-            R[in.d * 32 + l] = r ? 1 : 0;
-        }
-    }
-
-    // Resolution result of one lane's access.
-    private byte[] rArr;
-    private int rOff;
-    private Allocation rAlloc;
-    private int rSpace;
-
-    /** Resolves {@code [addr, addr+n)} of the instruction's space for one lane; sets rArr/rOff/rAlloc/rSpace. */
-    private void resolve(Insn in, int lane, long addr, int n, boolean write) {
-        int space = in.space;
-        if (space == Op.GENERIC) {
-            if (addr >= GlobalMemory.SHARED_WINDOW && addr < GlobalMemory.SHARED_WINDOW + GlobalMemory.WINDOW_SIZE) {
-                space = Op.SHARED;
-                addr -= GlobalMemory.SHARED_WINDOW;
-            } else if (addr >= GlobalMemory.LOCAL_WINDOW && addr < GlobalMemory.LOCAL_WINDOW + GlobalMemory.WINDOW_SIZE) {
-                space = Op.LOCAL;
-                addr -= GlobalMemory.LOCAL_WINDOW;
-            } else {
-                space = Op.GLOBAL;
-            }
-        }
-        if (addr % n != 0 && memCheck) {
-            throw fail(in, lane, "misaligned " + n + "-byte " + (write ? "write" : "read") + " at " + spaceName(space)
-                    + " address 0x" + Long.toHexString(addr));
-        }
-        rSpace = space;
-        rAlloc = null;
-        switch (space) {
-            case Op.GLOBAL: case Op.CONST: {
-                Allocation a = gmem.find(addr, n);
-                if (a == null) {
-                    throw fail(in, lane, "out-of-bounds global " + (write ? "write" : "read") + " of " + n
-                            + " bytes at address 0x" + Long.toHexString(addr) + " (" + gmem.describe(addr) + ")");
-                }
-                rAlloc = a;
-                rArr = a.data;
-                rOff = (int) (addr - a.base);
-                return;
-            }
-            case Op.SHARED: {
-                if (addr < 0 || addr + n > sharedBytes) {
-                    throw fail(in, lane, "out-of-bounds shared " + (write ? "write" : "read") + " of " + n
-                            + " bytes at shared address 0x" + Long.toHexString(addr) + " (block has " + sharedBytes
-                            + " bytes of shared memory)");
-                }
-                rArr = shared;
-                rOff = (int) addr;
-                return;
-            }
-            case Op.LOCAL: {
-                if (addr < 0 || addr + n > localBytes) {
-                    throw fail(in, lane, "out-of-bounds local " + (write ? "write" : "read") + " at local address 0x"
-                            + Long.toHexString(addr) + " (" + localBytes + " bytes of local memory per thread)");
-                }
-                rArr = local;
-                rOff = (curWarp * 32 + lane) * localBytes + (int) addr;
-                return;
-            }
-            case Op.CALLPARAM: {
-                if (addr < 0 || addr + n > callParamBytes) {
-                    throw fail(in, lane, "out-of-bounds call parameter access at offset " + addr);
-                }
-                rArr = callParams;
-                rOff = (curWarp * 32 + lane) * callParamBytes + (int) addr;
-                return;
-            }
-            case Op.PARAM: {
-                if (write) throw fail(in, lane, "kernel parameters are read-only");
-                if (addr < 0 || addr + n > params.length) {
-                    throw fail(in, lane, "out-of-bounds parameter read at offset " + addr + " (" + params.length
-                            + " parameter bytes)");
-                }
-                rArr = params;
-                rOff = (int) addr;
-                return;
-            }
-            default: throw fail(in, lane, "unknown state space");
-        }
-    }
-
-    private static String spaceName(int space) {
-        switch (space) {
-            case Op.GLOBAL: return "global";
-            case Op.SHARED: return "shared";
-            case Op.LOCAL: return "local";
-            case Op.PARAM: return "param";
-            case Op.CONST: return "const";
-            default: return "generic";
-        }
-    }
-
-    static long read(byte[] arr, int off, int n) {
-        switch (n) {
-            case 4: return (int) I32.get(arr, off);
-            case 8: return (long) I64.get(arr, off);
-            case 2: return (short) I16.get(arr, off);
-            default: return arr[off];
-        }
-    }
-
-    static void write(byte[] arr, int off, int n, long v) {
-        switch (n) {
-            case 4: I32.set(arr, off, (int) v); break;
-            case 8: I64.set(arr, off, v); break;
-            case 2: I16.set(arr, off, (short) v); break;
-            default: arr[off] = (byte) v;
-        }
-    }
-
-    private void checkInit(Insn in, int lane, long addr, int n) {
-        long bad = rAlloc.firstUninit(rOff, n);
-        if (bad >= 0) {
-            throw fail(in, lane, "read of uninitialized global memory at address 0x"
-                    + Long.toHexString(rAlloc.base + bad) + " (byte " + bad + " of " + rAlloc.label
-                    + ", never written since allocation)");
-        }
-    }
-
-    /** Records a shared access of kind 0 read, 1 write, 2 atomic; throws on a race. */
-    private void raceAccess(Insn in, int lane, int off, int n, int kind) {
-        int t = curWarp * 32 + lane;
-        boolean ok = kind == 0 ? races.read(t, off, n) : kind == 1 ? races.write(t, off, n) : races.atomic(t, off, n);
-        if (ok) return;
-        int other = races.otherThread;
-        String otherName;
-        if (other == SharedRaceDetector.MANY) {
-            otherName = "threads of other warps";
-        } else {
-            int saved = curWarp;
-            curWarp = other >> 5;
-            otherName = "thread " + threadName(other & 31);
-            curWarp = saved;
-        }
-        String mine = kind == 0 ? "read of" : kind == 1 ? "write to" : "atomic update of";
-        throw fail(in, lane, "shared memory data race: " + mine + " shared address 0x"
-                + Integer.toHexString(races.conflictOffset) + " already " + races.otherAccess + " by " + otherName
-                + " since the last barrier (missing __syncthreads?)");
-    }
-
-    private void load(long[] R, Insn in, int m) {
-        int size = in.memSize, n = size * in.vecN;
-        int base = in.baseReg;
-        int cnt = 0;
-        boolean global = false;
-        for (int x = m; x != 0; x &= x - 1) {
-            int l = Integer.numberOfTrailingZeros(x);
-            long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
-            resolve(in, l, addr, n, false);
-            if (rAlloc != null) {
-                if (initCheck) checkInit(in, l, addr, n);
-                global = true;
-                addrs[cnt++] = addr;
-            } else if (raceCheck && rSpace == Op.SHARED) {
-                raceAccess(in, l, rOff, n, 0);
-            }
-            byte[] arr = rArr;
-            int off = rOff;
-            if (in.vecN == 1) {
-                R[in.d * 32 + l] = PtxType.ext(read(arr, off, size), in.type);
-            } else {
-                int[] v = in.vec;
-                for (int k = 0; k < v.length; k++) {
-                    if (v[k] >= 0) R[v[k] * 32 + l] = PtxType.ext(read(arr, off + k * size, size), in.type);
-                }
-            }
-        }
-        if (global) {
-            gLoaded += (long) cnt * n;
-            sectorStats(cnt, n);
-        }
-    }
-
-    private void store(long[] R, Insn in, int m) {
-        int size = in.memSize, n = size * in.vecN;
-        int base = in.baseReg;
-        int cnt = 0;
-        boolean global = false;
-        for (int x = m; x != 0; x &= x - 1) {
-            int l = Integer.numberOfTrailingZeros(x);
-            long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
-            resolve(in, l, addr, n, true);
-            if (rAlloc != null) {
-                if (initCheck) rAlloc.markInit(rOff, n);
-                global = true;
-                addrs[cnt++] = addr;
-            } else if (raceCheck && rSpace == Op.SHARED) {
-                raceAccess(in, l, rOff, n, 1);
-            }
-            byte[] arr = rArr;
-            int off = rOff;
-            if (in.vecN == 1) {
-                write(arr, off, size, R[in.a * 32 + l]);
-            } else {
-                int[] v = in.vec;
-                for (int k = 0; k < v.length; k++) {
-                    if (v[k] >= 0) write(arr, off + k * size, size, R[v[k] * 32 + l]);
-                }
-            }
-        }
-        if (global) {
-            gStored += (long) cnt * n;
-            sectorStats(cnt, n);
-        }
-    }
-
-    /** Bytes requested and distinct 32-byte sectors of one warp-level access of {@code n} bytes per lane. */
-    private void sectorStats(int cnt, int n) {
-        requested += (long) cnt * n;
-        int ns = 0;
-        long[] s = sectors;
-        for (int i = 0; i < cnt; i++) {
-            long first = addrs[i] >>> 5, last = (addrs[i] + n - 1) >>> 5;
-            for (long sec = first; sec <= last; sec++) {
-                boolean seen = false;
-                for (int k = ns - 1; k >= 0; k--) {
-                    if (s[k] == sec) {
-                        seen = true;
-                        break;
-                    }
-                }
-                if (!seen) s[ns++] = sec;
-            }
-        }
-        sectorBytes += 32L * ns;
-    }
-
-    private void atom(long[] R, Insn in, int m) {
-        int size = in.memSize;
-        int base = in.baseReg;
-        int t = in.type;
-        for (int x = m; x != 0; x &= x - 1) {
-            int l = Integer.numberOfTrailingZeros(x);
-            long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
-            resolve(in, l, addr, size, true);
-            if (rAlloc != null) {
-                if (initCheck) checkInit(in, l, addr, size);
-                gLoaded += size;
-                gStored += size;
-            } else if (rSpace != Op.SHARED) {
-                throw fail(in, l, "atomic on " + spaceName(rSpace) + " memory");
-            } else if (raceCheck) {
-                raceAccess(in, l, rOff, size, 2);
-            }
-            atomics++;
-            byte[] arr = rArr;
-            int off = rOff;
-            long old = read(arr, off, size);
-            long b = R[in.a * 32 + l];
-            long nv;
-            switch (in.mode) {
-                case Op.A_ADD:
-                    if (t == PtxType.F32) nv = Float.floatToRawIntBits(Float.intBitsToFloat((int) old) + Float.intBitsToFloat((int) b));
-                    else if (t == PtxType.F64) nv = Double.doubleToRawLongBits(Double.longBitsToDouble(old) + Double.longBitsToDouble(b));
-                    else nv = old + b;
-                    break;
-                case Op.A_MIN: case Op.A_MAX: {
-                    int cmp; // sign of (b - old)
-                    if (t == PtxType.F32) cmp = Float.compare(Float.intBitsToFloat((int) b), Float.intBitsToFloat((int) old));
-                    else if (t == PtxType.F64) cmp = Double.compare(Double.longBitsToDouble(b), Double.longBitsToDouble(old));
-                    else if (PtxType.isSigned(t)) cmp = Long.compare(PtxType.ext(b, t), PtxType.ext(old, t));
-                    else cmp = Long.compareUnsigned(PtxType.ext(b, t), PtxType.ext(old, t));
-                    nv = (in.mode == Op.A_MIN ? cmp < 0 : cmp > 0) ? b : old;
-                    break;
-                }
-                case Op.A_INC: {
-                    long o = PtxType.ext(old, PtxType.U32), bb = PtxType.ext(b, PtxType.U32);
-                    nv = o >= bb ? 0 : o + 1;
-                    break;
-                }
-                case Op.A_DEC: {
-                    long o = PtxType.ext(old, PtxType.U32), bb = PtxType.ext(b, PtxType.U32);
-                    nv = (o == 0 || o > bb) ? bb : o - 1;
-                    break;
-                }
-                case Op.A_CAS:
-                    nv = PtxType.ext(old, t) == PtxType.ext(b, t) ? R[in.b * 32 + l] : old;
-                    break;
-                case Op.A_EXCH: nv = b; break;
-                case Op.A_AND: nv = old & b; break;
-                case Op.A_OR: nv = old | b; break;
-                default: nv = old ^ b; break;
-            }
-            write(arr, off, size, nv);
-            if (in.d >= 0) R[in.d * 32 + l] = PtxType.ext(old, t);
-        }
-    }
 }
