@@ -206,13 +206,19 @@ public final class EmulatedDevice implements MeasuringDevice {
         Objects.requireNonNull(name, "name");
         Objects.requireNonNull(ptx, "ptx");
         List<Allocation> vars = new ArrayList<>();
-        PtxModule parsed = PtxParser.parse(name, ptx, (var, bytes, init) -> {
-            Allocation a = memory.allocate(bytes, "module variable " + var + " of " + name);
-            System.arraycopy(init, 0, a.data, 0, (int) Math.min(init.length, bytes));
-            a.markInit(0, bytes);
-            vars.add(a);
-            return a.base;
-        });
+        PtxModule parsed;
+        try {
+            parsed = PtxParser.parse(name, ptx, (var, bytes, init) -> {
+                Allocation a = memory.allocate(bytes, "module variable " + var + " of " + name);
+                System.arraycopy(init, 0, a.data, 0, (int) Math.min(init.length, bytes));
+                a.markInit(0, bytes);
+                vars.add(a);
+                return a.base;
+            });
+        } catch (RuntimeException e) {
+            for (Allocation a : vars) memory.free(a); // a failed load leaves nothing behind
+            throw e;
+        }
         Module m = new Module(name, parsed, vars);
         modules.add(m);
         return m;
