@@ -523,7 +523,10 @@ final class Interpreter {
 
     private void checkMembers(Insn in, int members, int mask, String what) {
         if (!syncCheck) return;
-        int missing = members & ~mask;
+        int lanes = Math.min(32, nthreads - curWarp * 32);
+        int exists = lanes == 32 ? -1 : (1 << lanes) - 1;
+        // lanes past the end of a partial last warp never existed: a full mask there is accepted, as on the GPU
+        int missing = members & ~mask & exists;
         if (missing != 0) {
             int l = Integer.numberOfTrailingZeros(missing);
             boolean exited = (active[curWarp] >>> l & 1) == 0;

@@ -216,4 +216,12 @@ class WarpAndMemorySemanticsTest {
         PtxHarness.run("setp.lt.u32 %p0, %me, 32; @%p0 bra A; bar.sync 0; bra B; A: bar.sync 0; B: mov.u32 %r0, 1;",
                 new long[64][4]);
     }
+
+    @Test
+    void fullMaskInAPartialLastWarpIsAccepted() {
+        int n = 40; // warp 1 has 8 lanes
+        long[][] in = inputs(n, 10);
+        long[][] out = PtxHarness.run("cvt.u32.u64 %r0, %in0; shfl.sync.bfly.b32 %r1, %r0, 1, 31, -1; cvt.u64.u32 %out0, %r1;", in);
+        for (int t = 0; t < n; t++) assertEquals((int) in[t ^ 1][0], (int) out[t][0], "bfly lane " + t);
+    }
 }
