@@ -5,8 +5,10 @@
  * <h2>Pipeline</h2>
  * {@code PtxParser} splits the text into statements (comments removed, lines kept) and decodes every function once
  * ({@code InsnDecoder}) into {@code Insn} objects: int opcodes specialised for hot cases, register indices, immediates
- * and symbol addresses turned into preloaded constant registers. {@code Interpreter} executes a launch; {@code Alu} and
- * {@code FloatOps} hold instruction semantics.
+ * and symbol addresses turned into preloaded constant registers; {@code Linker} appends called {@code .func}s to an
+ * entry's code. {@code Interpreter} executes a launch (scheduling, barriers, warp collectives), {@code MemoryUnit} its
+ * memory instructions, checks and traffic counts, {@code SharedRaceDetector} the race check; {@code Alu} and
+ * {@code FloatOps} hold instruction semantics. Speed: {@code EmulatorBenchmark} in the test sources.
  *
  * <h2>Execution model</h2>
  * Blocks run one at a time in an order shuffled by a seed ({@link io.github.batchnorm4j.ptx.EmulatorOptions}). A
@@ -14,14 +16,15 @@
  * the lowest pc among the warp's runnable lanes for all lanes at that pc, which reconverges structured code by itself
  * and gives shfl/vote the converged lanes. A warp runs until its lanes wait at a barrier or exit; when all warps are
  * stopped, complete barriers are released; a barrier that can never complete is reported (barrier divergence), never a
- * hang. Generic 64-bit addresses: global allocations from 2^44 (256-byte aligned, 4 KiB gaps, never reused), a shared
+ * hang; a block exceeding an instruction budget (an endless loop, or a spin-wait on another block) is reported too.
+ * Generic 64-bit addresses: global allocations from 2^44 (256-byte aligned, 4 KiB gaps, never reused), a shared
  * window at 2^40 and a local window at 2^41 ({@code cvta}/{@code cvta.to} convert).
  *
  * <h2>Checks (each on by default, each a DeviceException naming kernel, PTX line and text, block, thread, address)</h2>
  * Out-of-bounds and misaligned global/shared/local/param accesses (including use after free); reads of global memory
  * never written since allocation (host copies, memset and stores initialize; {@code copyToHost} of unwritten bytes also
  * fails); shared-memory data races between barriers, at byte granularity, between threads of different warps where
- * at least one access writes and neither is atomic (conflicts between lanes of one warp are not reported: warps run in
+ * at least one access is a plain write, or one is plain and the other atomic (conflicts between lanes of one warp are not reported: warps run in
  * lockstep here and nvcc's warp-synchronous code relies on {@code __syncwarp}); barrier divergence (lanes of a warp at
  * different barriers, or a barrier some threads exit without reaching); warp-synchronous instructions whose member
  * mask names lanes not converged at that instruction; unsupported instructions (named, with line, when executed;

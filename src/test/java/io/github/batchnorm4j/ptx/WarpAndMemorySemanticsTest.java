@@ -224,4 +224,18 @@ class WarpAndMemorySemanticsTest {
         long[][] out = PtxHarness.run("cvt.u32.u64 %r0, %in0; shfl.sync.bfly.b32 %r1, %r0, 1, 31, -1; cvt.u64.u32 %out0, %r1;", in);
         for (int t = 0; t < n; t++) assertEquals((int) in[t ^ 1][0], (int) out[t][0], "bfly lane " + t);
     }
+
+    @Test
+    void namedBarrierWithThreadCountAndAtomicDec() {
+        // warp 0 syncs alone on barrier 1 (count 32) while warp 1 skips it; then all 64 meet at barrier 0
+        String body = "setp.lt.u32 %p0, %me, 32; @!%p0 bra SKIP; bar.sync 1, 32; SKIP: bar.sync 0;"
+                + "setp.eq.u32 %p1, %me, 0; @%p1 st.shared.u32 [sbuf], 5; bar.sync 0;"
+                + "atom.shared.dec.u32 %r0, [sbuf], 5; cvt.u64.u32 %out0, %r0;";
+        long[][] out = PtxHarness.run(body, ".shared .align 4 .b8 sbuf[64];\n", new long[64][4], EmulatorOptions.defaults());
+        int v = 5;
+        for (int t = 0; t < 64; t++) {
+            assertEquals(v, (int) out[t][0], "atom.dec old value, thread " + t);
+            v = (v == 0 || v > 5) ? 5 : v - 1;
+        }
+    }
 }
