@@ -24,7 +24,8 @@
  * Out-of-bounds and misaligned global/shared/local/param accesses (including use after free); reads of global memory
  * never written since allocation (host copies, memset and stores initialize; {@code copyToHost} of unwritten bytes also
  * fails); shared-memory data races between barriers, at byte granularity, between threads of different warps where
- * at least one access is a plain write, or one is plain and the other atomic (conflicts between lanes of one warp are not reported: warps run in
+ * at least one access is a plain write, or one is plain and the other atomic
+ * (conflicts between lanes of one warp are not reported: warps run in
  * lockstep here and nvcc's warp-synchronous code relies on {@code __syncwarp}); barrier divergence (lanes of a warp at
  * different barriers, or a barrier some threads exit without reaching); warp-synchronous instructions whose member
  * mask names lanes not converged at that instruction; unsupported instructions (named, with line, when executed;
