@@ -12,6 +12,11 @@ import java.util.List;
 import java.util.Random;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import io.github.batchnorm4j.gpu.Device;
+import io.github.batchnorm4j.gpu.DeviceBuffer;
+import io.github.batchnorm4j.gpu.DeviceStream;
+import io.github.batchnorm4j.gpu.GpuBatchNorm;
+import io.github.batchnorm4j.ptx.EmulatedDevice;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -96,6 +101,54 @@ class ReadmeExampleTest {
         assertEquals(dySum, db[0], 1e-3 * Math.max(1, Math.abs(dySum)), "dbeta of channel 0 = Σdy");
     }
 
+    @Test
+    void deviceExampleRuns() {
+        Random r = new Random(3);
+        Shape shape = Shape.channelsFirst(4, 8, 6, 6);
+        int n = shape.elementCountAsInt();
+        int c = shape.channels();
+        float[] hostX = random(r, n, 3.0, 2.0);
+        float[] hostY = new float[n];
+        Arrays.fill(hostY, Float.NaN);
+        float[] initialRunningStats = new float[2 * c];
+        Arrays.fill(initialRunningStats, c, 2 * c, 1f);
+        float[] running = new float[2 * c];
+        // BEGIN README device
+        try (Device device = new EmulatedDevice();                // on a GPU: new CudaDevice(0)
+             GpuBatchNorm bn = new GpuBatchNorm(device);
+             DeviceBuffer x = device.allocate(4L * n);
+             DeviceBuffer y = device.allocate(4L * n);
+             DeviceBuffer stats = device.allocate(4L * 4 * c)) {   // running mean, running var, saved mean, saved invstd
+            DeviceStream stream = device.defaultStream();
+            device.copyToDevice(hostX, 0, x.pointer(), n, stream);
+            device.copyToDevice(initialRunningStats, 0, stats.pointer(), 2 * c, stream);   // c zeros, then c ones
+            for (int step = 0; step < 3; step++) {                 // a training loop: no allocation, no copy per step
+                bn.forwardTraining(shape, x.pointer(), null, null, 1e-5, stats.at(0), stats.at(4L * c), 0.1,
+                        y.pointer(), stats.at(8L * c), stats.at(12L * c), stream);
+            }
+            device.copyToHost(y.pointer(), hostY, 0, n, stream);
+        // END README device
+            device.copyToHost(stats.pointer(), running, 0, 2 * c, stream);
+        }
+        // Each channel of y has mean 0 and (biased) variance 1/(1 + eps/var); after three identical batches the
+        // running mean is (1 − 0.9³)·mean, as the momentum update says.
+        int inner = 36;
+        for (int k = 0; k < c; k++) {
+            double sum = 0, sq = 0, xs = 0;
+            for (int b = 0; b < 4; b++) {
+                for (int i = 0; i < inner; i++) {
+                    int at = (b * c + k) * inner + i;
+                    sum += hostY[at];
+                    sq += (double) hostY[at] * hostY[at];
+                    xs += hostX[at];
+                }
+            }
+            assertEquals(0.0, sum / 144, 1e-5, "mean of y, channel " + k);
+            assertEquals(1.0, sq / 144, 1e-3, "variance of y, channel " + k);
+            assertEquals((1 - 0.9 * 0.9 * 0.9) * xs / 144, running[k], 1e-4, "running mean, channel " + k);
+        }
+    }
+
     private static List<String> block(List<String> lines, Pattern start, Pattern end, String what) {
         List<String> out = new ArrayList<>();
         boolean in = false;
@@ -114,7 +167,7 @@ class ReadmeExampleTest {
     void readmeShowsExactlyThisCode() throws IOException {
         List<String> readme = Files.readAllLines(README);
         List<String> self = Files.readAllLines(SELF);
-        for (String name : new String[] {"layer", "functional"}) {
+        for (String name : new String[] {"layer", "functional", "device"}) {
             // In the README: the ```java fence after <!-- example: NAME -->.
             int marker = readme.indexOf("<!-- example: " + name + " -->");
             assertTrue(marker >= 0, "README lacks <!-- example: " + name + " -->");
