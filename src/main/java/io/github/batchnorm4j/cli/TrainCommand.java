@@ -109,11 +109,12 @@ public final class TrainCommand implements Callable<Integer> {
                     1e-5, 0.1);
             if (compare) base.withLr(highLr); // validates --high-lr before any work
             Dataset.Split split = loadData();
-            Path dir = outputDir();
             List<RunResult> runs = new ArrayList<>();
             String backendName;
+            Path dir;
             try (TrainBackend be = openBackend()) {
                 backendName = be.name();
+                dir = outputDir(); // only once data and backend are known good: bad input leaves no folder behind
                 stdout.println(TrainProgress.fmt("data %s: %d training and %d test samples, %d features, %d classes;"
                                 + " backend %s", datasetName(), split.train().rows(), split.test().rows(),
                         split.train().features(), split.train().classes(), backendName));
