@@ -1,0 +1,116 @@
+package io.github.batchnorm4j.cli;
+
+import io.github.batchnorm4j.Backends;
+import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.ChannelStatistics;
+import io.github.batchnorm4j.Shape;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code batchnorm4j backward}: batch-norm backward of .npy tensors into {@code dx.npy}, {@code dgamma.npy} and
+ * {@code dbeta.npy}. Training mode uses the saved statistics given with --save-mean/--save-invstd, or recomputes them
+ * from x (mean and 1/sqrt(var + eps)) when they are not given; eval mode uses the frozen running statistics.
+ */
+@Command(name = "backward", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Batch-norm backward: DIR/dx.npy, DIR/dgamma.npy, DIR/dbeta.npy from X.npy and DY.npy.",
+            "Train mode recomputes mean/invstd from x when --save-mean/--save-invstd are not given."})
+final class BackwardCommand implements Callable<Integer> {
+
+    @Option(names = "--x", required = true, paramLabel = "X.npy", description = "Forward input.")
+    Path x;
+
+    @Option(names = "--dy", required = true, paramLabel = "DY.npy", description = "Gradient w.r.t. y (x's shape).")
+    Path dy;
+
+    @Option(names = "--gamma", paramLabel = "G.npy", description = "Scale per channel (default 1).")
+    Path gamma;
+
+    @Option(names = "--save-mean", paramLabel = "F", description = "Train mode: the forward's save_mean.npy.")
+    Path saveMean;
+
+    @Option(names = "--save-invstd", paramLabel = "F", description = "Train mode: the forward's save_invstd.npy.")
+    Path saveInvstd;
+
+    @Option(names = "--mode", defaultValue = "train", paramLabel = "train|eval",
+            description = "train: batch statistics; eval: frozen running statistics (default: ${DEFAULT-VALUE}).")
+    Mode mode;
+
+    @Option(names = "--running-mean", paramLabel = "F", description = "Eval mode: running mean (default 0).")
+    Path runningMean;
+
+    @Option(names = "--running-var", paramLabel = "F", description = "Eval mode: running variance (default 1).")
+    Path runningVar;
+
+    @Option(names = "--eps", defaultValue = "1e-5", description = "Added to the variance (default: ${DEFAULT-VALUE}).")
+    double eps;
+
+    @Option(names = "--layout", defaultValue = "channels-first", paramLabel = "L",
+            description = "As for forward (default: ${DEFAULT-VALUE}).")
+    String layout;
+
+    @Option(names = "--backend", defaultValue = "auto", paramLabel = "B", description = "As for forward.")
+    String backend;
+
+    @Option(names = "--out", required = true, paramLabel = "DIR", description = "Output directory (created).")
+    Path out;
+
+    @Override
+    public Integer call() throws Exception {
+        Inputs.checkEps(eps);
+        if ((saveMean == null) != (saveInvstd == null)) {
+            throw new IllegalArgumentException("--save-mean and --save-invstd must be given together");
+        }
+        if (mode == Mode.eval && saveMean != null) {
+            throw new IllegalArgumentException("--save-mean/--save-invstd apply to --mode train only");
+        }
+        if (mode == Mode.train && (runningMean != null || runningVar != null)) {
+            throw new IllegalArgumentException("--running-mean/--running-var apply to --mode eval only");
+        }
+        NpyArray xa = Inputs.read("--x", x);
+        Shape shape = Inputs.shapeOf(xa, x, layout);
+        int c = shape.channels();
+        float[] dya = Inputs.likeX("--dy", dy, xa);
+        float[] g = Inputs.perChannel("--gamma", gamma, shape);
+        float[] sm = Inputs.perChannel("--save-mean", saveMean, shape);
+        float[] si = Inputs.perChannel("--save-invstd", saveInvstd, shape);
+        float[] rm = null;
+        float[] rv = null;
+        if (mode == Mode.eval) {
+            rm = runningMean != null ? Inputs.perChannel("--running-mean", runningMean, shape) : new float[c];
+            rv = runningVar != null ? Inputs.perChannel("--running-var", runningVar, shape) : ForwardCommand.ones(c);
+        } else if (shape.reductionSize() < 2) {
+            throw new IllegalArgumentException("expected more than 1 value per channel when training, got x " + shape
+                    + " (M = " + shape.reductionSize() + ")");
+        }
+        Path dir = Inputs.outDir(out);
+        float[] dx = new float[xa.data().length];
+        float[] dgamma = new float[c];
+        float[] dbeta = new float[c];
+        String stats;
+        try (BatchNormOps ops = Backends.open(backend)) {
+            if (mode == Mode.train) {
+                stats = "saved statistics";
+                if (sm == null) {
+                    ChannelStatistics st = ops.statistics(shape, xa.data());
+                    sm = st.meansAsFloats();
+                    si = st.invstdAsFloats(eps);
+                    stats = "statistics recomputed from x";
+                }
+                ops.backwardTraining(shape, xa.data(), dya, g, sm, si, dx, dgamma, dbeta);
+            } else {
+                stats = "running statistics";
+                ops.backwardInference(shape, xa.data(), dya, g, rm, rv, eps, dx, dgamma, dbeta);
+            }
+            Inputs.write(dir, "dx.npy", xa.dims(), dx);
+            Inputs.write(dir, "dgamma.npy", Inputs.vector(c), dgamma);
+            Inputs.write(dir, "dbeta.npy", Inputs.vector(c), dbeta);
+            System.out.println("backward " + mode + " on " + ops.name() + ": x (" + xa.dimsText() + ") "
+                    + shape.layout().cliName() + ", M = " + shape.reductionSize() + ", " + stats + " -> " + dir
+                    + ": dx.npy, dgamma.npy, dbeta.npy");
+        }
+        return Main.OK;
+    }
+}

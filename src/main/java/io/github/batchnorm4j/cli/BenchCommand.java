@@ -1,0 +1,167 @@
+package io.github.batchnorm4j.cli;
+
+import io.github.batchnorm4j.Backends;
+import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.Layout;
+import io.github.batchnorm4j.MeasuredOps;
+import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.gpu.TrafficMetrics;
+import java.io.PrintWriter;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Optional;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code batchnorm4j bench}: times forward-train, forward-eval and backward (training) on one backend. Each op is
+ * first validated (its output against the float64 computation on the CPU backend, or against the CPU backend for any
+ * other backend), then warmed up, then timed {@code --repeat} times; the median is reported. Bandwidth is S-based
+ * (S = bytes of x): 3 S forward-train, 2 S forward-eval, 5 S backward — the least traffic each op needs (DESIGN §3).
+ * On the CPU backend the machine's copy bandwidth is measured in the same run and each op is also shown as a
+ * fraction of it. Backends implementing {@link MeasuredOps} also report traffic_ratio and sector_efficiency.
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Times the ops (median of --repeat runs after validation and warm-up) and reports S-based GB/s.",
+            "GB/s counts 3 S forward-train, 2 S forward-eval, 5 S backward (S = bytes of x). On the CPU backend the "
+                + "machine's copy bandwidth is measured in the same run."})
+final class BenchCommand implements Callable<Integer> {
+    /** Validation tolerances against a float32 CPU result: both sides carry float32 error. */
+    static final double CROSS_BACKEND_FACTOR = 2;
+    static final long SEED = 20261125L;
+
+    @Option(names = "--backend", defaultValue = "auto", paramLabel = "B",
+            description = "Backend to time (default: ${DEFAULT-VALUE}).")
+    String backend;
+
+    @Option(names = "--layout", paramLabel = "L",
+            description = "channels-first, channels-last or a named layout (default: both).")
+    String layout;
+
+    @Option(names = "--shape", defaultValue = "32,64,56,56", paramLabel = "N,C,H,W",
+            description = "Logical shape N,C,S1..Sk; channels-last runs it as N,S1..Sk,C (default: ${DEFAULT-VALUE}).")
+    String shape;
+
+    @Option(names = "--op", defaultValue = "all", paramLabel = "OP",
+            description = "forward-train, forward-eval, backward or all (default: ${DEFAULT-VALUE}).")
+    String op;
+
+    @Option(names = "--repeat", defaultValue = "10", paramLabel = "R",
+            description = "Timed runs per op; the median is reported (default: ${DEFAULT-VALUE}).")
+    int repeat;
+
+    @Option(names = "--json", description = "One JSON object per line instead of a table.")
+    boolean json;
+
+    /** Traffic of each op in units of S (the budget of DESIGN §3). */
+    static int trafficUnits(String op) {
+        switch (op) {
+            case "forward-train": return 3;
+            case "forward-eval": return 2;
+            case "backward": return 5;
+            default: throw new IllegalArgumentException("--op: expected forward-train, forward-eval, backward or all, "
+                    + "got '" + op + "'");
+        }
+    }
+
+    @Override
+    public Integer call() {
+        if (repeat < 1) throw new IllegalArgumentException("--repeat: expected >= 1, got " + repeat);
+        long[] logical;
+        try {
+            logical = Shape.parse(Layout.CHANNELS_FIRST, shape).dims();
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--shape: " + e.getMessage());
+        }
+        List<String> ops = op.equalsIgnoreCase("all") ? List.of("forward-train", "forward-eval", "backward")
+                : List.of(op.toLowerCase(Locale.ROOT));
+        for (String o : ops) trafficUnits(o);
+        List<Shape> shapes = new ArrayList<>();
+        if (layout != null) {
+            Layout l = Layout.parse(layout);
+            int required = Layout.requiredRank(layout);
+            if (required > 0 && required != logical.length) {
+                throw new IllegalArgumentException("--layout " + layout + " expects a " + required + "-D --shape, got "
+                        + shape);
+            }
+            shapes.add(shapeIn(l, logical));
+        } else {
+            if (logical.length > 2) shapes.add(shapeIn(Layout.CHANNELS_FIRST, logical));
+            shapes.add(shapeIn(Layout.CHANNELS_LAST, logical)); // a 2-D [N, C] is channels-last only
+        }
+        for (Shape s : shapes) s.elementCountAsInt(); // too large for the host API: a usage error before any work
+
+        try (BatchNormOps ops0 = Backends.open(backend); BenchSuite suite = new BenchSuite(ops0)) {
+            long bytes = shapes.get(0).elementCount() * Float.BYTES;
+            BenchHarness.CopyBandwidth copy = null;
+            if (ops0.name().equals("cpu")) {
+                copy = BenchHarness.measureCopy(bytes, Runtime.getRuntime().availableProcessors(), repeat);
+            }
+            if (!json) {
+                System.out.printf(Locale.ROOT, "bench %s: shape %s, S = %.2f MB (bytes of x), median of %d runs after "
+                        + "validation and warm-up%n", ops0.name(), shape, bytes / 1e6, repeat);
+                if (copy != null) {
+                    System.out.printf(Locale.ROOT, "copy: %.2f GB/s (read + write; %d threads copying %.1f MB, median "
+                            + "%.3f ms)%n", copy.gbps(), copy.threads(), copy.bytes() / 1e6, copy.timing().medianMs());
+                }
+                System.out.printf("%-14s %-15s %-16s %10s %8s %10s %12s%s%n", "op", "layout", "shape", "median_ms",
+                        "GB/s", copy != null ? "% of copy" : "", "max_rel_err",
+                        ops0 instanceof MeasuredOps ? "   traffic/S  sector_eff" : "");
+            } else if (copy != null) {
+                System.out.println(new Json().put("backend", ops0.name()).put("op", "copy").put("layout", null)
+                        .put("shape", Long.toString(copy.bytes() / Float.BYTES)).put("bytes", copy.bytes())
+                        .put("median_ms", copy.timing().medianMs()).put("gbps", copy.gbps())
+                        .put("threads", copy.threads()).put("repeat", repeat));
+            }
+            for (Shape s : shapes) {
+                RandomInputs in = RandomInputs.of(s, SEED);
+                for (String o : ops) {
+                    BenchSuite.Result r = suite.run(o, in, repeat);
+                    if (!r.valid()) {
+                        System.out.flush();
+                        Main.error(new PrintWriter(System.err, true), Main.FAILED, "bench " + ops0.name() + " "
+                                + o + " " + s + ": validation failed before timing: " + r.worst()
+                                + " max relative error " + r.maxRelError() + " > " + r.tolerance());
+                        return Main.FAILED;
+                    }
+                    print(ops0.name(), o, s, r, copy);
+                }
+            }
+        }
+        return Main.OK;
+    }
+
+    private void print(String backendName, String o, Shape s, BenchSuite.Result r, BenchHarness.CopyBandwidth copy) {
+        long bytes = s.elementCount() * Float.BYTES;
+        double gbps = BenchHarness.gbps((double) trafficUnits(o) * bytes, r.timing().medianMs());
+        Optional<TrafficMetrics> m = r.metrics();
+        String dims = CrossCheck.dimsText(s.dims());
+        if (json) {
+            Json row = new Json().put("backend", backendName).put("op", o).put("layout", s.layout().cliName())
+                    .put("shape", dims).put("bytes", bytes).put("median_ms", r.timing().medianMs()).put("gbps", gbps)
+                    .put("min_ms", r.timing().minMs()).put("repeat", r.timing().repeats())
+                    .put("max_rel_error", r.maxRelError());
+            if (copy != null) row.put("pct_of_copy", 100 * gbps / copy.gbps());
+            if (m.isPresent()) {
+                row.put("traffic_ratio", (double) m.get().bytesMoved() / bytes)
+                        .put("sector_efficiency", m.get().sectorEfficiency());
+            }
+            System.out.println(row);
+        } else {
+            System.out.printf(Locale.ROOT, "%-14s %-15s %-16s %10.3f %8.2f %10s %12.2e%s%n", o, s.layout().cliName(),
+                    dims, r.timing().medianMs(), gbps,
+                    copy != null ? String.format(Locale.ROOT, "%.1f%%", 100 * gbps / copy.gbps()) : "",
+                    r.maxRelError(),
+                    m.map(t -> String.format(Locale.ROOT, " %11.3f %11.3f", (double) t.bytesMoved() / bytes,
+                            t.sectorEfficiency())).orElse(""));
+        }
+    }
+
+    /** [N, C, S..] in the memory order of a layout. */
+    static Shape shapeIn(Layout l, long[] logical) {
+        return l == Layout.CHANNELS_FIRST ? Shape.channelsFirst(logical)
+                : Shape.channelsLast(CrossCheck.toChannelsLast(logical));
+    }
+}

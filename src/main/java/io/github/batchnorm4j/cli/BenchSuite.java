@@ -1,0 +1,186 @@
+package io.github.batchnorm4j.cli;
+
+import io.github.batchnorm4j.Backends;
+import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.MeasuredOps;
+import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.gpu.TrafficMetrics;
+import java.util.Arrays;
+import java.util.Optional;
+
+/**
+ * The ops {@code bench} times, each validated once before timing: on the CPU backend against {@link Float64Check}
+ * (comparing the CPU with itself would prove nothing), on any other backend against the CPU backend's float32 result
+ * with twice the check tolerances (both sides carry float32 rounding). Closing it closes the CPU reference it opened,
+ * never the backend under test.
+ */
+final class BenchSuite implements AutoCloseable {
+    static final double EPS = 1e-5;
+    static final double MOMENTUM = 0.1;
+
+    private final BatchNormOps ops;
+    private BatchNormOps cpu;
+
+    BenchSuite(BatchNormOps ops) {
+        this.ops = ops;
+    }
+
+    /**
+     * The outcome of one op.
+     *
+     * @param maxRelError validation error (ErrorMetric) of the first run
+     * @param tolerance   the bound it was held to
+     * @param worst       the output with the largest error
+     * @param timing      timings (null when validation failed: nothing is timed)
+     * @param metrics     traffic of the validation run when the backend measures it
+     */
+    record Result(double maxRelError, double tolerance, String worst, BenchHarness.Timing timing,
+                  Optional<TrafficMetrics> metrics) {
+        boolean valid() {
+            return maxRelError <= tolerance;
+        }
+    }
+
+    /** Validates, then times {@code op} ("forward-train", "forward-eval" or "backward"). */
+    Result run(String op, RandomInputs in, int repeat) {
+        Shape s = in.shape();
+        int c = s.channels();
+        float[] y = nan(in.x().length);
+        float[] mean = nan(c);
+        float[] invstd = nan(c);
+        float[] rm = in.runningMean().clone();
+        float[] rv = in.runningVar().clone();
+        Runnable body;
+        Errors err;
+        Optional<TrafficMetrics> metrics;
+        switch (op) {
+            case "forward-train": {
+                body = () -> ops.forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS, rm, rv, MOMENTUM, y, mean,
+                        invstd);
+                body.run();
+                metrics = metrics();
+                err = forwardTrainErrors(in, y, mean, invstd, rm, rv);
+                break;
+            }
+            case "forward-eval": {
+                body = () -> ops.forwardInference(s, in.x(), in.gamma(), in.beta(), in.runningMean(), in.runningVar(),
+                        EPS, y);
+                body.run();
+                metrics = metrics();
+                err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, false);
+                if (isCpu()) {
+                    err.add("y", y, Float64Check.forwardInference(s, in.x(), in.gamma(), in.beta(), in.runningMean(),
+                            in.runningVar(), EPS));
+                } else {
+                    float[] ref = new float[y.length];
+                    cpu().forwardInference(s, in.x(), in.gamma(), in.beta(), in.runningMean(), in.runningVar(), EPS,
+                            ref);
+                    err.add("y", y, ref);
+                }
+                break;
+            }
+            case "backward": {
+                ops.forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS, null, null, 0, y, mean, invstd);
+                float[] dx = nan(in.x().length);
+                float[] dgamma = nan(c);
+                float[] dbeta = nan(c);
+                body = () -> ops.backwardTraining(s, in.x(), in.dy(), in.gamma(), mean, invstd, dx, dgamma, dbeta);
+                body.run();
+                metrics = metrics();
+                err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, true);
+                if (isCpu()) {
+                    Float64Check.Gradients g = Float64Check.backwardTraining(s, in.x(), in.dy(), in.gamma(), EPS);
+                    err.add("dx", dx, g.dx()).add("dgamma", dgamma, g.dgamma()).add("dbeta", dbeta, g.dbeta());
+                } else {
+                    float[] rdx = new float[dx.length];
+                    float[] rdg = new float[c];
+                    float[] rdb = new float[c];
+                    cpu().backwardTraining(s, in.x(), in.dy(), in.gamma(), mean, invstd, rdx, rdg, rdb);
+                    err.add("dx", dx, rdx).add("dgamma", dgamma, rdg).add("dbeta", dbeta, rdb);
+                }
+                break;
+            }
+            default:
+                throw new IllegalArgumentException("op: unknown '" + op + "'");
+        }
+        if (!(err.worstError <= err.tolerance)) {
+            return new Result(err.worstError, err.tolerance, err.worstName, null, metrics);
+        }
+        BenchHarness.Timing t = BenchHarness.time(body, repeat);
+        return new Result(err.worstError, err.tolerance, err.worstName, t, metrics);
+    }
+
+    private Errors forwardTrainErrors(RandomInputs in, float[] y, float[] mean, float[] invstd, float[] rm,
+                                      float[] rv) {
+        Shape s = in.shape();
+        Errors err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, false);
+        if (isCpu()) {
+            Float64Check.Forward f = Float64Check.forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS,
+                    in.runningMean(), in.runningVar(), MOMENTUM);
+            return err.add("y", y, f.y()).add("save_mean", mean, f.mean()).add("save_invstd", invstd, f.invstd())
+                    .add("running_mean", rm, f.runningMean()).add("running_var", rv, f.runningVar());
+        }
+        int c = s.channels();
+        float[] ry = new float[y.length];
+        float[] rmean = new float[c];
+        float[] rinv = new float[c];
+        float[] rrm = in.runningMean().clone();
+        float[] rrv = in.runningVar().clone();
+        cpu().forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS, rrm, rrv, MOMENTUM, ry, rmean, rinv);
+        return err.add("y", y, ry).add("save_mean", mean, rmean).add("save_invstd", invstd, rinv)
+                .add("running_mean", rm, rrm).add("running_var", rv, rrv);
+    }
+
+    /** Accumulates the worst error of several outputs. */
+    private final class Errors {
+        final double tolerance;
+        double worstError;
+        String worstName = "-";
+
+        Errors(double crossFactor, boolean gradients) {
+            double base = gradients ? CrossCheck.GRADIENT_TOLERANCE : CrossCheck.FORWARD_TOLERANCE;
+            tolerance = isCpu() ? base : base * crossFactor;
+        }
+
+        Errors add(String name, float[] actual, double[] expected) {
+            return note(name, ErrorMetric.maxRelativeError(actual, expected));
+        }
+
+        Errors add(String name, float[] actual, float[] expected) {
+            return note(name, ErrorMetric.maxRelativeError(actual, expected));
+        }
+
+        private Errors note(String name, double e) {
+            if (Double.isNaN(worstError)) return this;
+            if (Double.isNaN(e) || e > worstError || worstName.equals("-")) {
+                worstError = e;
+                worstName = name;
+            }
+            return this;
+        }
+    }
+
+    private boolean isCpu() {
+        return ops.name().equals("cpu");
+    }
+
+    private BatchNormOps cpu() {
+        if (cpu == null) cpu = Backends.open("cpu");
+        return cpu;
+    }
+
+    private Optional<TrafficMetrics> metrics() {
+        return ops instanceof MeasuredOps m ? m.lastOperationMetrics() : Optional.empty();
+    }
+
+    private static float[] nan(int n) {
+        float[] a = new float[n];
+        Arrays.fill(a, Float.NaN);
+        return a;
+    }
+
+    @Override
+    public void close() {
+        if (cpu != null) cpu.close();
+    }
+}

@@ -1,0 +1,362 @@
+package io.github.batchnorm4j.cli;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Reads and writes NumPy {@code .npy} files (format versions 1.0, 2.0 and 3.0).
+ *
+ * <p>Reading accepts little-endian float32 and float64 in C order: descr {@code '<f4'}, {@code '<f8'} (and the
+ * {@code '|'} "byte order not applicable" spelling of the same). Float64 values are rounded to the nearest float32.
+ * Anything else (big-endian, {@code fortran_order: True}, other dtypes, a truncated or over-long file, a malformed
+ * header) is a {@link NpyFormatException} naming the file.
+ *
+ * <p>Writing produces float32 {@code '<f4'} C-order files byte-for-byte as {@code numpy.save} does: format 1.0 (2.0
+ * only when the header would not fit), the header padded with spaces and a newline so that the data starts at a
+ * multiple of 64 bytes, with numpy's spare room after the header dict.
+ */
+public final class Npy {
+    private static final byte[] MAGIC = {(byte) 0x93, 'N', 'U', 'M', 'P', 'Y'};
+    /** Data starts at a multiple of this (numpy's ARRAY_ALIGN). */
+    static final int ALIGN = 64;
+    /** numpy leaves room for this many digits of the first dimension so the file can grow in place. */
+    private static final int GROWTH_AXIS_MAX_DIGITS = 21;
+    private static final int CHUNK = 1 << 20;
+
+    private Npy() {
+    }
+
+    /**
+     * Reads a float32 or float64 array.
+     *
+     * @throws NpyFormatException naming the file when it is not a readable .npy of the accepted kinds, or is missing
+     * @throws IOException        on an I/O failure
+     */
+    public static NpyArray read(Path file) throws IOException {
+        if (!Files.exists(file)) throw new NpyFormatException(file + ": no such file");
+        if (Files.isDirectory(file)) throw new NpyFormatException(file + ": is a directory, expected a .npy file");
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
+            ByteBuffer prefix = readFully(ch, 0, 8, file, "the magic string and version");
+            for (int i = 0; i < MAGIC.length; i++) {
+                if (prefix.get(i) != MAGIC[i]) {
+                    throw new NpyFormatException(file + ": not a .npy file (missing the \\x93NUMPY magic string)");
+                }
+            }
+            int major = prefix.get(6) & 0xff;
+            int minor = prefix.get(7) & 0xff;
+            long headerLen;
+            long headerStart;
+            if (major == 1 && minor == 0) {
+                headerLen = readFully(ch, 8, 2, file, "the header length").getShort(0) & 0xffff;
+                headerStart = 10;
+            } else if ((major == 2 || major == 3) && minor == 0) {
+                headerLen = readFully(ch, 8, 4, file, "the header length").getInt(0) & 0xffffffffL;
+                headerStart = 12;
+            } else {
+                throw new NpyFormatException(file + ": unsupported .npy format version " + major + "." + minor
+                        + " (expected 1.0, 2.0 or 3.0)");
+            }
+            if (headerLen > 16 << 20) {
+                throw new NpyFormatException(file + ": implausible header length " + headerLen);
+            }
+            ByteBuffer hb = readFully(ch, headerStart, (int) headerLen, file, "the header");
+            byte[] hbytes = new byte[(int) headerLen];
+            hb.get(0, hbytes);
+            // Versions 1 and 2 are latin-1; 3 is UTF-8. The keys and values we accept are ASCII either way.
+            String header = new String(hbytes, major == 3 ? StandardCharsets.UTF_8 : StandardCharsets.ISO_8859_1);
+            Header h = parseHeader(header, file);
+            long count = 1;
+            for (long d : h.dims) count = Math.multiplyExact(count, d);
+            if (count > Integer.MAX_VALUE - 8) {
+                throw new NpyFormatException(file + ": " + count + " elements are too many for a Java array");
+            }
+            long dataStart = headerStart + headerLen;
+            long expected = count * h.itemSize;
+            long actual = ch.size() - dataStart;
+            if (actual != expected) {
+                throw new NpyFormatException(file + ": expected " + expected + " data bytes for shape "
+                        + dimsText(h.dims) + " of " + h.descr + ", found " + actual
+                        + (actual < expected ? " (truncated)" : " (trailing bytes)"));
+            }
+            float[] data = new float[(int) count];
+            readData(ch, dataStart, h.itemSize, data, file);
+            return new NpyArray(h.dims, data, h.itemSize == 4 ? "<f4" : "<f8");
+        } catch (NoSuchFileException e) {
+            throw new NpyFormatException(file + ": no such file");
+        }
+    }
+
+    /**
+     * Writes float32 values as a C-order {@code '<f4'} .npy file (replacing an existing file), exactly as numpy.save
+     * would.
+     *
+     * @param dims the shape; the product must equal {@code data.length}
+     */
+    public static void write(Path file, long[] dims, float[] data) throws IOException {
+        long count = 1;
+        for (long d : dims) {
+            if (d < 0) throw new IllegalArgumentException("dims: expected non-negative dimensions, got " + dimsText(dims));
+            count *= d;
+        }
+        if (count != data.length) {
+            throw new IllegalArgumentException("data: expected " + count + " values for shape " + dimsText(dims)
+                    + ", got " + data.length);
+        }
+        byte[] header = headerBytes(dims);
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+                StandardOpenOption.TRUNCATE_EXISTING)) {
+            writeFully(ch, ByteBuffer.wrap(header));
+            ByteBuffer buf = ByteBuffer.allocate(CHUNK).order(ByteOrder.LITTLE_ENDIAN);
+            int i = 0;
+            while (i < data.length) {
+                buf.clear();
+                int n = Math.min(CHUNK / 4, data.length - i);
+                buf.asFloatBuffer().put(data, i, n);
+                buf.limit(n * 4);
+                writeFully(ch, buf);
+                i += n;
+            }
+        }
+    }
+
+    /** The complete header (magic, version, length, dict, padding) numpy.save writes for a float32 C-order array. */
+    static byte[] headerBytes(long[] dims) {
+        StringBuilder dict = new StringBuilder("{'descr': '<f4', 'fortran_order': False, 'shape': (");
+        for (int i = 0; i < dims.length; i++) {
+            if (i > 0) dict.append(", ");
+            dict.append(dims[i]);
+        }
+        if (dims.length == 1) dict.append(',');
+        dict.append("), }");
+        if (dims.length > 0) dict.append(" ".repeat(GROWTH_AXIS_MAX_DIGITS - Long.toString(dims[0]).length()));
+        byte[] text = dict.toString().getBytes(StandardCharsets.ISO_8859_1);
+        int hlen = text.length + 1; // + the final newline
+        int version = 1;
+        int prefix = 10;
+        int pad = ALIGN - ((prefix + hlen) % ALIGN);
+        if (hlen + pad > 0xffff) {
+            version = 2;
+            prefix = 12;
+            pad = ALIGN - ((prefix + hlen) % ALIGN);
+        }
+        ByteBuffer out = ByteBuffer.allocate(prefix + hlen + pad).order(ByteOrder.LITTLE_ENDIAN);
+        out.put(MAGIC).put((byte) version).put((byte) 0);
+        if (version == 1) out.putShort((short) (hlen + pad));
+        else out.putInt(hlen + pad);
+        out.put(text);
+        for (int i = 0; i < pad; i++) out.put((byte) ' ');
+        out.put((byte) '\n');
+        return out.array();
+    }
+
+    record Header(String descr, int itemSize, long[] dims) {
+    }
+
+    /** Parses the Python dict literal of the header and checks descr and fortran_order. */
+    static Header parseHeader(String header, Path file) {
+        Map<String, Object> dict;
+        try {
+            dict = new DictParser(header).parse();
+        } catch (IllegalStateException e) {
+            throw new NpyFormatException(file + ": malformed .npy header (" + e.getMessage() + "): " + header.strip());
+        }
+        for (String key : new String[] {"descr", "fortran_order", "shape"}) {
+            if (!dict.containsKey(key)) throw new NpyFormatException(file + ": .npy header lacks '" + key + "'");
+        }
+        if (!(dict.get("descr") instanceof String descr)) {
+            throw new NpyFormatException(file + ": unsupported dtype " + dict.get("descr")
+                    + " (structured arrays are not supported; expected '<f4' or '<f8')");
+        }
+        if (!(dict.get("fortran_order") instanceof Boolean fortran)) {
+            throw new NpyFormatException(file + ": fortran_order must be True or False");
+        }
+        if (!(dict.get("shape") instanceof long[] dims)) {
+            throw new NpyFormatException(file + ": shape must be a tuple of integers");
+        }
+        int itemSize;
+        switch (descr) {
+            case "<f4": case "|f4": itemSize = 4; break;
+            case "<f8": case "|f8": itemSize = 8; break;
+            case ">f4": case ">f8":
+                throw new NpyFormatException(file + ": big-endian dtype '" + descr
+                        + "' is not supported: expected little-endian float32 ('<f4') or float64 ('<f8')"
+                        + " (in numpy: a.astype('<f4'))");
+            default:
+                throw new NpyFormatException(file + ": unsupported dtype '" + descr
+                        + "': expected little-endian float32 ('<f4') or float64 ('<f8')");
+        }
+        if (fortran) {
+            throw new NpyFormatException(file + ": fortran_order True is not supported: expected C order"
+                    + " (in numpy: np.ascontiguousarray(a))");
+        }
+        return new Header(descr, itemSize, dims);
+    }
+
+    private static void readData(FileChannel ch, long start, int itemSize, float[] out, Path file) throws IOException {
+        ByteBuffer buf = ByteBuffer.allocate(CHUNK).order(ByteOrder.LITTLE_ENDIAN);
+        long pos = start;
+        int i = 0;
+        while (i < out.length) {
+            int n = Math.min(CHUNK / itemSize, out.length - i);
+            buf.clear().limit(n * itemSize);
+            while (buf.hasRemaining()) {
+                int r = ch.read(buf, pos + buf.position());
+                if (r < 0) throw new NpyFormatException(file + ": unexpected end of file in the data");
+            }
+            buf.flip();
+            if (itemSize == 4) {
+                buf.asFloatBuffer().get(out, i, n);
+            } else {
+                for (int k = 0; k < n; k++) out[i + k] = (float) buf.getDouble(k * 8);
+            }
+            pos += (long) n * itemSize;
+            i += n;
+        }
+    }
+
+    private static ByteBuffer readFully(FileChannel ch, long pos, int len, Path file, String what) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(len).order(ByteOrder.LITTLE_ENDIAN);
+        while (b.hasRemaining()) {
+            int r = ch.read(b, pos + b.position());
+            if (r < 0) throw new NpyFormatException(file + ": not a .npy file (too short to hold " + what + ")");
+        }
+        return b;
+    }
+
+    private static void writeFully(FileChannel ch, ByteBuffer b) throws IOException {
+        while (b.hasRemaining()) ch.write(b);
+    }
+
+    private static String dimsText(long[] dims) {
+        StringBuilder sb = new StringBuilder("(");
+        for (int i = 0; i < dims.length; i++) {
+            if (i > 0) sb.append(", ");
+            sb.append(dims[i]);
+        }
+        return sb.append(dims.length == 1 ? ",)" : ")").toString();
+    }
+
+    /**
+     * The subset of Python literal syntax numpy writes in headers: a dict of string keys whose values are strings,
+     * True/False, or tuples of non-negative integers (a trailing comma and Python 2's "L" suffix allowed). A list
+     * (structured dtype) parses to a marker string so the caller can reject it by name.
+     */
+    private static final class DictParser {
+        private final String s;
+        private int i;
+
+        DictParser(String s) {
+            this.s = s;
+        }
+
+        Map<String, Object> parse() {
+            Map<String, Object> out = new HashMap<>();
+            skip();
+            expect('{');
+            while (true) {
+                skip();
+                if (peek() == '}') {
+                    i++;
+                    break;
+                }
+                String key = string();
+                skip();
+                expect(':');
+                skip();
+                out.put(key, value());
+                skip();
+                if (peek() == ',') i++;
+                else if (peek() != '}') throw new IllegalStateException("expected ',' or '}' at offset " + i);
+            }
+            skip();
+            if (i != s.length()) throw new IllegalStateException("unexpected text after the dict at offset " + i);
+            return out;
+        }
+
+        private Object value() {
+            char c = peek();
+            if (c == '\'' || c == '"') return string();
+            if (c == '(') return tuple();
+            if (c == '[') return "structured dtype " + skipBracketed();
+            if (s.startsWith("True", i)) {
+                i += 4;
+                return Boolean.TRUE;
+            }
+            if (s.startsWith("False", i)) {
+                i += 5;
+                return Boolean.FALSE;
+            }
+            throw new IllegalStateException("unexpected value at offset " + i);
+        }
+
+        private String skipBracketed() {
+            int start = i;
+            int depth = 0;
+            do {
+                char c = peek();
+                if (c == '[' || c == '(') depth++;
+                if (c == ']' || c == ')') depth--;
+                i++;
+            } while (depth > 0);
+            return s.substring(start, i);
+        }
+
+        private long[] tuple() {
+            expect('(');
+            List<Long> dims = new ArrayList<>();
+            while (true) {
+                skip();
+                if (peek() == ')') {
+                    i++;
+                    break;
+                }
+                int start = i;
+                while (i < s.length() && Character.isDigit(s.charAt(i))) i++;
+                if (start == i) throw new IllegalStateException("expected an integer in the shape at offset " + i);
+                dims.add(Long.parseLong(s.substring(start, i)));
+                if (i < s.length() && s.charAt(i) == 'L') i++;
+                skip();
+                if (peek() == ',') i++;
+                else if (peek() != ')') throw new IllegalStateException("expected ',' or ')' in the shape at offset " + i);
+            }
+            long[] out = new long[dims.size()];
+            for (int k = 0; k < out.length; k++) out[k] = dims.get(k);
+            return out;
+        }
+
+        private String string() {
+            char q = peek();
+            if (q != '\'' && q != '"') throw new IllegalStateException("expected a quoted string at offset " + i);
+            int end = s.indexOf(q, i + 1);
+            if (end < 0) throw new IllegalStateException("unterminated string at offset " + i);
+            String v = s.substring(i + 1, end);
+            i = end + 1;
+            return v;
+        }
+
+        private void expect(char c) {
+            if (peek() != c) throw new IllegalStateException("expected '" + c + "' at offset " + i);
+            i++;
+        }
+
+        private char peek() {
+            if (i >= s.length()) throw new IllegalStateException("unexpected end of header");
+            return s.charAt(i);
+        }
+
+        private void skip() {
+            while (i < s.length() && Character.isWhitespace(s.charAt(i))) i++;
+        }
+    }
+}
