@@ -103,6 +103,8 @@ public final class TrainCommand implements Callable<Integer> {
         PrintWriter stdout = spec.commandLine().getOut();
         PrintWriter stderr = spec.commandLine().getErr();
         long start = System.nanoTime();
+        // Charts render off-screen; set before anything touches AWT so that no display is ever needed.
+        System.setProperty("java.awt.headless", "true");
         try {
             if (compare && noBn) throw new IllegalArgumentException("--compare and --no-bn: expected at most one");
             TrainConfig base = new TrainConfig(hidden, !noBn, epochs, batchSize, lr, momentum, weightDecay, seed,
@@ -143,17 +145,11 @@ public final class TrainCommand implements Callable<Integer> {
             stdout.flush();
             return 0;
         } catch (BackendUnavailableException e) {
-            stderr.println("error: backend " + e.backend() + " unavailable: " + e.getMessage());
-            stderr.flush();
-            return 3;
+            return Main.error(stderr, Main.UNAVAILABLE, e.getMessage());
         } catch (IllegalArgumentException e) {
-            stderr.println("error: " + e.getMessage());
-            stderr.flush();
-            return 2;
+            return Main.error(stderr, Main.BAD_INPUT, e.getMessage());
         } catch (IOException e) {
-            stderr.println("error: " + e.getMessage());
-            stderr.flush();
-            return 2;
+            return Main.error(stderr, Main.BAD_INPUT, e.toString());
         }
     }
 

@@ -126,10 +126,18 @@ class TrainCommandTest {
     }
 
     @Test
+    void mainHasTheTrainSubcommand() {
+        CommandLine main = new CommandLine(new Main());
+        assertTrue(main.getSubcommands().containsKey("train"), "batchnorm4j train must be registered");
+        assertTrue(main.getSubcommands().get("train").getCommand() instanceof TrainCommand);
+    }
+
+    @Test
     void cudaIsReportedUnavailable(@TempDir Path tmp) {
         Result r = run("--backend", "cuda", "--out", tmp.resolve("o").toString());
         assertEquals(3, r.exit());
-        assertTrue(r.err().startsWith("error: backend cuda unavailable"), r.err());
+        assertTrue(r.err().startsWith("error: backend 'cuda' is unavailable: the GPU training backend is not built yet"),
+                r.err());
         assertTrue(!Files.exists(tmp.resolve("o")), "nothing written when the backend is unavailable");
     }
 }
