@@ -1,0 +1,428 @@
+package io.github.batchnorm4j.gpu;
+
+import io.github.batchnorm4j.AbstractBatchNormOps;
+import io.github.batchnorm4j.BatchNormOptions;
+import io.github.batchnorm4j.ChannelStatistics;
+import io.github.batchnorm4j.Layout;
+import io.github.batchnorm4j.Shape;
+
+import java.util.HashMap;
+import java.util.Map;
+
+import static io.github.batchnorm4j.gpu.KernelConstants.HAS_BETA;
+import static io.github.batchnorm4j.gpu.KernelConstants.HAS_GAMMA;
+import static io.github.batchnorm4j.gpu.KernelConstants.HAS_RUNNING;
+import static io.github.batchnorm4j.gpu.KernelConstants.PREP_EVAL_BACKWARD;
+import static io.github.batchnorm4j.gpu.KernelConstants.PREP_EVAL_FORWARD;
+import static io.github.batchnorm4j.gpu.KernelConstants.PREP_NORMALIZE;
+import static io.github.batchnorm4j.gpu.KernelConstants.STATS_ONLY;
+import static io.github.batchnorm4j.gpu.KernelConstants.TRAIN_DX;
+import static io.github.batchnorm4j.gpu.KernelConstants.WANT_DBETA;
+import static io.github.batchnorm4j.gpu.KernelConstants.WANT_DGAMMA;
+import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
+
+/**
+ * The device-resident batch-norm API: the operations of {@link io.github.batchnorm4j.BatchNormOps} on device memory,
+ * queued on a {@link DeviceStream}, for GPU training loops. No allocation and no copy per call once a shape has been
+ * seen: the kernels' workspace (counters, coefficients, block partials) grows to the largest shape and is reused.
+ *
+ * <p>Conventions (DESIGN §1): tensors are {@code shape.elementCount()} floats in the layout's memory order, per-channel
+ * vectors C floats. A {@code null} gamma means 1 and a {@code null} beta means 0; {@code null} running statistics are
+ * not tracked. Every pointer must be 4-byte aligned, lie on this device and leave enough room in its buffer; tensors
+ * that are also 16-byte aligned (with inner % 4 == 0 channels-first, C % 4 == 0 channels-last) take the float4 path,
+ * others (e.g. misaligned sub-buffers) the scalar path. Arguments are validated before anything is launched; a call
+ * that throws has written nothing, except that a failed launch may leave outputs partly written. Outputs may alias
+ * their elementwise input (y = x, dx = dy), never another output.
+ *
+ * <p>Not thread-safe, and its workspace is shared by all its calls: use one instance per stream. Owns the loaded
+ * modules and the workspace; {@link #close()} frees them (not the device).
+ */
+public final class GpuBatchNorm implements AutoCloseable {
+    private final Device device;
+    private final DeviceModule forward;
+    private final DeviceModule backward;
+    private final Map<String, Kernel> kernels = new HashMap<>();
+    private final Workspace workspace;
+    private boolean closed;
+
+    /**
+     * Loads the kernel modules ({@link PtxModules}) onto {@code device}.
+     *
+     * @throws DeviceException when a module cannot be found, read or loaded, or lacks a kernel
+     */
+    public GpuBatchNorm(Device device) {
+        if (device == null) throw new IllegalArgumentException("device must not be null");
+        this.device = device;
+        DeviceModule f = null;
+        DeviceModule b = null;
+        try {
+            f = device.loadModule(PtxModules.FORWARD, PtxModules.read(PtxModules.FORWARD));
+            b = device.loadModule(PtxModules.BACKWARD, PtxModules.read(PtxModules.BACKWARD));
+            for (String k : new String[]{"bn_stats_cf", "bn_stats_cl", "bn_apply_cf", "bn_apply_cl"}) {
+                kernels.put(k, f.kernel(k));
+                kernels.put(k + "_vec4", f.kernel(k + "_vec4"));
+            }
+            kernels.put("bn_prepare", f.kernel("bn_prepare"));
+            for (String k : new String[]{"bn_backward_reduce_cf", "bn_backward_reduce_cl", "bn_dx_cf", "bn_dx_cl"}) {
+                kernels.put(k, b.kernel(k));
+                kernels.put(k + "_vec4", b.kernel(k + "_vec4"));
+            }
+        } catch (RuntimeException e) {
+            if (b != null) b.close();
+            if (f != null) f.close();
+            throw e;
+        }
+        this.forward = f;
+        this.backward = b;
+        this.workspace = new Workspace(device);
+    }
+
+    /** The device this runs on. */
+    public Device device() {
+        return device;
+    }
+
+    // ---- operations ----------------------------------------------------------------------------------------------
+
+    /**
+     * Per-channel partial statistics of x (count M, mean, M2), for merging micro-batches or devices. Copies 3·C floats
+     * to the host (and waits for the stream).
+     */
+    public ChannelStatistics statistics(Shape shape, DevicePointer x, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checkTensor("x", shape, x);
+        int c = shape.channels();
+        DevicePointer dummy = prepareWorkspace(shape, true);
+        guarded(s, () -> launchStats(shape, x, STATS_ONLY, 0, 0, null, null, null, null, null, null, dummy, s));
+        float[] out = new float[3 * c];
+        device.copyToHost(workspace.coef(), out, 0, 3 * c, s);
+        double[] mean = new double[c];
+        double[] m2 = new double[c];
+        for (int i = 0; i < c; i++) {
+            mean[i] = (double) out[i] + out[c + i];   // pivot + mean of deviations: keeps digits at |mean| >> std
+            m2[i] = Math.max(0, out[2 * c + i]);
+        }
+        return new ChannelStatistics(shape.reductionSize(), mean, m2);
+    }
+
+    /**
+     * Training-mode forward (see {@link io.github.batchnorm4j.BatchNormOps#forwardTraining}).
+     *
+     * @param runningMean in/out or null (then runningVar must be null too)
+     * @param momentum    weight of this batch in [0, 1] (resolve cumulative momentum first)
+     * @param y           output tensor; saveMean, saveInvstd: outputs, C floats each
+     */
+    public void forwardTraining(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta, double eps,
+                                DevicePointer runningMean, DevicePointer runningVar, double momentum,
+                                DevicePointer y, DevicePointer saveMean, DevicePointer saveInvstd,
+                                DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checkTensor("x", shape, x);
+        AbstractBatchNormOps.checkTraining(shape);
+        checkOptionalChannels("gamma", shape, gamma);
+        checkOptionalChannels("beta", shape, beta);
+        BatchNormOptions.checkEps(eps);
+        if ((runningMean == null) != (runningVar == null)) {
+            throw new IllegalArgumentException("runningMean and runningVar must both be given or both be null");
+        }
+        if (runningMean != null) {
+            checkChannels("runningMean", shape, runningMean);
+            checkChannels("runningVar", shape, runningVar);
+            BatchNormOptions.checkMomentum(momentum);
+        }
+        checkTensor("y", shape, y);
+        checkChannels("saveMean", shape, saveMean);
+        checkChannels("saveInvstd", shape, saveInvstd);
+        int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
+                | (runningMean != null ? HAS_RUNNING : 0);
+        DevicePointer dummy = prepareWorkspace(shape, true);
+        boolean vec = vectorizable(shape, x, y);
+        guarded(s, () -> {
+            launchStats(shape, x, flags, (float) eps, runningMean != null ? (float) momentum : 0f,
+                    gamma, beta, runningMean, runningVar, saveMean, saveInvstd, dummy, s);
+            launchApply(shape, vec, x, y, s);
+        });
+    }
+
+    /** Eval-mode forward with running statistics: y = (x − runningMean)/sqrt(runningVar + eps)·gamma + beta. */
+    public void forwardInference(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta,
+                                 DevicePointer runningMean, DevicePointer runningVar, double eps, DevicePointer y,
+                                 DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checkTensor("x", shape, x);
+        checkOptionalChannels("gamma", shape, gamma);
+        checkOptionalChannels("beta", shape, beta);
+        checkChannels("runningMean", shape, runningMean);
+        checkChannels("runningVar", shape, runningVar);
+        BatchNormOptions.checkEps(eps);
+        checkTensor("y", shape, y);
+        DevicePointer dummy = prepareWorkspace(shape, false);
+        boolean vec = vectorizable(shape, x, y);
+        guarded(s, () -> {
+            launchPrepare(shape, PREP_EVAL_FORWARD, (float) eps, gamma, beta, runningMean, runningVar, dummy, s);
+            launchApply(shape, vec, x, y, s);
+        });
+    }
+
+    /** Applies given statistics: y = (x − mean)·invstd·gamma + beta. */
+    public void normalize(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta, DevicePointer mean,
+                          DevicePointer invstd, DevicePointer y, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checkTensor("x", shape, x);
+        checkOptionalChannels("gamma", shape, gamma);
+        checkOptionalChannels("beta", shape, beta);
+        checkChannels("mean", shape, mean);
+        checkChannels("invstd", shape, invstd);
+        checkTensor("y", shape, y);
+        DevicePointer dummy = prepareWorkspace(shape, false);
+        boolean vec = vectorizable(shape, x, y);
+        guarded(s, () -> {
+            launchPrepare(shape, PREP_NORMALIZE, 1f, gamma, beta, mean, invstd, dummy, s);
+            launchApply(shape, vec, x, y, s);
+        });
+    }
+
+    /**
+     * Training-mode backward with the saved statistics: dbeta = Σdy, dgamma = Σdy·xhat,
+     * dx = gamma·invstd/M·(M·dy − dbeta − xhat·dgamma).
+     *
+     * @param dx     output tensor
+     * @param dgamma output or null; dbeta: output or null
+     */
+    public void backwardTraining(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer gamma,
+                                 DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dx,
+                                 DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checkTensor("x", shape, x);
+        checkTensor("dy", shape, dy);
+        AbstractBatchNormOps.checkTraining(shape);
+        checkOptionalChannels("gamma", shape, gamma);
+        checkChannels("saveMean", shape, saveMean);
+        checkChannels("saveInvstd", shape, saveInvstd);
+        checkTensor("dx", shape, dx);
+        checkOptionalChannels("dgamma", shape, dgamma);
+        checkOptionalChannels("dbeta", shape, dbeta);
+        int flags = TRAIN_DX | (gamma != null ? HAS_GAMMA : 0) | (dgamma != null ? WANT_DGAMMA : 0)
+                | (dbeta != null ? WANT_DBETA : 0);
+        DevicePointer dummy = prepareWorkspace(shape, true);
+        boolean vec = vectorizable(shape, x, dy, dx);
+        guarded(s, () -> {
+            launchBackwardReduce(shape, x, dy, flags, gamma, saveMean, saveInvstd, dgamma, dbeta, dummy, s);
+            launchDx(shape, vec, x, dy, dx, s);
+        });
+    }
+
+    /**
+     * Eval-mode backward with frozen running statistics: dx = dy·gamma/sqrt(runningVar + eps),
+     * dgamma = Σdy·(x − runningMean)/sqrt(runningVar + eps), dbeta = Σdy. Reads x only for dgamma/dbeta.
+     */
+    public void backwardInference(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer gamma,
+                                  DevicePointer runningMean, DevicePointer runningVar, double eps, DevicePointer dx,
+                                  DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checkTensor("x", shape, x);
+        checkTensor("dy", shape, dy);
+        checkOptionalChannels("gamma", shape, gamma);
+        checkChannels("runningMean", shape, runningMean);
+        checkChannels("runningVar", shape, runningVar);
+        BatchNormOptions.checkEps(eps);
+        checkTensor("dx", shape, dx);
+        checkOptionalChannels("dgamma", shape, dgamma);
+        checkOptionalChannels("dbeta", shape, dbeta);
+        boolean sums = dgamma != null || dbeta != null;
+        int flags = (dgamma != null ? WANT_DGAMMA : 0) | (dbeta != null ? WANT_DBETA : 0);
+        DevicePointer dummy = prepareWorkspace(shape, sums);
+        boolean vec = vectorizable(shape, dy, dx);
+        guarded(s, () -> {
+            launchPrepare(shape, PREP_EVAL_BACKWARD, (float) eps, gamma, null, runningMean, runningVar, dummy, s);
+            if (sums) {
+                launchBackwardReduce(shape, x, dy, flags, null, runningMean, workspace.aux(), dgamma, dbeta, dummy, s);
+            }
+            launchApply(shape, vec, dy, dx, s);
+        });
+    }
+
+    /** Bytes of workspace held now (grows to the largest shape seen). */
+    public long workspaceBytes() {
+        return workspace.bytes();
+    }
+
+    /** Frees the workspace and unloads the modules. Idempotent; later calls throw IllegalStateException. */
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        workspace.close();
+        backward.close();
+        forward.close();
+    }
+
+    // ---- launches ------------------------------------------------------------------------------------------------
+
+    private void launchStats(Shape shape, DevicePointer x, int flags, float eps, float momentum, DevicePointer gamma,
+                             DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
+                             DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dummy, DeviceStream s) {
+        boolean vec = vectorizable(shape, x);
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, device.properties().multiprocessorCount());
+        KernelArgs a = new KernelArgs().ptr(x);
+        if (shape.layout() == Layout.CHANNELS_FIRST) {
+            a.i32(shape.channels()).i64(shape.batch()).i64(shape.inner()).i64(g.splits()).i64(g.chunk());
+        } else {
+            a.i64(shape.rows()).i32(shape.channels()).i64(g.chunk());
+        }
+        a.ptr(workspace.partials()).ptr(workspace.counters())
+                .i64(shape.reductionSize()).f32(eps).f32(momentum).i32(flags)
+                .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy)).ptr(or(runningVar, dummy))
+                .ptr(or(saveMean, dummy)).ptr(or(saveInvstd, dummy)).ptr(workspace.coef());
+        launch(name("bn_stats", shape, vec), g.grid(), g.block(), a, s);
+    }
+
+    private void launchPrepare(Shape shape, int mode, float eps, DevicePointer gamma, DevicePointer beta,
+                               DevicePointer mean, DevicePointer spread, DevicePointer dummy, DeviceStream s) {
+        int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0);
+        KernelArgs a = new KernelArgs().i32(mode).i32(shape.channels()).f32(eps).i32(flags)
+                .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(mean).ptr(spread)
+                .ptr(workspace.coef()).ptr(workspace.aux());
+        launch("bn_prepare", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK), a, s);
+    }
+
+    private void launchApply(Shape shape, boolean vec, DevicePointer in, DevicePointer out, DeviceStream s) {
+        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount());
+        KernelArgs a = new KernelArgs().ptr(in).ptr(out);
+        if (shape.layout() == Layout.CHANNELS_FIRST) {
+            a.i32(shape.channels()).i64(shape.batch() * shape.channels()).i64(shape.inner()).i64(g.chunk());
+        } else {
+            a.i64(shape.rows()).i32(shape.channels());
+        }
+        a.ptr(workspace.coef());
+        launch(name("bn_apply", shape, vec), g.grid(), g.block(), a, s);
+    }
+
+    private void launchBackwardReduce(Shape shape, DevicePointer x, DevicePointer dy, int flags, DevicePointer gamma,
+                                      DevicePointer mean, DevicePointer invstd, DevicePointer dgamma,
+                                      DevicePointer dbeta, DevicePointer dummy, DeviceStream s) {
+        boolean vec = vectorizable(shape, x, dy);
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, device.properties().multiprocessorCount());
+        KernelArgs a = new KernelArgs().ptr(x).ptr(dy);
+        if (shape.layout() == Layout.CHANNELS_FIRST) {
+            a.i32(shape.channels()).i64(shape.batch()).i64(shape.inner()).i64(g.splits()).i64(g.chunk());
+        } else {
+            a.i64(shape.rows()).i32(shape.channels()).i64(g.chunk());
+        }
+        a.ptr(workspace.partials()).ptr(workspace.counters())
+                .i64(shape.reductionSize()).i32(flags)
+                .ptr(or(gamma, dummy)).ptr(mean).ptr(invstd).ptr(or(dgamma, dummy)).ptr(or(dbeta, dummy))
+                .ptr(workspace.coef());
+        launch(name("bn_backward_reduce", shape, vec), g.grid(), g.block(), a, s);
+    }
+
+    private void launchDx(Shape shape, boolean vec, DevicePointer x, DevicePointer dy, DevicePointer dx,
+                          DeviceStream s) {
+        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount());
+        KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(dx);
+        if (shape.layout() == Layout.CHANNELS_FIRST) {
+            a.i32(shape.channels()).i64(shape.batch() * shape.channels()).i64(shape.inner()).i64(g.chunk());
+        } else {
+            a.i64(shape.rows()).i32(shape.channels());
+        }
+        a.ptr(workspace.coef());
+        launch(name("bn_dx", shape, vec), g.grid(), g.block(), a, s);
+    }
+
+    private void launch(String kernel, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream s) {
+        device.launch(kernels.get(kernel), grid, block, 0, s, args);
+    }
+
+    private static String name(String base, Shape shape, boolean vec) {
+        return base + (shape.layout() == Layout.CHANNELS_FIRST ? "_cf" : "_cl") + (vec ? "_vec4" : "");
+    }
+
+    // ---- helpers -------------------------------------------------------------------------------------------------
+
+    private DeviceStream begin(DeviceStream stream) {
+        if (closed) throw new IllegalStateException("GpuBatchNorm is closed");
+        return stream != null ? stream : device.defaultStream();
+    }
+
+    /** Grows the workspace for {@code shape} (both vector and scalar geometries) and returns a pointer for unused args. */
+    private DevicePointer prepareWorkspace(Shape shape, boolean reduction) {
+        long partials = 0;
+        long counters = 0;
+        if (reduction) {
+            int sms = device.properties().multiprocessorCount();
+            for (boolean vec : new boolean[]{false, true}) {
+                if (vec && !divisibleBy4(shape)) continue;
+                LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, sms);
+                partials = Math.max(partials, g.partials());
+                counters = Math.max(counters, g.counters());
+            }
+        }
+        workspace.ensure(shape.channels(), partials, counters, device.defaultStream());
+        // Never dereferenced: kernels read a flag before any optional pointer.
+        return workspace.coef();
+    }
+
+    private interface Launches {
+        void run();
+    }
+
+    /** Runs launches; on failure re-zeroes the arrival counters so that the next call starts clean. */
+    private void guarded(DeviceStream s, Launches launches) {
+        try {
+            launches.run();
+        } catch (RuntimeException e) {
+            try {
+                workspace.resetCounters(s);
+            } catch (RuntimeException suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw e;
+        }
+    }
+
+    /** Whether every tensor allows the float4 path for this shape. */
+    static boolean vectorizable(Shape shape, DevicePointer... tensors) {
+        if (!divisibleBy4(shape)) return false;
+        for (DevicePointer p : tensors) {
+            if (!p.isAligned(16)) return false;
+        }
+        return true;
+    }
+
+    private static boolean divisibleBy4(Shape shape) {
+        return shape.layout() == Layout.CHANNELS_FIRST ? shape.inner() % 4 == 0 : shape.channels() % 4 == 0;
+    }
+
+    private static DevicePointer or(DevicePointer p, DevicePointer fallback) {
+        return p != null ? p : fallback;
+    }
+
+    private void checkPointer(String name, DevicePointer p, long floats, String what) {
+        if (p == null) throw new IllegalArgumentException(name + " must not be null");
+        if (p.buffer().isClosed()) throw new IllegalStateException(name + ": its device buffer is closed");
+        if (p.buffer().device() != device) {
+            throw new IllegalArgumentException(name + ": buffer belongs to device '" + p.buffer().device().name()
+                    + "', expected '" + device.name() + "'");
+        }
+        if (!p.isAligned(4)) {
+            throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got byte offset " + p.byteOffset());
+        }
+        if (p.remaining() < floats * 4) {
+            throw new IllegalArgumentException(name + ": expected room for " + floats + " floats (" + what + "), got "
+                    + p.remaining() + " bytes");
+        }
+    }
+
+    private void checkTensor(String name, Shape shape, DevicePointer p) {
+        if (shape == null) throw new IllegalArgumentException("shape must not be null");
+        checkPointer(name, p, shape.elementCount(), "shape " + shape);
+    }
+
+    private void checkChannels(String name, Shape shape, DevicePointer p) {
+        checkPointer(name, p, shape.channels(), "one per channel of " + shape);
+    }
+
+    private void checkOptionalChannels(String name, Shape shape, DevicePointer p) {
+        if (p != null) checkChannels(name, shape, p);
+    }
+}

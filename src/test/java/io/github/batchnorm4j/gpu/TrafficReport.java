@@ -1,0 +1,86 @@
+package io.github.batchnorm4j.gpu;
+
+import io.github.batchnorm4j.Backends;
+import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.Layout;
+import io.github.batchnorm4j.MeasuredOps;
+import io.github.batchnorm4j.Shape;
+
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * Prints the kernels' global-memory traffic per operation, measured by a {@link MeasuringDevice} backend (the
+ * emulator): one JSON object per line with traffic_ratio = bytes moved / S (S = bytes of x) and sector_efficiency,
+ * against the budget of DESIGN §3 (forward training ≤ 3 S, eval ≤ 2 S, backward ≤ 5 S). Not a test: run it by hand.
+ *
+ * <pre>
+ * java -cp target/classes:target/test-classes:... io.github.batchnorm4j.gpu.TrafficReport [backend] [layout:shape]...
+ * e.g. TrafficReport emulator channels-first:32,64,56,56 channels-last:32,56,56,64 channels-last:256,1024
+ * </pre>
+ */
+public final class TrafficReport {
+    private TrafficReport() {
+    }
+
+    public static void main(String[] args) {
+        String backend = args.length > 0 ? args[0] : "emulator";
+        String[] shapes = args.length > 1 ? java.util.Arrays.copyOfRange(args, 1, args.length)
+                : new String[]{"channels-first:32,64,56,56", "channels-last:32,56,56,64", "channels-last:256,1024"};
+        try (BatchNormOps ops = Backends.open(backend)) {
+            if (!(ops instanceof MeasuredOps measured)) {
+                throw new IllegalArgumentException("backend " + backend + " does not measure traffic");
+            }
+            for (String spec : shapes) {
+                String[] parts = spec.split(":");
+                Shape shape = Shape.parse(Layout.parse(parts[0]), parts[1]);
+                run(ops, measured, shape);
+            }
+        }
+    }
+
+    private static void run(BatchNormOps ops, MeasuredOps measured, Shape shape) {
+        int n = shape.elementCountAsInt();
+        int c = shape.channels();
+        SplittableRandom rng = new SplittableRandom(42);
+        float[] x = new float[n];
+        float[] dy = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) (rng.nextGaussian() * 2 + 3);
+            dy[i] = (float) rng.nextGaussian();
+        }
+        float[] gamma = new float[c];
+        float[] beta = new float[c];
+        float[] rm = new float[c];
+        float[] rv = new float[c];
+        for (int i = 0; i < c; i++) {
+            gamma[i] = (float) (1 + 0.1 * rng.nextGaussian());
+            beta[i] = (float) rng.nextGaussian();
+            rv[i] = 1;
+        }
+        float[] y = new float[n];
+        float[] mean = new float[c];
+        float[] invstd = new float[c];
+        long bytes = 4L * n;
+        long t0 = System.nanoTime();
+        ops.forwardTraining(shape, x, gamma, beta, 1e-5, rm, rv, 0.1, y, mean, invstd);
+        print("forward-train", shape, bytes, measured, t0);
+        t0 = System.nanoTime();
+        ops.forwardInference(shape, x, gamma, beta, rm, rv, 1e-5, y);
+        print("forward-eval", shape, bytes, measured, t0);
+        t0 = System.nanoTime();
+        ops.backwardTraining(shape, x, dy, gamma, mean, invstd, y, new float[c], new float[c]);
+        print("backward", shape, bytes, measured, t0);
+    }
+
+    private static void print(String op, Shape shape, long bytes, MeasuredOps measured, long t0) {
+        TrafficMetrics m = measured.lastOperationMetrics().orElseThrow();
+        System.out.println(String.format(Locale.ROOT,
+                "{\"op\":\"%s\",\"layout\":\"%s\",\"shape\":\"%s\",\"bytes\":%d,\"bytes_moved\":%d,"
+                        + "\"traffic_ratio\":%.4f,\"sector_efficiency\":%.4f,\"launches\":%d,\"thread_instructions\":%d,"
+                        + "\"atomics\":%d,\"wall_s\":%.1f}",
+                op, shape.layout().cliName(), java.util.Arrays.toString(shape.dims()).replace(" ", ""), bytes,
+                m.bytesMoved(), (double) m.bytesMoved() / bytes, m.sectorEfficiency(), m.launches(),
+                m.threadInstructions(), m.atomics(), (System.nanoTime() - t0) / 1e9));
+    }
+}

@@ -1,0 +1,217 @@
+package io.github.batchnorm4j.testing;
+
+import io.github.batchnorm4j.Layout;
+import io.github.batchnorm4j.Shape;
+
+/**
+ * The float64 reference: the plain formulas of DESIGN §1, written to be obvious, never optimized, and never shared
+ * with the code it checks. Every loop walks one channel's M values through {@link #index}, so the only layout-specific
+ * code is that one function.
+ *
+ * <p>gamma == null means gamma = 1, beta == null means beta = 0 (affine off). Inputs are widened from float32 exactly;
+ * nothing is rounded back to float32.
+ */
+public final class Reference64 {
+    private Reference64() {
+    }
+
+    /** Results of a training-mode forward. The running arrays are null when no running statistics were given. */
+    public record Forward(double[] y, double[] mean, double[] invstd, double[] var,
+                          double[] runningMean, double[] runningVar) {
+    }
+
+    /**
+     * Results of a backward pass. {@code dxScale} is the rms of |gamma·invstd·dy| over all elements: the size of the
+     * terms dx is computed from, which is what a float32 result's rounding error is proportional to.
+     */
+    public record Backward(double[] dx, double[] dgamma, double[] dbeta, double dxScale) {
+    }
+
+    /**
+     * The flat offset of the j-th value (0 ≤ j &lt; M) of channel c.
+     * channels-first [N, C, S]: j = n·S + s, offset (n·C + c)·S + s. channels-last [rows, C]: j = row, offset j·C + c.
+     */
+    public static int index(Shape shape, int c, long j) {
+        long channels = shape.channels();
+        if (shape.layout() == Layout.CHANNELS_FIRST) {
+            long inner = shape.inner();
+            long n = j / inner;
+            long s = j % inner;
+            return Math.toIntExact((n * channels + c) * inner + s);
+        }
+        return Math.toIntExact(j * channels + c);
+    }
+
+    /** Per-channel mean Σx/M. */
+    public static double[] mean(Shape shape, float[] x) {
+        int channels = shape.channels();
+        long m = shape.reductionSize();
+        double[] mean = new double[channels];
+        for (int c = 0; c < channels; c++) {
+            double sum = 0;
+            for (long j = 0; j < m; j++) sum += x[index(shape, c, j)];
+            mean[c] = sum / m;
+        }
+        return mean;
+    }
+
+    /** Per-channel M2 = Σ(x − mean)² (two-pass, exact enough in double for any data we test). */
+    public static double[] m2(Shape shape, float[] x, double[] mean) {
+        int channels = shape.channels();
+        long m = shape.reductionSize();
+        double[] m2 = new double[channels];
+        for (int c = 0; c < channels; c++) {
+            double sum = 0;
+            for (long j = 0; j < m; j++) {
+                double d = x[index(shape, c, j)] - mean[c];
+                sum += d * d;
+            }
+            m2[c] = sum;
+        }
+        return m2;
+    }
+
+    /**
+     * Training-mode forward: mean, biased var, invstd = 1/sqrt(var + eps), y = (x − mean)·invstd·gamma + beta, and when
+     * runningMean/runningVar are given: running ← (1 − m)·running + m·batch with the unbiased var·M/(M − 1).
+     */
+    public static Forward forwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
+                                          float[] runningMean, float[] runningVar, double momentum) {
+        int channels = shape.channels();
+        long m = shape.reductionSize();
+        double[] mean = mean(shape, x);
+        double[] m2 = m2(shape, x, mean);
+        double[] var = new double[channels];
+        double[] invstd = new double[channels];
+        for (int c = 0; c < channels; c++) {
+            var[c] = m2[c] / m;
+            invstd[c] = 1.0 / Math.sqrt(var[c] + eps);
+        }
+        double[] y = normalize(shape, x, gamma, beta, mean, invstd);
+        double[] newMean = null;
+        double[] newVar = null;
+        if (runningMean != null) {
+            newMean = new double[channels];
+            newVar = new double[channels];
+            for (int c = 0; c < channels; c++) {
+                double unbiased = var[c] * m / (m - 1);
+                newMean[c] = (1 - momentum) * runningMean[c] + momentum * mean[c];
+                newVar[c] = (1 - momentum) * runningVar[c] + momentum * unbiased;
+            }
+        }
+        return new Forward(y, mean, invstd, var, newMean, newVar);
+    }
+
+    /** Eval-mode forward: y = (x − runningMean)/sqrt(runningVar + eps)·gamma + beta. */
+    public static double[] forwardEval(Shape shape, float[] x, float[] gamma, float[] beta,
+                                       float[] runningMean, float[] runningVar, double eps) {
+        int channels = shape.channels();
+        double[] mean = new double[channels];
+        double[] invstd = new double[channels];
+        for (int c = 0; c < channels; c++) {
+            mean[c] = runningMean[c];
+            invstd[c] = 1.0 / Math.sqrt(runningVar[c] + eps);
+        }
+        return normalize(shape, x, gamma, beta, mean, invstd);
+    }
+
+    /** y = (x − mean)·invstd·gamma + beta. */
+    public static double[] normalize(Shape shape, float[] x, float[] gamma, float[] beta, double[] mean,
+                                     double[] invstd) {
+        int channels = shape.channels();
+        long m = shape.reductionSize();
+        double[] y = new double[x.length];
+        for (int c = 0; c < channels; c++) {
+            for (long j = 0; j < m; j++) {
+                int i = index(shape, c, j);
+                y[i] = (x[i] - mean[c]) * invstd[c] * gammaOf(gamma, c) + betaOf(beta, c);
+            }
+        }
+        return y;
+    }
+
+    /**
+     * Training-mode backward with the given (saved) mean and invstd: xhat = (x − mean)·invstd, dbeta = Σdy,
+     * dgamma = Σdy·xhat, dx = gamma·invstd/M·(M·dy − dbeta − xhat·dgamma).
+     */
+    public static Backward backwardTraining(Shape shape, float[] x, float[] dy, float[] gamma,
+                                            double[] mean, double[] invstd) {
+        int channels = shape.channels();
+        long m = shape.reductionSize();
+        double[] dx = new double[x.length];
+        double[] dgamma = new double[channels];
+        double[] dbeta = new double[channels];
+        for (int c = 0; c < channels; c++) {
+            double sumDy = 0;
+            double sumDyXhat = 0;
+            for (long j = 0; j < m; j++) {
+                int i = index(shape, c, j);
+                double xhat = (x[i] - mean[c]) * invstd[c];
+                sumDy += dy[i];
+                sumDyXhat += dy[i] * xhat;
+            }
+            dbeta[c] = sumDy;
+            dgamma[c] = sumDyXhat;
+            for (long j = 0; j < m; j++) {
+                int i = index(shape, c, j);
+                double xhat = (x[i] - mean[c]) * invstd[c];
+                dx[i] = gammaOf(gamma, c) * invstd[c] / m * (m * dy[i] - sumDy - xhat * sumDyXhat);
+            }
+        }
+        return new Backward(dx, dgamma, dbeta, termScale(shape, dy, gamma, invstd));
+    }
+
+    /** Training-mode backward with saved statistics given as float32 (what a backend's forward saved). */
+    public static Backward backwardTraining(Shape shape, float[] x, float[] dy, float[] gamma,
+                                            float[] saveMean, float[] saveInvstd) {
+        return backwardTraining(shape, x, dy, gamma, Tolerances.toDouble(saveMean), Tolerances.toDouble(saveInvstd));
+    }
+
+    /**
+     * Eval-mode backward with frozen statistics: invstd = 1/sqrt(runningVar + eps), dx = dy·gamma·invstd,
+     * dgamma = Σdy·(x − runningMean)·invstd, dbeta = Σdy.
+     */
+    public static Backward backwardEval(Shape shape, float[] x, float[] dy, float[] gamma,
+                                        float[] runningMean, float[] runningVar, double eps) {
+        int channels = shape.channels();
+        long m = shape.reductionSize();
+        double[] dx = new double[x.length];
+        double[] dgamma = new double[channels];
+        double[] dbeta = new double[channels];
+        double[] invstds = new double[channels];
+        for (int c = 0; c < channels; c++) {
+            double invstd = 1.0 / Math.sqrt(runningVar[c] + eps);
+            invstds[c] = invstd;
+            for (long j = 0; j < m; j++) {
+                int i = index(shape, c, j);
+                double xhat = (x[i] - runningMean[c]) * invstd;
+                dbeta[c] += dy[i];
+                dgamma[c] += dy[i] * xhat;
+                dx[i] = dy[i] * gammaOf(gamma, c) * invstd;
+            }
+        }
+        return new Backward(dx, dgamma, dbeta, termScale(shape, dy, gamma, invstds));
+    }
+
+    /** rms over all elements of gamma·invstd·dy. */
+    private static double termScale(Shape shape, float[] dy, float[] gamma, double[] invstd) {
+        double sum = 0;
+        long m = shape.reductionSize();
+        for (int c = 0; c < shape.channels(); c++) {
+            for (long j = 0; j < m; j++) {
+                double t = gammaOf(gamma, c) * invstd[c] * dy[index(shape, c, j)];
+                if (Double.isFinite(t)) sum += t * t;
+            }
+        }
+        double rms = Math.sqrt(sum / dy.length);
+        return rms > 0 ? rms : 1.0;
+    }
+
+    private static double gammaOf(float[] gamma, int c) {
+        return gamma == null ? 1.0 : gamma[c];
+    }
+
+    private static double betaOf(float[] beta, int c) {
+        return beta == null ? 0.0 : beta[c];
+    }
+}
