@@ -1,0 +1,50 @@
+package io.github.batchnorm4j.ptx;
+
+/**
+ * One live range of emulated global memory: its generic base address, bytes, and one bit per byte recording whether
+ * the byte was written since allocation (host copies, memset and kernel stores set it; reads of unset bytes are
+ * reported).
+ */
+final class Allocation {
+    final long base;
+    final long size;
+    final byte[] data;
+    final long[] init;
+    final String label;
+    boolean freed;
+
+    Allocation(long base, long size, String label) {
+        if (size > Integer.MAX_VALUE - 64) {
+            throw new IllegalArgumentException("the emulator allocates at most 2 GiB per buffer, asked " + size + " bytes");
+        }
+        this.base = base;
+        this.size = size;
+        this.data = new byte[(int) size];
+        this.init = new long[(int) ((size + 63) >>> 6)];
+        this.label = label;
+    }
+
+    /** Marks bytes [off, off+n) as written. */
+    void markInit(long off, long n) {
+        long end = off + n;
+        for (long i = off; i < end; ) {
+            int w = (int) (i >>> 6);
+            int bit = (int) (i & 63);
+            if (bit == 0 && end - i >= 64) {
+                init[w] = -1L;
+                i += 64;
+            } else {
+                init[w] |= 1L << bit;
+                i++;
+            }
+        }
+    }
+
+    /** The offset of the first unwritten byte in [off, off+n), or -1 when all were written. */
+    long firstUninit(long off, int n) {
+        for (long i = off; i < off + n; i++) {
+            if ((init[(int) (i >>> 6)] & (1L << (i & 63))) == 0) return i;
+        }
+        return -1;
+    }
+}

@@ -1,0 +1,488 @@
+package io.github.batchnorm4j.ptx;
+
+import io.github.batchnorm4j.gpu.Device;
+import io.github.batchnorm4j.gpu.DeviceBuffer;
+import io.github.batchnorm4j.gpu.DeviceException;
+import io.github.batchnorm4j.gpu.DeviceModule;
+import io.github.batchnorm4j.gpu.DevicePointer;
+import io.github.batchnorm4j.gpu.DeviceProperties;
+import io.github.batchnorm4j.gpu.DeviceStream;
+import io.github.batchnorm4j.gpu.Dim3;
+import io.github.batchnorm4j.gpu.Kernel;
+import io.github.batchnorm4j.gpu.KernelArgs;
+import io.github.batchnorm4j.gpu.MeasuringDevice;
+import io.github.batchnorm4j.gpu.TrafficMetrics;
+
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Objects;
+import java.util.Set;
+
+/**
+ * A {@link Device} that interprets PTX on the CPU, with memory, initialization, race and barrier checks and traffic
+ * metrics (DESIGN §4).
+ *
+ * <p>Behaviour that differs from a GPU, on purpose:
+ * <ul>
+ *   <li>Everything is synchronous: streams are trivial and every call completes before it returns.</li>
+ *   <li>Blocks run one after another in a seeded shuffled order ({@link EmulatorOptions}), so code relying on block
+ *       order fails, and last-block patterns with atomics and fences work.</li>
+ *   <li>Errors a GPU would report late or never (out-of-bounds, misaligned, uninitialized reads, shared-memory races,
+ *       barrier divergence, unsupported instructions) throw a {@link DeviceException} from {@link #launch} naming
+ *       kernel, PTX line, block, thread and address. Memory written before the error stays written.</li>
+ *   <li>Leaks: {@link #close()} frees everything and, by default, throws a {@link DeviceException} listing the buffers
+ *       that were still open ({@link EmulatorOptions#throwOnLeak()}); {@link #leakReport()} lists them either way.</li>
+ * </ul>
+ * Limits reported: {@code multiprocessorCount} from the options (132 by default), 1024 threads per block, 48 KiB
+ * shared memory per block, 64 KiB with the opt-in (launches needing more fail), compute capability 9.0. A buffer
+ * holds at most 2 GiB. Not thread-safe beyond method-level synchronization.
+ */
+public final class EmulatedDevice implements MeasuringDevice {
+    private static final VarHandle F32 = MethodHandles.byteArrayViewVarHandle(float[].class, ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle I32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
+    static final int STATIC_SHARED_LIMIT = 48 * 1024;
+    static final int SHARED_OPTIN_LIMIT = 64 * 1024;
+
+    private final EmulatorOptions options;
+    private final DeviceProperties properties;
+    private final GlobalMemory memory = new GlobalMemory();
+    private final Set<Buffer> buffers = new LinkedHashSet<>();
+    private final Set<Module> modules = new LinkedHashSet<>();
+    private final Stream defaultStream = new Stream(true);
+    private final List<LaunchRecord> launches = new ArrayList<>();
+    private final List<String> leaks = new ArrayList<>();
+    private TrafficMetrics metrics = TrafficMetrics.ZERO;
+    private long bufferCount;
+    private boolean closed;
+
+    /** A device with {@link EmulatorOptions#defaults()}. */
+    public EmulatedDevice() {
+        this(EmulatorOptions.defaults());
+    }
+
+    public EmulatedDevice(EmulatorOptions options) {
+        this.options = Objects.requireNonNull(options, "options");
+        this.properties = new DeviceProperties(options.multiprocessorCount(), 1024, STATIC_SHARED_LIMIT,
+                SHARED_OPTIN_LIMIT, 32, 90);
+    }
+
+    public EmulatorOptions options() {
+        return options;
+    }
+
+    @Override
+    public String name() {
+        return "PTX emulator (" + properties.multiprocessorCount() + " SMs)";
+    }
+
+    @Override
+    public DeviceProperties properties() {
+        return properties;
+    }
+
+    private void open() {
+        if (closed) throw new IllegalStateException("EmulatedDevice '" + name() + "' is closed");
+    }
+
+    // ------------------------------------------------------------ memory
+
+    @Override
+    public synchronized DeviceBuffer allocate(long bytes) {
+        open();
+        if (bytes < 1) throw new IllegalArgumentException("bytes must be >= 1, got " + bytes);
+        bufferCount++;
+        Allocation a = memory.allocate(bytes, "buffer #" + bufferCount + " (" + bytes + " bytes)");
+        Buffer b = new Buffer(a);
+        buffers.add(b);
+        return b;
+    }
+
+    /** The allocation behind a pointer, checking ownership, liveness and that {@code bytes} fit. */
+    private Allocation target(DevicePointer p, long bytes, String what) {
+        Objects.requireNonNull(p, what);
+        if (!(p.buffer() instanceof Buffer b) || b.device() != this) {
+            throw new IllegalArgumentException(what + " belongs to another device: " + p.buffer());
+        }
+        if (b.isClosed()) throw new IllegalStateException(what + ": " + b.alloc.label + " is closed");
+        if (bytes < 0 || p.byteOffset() + bytes > b.alloc.size) {
+            throw new IllegalArgumentException(what + ": " + bytes + " bytes at offset " + p.byteOffset()
+                    + " exceed " + b.alloc.label);
+        }
+        return b.alloc;
+    }
+
+    private static void checkArray(int length, int offset, int count, String name) {
+        if (count < 0) throw new IllegalArgumentException("count must be >= 0, got " + count);
+        if (offset < 0 || (long) offset + count > length) {
+            throw new IllegalArgumentException(name + " range [" + offset + ", " + ((long) offset + count)
+                    + ") exceeds its length " + length);
+        }
+    }
+
+    @Override
+    public synchronized void copyToDevice(float[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
+        open();
+        Objects.requireNonNull(src, "src");
+        checkArray(src.length, srcOffset, count, "src");
+        Allocation a = target(dst, 4L * count, "dst");
+        int off = (int) dst.byteOffset();
+        for (int i = 0; i < count; i++) F32.set(a.data, off + 4 * i, src[srcOffset + i]);
+        a.markInit(off, 4L * count);
+    }
+
+    @Override
+    public synchronized void copyToDevice(int[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
+        open();
+        Objects.requireNonNull(src, "src");
+        checkArray(src.length, srcOffset, count, "src");
+        Allocation a = target(dst, 4L * count, "dst");
+        int off = (int) dst.byteOffset();
+        for (int i = 0; i < count; i++) I32.set(a.data, off + 4 * i, src[srcOffset + i]);
+        a.markInit(off, 4L * count);
+    }
+
+    private void checkInitialized(Allocation a, long off, long bytes, String what) {
+        if (!options.initCheck()) return;
+        for (long i = off; i < off + bytes; i++) {
+            if ((a.init[(int) (i >>> 6)] & (1L << (i & 63))) == 0) {
+                throw new DeviceException(what + ": byte " + i + " of " + a.label
+                        + " was never written since allocation (uninitialized device memory)");
+            }
+        }
+    }
+
+    @Override
+    public synchronized void copyToHost(DevicePointer src, float[] dst, int dstOffset, int count, DeviceStream stream) {
+        open();
+        Objects.requireNonNull(dst, "dst");
+        checkArray(dst.length, dstOffset, count, "dst");
+        Allocation a = target(src, 4L * count, "src");
+        int off = (int) src.byteOffset();
+        checkInitialized(a, off, 4L * count, "copyToHost");
+        for (int i = 0; i < count; i++) dst[dstOffset + i] = (float) F32.get(a.data, off + 4 * i);
+    }
+
+    @Override
+    public synchronized void copyToHost(DevicePointer src, int[] dst, int dstOffset, int count, DeviceStream stream) {
+        open();
+        Objects.requireNonNull(dst, "dst");
+        checkArray(dst.length, dstOffset, count, "dst");
+        Allocation a = target(src, 4L * count, "src");
+        int off = (int) src.byteOffset();
+        checkInitialized(a, off, 4L * count, "copyToHost");
+        for (int i = 0; i < count; i++) dst[dstOffset + i] = (int) I32.get(a.data, off + 4 * i);
+    }
+
+    @Override
+    public synchronized void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream stream) {
+        open();
+        if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0, got " + bytes);
+        Allocation s = target(src, bytes, "src");
+        Allocation d = target(dst, bytes, "dst");
+        checkInitialized(s, src.byteOffset(), bytes, "copyDeviceToDevice");
+        System.arraycopy(s.data, (int) src.byteOffset(), d.data, (int) dst.byteOffset(), (int) bytes);
+        d.markInit(dst.byteOffset(), bytes);
+    }
+
+    @Override
+    public synchronized void memset(DevicePointer dst, byte value, long bytes, DeviceStream stream) {
+        open();
+        if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0, got " + bytes);
+        Allocation a = target(dst, bytes, "dst");
+        java.util.Arrays.fill(a.data, (int) dst.byteOffset(), (int) (dst.byteOffset() + bytes), value);
+        a.markInit(dst.byteOffset(), bytes);
+    }
+
+    // ------------------------------------------------------------ modules and launches
+
+    @Override
+    public synchronized DeviceModule loadModule(String name, String ptx) {
+        open();
+        Objects.requireNonNull(name, "name");
+        Objects.requireNonNull(ptx, "ptx");
+        List<Allocation> vars = new ArrayList<>();
+        PtxModule parsed = PtxParser.parse(name, ptx, (var, bytes, init) -> {
+            Allocation a = memory.allocate(bytes, "module variable " + var + " of " + name);
+            System.arraycopy(init, 0, a.data, 0, (int) Math.min(init.length, bytes));
+            a.markInit(0, bytes);
+            vars.add(a);
+            return a.base;
+        });
+        Module m = new Module(name, parsed, vars);
+        modules.add(m);
+        return m;
+    }
+
+    @Override
+    public synchronized void launch(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream,
+                                    KernelArgs args) {
+        open();
+        Objects.requireNonNull(kernel, "kernel");
+        Objects.requireNonNull(grid, "grid");
+        Objects.requireNonNull(block, "block");
+        Objects.requireNonNull(args, "args");
+        if (!(kernel instanceof EKernel k) || k.module.device() != this) {
+            throw new IllegalArgumentException("kernel " + kernel.name() + " was not loaded on this device");
+        }
+        if (k.module.closed) throw new IllegalStateException("module " + k.module.name + " of kernel " + k.fn.name + " is closed");
+        String where = "launch of " + k.fn.name + " with grid " + grid + " and block " + block;
+        if (block.volume() > properties.maxThreadsPerBlock() || block.x() > 1024 || block.y() > 1024 || block.z() > 64) {
+            throw new DeviceException(where + ": block has " + block.volume() + " threads, more than the limit of "
+                    + properties.maxThreadsPerBlock() + " (x, y <= 1024, z <= 64) (CUDA_ERROR_INVALID_VALUE)");
+        }
+        if (grid.y() > 65535 || grid.z() > 65535) {
+            throw new DeviceException(where + ": grid y and z must be <= 65535 (CUDA_ERROR_INVALID_VALUE)");
+        }
+        if (dynamicSharedBytes < 0) throw new IllegalArgumentException("dynamicSharedBytes must be >= 0, got " + dynamicSharedBytes);
+        PtxFunction fn = k.fn;
+        if (fn.staticSharedBytes > STATIC_SHARED_LIMIT) {
+            throw new DeviceException(where + ": " + fn.staticSharedBytes + " bytes of static shared memory exceed "
+                    + STATIC_SHARED_LIMIT);
+        }
+        long totalShared = (long) (dynamicSharedBytes > 0 ? fn.dynamicSharedOffset : fn.staticSharedBytes) + dynamicSharedBytes;
+        if (totalShared > SHARED_OPTIN_LIMIT) {
+            throw new DeviceException(where + ": needs " + totalShared + " bytes of shared memory per block ("
+                    + fn.staticSharedBytes + " static + " + dynamicSharedBytes + " dynamic), more than the "
+                    + SHARED_OPTIN_LIMIT + " available with the opt-in (CUDA_ERROR_INVALID_VALUE)");
+        }
+        byte[] params = marshal(fn, args, where);
+        Interpreter it = new Interpreter(fn, memory, options, grid, block, dynamicSharedBytes, params);
+        try {
+            it.run();
+        } finally {
+            TrafficMetrics t = it.metrics();
+            launches.add(new LaunchRecord(fn.name, grid, block, t));
+            metrics = metrics.plus(t);
+        }
+    }
+
+    private byte[] marshal(PtxFunction fn, KernelArgs args, String where) {
+        List<KernelArgs.Arg> list = args.list();
+        if (list.size() != fn.params.size()) {
+            throw new DeviceException(where + ": kernel takes " + fn.params.size() + " parameters, got "
+                    + list.size() + " arguments");
+        }
+        byte[] out = new byte[Math.max(1, fn.paramBytes)];
+        for (int i = 0; i < list.size(); i++) {
+            KernelArgs.Arg a = list.get(i);
+            PtxFunction.Param p = fn.params.get(i);
+            if (a.kind().bytes() != p.size()) {
+                throw new DeviceException(where + ": argument " + i + " (" + p.name() + ", ." + p.typeName()
+                        + ", " + p.size() + " bytes) given as " + a.kind() + " (" + a.kind().bytes() + " bytes)");
+            }
+            long bits;
+            switch (a.kind()) {
+                case POINTER: {
+                    DevicePointer ptr = (DevicePointer) a.value();
+                    Allocation al = target(ptr, 0, "argument " + i + " (" + p.name() + ")");
+                    bits = al.base + ptr.byteOffset();
+                    break;
+                }
+                case I32: bits = (Integer) a.value(); break;
+                case I64: bits = (Long) a.value(); break;
+                case F32: bits = Float.floatToRawIntBits((Float) a.value()); break;
+                default: bits = Double.doubleToRawLongBits((Double) a.value()); break;
+            }
+            Interpreter.write(out, p.offset(), p.size(), bits);
+        }
+        return out;
+    }
+
+    // ------------------------------------------------------------ streams, metrics, close
+
+    @Override
+    public DeviceStream defaultStream() {
+        return defaultStream;
+    }
+
+    @Override
+    public synchronized DeviceStream createStream() {
+        open();
+        return new Stream(false);
+    }
+
+    @Override
+    public synchronized void synchronize() {
+        open();
+    }
+
+    @Override
+    public synchronized TrafficMetrics metrics() {
+        return metrics;
+    }
+
+    @Override
+    public synchronized void resetMetrics() {
+        metrics = TrafficMetrics.ZERO;
+        launches.clear();
+    }
+
+    /** Every launch since the last {@link #resetMetrics()}, in order (unmodifiable copy). */
+    public synchronized List<LaunchRecord> launchHistory() {
+        return List.copyOf(launches);
+    }
+
+    /** Buffers still open when {@link #close()} ran (empty before close, or when none leaked). */
+    public synchronized List<String> leakReport() {
+        return Collections.unmodifiableList(new ArrayList<>(leaks));
+    }
+
+    /** Buffers currently allocated and not closed. */
+    public synchronized int liveBufferCount() {
+        return buffers.size();
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) return;
+        closed = true;
+        for (Buffer b : new ArrayList<>(buffers)) {
+            leaks.add(b.alloc.label);
+            b.release();
+        }
+        for (Module m : new ArrayList<>(modules)) m.close();
+        if (!leaks.isEmpty() && options.throwOnLeak()) {
+            throw new DeviceException("EmulatedDevice closed with " + leaks.size() + " leaked allocation(s): "
+                    + String.join(", ", leaks));
+        }
+    }
+
+    // ------------------------------------------------------------ owned objects
+
+    private final class Buffer implements DeviceBuffer {
+        final Allocation alloc;
+        private boolean bufClosed;
+
+        Buffer(Allocation alloc) {
+            this.alloc = alloc;
+        }
+
+        @Override
+        public long bytes() {
+            return alloc.size;
+        }
+
+        @Override
+        public Device device() {
+            return EmulatedDevice.this;
+        }
+
+        @Override
+        public boolean isClosed() {
+            synchronized (EmulatedDevice.this) {
+                return bufClosed;
+            }
+        }
+
+        void release() {
+            bufClosed = true;
+            memory.free(alloc);
+            buffers.remove(this);
+        }
+
+        @Override
+        public void close() {
+            synchronized (EmulatedDevice.this) {
+                if (!bufClosed) release();
+            }
+        }
+
+        @Override
+        public String toString() {
+            return "EmulatedDevice " + alloc.label + " at 0x" + Long.toHexString(alloc.base) + (bufClosed ? " (closed)" : "");
+        }
+    }
+
+    private final class Module implements DeviceModule {
+        final String name;
+        final PtxModule parsed;
+        final List<Allocation> vars;
+        boolean closed;
+
+        Module(String name, PtxModule parsed, List<Allocation> vars) {
+            this.name = name;
+            this.parsed = parsed;
+            this.vars = vars;
+        }
+
+        EmulatedDevice device() {
+            return EmulatedDevice.this;
+        }
+
+        @Override
+        public String name() {
+            return name;
+        }
+
+        @Override
+        public Kernel kernel(String entryName) {
+            synchronized (EmulatedDevice.this) {
+                if (closed) throw new IllegalStateException("module " + name + " is closed");
+                PtxFunction f = parsed.functions.get(entryName);
+                if (f == null || !f.entry) {
+                    throw new DeviceException("module " + name + " has no entry " + entryName + "; entries: "
+                            + parsed.functions.values().stream().filter(x -> x.entry).map(x -> x.name).toList());
+                }
+                return new EKernel(this, f);
+            }
+        }
+
+        /** Instructions this emulator does not implement (empty when the module can run entirely). */
+        List<String> unsupported() {
+            return parsed.unsupported();
+        }
+
+        @Override
+        public void close() {
+            synchronized (EmulatedDevice.this) {
+                if (closed) return;
+                closed = true;
+                for (Allocation a : vars) memory.free(a);
+                modules.remove(this);
+            }
+        }
+    }
+
+    private record EKernel(Module module, PtxFunction fn) implements Kernel {
+        @Override
+        public String name() {
+            return fn.name;
+        }
+    }
+
+    /** The instructions of a loaded module this emulator does not implement, as "function: text (line N)". */
+    public static List<String> unsupportedInstructions(DeviceModule module) {
+        if (!(module instanceof Module m)) throw new IllegalArgumentException("not a module of an EmulatedDevice");
+        return m.unsupported();
+    }
+
+    private final class Stream implements DeviceStream {
+        private final boolean isDefault;
+
+        Stream(boolean isDefault) {
+            this.isDefault = isDefault;
+        }
+
+        @Override
+        public void synchronize() {
+            synchronized (EmulatedDevice.this) {
+                open();
+            }
+        }
+
+        @Override
+        public void close() {
+            // nothing to release; the default stream is owned by the device and ignores close
+        }
+
+        @Override
+        public String toString() {
+            return isDefault ? "default stream" : "stream";
+        }
+    }
+}

@@ -1,0 +1,77 @@
+package io.github.batchnorm4j.ptx;
+
+/**
+ * Settings of an {@link EmulatedDevice}: which checks run, the order blocks execute in, and the reported device size.
+ * Immutable; the {@code withX} methods return modified copies. All checks are on by default; switching them off makes
+ * a benchmark run faster but lets the bugs they catch pass silently.
+ *
+ * @param memoryCheck      out-of-bounds and misaligned global/shared/local/param accesses
+ * @param initCheck        reads of global memory never written since allocation
+ * @param raceCheck        shared-memory data races between barriers (threads of different warps)
+ * @param syncCheck        warp-synchronous instructions (shfl/vote/bar.warp.sync) whose member mask names lanes that
+ *                         are not converged at that instruction
+ * @param shuffleBlocks    run blocks in a pseudo-random order drawn from {@code blockOrderSeed}; false runs them in
+ *                         linear block-index order
+ * @param blockOrderSeed   seed of the block order
+ * @param multiprocessorCount the SM count the device reports (132, an H100 SXM, by default)
+ * @param throwOnLeak      {@link EmulatedDevice#close()} throws a DeviceException listing buffers still open; when
+ *                         false it only records them ({@link EmulatedDevice#leakReport()})
+ */
+public record EmulatorOptions(boolean memoryCheck, boolean initCheck, boolean raceCheck, boolean syncCheck,
+                              boolean shuffleBlocks, long blockOrderSeed, int multiprocessorCount,
+                              boolean throwOnLeak) {
+
+    public EmulatorOptions {
+        if (multiprocessorCount < 1) {
+            throw new IllegalArgumentException("multiprocessorCount must be >= 1, got " + multiprocessorCount);
+        }
+    }
+
+    /** Every check on, blocks shuffled with seed 1, 132 SMs, leaks thrown at close. */
+    public static EmulatorOptions defaults() {
+        return new EmulatorOptions(true, true, true, true, true, 1L, 132, true);
+    }
+
+    /** All checks off (for benchmarks). */
+    public EmulatorOptions withoutChecks() {
+        return new EmulatorOptions(false, false, false, false, shuffleBlocks, blockOrderSeed, multiprocessorCount,
+                throwOnLeak);
+    }
+
+    public EmulatorOptions withMemoryCheck(boolean on) {
+        return new EmulatorOptions(on, initCheck, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed,
+                multiprocessorCount, throwOnLeak);
+    }
+
+    public EmulatorOptions withInitCheck(boolean on) {
+        return new EmulatorOptions(memoryCheck, on, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed,
+                multiprocessorCount, throwOnLeak);
+    }
+
+    public EmulatorOptions withRaceCheck(boolean on) {
+        return new EmulatorOptions(memoryCheck, initCheck, on, syncCheck, shuffleBlocks, blockOrderSeed,
+                multiprocessorCount, throwOnLeak);
+    }
+
+    /** Blocks in a shuffled order from this seed. */
+    public EmulatorOptions withBlockOrderSeed(long seed) {
+        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, true, seed, multiprocessorCount,
+                throwOnLeak);
+    }
+
+    /** Blocks in linear index order. */
+    public EmulatorOptions withSequentialBlocks() {
+        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, false, blockOrderSeed,
+                multiprocessorCount, throwOnLeak);
+    }
+
+    public EmulatorOptions withMultiprocessorCount(int sms) {
+        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed, sms,
+                throwOnLeak);
+    }
+
+    public EmulatorOptions withThrowOnLeak(boolean on) {
+        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed,
+                multiprocessorCount, on);
+    }
+}

@@ -1,0 +1,867 @@
+package io.github.batchnorm4j.ptx;
+
+import io.github.batchnorm4j.gpu.DeviceException;
+import io.github.batchnorm4j.gpu.Dim3;
+import io.github.batchnorm4j.gpu.TrafficMetrics;
+
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.Random;
+
+/**
+ * Runs one kernel launch: a grid of blocks, each a set of warps of 32 lanes, interpreted one warp at a time.
+ *
+ * <p><b>SIMT model.</b> Each lane has its own pc. A warp repeatedly executes the instruction at the lowest pc among its
+ * runnable lanes, for all lanes at that pc (min-pc scheduling). Structured code reconverges by itself: lanes that took
+ * a forward branch wait until the others catch up; shfl/vote therefore see converged lanes. Registers live in one
+ * {@code long[]} per warp indexed {@code reg * 32 + lane}.
+ *
+ * <p><b>Blocks and barriers.</b> Blocks run one at a time, in a seeded shuffled order. Within a block, a warp runs until
+ * all its lanes wait at a barrier or have exited; when every warp is stopped, complete barriers are released, and if
+ * none can complete the launch fails with a barrier-divergence/deadlock error instead of hanging.
+ *
+ * <p><b>Memory.</b> Generic addresses as described in {@link GlobalMemory}; shared memory is filled with 0xFF bytes at
+ * the start of each block (reads before writes see NaN/-1 rather than a stale or zero value).
+ */
+final class Interpreter {
+    private static final VarHandle I16 = MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle I32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle I64 = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
+    private static final int MANY = -2;
+
+    private final PtxFunction fn;
+    private final Insn[] code;
+    private final GlobalMemory gmem;
+    private final EmulatorOptions opt;
+    private final boolean memCheck, initCheck, raceCheck, syncCheck;
+    private final Dim3 grid, block;
+    private final int nthreads, nwarps;
+    private final byte[] params;
+    private final int sharedBytes, dynamicShared;
+    private final byte[] shared;
+    private final int localBytes;
+    private final byte[] local;
+    private final long[][] regs;
+    private final int[][] lanePc;
+    private final int[] active, waiting;
+    private final int[][] barId;
+    private final boolean[][] barPred;
+    private final int[] barArrived = new int[16];
+    private final int[] barExpected = new int[16];
+    // shared-memory race tracking, one entry per byte, stamped with the barrier epoch
+    private final int[] wTid, wEp, rTid, rEp;
+    private int epoch;
+    private int blockLinear, cx, cy, cz;
+    private int curWarp;
+    // group state written by regroup()
+    private int gMask, gPc, gNext;
+    // metrics
+    long threadInsns, gLoaded, gStored, requested, sectorBytes, atomics;
+    private final long[] sectors = new long[128];
+    private final long[] addrs = new long[32];
+
+    Interpreter(PtxFunction fn, GlobalMemory gmem, EmulatorOptions opt, Dim3 grid, Dim3 block, int dynamicShared,
+                byte[] params) {
+        this.fn = fn;
+        this.code = fn.code;
+        this.gmem = gmem;
+        this.opt = opt;
+        this.memCheck = opt.memoryCheck();
+        this.initCheck = opt.initCheck();
+        this.raceCheck = opt.raceCheck();
+        this.syncCheck = opt.syncCheck();
+        this.grid = grid;
+        this.block = block;
+        this.nthreads = (int) block.volume();
+        this.nwarps = (nthreads + 31) / 32;
+        this.params = params;
+        this.dynamicShared = dynamicShared;
+        this.sharedBytes = dynamicShared > 0 ? fn.dynamicSharedOffset + dynamicShared : fn.staticSharedBytes;
+        this.shared = new byte[Math.max(sharedBytes, 1)];
+        this.localBytes = fn.localBytes;
+        this.local = new byte[Math.max(1, localBytes * nthreads)];
+        int stride = fn.numRegs * 32;
+        regs = new long[nwarps][];
+        lanePc = new int[nwarps][32];
+        barId = new int[nwarps][32];
+        barPred = new boolean[nwarps][32];
+        active = new int[nwarps];
+        waiting = new int[nwarps];
+        for (int w = 0; w < nwarps; w++) {
+            long[] r = new long[stride];
+            for (int i = 0; i < fn.constants.length; i++) {
+                Arrays.fill(r, (fn.constBase + i) * 32, (fn.constBase + i) * 32 + 32, fn.constants[i]);
+            }
+            regs[w] = r;
+        }
+        if (raceCheck) {
+            wTid = new int[shared.length];
+            wEp = new int[shared.length];
+            rTid = new int[shared.length];
+            rEp = new int[shared.length];
+        } else {
+            wTid = wEp = rTid = rEp = null;
+        }
+    }
+
+    TrafficMetrics metrics() {
+        return new TrafficMetrics(1, threadInsns, gLoaded, gStored, requested, sectorBytes, atomics);
+    }
+
+    /** Runs every block of the grid. */
+    void run() {
+        int nblocks = (int) grid.volume();
+        int[] order = new int[nblocks];
+        for (int i = 0; i < nblocks; i++) order[i] = i;
+        if (opt.shuffleBlocks()) {
+            Random rnd = new Random(opt.blockOrderSeed());
+            for (int i = nblocks - 1; i > 0; i--) {
+                int j = rnd.nextInt(i + 1);
+                int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+        }
+        for (int b : order) runBlock(b);
+    }
+
+    private void runBlock(int linear) {
+        blockLinear = linear;
+        cx = linear % grid.x();
+        cy = (linear / grid.x()) % grid.y();
+        cz = linear / (grid.x() * grid.y());
+        Arrays.fill(shared, 0, sharedBytes, (byte) 0xFF);
+        epoch++;
+        Arrays.fill(barArrived, 0);
+        for (int w = 0; w < nwarps; w++) initWarp(w);
+        while (true) {
+            boolean any = false;
+            for (int w = 0; w < nwarps; w++) {
+                if ((active[w] & ~waiting[w]) != 0) {
+                    curWarp = w;
+                    runWarp(w);
+                    any = true;
+                }
+            }
+            boolean allDone = true;
+            for (int w = 0; w < nwarps; w++) if (active[w] != 0) allDone = false;
+            if (allDone) return;
+            if (!releaseBarriers() && !any) throw deadlock();
+        }
+    }
+
+    private void initWarp(int w) {
+        long[] r = regs[w];
+        int lanes = Math.min(32, nthreads - w * 32);
+        active[w] = lanes == 32 ? -1 : (1 << lanes) - 1;
+        waiting[w] = 0;
+        Arrays.fill(lanePc[w], 0);
+        int bx = block.x(), by = block.y();
+        for (int l = 0; l < 32; l++) {
+            int t = w * 32 + l;
+            set(r, Special.TID_X, l, t % bx);
+            set(r, Special.TID_X + 1, l, (t / bx) % by);
+            set(r, Special.TID_X + 2, l, t / (bx * by));
+            set(r, Special.LANEMASK_EQ, l, 1L << l);
+            set(r, Special.LANEMASK_EQ + 1, l, (int) ((2L << l) - 1)); // le
+            set(r, Special.LANEMASK_EQ + 2, l, (int) ((1L << l) - 1)); // lt
+            set(r, Special.LANEMASK_EQ + 3, l, (int) ~((1L << l) - 1)); // ge
+            set(r, Special.LANEMASK_EQ + 4, l, (int) ~((2L << l) - 1)); // gt
+            set(r, Special.LANEID, l, l);
+        }
+        fill(r, Special.NTID_X, block.x());
+        fill(r, Special.NTID_X + 1, block.y());
+        fill(r, Special.NTID_X + 2, block.z());
+        fill(r, Special.CTAID_X, cx);
+        fill(r, Special.CTAID_X + 1, cy);
+        fill(r, Special.CTAID_X + 2, cz);
+        fill(r, Special.NCTAID_X, grid.x());
+        fill(r, Special.NCTAID_X + 1, grid.y());
+        fill(r, Special.NCTAID_X + 2, grid.z());
+        fill(r, Special.WARPID, w);
+        fill(r, Special.NWARPID, 64);
+        fill(r, Special.SMID, blockLinear % opt.multiprocessorCount());
+        fill(r, Special.NSMID, opt.multiprocessorCount());
+        fill(r, Special.GRIDID, 1);
+        fill(r, Special.DYN_SMEM, dynamicShared);
+        fill(r, Special.TOTAL_SMEM, sharedBytes);
+        fill(r, Special.WARPSIZE, 32);
+    }
+
+    private static void set(long[] r, int reg, int lane, long v) {
+        r[reg * 32 + lane] = v;
+    }
+
+    private static void fill(long[] r, int reg, long v) {
+        Arrays.fill(r, reg * 32, reg * 32 + 32, v);
+    }
+
+    // ------------------------------------------------------------------ scheduling
+
+    /** Recomputes the warp's group: writes pc for the lanes of {@code mask} (if any), picks the min-pc lanes. */
+    private void regroup(int w, int pc, int mask) {
+        int[] lp = lanePc[w];
+        for (int x = mask; x != 0; x &= x - 1) lp[Integer.numberOfTrailingZeros(x)] = pc;
+        int run = active[w] & ~waiting[w];
+        int min = Integer.MAX_VALUE;
+        for (int x = run; x != 0; x &= x - 1) {
+            int p = lp[Integer.numberOfTrailingZeros(x)];
+            if (p < min) min = p;
+        }
+        int g = 0, next = Integer.MAX_VALUE;
+        for (int x = run; x != 0; x &= x - 1) {
+            int l = Integer.numberOfTrailingZeros(x);
+            int p = lp[l];
+            if (p == min) g |= 1 << l;
+            else if (p < next) next = p;
+        }
+        gMask = g;
+        gPc = min;
+        gNext = next;
+    }
+
+    private void runWarp(int w) {
+        long[] R = regs[w];
+        regroup(w, 0, 0);
+        int mask = gMask, pc = gPc, next = gNext;
+        while (true) {
+            Insn in = code[pc];
+            int m = mask;
+            if (in.guard >= 0) m = guardMask(R, in, mask);
+            threadInsns += Integer.bitCount(mask);
+            switch (in.op) {
+                case Op.MOV: Alu.mov(R, in, m); break;
+                case Op.ADD: Alu.add(R, in, m); break;
+                case Op.SUB: Alu.sub(R, in, m); break;
+                case Op.MUL_LO: Alu.mulLo(R, in, m); break;
+                case Op.MAD_LO: Alu.madLo(R, in, m); break;
+                case Op.AND: Alu.and(R, in, m); break;
+                case Op.OR: Alu.or(R, in, m); break;
+                case Op.XOR: Alu.xor(R, in, m); break;
+                case Op.SHL: Alu.shl(R, in, m); break;
+                case Op.SHR: Alu.shr(R, in, m); break;
+                case Op.ADD_F32: Alu.addF32(R, in, m); break;
+                case Op.SUB_F32: Alu.subF32(R, in, m); break;
+                case Op.MUL_F32: Alu.mulF32(R, in, m); break;
+                case Op.FMA_F32: Alu.fmaF32(R, in, m); break;
+                case Op.ADD_F64: Alu.addF64(R, in, m); break;
+                case Op.SUB_F64: Alu.subF64(R, in, m); break;
+                case Op.MUL_F64: Alu.mulF64(R, in, m); break;
+                case Op.FMA_F64: Alu.fmaF64(R, in, m); break;
+                case Op.SETP_INT: Alu.setpInt(R, in, m); break;
+                case Op.SETP_F: Alu.setpF(R, in, m); break;
+                case Op.SELP: Alu.selp(R, in, m); break;
+                case Op.MUL_WIDE: Alu.mulWide(R, in, m); break;
+                case Op.CVT: Alu.cvt(R, in, m); break;
+                case Op.CVTA_TO: cvtaTo(R, in, m); break;
+                case Op.CVTA: cvta(R, in, m); break;
+                case Op.LD: load(R, in, m); break;
+                case Op.ST: store(R, in, m); break;
+                case Op.BRA: {
+                    if (m == mask) {
+                        pc = in.target;
+                    } else if (m == 0) {
+                        pc++;
+                    } else {
+                        int[] lp = lanePc[w];
+                        for (int x = m; x != 0; x &= x - 1) lp[Integer.numberOfTrailingZeros(x)] = in.target;
+                        regroup(w, pc + 1, mask & ~m);
+                        mask = gMask;
+                        pc = gPc;
+                        next = gNext;
+                        continue;
+                    }
+                    if (pc >= next) {
+                        regroup(w, pc, mask);
+                        mask = gMask;
+                        pc = gPc;
+                        next = gNext;
+                    }
+                    continue;
+                }
+                case Op.EXIT: case Op.RET: {
+                    if (in.op == Op.RET && !fn.entry) throw fail(in, Integer.numberOfTrailingZeros(mask), "ret from a .func is not supported");
+                    active[w] &= ~m;
+                    regroup(w, pc + 1, mask & ~m);
+                    if (gMask == 0) return;
+                    mask = gMask;
+                    pc = gPc;
+                    next = gNext;
+                    continue;
+                }
+                case Op.BAR: case Op.BAR_RED: {
+                    if (m != 0) arrive(w, in, m, R);
+                    int[] lp = lanePc[w];
+                    for (int x = m; x != 0; x &= x - 1) lp[Integer.numberOfTrailingZeros(x)] = pc;
+                    waiting[w] |= m;
+                    regroup(w, pc + 1, mask & ~m);
+                    if (gMask == 0) return;
+                    mask = gMask;
+                    pc = gPc;
+                    next = gNext;
+                    continue;
+                }
+                default: other(R, in, m, mask); break;
+            }
+            pc++;
+            if (pc >= next) {
+                regroup(w, pc, mask);
+                mask = gMask;
+                pc = gPc;
+                next = gNext;
+            }
+        }
+    }
+
+    private static int guardMask(long[] R, Insn in, int mask) {
+        int base = in.guard * 32;
+        int m = 0;
+        for (int x = mask; x != 0; x &= x - 1) {
+            int l = Integer.numberOfTrailingZeros(x);
+            if ((R[base + l] & 1) != 0) m |= 1 << l;
+        }
+        return in.guardNeg ? mask & ~m : m;
+    }
+
+    /** The less frequent instructions. */
+    private void other(long[] R, Insn in, int m, int mask) {
+        switch (in.op) {
+            case Op.NEG: Alu.neg(R, in, m); break;
+            case Op.NOT: Alu.not(R, in, m); break;
+            case Op.CNOT: Alu.cnot(R, in, m); break;
+            case Op.MUL_HI: case Op.MAD_HI: Alu.mulHi(R, in, m); break;
+            case Op.MAD_WIDE: Alu.madWide(R, in, m); break;
+            case Op.DIV_INT: case Op.REM: Alu.divRem(R, in, m, this); break;
+            case Op.MIN_INT: case Op.MAX_INT: Alu.minMax(R, in, m); break;
+            case Op.ABS_INT: Alu.absInt(R, in, m); break;
+            case Op.BFE: Alu.bfe(R, in, m); break;
+            case Op.BFI: Alu.bfi(R, in, m); break;
+            case Op.POPC: case Op.CLZ: case Op.BREV: case Op.BFIND: Alu.bits(R, in, m); break;
+            case Op.PRMT: Alu.prmt(R, in, m); break;
+            case Op.SET_INT: case Op.SET_F: Alu.set(R, in, m); break;
+            case Op.TESTP: Alu.testp(R, in, m); break;
+            case Op.COPYSIGN: Alu.copysign(R, in, m); break;
+            case Op.FADD: case Op.FSUB: case Op.FMUL: case Op.FFMA: case Op.FDIV: Alu.floatArith(R, in, m); break;
+            case Op.FSQRT: case Op.FRSQRT: case Op.FRCP: case Op.FEX2: case Op.FLG2: case Op.FSIN: case Op.FCOS:
+            case Op.FTANH: case Op.FABS: case Op.FNEG: Alu.floatUnary(R, in, m); break;
+            case Op.FMIN: case Op.FMAX: Alu.floatMinMax(R, in, m); break;
+            case Op.MOV_PACK: Alu.pack(R, in, m); break;
+            case Op.MOV_UNPACK: Alu.unpack(R, in, m); break;
+            case Op.CLOCK: for (int x = m; x != 0; x &= x - 1) R[in.d * 32 + Integer.numberOfTrailingZeros(x)] = threadInsns; break;
+            case Op.ATOM: case Op.RED: atom(R, in, m); break;
+            case Op.MEMBAR: case Op.NOP: break;
+            case Op.SHFL: shfl(R, in, m, mask); break;
+            case Op.VOTE: vote(R, in, m, mask); break;
+            case Op.ACTIVEMASK: for (int x = m; x != 0; x &= x - 1) R[in.d * 32 + Integer.numberOfTrailingZeros(x)] = mask; break;
+            case Op.BAR_WARP: {
+                int mm = (int) R[in.a * 32 + Integer.numberOfTrailingZeros(mask)];
+                checkMembers(in, mm, mask, "bar.warp.sync");
+                break;
+            }
+            case Op.TRAP: throw fail(in, Integer.numberOfTrailingZeros(m), "trap executed");
+            case Op.UNSUPPORTED: throw fail(in, Integer.numberOfTrailingZeros(mask),
+                    "unsupported instruction '" + in.text.split(" ")[0] + "'");
+            default: throw fail(in, Integer.numberOfTrailingZeros(mask), "internal: unhandled op " + in.op);
+        }
+    }
+
+    // ------------------------------------------------------------------ errors
+
+    private String threadName(int lane) {
+        int t = curWarp * 32 + lane;
+        int bx = block.x(), by = block.y();
+        return "(" + (t % bx) + "," + ((t / bx) % by) + "," + (t / (bx * by)) + ")";
+    }
+
+    private String blockName() {
+        return "(" + cx + "," + cy + "," + cz + ")";
+    }
+
+    DeviceException fail(Insn in, int lane, String what) {
+        return new DeviceException("kernel " + fn.name + " (module " + fn.moduleName + ") line " + in.line + " '"
+                + in.text + "': " + what + "; block " + blockName() + " thread " + threadName(lane)
+                + " (grid " + grid + ", block " + block + ")");
+    }
+
+    private DeviceException deadlock() {
+        StringBuilder sb = new StringBuilder();
+        int exited = 0, waitingN = 0;
+        int firstWaitW = -1, firstWaitL = -1, firstExitW = -1, firstExitL = -1;
+        for (int w = 0; w < nwarps; w++) {
+            int lanes = Math.min(32, nthreads - w * 32);
+            for (int l = 0; l < lanes; l++) {
+                if ((active[w] >>> l & 1) == 0) {
+                    exited++;
+                    if (firstExitW < 0) { firstExitW = w; firstExitL = l; }
+                } else if ((waiting[w] >>> l & 1) != 0) {
+                    waitingN++;
+                    if (firstWaitW < 0) { firstWaitW = w; firstWaitL = l; }
+                }
+            }
+        }
+        Insn bar = code[lanePc[firstWaitW][firstWaitL]];
+        curWarp = firstWaitW;
+        sb.append("barrier divergence (deadlock): ").append(waitingN).append(" of ").append(nthreads)
+                .append(" threads wait at a barrier that can never complete");
+        if (exited > 0) {
+            int saved = curWarp;
+            curWarp = firstExitW;
+            sb.append("; ").append(exited).append(" threads exited without reaching it, e.g. thread ")
+                    .append(threadName(firstExitL));
+            curWarp = saved;
+        }
+        return fail(bar, firstWaitL, sb.toString());
+    }
+
+    // ------------------------------------------------------------------ barriers
+
+    private void arrive(int w, Insn in, int m, long[] R) {
+        int l0 = Integer.numberOfTrailingZeros(m);
+        int id = (int) R[in.a * 32 + l0];
+        if (id < 0 || id > 15) throw fail(in, l0, "barrier id " + id + " out of range 0..15");
+        int expected = in.b >= 0 ? (int) R[in.b * 32 + l0] : nthreads;
+        if (in.b >= 0 && (expected % 32 != 0 || expected <= 0)) {
+            throw fail(in, l0, "barrier thread count " + expected + " is not a positive multiple of 32");
+        }
+        barExpected[id] = expected;
+        barArrived[id] += Integer.bitCount(m);
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = Integer.numberOfTrailingZeros(x);
+            barId[w][l] = id;
+            if (in.op == Op.BAR_RED) barPred[w][l] = ((R[in.c * 32 + l] & 1) != 0) != in.negC;
+        }
+    }
+
+    /** Releases every complete barrier; true if any was released. */
+    private boolean releaseBarriers() {
+        boolean released = false;
+        for (int id = 0; id < 16; id++) {
+            if (barArrived[id] == 0 || barArrived[id] < barExpected[id]) continue;
+            released = true;
+            // barrier divergence within a warp: lanes waiting on this barrier at different bar instructions
+            int popc = 0;
+            boolean all = true, any = false;
+            for (int w = 0; w < nwarps; w++) {
+                int pcFirst = -1;
+                for (int x = waiting[w]; x != 0; x &= x - 1) {
+                    int l = Integer.numberOfTrailingZeros(x);
+                    if (barId[w][l] != id) continue;
+                    int p = lanePc[w][l];
+                    if (pcFirst < 0) pcFirst = p;
+                    else if (p != pcFirst && syncCheck) {
+                        curWarp = w;
+                        throw fail(code[p], l, "barrier divergence: lanes of one warp wait at different barriers"
+                                + " (lines " + code[pcFirst].line + " and " + code[p].line + ")");
+                    }
+                    boolean pv = barPred[w][l];
+                    if (pv) popc++;
+                    all &= pv;
+                    any |= pv;
+                }
+            }
+            for (int w = 0; w < nwarps; w++) {
+                int rel = 0;
+                for (int x = waiting[w]; x != 0; x &= x - 1) {
+                    int l = Integer.numberOfTrailingZeros(x);
+                    if (barId[w][l] != id) continue;
+                    rel |= 1 << l;
+                    Insn in = code[lanePc[w][l]];
+                    if (in.op == Op.BAR_RED) {
+                        long v = in.mode == 0 ? popc : in.mode == 1 ? (all ? 1 : 0) : (any ? 1 : 0);
+                        regs[w][in.d * 32 + l] = v;
+                    }
+                    lanePc[w][l]++;
+                }
+                waiting[w] &= ~rel;
+            }
+            barArrived[id] = 0;
+            epoch++; // a barrier orders the shared-memory accesses before it against those after it
+        }
+        return released;
+    }
+
+    // ------------------------------------------------------------------ warp-level
+
+    private void checkMembers(Insn in, int members, int mask, String what) {
+        if (!syncCheck) return;
+        int missing = members & ~mask;
+        if (missing != 0) {
+            int l = Integer.numberOfTrailingZeros(missing);
+            boolean exited = (active[curWarp] >>> l & 1) == 0;
+            throw fail(in, Integer.numberOfTrailingZeros(mask), what + " member mask 0x"
+                    + Integer.toHexString(members) + " names lane " + l + " which "
+                    + (exited ? "has exited" : "is not converged at this instruction") + " (executing lanes 0x"
+                    + Integer.toHexString(mask) + ")");
+        }
+    }
+
+    private void shfl(long[] R, Insn in, int m, int mask) {
+        if (m == 0) return;
+        int l0 = Integer.numberOfTrailingZeros(m);
+        checkMembers(in, (int) R[in.e * 32 + l0], m, "shfl.sync");
+        int a = in.a * 32, b = in.b * 32, c = in.c * 32, d = in.d * 32;
+        long[] src = addrs; // snapshot of a for all lanes: d may alias a
+        for (int l = 0; l < 32; l++) src[l] = R[a + l];
+        for (int x = m; x != 0; x &= x - 1) {
+            int lane = Integer.numberOfTrailingZeros(x);
+            int bval = (int) R[b + lane] & 31;
+            int cv = (int) R[c + lane];
+            int cval = cv & 31, segmask = (cv >>> 8) & 31;
+            int maxLane = (lane & segmask) | (cval & ~segmask);
+            int minLane = lane & segmask;
+            int j;
+            boolean p;
+            switch (in.mode) {
+                case Op.SHFL_UP: j = lane - bval; p = j >= maxLane; break;
+                case Op.SHFL_DOWN: j = lane + bval; p = j <= maxLane; break;
+                case Op.SHFL_BFLY: j = lane ^ bval; p = j <= maxLane; break;
+                default: j = minLane | (bval & ~segmask); p = j <= maxLane; break;
+            }
+            if (!p) j = lane;
+            R[d + lane] = src[j];
+            if (in.d2 >= 0) R[in.d2 * 32 + lane] = p ? 1 : 0;
+        }
+    }
+
+    private void vote(long[] R, Insn in, int m, int mask) {
+        if (m == 0) return;
+        int l0 = Integer.numberOfTrailingZeros(m);
+        int members = (int) R[in.e * 32 + l0];
+        checkMembers(in, members, m, "vote.sync");
+        int ballot = 0;
+        for (int x = m & members; x != 0; x &= x - 1) {
+            int l = Integer.numberOfTrailingZeros(x);
+            if (((R[in.a * 32 + l] & 1) != 0) != in.negA) ballot |= 1 << l;
+        }
+        int part = m & members;
+        long v;
+        switch (in.mode) {
+            case Op.VOTE_ALL: v = ballot == part ? 1 : 0; break;
+            case Op.VOTE_ANY: v = ballot != 0 ? 1 : 0; break;
+            case Op.VOTE_UNI: v = ballot == part || ballot == 0 ? 1 : 0; break;
+            default: v = ballot; break;
+        }
+        for (int x = m; x != 0; x &= x - 1) R[in.d * 32 + Integer.numberOfTrailingZeros(x)] = v;
+    }
+
+    // ------------------------------------------------------------------ memory
+
+    private void cvtaTo(long[] R, Insn in, int m) {
+        int a = in.a * 32, d = in.d * 32;
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = Integer.numberOfTrailingZeros(x);
+            long v = R[a + l];
+            if (in.space == Op.SHARED) v -= GlobalMemory.SHARED_WINDOW;
+            else if (in.space == Op.LOCAL) v -= GlobalMemory.LOCAL_WINDOW;
+            R[d + l] = v;
+        }
+    }
+
+    private void cvta(long[] R, Insn in, int m) {
+        int a = in.a * 32, d = in.d * 32;
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = Integer.numberOfTrailingZeros(x);
+            long v = R[a + l];
+            if (in.space == Op.SHARED) v = (v & 0xFFFF_FFFFL) + GlobalMemory.SHARED_WINDOW;
+            else if (in.space == Op.LOCAL) v = (v & 0xFFFF_FFFFL) + GlobalMemory.LOCAL_WINDOW;
+            R[d + l] = v;
+        }
+    }
+
+    // Resolution result of one lane's access.
+    private byte[] rArr;
+    private int rOff;
+    private Allocation rAlloc;
+    private int rSpace;
+
+    /** Resolves {@code [addr, addr+n)} of the instruction's space for one lane; sets rArr/rOff/rAlloc/rSpace. */
+    private void resolve(Insn in, int lane, long addr, int n, boolean write) {
+        int space = in.space;
+        if (space == Op.GENERIC) {
+            if (addr >= GlobalMemory.SHARED_WINDOW && addr < GlobalMemory.SHARED_WINDOW + GlobalMemory.WINDOW_SIZE) {
+                space = Op.SHARED;
+                addr -= GlobalMemory.SHARED_WINDOW;
+            } else if (addr >= GlobalMemory.LOCAL_WINDOW && addr < GlobalMemory.LOCAL_WINDOW + GlobalMemory.WINDOW_SIZE) {
+                space = Op.LOCAL;
+                addr -= GlobalMemory.LOCAL_WINDOW;
+            } else {
+                space = Op.GLOBAL;
+            }
+        }
+        if (addr % n != 0 && memCheck) {
+            throw fail(in, lane, "misaligned " + n + "-byte " + (write ? "write" : "read") + " at " + spaceName(space)
+                    + " address 0x" + Long.toHexString(addr));
+        }
+        rSpace = space;
+        rAlloc = null;
+        switch (space) {
+            case Op.GLOBAL: case Op.CONST: {
+                Allocation a = gmem.find(addr, n);
+                if (a == null) {
+                    throw fail(in, lane, "out-of-bounds global " + (write ? "write" : "read") + " of " + n
+                            + " bytes at address 0x" + Long.toHexString(addr) + " (" + gmem.describe(addr) + ")");
+                }
+                rAlloc = a;
+                rArr = a.data;
+                rOff = (int) (addr - a.base);
+                return;
+            }
+            case Op.SHARED: {
+                if (addr < 0 || addr + n > sharedBytes) {
+                    throw fail(in, lane, "out-of-bounds shared " + (write ? "write" : "read") + " of " + n
+                            + " bytes at shared address 0x" + Long.toHexString(addr) + " (block has " + sharedBytes
+                            + " bytes of shared memory)");
+                }
+                rArr = shared;
+                rOff = (int) addr;
+                return;
+            }
+            case Op.LOCAL: {
+                if (addr < 0 || addr + n > localBytes) {
+                    throw fail(in, lane, "out-of-bounds local " + (write ? "write" : "read") + " at local address 0x"
+                            + Long.toHexString(addr) + " (" + localBytes + " bytes of local memory per thread)");
+                }
+                rArr = local;
+                rOff = (curWarp * 32 + lane) * localBytes + (int) addr;
+                return;
+            }
+            case Op.PARAM: {
+                if (write) throw fail(in, lane, "kernel parameters are read-only");
+                if (addr < 0 || addr + n > params.length) {
+                    throw fail(in, lane, "out-of-bounds parameter read at offset " + addr + " (" + params.length
+                            + " parameter bytes)");
+                }
+                rArr = params;
+                rOff = (int) addr;
+                return;
+            }
+            default: throw fail(in, lane, "unknown state space");
+        }
+    }
+
+    private static String spaceName(int space) {
+        switch (space) {
+            case Op.GLOBAL: return "global";
+            case Op.SHARED: return "shared";
+            case Op.LOCAL: return "local";
+            case Op.PARAM: return "param";
+            case Op.CONST: return "const";
+            default: return "generic";
+        }
+    }
+
+    static long read(byte[] arr, int off, int n) {
+        switch (n) {
+            case 4: return (int) I32.get(arr, off);
+            case 8: return (long) I64.get(arr, off);
+            case 2: return (short) I16.get(arr, off);
+            default: return arr[off];
+        }
+    }
+
+    static void write(byte[] arr, int off, int n, long v) {
+        switch (n) {
+            case 4: I32.set(arr, off, (int) v); break;
+            case 8: I64.set(arr, off, v); break;
+            case 2: I16.set(arr, off, (short) v); break;
+            default: arr[off] = (byte) v;
+        }
+    }
+
+    private void checkInit(Insn in, int lane, long addr, int n) {
+        long bad = rAlloc.firstUninit(rOff, n);
+        if (bad >= 0) {
+            throw fail(in, lane, "read of uninitialized global memory at address 0x"
+                    + Long.toHexString(rAlloc.base + bad) + " (byte " + bad + " of " + rAlloc.label
+                    + ", never written since allocation)");
+        }
+    }
+
+    private void raceAccess(Insn in, int lane, int off, int n, boolean write) {
+        int t = curWarp * 32 + lane;
+        int warp = curWarp;
+        int ep = epoch;
+        for (int i = off; i < off + n; i++) {
+            if (wEp[i] == ep && (wTid[i] >> 5) != warp) {
+                throw race(in, lane, i, write, "written", wTid[i]);
+            }
+            if (write) {
+                if (rEp[i] == ep && (rTid[i] == MANY || (rTid[i] >> 5) != warp)) {
+                    throw race(in, lane, i, true, "read", rTid[i]);
+                }
+                wTid[i] = t;
+                wEp[i] = ep;
+            } else {
+                if (rEp[i] != ep) {
+                    rEp[i] = ep;
+                    rTid[i] = t;
+                } else if (rTid[i] != MANY && (rTid[i] >> 5) != warp) {
+                    rTid[i] = MANY;
+                }
+            }
+        }
+    }
+
+    private DeviceException race(Insn in, int lane, int addr, boolean write, String otherAccess, int other) {
+        String otherName;
+        if (other == MANY) {
+            otherName = "threads of other warps";
+        } else {
+            int saved = curWarp;
+            curWarp = other >> 5;
+            otherName = "thread " + threadName(other & 31);
+            curWarp = saved;
+        }
+        return fail(in, lane, "shared memory data race: " + (write ? "write to" : "read of") + " shared address 0x"
+                + Integer.toHexString(addr) + " already " + otherAccess + " by " + otherName
+                + " since the last barrier (missing __syncthreads?)");
+    }
+
+    private void load(long[] R, Insn in, int m) {
+        int size = in.memSize, n = size * in.vecN;
+        int base = in.baseReg;
+        int cnt = 0;
+        boolean global = false;
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = Integer.numberOfTrailingZeros(x);
+            long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
+            resolve(in, l, addr, n, false);
+            if (rAlloc != null) {
+                if (initCheck) checkInit(in, l, addr, n);
+                global = true;
+                addrs[cnt++] = addr;
+            } else if (raceCheck && rSpace == Op.SHARED) {
+                raceAccess(in, l, rOff, n, false);
+            }
+            byte[] arr = rArr;
+            int off = rOff;
+            if (in.vecN == 1) {
+                R[in.d * 32 + l] = PtxType.ext(read(arr, off, size), in.type);
+            } else {
+                int[] v = in.vec;
+                for (int k = 0; k < v.length; k++) {
+                    if (v[k] >= 0) R[v[k] * 32 + l] = PtxType.ext(read(arr, off + k * size, size), in.type);
+                }
+            }
+        }
+        if (global) {
+            gLoaded += (long) cnt * n;
+            sectorStats(cnt, n);
+        }
+    }
+
+    private void store(long[] R, Insn in, int m) {
+        int size = in.memSize, n = size * in.vecN;
+        int base = in.baseReg;
+        int cnt = 0;
+        boolean global = false;
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = Integer.numberOfTrailingZeros(x);
+            long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
+            resolve(in, l, addr, n, true);
+            if (rAlloc != null) {
+                if (initCheck) rAlloc.markInit(rOff, n);
+                global = true;
+                addrs[cnt++] = addr;
+            } else if (raceCheck && rSpace == Op.SHARED) {
+                raceAccess(in, l, rOff, n, true);
+            }
+            byte[] arr = rArr;
+            int off = rOff;
+            if (in.vecN == 1) {
+                write(arr, off, size, R[in.a * 32 + l]);
+            } else {
+                int[] v = in.vec;
+                for (int k = 0; k < v.length; k++) {
+                    if (v[k] >= 0) write(arr, off + k * size, size, R[v[k] * 32 + l]);
+                }
+            }
+        }
+        if (global) {
+            gStored += (long) cnt * n;
+            sectorStats(cnt, n);
+        }
+    }
+
+    /** Bytes requested and distinct 32-byte sectors of one warp-level access of {@code n} bytes per lane. */
+    private void sectorStats(int cnt, int n) {
+        requested += (long) cnt * n;
+        int ns = 0;
+        long[] s = sectors;
+        for (int i = 0; i < cnt; i++) {
+            long first = addrs[i] >>> 5, last = (addrs[i] + n - 1) >>> 5;
+            for (long sec = first; sec <= last; sec++) {
+                boolean seen = false;
+                for (int k = ns - 1; k >= 0; k--) {
+                    if (s[k] == sec) {
+                        seen = true;
+                        break;
+                    }
+                }
+                if (!seen) s[ns++] = sec;
+            }
+        }
+        sectorBytes += 32L * ns;
+    }
+
+    private void atom(long[] R, Insn in, int m) {
+        int size = in.memSize;
+        int base = in.baseReg;
+        int t = in.type;
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = Integer.numberOfTrailingZeros(x);
+            long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
+            resolve(in, l, addr, size, true);
+            if (rAlloc != null) {
+                if (initCheck) checkInit(in, l, addr, size);
+                gLoaded += size;
+                gStored += size;
+            } else if (rSpace != Op.SHARED) {
+                throw fail(in, l, "atomic on " + spaceName(rSpace) + " memory");
+            }
+            atomics++;
+            byte[] arr = rArr;
+            int off = rOff;
+            long old = read(arr, off, size);
+            long b = R[in.a * 32 + l];
+            long nv;
+            switch (in.mode) {
+                case Op.A_ADD:
+                    if (t == PtxType.F32) nv = Float.floatToRawIntBits(Float.intBitsToFloat((int) old) + Float.intBitsToFloat((int) b));
+                    else if (t == PtxType.F64) nv = Double.doubleToRawLongBits(Double.longBitsToDouble(old) + Double.longBitsToDouble(b));
+                    else nv = old + b;
+                    break;
+                case Op.A_MIN: case Op.A_MAX: {
+                    int cmp; // sign of (b - old)
+                    if (t == PtxType.F32) cmp = Float.compare(Float.intBitsToFloat((int) b), Float.intBitsToFloat((int) old));
+                    else if (t == PtxType.F64) cmp = Double.compare(Double.longBitsToDouble(b), Double.longBitsToDouble(old));
+                    else if (PtxType.isSigned(t)) cmp = Long.compare(PtxType.ext(b, t), PtxType.ext(old, t));
+                    else cmp = Long.compareUnsigned(PtxType.ext(b, t), PtxType.ext(old, t));
+                    nv = (in.mode == Op.A_MIN ? cmp < 0 : cmp > 0) ? b : old;
+                    break;
+                }
+                case Op.A_INC: {
+                    long o = PtxType.ext(old, PtxType.U32), bb = PtxType.ext(b, PtxType.U32);
+                    nv = o >= bb ? 0 : o + 1;
+                    break;
+                }
+                case Op.A_DEC: {
+                    long o = PtxType.ext(old, PtxType.U32), bb = PtxType.ext(b, PtxType.U32);
+                    nv = (o == 0 || o > bb) ? bb : o - 1;
+                    break;
+                }
+                case Op.A_CAS:
+                    nv = PtxType.ext(old, t) == PtxType.ext(b, t) ? R[in.b * 32 + l] : old;
+                    break;
+                case Op.A_EXCH: nv = b; break;
+                case Op.A_AND: nv = old & b; break;
+                case Op.A_OR: nv = old | b; break;
+                default: nv = old ^ b; break;
+            }
+            write(arr, off, size, nv);
+            if (in.d >= 0) R[in.d * 32 + l] = PtxType.ext(old, t);
+        }
+    }
+}
