@@ -20,6 +20,12 @@
 //   train_sgd_momentum   g = grad + wd * p; v = momentum * v + g; p -= lr * v (PyTorch's SGD). Grid-stride. Every
 //                        product and sum rounded separately (__fmul_rn/__fadd_rn forbid fused multiply-add
 //                        contraction), so the result is bit-identical to the Java loop.
+//   train_sgemm          C = alpha * op(A) * op(B) + beta * C on row-major matrices (op = transpose when the flag is
+//                        set): the GEMM of the training step where cuBLAS is not available (the PTX emulator in CI,
+//                        or a GPU without libcublas). 16x16 thread blocks, one C element per thread, 16x16 tiles of
+//                        op(A) and op(B) staged in shared memory (padded rows: no bank conflicts), k walked in tile
+//                        order with fmaf. Loads of a transposed operand are strided (uncoalesced): fine for the small
+//                        matrices of the example, and cuBLAS is the fast path. Deterministic. beta = 0 never reads C.
 //
 // Launch geometry: 1-D blocks of TRAIN_BLOCK threads; elementwise kernels use min(ceil(n / TRAIN_BLOCK), 65535 * 4)
 // blocks and stride over the rest; train_bias_grad uses ceil(cols / TRAIN_BLOCK) blocks; train_softmax_xent
@@ -98,5 +104,36 @@ extern "C" __global__ void train_sgd_momentum(float* __restrict__ p, const float
         const float vi = __fadd_rn(__fmul_rn(momentum, v[i]), g);
         v[i] = vi;
         p[i] = __fsub_rn(pi, __fmul_rn(lr, vi));
+    }
+}
+
+#define GEMM_TILE 16
+
+extern "C" __global__ void train_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                                       const float* __restrict__ a, const float* __restrict__ b, float beta,
+                                       float* __restrict__ c) {
+    __shared__ float as[GEMM_TILE][GEMM_TILE + 1];
+    __shared__ float bs[GEMM_TILE][GEMM_TILE + 1];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int row = blockIdx.y * GEMM_TILE + ty;   // row of C and of op(A)
+    const int col = blockIdx.x * GEMM_TILE + tx;   // column of C and of op(B)
+    float acc = 0.0f;
+    for (int p0 = 0; p0 < k; p0 += GEMM_TILE) {
+        // Out-of-range tile elements are 0 on both sides, so the padded products add exactly 0.
+        const int pa = p0 + tx;
+        float av = 0.0f;
+        if (row < m && pa < k) av = trans_a ? a[(long long)pa * m + row] : a[(long long)row * k + pa];
+        as[ty][tx] = av;
+        const int pb = p0 + ty;
+        float bv = 0.0f;
+        if (pb < k && col < n) bv = trans_b ? b[(long long)col * k + pb] : b[(long long)pb * n + col];
+        bs[ty][tx] = bv;
+        __syncthreads();
+        for (int q = 0; q < GEMM_TILE; q++) acc = fmaf(as[ty][q], bs[q][tx], acc);
+        __syncthreads();
+    }
+    if (row < m && col < n) {
+        const long long o = (long long)row * n + col;
+        c[o] = beta == 0.0f ? alpha * acc : fmaf(beta, c[o], alpha * acc);
     }
 }

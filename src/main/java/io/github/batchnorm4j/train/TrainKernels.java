@@ -33,6 +33,7 @@ public final class TrainKernels implements AutoCloseable {
     private final Kernel reluBackward;
     private final Kernel softmaxXent;
     private final Kernel sgdMomentum;
+    private final Kernel sgemm;
 
     /** Loads {@value PtxModules#TRAIN} (from the classpath, or from {@code BATCHNORM4J_PTX_DIR} when set). */
     public TrainKernels(Device device) {
@@ -53,6 +54,7 @@ public final class TrainKernels implements AutoCloseable {
             reluBackward = module.kernel("train_relu_backward");
             softmaxXent = module.kernel("train_softmax_xent");
             sgdMomentum = module.kernel("train_sgd_momentum");
+            sgemm = module.kernel("train_sgemm");
         } catch (RuntimeException e) {
             module.close();
             throw e;
@@ -126,13 +128,41 @@ public final class TrainKernels implements AutoCloseable {
                 new KernelArgs().ptr(p).ptr(grad).ptr(velocity).i64(n).f32(lr).f32(momentum).f32(weightDecay));
     }
 
+    /** Tile edge of {@code train_sgemm} (GEMM_TILE in the .cu): 16x16 threads per block. */
+    public static final int GEMM_TILE = 16;
+
+    /**
+     * C = alpha·op(A)·op(B) + beta·C on row-major matrices, op(X) = Xᵀ when the flag is set (BLAS sgemm semantics;
+     * beta = 0 never reads C). The portable GEMM: the PTX emulator and GPUs without cuBLAS use it.
+     *
+     * @param a {@code [m, k]}, or {@code [k, m]} when transA; b: {@code [k, n]}, or {@code [n, k]} when transB
+     * @param c {@code [m, n]}, in/out
+     */
+    public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, DevicePointer a,
+                      DevicePointer b, float beta, DevicePointer c, DeviceStream stream) {
+        long mk = matrix(m, k);
+        long kn = matrix(k, n);
+        long mn = matrix(m, n);
+        floats("a", a, mk);
+        floats("b", b, kn);
+        floats("c", c, mn);
+        Dim3 grid = Dim3.of(blocks(n, GEMM_TILE), blocks(m, GEMM_TILE));
+        device.launch(sgemm, grid, Dim3.of(GEMM_TILE, GEMM_TILE), 0, stream,
+                new KernelArgs().i32(transA ? 1 : 0).i32(transB ? 1 : 0).i32(m).i32(n).i32(k).f32(alpha).ptr(a)
+                        .ptr(b).f32(beta).ptr(c));
+    }
+
     /** Blocks for one thread per element, capped (the kernels stride over the rest). */
     private Dim3 elementwiseGrid(long n) {
         return Dim3.of((int) Math.min(maxBlocks, (n + BLOCK - 1) / BLOCK));
     }
 
     private static int blocks(int threads) {
-        return (threads + BLOCK - 1) / BLOCK;
+        return blocks(threads, BLOCK);
+    }
+
+    private static int blocks(int threads, int perBlock) {
+        return (threads + perBlock - 1) / perBlock;
     }
 
     private static long matrix(int rows, int cols) {

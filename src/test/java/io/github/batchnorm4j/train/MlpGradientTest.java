@@ -1,9 +1,9 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.ptx.EmulatedDevice;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -41,21 +41,25 @@ class MlpGradientTest {
     /** A ReLU input closer than this to 0 could be crossed by the finite-difference step: the case is then invalid. */
     static final double KINK_MARGIN = 1e-4;
 
-    private CpuTrainBackend backend;
-
-    @BeforeEach
-    void open() {
-        backend = new CpuTrainBackend();
-    }
+    private TrainBackend backend;
+    private EmulatedDevice device;
 
     @AfterEach
     void close() {
-        backend.close();
+        if (backend != null) backend.close();
+        if (device != null) device.close();
     }
 
-    @ParameterizedTest(name = "batchNorm={0}")
-    @ValueSource(booleans = {true, false})
-    void gradientsMatchFiniteDifferences(boolean batchNorm) {
+    /** The CPU backend, and the device backend (our PTX kernels and device-resident batch norm) on the emulator. */
+    @ParameterizedTest(name = "{0} batchNorm={1}")
+    @CsvSource({"cpu,true", "cpu,false", "emulator,true", "emulator,false"})
+    void gradientsMatchFiniteDifferences(String backendName, boolean batchNorm) {
+        if (backendName.equals("cpu")) {
+            backend = new CpuTrainBackend();
+        } else {
+            device = new EmulatedDevice();
+            backend = new DeviceTrainBackend(device, "emulator");
+        }
         Random rng = new Random(batchNorm ? 2024 : 2025);
         try (Mlp model = new Mlp(backend, SIZES[0], new int[] {SIZES[1], SIZES[2]}, SIZES[3], batchNorm, 7, EPS, 0.1)) {
             // Every parameter random (gamma around 1, never the initial 1/0), so no term can hide behind a 0 or a 1.
