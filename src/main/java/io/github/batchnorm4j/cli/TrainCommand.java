@@ -91,8 +91,8 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--out", paramLabel = "DIR", description = "output folder (default: a new runs/train-<time>)")
     Path out;
 
-    @Option(names = "--backend", description = "auto, cpu or cuda (default: ${DEFAULT-VALUE}; the GPU training"
-            + " backend is not built yet)")
+    @Option(names = "--backend", description = "auto, cpu, emulator (the GPU training path on the PTX emulator:"
+            + " same results, slow) or cuda (not wired in yet) (default: ${DEFAULT-VALUE})")
     String backend = "auto";
 
     @Option(names = "--no-progress", description = "no progress bar even on a terminal")

@@ -104,6 +104,26 @@ class TrainCommandTest {
     }
 
     @Test
+    void theGpuPathRunsOnTheEmulator(@TempDir Path tmp) {
+        String[] common = {"--epochs", "1", "--hidden", "12", "--batch-size", "120", "--out", "", "--no-progress"};
+        common[7] = tmp.resolve("emu").toString();
+        Result emu = run(concat(common, "--backend", "emulator"));
+        assertEquals(0, emu.exit(), emu.err());
+        common[7] = tmp.resolve("cpu").toString();
+        Result cpu = run(concat(common, "--backend", "cpu"));
+        Map<String, Object> e = MiniJson.parseObject(emu.lastLine());
+        Map<String, Object> c = MiniJson.parseObject(cpu.lastLine());
+        assertEquals("emulator", e.get("backend"));
+        assertEquals(c.get("test_accuracy"), e.get("test_accuracy"), "same seed, same result on both paths");
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        String[] r = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, r, a.length, b.length);
+        return r;
+    }
+
+    @Test
     void badInputExitsWithTwoAndOneErrorLine(@TempDir Path tmp) {
         Result r = run("--data", tmp.resolve("missing").toString(), "--out", tmp.resolve("o").toString());
         assertEquals(2, r.exit());
@@ -136,7 +156,7 @@ class TrainCommandTest {
     void cudaIsReportedUnavailable(@TempDir Path tmp) {
         Result r = run("--backend", "cuda", "--out", tmp.resolve("o").toString());
         assertEquals(3, r.exit());
-        assertTrue(r.err().startsWith("error: backend 'cuda' is unavailable: the GPU training backend is not built yet"),
+        assertTrue(r.err().startsWith("error: backend 'cuda' is unavailable: the GPU training backend is not wired"),
                 r.err());
         assertTrue(!Files.exists(tmp.resolve("o")), "nothing written when the backend is unavailable");
     }
