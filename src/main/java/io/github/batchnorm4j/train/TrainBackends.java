@@ -19,7 +19,7 @@ public final class TrainBackends {
 
     /** The backend {@code auto} resolves to, with the reason. */
     public static String describeAuto() {
-        return "auto -> cpu (no GPU training backend in this build)";
+        return "auto -> cpu (the GPU training path is not wired to a CUDA device in this build)";
     }
 
     /**
