@@ -91,8 +91,8 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--out", paramLabel = "DIR", description = "output folder (default: a new runs/train-<time>)")
     Path out;
 
-    @Option(names = "--backend", description = "auto, cpu, emulator (the GPU training path on the PTX emulator:"
-            + " same results, slow) or cuda (not wired in yet) (default: ${DEFAULT-VALUE})")
+    @Option(names = "--backend", description = "auto (cuda when a GPU is usable, else cpu), cpu, cuda, or emulator"
+            + " (the GPU path on the PTX emulator: same results, slow) (default: ${DEFAULT-VALUE})")
     String backend = "auto";
 
     @Option(names = "--no-progress", description = "no progress bar even on a terminal")

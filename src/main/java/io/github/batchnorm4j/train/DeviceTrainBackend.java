@@ -16,8 +16,8 @@ import java.util.Map;
  * emulator, which is how CI tests the GPU training step.
  *
  * <p>Per step, only the labels go to the device ({@code rows} ints) and the per-row losses and hits come back
- * ({@code 2·rows} numbers, for the metrics); parameters, activations and gradients stay on the device. A faster GEMM
- * (cuBLAS {@code cublasSgemm} on a GPU) replaces {@link TrainKernels#sgemm} behind the same {@link #gemm} call.
+ * ({@code 2·rows} numbers, for the metrics); parameters, activations and gradients stay on the device. The GEMM is a
+ * {@link DeviceGemm}: our PTX kernel by default, cuBLAS ({@link CublasGemm}) on a real GPU.
  *
  * <p>Owns the kernels, the batch-norm workspace and its scratch buffers, not the device. Not thread-safe.
  */
@@ -25,6 +25,8 @@ public final class DeviceTrainBackend implements TrainBackend {
     private final Device device;
     private final String name;
     private final TrainKernels kernels;
+    private final DeviceGemm gemm;
+    private final AutoCloseable gemmOwned;
     private final GpuBatchNorm batchNorm;
     private final Map<Integer, Scratch> scratch = new HashMap<>();
     private boolean closed;
@@ -34,9 +36,20 @@ public final class DeviceTrainBackend implements TrainBackend {
     }
 
     /**
+     * With our PTX GEMM ({@link TrainKernels#sgemm}).
+     *
      * @param name what {@link #name()} reports ("cuda", "emulator")
      */
     public DeviceTrainBackend(Device device, String name) {
+        this(device, name, null);
+    }
+
+    /**
+     * @param name what {@link #name()} reports ("cuda", "emulator")
+     * @param gemm the GEMM to use (e.g. {@link CublasGemm}), or null for {@link TrainKernels#sgemm}; when it is
+     *             AutoCloseable this backend closes it
+     */
+    public DeviceTrainBackend(Device device, String name, DeviceGemm gemm) {
         if (device == null) throw new IllegalArgumentException("device must not be null");
         this.device = device;
         this.name = name;
@@ -48,6 +61,8 @@ public final class DeviceTrainBackend implements TrainBackend {
             throw e;
         }
         this.kernels = k;
+        this.gemm = gemm != null ? gemm : k::sgemm;
+        this.gemmOwned = gemm instanceof AutoCloseable ac ? ac : null;
     }
 
     @Override
@@ -105,8 +120,7 @@ public final class DeviceTrainBackend implements TrainBackend {
         if (c.rows() != m || c.cols() != n) {
             throw new IllegalArgumentException("c: expected [" + m + ", " + n + "], got " + c);
         }
-        kernels.sgemm(transA, transB, m, n, k, alpha, pointer("a", a), pointer("b", b), beta, pointer("c", c),
-                stream());
+        gemm.sgemm(transA, transB, m, n, k, alpha, pointer("a", a), pointer("b", b), beta, pointer("c", c), stream());
     }
 
     @Override
@@ -205,6 +219,13 @@ public final class DeviceTrainBackend implements TrainBackend {
         scratch.clear();
         batchNorm.close();
         kernels.close();
+        if (gemmOwned != null) {
+            try {
+                gemmOwned.close();
+            } catch (Exception e) {
+                throw new IllegalStateException("closing the GEMM failed: " + e, e);
+            }
+        }
     }
 
     private void checkOpen() {

@@ -100,7 +100,7 @@ class TrainCommandTest {
         Map<String, Object> json = MiniJson.parseObject(r.lastLine());
         assertEquals(false, json.get("batch_norm"));
         assertTrue(!json.containsKey("plain_test_accuracy"));
-        assertTrue(r.err().contains("auto -> cpu"), r.err());
+        assertTrue(r.err().contains("auto -> "), r.err());
     }
 
     @Test
@@ -154,10 +154,11 @@ class TrainCommandTest {
 
     @Test
     void cudaIsReportedUnavailable(@TempDir Path tmp) {
+        org.junit.jupiter.api.Assumptions.assumeFalse(io.github.batchnorm4j.cuda.CudaProbe.probe().available(),
+                "a GPU is present");
         Result r = run("--backend", "cuda", "--out", tmp.resolve("o").toString());
         assertEquals(3, r.exit());
-        assertTrue(r.err().startsWith("error: backend 'cuda' is unavailable: the GPU training backend is not wired"),
-                r.err());
+        assertTrue(r.err().startsWith("error: backend 'cuda' is unavailable: "), r.err());
         assertTrue(!Files.exists(tmp.resolve("o")), "nothing written when the backend is unavailable");
     }
 }
