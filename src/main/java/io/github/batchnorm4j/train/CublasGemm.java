@@ -54,13 +54,28 @@ public final class CublasGemm implements DeviceGemm, AutoCloseable {
         need("b", b, (long) k * n);
         need("c", c, (long) m * n);
         check(JCublas2.cublasSetStream(handle, new cudaStream_t(CudaDevice.streamHandle(stream))), "cublasSetStream");
-        int opA = transA ? cublasOperation.CUBLAS_OP_T : cublasOperation.CUBLAS_OP_N;
-        int opB = transB ? cublasOperation.CUBLAS_OP_T : cublasOperation.CUBLAS_OP_N;
-        int lda = transA ? m : k;
-        int ldb = transB ? k : n;
-        check(JCublas2.cublasSgemm(handle, opB, opA, n, m, k, Pointer.to(new float[] {alpha}),
-                CudaDevice.address(b), ldb, CudaDevice.address(a), lda, Pointer.to(new float[] {beta}),
-                CudaDevice.address(c), n), "cublasSgemm(m=" + m + ", n=" + n + ", k=" + k + ")");
+        Plan p = plan(transA, transB, m, n, k);
+        // The first column-major operand is our B, the second our A (see the class comment).
+        check(JCublas2.cublasSgemm(handle, op(p.transFirst()), op(p.transSecond()), p.m(), p.n(), p.k(),
+                Pointer.to(new float[] {alpha}), CudaDevice.address(b), p.ldFirst(), CudaDevice.address(a),
+                p.ldSecond(), Pointer.to(new float[] {beta}), CudaDevice.address(c), p.ldc()),
+                "cublasSgemm(m=" + m + ", n=" + n + ", k=" + k + ")");
+    }
+
+    /**
+     * The arguments of the column-major {@code cublasSgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C,
+     * ldc)} call that computes our row-major product, with our B as its A ("first") and our A as its B ("second").
+     * Separate so that a test can check the mapping against a plain column-major GEMM without a GPU.
+     */
+    record Plan(boolean transFirst, boolean transSecond, int m, int n, int k, int ldFirst, int ldSecond, int ldc) {
+    }
+
+    static Plan plan(boolean transA, boolean transB, int m, int n, int k) {
+        return new Plan(transB, transA, n, m, k, transB ? k : n, transA ? m : k, n);
+    }
+
+    private static int op(boolean trans) {
+        return trans ? cublasOperation.CUBLAS_OP_T : cublasOperation.CUBLAS_OP_N;
     }
 
     private static void need(String name, DevicePointer p, long floats) {
