@@ -28,11 +28,17 @@ public final class DeviceTrainBackend implements TrainBackend {
     private final DeviceGemm gemm;
     private final AutoCloseable gemmOwned;
     private final GpuBatchNorm batchNorm;
-    private final Map<Integer, Scratch> scratch = new HashMap<>();
+    private final Map<Long, Scratch> scratch = new HashMap<>();
     private boolean closed;
 
-    /** Per-batch-size buffers for labels, per-row losses and hits, and a throw-away gradient. */
-    private record Scratch(DeviceBuffer labels, DeviceBuffer loss, DeviceBuffer correct) {
+    /** Per-shape buffers of the softmax kernel: labels, per-row losses and hits, and a throw-away gradient. */
+    private record Scratch(DeviceBuffer labels, DeviceBuffer loss, DeviceBuffer correct, DeviceBuffer grad) {
+        void close() {
+            labels.close();
+            loss.close();
+            correct.close();
+            grad.close();
+        }
     }
 
     /**
@@ -161,17 +167,16 @@ public final class DeviceTrainBackend implements TrainBackend {
 
     @Override
     public int countCorrect(Tensor logits, int[] labels) {
-        // The softmax kernel computes the hits too; a throw-away gradient keeps the caller's tensors untouched.
-        try (DeviceTensor g = allocate(logits.rows(), logits.cols())) {
-            Scratch s = launchSoftmax(logits, labels, g.pointer());
-            int[] hits = new int[labels.length];
-            device.copyToHost(s.correct().pointer(), hits, 0, hits.length, stream());
-            int n = 0;
-            for (int h : hits) n += h;
-            return n;
-        }
+        // The softmax kernel computes the hits too; a scratch gradient keeps the caller's tensors untouched.
+        Scratch s = launchSoftmax(logits, labels, null);
+        int[] hits = new int[labels.length];
+        device.copyToHost(s.correct().pointer(), hits, 0, hits.length, stream());
+        int n = 0;
+        for (int h : hits) n += h;
+        return n;
     }
 
+    /** Launches the softmax kernel; a null dlogits writes the gradient into scratch. */
     private Scratch launchSoftmax(Tensor logits, int[] labels, DevicePointer dlogits) {
         if (labels == null) throw new IllegalArgumentException("labels must not be null");
         if (labels.length != logits.rows()) {
@@ -184,11 +189,13 @@ public final class DeviceTrainBackend implements TrainBackend {
                         + "), got " + labels[i]);
             }
         }
-        Scratch s = scratch.computeIfAbsent(labels.length, rows -> new Scratch(device.allocate(4L * rows),
-                device.allocate(4L * rows), device.allocate(4L * rows)));
+        int rows = logits.rows(), cols = logits.cols();
+        Scratch s = scratch.computeIfAbsent(((long) rows << 32) | cols, key -> new Scratch(device.allocate(4L * rows),
+                device.allocate(4L * rows), device.allocate(4L * rows), device.allocate(4L * rows * cols)));
         device.copyToDevice(labels, 0, s.labels().pointer(), labels.length, stream());
-        kernels.softmaxCrossEntropy(pointer("logits", logits), s.labels().pointer(), dlogits, s.loss().pointer(),
-                s.correct().pointer(), logits.rows(), logits.cols(), stream());
+        kernels.softmaxCrossEntropy(pointer("logits", logits), s.labels().pointer(),
+                dlogits != null ? dlogits : s.grad().pointer(), s.loss().pointer(), s.correct().pointer(), rows, cols,
+                stream());
         return s;
     }
 
@@ -211,11 +218,7 @@ public final class DeviceTrainBackend implements TrainBackend {
     public void close() {
         if (closed) return;
         closed = true;
-        for (Scratch s : scratch.values()) {
-            s.labels().close();
-            s.loss().close();
-            s.correct().close();
-        }
+        for (Scratch s : scratch.values()) s.close();
         scratch.clear();
         batchNorm.close();
         kernels.close();
