@@ -24,6 +24,17 @@ class TrainingRunTest {
         }
     }
 
+    /** The bar for {@code batchnorm4j train} with its defaults: at least 95% test accuracy on the digits. */
+    @Test
+    void defaultsReachNinetyFivePercent() {
+        Dataset.Split split = DigitsData.loadSplit(0.2, 42);
+        try (CpuTrainBackend be = new CpuTrainBackend()) {
+            RunResult r = Trainer.train(be, split, TrainConfig.defaults(), "defaults", TrainListener.NONE);
+            assertEquals(20, r.epochs().size());
+            assertTrue(r.testAccuracy() >= 0.95, "test accuracy " + r.testAccuracy());
+        }
+    }
+
     @Test
     void sameSeedSameCurves() {
         Dataset.Split split = DigitsData.loadSplit(0.2, 42);
