@@ -28,7 +28,8 @@ import java.util.Set;
  *   <li>{@code loss.png}: mean training loss per epoch (log scale), every run on one chart;</li>
  *   <li>{@code accuracy.png}: test accuracy per epoch;</li>
  *   <li>{@code dead_relu.png}: fraction of dead ReLU units per hidden layer after the last epoch, per run;</li>
- *   <li>{@code summary.png}: the three side by side.</li>
+ *   <li>{@code dead_relu_epochs.png}: fraction of all hidden ReLU units that are dead, after each epoch;</li>
+ *   <li>{@code summary.png}: the four in a 2x2 grid.</li>
  * </ul>
  * Colour tells batch norm (blue) from plain (red); the line style and a lighter shade tell the learning rates apart
  * (solid for the first, dashed for the next). A diverged epoch (non-finite loss) is left out of the loss chart.
@@ -46,22 +47,25 @@ public final class Plots {
     private Plots() {
     }
 
-    /** Writes the four PNG files into {@code dir}; returns their paths. */
+    /** Writes the five PNG files into {@code dir}; returns their paths. */
     public static List<Path> write(Path dir, String dataset, List<RunResult> runs) throws IOException {
         System.setProperty("java.awt.headless", "true");
         BufferedImage loss = BitmapEncoder.getBufferedImage(lossChart(dataset, runs));
         BufferedImage acc = BitmapEncoder.getBufferedImage(accuracyChart(dataset, runs));
         BufferedImage dead = BitmapEncoder.getBufferedImage(deadChart(dataset, runs));
+        BufferedImage deadEpochs = BitmapEncoder.getBufferedImage(deadEpochChart(dataset, runs));
         List<Path> out = new ArrayList<>();
         out.add(save(loss, dir.resolve("loss.png")));
         out.add(save(acc, dir.resolve("accuracy.png")));
         out.add(save(dead, dir.resolve("dead_relu.png")));
-        BufferedImage all = new BufferedImage(3 * WIDTH, HEIGHT, BufferedImage.TYPE_INT_RGB);
+        out.add(save(deadEpochs, dir.resolve("dead_relu_epochs.png")));
+        BufferedImage all = new BufferedImage(2 * WIDTH, 2 * HEIGHT, BufferedImage.TYPE_INT_RGB);
         Graphics2D g = all.createGraphics();
         try {
             g.drawImage(loss, 0, 0, null);
             g.drawImage(acc, WIDTH, 0, null);
-            g.drawImage(dead, 2 * WIDTH, 0, null);
+            g.drawImage(deadEpochs, 0, HEIGHT, null);
+            g.drawImage(dead, WIDTH, HEIGHT, null);
         } finally {
             g.dispose();
         }
@@ -106,6 +110,32 @@ public final class Plots {
             for (EpochMetrics m : r.epochs()) {
                 xs.add((double) m.epoch());
                 ys.add(m.testAccuracy());
+            }
+            decorate(chart.addSeries(r.label(), xs, ys), r, runs);
+        }
+        return chart;
+    }
+
+    static XYChart deadEpochChart(String dataset, List<RunResult> runs) {
+        XYChart chart = new XYChartBuilder().width(WIDTH).height(HEIGHT).title("Dead ReLUs per epoch (" + dataset + ")")
+                .xAxisTitle("epoch").yAxisTitle("fraction of hidden units never active").build();
+        style(chart);
+        // Outside: dead fractions span the whole height, any corner of the plot may hold a curve.
+        chart.getStyler().setYAxisMin(0.0).setYAxisMax(1.0).setLegendPosition(Styler.LegendPosition.OutsideS);
+        for (RunResult r : runs) {
+            int[] widths = r.config().hidden();
+            int total = 0;
+            for (int w : widths) total += w;
+            if (total == 0) continue;
+            List<Double> xs = new ArrayList<>();
+            List<Double> ys = new ArrayList<>();
+            for (EpochMetrics m : r.epochs()) {
+                // Unit-weighted over the layers: the fraction of all hidden units that are dead.
+                double dead = 0;
+                double[] d = m.deadFraction();
+                for (int k = 0; k < d.length; k++) dead += d[k] * widths[k];
+                xs.add((double) m.epoch());
+                ys.add(dead / total);
             }
             decorate(chart.addSeries(r.label(), xs, ys), r, runs);
         }

@@ -61,14 +61,14 @@ class TrainCommandTest {
         assertTrue(r.out().contains("[BN lr=0.05] epoch  2/2"), r.out());
         assertTrue(r.out().contains("[plain lr=0.5] epoch  1/2"), r.out());
 
-        for (String png : List.of("loss.png", "accuracy.png", "dead_relu.png")) {
+        for (String png : List.of("loss.png", "accuracy.png", "dead_relu.png", "dead_relu_epochs.png")) {
             BufferedImage img = decode(dir.resolve(png));
             assertEquals(Plots.WIDTH, img.getWidth(), png);
             assertEquals(Plots.HEIGHT, img.getHeight(), png);
         }
         BufferedImage summary = decode(dir.resolve("summary.png"));
-        assertEquals(3 * Plots.WIDTH, summary.getWidth());
-        assertEquals(Plots.HEIGHT, summary.getHeight());
+        assertEquals(2 * Plots.WIDTH, summary.getWidth());
+        assertEquals(2 * Plots.HEIGHT, summary.getHeight());
 
         List<String> csv = Files.readAllLines(dir.resolve("metrics.csv"));
         assertEquals(1 + 4 * 2, csv.size(), "header + 4 runs × 2 epochs");
