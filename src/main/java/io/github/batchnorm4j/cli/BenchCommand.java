@@ -2,6 +2,7 @@ package io.github.batchnorm4j.cli;
 
 import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.MeasuredOps;
 import io.github.batchnorm4j.Shape;
@@ -20,8 +21,10 @@ import picocli.CommandLine.Option;
  * first validated (its output against the float64 computation on the CPU backend, or against the CPU backend for any
  * other backend), then warmed up, then timed {@code --repeat} times; the median is reported. Bandwidth is S-based
  * (S = bytes of x): 3 S forward-train, 2 S forward-eval, 5 S backward — the least traffic each op needs (DESIGN §3).
- * On the CPU backend the machine's copy bandwidth is measured in the same run and each op is also shown as a
- * fraction of it. Backends implementing {@link MeasuredOps} also report traffic_ratio and sector_efficiency.
+ * On the CPU backend the machine's copy bandwidth is measured in the same run (on a device backend that implements
+ * {@link DeviceResidentTiming}, the device's) and each op is also shown as a fraction of it. Device backends are timed
+ * on device-resident buffers when they implement {@link DeviceResidentTiming}. Backends implementing
+ * {@link MeasuredOps} also report traffic_ratio and sector_efficiency.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Times the ops (median of --repeat runs after validation and warm-up) and reports S-based GB/s.",
@@ -95,25 +98,28 @@ final class BenchCommand implements Callable<Integer> {
 
         try (BatchNormOps ops0 = Backends.open(backend); BenchSuite suite = new BenchSuite(ops0)) {
             long bytes = shapes.get(0).elementCount() * Float.BYTES;
-            BenchHarness.CopyBandwidth copy = null;
-            if (ops0.name().equals("cpu")) {
-                copy = BenchHarness.measureCopy(bytes, Runtime.getRuntime().availableProcessors(), repeat);
-            }
+            BenchHarness.CopyBandwidth copy = suite.copyBandwidth(bytes, repeat);
             if (!json) {
-                System.out.printf(Locale.ROOT, "bench %s: shape %s, S = %.2f MB (bytes of x), median of %d runs after "
-                        + "validation and warm-up%n", ops0.name(), shape, bytes / 1e6, repeat);
+                System.out.printf(Locale.ROOT, "bench %s: shape %s, S = %s (bytes of x), median of %d runs after "
+                        + "validation and warm-up, timing %s%n", ops0.name(), shape, size(bytes), repeat,
+                        ops0 instanceof DeviceResidentTiming ? "the device-resident ops (inputs uploaded once)"
+                                : "the host API");
                 if (copy != null) {
-                    System.out.printf(Locale.ROOT, "copy: %.2f GB/s (read + write; %d threads copying %.1f MB, median "
-                            + "%.3f ms)%n", copy.gbps(), copy.threads(), copy.bytes() / 1e6, copy.timing().medianMs());
+                    System.out.printf(Locale.ROOT, "copy: %.3g GB/s (read + write; %s copying %s like x, median %.4g ms)%n",
+                            copy.gbps(), copy.threads() == 0 ? "on the device"
+                                    : copy.threads() + " thread" + (copy.threads() == 1 ? "" : "s"),
+                            size(copy.bytes()), copy.timing().medianMs());
                 }
                 System.out.printf("%-14s %-15s %-16s %10s %8s %10s %12s%s%n", "op", "layout", "shape", "median_ms",
                         "GB/s", copy != null ? "% of copy" : "", "max_rel_err",
                         ops0 instanceof MeasuredOps ? "   traffic/S  sector_eff" : "");
             } else if (copy != null) {
-                System.out.println(new Json().put("backend", ops0.name()).put("op", "copy").put("layout", null)
+                Json row = new Json().put("backend", ops0.name()).put("op", "copy").put("layout", null)
                         .put("shape", Long.toString(copy.bytes() / Float.BYTES)).put("bytes", copy.bytes())
                         .put("median_ms", copy.timing().medianMs()).put("gbps", copy.gbps())
-                        .put("threads", copy.threads()).put("repeat", repeat));
+                        .put("timed", copy.threads() == 0 ? "device" : "host");
+                if (copy.threads() > 0) row.put("threads", copy.threads());
+                System.out.println(row.put("repeat", repeat));
             }
             for (Shape s : shapes) {
                 RandomInputs in = RandomInputs.of(s, SEED);
@@ -142,7 +148,7 @@ final class BenchCommand implements Callable<Integer> {
             Json row = new Json().put("backend", backendName).put("op", o).put("layout", s.layout().cliName())
                     .put("shape", dims).put("bytes", bytes).put("median_ms", r.timing().medianMs()).put("gbps", gbps)
                     .put("min_ms", r.timing().minMs()).put("repeat", r.timing().repeats())
-                    .put("max_rel_error", r.maxRelError());
+                    .put("max_rel_error", r.maxRelError()).put("timed", r.timed());
             if (copy != null) row.put("pct_of_copy", 100 * gbps / copy.gbps());
             if (m.isPresent()) {
                 row.put("traffic_ratio", (double) m.get().bytesMoved() / bytes)
@@ -150,13 +156,21 @@ final class BenchCommand implements Callable<Integer> {
             }
             System.out.println(row);
         } else {
-            System.out.printf(Locale.ROOT, "%-14s %-15s %-16s %10.3f %8.2f %10s %12.2e%s%n", o, s.layout().cliName(),
+            System.out.printf(Locale.ROOT, "%-14s %-15s %-16s %10.3f %8.3g %10s %12.2e%s%n", o, s.layout().cliName(),
                     dims, r.timing().medianMs(), gbps,
                     copy != null ? String.format(Locale.ROOT, "%.1f%%", 100 * gbps / copy.gbps()) : "",
                     r.maxRelError(),
                     m.map(t -> String.format(Locale.ROOT, " %11.3f %11.3f", (double) t.bytesMoved() / bytes,
                             t.sectorEfficiency())).orElse(""));
         }
+    }
+
+    /** Bytes for people: "1440 B", "4.61 kB", "25.7 MB", "1.03 GB" (powers of 1000, like GB/s). */
+    static String size(long bytes) {
+        if (bytes < 1000) return bytes + " B";
+        if (bytes < 1_000_000) return String.format(Locale.ROOT, "%.3g kB", bytes / 1e3);
+        if (bytes < 1_000_000_000) return String.format(Locale.ROOT, "%.3g MB", bytes / 1e6);
+        return String.format(Locale.ROOT, "%.3g GB", bytes / 1e9);
     }
 
     /** [N, C, S..] in the memory order of a layout. */

@@ -21,8 +21,8 @@ public final class BenchHarness {
     public static final long MIN_WARMUP_NANOS = 300_000_000L;
     /** Upper bound on warm-up runs. */
     public static final int MAX_WARMUP_RUNS = 50;
-    /** The copy bandwidth is measured on at least this many bytes, so that it is memory's, not a cache's. */
-    public static final long MIN_COPY_BYTES = 64L << 20;
+    /** Each copying thread gets at least this many bytes: below it, handing work to a thread costs more than it saves. */
+    public static final long MIN_COPY_SLICE_BYTES = 1 << 20;
 
     private BenchHarness() {
     }
@@ -78,7 +78,7 @@ public final class BenchHarness {
      * A copy-bandwidth measurement.
      *
      * @param bytes   bytes of the source array (as many again are written)
-     * @param threads threads sharing the copy
+     * @param threads host threads sharing the copy, or 0 for a copy on a device
      * @param timing  timings of one full copy
      */
     public record CopyBandwidth(long bytes, int threads, Timing timing) {
@@ -89,31 +89,45 @@ public final class BenchHarness {
     }
 
     /**
-     * Measures the machine's copy bandwidth: a float[] of {@code max(bytes, MIN_COPY_BYTES)} copied into another
-     * by {@code threads} threads, each {@link System#arraycopy} of its contiguous slice (the same parallelism the
-     * CPU backend uses, so the comparison is fair). Counts bytes read + bytes written.
+     * Measures the machine's copy bandwidth: a float[] of {@code bytes} (rounded down to whole floats) copied into
+     * another by up to {@code threads} threads (fewer for small arrays: at least {@link #MIN_COPY_SLICE_BYTES} each,
+     * and a single slice is copied on the calling thread), each {@link System#arraycopy} of its contiguous slice. bench passes S, the
+     * size of x, and all cores: the copy then meets the same caches and the same parallelism as the ops it is
+     * compared with (a tensor that fits in the last-level cache is compared with a copy that fits too, one that does
+     * not with a copy from memory). Counts bytes read + bytes written.
      */
     public static CopyBandwidth measureCopy(long bytes, int threads, int repeats) {
         if (threads < 1) throw new IllegalArgumentException("threads: expected >= 1, got " + threads);
-        long size = Math.max(bytes, MIN_COPY_BYTES);
-        int n = (int) Math.min(size / Float.BYTES, Integer.MAX_VALUE - 8);
+        if (bytes < Float.BYTES) throw new IllegalArgumentException("bytes: expected >= 4, got " + bytes);
+        int n = (int) Math.min(bytes / Float.BYTES, Integer.MAX_VALUE - 8);
+        int used = (int) Math.max(1, Math.min(threads, (long) n * Float.BYTES / MIN_COPY_SLICE_BYTES));
         float[] src = new float[n];
         float[] dst = new float[n];
-        for (int i = 0; i < n; i++) src[i] = i; // touch every page before timing
-        ExecutorService pool = Executors.newFixedThreadPool(threads, r -> {
+        for (int i = 0; i < n; i++) src[i] = i + 1; // touch every page before timing; never zeros
+        if (used == 1) {
+            Timing t = time(() -> System.arraycopy(src, 0, dst, 0, n), repeats);
+            checkCopied(src, dst);
+            return new CopyBandwidth((long) n * Float.BYTES, 1, t);
+        }
+        ExecutorService pool = Executors.newFixedThreadPool(used, r -> {
             Thread t = new Thread(r, "bench-copy");
             t.setDaemon(true);
             return t;
         });
         try {
-            Runnable copy = () -> parallelCopy(pool, src, dst, threads);
+            Runnable copy = () -> parallelCopy(pool, src, dst, used);
             Timing t = time(copy, repeats);
-            if (dst[n - 1] != src[n - 1] || dst[n / 2] != src[n / 2]) {
-                throw new IllegalStateException("copy bandwidth: the copy did not happen");
-            }
-            return new CopyBandwidth((long) n * Float.BYTES, threads, t);
+            checkCopied(src, dst);
+            return new CopyBandwidth((long) n * Float.BYTES, used, t);
         } finally {
             pool.shutdownNow();
+        }
+    }
+
+    private static void checkCopied(float[] src, float[] dst) {
+        int n = src.length;
+        if (dst[n - 1] != src[n - 1] || dst[n / 2] != src[n / 2] || dst[0] != src[0]) {
+            throw new IllegalStateException("copy bandwidth: the copy did not happen");
         }
     }
 

@@ -116,7 +116,7 @@ public final class Float64Check {
         double[] mean = new double[channels];
         double[] invstd = new double[channels];
         for (int c = 0; c < channels; c++) {
-            mean[c] = runningMean[c];
+            mean[c] = runningMean[c]; // double: x − mean is then computed in double
             invstd[c] = 1.0 / Math.sqrt(runningVar[c] + eps);
         }
         return apply(shape, x, gamma, beta, mean, invstd);
@@ -164,7 +164,7 @@ public final class Float64Check {
             int c = channelOf(shape, i);
             double invstd = 1.0 / Math.sqrt(runningVar[c] + eps);
             dbeta[c] += dy[i];
-            dgamma[c] += dy[i] * (x[i] - runningMean[c]) * invstd;
+            dgamma[c] += (double) dy[i] * ((double) x[i] - runningMean[c]) * invstd; // in double: float − float would round
             dx[i] = dy[i] * at(gamma, c, 1) * invstd;
         }
         return new Gradients(dx, dgamma, dbeta);

@@ -1,0 +1,130 @@
+package io.github.batchnorm4j;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The README's API examples, compiled and run. The code between the BEGIN/END README markers below must be the
+ * README's code block of the same name, line for line (indentation aside): {@link #readmeShowsExactlyThisCode}
+ * fails when either side changes alone.
+ */
+class ReadmeExampleTest {
+    private static final Path README = Path.of("README.md");
+    private static final Path SELF = Path.of("src/test/java/io/github/batchnorm4j/ReadmeExampleTest.java");
+
+    private static float[] random(Random r, int n, double mu, double sigma) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) (mu + sigma * r.nextGaussian());
+        return a;
+    }
+
+    @Test
+    void layerExampleRuns() {
+        Random r = new Random(1);
+        float[] x = random(r, 8 * 64 * 14 * 14, 2.0, 3.0);
+        float[] dy = random(r, x.length, 0, 1);
+        float[][] results = new float[3][];
+        float[] runningMean = null;
+        // BEGIN README layer
+        try (BatchNormOps ops = Backends.open("auto")) {        // cuda when available, else cpu
+            BatchNorm bn = BatchNorm.builder(64).momentum(0.1).eps(1e-5).build(ops);
+            Shape shape = Shape.channelsFirst(8, 64, 14, 14);   // NCHW
+            float[] y = bn.forward(shape, x);                   // training mode: batch statistics
+            float[] dx = bn.backward(shape, x, dy);             // also fills bn.gammaGrad(), bn.betaGrad()
+            bn.eval();
+            float[] yEval = bn.forward(shape, x);               // running statistics
+        // END README layer
+            results[0] = y;
+            results[1] = dx;
+            results[2] = yEval;
+            runningMean = bn.runningMean().clone();
+            assertEquals(1, bn.numBatchesTracked());
+        }
+        // Training y has zero mean per channel; the running mean moved 10% of the way to the batch mean (≈ 2);
+        // eval output differs from training output (other statistics), and dx is finite.
+        double sum = 0;
+        for (int s = 0; s < 14 * 14; s++) sum += results[0][s + 5 * 64 * 14 * 14];
+        assertTrue(Math.abs(sum / 196) < 2, "y of channel 0 in sample 5 is normalized: " + sum / 196);
+        for (float m : runningMean) assertTrue(m > 0.1 && m < 0.3, "running mean " + m);
+        assertTrue(!Arrays.equals(results[0], results[2]));
+        for (float v : results[1]) assertTrue(Float.isFinite(v));
+    }
+
+    @Test
+    void functionalExampleRuns() {
+        Random r = new Random(2);
+        float[] x = random(r, 8 * 14 * 14 * 32, -1.0, 0.5);
+        float[] dy = random(r, x.length, 0, 1);
+        float[] gamma = random(r, 32, 1, 0.1);
+        float[] beta = random(r, 32, 0, 0.1);
+        float[] out = null;
+        float[] db = null;
+        // BEGIN README functional
+        try (BatchNormOps ops = Backends.open("cpu")) {
+            Shape shape = Shape.channelsLast(8, 14, 14, 32);    // NHWC, C = 32
+            int n = shape.elementCountAsInt();
+            int c = shape.channels();
+            float[] runningMean = new float[c];
+            float[] runningVar = new float[c];
+            Arrays.fill(runningVar, 1f);
+            float[] y = new float[n];
+            float[] saveMean = new float[c];
+            float[] saveInvstd = new float[c];
+            ops.forwardTraining(shape, x, gamma, beta, 1e-5, runningMean, runningVar, 0.1, y, saveMean, saveInvstd);
+            float[] dx = new float[n];
+            float[] dgamma = new float[c];
+            float[] dbeta = new float[c];
+            ops.backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+        // END README functional
+            out = saveMean;
+            db = dbeta;
+        }
+        for (float m : out) assertEquals(-1.0, m, 0.1, "saved mean");
+        double dySum = 0;
+        for (int i = 0; i < dy.length; i += 32) dySum += dy[i];
+        assertEquals(dySum, db[0], 1e-3 * Math.max(1, Math.abs(dySum)), "dbeta of channel 0 = Σdy");
+    }
+
+    private static List<String> block(List<String> lines, Pattern start, Pattern end, String what) {
+        List<String> out = new ArrayList<>();
+        boolean in = false;
+        for (String l : lines) {
+            if (!in && start.matcher(l).find()) {
+                in = true;
+                continue;
+            }
+            if (in && end.matcher(l).find()) return out;
+            if (in) out.add(l.strip());
+        }
+        throw new AssertionError("block not found: " + what);
+    }
+
+    @Test
+    void readmeShowsExactlyThisCode() throws IOException {
+        List<String> readme = Files.readAllLines(README);
+        List<String> self = Files.readAllLines(SELF);
+        for (String name : new String[] {"layer", "functional"}) {
+            // In the README: the ```java fence after <!-- example: NAME -->.
+            int marker = readme.indexOf("<!-- example: " + name + " -->");
+            assertTrue(marker >= 0, "README lacks <!-- example: " + name + " -->");
+            assertEquals("```java", readme.get(marker + 1), "a java block follows the marker");
+            List<String> inReadme = block(readme.subList(marker + 1, readme.size()), Pattern.compile("^```java$"),
+                    Pattern.compile("^```$"), "README " + name);
+            List<String> inTest = block(self, Pattern.compile("// BEGIN README " + Matcher.quoteReplacement(name) + "$"),
+                    Pattern.compile("// END README " + name + "$"), "test " + name);
+            inTest.add("}"); // the test keeps the try block open to inspect results
+            assertEquals(inReadme, inTest, "README example '" + name + "' and this test differ");
+        }
+    }
+}
