@@ -78,19 +78,32 @@ __device__ __forceinline__ void reduce_cf(const float* __restrict__ x, const flo
     if (j < hi) {
         long long n = j / innerU, i = j - n * innerU;
         const long long q = step / innerU, r = step - q * innerU;
-        for (; j < hi; j += step) {
-            const long long off = ((long long)n * C + c) * innerU + i;
-            if constexpr (VEC) {
-                const float4 xv = load4(x + off * 4), g = load4(dy + off * 4);
-                acc.x += (g.x + g.y) + (g.z + g.w);
-                acc.y += (g.x * (xv.x - mu) + g.y * (xv.y - mu)) + (g.z * (xv.z - mu) + g.w * (xv.w - mu));
-            } else {
-                const float g = dy[off];
-                acc.x += g;
-                acc.y = fmaf(g, x[off] - mu, acc.y);
+        // BN_UNROLL pairs of independent loads in flight per thread; sums in the same order as one at a time.
+        for (; j < hi; j += BN_UNROLL * step) {
+            float4 xv[BN_UNROLL], g[BN_UNROLL];
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {
+                if (j + u * step < hi) {
+                    const long long off = ((long long)n * C + c) * innerU + i;
+                    if constexpr (VEC) { xv[u] = load4(x + off * 4); g[u] = load4(dy + off * 4); }
+                    else { xv[u].x = x[off]; g[u].x = dy[off]; }
+                }
+                i += r; n += q;
+                if (i >= innerU) { i -= innerU; n += 1; }
             }
-            i += r; n += q;
-            if (i >= innerU) { i -= innerU; n += 1; }
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {
+                if (j + u * step < hi) {
+                    if constexpr (VEC) {
+                        acc.x += (g[u].x + g[u].y) + (g[u].z + g[u].w);
+                        acc.y += (g[u].x * (xv[u].x - mu) + g[u].y * (xv[u].y - mu))
+                               + (g[u].z * (xv[u].z - mu) + g[u].w * (xv[u].w - mu));
+                    } else {
+                        acc.x += g[u].x;
+                        acc.y = fmaf(g[u].x, xv[u].x - mu, acc.y);
+                    }
+                }
+            }
         }
     }
     acc = block_reduce(acc, scratch);
@@ -127,6 +140,18 @@ bn_backward_reduce_cf_vec4(const float* __restrict__ x, const float* __restrict_
 }
 
 // ---- channels-last sums -----------------------------------------------------------------------------------------
+// After tree_over_rows the block's sums sit in sh[0 .. bx*W) in channel order: finish them with consecutive threads on
+// consecutive channels (coalesced per-channel loads and stores).
+template <int W>
+__device__ __forceinline__ void finish_block_cl(const BackwardFinish& f, const float2* sh, const float* sh_mean,
+                                                int cbase) {
+    const int nthreads = blockDim.x * blockDim.y, tid = threadIdx.y * blockDim.x + threadIdx.x;
+    __syncthreads();
+    for (int i = tid; i < (int)blockDim.x * W; i += nthreads) {
+        if (cbase + i < f.channels) finish_backward(f, cbase + i, sh[i], sh_mean[i]);
+    }
+}
+
 template <bool VEC>
 __device__ __forceinline__ void reduce_cl(const float* __restrict__ x, const float* __restrict__ dy, long long rows,
                                           int C, long long chunk, float* partials, unsigned* counters,
@@ -136,13 +161,12 @@ __device__ __forceinline__ void reduce_cl(const float* __restrict__ x, const flo
     __shared__ float sh_mean[256 * W];
     __shared__ unsigned last_sh;
     const int bx = blockDim.x, by = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * bx + tx, nthreads = bx * by;
     const int CU = VEC ? C / 4 : C;
     const int cu = blockIdx.x * bx + tx;
     const bool active = cu < CU;
-    if (ty == 0 && active) {
-        #pragma unroll
-        for (int k = 0; k < W; k++) sh_mean[tx * W + k] = mean[cu * W + k];
-    }
+    const int cbase = blockIdx.x * bx * W;   // local channel i = tx*W + k
+    for (int i = tid; i < bx * W; i += nthreads) sh_mean[i] = cbase + i < C ? mean[cbase + i] : 0.f;
     __syncthreads();
     float mu[W];
     float2 acc[W];
@@ -152,26 +176,36 @@ __device__ __forceinline__ void reduce_cl(const float* __restrict__ x, const flo
     const long long hi = min(lo + chunk, rows);
     if (active) {
         #pragma unroll 1
-        for (long long r = lo + ty; r < hi; r += by) {
-            const long long off = r * C + (long long)cu * W;
-            float xv[W], g[W];
-            if constexpr (VEC) {
-                const float4 a = load4(x + off), b = load4(dy + off);
-                xv[0] = a.x; xv[1] = a.y; xv[2] = a.z; xv[3] = a.w;
-                g[0] = b.x; g[1] = b.y; g[2] = b.z; g[3] = b.w;
-            } else {
-                xv[0] = x[off]; g[0] = dy[off];
+        for (long long r = lo + ty; r < hi; r += BN_UNROLL * by) {
+            float xv[BN_UNROLL][W], g[BN_UNROLL][W];
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {   // loads first: BN_UNROLL rows in flight
+                if (r + u * by < hi) {
+                    const long long off = (r + u * by) * C + (long long)cu * W;
+                    if constexpr (VEC) {
+                        const float4 a = load4(x + off), b = load4(dy + off);
+                        xv[u][0] = a.x; xv[u][1] = a.y; xv[u][2] = a.z; xv[u][3] = a.w;
+                        g[u][0] = b.x; g[u][1] = b.y; g[u][2] = b.z; g[u][3] = b.w;
+                    } else {
+                        xv[u][0] = x[off]; g[u][0] = dy[off];
+                    }
+                }
             }
             #pragma unroll
-            for (int k = 0; k < W; k++) { acc[k].x += g[k]; acc[k].y = fmaf(g[k], xv[k] - mu[k], acc[k].y); }
+            for (int u = 0; u < BN_UNROLL; u++) {
+                if (r + u * by < hi) {
+                    #pragma unroll
+                    for (int k = 0; k < W; k++) {
+                        acc[k].x += g[u][k];
+                        acc[k].y = fmaf(g[u][k], xv[u][k] - mu[k], acc[k].y);
+                    }
+                }
+            }
         }
     }
     tree_over_rows<float2, W>(acc, sh);
     if (gridDim.y == 1) {
-        if (ty == 0 && active) {
-            #pragma unroll
-            for (int k = 0; k < W; k++) finish_backward(f, cu * W + k, acc[k], mu[k]);
-        }
+        finish_block_cl<W>(f, sh, sh_mean, cbase);
         return;
     }
     if (ty == 0 && active) {   // [gy][channel][2]
@@ -190,10 +224,7 @@ __device__ __forceinline__ void reduce_cl(const float* __restrict__ x, const flo
         }
     }
     tree_over_rows<float2, W>(acc, sh);
-    if (ty == 0 && active) {
-        #pragma unroll
-        for (int k = 0; k < W; k++) finish_backward(f, cu * W + k, acc[k], mu[k]);
-    }
+    finish_block_cl<W>(f, sh, sh_mean, cbase);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
@@ -236,15 +267,29 @@ __device__ __forceinline__ void dx_cf(const float* __restrict__ x, const float* 
         a = __shfl_sync(0xffffffffu, a, 0);
         const long long lo = piece * chunk, hi = min(lo + chunk, innerU);
         const long long base = plane * innerU;
-        for (long long i = lo + lane; i < hi; i += BN_WARP) {
-            if constexpr (VEC) {
-                const float4 xv = load4(x + (base + i) * 4), g = load4(dy + (base + i) * 4);
-                float4 o;
-                o.x = dx_of(g.x, xv.x, p, a, b, k); o.y = dx_of(g.y, xv.y, p, a, b, k);
-                o.z = dx_of(g.z, xv.z, p, a, b, k); o.w = dx_of(g.w, xv.w, p, a, b, k);
-                store4(dx + (base + i) * 4, o);
-            } else {
-                dx[base + i] = dx_of(dy[base + i], x[base + i], p, a, b, k);
+        for (long long i0 = lo + lane; i0 < hi; i0 += BN_UNROLL * BN_WARP) {
+            float4 xv[BN_UNROLL], g[BN_UNROLL];
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {   // all loads before any store (dx may alias dy, element-wise)
+                const long long i = i0 + u * BN_WARP;
+                if (i < hi) {
+                    if constexpr (VEC) { xv[u] = load4(x + (base + i) * 4); g[u] = load4(dy + (base + i) * 4); }
+                    else { xv[u].x = x[base + i]; g[u].x = dy[base + i]; }
+                }
+            }
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {
+                const long long i = i0 + u * BN_WARP;
+                if (i < hi) {
+                    if constexpr (VEC) {
+                        float4 o;
+                        o.x = dx_of(g[u].x, xv[u].x, p, a, b, k); o.y = dx_of(g[u].y, xv[u].y, p, a, b, k);
+                        o.z = dx_of(g[u].z, xv[u].z, p, a, b, k); o.w = dx_of(g[u].w, xv[u].w, p, a, b, k);
+                        store4(dx + (base + i) * 4, o);
+                    } else {
+                        dx[base + i] = dx_of(g[u].x, xv[u].x, p, a, b, k);
+                    }
+                }
             }
         }
     }
@@ -269,15 +314,16 @@ __device__ __forceinline__ void dx_cl(const float* __restrict__ x, const float* 
     constexpr int W = VEC ? 4 : 1;
     __shared__ float sh[4][256 * W];
     const int bx = blockDim.x, tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * bx + tx, nthreads = bx * blockDim.y;
     const int CU = VEC ? C / 4 : C;
     const int cu = blockIdx.x * bx + tx;
     const bool active = cu < CU;
-    if (ty == 0 && active) {
-        #pragma unroll
-        for (int k = 0; k < W; k++) {
-            const int c = cu * W + k;
+    const int cbase = blockIdx.x * bx * W;
+    for (int i = tid; i < bx * W; i += nthreads) {   // consecutive threads, consecutive channels: coalesced
+        const int c = cbase + i;
+        if (c < C) {
             #pragma unroll
-            for (int q = 0; q < 4; q++) sh[q][tx * W + k] = coef[q * C + c];
+            for (int q = 0; q < 4; q++) sh[q][i] = coef[q * C + c];
         }
     }
     __syncthreads();
@@ -288,16 +334,33 @@ __device__ __forceinline__ void dx_cl(const float* __restrict__ x, const float* 
         p[k] = sh[0][tx * W + k]; b[k] = sh[1][tx * W + k]; k0[k] = sh[2][tx * W + k]; a[k] = sh[3][tx * W + k];
     }
     const long long step = (long long)gridDim.y * blockDim.y;
-    for (long long r = (long long)blockIdx.y * blockDim.y + ty; r < rows; r += step) {
-        const long long off = r * C + (long long)cu * W;
-        if constexpr (VEC) {
-            const float4 xv = load4(x + off), g = load4(dy + off);
-            float4 o;
-            o.x = dx_of(g.x, xv.x, p[0], a[0], b[0], k0[0]); o.y = dx_of(g.y, xv.y, p[1], a[1], b[1], k0[1]);
-            o.z = dx_of(g.z, xv.z, p[2], a[2], b[2], k0[2]); o.w = dx_of(g.w, xv.w, p[3], a[3], b[3], k0[3]);
-            store4(dx + off, o);
-        } else {
-            dx[off] = dx_of(dy[off], x[off], p[0], a[0], b[0], k0[0]);
+    for (long long r0 = (long long)blockIdx.y * blockDim.y + ty; r0 < rows; r0 += BN_UNROLL * step) {
+        float4 xv[BN_UNROLL], g[BN_UNROLL];
+        #pragma unroll
+        for (int u = 0; u < BN_UNROLL; u++) {   // all loads before any store (dx may alias dy, element-wise)
+            const long long r = r0 + u * step;
+            if (r < rows) {
+                const long long off = r * C + (long long)cu * W;
+                if constexpr (VEC) { xv[u] = load4(x + off); g[u] = load4(dy + off); }
+                else { xv[u].x = x[off]; g[u].x = dy[off]; }
+            }
+        }
+        #pragma unroll
+        for (int u = 0; u < BN_UNROLL; u++) {
+            const long long r = r0 + u * step;
+            if (r < rows) {
+                const long long off = r * C + (long long)cu * W;
+                if constexpr (VEC) {
+                    float4 o;
+                    o.x = dx_of(g[u].x, xv[u].x, p[0], a[0], b[0], k0[0]);
+                    o.y = dx_of(g[u].y, xv[u].y, p[1], a[1], b[1], k0[1]);
+                    o.z = dx_of(g[u].z, xv[u].z, p[2], a[2], b[2], k0[2]);
+                    o.w = dx_of(g[u].w, xv[u].w, p[3], a[3], b[3], k0[3]);
+                    store4(dx + off, o);
+                } else {
+                    dx[off] = dx_of(g[u].x, xv[u].x, p[0], a[0], b[0], k0[0]);
+                }
+            }
         }
     }
 }

@@ -27,6 +27,7 @@
 #define BN_PREP_EVAL_BACKWARD 2  // aux = invstd of running_var; coef = (0, gamma*invstd, 0) for dx = dy*gamma*invstd
 
 #define BN_WARP 32
+#define BN_UNROLL 4      // independent global loads each thread keeps in flight in the streaming loops
 #define BN_MAX_WARPS 32  // 1024 threads per block at most
 
 // ---- Welford / Chan ---------------------------------------------------------------------------------------------

@@ -107,18 +107,32 @@ __device__ __forceinline__ void stats_cf(const float* __restrict__ x, int C, lon
         // Walk (n, i) incrementally: one division per thread, none per element.
         long long n = j / innerU, i = j - n * innerU;
         const long long q = step / innerU, r = step - q * innerU;
-        for (; j < hi; j += step) {
-            const long long off = ((long long)n * C + c) * innerU + i;
-            if constexpr (VEC) {
-                float4 v = load4(x + off * 4);
-                v.x -= pivot; v.y -= pivot; v.z -= pivot; v.w -= pivot;
-                welford_push4(w, v);
-            } else {
-                w.n += 1.0f;
-                welford_push(w, x[off] - pivot, __frcp_rn(w.n));
+        // BN_UNROLL independent loads in flight per thread, then the updates in the same order as one at a time.
+        for (; j < hi; j += BN_UNROLL * step) {
+            float4 v[BN_UNROLL];
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {
+                if (j + u * step < hi) {
+                    const long long off = ((long long)n * C + c) * innerU + i;
+                    if constexpr (VEC) v[u] = load4(x + off * 4);
+                    else v[u].x = x[off];
+                }
+                i += r; n += q;
+                if (i >= innerU) { i -= innerU; n += 1; }
             }
-            i += r; n += q;
-            if (i >= innerU) { i -= innerU; n += 1; }
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {
+                if (j + u * step < hi) {
+                    if constexpr (VEC) {
+                        float4 d = v[u];
+                        d.x -= pivot; d.y -= pivot; d.z -= pivot; d.w -= pivot;
+                        welford_push4(w, d);
+                    } else {
+                        w.n += 1.0f;
+                        welford_push(w, v[u].x - pivot, __frcp_rn(w.n));
+                    }
+                }
+            }
         }
     }
     w = block_reduce(w, scratch);
@@ -155,6 +169,18 @@ bn_stats_cf_vec4(const float* __restrict__ x, int C, long long N, long long inne
 }
 
 // ---- channels-last statistics -----------------------------------------------------------------------------------
+// After tree_over_rows the block's merged statistics sit in sh[0 .. bx*W) in channel order: finish them with
+// consecutive threads on consecutive channels, so the per-channel loads and stores are coalesced.
+template <int W>
+__device__ __forceinline__ void finish_block_cl(const FinishArgs& f, const Welford* sh, const float* sh_pivot,
+                                                int cbase) {
+    const int nthreads = blockDim.x * blockDim.y, tid = threadIdx.y * blockDim.x + threadIdx.x;
+    __syncthreads();
+    for (int i = tid; i < (int)blockDim.x * W; i += nthreads) {
+        if (cbase + i < f.channels) finish_channel(f, cbase + i, sh[i], sh_pivot[i]);
+    }
+}
+
 // Block (bx, by) with bx * by <= 256 and by a power of two; thread (tx, ty) owns channel unit gx*bx + tx and visits
 // rows gy*chunk + ty, + by, ... below (gy+1)*chunk.
 template <bool VEC>
@@ -165,14 +191,13 @@ __device__ __forceinline__ void stats_cl(const float* __restrict__ x, long long 
     __shared__ float sh_pivot[256 * W];
     __shared__ unsigned last_sh;
     const int bx = blockDim.x, by = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * bx + tx, nthreads = bx * by;
     const int CU = VEC ? C / 4 : C;
     const int cu = blockIdx.x * bx + tx;
     const bool active = cu < CU;
-    // The pivot (row 0 of each channel) is loaded once per block and shared, not once per thread.
-    if (ty == 0 && active) {
-        #pragma unroll
-        for (int k = 0; k < W; k++) sh_pivot[tx * W + k] = x[(long long)cu * W + k];
-    }
+    const int cbase = blockIdx.x * bx * W;   // first channel of this block; local channel i = tx*W + k
+    // The pivot (row 0 of each channel) is loaded once per block, by consecutive threads (coalesced), and shared.
+    for (int i = tid; i < bx * W; i += nthreads) sh_pivot[i] = cbase + i < C ? x[cbase + i] : 0.f;
     __syncthreads();
     float pivot[W];
     #pragma unroll
@@ -186,29 +211,36 @@ __device__ __forceinline__ void stats_cl(const float* __restrict__ x, long long 
     const long long hi = min(lo + chunk, rows);
     if (active) {
         #pragma unroll 1
-        for (long long r = lo + ty; r < hi; r += by) {
-            const float* p = x + r * C + (long long)cu * W;
-            float v[W];
-            if constexpr (VEC) {
-                float4 q = load4(p);
-                v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
-            } else {
-                v[0] = p[0];
-            }
-            n += 1.0f;
-            const float inv = __frcp_rn(n);  // 1/n, correctly rounded, shared by the W channels of this thread
+        for (long long r = lo + ty; r < hi; r += BN_UNROLL * by) {
+            float v[BN_UNROLL][W];
             #pragma unroll
-            for (int k = 0; k < W; k++) welford_push(w[k], v[k] - pivot[k], inv);
+            for (int u = 0; u < BN_UNROLL; u++) {   // loads first: BN_UNROLL rows in flight
+                if (r + u * by < hi) {
+                    const float* p = x + (r + u * by) * C + (long long)cu * W;
+                    if constexpr (VEC) {
+                        float4 q = load4(p);
+                        v[u][0] = q.x; v[u][1] = q.y; v[u][2] = q.z; v[u][3] = q.w;
+                    } else {
+                        v[u][0] = p[0];
+                    }
+                }
+            }
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {
+                if (r + u * by < hi) {
+                    n += 1.0f;
+                    const float inv = __frcp_rn(n);  // 1/n, correctly rounded, shared by the W channels
+                    #pragma unroll
+                    for (int k = 0; k < W; k++) welford_push(w[k], v[u][k] - pivot[k], inv);
+                }
+            }
         }
     }
     #pragma unroll
     for (int k = 0; k < W; k++) w[k].n = n;
     tree_over_rows<Welford, W>(w, sh);
     if (gridDim.y == 1) {
-        if (ty == 0 && active) {
-            #pragma unroll
-            for (int k = 0; k < W; k++) finish_channel(f, cu * W + k, w[k], pivot[k]);
-        }
+        finish_block_cl<W>(f, sh, sh_pivot, cbase);
         return;
     }
     if (ty == 0 && active) {   // partials laid out [gy][channel][3]
@@ -231,10 +263,7 @@ __device__ __forceinline__ void stats_cl(const float* __restrict__ x, long long 
         }
     }
     tree_over_rows<Welford, W>(w, sh);
-    if (ty == 0 && active) {
-        #pragma unroll
-        for (int k = 0; k < W; k++) finish_channel(f, cu * W + k, w[k], pivot[k]);
-    }
+    finish_block_cl<W>(f, sh, sh_pivot, cbase);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
@@ -297,14 +326,29 @@ __device__ __forceinline__ void apply_cf(const float* in, float* out, int C, lon
         b = __shfl_sync(0xffffffffu, b, 0);
         const long long lo = piece * chunk, hi = min(lo + chunk, innerU);
         const long long base = plane * innerU;
-        for (long long i = lo + lane; i < hi; i += BN_WARP) {
-            if constexpr (VEC) {
-                float4 v = load4(in + (base + i) * 4);
-                v.x = fmaf(v.x - p, a, b); v.y = fmaf(v.y - p, a, b);
-                v.z = fmaf(v.z - p, a, b); v.w = fmaf(v.w - p, a, b);
-                store4(out + (base + i) * 4, v);
-            } else {
-                out[base + i] = fmaf(in[base + i] - p, a, b);
+        for (long long i0 = lo + lane; i0 < hi; i0 += BN_UNROLL * BN_WARP) {
+            float4 v[BN_UNROLL];
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {   // all loads before any store (in may alias out, element-wise)
+                const long long i = i0 + u * BN_WARP;
+                if (i < hi) {
+                    if constexpr (VEC) v[u] = load4(in + (base + i) * 4);
+                    else v[u].x = in[base + i];
+                }
+            }
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {
+                const long long i = i0 + u * BN_WARP;
+                if (i < hi) {
+                    if constexpr (VEC) {
+                        float4 o;
+                        o.x = fmaf(v[u].x - p, a, b); o.y = fmaf(v[u].y - p, a, b);
+                        o.z = fmaf(v[u].z - p, a, b); o.w = fmaf(v[u].w - p, a, b);
+                        store4(out + (base + i) * 4, o);
+                    } else {
+                        out[base + i] = fmaf(v[u].x - p, a, b);
+                    }
+                }
             }
         }
     }
@@ -330,15 +374,14 @@ __device__ __forceinline__ void apply_cl(const float* in, float* out, long long 
     constexpr int W = VEC ? 4 : 1;
     __shared__ float sh[3][256 * W];
     const int bx = blockDim.x, tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * bx + tx, nthreads = bx * blockDim.y;
     const int CU = VEC ? C / 4 : C;
     const int cu = blockIdx.x * bx + tx;
     const bool active = cu < CU;
-    if (ty == 0 && active) {
-        #pragma unroll
-        for (int k = 0; k < W; k++) {
-            const int c = cu * W + k;
-            sh[0][tx * W + k] = coef[c]; sh[1][tx * W + k] = coef[C + c]; sh[2][tx * W + k] = coef[2 * C + c];
-        }
+    const int cbase = blockIdx.x * bx * W;
+    for (int i = tid; i < bx * W; i += nthreads) {   // consecutive threads, consecutive channels: coalesced
+        const int c = cbase + i;
+        if (c < C) { sh[0][i] = coef[c]; sh[1][i] = coef[C + c]; sh[2][i] = coef[2 * C + c]; }
     }
     __syncthreads();
     if (!active) return;
@@ -346,15 +389,31 @@ __device__ __forceinline__ void apply_cl(const float* in, float* out, long long 
     #pragma unroll
     for (int k = 0; k < W; k++) { p[k] = sh[0][tx * W + k]; a[k] = sh[1][tx * W + k]; b[k] = sh[2][tx * W + k]; }
     const long long step = (long long)gridDim.y * blockDim.y;
-    for (long long r = (long long)blockIdx.y * blockDim.y + ty; r < rows; r += step) {
-        const long long off = r * C + (long long)cu * W;
-        if constexpr (VEC) {
-            float4 v = load4(in + off);
-            v.x = fmaf(v.x - p[0], a[0], b[0]); v.y = fmaf(v.y - p[1], a[1], b[1]);
-            v.z = fmaf(v.z - p[2], a[2], b[2]); v.w = fmaf(v.w - p[3], a[3], b[3]);
-            store4(out + off, v);
-        } else {
-            out[off] = fmaf(in[off] - p[0], a[0], b[0]);
+    for (long long r0 = (long long)blockIdx.y * blockDim.y + ty; r0 < rows; r0 += BN_UNROLL * step) {
+        float4 v[BN_UNROLL];
+        #pragma unroll
+        for (int u = 0; u < BN_UNROLL; u++) {   // all loads before any store (in may alias out, element-wise)
+            const long long r = r0 + u * step;
+            if (r < rows) {
+                const long long off = r * C + (long long)cu * W;
+                if constexpr (VEC) v[u] = load4(in + off);
+                else v[u].x = in[off];
+            }
+        }
+        #pragma unroll
+        for (int u = 0; u < BN_UNROLL; u++) {
+            const long long r = r0 + u * step;
+            if (r < rows) {
+                const long long off = r * C + (long long)cu * W;
+                if constexpr (VEC) {
+                    float4 o;
+                    o.x = fmaf(v[u].x - p[0], a[0], b[0]); o.y = fmaf(v[u].y - p[1], a[1], b[1]);
+                    o.z = fmaf(v[u].z - p[2], a[2], b[2]); o.w = fmaf(v[u].w - p[3], a[3], b[3]);
+                    store4(out + off, o);
+                } else {
+                    out[off] = fmaf(v[u].x - p[0], a[0], b[0]);
+                }
+            }
         }
     }
 }

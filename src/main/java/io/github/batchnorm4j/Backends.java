@@ -42,6 +42,7 @@ public final class Backends {
         // Further providers (cuda, cudnn, emulator) register here, in the order `info` lists them.
         register(new io.github.batchnorm4j.cuda.CudaBackendProvider());
         register(new io.github.batchnorm4j.cudnn.CudnnBackendProvider());
+        register(new io.github.batchnorm4j.gpu.EmulatorBackendProvider());
     }
 
     private Backends() {

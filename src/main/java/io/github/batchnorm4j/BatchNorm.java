@@ -144,6 +144,7 @@ public final class BatchNorm {
 
     /** Forward into a new array; see {@link #forward(Shape, float[], float[])}. */
     public float[] forward(Shape shape, float[] x) {
+        checkShape(shape);
         float[] y = new float[shape.elementCountAsInt()];
         forward(shape, x, y);
         return y;
@@ -168,16 +169,15 @@ public final class BatchNorm {
             float[] sm = new float[channels];
             float[] si = new float[channels];
             ops.forwardTraining(shape, x, gamma, beta, options.eps(), newMean, newVar, m, y, sm, si);
-            // Commit only after the backend succeeded.
-            if (training) {
-                System.arraycopy(sm, 0, saveMean, 0, channels);
-                System.arraycopy(si, 0, saveInvstd, 0, channels);
-                savedShape = shape;
-                if (newMean != null) {
-                    System.arraycopy(newMean, 0, runningMean, 0, channels);
-                    System.arraycopy(newVar, 0, runningVar, 0, channels);
-                    numBatchesTracked++;
-                }
+            // Commit only after the backend succeeded. The batch statistics are saved in eval mode without running
+            // statistics too: that forward normalized with them, so its backward must use them (as PyTorch does).
+            System.arraycopy(sm, 0, saveMean, 0, channels);
+            System.arraycopy(si, 0, saveInvstd, 0, channels);
+            savedShape = shape;
+            if (newMean != null) {
+                System.arraycopy(newMean, 0, runningMean, 0, channels);
+                System.arraycopy(newVar, 0, runningVar, 0, channels);
+                numBatchesTracked++;
             }
         } else {
             ops.forwardInference(shape, x, gamma, beta, runningMean, runningVar, options.eps(), y);
@@ -186,6 +186,7 @@ public final class BatchNorm {
 
     /** Backward into a new dx array; see {@link #backward(Shape, float[], float[], float[])}. */
     public float[] backward(Shape shape, float[] x, float[] dy) {
+        checkShape(shape);
         float[] dx = new float[shape.elementCountAsInt()];
         backward(shape, x, dy, dx);
         return dx;
@@ -193,8 +194,8 @@ public final class BatchNorm {
 
     /**
      * Backward pass: writes dx and (affine) overwrites {@link #gammaGrad()} and {@link #betaGrad()}. In training mode
-     * it reuses the statistics saved by the last training forward, which must have had the same shape and x. In eval
-     * mode with running statistics it uses the frozen statistics.
+     * (and in eval mode without running statistics) it reuses the batch statistics saved by the last forward, which
+     * must have had the same shape and x. In eval mode with running statistics it uses the frozen statistics.
      */
     public void backward(Shape shape, float[] x, float[] dy, float[] dx) {
         checkShape(shape);

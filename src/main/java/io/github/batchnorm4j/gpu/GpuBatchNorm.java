@@ -92,7 +92,7 @@ public final class GpuBatchNorm implements AutoCloseable {
         DeviceStream s = begin(stream);
         checkTensor("x", shape, x);
         int c = shape.channels();
-        DevicePointer dummy = prepareWorkspace(shape, true);
+        DevicePointer dummy = prepareWorkspace(shape, true, s);
         guarded(s, () -> launchStats(shape, x, STATS_ONLY, 0, 0, null, null, null, null, null, null, dummy, s));
         float[] out = new float[3 * c];
         device.copyToHost(workspace.coef(), out, 0, 3 * c, s);
@@ -135,7 +135,7 @@ public final class GpuBatchNorm implements AutoCloseable {
         checkChannels("saveInvstd", shape, saveInvstd);
         int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
                 | (runningMean != null ? HAS_RUNNING : 0);
-        DevicePointer dummy = prepareWorkspace(shape, true);
+        DevicePointer dummy = prepareWorkspace(shape, true, s);
         boolean vec = vectorizable(shape, x, y);
         guarded(s, () -> {
             launchStats(shape, x, flags, (float) eps, runningMean != null ? (float) momentum : 0f,
@@ -156,7 +156,7 @@ public final class GpuBatchNorm implements AutoCloseable {
         checkChannels("runningVar", shape, runningVar);
         BatchNormOptions.checkEps(eps);
         checkTensor("y", shape, y);
-        DevicePointer dummy = prepareWorkspace(shape, false);
+        DevicePointer dummy = prepareWorkspace(shape, false, s);
         boolean vec = vectorizable(shape, x, y);
         guarded(s, () -> {
             launchPrepare(shape, PREP_EVAL_FORWARD, (float) eps, gamma, beta, runningMean, runningVar, dummy, s);
@@ -174,7 +174,7 @@ public final class GpuBatchNorm implements AutoCloseable {
         checkChannels("mean", shape, mean);
         checkChannels("invstd", shape, invstd);
         checkTensor("y", shape, y);
-        DevicePointer dummy = prepareWorkspace(shape, false);
+        DevicePointer dummy = prepareWorkspace(shape, false, s);
         boolean vec = vectorizable(shape, x, y);
         guarded(s, () -> {
             launchPrepare(shape, PREP_NORMALIZE, 1f, gamma, beta, mean, invstd, dummy, s);
@@ -204,7 +204,7 @@ public final class GpuBatchNorm implements AutoCloseable {
         checkOptionalChannels("dbeta", shape, dbeta);
         int flags = TRAIN_DX | (gamma != null ? HAS_GAMMA : 0) | (dgamma != null ? WANT_DGAMMA : 0)
                 | (dbeta != null ? WANT_DBETA : 0);
-        DevicePointer dummy = prepareWorkspace(shape, true);
+        DevicePointer dummy = prepareWorkspace(shape, true, s);
         boolean vec = vectorizable(shape, x, dy, dx);
         guarded(s, () -> {
             launchBackwardReduce(shape, x, dy, flags, gamma, saveMean, saveInvstd, dgamma, dbeta, dummy, s);
@@ -231,7 +231,7 @@ public final class GpuBatchNorm implements AutoCloseable {
         checkOptionalChannels("dbeta", shape, dbeta);
         boolean sums = dgamma != null || dbeta != null;
         int flags = (dgamma != null ? WANT_DGAMMA : 0) | (dbeta != null ? WANT_DBETA : 0);
-        DevicePointer dummy = prepareWorkspace(shape, sums);
+        DevicePointer dummy = prepareWorkspace(shape, sums, s);
         boolean vec = vectorizable(shape, dy, dx);
         guarded(s, () -> {
             launchPrepare(shape, PREP_EVAL_BACKWARD, (float) eps, gamma, null, runningMean, runningVar, dummy, s);
@@ -345,7 +345,7 @@ public final class GpuBatchNorm implements AutoCloseable {
     }
 
     /** Grows the workspace for {@code shape} (both vector and scalar geometries) and returns a pointer for unused args. */
-    private DevicePointer prepareWorkspace(Shape shape, boolean reduction) {
+    private DevicePointer prepareWorkspace(Shape shape, boolean reduction, DeviceStream stream) {
         long partials = 0;
         long counters = 0;
         if (reduction) {
@@ -357,7 +357,7 @@ public final class GpuBatchNorm implements AutoCloseable {
                 counters = Math.max(counters, g.counters());
             }
         }
-        workspace.ensure(shape.channels(), partials, counters, device.defaultStream());
+        workspace.ensure(shape.channels(), partials, counters, stream);   // counters zeroed on the op's stream
         // Never dereferenced: kernels read a flag before any optional pointer.
         return workspace.coef();
     }

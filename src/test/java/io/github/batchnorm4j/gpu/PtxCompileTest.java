@@ -5,11 +5,16 @@ import jcuda.nvptxcompiler.nvPTXCompileResult;
 import jcuda.nvptxcompiler.nvPTXCompilerHandle;
 import org.junit.jupiter.api.Test;
 
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -36,7 +41,7 @@ class PtxCompileTest {
         int[] minor = new int[1];
         check(JNvPTXCompiler.nvPTXCompilerGetVersion(major, minor), "nvPTXCompilerGetVersion", "");
         System.out.println("nvPTXCompiler " + major[0] + "." + minor[0]);
-        for (String module : PtxModules.ALL) {
+        for (String module : shippedModules()) {
             String ptx = PtxModules.read(module);
             assertTrue(ptx.contains("\n.version 8.0\n"), module + ": expected the restamped header '.version 8.0'");
             List<String> entries = PtxModules.entryNames(ptx);
@@ -63,6 +68,28 @@ class PtxCompileTest {
                             + " in the info log:\n" + log);
                 }
             }
+        }
+    }
+
+    /**
+     * Every PTX file in the resource folder, which must be exactly one per {@code cuda/*.cu} (a kernel file added
+     * later is covered without editing this test) and include every module the library loads.
+     */
+    static List<String> shippedModules() {
+        Path resources = Path.of("src/main/resources", PtxModules.RESOURCE_DIR);
+        List<String> ptx = list(resources, ".ptx");
+        List<String> cu = list(Path.of("cuda"), ".cu");
+        assertEquals(cu.stream().map(n -> n.replace(".cu", ".ptx")).sorted().toList(), ptx,
+                "one committed PTX per cuda/*.cu (run scripts/build-ptx.sh)");
+        assertTrue(ptx.containsAll(PtxModules.ALL), "the modules the library loads are shipped: " + PtxModules.ALL);
+        return ptx;
+    }
+
+    private static List<String> list(Path dir, String suffix) {
+        try (Stream<Path> files = Files.list(dir)) {
+            return files.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(suffix)).sorted().toList();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot list " + dir.toAbsolutePath(), e);
         }
     }
 

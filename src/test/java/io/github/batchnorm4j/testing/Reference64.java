@@ -8,8 +8,9 @@ import io.github.batchnorm4j.Shape;
  * with the code it checks. Every loop walks one channel's M values through {@link #index}, so the only layout-specific
  * code is that one function.
  *
- * <p>gamma == null means gamma = 1, beta == null means beta = 0 (affine off). Inputs are widened from float32 exactly;
- * nothing is rounded back to float32.
+ * <p>gamma == null means gamma = 1, beta == null means beta = 0 (affine off). The formulas take double arrays (the
+ * finite-difference check perturbs inputs in double); the float32 overloads at the end widen exactly and delegate.
+ * Nothing is rounded back to float32.
  */
 public final class Reference64 {
     private Reference64() {
@@ -43,7 +44,7 @@ public final class Reference64 {
     }
 
     /** Per-channel mean Σx/M. */
-    public static double[] mean(Shape shape, float[] x) {
+    public static double[] mean(Shape shape, double[] x) {
         int channels = shape.channels();
         long m = shape.reductionSize();
         double[] mean = new double[channels];
@@ -56,7 +57,7 @@ public final class Reference64 {
     }
 
     /** Per-channel M2 = Σ(x − mean)² (two-pass, exact enough in double for any data we test). */
-    public static double[] m2(Shape shape, float[] x, double[] mean) {
+    public static double[] m2(Shape shape, double[] x, double[] mean) {
         int channels = shape.channels();
         long m = shape.reductionSize();
         double[] m2 = new double[channels];
@@ -75,8 +76,8 @@ public final class Reference64 {
      * Training-mode forward: mean, biased var, invstd = 1/sqrt(var + eps), y = (x − mean)·invstd·gamma + beta, and when
      * runningMean/runningVar are given: running ← (1 − m)·running + m·batch with the unbiased var·M/(M − 1).
      */
-    public static Forward forwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
-                                          float[] runningMean, float[] runningVar, double momentum) {
+    public static Forward forwardTraining(Shape shape, double[] x, double[] gamma, double[] beta, double eps,
+                                          double[] runningMean, double[] runningVar, double momentum) {
         int channels = shape.channels();
         long m = shape.reductionSize();
         double[] mean = mean(shape, x);
@@ -103,8 +104,8 @@ public final class Reference64 {
     }
 
     /** Eval-mode forward: y = (x − runningMean)/sqrt(runningVar + eps)·gamma + beta. */
-    public static double[] forwardEval(Shape shape, float[] x, float[] gamma, float[] beta,
-                                       float[] runningMean, float[] runningVar, double eps) {
+    public static double[] forwardEval(Shape shape, double[] x, double[] gamma, double[] beta,
+                                       double[] runningMean, double[] runningVar, double eps) {
         int channels = shape.channels();
         double[] mean = new double[channels];
         double[] invstd = new double[channels];
@@ -116,7 +117,7 @@ public final class Reference64 {
     }
 
     /** y = (x − mean)·invstd·gamma + beta. */
-    public static double[] normalize(Shape shape, float[] x, float[] gamma, float[] beta, double[] mean,
+    public static double[] normalize(Shape shape, double[] x, double[] gamma, double[] beta, double[] mean,
                                      double[] invstd) {
         int channels = shape.channels();
         long m = shape.reductionSize();
@@ -134,7 +135,7 @@ public final class Reference64 {
      * Training-mode backward with the given (saved) mean and invstd: xhat = (x − mean)·invstd, dbeta = Σdy,
      * dgamma = Σdy·xhat, dx = gamma·invstd/M·(M·dy − dbeta − xhat·dgamma).
      */
-    public static Backward backwardTraining(Shape shape, float[] x, float[] dy, float[] gamma,
+    public static Backward backwardTraining(Shape shape, double[] x, double[] dy, double[] gamma,
                                             double[] mean, double[] invstd) {
         int channels = shape.channels();
         long m = shape.reductionSize();
@@ -161,18 +162,13 @@ public final class Reference64 {
         return new Backward(dx, dgamma, dbeta, termScale(shape, dy, gamma, invstd));
     }
 
-    /** Training-mode backward with saved statistics given as float32 (what a backend's forward saved). */
-    public static Backward backwardTraining(Shape shape, float[] x, float[] dy, float[] gamma,
-                                            float[] saveMean, float[] saveInvstd) {
-        return backwardTraining(shape, x, dy, gamma, Tolerances.toDouble(saveMean), Tolerances.toDouble(saveInvstd));
-    }
 
     /**
      * Eval-mode backward with frozen statistics: invstd = 1/sqrt(runningVar + eps), dx = dy·gamma·invstd,
      * dgamma = Σdy·(x − runningMean)·invstd, dbeta = Σdy.
      */
-    public static Backward backwardEval(Shape shape, float[] x, float[] dy, float[] gamma,
-                                        float[] runningMean, float[] runningVar, double eps) {
+    public static Backward backwardEval(Shape shape, double[] x, double[] dy, double[] gamma,
+                                        double[] runningMean, double[] runningVar, double eps) {
         int channels = shape.channels();
         long m = shape.reductionSize();
         double[] dx = new double[x.length];
@@ -194,7 +190,7 @@ public final class Reference64 {
     }
 
     /** rms over all elements of gamma·invstd·dy. */
-    private static double termScale(Shape shape, float[] dy, float[] gamma, double[] invstd) {
+    private static double termScale(Shape shape, double[] dy, double[] gamma, double[] invstd) {
         double sum = 0;
         long m = shape.reductionSize();
         for (int c = 0; c < shape.channels(); c++) {
@@ -207,11 +203,61 @@ public final class Reference64 {
         return rms > 0 ? rms : 1.0;
     }
 
-    private static double gammaOf(float[] gamma, int c) {
+    // ---- float32 inputs (what backends take), widened exactly ----------------------------------------------------
+
+    public static double[] mean(Shape shape, float[] x) {
+        return mean(shape, wide(x));
+    }
+
+    public static double[] m2(Shape shape, float[] x, double[] mean) {
+        return m2(shape, wide(x), mean);
+    }
+
+    public static Forward forwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
+                                          float[] runningMean, float[] runningVar, double momentum) {
+        return forwardTraining(shape, wide(x), wide(gamma), wide(beta), eps, wide(runningMean), wide(runningVar),
+                momentum);
+    }
+
+    public static double[] forwardEval(Shape shape, float[] x, float[] gamma, float[] beta,
+                                       float[] runningMean, float[] runningVar, double eps) {
+        return forwardEval(shape, wide(x), wide(gamma), wide(beta), wide(runningMean), wide(runningVar), eps);
+    }
+
+    public static double[] normalize(Shape shape, float[] x, float[] gamma, float[] beta, double[] mean,
+                                     double[] invstd) {
+        return normalize(shape, wide(x), wide(gamma), wide(beta), mean, invstd);
+    }
+
+    public static Backward backwardTraining(Shape shape, float[] x, float[] dy, float[] gamma,
+                                            double[] mean, double[] invstd) {
+        return backwardTraining(shape, wide(x), wide(dy), wide(gamma), mean, invstd);
+    }
+
+    /** Training-mode backward with saved statistics given as float32 (what a backend's forward saved). */
+    public static Backward backwardTraining(Shape shape, float[] x, float[] dy, float[] gamma,
+                                            float[] saveMean, float[] saveInvstd) {
+        return backwardTraining(shape, wide(x), wide(dy), wide(gamma), wide(saveMean), wide(saveInvstd));
+    }
+
+    public static Backward backwardEval(Shape shape, float[] x, float[] dy, float[] gamma,
+                                        float[] runningMean, float[] runningVar, double eps) {
+        return backwardEval(shape, wide(x), wide(dy), wide(gamma), wide(runningMean), wide(runningVar), eps);
+    }
+
+    /** Widens exactly; null stays null (affine off, no running statistics). */
+    public static double[] wide(float[] a) {
+        if (a == null) return null;
+        double[] d = new double[a.length];
+        for (int i = 0; i < a.length; i++) d[i] = a[i];
+        return d;
+    }
+
+    private static double gammaOf(double[] gamma, int c) {
         return gamma == null ? 1.0 : gamma[c];
     }
 
-    private static double betaOf(float[] beta, int c) {
+    private static double betaOf(double[] beta, int c) {
         return beta == null ? 0.0 : beta[c];
     }
 }
