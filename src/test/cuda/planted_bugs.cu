@@ -4,6 +4,7 @@
 // uninit_read:        correct code; the test leaves part of the input unwritten on the host side.
 // divergent_barrier:  __syncthreads inside a branch that only half of each warp takes.
 // misaligned_vec:     a float4 load through a pointer 4 bytes past a 16-byte boundary.
+// histogram_missing_sync: plain stores then atomics on shared bins by other warps without a barrier.
 extern "C" __global__ void oob_write(const float* __restrict__ x, float* __restrict__ y, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i <= n) y[i] = 2.f * (i < n ? x[i] : 0.f);
@@ -41,4 +42,17 @@ extern "C" __global__ void misaligned_vec(const float* __restrict__ x, float* __
     int i = threadIdx.x;
     float4 v = reinterpret_cast<const float4*>(x + 1)[i];  // BUG: x + 1 is not 16-byte aligned
     y[i] = v.x + v.y + v.z + v.w;
+}
+
+// histogram_missing_sync: shared bins are zeroed by plain stores and then updated atomically by other warps
+// with no __syncthreads in between (a plain-vs-atomic race).
+extern "C" __global__ void histogram_missing_sync(const int* __restrict__ v, int n, int nbins, unsigned int* bins) {
+    extern __shared__ unsigned int local[];
+    for (int b = threadIdx.x; b < nbins; b += blockDim.x) local[b] = 0;
+    // BUG: __syncthreads() missing here
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        atomicAdd(&local[(unsigned)v[i] % nbins], 1u);
+    }
+    __syncthreads();
+    for (int b = threadIdx.x; b < nbins; b += blockDim.x) atomicAdd(&bins[b], local[b]);
 }

@@ -26,6 +26,11 @@ final class Allocation {
 
     /** Marks bytes [off, off+n) as written. */
     void markInit(long off, long n) {
+        int bit0 = (int) (off & 63);
+        if (bit0 + n <= 64) { // one word: the common aligned access of 1..16 bytes
+            init[(int) (off >>> 6)] |= (n == 64 ? -1L : ((1L << n) - 1)) << bit0;
+            return;
+        }
         long end = off + n;
         for (long i = off; i < end; ) {
             int w = (int) (i >>> 6);
@@ -42,6 +47,11 @@ final class Allocation {
 
     /** The offset of the first unwritten byte in [off, off+n), or -1 when all were written. */
     long firstUninit(long off, int n) {
+        int bit0 = (int) (off & 63);
+        if (bit0 + n <= 64) {
+            long want = (n == 64 ? -1L : ((1L << n) - 1)) << bit0;
+            if ((init[(int) (off >>> 6)] & want) == want) return -1;
+        }
         for (long i = off; i < off + n; i++) {
             if ((init[(int) (i >>> 6)] & (1L << (i & 63))) == 0) return i;
         }

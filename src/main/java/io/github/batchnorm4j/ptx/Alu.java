@@ -270,6 +270,46 @@ final class Alu {
         }
     }
 
+    /** shf.{l,r}.{wrap,clamp}.b32: the 64-bit value b:a shifted by c (mod 32 or clamped to 32), a 32-bit window. */
+    static void shf(long[] R, Insn in, int m) {
+        int a = in.a * 32, b = in.b * 32, c = in.c * 32, d = in.d * 32;
+        boolean right = (in.mode & 1) != 0, clamp = (in.mode & 2) != 0;
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = lane(x);
+            long v = (R[a + l] & 0xFFFF_FFFFL) | (R[b + l] << 32);
+            long sh = R[c + l] & 0xFFFF_FFFFL;
+            int n = clamp ? (int) Math.min(sh, 32) : (int) (sh & 31);
+            R[d + l] = right ? (int) (v >>> n) : (int) ((v << n) >>> 32);
+        }
+    }
+
+    /** sad: c + |a - b| by the type's signedness. */
+    static void sad(long[] R, Insn in, int m) {
+        int a = in.a * 32, b = in.b * 32, c = in.c * 32, d = in.d * 32, t = in.type;
+        boolean signed = PtxType.isSigned(t);
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = lane(x);
+            long va = PtxType.ext(R[a + l], t), vb = PtxType.ext(R[b + l], t);
+            long diff = (signed ? va < vb : Long.compareUnsigned(va, vb) < 0) ? vb - va : va - vb;
+            R[d + l] = R[c + l] + diff;
+        }
+    }
+
+    /** lop3.b32: any three-input logic function given by its truth table immLut. */
+    static void lop3(long[] R, Insn in, int m) {
+        int a = in.a * 32, b = in.b * 32, c = in.c * 32, d = in.d * 32, e = in.e * 32;
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = lane(x);
+            long va = R[a + l], vb = R[b + l], vc = R[c + l];
+            int lut = (int) R[e + l] & 0xFF;
+            long r = 0;
+            for (int i = 0; i < 8; i++) {
+                if ((lut >> i & 1) != 0) r |= ((i & 4) != 0 ? va : ~va) & ((i & 2) != 0 ? vb : ~vb) & ((i & 1) != 0 ? vc : ~vc);
+            }
+            R[d + l] = r;
+        }
+    }
+
     // ---------------------------------------------------------------- compare / select
 
     static boolean cmpInt(long va, long vb, int cmp, boolean unsigned) {

@@ -206,13 +206,19 @@ public final class EmulatedDevice implements MeasuringDevice {
         Objects.requireNonNull(name, "name");
         Objects.requireNonNull(ptx, "ptx");
         List<Allocation> vars = new ArrayList<>();
-        PtxModule parsed = PtxParser.parse(name, ptx, (var, bytes, init) -> {
-            Allocation a = memory.allocate(bytes, "module variable " + var + " of " + name);
-            System.arraycopy(init, 0, a.data, 0, (int) Math.min(init.length, bytes));
-            a.markInit(0, bytes);
-            vars.add(a);
-            return a.base;
-        });
+        PtxModule parsed;
+        try {
+            parsed = PtxParser.parse(name, ptx, (var, bytes, init) -> {
+                Allocation a = memory.allocate(bytes, "module variable " + var + " of " + name);
+                System.arraycopy(init, 0, a.data, 0, (int) Math.min(init.length, bytes));
+                a.markInit(0, bytes);
+                vars.add(a);
+                return a.base;
+            });
+        } catch (RuntimeException e) {
+            for (Allocation a : vars) memory.free(a); // a failed load leaves nothing behind
+            throw e;
+        }
         Module m = new Module(name, parsed, vars);
         modules.add(m);
         return m;
@@ -288,7 +294,7 @@ public final class EmulatedDevice implements MeasuringDevice {
                 case F32: bits = Float.floatToRawIntBits((Float) a.value()); break;
                 default: bits = Double.doubleToRawLongBits((Double) a.value()); break;
             }
-            Interpreter.write(out, p.offset(), p.size(), bits);
+            MemoryUnit.write(out, p.offset(), p.size(), bits);
         }
         return out;
     }
@@ -428,7 +434,7 @@ public final class EmulatedDevice implements MeasuringDevice {
                     throw new DeviceException("module " + name + " has no entry " + entryName + "; entries: "
                             + parsed.functions.values().stream().filter(x -> x.entry).map(x -> x.name).toList());
                 }
-                return new EKernel(this, f);
+                return new EKernel(this, Linker.link(parsed, f));
             }
         }
 

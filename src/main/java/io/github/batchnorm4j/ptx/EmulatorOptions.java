@@ -16,12 +16,18 @@ package io.github.batchnorm4j.ptx;
  * @param multiprocessorCount the SM count the device reports (132, an H100 SXM, by default)
  * @param throwOnLeak      {@link EmulatedDevice#close()} throws a DeviceException listing buffers still open; when
  *                         false it only records them ({@link EmulatedDevice#leakReport()})
+ * @param maxBlockInstructions thread-instructions one block may execute before the launch fails as a hang (an
+ *                         endless loop, or a spin-wait on another block, which can never finish here because blocks
+ *                         run one at a time); 2^34 by default
  */
 public record EmulatorOptions(boolean memoryCheck, boolean initCheck, boolean raceCheck, boolean syncCheck,
                               boolean shuffleBlocks, long blockOrderSeed, int multiprocessorCount,
-                              boolean throwOnLeak) {
+                              boolean throwOnLeak, long maxBlockInstructions) {
 
     public EmulatorOptions {
+        if (maxBlockInstructions < 1) {
+            throw new IllegalArgumentException("maxBlockInstructions must be >= 1, got " + maxBlockInstructions);
+        }
         if (multiprocessorCount < 1) {
             throw new IllegalArgumentException("multiprocessorCount must be >= 1, got " + multiprocessorCount);
         }
@@ -29,49 +35,54 @@ public record EmulatorOptions(boolean memoryCheck, boolean initCheck, boolean ra
 
     /** Every check on, blocks shuffled with seed 1, 132 SMs, leaks thrown at close. */
     public static EmulatorOptions defaults() {
-        return new EmulatorOptions(true, true, true, true, true, 1L, 132, true);
+        return new EmulatorOptions(true, true, true, true, true, 1L, 132, true, 1L << 34);
     }
 
     /** All checks off (for benchmarks). */
     public EmulatorOptions withoutChecks() {
         return new EmulatorOptions(false, false, false, false, shuffleBlocks, blockOrderSeed, multiprocessorCount,
-                throwOnLeak);
+                throwOnLeak, maxBlockInstructions);
     }
 
     public EmulatorOptions withMemoryCheck(boolean on) {
         return new EmulatorOptions(on, initCheck, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed,
-                multiprocessorCount, throwOnLeak);
+                multiprocessorCount, throwOnLeak, maxBlockInstructions);
     }
 
     public EmulatorOptions withInitCheck(boolean on) {
         return new EmulatorOptions(memoryCheck, on, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed,
-                multiprocessorCount, throwOnLeak);
+                multiprocessorCount, throwOnLeak, maxBlockInstructions);
     }
 
     public EmulatorOptions withRaceCheck(boolean on) {
         return new EmulatorOptions(memoryCheck, initCheck, on, syncCheck, shuffleBlocks, blockOrderSeed,
-                multiprocessorCount, throwOnLeak);
+                multiprocessorCount, throwOnLeak, maxBlockInstructions);
     }
 
     /** Blocks in a shuffled order from this seed. */
     public EmulatorOptions withBlockOrderSeed(long seed) {
         return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, true, seed, multiprocessorCount,
-                throwOnLeak);
+                throwOnLeak, maxBlockInstructions);
     }
 
     /** Blocks in linear index order. */
     public EmulatorOptions withSequentialBlocks() {
         return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, false, blockOrderSeed,
-                multiprocessorCount, throwOnLeak);
+                multiprocessorCount, throwOnLeak, maxBlockInstructions);
     }
 
     public EmulatorOptions withMultiprocessorCount(int sms) {
         return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed, sms,
-                throwOnLeak);
+                throwOnLeak, maxBlockInstructions);
+    }
+
+    public EmulatorOptions withMaxBlockInstructions(long max) {
+        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed,
+                multiprocessorCount, throwOnLeak, max);
     }
 
     public EmulatorOptions withThrowOnLeak(boolean on) {
         return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed,
-                multiprocessorCount, on);
+                multiprocessorCount, on, maxBlockInstructions);
     }
 }

@@ -21,10 +21,6 @@ final class FloatOps {
         return Math.abs(x) < Float.MIN_NORMAL ? Math.copySign(0f, x) : x;
     }
 
-    static double ftzD(double x) {
-        return x; // .ftz only applies to .f32
-    }
-
     static float sat(float x) {
         if (Float.isNaN(x)) return 0f;
         return x < 0f ? 0f : x > 1f ? 1f : x;

@@ -74,7 +74,7 @@ final class GlobalMemory {
         if (i >= 0) {
             Allocation a = live[i];
             if (addr < a.base + a.size + GAP) {
-                return (addr - a.base - a.size) + " bytes past the end of " + a.label + " (" + a.size + " bytes at 0x"
+                return (addr - a.base - a.size) + " bytes past the end of " + a.label + " (at 0x"
                         + Long.toHexString(a.base) + ")";
             }
         }

@@ -34,9 +34,33 @@ final class Insn {
     int target = -1;
     /** True for a uniform/aligned form (bra.uni); informational. */
     boolean uni;
+    /** True when {@link #offset} holds the address of a .local variable (the linker relocates it). */
+    boolean localSym;
+    /** A call's operands (null for other instructions). */
+    CallInfo call;
     /** Source line (1-based) and text for messages. */
     int line;
     String text;
+
+    /** A call: callee name and the caller-frame offsets of its argument and return slots, resolved by the linker. */
+    static final class CallInfo {
+        String callee;
+        int[] argOffsets;
+        int retOffset = -1;
+        // resolved at link time: absolute scratch offsets and sizes
+        int[] argSrc, argDst, argSize;
+        int retSrc = -1, retDst = -1, retSize;
+    }
+
+    Insn copy() {
+        Insn c = new Insn();
+        c.op = op; c.type = type; c.type2 = type2; c.mode = mode; c.boolOp = boolOp; c.ftz = ftz; c.sat = sat;
+        c.d = d; c.d2 = d2; c.a = a; c.b = b; c.c = this.c; c.e = e; c.negA = negA; c.negB = negB; c.negC = negC;
+        c.guard = guard; c.guardNeg = guardNeg; c.vec = vec == null ? null : vec.clone(); c.space = space;
+        c.baseReg = baseReg; c.offset = offset; c.memSize = memSize; c.vecN = vecN; c.target = target; c.uni = uni;
+        c.call = call; c.localSym = localSym; c.line = line; c.text = text;
+        return c;
+    }
 
     @Override
     public String toString() {

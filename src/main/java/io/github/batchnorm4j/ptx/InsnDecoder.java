@@ -30,9 +30,13 @@ final class InsnDecoder {
     private final Set<String> declared = new HashSet<>();
     private final Map<Long, Integer> constIndex = new LinkedHashMap<>();
     private final List<Long> constValues = new ArrayList<>();
+    /** Constants holding .local variable addresses: kept apart from equal immediates because the linker moves them. */
+    private final Map<Long, Integer> localConstIndex = new HashMap<>();
     private final Map<String, Integer> sharedSyms = new HashMap<>();
     private final Map<String, Integer> paramSyms = new HashMap<>();
     private final Map<String, Integer> localSyms = new HashMap<>();
+    private final Map<String, Integer> callParamSyms = new HashMap<>();
+    private int frameBytes;
     private final List<String> regNames = new ArrayList<>();
     private int line;
     private String text;
@@ -46,6 +50,21 @@ final class InsnDecoder {
 
     void defineParam(String name, int offset) {
         paramSyms.put(name, offset);
+    }
+
+    /** A .func formal/return parameter or a call-site .param variable: a slot in this function's call frame. */
+    int defineCallParam(String name, int size, int align) {
+        Integer have = callParamSyms.get(name);
+        if (have != null) return have; // call sites redeclare param0, retval0 ... with the same layout
+        align = Math.max(align, 1);
+        frameBytes = (frameBytes + align - 1) / align * align;
+        callParamSyms.put(name, frameBytes);
+        frameBytes += Math.max(size, 1);
+        return callParamSyms.get(name);
+    }
+
+    int frameBytes() {
+        return frameBytes;
     }
 
     void defineShared(String name, int offset) {
@@ -126,8 +145,24 @@ final class InsnDecoder {
             return regIndex(tok);
         }
         Long sym = symbolAddress(tok);
-        if (sym != null) return constant(sym);
+        if (sym != null) {
+            if (localSyms.containsKey(symbolBase(tok))) {
+                Integer i = localConstIndex.get(sym);
+                if (i == null) {
+                    i = constValues.size();
+                    constValues.add(sym);
+                    localConstIndex.put(sym, i);
+                }
+                return CONST_TAG - i;
+            }
+            return constant(sym);
+        }
         return constant(parseImmediate(tok, type));
+    }
+
+    private static String symbolBase(String tok) {
+        int plus = tok.indexOf('+');
+        return (plus > 0 ? tok.substring(0, plus) : tok).trim();
     }
 
     private Long symbolAddress(String tok) {
@@ -259,8 +294,11 @@ final class InsnDecoder {
         }
         long[] consts = new long[constValues.size()];
         for (int k = 0; k < consts.length; k++) consts[k] = constValues.get(k);
-        return new PtxFunction(moduleName, fnName, entry, params, paramBytes, code.toArray(new Insn[0]),
+        PtxFunction f = new PtxFunction(moduleName, fnName, entry, params, paramBytes, code.toArray(new Insn[0]),
                 regBase + regNames.size(), consts, constBase, staticShared, dynOffset, localBytes, labels);
+        f.frameBytes = frameBytes;
+        f.localConstIdx = localConstIndex.values().stream().mapToInt(Integer::intValue).toArray();
+        return f;
     }
 
     private static int countNewlines(String s, int upto) {
@@ -324,6 +362,20 @@ final class InsnDecoder {
                     else binary(in, ops, Op.MUL_LO);
                     break;
                 case "mul24": case "mad24": unsupported(in); break;
+                case "sad": in.op = Op.SAD; ternary(in, ops); break;
+                case "match":
+                    if (!mods.contains("sync")) { unsupported(in); break; }
+                    in.op = Op.MATCH;
+                    in.mode = mods.contains("all") ? 1 : 0;
+                    {
+                        String d = ops.get(0);
+                        int bar = d.indexOf('|');
+                        in.d = dst(bar >= 0 ? d.substring(0, bar) : d);
+                        if (bar >= 0) in.d2 = dst(d.substring(bar + 1));
+                    }
+                    in.a = src(ops.get(1), type);
+                    in.e = src(ops.get(2), PtxType.U32);
+                    break;
                 case "mad": case "fma":
                     if (isFloat) {
                         if (type == PtxType.F16 || type == PtxType.BF16) { unsupported(in); break; }
@@ -368,6 +420,25 @@ final class InsnDecoder {
                     if (!mods.isEmpty()) { unsupported(in); break; }
                     in.op = Op.PRMT; ternary(in, ops); break;
                 case "copysign": binary(in, ops, Op.COPYSIGN); break;
+                case "isspacep":
+                    in.op = Op.ISSPACEP;
+                    in.space = space(mods);
+                    in.d = dst(ops.get(0));
+                    in.a = src(ops.get(1), PtxType.U64);
+                    break;
+                case "shf": // funnel shift: mode bit 0 = right, bit 1 = clamp
+                    in.op = Op.SHF;
+                    in.mode = (mods.contains("r") ? 1 : 0) | (mods.contains("clamp") ? 2 : 0);
+                    ternary(in, ops);
+                    break;
+                case "lop3":
+                    in.op = Op.LOP3;
+                    in.d = dst(ops.get(0));
+                    in.a = src(ops.get(1), type);
+                    in.b = src(ops.get(2), type);
+                    in.c = src(ops.get(3), type);
+                    in.e = src(ops.get(4), PtxType.U32);
+                    break;
                 case "sqrt": in.mode = mods.contains("approx") ? -1 : in.mode; unary(in, ops, Op.FSQRT); break;
                 case "rsqrt": unary(in, ops, Op.FRSQRT); break;
                 case "rcp": in.mode = mods.contains("approx") ? -1 : in.mode; unary(in, ops, Op.FRCP); break;
@@ -394,6 +465,7 @@ final class InsnDecoder {
                 case "activemask": in.op = Op.ACTIVEMASK; in.d = dst(ops.get(0)); break;
                 case "bra": in.op = Op.BRA; in.uni = mods.contains("uni"); break;
                 case "ret": in.op = Op.RET; break;
+                case "call": decodeCall(in, ops); break;
                 case "exit": in.op = Op.EXIT; break;
                 case "trap": in.op = Op.TRAP; break;
                 case "nanosleep": case "pmevent": in.op = Op.NOP; break;
@@ -437,8 +509,7 @@ final class InsnDecoder {
     private void binaryOps(Insn in, List<String> ops) {
         in.d = dst(ops.get(0));
         in.a = src(ops.get(1), in.type);
-        int btype = (in.op == Op.SHL || in.op == Op.SHR) ? PtxType.U32
-                : (in.op == Op.MUL_WIDE && false) ? in.type : in.type;
+        int btype = (in.op == Op.SHL || in.op == Op.SHR) ? PtxType.U32 : in.type;
         in.b = src(ops.get(2), btype);
     }
 
@@ -616,10 +687,14 @@ final class InsnDecoder {
         if (baseTok.startsWith("%")) {
             in.baseReg = src(baseTok, PtxType.U64);
             in.offset = off;
+        } else if (callParamSyms.containsKey(baseTok)) {
+            in.space = Op.CALLPARAM;
+            in.offset = callParamSyms.get(baseTok) + off;
         } else {
             Long sym = symbolAddress(baseTok);
             if (sym != null) {
                 in.offset = sym + off;
+                in.localSym = localSyms.containsKey(baseTok);
             } else {
                 in.offset = parseInt(baseTok) + off;
             }
@@ -696,6 +771,41 @@ final class InsnDecoder {
         if (ops.size() > 1) in.b = src(ops.get(1), PtxType.U32);
     }
 
+    /** call[.uni] [(ret),] name[, (args)]; indirect calls (through a register) are unsupported. */
+    private void decodeCall(Insn in, List<String> ops) {
+        int k = 0;
+        Insn.CallInfo ci = new Insn.CallInfo();
+        String first = ops.get(0).trim();
+        if (first.startsWith("(")) {
+            String r = first.substring(1, first.length() - 1).trim();
+            Integer off = callParamSyms.get(r);
+            if (off == null) throw error("unknown return parameter " + r);
+            ci.retOffset = off;
+            k = 1;
+        }
+        String callee = ops.get(k++).trim();
+        if (callee.startsWith("%")) {
+            unsupported(in);
+            return;
+        }
+        ci.callee = callee;
+        List<Integer> args = new ArrayList<>();
+        if (k < ops.size()) {
+            String list = ops.get(k).trim();
+            if (list.startsWith("(")) {
+                for (String a : PtxParser.splitTop(list.substring(1, list.length() - 1))) {
+                    if (a.isBlank()) continue;
+                    Integer off = callParamSyms.get(a.trim());
+                    if (off == null) throw error("call argument " + a.trim() + " is not a .param variable");
+                    args.add(off);
+                }
+            }
+        }
+        ci.argOffsets = args.stream().mapToInt(Integer::intValue).toArray();
+        in.op = Op.CALL;
+        in.call = ci;
+    }
+
     private void decodeShfl(Insn in, List<String> ops, List<String> mods) {
         if (!mods.contains("sync")) { unsupported(in); return; }
         in.op = Op.SHFL;
@@ -722,6 +832,6 @@ final class InsnDecoder {
         in.d = dst(ops.get(0));
         in.negA = ops.get(1).trim().startsWith("!");
         in.a = src(ops.get(1), PtxType.PRED);
-        in.e = ops.size() > 2 ? src(ops.get(2), PtxType.U32) : constant(0xFFFF_FFFFL);
+        in.e = ops.size() > 2 ? src(ops.get(2), PtxType.U32) : -1; // non-.sync vote: the executing lanes
     }
 }

@@ -4,9 +4,6 @@ import io.github.batchnorm4j.gpu.DeviceException;
 import io.github.batchnorm4j.gpu.Dim3;
 import io.github.batchnorm4j.gpu.TrafficMetrics;
 
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
-import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.Random;
 
@@ -26,62 +23,61 @@ import java.util.Random;
  * the start of each block (reads before writes see NaN/-1 rather than a stale or zero value).
  */
 final class Interpreter {
-    private static final VarHandle I16 = MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
-    private static final VarHandle I32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
-    private static final VarHandle I64 = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
-    private static final int MANY = -2;
 
     private final PtxFunction fn;
     private final Insn[] code;
-    private final GlobalMemory gmem;
     private final EmulatorOptions opt;
-    private final boolean memCheck, initCheck, raceCheck, syncCheck;
+    private final boolean raceCheck, syncCheck;
     private final Dim3 grid, block;
     private final int nthreads, nwarps;
-    private final byte[] params;
     private final int sharedBytes, dynamicShared;
     private final byte[] shared;
     private final int localBytes;
     private final byte[] local;
     private final long[][] regs;
+    private final byte[] callParams;
+    private final int callParamBytes;
+    private final int[][][] retStack;
+    private final int[][] callDepth;
+    private static final int MAX_CALL_DEPTH = 32;
     private final int[][] lanePc;
     private final int[] active, waiting;
     private final int[][] barId;
     private final boolean[][] barPred;
     private final int[] barArrived = new int[16];
     private final int[] barExpected = new int[16];
-    // shared-memory race tracking, one entry per byte, stamped with the barrier epoch
-    private final int[] wTid, wEp, rTid, rEp;
-    private int epoch;
+    private final SharedRaceDetector races;
     private int blockLinear, cx, cy, cz;
-    private int curWarp;
+    /** The warp being executed (messages name its threads). */
+    int curWarp;
+    private long blockStartInsns;
     // group state written by regroup()
     private int gMask, gPc, gNext;
     // metrics
-    long threadInsns, gLoaded, gStored, requested, sectorBytes, atomics;
-    private final long[] sectors = new long[128];
-    private final long[] addrs = new long[32];
+    long threadInsns;
+    private final MemoryUnit mem;
+    private final long[] shflSrc = new long[32];
 
     Interpreter(PtxFunction fn, GlobalMemory gmem, EmulatorOptions opt, Dim3 grid, Dim3 block, int dynamicShared,
                 byte[] params) {
         this.fn = fn;
         this.code = fn.code;
-        this.gmem = gmem;
         this.opt = opt;
-        this.memCheck = opt.memoryCheck();
-        this.initCheck = opt.initCheck();
         this.raceCheck = opt.raceCheck();
         this.syncCheck = opt.syncCheck();
         this.grid = grid;
         this.block = block;
         this.nthreads = (int) block.volume();
         this.nwarps = (nthreads + 31) / 32;
-        this.params = params;
         this.dynamicShared = dynamicShared;
         this.sharedBytes = dynamicShared > 0 ? fn.dynamicSharedOffset + dynamicShared : fn.staticSharedBytes;
         this.shared = new byte[Math.max(sharedBytes, 1)];
         this.localBytes = fn.localBytes;
         this.local = new byte[Math.max(1, localBytes * nthreads)];
+        this.callParamBytes = fn.callParamBytes;
+        this.callParams = new byte[Math.max(1, callParamBytes * nthreads)];
+        this.retStack = callParamBytes > 0 || fn.hasCalls() ? new int[(nthreads + 31) / 32][32][MAX_CALL_DEPTH] : null;
+        this.callDepth = new int[(nthreads + 31) / 32][32];
         int stride = fn.numRegs * 32;
         regs = new long[nwarps][];
         lanePc = new int[nwarps][32];
@@ -92,22 +88,17 @@ final class Interpreter {
         for (int w = 0; w < nwarps; w++) {
             long[] r = new long[stride];
             for (int i = 0; i < fn.constants.length; i++) {
-                Arrays.fill(r, (fn.constBase + i) * 32, (fn.constBase + i) * 32 + 32, fn.constants[i]);
+                Arrays.fill(r, fn.constRegs[i] * 32, fn.constRegs[i] * 32 + 32, fn.constants[i]);
             }
             regs[w] = r;
         }
-        if (raceCheck) {
-            wTid = new int[shared.length];
-            wEp = new int[shared.length];
-            rTid = new int[shared.length];
-            rEp = new int[shared.length];
-        } else {
-            wTid = wEp = rTid = rEp = null;
-        }
+        races = raceCheck ? new SharedRaceDetector(shared.length) : null;
+        mem = new MemoryUnit(this, gmem, opt, params, shared, sharedBytes, local, localBytes, callParams,
+                callParamBytes, races);
     }
 
     TrafficMetrics metrics() {
-        return new TrafficMetrics(1, threadInsns, gLoaded, gStored, requested, sectorBytes, atomics);
+        return new TrafficMetrics(1, threadInsns, mem.gLoaded, mem.gStored, mem.requested, mem.sectorBytes, mem.atomics);
     }
 
     /** Runs every block of the grid. */
@@ -133,8 +124,9 @@ final class Interpreter {
         cy = (linear / grid.x()) % grid.y();
         cz = linear / (grid.x() * grid.y());
         Arrays.fill(shared, 0, sharedBytes, (byte) 0xFF);
-        epoch++;
+        if (races != null) races.newEpoch();
         Arrays.fill(barArrived, 0);
+        blockStartInsns = threadInsns;
         for (int w = 0; w < nwarps; w++) initWarp(w);
         while (true) {
             boolean any = false;
@@ -158,6 +150,7 @@ final class Interpreter {
         active[w] = lanes == 32 ? -1 : (1 << lanes) - 1;
         waiting[w] = 0;
         Arrays.fill(lanePc[w], 0);
+        Arrays.fill(callDepth[w], 0);
         int bx = block.x(), by = block.y();
         for (int l = 0; l < 32; l++) {
             int t = w * 32 + l;
@@ -255,11 +248,16 @@ final class Interpreter {
                 case Op.SELP: Alu.selp(R, in, m); break;
                 case Op.MUL_WIDE: Alu.mulWide(R, in, m); break;
                 case Op.CVT: Alu.cvt(R, in, m); break;
-                case Op.CVTA_TO: cvtaTo(R, in, m); break;
-                case Op.CVTA: cvta(R, in, m); break;
-                case Op.LD: load(R, in, m); break;
-                case Op.ST: store(R, in, m); break;
+                case Op.CVTA_TO: mem.cvtaTo(R, in, m); break;
+                case Op.CVTA: mem.cvta(R, in, m); break;
+                case Op.LD: mem.load(R, in, m); break;
+                case Op.ST: mem.store(R, in, m); break;
                 case Op.BRA: {
+                    if (in.target <= pc && threadInsns - blockStartInsns > opt.maxBlockInstructions()) {
+                        throw fail(in, Integer.numberOfTrailingZeros(mask), "block executed more than "
+                                + opt.maxBlockInstructions() + " thread-instructions: an endless loop, or a spin-wait"
+                                + " on another block (blocks run one at a time in the emulator)");
+                    }
                     if (m == mask) {
                         pc = in.target;
                     } else if (m == 0) {
@@ -282,10 +280,44 @@ final class Interpreter {
                     continue;
                 }
                 case Op.EXIT: case Op.RET: {
-                    if (in.op == Op.RET && !fn.entry) throw fail(in, Integer.numberOfTrailingZeros(mask), "ret from a .func is not supported");
-                    active[w] &= ~m;
+                    int[] lp = lanePc[w];
+                    int[] depth = callDepth[w];
+                    for (int x = m; x != 0; x &= x - 1) {
+                        int l = Integer.numberOfTrailingZeros(x);
+                        if (in.op == Op.RET && depth[l] > 0) {
+                            int k = retStack[w][l][--depth[l]];
+                            Insn.CallInfo ci = code[k].call;
+                            if (ci.retSrc >= 0) {
+                                int base = (w * 32 + l) * callParamBytes;
+                                System.arraycopy(callParams, base + ci.retSrc, callParams, base + ci.retDst, ci.retSize);
+                            }
+                            lp[l] = k + 1;
+                        } else {
+                            active[w] &= ~(1 << l);
+                        }
+                    }
                     regroup(w, pc + 1, mask & ~m);
                     if (gMask == 0) return;
+                    mask = gMask;
+                    pc = gPc;
+                    next = gNext;
+                    continue;
+                }
+                case Op.CALL: {
+                    int[] lp = lanePc[w];
+                    int[] depth = callDepth[w];
+                    Insn.CallInfo ci = in.call;
+                    for (int x = m; x != 0; x &= x - 1) {
+                        int l = Integer.numberOfTrailingZeros(x);
+                        if (depth[l] == MAX_CALL_DEPTH) throw fail(in, l, "call depth exceeds " + MAX_CALL_DEPTH);
+                        int base = (w * 32 + l) * callParamBytes;
+                        for (int a = 0; a < ci.argSrc.length; a++) {
+                            System.arraycopy(callParams, base + ci.argSrc[a], callParams, base + ci.argDst[a], ci.argSize[a]);
+                        }
+                        retStack[w][l][depth[l]++] = pc;
+                        lp[l] = in.target;
+                    }
+                    regroup(w, pc + 1, mask & ~m);
                     mask = gMask;
                     pc = gPc;
                     next = gNext;
@@ -350,7 +382,12 @@ final class Interpreter {
             case Op.MOV_PACK: Alu.pack(R, in, m); break;
             case Op.MOV_UNPACK: Alu.unpack(R, in, m); break;
             case Op.CLOCK: for (int x = m; x != 0; x &= x - 1) R[in.d * 32 + Integer.numberOfTrailingZeros(x)] = threadInsns; break;
-            case Op.ATOM: case Op.RED: atom(R, in, m); break;
+            case Op.ATOM: case Op.RED: mem.atom(R, in, m); break;
+            case Op.ISSPACEP: mem.isspacep(R, in, m); break;
+            case Op.SHF: Alu.shf(R, in, m); break;
+            case Op.LOP3: Alu.lop3(R, in, m); break;
+            case Op.SAD: Alu.sad(R, in, m); break;
+            case Op.MATCH: match(R, in, m); break;
             case Op.MEMBAR: case Op.NOP: break;
             case Op.SHFL: shfl(R, in, m, mask); break;
             case Op.VOTE: vote(R, in, m, mask); break;
@@ -369,7 +406,7 @@ final class Interpreter {
 
     // ------------------------------------------------------------------ errors
 
-    private String threadName(int lane) {
+    String threadName(int lane) {
         int t = curWarp * 32 + lane;
         int bx = block.x(), by = block.y();
         return "(" + (t % bx) + "," + ((t / bx) % by) + "," + (t / (bx * by)) + ")";
@@ -477,7 +514,7 @@ final class Interpreter {
                 waiting[w] &= ~rel;
             }
             barArrived[id] = 0;
-            epoch++; // a barrier orders the shared-memory accesses before it against those after it
+            if (races != null) races.newEpoch(); // a barrier orders the shared-memory accesses before it against those after it
         }
         return released;
     }
@@ -486,7 +523,10 @@ final class Interpreter {
 
     private void checkMembers(Insn in, int members, int mask, String what) {
         if (!syncCheck) return;
-        int missing = members & ~mask;
+        int lanes = Math.min(32, nthreads - curWarp * 32);
+        int exists = lanes == 32 ? -1 : (1 << lanes) - 1;
+        // lanes past the end of a partial last warp never existed: a full mask there is accepted, as on the GPU
+        int missing = members & ~mask & exists;
         if (missing != 0) {
             int l = Integer.numberOfTrailingZeros(missing);
             boolean exited = (active[curWarp] >>> l & 1) == 0;
@@ -502,7 +542,7 @@ final class Interpreter {
         int l0 = Integer.numberOfTrailingZeros(m);
         checkMembers(in, (int) R[in.e * 32 + l0], m, "shfl.sync");
         int a = in.a * 32, b = in.b * 32, c = in.c * 32, d = in.d * 32;
-        long[] src = addrs; // snapshot of a for all lanes: d may alias a
+        long[] src = shflSrc; // snapshot of a for all lanes: d may alias a
         for (int l = 0; l < 32; l++) src[l] = R[a + l];
         for (int x = m; x != 0; x &= x - 1) {
             int lane = Integer.numberOfTrailingZeros(x);
@@ -528,7 +568,7 @@ final class Interpreter {
     private void vote(long[] R, Insn in, int m, int mask) {
         if (m == 0) return;
         int l0 = Integer.numberOfTrailingZeros(m);
-        int members = (int) R[in.e * 32 + l0];
+        int members = in.e >= 0 ? (int) R[in.e * 32 + l0] : m;
         checkMembers(in, members, m, "vote.sync");
         int ballot = 0;
         for (int x = m & members; x != 0; x &= x - 1) {
@@ -546,322 +586,27 @@ final class Interpreter {
         for (int x = m; x != 0; x &= x - 1) R[in.d * 32 + Integer.numberOfTrailingZeros(x)] = v;
     }
 
-    // ------------------------------------------------------------------ memory
-
-    private void cvtaTo(long[] R, Insn in, int m) {
-        int a = in.a * 32, d = in.d * 32;
+    /** match.any: lanes of the member mask holding my value; match.all: the member mask if all hold one value. */
+    private void match(long[] R, Insn in, int m) {
+        if (m == 0) return;
+        int l0 = Integer.numberOfTrailingZeros(m);
+        int members = (int) R[in.e * 32 + l0];
+        checkMembers(in, members, m, "match.sync");
+        int part = members & m;
+        int size = PtxType.size(in.type);
         for (int x = m; x != 0; x &= x - 1) {
             int l = Integer.numberOfTrailingZeros(x);
-            long v = R[a + l];
-            if (in.space == Op.SHARED) v -= GlobalMemory.SHARED_WINDOW;
-            else if (in.space == Op.LOCAL) v -= GlobalMemory.LOCAL_WINDOW;
-            R[d + l] = v;
+            long v = size == 8 ? R[in.a * 32 + l] : R[in.a * 32 + l] & 0xFFFF_FFFFL;
+            int same = 0;
+            for (int y = part; y != 0; y &= y - 1) {
+                int k = Integer.numberOfTrailingZeros(y);
+                long u = size == 8 ? R[in.a * 32 + k] : R[in.a * 32 + k] & 0xFFFF_FFFFL;
+                if (u == v) same |= 1 << k;
+            }
+            boolean all = same == part;
+            R[in.d * 32 + l] = in.mode == 0 ? same : (all ? part : 0);
+            if (in.d2 >= 0) R[in.d2 * 32 + l] = all ? 1 : 0;
         }
     }
 
-    private void cvta(long[] R, Insn in, int m) {
-        int a = in.a * 32, d = in.d * 32;
-        for (int x = m; x != 0; x &= x - 1) {
-            int l = Integer.numberOfTrailingZeros(x);
-            long v = R[a + l];
-            if (in.space == Op.SHARED) v = (v & 0xFFFF_FFFFL) + GlobalMemory.SHARED_WINDOW;
-            else if (in.space == Op.LOCAL) v = (v & 0xFFFF_FFFFL) + GlobalMemory.LOCAL_WINDOW;
-            R[d + l] = v;
-        }
-    }
-
-    // Resolution result of one lane's access.
-    private byte[] rArr;
-    private int rOff;
-    private Allocation rAlloc;
-    private int rSpace;
-
-    /** Resolves {@code [addr, addr+n)} of the instruction's space for one lane; sets rArr/rOff/rAlloc/rSpace. */
-    private void resolve(Insn in, int lane, long addr, int n, boolean write) {
-        int space = in.space;
-        if (space == Op.GENERIC) {
-            if (addr >= GlobalMemory.SHARED_WINDOW && addr < GlobalMemory.SHARED_WINDOW + GlobalMemory.WINDOW_SIZE) {
-                space = Op.SHARED;
-                addr -= GlobalMemory.SHARED_WINDOW;
-            } else if (addr >= GlobalMemory.LOCAL_WINDOW && addr < GlobalMemory.LOCAL_WINDOW + GlobalMemory.WINDOW_SIZE) {
-                space = Op.LOCAL;
-                addr -= GlobalMemory.LOCAL_WINDOW;
-            } else {
-                space = Op.GLOBAL;
-            }
-        }
-        if (addr % n != 0 && memCheck) {
-            throw fail(in, lane, "misaligned " + n + "-byte " + (write ? "write" : "read") + " at " + spaceName(space)
-                    + " address 0x" + Long.toHexString(addr));
-        }
-        rSpace = space;
-        rAlloc = null;
-        switch (space) {
-            case Op.GLOBAL: case Op.CONST: {
-                Allocation a = gmem.find(addr, n);
-                if (a == null) {
-                    throw fail(in, lane, "out-of-bounds global " + (write ? "write" : "read") + " of " + n
-                            + " bytes at address 0x" + Long.toHexString(addr) + " (" + gmem.describe(addr) + ")");
-                }
-                rAlloc = a;
-                rArr = a.data;
-                rOff = (int) (addr - a.base);
-                return;
-            }
-            case Op.SHARED: {
-                if (addr < 0 || addr + n > sharedBytes) {
-                    throw fail(in, lane, "out-of-bounds shared " + (write ? "write" : "read") + " of " + n
-                            + " bytes at shared address 0x" + Long.toHexString(addr) + " (block has " + sharedBytes
-                            + " bytes of shared memory)");
-                }
-                rArr = shared;
-                rOff = (int) addr;
-                return;
-            }
-            case Op.LOCAL: {
-                if (addr < 0 || addr + n > localBytes) {
-                    throw fail(in, lane, "out-of-bounds local " + (write ? "write" : "read") + " at local address 0x"
-                            + Long.toHexString(addr) + " (" + localBytes + " bytes of local memory per thread)");
-                }
-                rArr = local;
-                rOff = (curWarp * 32 + lane) * localBytes + (int) addr;
-                return;
-            }
-            case Op.PARAM: {
-                if (write) throw fail(in, lane, "kernel parameters are read-only");
-                if (addr < 0 || addr + n > params.length) {
-                    throw fail(in, lane, "out-of-bounds parameter read at offset " + addr + " (" + params.length
-                            + " parameter bytes)");
-                }
-                rArr = params;
-                rOff = (int) addr;
-                return;
-            }
-            default: throw fail(in, lane, "unknown state space");
-        }
-    }
-
-    private static String spaceName(int space) {
-        switch (space) {
-            case Op.GLOBAL: return "global";
-            case Op.SHARED: return "shared";
-            case Op.LOCAL: return "local";
-            case Op.PARAM: return "param";
-            case Op.CONST: return "const";
-            default: return "generic";
-        }
-    }
-
-    static long read(byte[] arr, int off, int n) {
-        switch (n) {
-            case 4: return (int) I32.get(arr, off);
-            case 8: return (long) I64.get(arr, off);
-            case 2: return (short) I16.get(arr, off);
-            default: return arr[off];
-        }
-    }
-
-    static void write(byte[] arr, int off, int n, long v) {
-        switch (n) {
-            case 4: I32.set(arr, off, (int) v); break;
-            case 8: I64.set(arr, off, v); break;
-            case 2: I16.set(arr, off, (short) v); break;
-            default: arr[off] = (byte) v;
-        }
-    }
-
-    private void checkInit(Insn in, int lane, long addr, int n) {
-        long bad = rAlloc.firstUninit(rOff, n);
-        if (bad >= 0) {
-            throw fail(in, lane, "read of uninitialized global memory at address 0x"
-                    + Long.toHexString(rAlloc.base + bad) + " (byte " + bad + " of " + rAlloc.label
-                    + ", never written since allocation)");
-        }
-    }
-
-    private void raceAccess(Insn in, int lane, int off, int n, boolean write) {
-        int t = curWarp * 32 + lane;
-        int warp = curWarp;
-        int ep = epoch;
-        for (int i = off; i < off + n; i++) {
-            if (wEp[i] == ep && (wTid[i] >> 5) != warp) {
-                throw race(in, lane, i, write, "written", wTid[i]);
-            }
-            if (write) {
-                if (rEp[i] == ep && (rTid[i] == MANY || (rTid[i] >> 5) != warp)) {
-                    throw race(in, lane, i, true, "read", rTid[i]);
-                }
-                wTid[i] = t;
-                wEp[i] = ep;
-            } else {
-                if (rEp[i] != ep) {
-                    rEp[i] = ep;
-                    rTid[i] = t;
-                } else if (rTid[i] != MANY && (rTid[i] >> 5) != warp) {
-                    rTid[i] = MANY;
-                }
-            }
-        }
-    }
-
-    private DeviceException race(Insn in, int lane, int addr, boolean write, String otherAccess, int other) {
-        String otherName;
-        if (other == MANY) {
-            otherName = "threads of other warps";
-        } else {
-            int saved = curWarp;
-            curWarp = other >> 5;
-            otherName = "thread " + threadName(other & 31);
-            curWarp = saved;
-        }
-        return fail(in, lane, "shared memory data race: " + (write ? "write to" : "read of") + " shared address 0x"
-                + Integer.toHexString(addr) + " already " + otherAccess + " by " + otherName
-                + " since the last barrier (missing __syncthreads?)");
-    }
-
-    private void load(long[] R, Insn in, int m) {
-        int size = in.memSize, n = size * in.vecN;
-        int base = in.baseReg;
-        int cnt = 0;
-        boolean global = false;
-        for (int x = m; x != 0; x &= x - 1) {
-            int l = Integer.numberOfTrailingZeros(x);
-            long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
-            resolve(in, l, addr, n, false);
-            if (rAlloc != null) {
-                if (initCheck) checkInit(in, l, addr, n);
-                global = true;
-                addrs[cnt++] = addr;
-            } else if (raceCheck && rSpace == Op.SHARED) {
-                raceAccess(in, l, rOff, n, false);
-            }
-            byte[] arr = rArr;
-            int off = rOff;
-            if (in.vecN == 1) {
-                R[in.d * 32 + l] = PtxType.ext(read(arr, off, size), in.type);
-            } else {
-                int[] v = in.vec;
-                for (int k = 0; k < v.length; k++) {
-                    if (v[k] >= 0) R[v[k] * 32 + l] = PtxType.ext(read(arr, off + k * size, size), in.type);
-                }
-            }
-        }
-        if (global) {
-            gLoaded += (long) cnt * n;
-            sectorStats(cnt, n);
-        }
-    }
-
-    private void store(long[] R, Insn in, int m) {
-        int size = in.memSize, n = size * in.vecN;
-        int base = in.baseReg;
-        int cnt = 0;
-        boolean global = false;
-        for (int x = m; x != 0; x &= x - 1) {
-            int l = Integer.numberOfTrailingZeros(x);
-            long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
-            resolve(in, l, addr, n, true);
-            if (rAlloc != null) {
-                if (initCheck) rAlloc.markInit(rOff, n);
-                global = true;
-                addrs[cnt++] = addr;
-            } else if (raceCheck && rSpace == Op.SHARED) {
-                raceAccess(in, l, rOff, n, true);
-            }
-            byte[] arr = rArr;
-            int off = rOff;
-            if (in.vecN == 1) {
-                write(arr, off, size, R[in.a * 32 + l]);
-            } else {
-                int[] v = in.vec;
-                for (int k = 0; k < v.length; k++) {
-                    if (v[k] >= 0) write(arr, off + k * size, size, R[v[k] * 32 + l]);
-                }
-            }
-        }
-        if (global) {
-            gStored += (long) cnt * n;
-            sectorStats(cnt, n);
-        }
-    }
-
-    /** Bytes requested and distinct 32-byte sectors of one warp-level access of {@code n} bytes per lane. */
-    private void sectorStats(int cnt, int n) {
-        requested += (long) cnt * n;
-        int ns = 0;
-        long[] s = sectors;
-        for (int i = 0; i < cnt; i++) {
-            long first = addrs[i] >>> 5, last = (addrs[i] + n - 1) >>> 5;
-            for (long sec = first; sec <= last; sec++) {
-                boolean seen = false;
-                for (int k = ns - 1; k >= 0; k--) {
-                    if (s[k] == sec) {
-                        seen = true;
-                        break;
-                    }
-                }
-                if (!seen) s[ns++] = sec;
-            }
-        }
-        sectorBytes += 32L * ns;
-    }
-
-    private void atom(long[] R, Insn in, int m) {
-        int size = in.memSize;
-        int base = in.baseReg;
-        int t = in.type;
-        for (int x = m; x != 0; x &= x - 1) {
-            int l = Integer.numberOfTrailingZeros(x);
-            long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
-            resolve(in, l, addr, size, true);
-            if (rAlloc != null) {
-                if (initCheck) checkInit(in, l, addr, size);
-                gLoaded += size;
-                gStored += size;
-            } else if (rSpace != Op.SHARED) {
-                throw fail(in, l, "atomic on " + spaceName(rSpace) + " memory");
-            }
-            atomics++;
-            byte[] arr = rArr;
-            int off = rOff;
-            long old = read(arr, off, size);
-            long b = R[in.a * 32 + l];
-            long nv;
-            switch (in.mode) {
-                case Op.A_ADD:
-                    if (t == PtxType.F32) nv = Float.floatToRawIntBits(Float.intBitsToFloat((int) old) + Float.intBitsToFloat((int) b));
-                    else if (t == PtxType.F64) nv = Double.doubleToRawLongBits(Double.longBitsToDouble(old) + Double.longBitsToDouble(b));
-                    else nv = old + b;
-                    break;
-                case Op.A_MIN: case Op.A_MAX: {
-                    int cmp; // sign of (b - old)
-                    if (t == PtxType.F32) cmp = Float.compare(Float.intBitsToFloat((int) b), Float.intBitsToFloat((int) old));
-                    else if (t == PtxType.F64) cmp = Double.compare(Double.longBitsToDouble(b), Double.longBitsToDouble(old));
-                    else if (PtxType.isSigned(t)) cmp = Long.compare(PtxType.ext(b, t), PtxType.ext(old, t));
-                    else cmp = Long.compareUnsigned(PtxType.ext(b, t), PtxType.ext(old, t));
-                    nv = (in.mode == Op.A_MIN ? cmp < 0 : cmp > 0) ? b : old;
-                    break;
-                }
-                case Op.A_INC: {
-                    long o = PtxType.ext(old, PtxType.U32), bb = PtxType.ext(b, PtxType.U32);
-                    nv = o >= bb ? 0 : o + 1;
-                    break;
-                }
-                case Op.A_DEC: {
-                    long o = PtxType.ext(old, PtxType.U32), bb = PtxType.ext(b, PtxType.U32);
-                    nv = (o == 0 || o > bb) ? bb : o - 1;
-                    break;
-                }
-                case Op.A_CAS:
-                    nv = PtxType.ext(old, t) == PtxType.ext(b, t) ? R[in.b * 32 + l] : old;
-                    break;
-                case Op.A_EXCH: nv = b; break;
-                case Op.A_AND: nv = old & b; break;
-                case Op.A_OR: nv = old | b; break;
-                default: nv = old ^ b; break;
-            }
-            write(arr, off, size, nv);
-            if (in.d >= 0) R[in.d * 32 + l] = PtxType.ext(old, t);
-        }
-    }
 }

@@ -17,7 +17,7 @@ final class Op {
     // Typed integer ops (use Insn.type).
     static final int MUL_HI = 20, MUL_WIDE = 21, MAD_HI = 22, MAD_WIDE = 23, DIV_INT = 24, REM = 25, MIN_INT = 26,
             MAX_INT = 27, ABS_INT = 28, SHR = 29, BFE = 30, BFI = 31, POPC = 32, CLZ = 33, BREV = 34, PRMT = 35,
-            SETP_INT = 36, SET_INT = 37, SELP = 38, MUL24 = 39, SAD = 40, BFIND = 41, FNS = 42, MADC = 43;
+            SETP_INT = 36, SET_INT = 37, SELP = 38, SAD = 40, BFIND = 41;
     // Float fast paths (.rn, no ftz, no sat).
     static final int ADD_F32 = 50, SUB_F32 = 51, MUL_F32 = 52, FMA_F32 = 53, ADD_F64 = 54, SUB_F64 = 55, MUL_F64 = 56,
             FMA_F64 = 57;
@@ -26,9 +26,10 @@ final class Op {
             FEX2 = 68, FLG2 = 69, FSIN = 70, FCOS = 71, FTANH = 72, FMIN = 73, FMAX = 74, FABS = 75, FNEG = 76,
             SETP_F = 77, SET_F = 78, TESTP = 79, COPYSIGN = 80;
     static final int CVT = 90, CVTA_TO = 91, CVTA = 92, MOV_PACK = 93, MOV_UNPACK = 94;
-    static final int LD = 100, ST = 101, ATOM = 102, RED = 103, PREFETCH = 104;
+    static final int LD = 100, ST = 101, ATOM = 102, RED = 103;
     static final int BRA = 110, RET = 111, EXIT = 112, BAR = 113, BAR_WARP = 114, MEMBAR = 115, SHFL = 116,
-            VOTE = 117, ACTIVEMASK = 118, CLOCK = 119, BAR_RED = 120, NOP = 121, TRAP = 122, MATCH = 123;
+            VOTE = 117, ACTIVEMASK = 118, CLOCK = 119, BAR_RED = 120, NOP = 121, TRAP = 122, MATCH = 123,
+            ISSPACEP = 124, SHF = 125, LOP3 = 126, CALL = 127;
 
     // Rounding modes (Insn.mode for float ops and cvt).
     static final int RN = 0, RZ = 1, RM = 2, RP = 3, RNA = 4;
@@ -38,7 +39,9 @@ final class Op {
     // Boolean combine for setp/set (Insn.boolOp).
     static final int BOOL_NONE = 0, BOOL_AND = 1, BOOL_OR = 2, BOOL_XOR = 3;
     // State spaces (Insn.space).
-    static final int GENERIC = 0, GLOBAL = 1, SHARED = 2, LOCAL = 3, PARAM = 4, CONST = 5;
+    static final int GENERIC = 0, GLOBAL = 1, SHARED = 2, LOCAL = 3, PARAM = 4, CONST = 5,
+            /** .param of .func formals and call sites: per-thread scratch frames. */
+            CALLPARAM = 6;
     // shfl modes, vote modes.
     static final int SHFL_UP = 0, SHFL_DOWN = 1, SHFL_BFLY = 2, SHFL_IDX = 3;
     static final int VOTE_ALL = 0, VOTE_ANY = 1, VOTE_UNI = 2, VOTE_BALLOT = 3;

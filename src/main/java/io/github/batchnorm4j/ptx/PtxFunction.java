@@ -31,6 +31,16 @@ final class PtxFunction {
     /** Labels to pcs, for messages and tests. */
     final Map<String, Integer> labels;
     final String moduleName;
+    /** Registers preloaded with {@link #constants} (constRegs[i] holds constants[i]). */
+    int[] constRegs;
+    /** Indices into {@link #constants} of constants that are .local variable addresses (relocated when linking). */
+    int[] localConstIdx = new int[0];
+    /** For a .func: its return parameter (offset in its call frame), or null. */
+    Param retParam;
+    /** Bytes of this function's call frame (.func formals, return value, call-site .param variables). */
+    int frameBytes;
+    /** Per-thread call-parameter scratch bytes of a linked entry (all frames). */
+    int callParamBytes;
 
     PtxFunction(String moduleName, String name, boolean entry, List<Param> params, int paramBytes, Insn[] code,
                 int numRegs, long[] constants, int constBase, int staticSharedBytes, int dynamicSharedOffset,
@@ -48,5 +58,13 @@ final class PtxFunction {
         this.dynamicSharedOffset = dynamicSharedOffset;
         this.localBytes = localBytes;
         this.labels = labels;
+        this.constRegs = new int[constants.length];
+        for (int i = 0; i < constants.length; i++) constRegs[i] = constBase + i;
+    }
+
+    /** True if any instruction calls a .func. */
+    boolean hasCalls() {
+        for (Insn in : code) if (in.op == Op.CALL) return true;
+        return false;
     }
 }

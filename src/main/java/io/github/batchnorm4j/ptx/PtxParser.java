@@ -284,14 +284,17 @@ final class PtxParser {
     private PtxFunction parseFunction(Stmt header, List<Stmt> body) {
         String h = header.text().trim();
         boolean entry = h.contains(".entry");
-        // strip the optional return-parameter list of a .func
+        // the optional return-parameter list of a .func
         String afterKw = h.substring(h.indexOf(entry ? ".entry" : ".func") + (entry ? 6 : 5)).trim();
+        String retList = null;
         if (afterKw.startsWith("(")) {
             int close = matching(afterKw, 0);
+            retList = afterKw.substring(1, close);
             afterKw = afterKw.substring(close + 1).trim();
         }
         int open = afterKw.indexOf('(');
         String name = (open < 0 ? afterKw.split("\\s+")[0] : afterKw.substring(0, open)).trim();
+        InsnDecoder dec = new InsnDecoder(this, moduleName, name, globalSymbols);
         List<PtxFunction.Param> params = new ArrayList<>();
         int paramBytes = 0;
         if (open >= 0) {
@@ -300,13 +303,23 @@ final class PtxParser {
                 if (p.isBlank()) continue;
                 VarDecl v = parseVar(new Stmt(p.trim().replaceFirst("^\\.param", ".local"), header.line()));
                 int align = Math.max(v.align(), 1);
-                paramBytes = (paramBytes + align - 1) / align * align;
-                params.add(new PtxFunction.Param(v.name(), paramBytes, (int) v.bytes(), PtxType.name(v.typeCode())));
-                paramBytes += (int) v.bytes();
+                if (entry) {
+                    paramBytes = (paramBytes + align - 1) / align * align;
+                    params.add(new PtxFunction.Param(v.name(), paramBytes, (int) v.bytes(), PtxType.name(v.typeCode())));
+                    paramBytes += (int) v.bytes();
+                } else {
+                    int off = dec.defineCallParam(v.name(), (int) v.bytes(), align);
+                    params.add(new PtxFunction.Param(v.name(), off, (int) v.bytes(), PtxType.name(v.typeCode())));
+                }
             }
         }
-        InsnDecoder dec = new InsnDecoder(this, moduleName, name, globalSymbols);
-        for (PtxFunction.Param p : params) dec.defineParam(p.name(), p.offset());
+        PtxFunction.Param ret = null;
+        if (retList != null && !retList.isBlank()) {
+            VarDecl v = parseVar(new Stmt(retList.trim().replaceFirst("^\\.param", ".local"), header.line()));
+            int off = dec.defineCallParam(v.name(), (int) v.bytes(), Math.max(v.align(), 1));
+            ret = new PtxFunction.Param(v.name(), off, (int) v.bytes(), PtxType.name(v.typeCode()));
+        }
+        if (entry) for (PtxFunction.Param p : params) dec.defineParam(p.name(), p.offset());
         // module-level shared variables first, then the function's own, then the dynamic (extern) window
         List<SharedVar> shared = new ArrayList<>(moduleShared);
         List<Stmt> insns = new ArrayList<>();
@@ -327,8 +340,9 @@ final class PtxParser {
                 localVars.put(v.name(), localBytes);
                 localBytes += (int) v.bytes();
             } else if (lead.startsWith(".param")) {
-                // call-site parameter scratch (.func calls): unsupported calls fail at execution anyway
-                dec.defineParam(parseVar(new Stmt(t.replaceFirst("^\\.param", ".local"), s.line())).name(), 0);
+                // a call site's argument or return slot, in this function's call frame
+                VarDecl v = parseVar(new Stmt(t.replaceFirst("^\\.param", ".local"), s.line()));
+                dec.defineCallParam(v.name(), (int) v.bytes(), Math.max(v.align(), 1));
             } else if (lead.startsWith(".pragma") || lead.startsWith(".loc") || lead.startsWith(".maxnreg")
                     || lead.startsWith(".maxntid") || lead.startsWith(".reqntid") || lead.startsWith(".minnctapersm")) {
                 // hints only
@@ -353,7 +367,9 @@ final class PtxParser {
             if (v.extern()) dec.defineShared(v.name(), dynOffset);
         }
         for (Map.Entry<String, Integer> e : localVars.entrySet()) dec.defineLocal(e.getKey(), e.getValue());
-        return dec.decodeFunction(entry, params, paramBytes, insns, staticShared, dynOffset, localBytes);
+        PtxFunction f = dec.decodeFunction(entry, params, paramBytes, insns, staticShared, dynOffset, localBytes);
+        f.retParam = ret;
+        return f;
     }
 
     /** Index of the parenthesis closing the one at {@code open}. */

@@ -152,4 +152,61 @@ class CorrectKernelsTest {
             }
         }
     }
+
+    @Test
+    void nonInlinedDeviceFunctionsAreCalledAndReturn() {
+        Random rnd = new Random(13);
+        int n = 128;
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) x[i] = (float) rnd.nextGaussian();
+        try (EmulatedDevice dev = new EmulatedDevice(); DeviceBuffer dx = dev.allocate(4L * n);
+             DeviceBuffer dy = dev.allocate(8L * n)) {
+            DeviceModule m = dev.loadModule("call_kernels.ptx", TestPtx.load("call_kernels.ptx"));
+            dev.copyToDevice(x, 0, dx.pointer(), n, dev.defaultStream());
+            dev.launch(m.kernel("calls"), Dim3.of(2), Dim3.of(64), 0, dev.defaultStream(),
+                    new KernelArgs().ptr(dx).ptr(dy));
+            float[] y = new float[2 * n];
+            dev.copyToHost(dy.pointer(), y, 0, 2 * n, dev.defaultStream());
+            for (int i = 0; i < n; i++) {
+                int warp0 = i - i % 32, lane = i % 32;
+                float[] v = Arrays.copyOfRange(x, warp0, warp0 + 32);
+                for (int o = 16; o > 0; o >>= 1) {
+                    float[] nv = new float[32];
+                    for (int l = 0; l < 32; l++) nv[l] = v[l] + v[l ^ o];
+                    v = nv;
+                }
+                int tid = i % 64;
+                float t = tid % 3 == 0 ? Math.fma(x[i], 3f, 0.5f) : x[i]; // nvcc contracts v * k + 0.5f to fma
+                assertEquals(v[lane], y[2 * i], "warp_sum " + i);
+                assertEquals(t, y[2 * i + 1], "scale " + i);
+            }
+        }
+    }
+
+    @Test
+    void localArraysOfCallerAndCalleeAreSeparate() {
+        Random rnd = new Random(17);
+        int n = 96;
+        float[] x = new float[n];
+        int[] idx = new int[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) rnd.nextGaussian();
+            idx[i] = rnd.nextInt(64);
+        }
+        try (EmulatedDevice dev = new EmulatedDevice(); DeviceBuffer dx = dev.allocate(4L * n);
+             DeviceBuffer di = dev.allocate(4L * n); DeviceBuffer dy = dev.allocate(4L * n)) {
+            DeviceModule m = dev.loadModule("call_kernels.ptx", TestPtx.load("call_kernels.ptx"));
+            dev.copyToDevice(x, 0, dx.pointer(), n, dev.defaultStream());
+            dev.copyToDevice(idx, 0, di.pointer(), n, dev.defaultStream());
+            dev.launch(m.kernel("calls_local"), Dim3.of(3), Dim3.of(32), 0, dev.defaultStream(),
+                    new KernelArgs().ptr(dx).ptr(di).ptr(dy));
+            float[] y = new float[n];
+            dev.copyToHost(dy.pointer(), y, 0, n, dev.defaultStream());
+            for (int i = 0; i < n; i++) {
+                float a = x[i] + (float) ((idx[i] >> 3) & 7);
+                float p = x[i] * (float) ((idx[i] & 7) + 1);
+                assertEquals(a + p, y[i], "y[" + i + "]");
+            }
+        }
+    }
 }

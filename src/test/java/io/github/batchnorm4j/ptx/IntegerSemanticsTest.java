@@ -163,4 +163,23 @@ class IntegerSemanticsTest {
             assertEquals(p0 ? 11 : 22, out[t][2], "guarded mov");
         }
     }
+
+    @Test
+    void funnelShiftAndLop3() {
+        long[][] in = inputs(7);
+        String body = "cvt.u32.u64 %r0, %in0; cvt.u32.u64 %r1, %in1; cvt.u32.u64 %r2, %in2;"
+                + "shf.l.wrap.b32 %r3, %r0, %r1, %r2; shf.r.clamp.b32 %r4, %r0, %r1, %r2; mov.b64 %out0, {%r3, %r4};"
+                + "lop3.b32 %r3, %r0, %r1, %r2, 0xE8; lop3.b32 %r4, %r0, %r1, %r2, 0x96; mov.b64 %out1, {%r3, %r4};";
+        long[][] out = PtxHarness.run(body, in);
+        for (int t = 0; t < in.length; t++) {
+            int a = (int) in[t][0], b = (int) in[t][1], c = (int) in[t][2];
+            long ba = (a & 0xFFFFFFFFL) | ((long) b << 32);
+            int nw = c & 31;
+            long nc = Math.min(c & 0xFFFFFFFFL, 32);
+            assertEquals((int) ((ba << nw) >>> 32), (int) out[t][0], "shf.l.wrap");
+            assertEquals((int) (ba >>> nc), (int) (out[t][0] >>> 32), "shf.r.clamp");
+            assertEquals((a & b) | (a & c) | (b & c), (int) out[t][1], "lop3 majority (0xE8)");
+            assertEquals(a ^ b ^ c, (int) (out[t][1] >>> 32), "lop3 xor3 (0x96)");
+        }
+    }
 }

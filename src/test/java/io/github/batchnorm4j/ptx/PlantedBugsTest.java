@@ -106,4 +106,31 @@ class PlantedBugsTest {
                     "ld.global.nc.v4.f32");
         }
     }
+
+    @Test
+    void plainStoreThenAtomicWithoutBarrierIsARace() {
+        int n = 4096, nbins = 64;
+        int[] v = new int[n];
+        Random r = new Random(5);
+        for (int i = 0; i < n; i++) v[i] = r.nextInt(1000);
+        for (boolean check : new boolean[]{true, false}) {
+            try (EmulatedDevice dev = new EmulatedDevice(EmulatorOptions.defaults().withRaceCheck(check));
+                 DeviceBuffer dv = dev.allocate(4L * n); DeviceBuffer bins = dev.allocate(4L * nbins)) {
+                DeviceModule m = dev.loadModule("planted_bugs.ptx", PTX);
+                dev.copyToDevice(v, 0, dv.pointer(), n, dev.defaultStream());
+                dev.memset(bins.pointer(), (byte) 0, 4L * nbins, dev.defaultStream());
+                Runnable launch = () -> dev.launch(m.kernel("histogram_missing_sync"), Dim3.of(4), Dim3.of(128),
+                        4 * nbins, dev.defaultStream(), new KernelArgs().ptr(dv).i32(n).i32(nbins).ptr(bins));
+                if (check) {
+                    DeviceException e = assertThrows(DeviceException.class, launch::run);
+                    // warp 0 runs first: its atomics hit bins that warp 1 then zeroes with plain stores
+                    assertMentions(e.getMessage(), "shared memory data race: write to shared address 0x80",
+                            "already atomically updated by thread (29,0,0)", "kernel histogram_missing_sync",
+                            "st.shared.u32", "thread (32,0,0)");
+                } else {
+                    assertDoesNotThrow(launch::run); // lockstep warps hide the bug: only the check finds it
+                }
+            }
+        }
+    }
 }

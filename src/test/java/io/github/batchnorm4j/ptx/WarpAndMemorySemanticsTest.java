@@ -171,4 +171,71 @@ class WarpAndMemorySemanticsTest {
         assertTrue(e.getMessage().contains("shfl.sync member mask 0xffffffff names lane 0 which is not converged"),
                 e.getMessage());
     }
+
+    @Test
+    void spinWaitIsReportedAsAHangNotRunForever() {
+        // thread 0 waits for a flag nobody sets: a hang on a GPU as well, reported once the budget is spent
+        String body = "setp.ne.u32 %p0, %me, 0; @%p0 bra DONE; SPIN: ld.volatile.global.u32 %r0, [%a0]; "
+                + "setp.eq.u32 %p1, %r0, 12345; @!%p1 bra SPIN; DONE: mov.u32 %r1, 0;";
+        DeviceException e = assertThrows(DeviceException.class, () -> PtxHarness.run(body, "", new long[32][4],
+                EmulatorOptions.defaults().withMaxBlockInstructions(100_000)));
+        assertTrue(e.getMessage().contains("more than 100000 thread-instructions"), e.getMessage());
+        assertTrue(e.getMessage().contains("spin-wait"), e.getMessage());
+    }
+
+    @Test
+    void matchAndSad() {
+        int n = 32;
+        long[][] in = inputs(n, 9);
+        String body = "cvt.u32.u64 %r0, %in1; and.b32 %r0, %r0, 3; match.any.sync.b32 %r1, %r0, -1;"
+                + "match.all.sync.b32 %r2|%p0, %r0, -1; selp.u32 %r3, 1, 0, %p0; mov.b64 %out0, {%r1, %r2};"
+                + "cvt.u64.u32 %out1, %r3; cvt.u32.u64 %r4, %in0; sad.s32 %r5, %r4, %r0, 7; sad.u32 %r6, %r4, %r0, 7;"
+                + "mov.b64 %out2, {%r5, %r6};";
+        long[][] out = PtxHarness.run(body, in);
+        for (int t = 0; t < n; t++) {
+            int mine = (int) in[t][1] & 3, same = 0;
+            for (int l = 0; l < 32; l++) if (((int) in[l][1] & 3) == mine) same |= 1 << l;
+            assertEquals(same, (int) out[t][0], "match.any");
+            boolean all = same == -1;
+            assertEquals(all ? -1 : 0, (int) (out[t][0] >>> 32), "match.all");
+            assertEquals(all ? 1 : 0, out[t][1], "match.all predicate");
+            int a = (int) in[t][0];
+            assertEquals(7 + Math.abs(a - mine), (int) out[t][2], "sad.s32");
+            long ua = a & 0xFFFFFFFFL;
+            assertEquals((int) (7 + Math.abs(ua - mine)), (int) (out[t][2] >>> 32), "sad.u32");
+        }
+    }
+
+    @Test
+    void lanesOfOneWarpAtDifferentBarriersAreReported() {
+        String body = "setp.lt.u32 %p0, %me, 16; @%p0 bra A; bar.sync 0; bra B; A: bar.sync 0; B: mov.u32 %r0, 1;";
+        DeviceException e = assertThrows(DeviceException.class, () -> PtxHarness.run(body, new long[64][4]));
+        assertTrue(e.getMessage().contains("barrier divergence: lanes of one warp wait at different barriers"),
+                e.getMessage());
+        // the same code with the branch uniform per warp is fine: warps may use different bar.sync sites
+        PtxHarness.run("setp.lt.u32 %p0, %me, 32; @%p0 bra A; bar.sync 0; bra B; A: bar.sync 0; B: mov.u32 %r0, 1;",
+                new long[64][4]);
+    }
+
+    @Test
+    void fullMaskInAPartialLastWarpIsAccepted() {
+        int n = 40; // warp 1 has 8 lanes
+        long[][] in = inputs(n, 10);
+        long[][] out = PtxHarness.run("cvt.u32.u64 %r0, %in0; shfl.sync.bfly.b32 %r1, %r0, 1, 31, -1; cvt.u64.u32 %out0, %r1;", in);
+        for (int t = 0; t < n; t++) assertEquals((int) in[t ^ 1][0], (int) out[t][0], "bfly lane " + t);
+    }
+
+    @Test
+    void namedBarrierWithThreadCountAndAtomicDec() {
+        // warp 0 syncs alone on barrier 1 (count 32) while warp 1 skips it; then all 64 meet at barrier 0
+        String body = "setp.lt.u32 %p0, %me, 32; @!%p0 bra SKIP; bar.sync 1, 32; SKIP: bar.sync 0;"
+                + "setp.eq.u32 %p1, %me, 0; @%p1 st.shared.u32 [sbuf], 5; bar.sync 0;"
+                + "atom.shared.dec.u32 %r0, [sbuf], 5; cvt.u64.u32 %out0, %r0;";
+        long[][] out = PtxHarness.run(body, ".shared .align 4 .b8 sbuf[64];\n", new long[64][4], EmulatorOptions.defaults());
+        int v = 5;
+        for (int t = 0; t < 64; t++) {
+            assertEquals(v, (int) out[t][0], "atom.dec old value, thread " + t);
+            v = (v == 0 || v > 5) ? 5 : v - 1;
+        }
+    }
 }
