@@ -26,6 +26,11 @@ public final class ChannelStatistics {
         if (mean.length != m2.length) {
             throw new IllegalArgumentException("mean and m2 must have the same length, got " + mean.length + " and " + m2.length);
         }
+        for (int c = 0; c < m2.length; c++) {
+            if (m2[c] < 0) { // NaN passes: it propagates from NaN input, as everywhere else
+                throw new IllegalArgumentException("m2[" + c + "]: expected a sum of squares >= 0, got " + m2[c]);
+            }
+        }
         this.count = count;
         this.mean = mean.clone();
         this.m2 = m2.clone();

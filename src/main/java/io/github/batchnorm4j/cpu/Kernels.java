@@ -20,8 +20,12 @@ final class Kernels {
      */
     static final boolean FMA = detectFma();
 
-    /** Rows per channels-last tile: 64 rows of C = 64 floats are 16 KB, at home in L1. */
-    static final int ROW_TILE = 64;
+    /**
+     * Rows per channels-last tile, chosen by measurement on one core for [32,56,56,64] (C = 64): the statistics pass
+     * (8-channel blocks) read 8.0 / 8.5 / 7.5 / 6.6 / 4.5 GB/s with 8 / 16 / 32 / 64 / 256 rows: short tiles keep the
+     * walk close to sequential.
+     */
+    static final int STATS_ROW_TILE = 16;
 
     private Kernels() {
     }
@@ -88,14 +92,14 @@ final class Kernels {
     }
 
     /**
-     * Channels-last statistics, tiled: for a tile of {@link #ROW_TILE} rows (in cache after the first touch), blocks of
+     * Channels-last statistics, tiled: for a tile of {@link #STATS_ROW_TILE} rows (in cache after the first touch), blocks of
      * 8 channels keep their 16 sums in registers while walking down the tile's rows; the per-channel arrays are touched
      * once per tile instead of once per element (which cost two loads and two stores per element).
      */
     static void shiftedSumsChannelsLast(float[] x, int r0, int r1, int channels, float[] shift,
                                         double[] s1, double[] s2) {
-        for (int t0 = r0; t0 < r1; t0 += ROW_TILE) {
-            int t1 = Math.min(r1, t0 + ROW_TILE);
+        for (int t0 = r0; t0 < r1; t0 += STATS_ROW_TILE) {
+            int t1 = Math.min(r1, t0 + STATS_ROW_TILE);
             int c = 0;
             for (; c + 7 < channels; c += 8) {
                 double k0 = shift[c], k1 = shift[c + 1], k2 = shift[c + 2], k3 = shift[c + 3];
@@ -173,29 +177,25 @@ final class Kernels {
     }
 
     /**
-     * Channels-last y, four rows at a time so each channel's coefficients are loaded once per four elements. (Walking
-     * 8-channel blocks down a tile, as the sums do, measured slower: 9.1 → 6.6 GB/s on one core; the strided stores
-     * cost more than the coefficient loads they save.)
+     * Channels-last y, two rows at a time so each channel's coefficients are loaded once per two elements. Measured on
+     * one core for C = 64 (GB/s read + written): one row 13.5, two rows 17.5, four rows 14.0; 8-channel blocks walking
+     * down 4-row tiles 16.1, down 16-row tiles 10.5 (strided stores). Channels-first runs reach 25.
      */
     static void applyChannelsLast(float[] x, float[] y, int r0, int r1, int channels,
                                   float[] center, float[] scale, float[] shift) {
         int r = r0;
-        for (; r + 3 < r1; r += 4) {
+        for (; r + 1 < r1; r += 2) {
             int b0 = r * channels;
             int b1 = b0 + channels;
-            int b2 = b1 + channels;
-            int b3 = b2 + channels;
             for (int c = 0; c < channels; c++) {
                 float m = center[c];
                 float a = scale[c];
                 float b = shift[c];
                 y[b0 + c] = (x[b0 + c] - m) * a + b;
                 y[b1 + c] = (x[b1 + c] - m) * a + b;
-                y[b2 + c] = (x[b2 + c] - m) * a + b;
-                y[b3 + c] = (x[b3 + c] - m) * a + b;
             }
         }
-        for (; r < r1; r++) {
+        if (r < r1) {
             int base = r * channels;
             for (int c = 0; c < channels; c++) y[base + c] = (x[base + c] - center[c]) * scale[c] + shift[c];
         }
@@ -240,47 +240,19 @@ final class Kernels {
         }
     }
 
-    /** Channels-last Σdy, Σdy·(x − center), tiled like {@link #shiftedSumsChannelsLast}, 4 channels a block. */
+    /**
+     * Channels-last Σdy, Σdy·(x − center), row by row into the per-channel arrays. Unlike the statistics, tiling did
+     * not pay here (one core, C = 64, GB/s of x and dy read): row by row 10.1, 8-channel blocks down 16-row tiles
+     * 8.8, down 256-row tiles 5.6, two rows at a time 3.6.
+     */
     static void gradientSumsChannelsLast(float[] x, float[] dy, int r0, int r1, int channels, float[] center,
                                          double[] sdy, double[] sdyx) {
-        for (int t0 = r0; t0 < r1; t0 += ROW_TILE) {
-            int t1 = Math.min(r1, t0 + ROW_TILE);
-            int c = 0;
-            for (; c + 3 < channels; c += 4) {
-                double m0 = center[c], m1 = center[c + 1], m2 = center[c + 2], m3 = center[c + 3];
-                double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                double b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-                for (int i = t0 * channels + c, end = t1 * channels + c; i < end; i += channels) {
-                    double g0 = dy[i], g1 = dy[i + 1], g2 = dy[i + 2], g3 = dy[i + 3];
-                    a0 += g0;
-                    a1 += g1;
-                    a2 += g2;
-                    a3 += g3;
-                    b0 = madd(g0, x[i] - m0, b0);
-                    b1 = madd(g1, x[i + 1] - m1, b1);
-                    b2 = madd(g2, x[i + 2] - m2, b2);
-                    b3 = madd(g3, x[i + 3] - m3, b3);
-                }
-                sdy[c] += a0;
-                sdy[c + 1] += a1;
-                sdy[c + 2] += a2;
-                sdy[c + 3] += a3;
-                sdyx[c] += b0;
-                sdyx[c + 1] += b1;
-                sdyx[c + 2] += b2;
-                sdyx[c + 3] += b3;
-            }
-            for (; c < channels; c++) {
-                double m = center[c];
-                double a = 0;
-                double b = 0;
-                for (int i = t0 * channels + c, end = t1 * channels + c; i < end; i += channels) {
-                    double g = dy[i];
-                    a += g;
-                    b = madd(g, x[i] - m, b);
-                }
-                sdy[c] += a;
-                sdyx[c] += b;
+        for (int r = r0; r < r1; r++) {
+            int base = r * channels;
+            for (int c = 0; c < channels; c++) {
+                double g = dy[base + c];
+                sdy[c] += g;
+                sdyx[c] = madd(g, x[base + c] - (double) center[c], sdyx[c]);
             }
         }
     }
@@ -304,15 +276,13 @@ final class Kernels {
         }
     }
 
-    /** Channels-last dx, four rows at a time like {@link #applyChannelsLast}. */
+    /** Channels-last dx, two rows at a time like {@link #applyChannelsLast}. */
     static void dxChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
                                float[] center, float[] kdy, float[] kx, float[] k0) {
         int r = r0;
-        for (; r + 3 < r1; r += 4) {
+        for (; r + 1 < r1; r += 2) {
             int b0 = r * channels;
             int b1 = b0 + channels;
-            int b2 = b1 + channels;
-            int b3 = b2 + channels;
             for (int c = 0; c < channels; c++) {
                 float m = center[c];
                 float g = kdy[c];
@@ -320,11 +290,9 @@ final class Kernels {
                 float z = k0[c];
                 dx[b0 + c] = dy[b0 + c] * g + ((x[b0 + c] - m) * h + z);
                 dx[b1 + c] = dy[b1 + c] * g + ((x[b1 + c] - m) * h + z);
-                dx[b2 + c] = dy[b2 + c] * g + ((x[b2 + c] - m) * h + z);
-                dx[b3 + c] = dy[b3 + c] * g + ((x[b3 + c] - m) * h + z);
             }
         }
-        for (; r < r1; r++) {
+        if (r < r1) {
             int base = r * channels;
             for (int c = 0; c < channels; c++) {
                 dx[base + c] = dy[base + c] * kdy[c] + ((x[base + c] - center[c]) * kx[c] + k0[c]);
