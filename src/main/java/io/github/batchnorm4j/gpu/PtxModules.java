@@ -29,8 +29,10 @@ public final class PtxModules {
     public static final String FORWARD = "batchnorm_forward.ptx";
     /** Gradient sums and dx kernels. */
     public static final String BACKWARD = "batchnorm_backward.ptx";
+    /** The small kernels of the training example's GPU step (bias, ReLU, softmax cross-entropy, SGD). */
+    public static final String TRAIN = "train_kernels.ptx";
     /** Every module this library loads. */
-    public static final List<String> ALL = List.of(FORWARD, BACKWARD);
+    public static final List<String> ALL = List.of(FORWARD, BACKWARD, TRAIN);
 
     private static final Pattern ENTRY = Pattern.compile("\\.entry\\s+([A-Za-z_$][\\w$]*)\\s*\\(");
 

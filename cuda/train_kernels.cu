@@ -1,0 +1,139 @@
+// train_kernels.cu: the small kernels of the GPU training step of `batchnorm4j train` (the MLP example), next to
+// cuBLAS GEMMs and the library's batch-norm kernels. Each has a Java counterpart in train.CpuTrainBackend that it
+// must match (TrainKernelsEmulatorTest runs this PTX on the emulator against it).
+//
+// Entry points (all extern "C"; matrices row-major float32; sizes as 64-bit element counts where they can be large):
+//
+//   train_bias_add       x[r][j] += bias[j]. Grid-stride over the n = rows*cols elements, 256 threads per block.
+//                        Traffic: read + write x, bias from cache. Exact (one rounding, as in Java).
+//   train_bias_grad      out[j] = sum_r dy[r][j] (the bias gradient). One thread per column, 256 columns per block,
+//                        threads of a warp read consecutive columns of a row (coalesced). Sums in double in row order:
+//                        deterministic, and the same value as Java's double accumulation up to the final rounding.
+//   train_relu_forward   y = x < 0 ? 0 : x (NaN propagates, as Java's Math.max(x, 0) does; fmaxf would turn it into
+//                        0). Grid-stride. Exact.
+//   train_relu_backward  dx = y > 0 ? dy : 0, y the ReLU's output (in place allowed: dx == dy). Grid-stride. Exact.
+//   train_softmax_xent   per row r: loss[r] = log(sum_j exp(z_rj - max_r)) - (z_r,label - max_r),
+//                        dlogits[r][j] = (softmax_rj - [j == label]) * inv_rows (1.0 / rows in double, as in Java), correct[r] = argmax_j z_rj == label
+//                        (ties and NaN resolve to the lowest index, as in Java). One thread per row: the classes of a
+//                        row (10 here) are few, so a warp per row would idle; exp/log in double like the Java version,
+//                        so loss and gradient agree to float rounding. The host sums loss[] and correct[].
+//   train_sgd_momentum   g = grad + wd * p; v = momentum * v + g; p -= lr * v (PyTorch's SGD). Grid-stride. Every
+//                        product and sum rounded separately (__fmul_rn/__fadd_rn forbid fused multiply-add
+//                        contraction), so the result is bit-identical to the Java loop.
+//   train_sgemm          C = alpha * op(A) * op(B) + beta * C on row-major matrices (op = transpose when the flag is
+//                        set): the GEMM of the training step where cuBLAS is not available (the PTX emulator in CI,
+//                        or a GPU without libcublas). 16x16 thread blocks, one C element per thread, 16x16 tiles of
+//                        op(A) and op(B) staged in shared memory (padded rows: no bank conflicts), k walked in tile
+//                        order with fmaf. Loads of a transposed operand are strided (uncoalesced): fine for the small
+//                        matrices of the example, and cuBLAS is the fast path. Deterministic. beta = 0 never reads C.
+//
+// Launch geometry: 1-D blocks of TRAIN_BLOCK threads; elementwise kernels use min(ceil(n / TRAIN_BLOCK), 65535 * 4)
+// blocks and stride over the rest; train_bias_grad uses ceil(cols / TRAIN_BLOCK) blocks; train_softmax_xent
+// ceil(rows / TRAIN_BLOCK). No shared memory, no atomics: every result is deterministic.
+
+#define TRAIN_BLOCK 256
+
+extern "C" __global__ void train_bias_add(float* __restrict__ x, const float* __restrict__ bias, long long n,
+                                          int cols) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        x[i] = x[i] + bias[(int)(i % cols)];
+    }
+}
+
+extern "C" __global__ void train_bias_grad(const float* __restrict__ dy, float* __restrict__ out, int rows,
+                                           int cols) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= cols) return;
+    double s = 0.0;
+    for (int r = 0; r < rows; r++) s += (double)dy[(long long)r * cols + j];
+    out[j] = (float)s;
+}
+
+extern "C" __global__ void train_relu_forward(const float* __restrict__ x, float* __restrict__ y, long long n) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        const float v = x[i];
+        y[i] = v < 0.0f ? 0.0f : v;
+    }
+}
+
+// dx may alias dy (in-place mask), so neither carries __restrict__.
+extern "C" __global__ void train_relu_backward(const float* __restrict__ y, const float* dy, float* dx,
+                                               long long n) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    }
+}
+
+extern "C" __global__ void train_softmax_xent(const float* __restrict__ logits, const int* __restrict__ labels,
+                                              float* __restrict__ dlogits, float* __restrict__ loss,
+                                              int* __restrict__ correct, int rows, int classes, double inv_rows) {
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    const float* z = logits + (long long)r * classes;
+    float* g = dlogits + (long long)r * classes;
+    const int label = labels[r];
+    // Subtract the row maximum so exp never overflows; the comparison form keeps the lowest index on ties.
+    float mx = z[0];
+    int best = 0;
+    for (int j = 1; j < classes; j++) {
+        const float v = z[j];
+        mx = fmaxf(mx, v);
+        if (v > z[best]) best = j;
+    }
+    double sum = 0.0;
+    for (int j = 0; j < classes; j++) sum += exp((double)z[j] - mx);
+    const double log_sum = log(sum);
+    loss[r] = (float)(log_sum - ((double)z[label] - mx));
+    for (int j = 0; j < classes; j++) {
+        const double p = exp((double)z[j] - mx - log_sum);
+        g[j] = (float)((p - (j == label ? 1.0 : 0.0)) * inv_rows);
+    }
+    correct[r] = best == label ? 1 : 0;
+}
+
+extern "C" __global__ void train_sgd_momentum(float* __restrict__ p, const float* __restrict__ grad,
+                                              float* __restrict__ v, long long n, float lr, float momentum,
+                                              float weight_decay) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        const float pi = p[i];
+        const float g = __fadd_rn(grad[i], __fmul_rn(weight_decay, pi));
+        const float vi = __fadd_rn(__fmul_rn(momentum, v[i]), g);
+        v[i] = vi;
+        p[i] = __fsub_rn(pi, __fmul_rn(lr, vi));
+    }
+}
+
+#define GEMM_TILE 16
+
+extern "C" __global__ void train_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                                       const float* __restrict__ a, const float* __restrict__ b, float beta,
+                                       float* __restrict__ c) {
+    __shared__ float as[GEMM_TILE][GEMM_TILE + 1];
+    __shared__ float bs[GEMM_TILE][GEMM_TILE + 1];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int row = blockIdx.y * GEMM_TILE + ty;   // row of C and of op(A)
+    const int col = blockIdx.x * GEMM_TILE + tx;   // column of C and of op(B)
+    float acc = 0.0f;
+    for (int p0 = 0; p0 < k; p0 += GEMM_TILE) {
+        // Out-of-range tile elements are 0 on both sides, so the padded products add exactly 0.
+        const int pa = p0 + tx;
+        float av = 0.0f;
+        if (row < m && pa < k) av = trans_a ? a[(long long)pa * m + row] : a[(long long)row * k + pa];
+        as[ty][tx] = av;
+        const int pb = p0 + ty;
+        float bv = 0.0f;
+        if (pb < k && col < n) bv = trans_b ? b[(long long)col * k + pb] : b[(long long)pb * n + col];
+        bs[ty][tx] = bv;
+        __syncthreads();
+        for (int q = 0; q < GEMM_TILE; q++) acc = fmaf(as[ty][q], bs[q][tx], acc);
+        __syncthreads();
+    }
+    if (row < m && col < n) {
+        const long long o = (long long)row * n + col;
+        c[o] = beta == 0.0f ? alpha * acc : fmaf(beta, c[o], alpha * acc);
+    }
+}

@@ -1,0 +1,85 @@
+package io.github.batchnorm4j.train;
+
+import io.github.batchnorm4j.BatchNorm;
+import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.Shape;
+
+/**
+ * {@link BatchNormUnit} on the host: the library's stateful {@link BatchNorm} layer over a CPU {@link BatchNormOps},
+ * on a channels-last {@code [rows, C]} shape. gamma, beta and their gradients are the layer's live arrays wrapped as
+ * tensors, so SGD updates the layer's parameters in place.
+ */
+final class CpuBatchNormUnit implements BatchNormUnit {
+    private final BatchNorm layer;
+    private final CpuTensor gamma;
+    private final CpuTensor beta;
+    private final CpuTensor gammaGrad;
+    private final CpuTensor betaGrad;
+
+    CpuBatchNormUnit(BatchNormOps ops, int channels, double eps, double momentum) {
+        layer = BatchNorm.builder(channels).eps(eps).momentum(momentum).build(ops);
+        gamma = new CpuTensor(1, channels, layer.gamma());
+        beta = new CpuTensor(1, channels, layer.beta());
+        gammaGrad = new CpuTensor(1, channels, layer.gammaGrad());
+        betaGrad = new CpuTensor(1, channels, layer.betaGrad());
+    }
+
+    @Override
+    public int channels() {
+        return layer.channels();
+    }
+
+    @Override
+    public Tensor gamma() {
+        return gamma;
+    }
+
+    @Override
+    public Tensor beta() {
+        return beta;
+    }
+
+    @Override
+    public Tensor gammaGrad() {
+        return gammaGrad;
+    }
+
+    @Override
+    public Tensor betaGrad() {
+        return betaGrad;
+    }
+
+    /** The underlying library layer (running statistics, num_batches_tracked). */
+    BatchNorm layer() {
+        return layer;
+    }
+
+    @Override
+    public void forward(Tensor x, Tensor y, boolean training) {
+        CpuTrainBackend.sameShape("y", y, x);
+        if (training) layer.train();
+        else layer.eval();
+        layer.forward(shape(x), CpuTrainBackend.data("x", x), CpuTrainBackend.data("y", y));
+    }
+
+    @Override
+    public void backward(Tensor x, Tensor dy, Tensor dx) {
+        CpuTrainBackend.sameShape("dy", dy, x);
+        CpuTrainBackend.sameShape("dx", dx, x);
+        layer.train();
+        layer.backward(shape(x), CpuTrainBackend.data("x", x), CpuTrainBackend.data("dy", dy),
+                CpuTrainBackend.data("dx", dx));
+    }
+
+    private Shape shape(Tensor x) {
+        if (x.cols() != layer.channels()) {
+            throw new IllegalArgumentException("x: expected " + layer.channels() + " columns, got " + x);
+        }
+        return Shape.channelsLast(x.rows(), x.cols());
+    }
+
+    /** The layer holds no resources of its own; the backend owns the ops. */
+    @Override
+    public void close() {
+    }
+}

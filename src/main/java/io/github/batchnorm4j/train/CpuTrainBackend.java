@@ -1,0 +1,215 @@
+package io.github.batchnorm4j.train;
+
+import io.github.batchnorm4j.Backends;
+import io.github.batchnorm4j.BatchNormOps;
+
+/**
+ * The CPU implementation of {@link TrainBackend}: {@link CpuTensor}s in Java arrays, a multi-threaded Java GEMM
+ * ({@link CpuGemm}), elementwise loops, and batch norm through the library's CPU backend
+ * ({@code Backends.open("cpu")}) and its {@link io.github.batchnorm4j.BatchNorm} layer.
+ *
+ * <p>Reductions (softmax sums, bias gradients) accumulate in double. Not thread-safe: one training loop per backend.
+ */
+public final class CpuTrainBackend implements TrainBackend {
+    private final BatchNormOps ops;
+    private boolean closed;
+
+    /** Opens the library's CPU batch-norm backend; {@link #close()} closes it. */
+    public CpuTrainBackend() {
+        this.ops = Backends.open("cpu");
+    }
+
+    @Override
+    public String name() {
+        return "cpu";
+    }
+
+    @Override
+    public Tensor allocate(int rows, int cols) {
+        checkOpen();
+        return new CpuTensor(rows, cols);
+    }
+
+    @Override
+    public void upload(float[] src, Tensor dst) {
+        float[] d = data("dst", dst);
+        if (src == null || src.length != d.length) {
+            throw new IllegalArgumentException("src: expected " + d.length + " floats for " + dst + ", got "
+                    + (src == null ? "null" : src.length));
+        }
+        System.arraycopy(src, 0, d, 0, d.length);
+    }
+
+    @Override
+    public void download(Tensor src, float[] dst) {
+        float[] s = data("src", src);
+        if (dst == null || dst.length != s.length) {
+            throw new IllegalArgumentException("dst: expected " + s.length + " floats for " + src + ", got "
+                    + (dst == null ? "null" : dst.length));
+        }
+        System.arraycopy(s, 0, dst, 0, s.length);
+    }
+
+    @Override
+    public void gemm(boolean transA, boolean transB, float alpha, Tensor a, Tensor b, float beta, Tensor c) {
+        int m = transA ? a.cols() : a.rows();
+        int k = transA ? a.rows() : a.cols();
+        int kb = transB ? b.cols() : b.rows();
+        int n = transB ? b.rows() : b.cols();
+        if (kb != k) {
+            throw new IllegalArgumentException("b: op(a) " + (transA ? "transposed " : "") + a + " has " + k
+                    + " columns, so op(b) needs " + k + " rows, got " + (transB ? "transposed " : "") + b);
+        }
+        if (c.rows() != m || c.cols() != n) {
+            throw new IllegalArgumentException("c: expected [" + m + ", " + n + "], got " + c);
+        }
+        CpuGemm.gemm(transA, transB, m, n, k, alpha, data("a", a), data("b", b), beta, data("c", c));
+    }
+
+    @Override
+    public void addBias(Tensor x, Tensor bias) {
+        checkRowVector("bias", bias, x.cols());
+        float[] xs = data("x", x), bs = data("bias", bias);
+        int cols = x.cols();
+        for (int r = 0, rows = x.rows(); r < rows; r++) {
+            int o = r * cols;
+            for (int j = 0; j < cols; j++) xs[o + j] += bs[j];
+        }
+    }
+
+    @Override
+    public void sumRows(Tensor x, Tensor out) {
+        checkRowVector("out", out, x.cols());
+        float[] xs = data("x", x), os = data("out", out);
+        int cols = x.cols();
+        double[] acc = new double[cols];
+        for (int r = 0, rows = x.rows(); r < rows; r++) {
+            int o = r * cols;
+            for (int j = 0; j < cols; j++) acc[j] += xs[o + j];
+        }
+        for (int j = 0; j < cols; j++) os[j] = (float) acc[j];
+    }
+
+    @Override
+    public void reluForward(Tensor x, Tensor y) {
+        sameShape("y", y, x);
+        float[] xs = data("x", x), ys = data("y", y);
+        // Math.max propagates NaN, so a diverged run stays visibly NaN (x > 0 ? x : 0 would hide it as 0).
+        for (int i = 0; i < xs.length; i++) ys[i] = Math.max(xs[i], 0f);
+    }
+
+    @Override
+    public void reluBackward(Tensor y, Tensor dy, Tensor dx) {
+        sameShape("dy", dy, y);
+        sameShape("dx", dx, y);
+        float[] ys = data("y", y), dys = data("dy", dy), dxs = data("dx", dx);
+        for (int i = 0; i < ys.length; i++) dxs[i] = ys[i] > 0f ? dys[i] : 0f;
+    }
+
+    @Override
+    public double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits) {
+        sameShape("dlogits", dlogits, logits);
+        checkLabels(labels, logits);
+        float[] z = data("logits", logits), g = data("dlogits", dlogits);
+        int rows = logits.rows(), cols = logits.cols();
+        double total = 0;
+        double invRows = 1.0 / rows;
+        for (int r = 0; r < rows; r++) {
+            int o = r * cols;
+            // Subtract the row maximum so exp never overflows.
+            float max = z[o];
+            for (int j = 1; j < cols; j++) max = Math.max(max, z[o + j]);
+            double sum = 0;
+            for (int j = 0; j < cols; j++) sum += Math.exp((double) z[o + j] - max);
+            double logSum = Math.log(sum);
+            total += logSum - ((double) z[o + labels[r]] - max);
+            for (int j = 0; j < cols; j++) {
+                double p = Math.exp((double) z[o + j] - max - logSum);
+                g[o + j] = (float) ((p - (j == labels[r] ? 1.0 : 0.0)) * invRows);
+            }
+        }
+        return total;
+    }
+
+    @Override
+    public int countCorrect(Tensor logits, int[] labels) {
+        checkLabels(labels, logits);
+        float[] z = data("logits", logits);
+        int rows = logits.rows(), cols = logits.cols();
+        int correct = 0;
+        for (int r = 0; r < rows; r++) {
+            int o = r * cols, best = 0;
+            for (int j = 1; j < cols; j++) if (z[o + j] > z[o + best]) best = j;
+            if (best == labels[r]) correct++;
+        }
+        return correct;
+    }
+
+    @Override
+    public void sgdUpdate(Tensor param, Tensor grad, Tensor velocity, float lr, float momentum, float weightDecay) {
+        sameShape("grad", grad, param);
+        sameShape("velocity", velocity, param);
+        float[] p = data("param", param), g = data("grad", grad), v = data("velocity", velocity);
+        for (int i = 0; i < p.length; i++) {
+            float gi = g[i] + weightDecay * p[i];
+            v[i] = momentum * v[i] + gi;
+            p[i] -= lr * v[i];
+        }
+    }
+
+    @Override
+    public BatchNormUnit batchNorm(int channels, double eps, double momentum) {
+        checkOpen();
+        return new CpuBatchNormUnit(ops, channels, eps, momentum);
+    }
+
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        ops.close();
+    }
+
+    private void checkOpen() {
+        if (closed) throw new IllegalStateException("training backend 'cpu' is closed");
+    }
+
+    /** The array of a CPU tensor; a clear error for a tensor of another backend. */
+    static float[] data(String name, Tensor t) {
+        if (t == null) throw new IllegalArgumentException(name + " must not be null");
+        if (!(t instanceof CpuTensor ct)) {
+            throw new IllegalArgumentException(name + ": expected a tensor of the cpu backend, got "
+                    + t.getClass().getName());
+        }
+        return ct.data();
+    }
+
+    static void sameShape(String name, Tensor t, Tensor like) {
+        if (t == null) throw new IllegalArgumentException(name + " must not be null");
+        if (like == null) throw new IllegalArgumentException("input tensor must not be null");
+        if (t.rows() != like.rows() || t.cols() != like.cols()) {
+            throw new IllegalArgumentException(name + ": expected shape " + like + ", got " + t);
+        }
+    }
+
+    private static void checkRowVector(String name, Tensor t, int cols) {
+        if (t == null) throw new IllegalArgumentException(name + " must not be null");
+        if (t.rows() != 1 || t.cols() != cols) {
+            throw new IllegalArgumentException(name + ": expected [1, " + cols + "], got " + t);
+        }
+    }
+
+    private static void checkLabels(int[] labels, Tensor logits) {
+        if (labels == null) throw new IllegalArgumentException("labels must not be null");
+        if (labels.length != logits.rows()) {
+            throw new IllegalArgumentException("labels: expected " + logits.rows() + " (one per row of logits), got "
+                    + labels.length);
+        }
+        for (int i = 0; i < labels.length; i++) {
+            if (labels[i] < 0 || labels[i] >= logits.cols()) {
+                throw new IllegalArgumentException("labels[" + i + "]: expected a class in [0, " + logits.cols()
+                        + "), got " + labels[i]);
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+package io.github.batchnorm4j.train;
+
+import io.github.batchnorm4j.BatchNormOptions;
+import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.gpu.GpuBatchNorm;
+
+import java.util.Arrays;
+
+/**
+ * {@link BatchNormUnit} on a device: the library's device-resident {@link GpuBatchNorm} over channels-last
+ * {@code [rows, C]} activations, with gamma, beta, their gradients, running statistics and the saved batch statistics
+ * all in device memory (no copy per step). Semantics match {@link CpuBatchNormUnit} (PyTorch's BatchNorm1d with a
+ * fixed momentum).
+ */
+final class DeviceBatchNormUnit implements BatchNormUnit {
+    private final DeviceTrainBackend backend;
+    private final GpuBatchNorm bn;
+    private final int channels;
+    private final double eps;
+    private final double momentum;
+    private final DeviceTensor gamma;
+    private final DeviceTensor beta;
+    private final DeviceTensor gammaGrad;
+    private final DeviceTensor betaGrad;
+    private final DeviceTensor runningMean;
+    private final DeviceTensor runningVar;
+    private final DeviceTensor saveMean;
+    private final DeviceTensor saveInvstd;
+    private int savedRows = -1;
+
+    DeviceBatchNormUnit(DeviceTrainBackend backend, GpuBatchNorm bn, int channels, double eps, double momentum) {
+        if (channels < 1) throw new IllegalArgumentException("channels: expected >= 1, got " + channels);
+        BatchNormOptions.checkEps(eps);
+        BatchNormOptions.checkMomentum(momentum);
+        this.backend = backend;
+        this.bn = bn;
+        this.channels = channels;
+        this.eps = eps;
+        this.momentum = momentum;
+        float[] ones = new float[channels];
+        Arrays.fill(ones, 1f);
+        gamma = backend.allocate(1, channels);
+        backend.upload(ones, gamma);
+        beta = backend.allocate(1, channels);
+        gammaGrad = backend.allocate(1, channels);
+        betaGrad = backend.allocate(1, channels);
+        runningMean = backend.allocate(1, channels);
+        runningVar = backend.allocate(1, channels);
+        backend.upload(ones, runningVar);
+        saveMean = backend.allocate(1, channels);
+        saveInvstd = backend.allocate(1, channels);
+    }
+
+    @Override
+    public int channels() {
+        return channels;
+    }
+
+    @Override
+    public Tensor gamma() {
+        return gamma;
+    }
+
+    @Override
+    public Tensor beta() {
+        return beta;
+    }
+
+    @Override
+    public Tensor gammaGrad() {
+        return gammaGrad;
+    }
+
+    @Override
+    public Tensor betaGrad() {
+        return betaGrad;
+    }
+
+    @Override
+    public void forward(Tensor x, Tensor y, boolean training) {
+        Shape shape = shape(x);
+        DeviceTrainBackend.sameShape("y", y, x);
+        if (training) {
+            bn.forwardTraining(shape, ptr(x), gamma.pointer(), beta.pointer(), eps, runningMean.pointer(),
+                    runningVar.pointer(), momentum, ptr(y), saveMean.pointer(), saveInvstd.pointer(),
+                    backend.stream());
+            savedRows = x.rows();
+        } else {
+            bn.forwardInference(shape, ptr(x), gamma.pointer(), beta.pointer(), runningMean.pointer(),
+                    runningVar.pointer(), eps, ptr(y), backend.stream());
+        }
+    }
+
+    @Override
+    public void backward(Tensor x, Tensor dy, Tensor dx) {
+        Shape shape = shape(x);
+        DeviceTrainBackend.sameShape("dy", dy, x);
+        DeviceTrainBackend.sameShape("dx", dx, x);
+        if (savedRows != x.rows()) {
+            throw new IllegalStateException("backward needs a training forward of the same shape first (saved "
+                    + savedRows + " rows, got " + x.rows() + ")");
+        }
+        bn.backwardTraining(shape, ptr(x), ptr(dy), gamma.pointer(), saveMean.pointer(), saveInvstd.pointer(),
+                ptr(dx), gammaGrad.pointer(), betaGrad.pointer(), backend.stream());
+    }
+
+    private Shape shape(Tensor x) {
+        if (x == null) throw new IllegalArgumentException("x must not be null");
+        if (x.cols() != channels) throw new IllegalArgumentException("x: expected " + channels + " columns, got " + x);
+        return Shape.channelsLast(x.rows(), x.cols());
+    }
+
+    private static io.github.batchnorm4j.gpu.DevicePointer ptr(Tensor t) {
+        return DeviceTrainBackend.pointer("tensor", t);
+    }
+
+    /** Frees the unit's device buffers (not the shared GpuBatchNorm). Idempotent. */
+    @Override
+    public void close() {
+        for (DeviceTensor t : new DeviceTensor[] {gamma, beta, gammaGrad, betaGrad, runningMean, runningVar,
+                saveMean, saveInvstd}) {
+            t.close();
+        }
+    }
+}

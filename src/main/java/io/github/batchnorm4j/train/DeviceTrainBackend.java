@@ -1,0 +1,256 @@
+package io.github.batchnorm4j.train;
+
+import io.github.batchnorm4j.gpu.Device;
+import io.github.batchnorm4j.gpu.DeviceBuffer;
+import io.github.batchnorm4j.gpu.DevicePointer;
+import io.github.batchnorm4j.gpu.DeviceStream;
+import io.github.batchnorm4j.gpu.GpuBatchNorm;
+
+import java.util.HashMap;
+import java.util.Map;
+
+/**
+ * {@link TrainBackend} on a {@link Device}: tensors in device memory, the GEMM of {@code train_sgemm}, the small
+ * kernels of {@code cuda/train_kernels.cu} ({@link TrainKernels}) and the library's device-resident batch norm
+ * ({@link GpuBatchNorm}), all queued on one stream. The same code runs on a real GPU (a JCuda device) and on the PTX
+ * emulator, which is how CI tests the GPU training step.
+ *
+ * <p>Per step, only the labels go to the device ({@code rows} ints) and the per-row losses and hits come back
+ * ({@code 2·rows} numbers, for the metrics); parameters, activations and gradients stay on the device. The GEMM is a
+ * {@link DeviceGemm}: our PTX kernel by default, cuBLAS ({@link CublasGemm}) on a real GPU.
+ *
+ * <p>Owns the kernels, the batch-norm workspace and its scratch buffers, not the device. Not thread-safe.
+ */
+public final class DeviceTrainBackend implements TrainBackend {
+    private final Device device;
+    private final String name;
+    private final TrainKernels kernels;
+    private final DeviceGemm gemm;
+    private final AutoCloseable gemmOwned;
+    private final GpuBatchNorm batchNorm;
+    private final Map<Long, Scratch> scratch = new HashMap<>();
+    private boolean closed;
+
+    /** Per-shape buffers of the softmax kernel: labels, per-row losses and hits, and a throw-away gradient. */
+    private record Scratch(DeviceBuffer labels, DeviceBuffer loss, DeviceBuffer correct, DeviceBuffer grad) {
+        void close() {
+            labels.close();
+            loss.close();
+            correct.close();
+            grad.close();
+        }
+    }
+
+    /**
+     * With our PTX GEMM ({@link TrainKernels#sgemm}).
+     *
+     * @param name what {@link #name()} reports ("cuda", "emulator")
+     */
+    public DeviceTrainBackend(Device device, String name) {
+        this(device, name, null);
+    }
+
+    /**
+     * @param name what {@link #name()} reports ("cuda", "emulator")
+     * @param gemm the GEMM to use (e.g. {@link CublasGemm}), or null for {@link TrainKernels#sgemm}; when it is
+     *             AutoCloseable this backend closes it
+     */
+    public DeviceTrainBackend(Device device, String name, DeviceGemm gemm) {
+        if (device == null) throw new IllegalArgumentException("device must not be null");
+        this.device = device;
+        this.name = name;
+        TrainKernels k = new TrainKernels(device);
+        try {
+            this.batchNorm = new GpuBatchNorm(device);
+        } catch (RuntimeException e) {
+            k.close();
+            throw e;
+        }
+        this.kernels = k;
+        this.gemm = gemm != null ? gemm : k::sgemm;
+        this.gemmOwned = gemm instanceof AutoCloseable ac ? ac : null;
+    }
+
+    @Override
+    public String name() {
+        return name;
+    }
+
+    DeviceStream stream() {
+        return device.defaultStream();
+    }
+
+    @Override
+    public DeviceTensor allocate(int rows, int cols) {
+        checkOpen();
+        if (rows < 1 || cols < 1) {
+            throw new IllegalArgumentException("tensor shape: expected rows >= 1 and cols >= 1, got [" + rows + ", "
+                    + cols + "]");
+        }
+        long bytes = 4L * rows * cols;
+        DeviceBuffer b = device.allocate(bytes);
+        device.memset(b.pointer(), (byte) 0, bytes, stream());
+        return new DeviceTensor(rows, cols, b);
+    }
+
+    @Override
+    public void upload(float[] src, Tensor dst) {
+        DevicePointer p = pointer("dst", dst);
+        if (src == null || src.length != dst.size()) {
+            throw new IllegalArgumentException("src: expected " + dst.size() + " floats for " + dst + ", got "
+                    + (src == null ? "null" : src.length));
+        }
+        device.copyToDevice(src, 0, p, src.length, stream());
+    }
+
+    @Override
+    public void download(Tensor src, float[] dst) {
+        DevicePointer p = pointer("src", src);
+        if (dst == null || dst.length != src.size()) {
+            throw new IllegalArgumentException("dst: expected " + src.size() + " floats for " + src + ", got "
+                    + (dst == null ? "null" : dst.length));
+        }
+        device.copyToHost(p, dst, 0, dst.length, stream());
+    }
+
+    @Override
+    public void gemm(boolean transA, boolean transB, float alpha, Tensor a, Tensor b, float beta, Tensor c) {
+        int m = transA ? a.cols() : a.rows();
+        int k = transA ? a.rows() : a.cols();
+        int kb = transB ? b.cols() : b.rows();
+        int n = transB ? b.rows() : b.cols();
+        if (kb != k) {
+            throw new IllegalArgumentException("b: op(a) " + (transA ? "transposed " : "") + a + " has " + k
+                    + " columns, so op(b) needs " + k + " rows, got " + (transB ? "transposed " : "") + b);
+        }
+        if (c.rows() != m || c.cols() != n) {
+            throw new IllegalArgumentException("c: expected [" + m + ", " + n + "], got " + c);
+        }
+        gemm.sgemm(transA, transB, m, n, k, alpha, pointer("a", a), pointer("b", b), beta, pointer("c", c), stream());
+    }
+
+    @Override
+    public void addBias(Tensor x, Tensor bias) {
+        rowVector("bias", bias, x.cols());
+        kernels.biasAdd(pointer("x", x), pointer("bias", bias), x.rows(), x.cols(), stream());
+    }
+
+    @Override
+    public void sumRows(Tensor x, Tensor out) {
+        rowVector("out", out, x.cols());
+        kernels.biasGrad(pointer("x", x), pointer("out", out), x.rows(), x.cols(), stream());
+    }
+
+    @Override
+    public void reluForward(Tensor x, Tensor y) {
+        sameShape("y", y, x);
+        kernels.reluForward(pointer("x", x), pointer("y", y), x.size(), stream());
+    }
+
+    @Override
+    public void reluBackward(Tensor y, Tensor dy, Tensor dx) {
+        sameShape("dy", dy, y);
+        sameShape("dx", dx, y);
+        kernels.reluBackward(pointer("y", y), pointer("dy", dy), pointer("dx", dx), y.size(), stream());
+    }
+
+    @Override
+    public double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits) {
+        sameShape("dlogits", dlogits, logits);
+        Scratch s = launchSoftmax(logits, labels, pointer("dlogits", dlogits));
+        float[] loss = new float[labels.length];
+        device.copyToHost(s.loss().pointer(), loss, 0, loss.length, stream());
+        double total = 0;
+        for (float l : loss) total += l;
+        return total;
+    }
+
+    @Override
+    public int countCorrect(Tensor logits, int[] labels) {
+        // The softmax kernel computes the hits too; a scratch gradient keeps the caller's tensors untouched.
+        Scratch s = launchSoftmax(logits, labels, null);
+        int[] hits = new int[labels.length];
+        device.copyToHost(s.correct().pointer(), hits, 0, hits.length, stream());
+        int n = 0;
+        for (int h : hits) n += h;
+        return n;
+    }
+
+    /** Launches the softmax kernel; a null dlogits writes the gradient into scratch. */
+    private Scratch launchSoftmax(Tensor logits, int[] labels, DevicePointer dlogits) {
+        if (labels == null) throw new IllegalArgumentException("labels must not be null");
+        if (labels.length != logits.rows()) {
+            throw new IllegalArgumentException("labels: expected " + logits.rows() + " (one per row of logits), got "
+                    + labels.length);
+        }
+        for (int i = 0; i < labels.length; i++) {
+            if (labels[i] < 0 || labels[i] >= logits.cols()) {
+                throw new IllegalArgumentException("labels[" + i + "]: expected a class in [0, " + logits.cols()
+                        + "), got " + labels[i]);
+            }
+        }
+        int rows = logits.rows(), cols = logits.cols();
+        Scratch s = scratch.computeIfAbsent(((long) rows << 32) | cols, key -> new Scratch(device.allocate(4L * rows),
+                device.allocate(4L * rows), device.allocate(4L * rows), device.allocate(4L * rows * cols)));
+        device.copyToDevice(labels, 0, s.labels().pointer(), labels.length, stream());
+        kernels.softmaxCrossEntropy(pointer("logits", logits), s.labels().pointer(),
+                dlogits != null ? dlogits : s.grad().pointer(), s.loss().pointer(), s.correct().pointer(), rows, cols,
+                stream());
+        return s;
+    }
+
+    @Override
+    public void sgdUpdate(Tensor param, Tensor grad, Tensor velocity, float lr, float momentum, float weightDecay) {
+        sameShape("grad", grad, param);
+        sameShape("velocity", velocity, param);
+        kernels.sgdMomentum(pointer("param", param), pointer("grad", grad), pointer("velocity", velocity),
+                param.size(), lr, momentum, weightDecay, stream());
+    }
+
+    @Override
+    public BatchNormUnit batchNorm(int channels, double eps, double momentum) {
+        checkOpen();
+        return new DeviceBatchNormUnit(this, batchNorm, channels, eps, momentum);
+    }
+
+    /** Frees the scratch buffers, the batch-norm workspace and the kernel module (not the device). Idempotent. */
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        for (Scratch s : scratch.values()) s.close();
+        scratch.clear();
+        batchNorm.close();
+        kernels.close();
+        if (gemmOwned != null) {
+            try {
+                gemmOwned.close();
+            } catch (Exception e) {
+                throw new IllegalStateException("closing the GEMM failed: " + e, e);
+            }
+        }
+    }
+
+    private void checkOpen() {
+        if (closed) throw new IllegalStateException("training backend '" + name + "' is closed");
+    }
+
+    static DevicePointer pointer(String name, Tensor t) {
+        if (t == null) throw new IllegalArgumentException(name + " must not be null");
+        if (!(t instanceof DeviceTensor dt)) {
+            throw new IllegalArgumentException(name + ": expected a device tensor, got " + t.getClass().getName());
+        }
+        return dt.pointer();
+    }
+
+    static void sameShape(String name, Tensor t, Tensor like) {
+        CpuTrainBackend.sameShape(name, t, like);
+    }
+
+    private static void rowVector(String name, Tensor t, int cols) {
+        if (t == null) throw new IllegalArgumentException(name + " must not be null");
+        if (t.rows() != 1 || t.cols() != cols) {
+            throw new IllegalArgumentException(name + ": expected [1, " + cols + "], got " + t);
+        }
+    }
+}

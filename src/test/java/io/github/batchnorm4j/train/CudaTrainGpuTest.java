@@ -1,0 +1,71 @@
+package io.github.batchnorm4j.train;
+
+import io.github.batchnorm4j.cuda.CudaDevice;
+import io.github.batchnorm4j.cuda.CudaProbe;
+import io.github.batchnorm4j.gpu.DeviceBuffer;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * The GPU training path on a real GPU (skipped without one): cuBLAS GEMM against the CPU GEMM, and the same curves
+ * as the CPU for a seed.
+ */
+class CudaTrainGpuTest {
+    @BeforeAll
+    static void needGpu() {
+        CudaProbe.Result r = CudaProbe.probe();
+        assumeTrue(r.available(), "no GPU: " + r.detail());
+    }
+
+    @ParameterizedTest(name = "transA={0} transB={1} m={2} n={3} k={4} beta={5}")
+    @CsvSource({"false,false,37,19,70,0", "true,false,37,19,70,1", "false,true,64,256,256,0", "true,true,17,33,5,-2"})
+    void cublasGemmMatchesTheCpuGemm(boolean ta, boolean tb, int m, int n, int k, float beta) {
+        Random rng = new Random(m * 31L + n + k);
+        float[] a = new float[m * k], b = new float[k * n], c0 = new float[m * n];
+        for (int i = 0; i < a.length; i++) a[i] = (float) rng.nextGaussian();
+        for (int i = 0; i < b.length; i++) b[i] = (float) rng.nextGaussian();
+        for (int i = 0; i < c0.length; i++) c0[i] = beta == 0f ? Float.NaN : (float) rng.nextGaussian();
+        float[] expected = c0.clone();
+        CpuGemm.gemm(ta, tb, m, n, k, 0.5f, a, b, beta, expected);
+        try (CudaDevice dev = new CudaDevice(0); CublasGemm gemm = new CublasGemm();
+             DeviceBuffer da = dev.allocate(4L * a.length); DeviceBuffer db = dev.allocate(4L * b.length);
+             DeviceBuffer dc = dev.allocate(4L * c0.length)) {
+            dev.copyToDevice(a, 0, da.pointer(), a.length, dev.defaultStream());
+            dev.copyToDevice(b, 0, db.pointer(), b.length, dev.defaultStream());
+            dev.copyToDevice(c0, 0, dc.pointer(), c0.length, dev.defaultStream());
+            gemm.sgemm(ta, tb, m, n, k, 0.5f, da.pointer(), db.pointer(), beta, dc.pointer(), dev.defaultStream());
+            float[] c = new float[c0.length];
+            dev.copyToHost(dc.pointer(), c, 0, c.length, dev.defaultStream());
+            for (int i = 0; i < c.length; i++) {
+                assertEquals(expected[i], c[i], 1e-5 * Math.sqrt(k) * (1 + Math.abs(expected[i])), "c[" + i + "]");
+            }
+        }
+    }
+
+    @Test
+    void sameSeedSameCurvesOnCpuAndGpu() {
+        Dataset.Split split = DigitsData.loadSplit(0.2, 42);
+        TrainConfig cfg = TrainConfig.defaults().withEpochs(3);
+        RunResult onCpu;
+        try (CpuTrainBackend cpu = new CpuTrainBackend()) {
+            onCpu = Trainer.train(cpu, split, cfg, "cpu", TrainListener.NONE);
+        }
+        RunResult onGpu;
+        try (TrainBackend gpu = TrainBackends.open("cuda")) {
+            onGpu = Trainer.train(gpu, split, cfg, "cuda", TrainListener.NONE);
+        }
+        for (int e = 0; e < 3; e++) {
+            EpochMetrics a = onCpu.epochs().get(e), b = onGpu.epochs().get(e);
+            // 3 epochs of 23 steps with a different GEMM summation order: rounding differences grow but stay small.
+            assertEquals(a.trainLoss(), b.trainLoss(), 1e-3 * a.trainLoss(), "train loss, epoch " + (e + 1));
+            assertEquals(a.testAccuracy(), b.testAccuracy(), 2.0 / split.test().rows() + 1e-12, "test accuracy");
+        }
+    }
+}
