@@ -218,44 +218,22 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
                 momentum);
         checkEpsilon(eps);
         TensorLayout4d.of(shape); // shapes cuDNN cannot describe fail here, before any allocation
-        DeviceTiming.Buffers b = new DeviceTiming.Buffers(device);
-        try {
-            DevicePointer px = b.upload(x);
-            DevicePointer pg = b.upload(gamma);
-            DevicePointer pb = b.upload(beta);
-            DevicePointer out = b.alloc(x.length);
-            int c = shape.channels();
-            Runnable call = switch (op) {
-                case FORWARD_TRAINING -> {
-                    DevicePointer rm = b.upload(runningMean);
-                    DevicePointer rv = b.upload(runningVar);
-                    DevicePointer mean = b.alloc(c);
-                    DevicePointer invstd = b.alloc(c);
-                    yield () -> forwardTrainingOnDevice(shape, px, pg, pb, eps, rm, rv, momentum, out, mean, invstd);
-                }
-                case FORWARD_INFERENCE -> {
-                    DevicePointer rm = b.upload(runningMean);
-                    DevicePointer rv = b.upload(runningVar);
-                    yield () -> forwardInferenceOnDevice(shape, px, pg, pb, rm, rv, eps, out);
-                }
-                case BACKWARD_TRAINING -> {
-                    DevicePointer pdy = b.upload(dy);
-                    DevicePointer mean = b.upload(saveMean);
-                    DevicePointer invstd = b.upload(saveInvstd);
-                    DevicePointer dg = b.alloc(c);
-                    DevicePointer db = b.alloc(c);
-                    yield () -> backwardTrainingOnDevice(shape, px, pdy, pg, mean, invstd, out, dg, db);
-                }
-            };
-            DeviceStream s = device.defaultStream();
-            return b.timed(() -> {
-                call.run();
-                s.synchronize();
-            });
-        } catch (RuntimeException e) {
-            b.close();
-            throw e;
-        }
+        DeviceStream s = device.defaultStream();
+        return DeviceTiming.prepare(device, op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean,
+                saveInvstd, p -> {
+                    Runnable call = switch (op) {
+                        case FORWARD_TRAINING -> () -> forwardTrainingOnDevice(shape, p.x(), p.gamma(), p.beta(), eps,
+                                p.runningMean(), p.runningVar(), momentum, p.out(), p.saveMean(), p.saveInvstd());
+                        case FORWARD_INFERENCE -> () -> forwardInferenceOnDevice(shape, p.x(), p.gamma(), p.beta(),
+                                p.runningMean(), p.runningVar(), eps, p.out());
+                        case BACKWARD_TRAINING -> () -> backwardTrainingOnDevice(shape, p.x(), p.dy(), p.gamma(),
+                                p.saveMean(), p.saveInvstd(), p.out(), p.dgamma(), p.dbeta());
+                    };
+                    return () -> {
+                        call.run();
+                        s.synchronize();
+                    };
+                });
     }
 
     @Override

@@ -6,12 +6,14 @@ import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.Shape;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Function;
 
 /**
  * What every device backend's {@link DeviceResidentTiming} shares (our kernels in {@link GpuBatchNormOps}, cuDNN in
  * {@code cudnn.CudnnBatchNormOps}): the validation of {@link DeviceResidentTiming#prepareTiming}'s arguments, the
- * device buffers of one prepared operation ({@link Buffers}: uploaded inputs and allocated outputs, freed together),
- * and the device-to-device copy bench measures as the device's copy bandwidth.
+ * device buffers of one prepared operation ({@link #prepare}: inputs uploaded once, outputs allocated, all freed
+ * together on close), and the device-to-device copy bench measures as the device's copy bandwidth. A backend only
+ * says which of its device-resident calls runs on those buffers.
  */
 public final class DeviceTiming {
 
@@ -51,6 +53,52 @@ public final class DeviceTiming {
     }
 
     /**
+     * The device buffers of one prepared operation; those the operation does not use are null.
+     *
+     * @param x           input (uploaded)
+     * @param dy          upstream gradient (uploaded; BACKWARD_TRAINING)
+     * @param gamma       scale, or null for gamma = 1 (uploaded)
+     * @param beta        shift, or null for beta = 0 (uploaded)
+     * @param runningMean running mean (uploaded, updated by FORWARD_TRAINING at every run; FORWARD_*)
+     * @param runningVar  running variance (as runningMean)
+     * @param saveMean    saved mean: an output of FORWARD_TRAINING, an input (uploaded) of BACKWARD_TRAINING
+     * @param saveInvstd  saved invstd (as saveMean)
+     * @param out         y of the forward operations, dx of BACKWARD_TRAINING (allocated)
+     * @param dgamma      gradient of gamma (allocated; BACKWARD_TRAINING)
+     * @param dbeta       gradient of beta (allocated; BACKWARD_TRAINING)
+     */
+    public record Pointers(DevicePointer x, DevicePointer dy, DevicePointer gamma, DevicePointer beta,
+                           DevicePointer runningMean, DevicePointer runningVar, DevicePointer saveMean,
+                           DevicePointer saveInvstd, DevicePointer out, DevicePointer dgamma, DevicePointer dbeta) {
+    }
+
+    /**
+     * Uploads what {@code op} reads and allocates what it writes (arguments already validated, e.g. by
+     * {@link #checkArguments}), then returns the operation {@code launch} makes from those buffers. The launch must
+     * return once the device has finished. On any exception the buffers are freed before it propagates.
+     */
+    public static DeviceResidentTiming.Timed prepare(Device device, DeviceResidentTiming.Op op, Shape shape,
+                                                     float[] x, float[] dy, float[] gamma, float[] beta,
+                                                     float[] runningMean, float[] runningVar, float[] saveMean,
+                                                     float[] saveInvstd, Function<Pointers, Runnable> launch) {
+        Buffers b = new Buffers(device);
+        try {
+            int c = shape.channels();
+            boolean backward = op == DeviceResidentTiming.Op.BACKWARD_TRAINING;
+            boolean training = op == DeviceResidentTiming.Op.FORWARD_TRAINING;
+            Pointers p = new Pointers(b.upload(x), backward ? b.upload(dy) : null, b.upload(gamma), b.upload(beta),
+                    backward ? null : b.upload(runningMean), backward ? null : b.upload(runningVar),
+                    backward ? b.upload(saveMean) : training ? b.alloc(c) : null,
+                    backward ? b.upload(saveInvstd) : training ? b.alloc(c) : null,
+                    b.alloc(x.length), backward ? b.alloc(c) : null, backward ? b.alloc(c) : null);
+            return b.timed(launch.apply(p));
+        } catch (RuntimeException e) {
+            b.close();
+            throw e;
+        }
+    }
+
+    /**
      * A device-to-device copy of {@code bytes} on the device's default stream, timed to completion (bench's yardstick
      * for {@link DeviceResidentTiming#prepareCopy}).
      */
@@ -76,18 +124,18 @@ public final class DeviceTiming {
      * The device buffers of one prepared operation. Allocate and upload through it, then hand it its launch with
      * {@link #timed}; on an exception before that, {@link #close} it. Not thread-safe.
      */
-    public static final class Buffers implements AutoCloseable {
+    private static final class Buffers implements AutoCloseable {
         private final Device device;
         private final List<DeviceBuffer> owned = new ArrayList<>();
 
         /** Buffers on {@code device}, copied on its default stream. */
-        public Buffers(Device device) {
+        Buffers(Device device) {
             if (device == null) throw new IllegalArgumentException("device must not be null");
             this.device = device;
         }
 
         /** A new buffer holding a copy of {@code host}, or null when host is null (an absent optional input). */
-        public DevicePointer upload(float[] host) {
+        DevicePointer upload(float[] host) {
             if (host == null) return null;
             DevicePointer p = alloc(host.length);
             device.copyToDevice(host, 0, p, host.length, device.defaultStream());
@@ -95,7 +143,7 @@ public final class DeviceTiming {
         }
 
         /** A new uninitialized buffer of {@code floats} floats (at least one, so that every pointer is valid). */
-        public DevicePointer alloc(long floats) {
+        DevicePointer alloc(long floats) {
             return allocBytes(Math.max(1, floats) * Float.BYTES);
         }
 
@@ -109,7 +157,7 @@ public final class DeviceTiming {
          * The prepared operation: {@code body} launches it and returns once the device has finished; closing it frees
          * these buffers.
          */
-        public DeviceResidentTiming.Timed timed(Runnable body) {
+        DeviceResidentTiming.Timed timed(Runnable body) {
             return new DeviceResidentTiming.Timed() {
                 private boolean closed;
 

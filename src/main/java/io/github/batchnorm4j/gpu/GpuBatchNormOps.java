@@ -70,46 +70,24 @@ public final class GpuBatchNormOps extends AbstractBatchNormOps implements Measu
         if (isClosed()) throw new IllegalStateException("backend '" + name + "' is closed");
         DeviceTiming.checkArguments(op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps,
                 momentum);
-        DeviceTiming.Buffers b = new DeviceTiming.Buffers(device);
-        try {
-            DeviceStream s = device.defaultStream();
-            DevicePointer px = b.upload(x);
-            DevicePointer pg = b.upload(gamma);
-            DevicePointer pb = b.upload(beta);
-            DevicePointer out = b.alloc(x.length);
-            int c = shape.channels();
-            Runnable body = switch (op) {
-                case FORWARD_TRAINING -> {
-                    DevicePointer rm = b.upload(runningMean);
-                    DevicePointer rv = b.upload(runningVar);
-                    DevicePointer mean = b.alloc(c);
-                    DevicePointer invstd = b.alloc(c);
-                    yield () -> kernels.forwardTraining(shape, px, pg, pb, eps, rm, rv, momentum, out, mean, invstd, s);
-                }
-                case FORWARD_INFERENCE -> {
-                    DevicePointer rm = b.upload(runningMean);
-                    DevicePointer rv = b.upload(runningVar);
-                    yield () -> kernels.forwardInference(shape, px, pg, pb, rm, rv, eps, out, s);
-                }
-                case BACKWARD_TRAINING -> {
-                    DevicePointer pdy = b.upload(dy);
-                    DevicePointer mean = b.upload(saveMean);
-                    DevicePointer invstd = b.upload(saveInvstd);
-                    DevicePointer dg = b.alloc(c);
-                    DevicePointer db = b.alloc(c);
-                    yield () -> kernels.backwardTraining(shape, px, pdy, pg, mean, invstd, out, dg, db, s);
-                }
-            };
-            return b.timed(() -> {
-                begin();
-                body.run();
-                s.synchronize();
-                end();
-            });
-        } catch (RuntimeException e) {
-            b.close();
-            throw e;
-        }
+        DeviceStream s = device.defaultStream();
+        return DeviceTiming.prepare(device, op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean,
+                saveInvstd, p -> {
+                    Runnable call = switch (op) {
+                        case FORWARD_TRAINING -> () -> kernels.forwardTraining(shape, p.x(), p.gamma(), p.beta(), eps,
+                                p.runningMean(), p.runningVar(), momentum, p.out(), p.saveMean(), p.saveInvstd(), s);
+                        case FORWARD_INFERENCE -> () -> kernels.forwardInference(shape, p.x(), p.gamma(), p.beta(),
+                                p.runningMean(), p.runningVar(), eps, p.out(), s);
+                        case BACKWARD_TRAINING -> () -> kernels.backwardTraining(shape, p.x(), p.dy(), p.gamma(),
+                                p.saveMean(), p.saveInvstd(), p.out(), p.dgamma(), p.dbeta(), s);
+                    };
+                    return () -> {
+                        begin();
+                        call.run();
+                        s.synchronize();
+                        end();
+                    };
+                });
     }
 
     @Override

@@ -14,7 +14,6 @@ import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
@@ -39,14 +38,6 @@ class CudnnGpuTest {
         return a;
     }
 
-    private static void assertClose(String what, double[] e, float[] a, double tol) {
-        for (int i = 0; i < e.length; i++) {
-            if (!(Math.abs(a[i] - e[i]) <= tol + tol * Math.abs(e[i]))) {
-                fail(what + ": first mismatch at " + i + ": expected " + e[i] + ", got " + a[i]);
-            }
-        }
-    }
-
     @Test
     void matchesTheFloat64Reference() {
         Random r = new Random(23);
@@ -68,7 +59,7 @@ class CudnnGpuTest {
                 float[] mean = new float[c];
                 float[] invstd = new float[c];
                 ops.forwardTraining(s, x, gamma, beta, 1e-5, rm, rv, 0.1, y, mean, invstd);
-                assertClose("y " + s, Reference.forwardTrainY(s, x, gamma, beta, 1e-5), y, FORWARD_TOL);
+                Reference.assertClose("y " + s, Reference.forwardTrainY(s, x, gamma, beta, 1e-5), y, FORWARD_TOL);
                 long m = s.reductionSize();
                 for (int k = 0; k < c; k++) {
                     double var = Reference.biasedVar(s, x, k);
@@ -82,11 +73,11 @@ class CudnnGpuTest {
                 float[] db = new float[c];
                 ops.backwardTraining(s, x, dy, gamma, mean, invstd, dx, dg, db);
                 double[][] e = Reference.backwardTrain(s, x, dy, gamma, 1e-5);
-                assertClose("dx " + s, e[0], dx, GRADIENT_TOL);
-                assertClose("dgamma " + s, e[1], dg, GRADIENT_TOL);
-                assertClose("dbeta " + s, e[2], db, GRADIENT_TOL);
+                Reference.assertClose("dx " + s, e[0], dx, GRADIENT_TOL);
+                Reference.assertClose("dgamma " + s, e[1], dg, GRADIENT_TOL);
+                Reference.assertClose("dbeta " + s, e[2], db, GRADIENT_TOL);
                 ops.forwardInference(s, x, gamma, beta, rm, rv, 1e-5, y);
-                assertClose("eval y " + s, Reference.evalY(s, x, gamma, beta, rm, rv, 1e-5), y, FORWARD_TOL);
+                Reference.assertClose("eval y " + s, Reference.evalY(s, x, gamma, beta, rm, rv, 1e-5), y, FORWARD_TOL);
             }
         }
     }

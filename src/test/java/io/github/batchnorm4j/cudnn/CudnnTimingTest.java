@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.DeviceResidentTiming.Op;
@@ -29,15 +28,6 @@ class CudnnTimingTest {
         float[] a = new float[n];
         for (int i = 0; i < n; i++) a[i] = (float) (random.nextGaussian() * sd + mean);
         return a;
-    }
-
-    private static void assertClose(String what, double[] expected, float[] actual, double tol) {
-        for (int i = 0; i < expected.length; i++) {
-            if (!(Math.abs(actual[i] - expected[i]) <= tol + tol * Math.abs(expected[i]))) {
-                fail(what + ": element " + i + " of " + expected.length + ": expected " + expected[i] + ", got "
-                        + actual[i]);
-            }
-        }
     }
 
     private float[] read(Map<String, Object> call, String arg, int n) {
@@ -65,7 +55,7 @@ class CudnnTimingTest {
                 Map<String, Object> call = calls.get(1).args();
                 assertSame(calls.get(0).args().get("x"), call.get("x"), "the same uploaded x every run");
                 assertEquals(0.25, (double) call.get("factor"), 0.0);
-                assertClose("y", Reference.forwardTrainY(s, x, gamma, beta, 1e-5), read(call, "y", n), TOL);
+                Reference.assertClose("y", Reference.forwardTrainY(s, x, gamma, beta, 1e-5), read(call, "y", n), TOL);
                 // two runs of the running update on the device: rm <- 0.75 rm + 0.25 mean, twice
                 float[] rmDevice = read(call, "runMean", 5);
                 double[] expected = new double[5];
@@ -73,7 +63,7 @@ class CudnnTimingTest {
                     double mean = Reference.mean(s, x, c);
                     expected[c] = 0.75 * (0.75 * rmBefore[c] + 0.25 * mean) + 0.25 * mean;
                 }
-                assertClose("running mean after two runs", expected, rmDevice, TOL);
+                Reference.assertClose("running mean after two runs", expected, rmDevice, TOL);
             }
             assertTrue(rm[0] == rmBefore[0], "the caller's arrays are not modified");
         }
@@ -100,16 +90,16 @@ class CudnnTimingTest {
                     rv, null, null, 1e-5, 0.1)) {
                 t.run();
                 Map<String, Object> call = api.calls("cudnnBatchNormalizationForwardInference").get(0).args();
-                assertClose("eval y", Reference.evalY(s, x, gamma, null, rm, rv, 1e-5), read(call, "y", n), TOL);
+                Reference.assertClose("eval y", Reference.evalY(s, x, gamma, null, rm, rv, 1e-5), read(call, "y", n), TOL);
             }
             try (DeviceResidentTiming.Timed t = ops.prepareTiming(Op.BACKWARD_TRAINING, s, x, dy, gamma, null, null,
                     null, mean, invstd, 1e-5, 0.1)) {
                 t.run();
                 Map<String, Object> call = api.calls("cudnnBatchNormalizationBackward").get(0).args();
                 double[][] e = Reference.backwardTrain(s, x, dy, gamma, 1e-5);
-                assertClose("dx", e[0], read(call, "dx", n), 1e-4);
-                assertClose("dgamma", e[1], read(call, "dScale", 3), 1e-4);
-                assertClose("dbeta", e[2], read(call, "dBias", 3), 1e-4);
+                Reference.assertClose("dx", e[0], read(call, "dx", n), 1e-4);
+                Reference.assertClose("dgamma", e[1], read(call, "dScale", 3), 1e-4);
+                Reference.assertClose("dbeta", e[2], read(call, "dBias", 3), 1e-4);
             }
         }
         assertTrue(device.live.isEmpty(), device.live.size() + " buffers left");
