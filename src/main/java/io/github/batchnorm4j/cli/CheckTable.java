@@ -9,7 +9,8 @@ import java.util.Map;
 /**
  * Prints a {@link CrossCheck.Report} for {@code batchnorm4j check}: as two text tables (each backend against
  * float64, one line per backend, op, layout and shape; then the pairwise table, one line per op, layout and shape and
- * one column per pair of backends), or as JSON, one object per row.
+ * one column per pair of backends; the float64 rows say which side failed or does not support an op), or as JSON,
+ * one object per row.
  */
 final class CheckTable {
 
@@ -18,7 +19,7 @@ final class CheckTable {
 
     /** The two text tables on System.out. */
     static void print(CrossCheck.Report report, long seed) {
-        System.out.printf(Locale.ROOT, "check %s, seed %d: %d shapes in both layouts x %d ops%n",
+        System.out.printf(Locale.ROOT, "check %s, seed %d: %d shapes (both layouts) x %d ops%n",
                 String.join(", ", report.backends()), seed, CrossCheck.shapes().size(), CrossCheck.OPS.size());
         System.out.printf(Locale.ROOT, "%nagainst float64: max |a - e|/max(|e|, 1) over the op's outputs; tolerance "
                 + "%.0e forward and statistics, %.0e gradients%n", CrossCheck.FORWARD_TOLERANCE,
@@ -77,18 +78,19 @@ final class CheckTable {
         return Double.isNaN(e) ? "-" : String.format(Locale.ROOT, "%.3e", e);
     }
 
-    /** A pair's cell: its error, "FAIL" with the error or the failing side, or "unsupported" (by which side). */
+    /** A pair's cell: its error, "FAIL" with the error or the side that failed, or "unsupported" (by either side). */
     private static String cell(CrossCheck.PairRow p) {
         return switch (p.result()) {
-            case PASS -> error(p.maxRelError());
-            case FAIL -> Double.isNaN(p.maxRelError()) ? "FAIL: " + p.detail() : "FAIL " + error(p.maxRelError());
-            case UNSUPPORTED -> p.detail();
+            case PASS -> String.format(Locale.ROOT, "%.2e", p.maxRelError());
+            case FAIL -> Double.isNaN(p.maxRelError()) ? "FAIL " + p.detail().split(" ")[0]
+                    : String.format(Locale.ROOT, "FAIL %.2e", p.maxRelError());
+            case UNSUPPORTED -> "unsupported";
         };
     }
 
-    /** Right-aligns a cell to its column, as wide as the widest pair name and at least 22. */
+    /** Right-aligns a cell to its column: as wide as the widest pair name, and at least 13 ("FAIL 1.23e-04"). */
     private static String pad(String s, List<CrossCheck.PairRow> pairs) {
-        int width = 22;
+        int width = 13;
         for (CrossCheck.PairRow p : pairs) width = Math.max(width, p.pair().length());
         return String.format("%" + width + "s", s);
     }

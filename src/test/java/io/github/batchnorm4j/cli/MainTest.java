@@ -304,4 +304,73 @@ class MainTest {
                 + "kernel module failed to load"), r.out());
         assertTrue(r.out().contains("check: FAIL, 1 of 1 checks failed"), r.out());
     }
+
+    /** While set, "partial-for-test" is available (unset, other tests' {@code check} of all backends skip it). */
+    private static volatile boolean partialAvailable;
+
+    @Test
+    void checkPrintsThePairwiseTableWithFailuresAndUnsupportedOps() {
+        // The CPU backend with no statistics() and forward eval off by 1e-3 relative at one element.
+        Backends.register(new BackendProvider() {
+            @Override
+            public String name() {
+                return "partial-for-test";
+            }
+
+            @Override
+            public BackendInfo probe() {
+                return new BackendInfo(name(), partialAvailable, "planted by MainTest");
+            }
+
+            @Override
+            public BatchNormOps open() {
+                if (!partialAvailable) throw new BackendUnavailableException(name(), "planted by MainTest");
+                return new DelegatingOps() {
+                    @Override
+                    public String name() {
+                        return "partial-for-test";
+                    }
+
+                    @Override
+                    public io.github.batchnorm4j.ChannelStatistics statistics(Shape shape, float[] x) {
+                        throw new UnsupportedOperationException("no statistics here");
+                    }
+
+                    @Override
+                    public void forwardInference(Shape shape, float[] x, float[] gamma, float[] beta,
+                                                 float[] runningMean, float[] runningVar, double eps, float[] y) {
+                        cpu.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+                        y[0] += 1e-3f * Math.max(1f, Math.abs(y[0]));
+                    }
+                };
+            }
+        });
+        Run r;
+        partialAvailable = true;
+        try {
+            r = inProcess("check", "--backends", "cpu,partial-for-test");
+        } finally {
+            partialAvailable = false;
+        }
+        assertEquals(Main.FAILED, r.code(), r.toString());
+        List<String> out = r.out().lines().toList();
+        int shapes = CrossCheck.shapes().size();
+        assertEquals(shapes, out.stream().filter(l -> l.matches("partial-for-test\\s+statistics\\s.*"
+                + "\\s-\\s+1e-05\\s+UNSUPPORTED\\s+unsupported: no statistics here")).count(), r.out());
+        assertEquals(shapes, out.stream().filter(l -> l.matches("partial-for-test\\s+forward-eval\\s.*\\sFAIL\\s+y"))
+                .count(), r.out());
+        int header = out.indexOf(out.stream().filter(l -> l.matches("op\\s+layout\\s+shape\\s+tolerance\\s+"
+                + "cpu~partial-for-test")).findFirst().orElse("(no pairwise header)"));
+        assertTrue(header > 0, r.out());
+        List<String> pairRows = out.subList(header + 1, header + 1 + shapes * CrossCheck.OPS.size());
+        for (String row : pairRows) {
+            if (row.startsWith("statistics ")) assertTrue(row.endsWith(" unsupported"), row);
+            // 1e-3·max(1, |y|) apart: 1e-3 relative to max(|a|, |b|, 1), or 1e-3/1.001 where |y| > 1
+            else if (row.startsWith("forward-eval ")) assertTrue(row.matches(".*\\sFAIL (1\\.00e-03|9\\.99e-04)"), row);
+            else assertTrue(row.endsWith(" 0.00e+00"), "same code, same inputs: " + row);
+        }
+        assertEquals("check: FAIL, " + 2 * shapes + " of " + 2 * shapes * CrossCheck.OPS.size() * 3 / 2
+                + " checks failed (" + 2 * shapes * CrossCheck.OPS.size() + " against float64, "
+                + shapes * CrossCheck.OPS.size() + " pairwise) on cpu, partial-for-test", out.get(out.size() - 1));
+    }
 }
