@@ -21,6 +21,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.BooleanSupplier;
 import java.util.function.Supplier;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -112,6 +113,14 @@ class MainTest {
 
     /** A registered, available backend made by {@code factory}. */
     private static void register(String name, Supplier<BatchNormOps> factory) {
+        register(name, () -> true, factory);
+    }
+
+    /**
+     * A registered backend made by {@code factory}, available only while {@code available} says so (so that other
+     * tests' {@code check} of all backends skip it).
+     */
+    private static void register(String name, BooleanSupplier available, Supplier<BatchNormOps> factory) {
         Backends.register(new BackendProvider() {
             @Override
             public String name() {
@@ -120,11 +129,12 @@ class MainTest {
 
             @Override
             public BackendInfo probe() {
-                return new BackendInfo(name, true, "planted by MainTest");
+                return new BackendInfo(name, available.getAsBoolean(), "planted by MainTest");
             }
 
             @Override
             public BatchNormOps open() {
+                if (!available.getAsBoolean()) throw new BackendUnavailableException(name, "planted by MainTest");
                 return factory.get();
             }
         });
@@ -271,87 +281,56 @@ class MainTest {
         assertTrue(DeviceTimed.COPIES.get() >= BenchHarness.MIN_WARMUP_RUNS + 3, "the device copy was timed");
     }
 
-    /** While set, "broken-for-test" probes available but cannot be opened (unset, it is simply unavailable). */
-    private static volatile boolean broken;
+    /**
+     * While set, the planted backends of the check tests are available ("broken-for-test" then probes available but
+     * cannot be opened); unset, they are simply unavailable, and other tests' {@code check} of all backends skip them.
+     */
+    private static volatile boolean plantedAvailable;
+
+    /** Runs the command line with the planted backends available. */
+    private static Run whilePlantedAvailable(String... args) {
+        plantedAvailable = true;
+        try {
+            return inProcess(args);
+        } finally {
+            plantedAvailable = false;
+        }
+    }
 
     @Test
     void checkCountsABackendThatCannotBeOpenedAsAFailure() {
-        Backends.register(new BackendProvider() {
-            @Override
-            public String name() {
-                return "broken-for-test";
-            }
-
-            @Override
-            public BackendInfo probe() {
-                return new BackendInfo(name(), broken, broken ? "looks fine" : "planted by MainTest");
-            }
-
-            @Override
-            public BatchNormOps open() {
-                throw new IllegalStateException("kernel module failed to load");
-            }
+        register("broken-for-test", () -> plantedAvailable, () -> {
+            throw new IllegalStateException("kernel module failed to load");
         });
-        Run r;
-        broken = true;
-        try {
-            r = inProcess("check", "--backends", "broken-for-test");
-        } finally {
-            broken = false;
-        }
+        Run r = whilePlantedAvailable("check", "--backends", "broken-for-test");
         assertEquals(Main.FAILED, r.code(), r.toString());
         assertTrue(r.out().contains("FAIL broken-for-test: could not be opened: java.lang.IllegalStateException: "
                 + "kernel module failed to load"), r.out());
         assertTrue(r.out().contains("check: FAIL, 1 of 1 checks failed"), r.out());
     }
 
-    /** While set, "partial-for-test" is available (unset, other tests' {@code check} of all backends skip it). */
-    private static volatile boolean partialAvailable;
-
     @Test
     void checkPrintsThePairwiseTableWithFailuresAndUnsupportedOps() {
         // The CPU backend with no statistics() and forward eval off by 1e-3 relative at one element.
-        Backends.register(new BackendProvider() {
+        register("partial-for-test", () -> plantedAvailable, () -> new DelegatingOps() {
             @Override
             public String name() {
                 return "partial-for-test";
             }
 
             @Override
-            public BackendInfo probe() {
-                return new BackendInfo(name(), partialAvailable, "planted by MainTest");
+            public io.github.batchnorm4j.ChannelStatistics statistics(Shape shape, float[] x) {
+                throw new UnsupportedOperationException("no statistics here");
             }
 
             @Override
-            public BatchNormOps open() {
-                if (!partialAvailable) throw new BackendUnavailableException(name(), "planted by MainTest");
-                return new DelegatingOps() {
-                    @Override
-                    public String name() {
-                        return "partial-for-test";
-                    }
-
-                    @Override
-                    public io.github.batchnorm4j.ChannelStatistics statistics(Shape shape, float[] x) {
-                        throw new UnsupportedOperationException("no statistics here");
-                    }
-
-                    @Override
-                    public void forwardInference(Shape shape, float[] x, float[] gamma, float[] beta,
-                                                 float[] runningMean, float[] runningVar, double eps, float[] y) {
-                        cpu.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
-                        y[0] += 1e-3f * Math.max(1f, Math.abs(y[0]));
-                    }
-                };
+            public void forwardInference(Shape shape, float[] x, float[] gamma, float[] beta, float[] runningMean,
+                                         float[] runningVar, double eps, float[] y) {
+                cpu.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+                y[0] += 1e-3f * Math.max(1f, Math.abs(y[0]));
             }
         });
-        Run r;
-        partialAvailable = true;
-        try {
-            r = inProcess("check", "--backends", "cpu,partial-for-test");
-        } finally {
-            partialAvailable = false;
-        }
+        Run r = whilePlantedAvailable("check", "--backends", "cpu,partial-for-test");
         assertEquals(Main.FAILED, r.code(), r.toString());
         List<String> out = r.out().lines().toList();
         int shapes = CrossCheck.shapes().size();
