@@ -85,12 +85,13 @@ final class BackwardCommand implements Callable<Integer> {
             throw new IllegalArgumentException("expected more than 1 value per channel when training, got x " + shape
                     + " (M = " + shape.reductionSize() + ")");
         }
-        Path dir = Inputs.outDir(out);
         float[] dx = new float[xa.data().length];
         float[] dgamma = new float[c];
         float[] dbeta = new float[c];
         String stats;
         try (BatchNormOps ops = Backends.open(backend)) {
+            // Created once the backend is open: an unavailable backend (exit 3) leaves nothing behind.
+            Path dir = Inputs.outDir(out);
             if (mode == Mode.train) {
                 stats = "saved statistics";
                 if (sm == null) {

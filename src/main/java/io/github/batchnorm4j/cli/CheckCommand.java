@@ -5,22 +5,28 @@ import io.github.batchnorm4j.BackendUnavailableException;
 import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /**
- * {@code batchnorm4j check}: cross-checks backends against the float64 computation ({@link CrossCheck}) and prints a
- * table of max relative errors with PASS/FAIL. Exit 0 when every row passes, 1 on any FAIL, 3 when a backend named
- * in --backends is unavailable (with {@code all}, unavailable backends are listed with their reason and skipped).
+ * {@code batchnorm4j check}: runs the backends through {@link CrossCheck} and prints two tables: each backend against
+ * the float64 computation (PASS/FAIL/UNSUPPORTED per backend, op, layout and shape), and every pair of backends
+ * against each other (max relative error per op, layout and shape, one column per pair). Exit 0 when nothing fails,
+ * 1 on any FAIL, 3 when a backend named in --backends is unavailable (with {@code all}, unavailable backends are
+ * listed with their reason and skipped).
  */
 @Command(name = "check", mixinStandardHelpOptions = true,
-        description = {"Cross-checks backends against a float64 computation on small shapes in both layouts, all ops.",
-            "Tolerances: max relative error 1e-5 forward, 1e-4 gradients. Exit 1 on any FAIL."})
+        description = {"Cross-checks backends against a float64 computation and pairwise against each other, on small "
+                + "shapes in both layouts, all ops.",
+            "Tolerances: max relative error 1e-5 forward, 1e-4 gradients (twice that between two backends). "
+                + "Exit 1 on any FAIL."})
 final class CheckCommand implements Callable<Integer> {
 
     @Option(names = "--backends", defaultValue = "all", paramLabel = "all|LIST",
@@ -32,68 +38,84 @@ final class CheckCommand implements Callable<Integer> {
             description = "Seed of the random inputs (default: ${DEFAULT-VALUE}).")
     long seed;
 
+    @Option(names = "--json", description = "One JSON object per line (kind: skipped, float64, pairwise, summary).")
+    boolean json;
+
     @Override
     public Integer call() {
-        List<String> toRun = new ArrayList<>();
-        if (backends.equalsIgnoreCase("all")) {
-            for (BackendInfo info : Backends.probeAll()) {
-                if (info.available()) toRun.add(info.name());
-                else System.out.println("skipped " + info.name() + ": unavailable (" + info.detail() + ")");
-            }
-        } else {
-            Set<String> names = new LinkedHashSet<>();
-            for (String n : backends.split(",")) {
-                String name = n.strip().toLowerCase(Locale.ROOT);
-                if (name.isEmpty()) throw new IllegalArgumentException("--backends: empty name in '" + backends + "'");
-                names.add(name.equals(Backends.AUTO) ? Backends.resolveAuto() : name);
-            }
-            // Unknown names (exit 2) and unavailable ones (exit 3) are reported before anything runs.
-            for (String name : names) Backends.provider(name);
+        boolean all = backends.equalsIgnoreCase("all");
+        Map<String, String> skipped = new LinkedHashMap<>();
+        List<String> names = all ? availableNames(skipped) : namedBackends();
+        List<BatchNormOps> open = new ArrayList<>();
+        List<String> openFailures = new ArrayList<>();
+        try {
             for (String name : names) {
-                BackendInfo info = probe(name);
-                if (!info.available()) throw new BackendUnavailableException(name, info.detail());
+                try {
+                    open.add(Backends.open(name));
+                } catch (BackendUnavailableException e) {
+                    if (!all) throw e;
+                    skipped.put(name, e.getMessage());
+                } catch (RuntimeException e) {
+                    // Probed available but failed to open (e.g. its kernels did not load): a failure of that backend.
+                    openFailures.add(name + ": could not be opened: " + e);
+                }
             }
-            toRun.addAll(names);
-        }
-        List<CrossCheck.Row> rows = new ArrayList<>();
-        System.out.printf("%-9s %-20s %-15s %-12s %12s %10s  %-6s %s%n", "backend", "op", "layout", "shape",
-                "max_rel_err", "tolerance", "result", "worst output");
-        int openFailures = 0;
-        for (String name : toRun) {
-            List<CrossCheck.Row> result;
-            try (BatchNormOps ops = Backends.open(name)) {
-                result = CrossCheck.run(ops, seed);
-            } catch (BackendUnavailableException e) {
-                if (!backends.equalsIgnoreCase("all")) throw e;
-                System.out.println("skipped " + name + ": " + e.getMessage());
-                continue;
-            } catch (RuntimeException e) {
-                // Probed available but failed to open (e.g. its kernels did not load): a failure of that backend.
-                System.out.println("FAIL " + name + ": could not be opened: " + e);
-                openFailures++;
-                continue;
+            for (Map.Entry<String, String> s : skipped.entrySet()) {
+                if (json) System.out.println(new Json().put("kind", "skipped").put("backend", s.getKey())
+                        .put("reason", s.getValue()));
+                else System.out.println("skipped " + s.getKey() + ": " + s.getValue());
             }
-            for (CrossCheck.Row r : result) {
-                System.out.printf(Locale.ROOT, "%-9s %-20s %-15s %-12s %12.3e %10.0e  %-6s %s%n", r.backend(), r.op(),
-                        r.layout(), r.shape(), r.maxRelError(), r.tolerance(), r.pass() ? "PASS" : "FAIL", r.worst());
+            for (String f : openFailures) {
+                System.out.println(json ? new Json().put("kind", "open-failure").put("detail", f) : "FAIL " + f);
             }
-            rows.addAll(result);
+            CrossCheck.Report report = CrossCheck.run(open, seed);
+            if (json) CheckTable.printJson(report);
+            else if (!open.isEmpty()) CheckTable.print(report, seed);
+            long failed = report.failures() + openFailures.size();
+            long checks = report.rows().size() + report.pairs().size() + openFailures.size();
+            String summary;
+            if (checks == 0) {
+                summary = "check: FAIL, no backend was available to check";
+                failed = 1;
+            } else {
+                summary = (failed == 0 ? "check: PASS, " + checks + " checks" : "check: FAIL, " + failed + " of "
+                        + checks + " checks failed") + " (" + report.rows().size() + " against float64, "
+                        + report.pairs().size() + " pairwise) on " + String.join(", ", report.backends())
+                        + (skipped.isEmpty() ? "" : "; skipped " + String.join(", ", skipped.keySet()));
+            }
+            System.out.println(json ? new Json().put("kind", "summary").put("result", failed == 0 ? "PASS" : "FAIL")
+                    .put("failures", failed).put("detail", summary) : summary);
+            return failed == 0 ? Main.OK : Main.FAILED;
+        } finally {
+            for (BatchNormOps o : open) o.close();
         }
-        long failed = rows.stream().filter(r -> !r.pass()).count() + openFailures;
-        if (rows.isEmpty() && openFailures == 0) {
-            System.out.println("check: no backend was available to check");
-            return Main.FAILED;
-        }
-        System.out.println(failed == 0
-                ? "check: PASS, " + rows.size() + " checks on " + String.join(", ", toRun)
-                : "check: FAIL, " + failed + " of " + (rows.size() + openFailures) + " checks failed");
-        return failed == 0 ? Main.OK : Main.FAILED;
     }
 
-    private static BackendInfo probe(String name) {
-        for (BackendInfo i : Backends.probeAll()) {
-            if (i.name().equals(name)) return i;
+    /** The available backends; the unavailable ones go to {@code skipped} with their reason. */
+    private static List<String> availableNames(Map<String, String> skipped) {
+        List<String> out = new ArrayList<>();
+        for (BackendInfo info : Backends.probeAll()) {
+            if (info.available()) out.add(info.name());
+            else skipped.put(info.name(), "unavailable (" + info.detail() + ")");
         }
-        throw new IllegalArgumentException("--backends: unknown backend '" + name + "'");
+        return out;
+    }
+
+    /** The names in --backends: unknown ones are exit 2, unavailable ones exit 3, both before anything runs. */
+    private List<String> namedBackends() {
+        Set<String> names = new LinkedHashSet<>();
+        for (String n : backends.split(",")) {
+            String name = n.strip().toLowerCase(Locale.ROOT);
+            if (name.isEmpty()) throw new IllegalArgumentException("--backends: empty name in '" + backends + "'");
+            names.add(name.equals(Backends.AUTO) ? Backends.resolveAuto() : name);
+        }
+        for (String name : names) Backends.provider(name);
+        List<BackendInfo> infos = Backends.probeAll();
+        for (String name : names) {
+            BackendInfo info = infos.stream().filter(i -> i.name().equals(name)).findFirst().orElseThrow(
+                    () -> new IllegalArgumentException("--backends: unknown backend '" + name + "'"));
+            if (!info.available()) throw new BackendUnavailableException(name, info.detail());
+        }
+        return new ArrayList<>(names);
     }
 }

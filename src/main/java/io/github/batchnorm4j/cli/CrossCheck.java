@@ -1,35 +1,51 @@
 package io.github.batchnorm4j.cli;
 
 import io.github.batchnorm4j.BatchNormOps;
-import io.github.batchnorm4j.Layout;
+import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.Shape;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
- * The work of {@code batchnorm4j check}: runs one backend over a fixed set of small shapes in both layouts and every
- * operation, and measures each result against {@link Float64Check} with {@link ErrorMetric}. Outputs are NaN-filled
- * before each call so that an element a backend forgets to write fails.
+ * The work of {@code batchnorm4j check}: runs every given backend on the same seeded inputs (a fixed set of small
+ * shapes in both layouts, every operation), then measures each backend's outputs against {@link Float64Check} and
+ * each pair of backends against each other, both with {@link ErrorMetric}. Outputs are NaN-filled before each call
+ * so that an element a backend forgets to write fails.
  *
- * <p>Operations: {@code forward-train} (y, saved mean and invstd, updated running mean and variance with momentum
- * 0.1), {@code forward-train-plain} (affine off, running statistics not tracked: the path of eval without tracked
- * statistics), {@code forward-eval}, {@code backward-train} (dx, dgamma, dbeta from the backend's own saved
- * statistics) and {@code backward-eval}.
+ * <p>Operations and the outputs compared: {@code forward-train} (y, saved mean and invstd, updated running mean and
+ * variance with momentum 0.1), {@code forward-train-plain} (affine off, running statistics not tracked),
+ * {@code forward-eval} (y), {@code backward-train} (dx, dgamma, dbeta from the backend's own saved statistics, as in
+ * a training step), {@code backward-eval} (dx, dgamma, dbeta with frozen running statistics), {@code statistics}
+ * (count, mean, biased variance) and {@code normalize} (y from given mean and invstd). An operation a backend throws
+ * {@link UnsupportedOperationException} for (cuDNN: backward-eval, statistics, normalize) is reported as unsupported,
+ * not as a failure; any other exception is a failure of that row.
+ *
+ * <p>Pass marks: against float64, {@link #FORWARD_TOLERANCE} and {@link #GRADIENT_TOLERANCE} (DESIGN §6); between
+ * two backends, {@link #PAIRWISE_FACTOR} times that, since each side may carry the whole float32 error allowed.
  */
 public final class CrossCheck {
-    /** Tolerance of forward outputs and statistics (max relative error, DESIGN §6). */
+    /** Tolerance of forward outputs and statistics (max relative error against float64, DESIGN §6). */
     public static final double FORWARD_TOLERANCE = 1e-5;
-    /** Tolerance of gradients (max relative error, DESIGN §6). */
+    /** Tolerance of gradients (max relative error against float64, DESIGN §6). */
     public static final double GRADIENT_TOLERANCE = 1e-4;
+    /** Two float32 backends each within the float64 tolerance agree within twice it (triangle inequality). */
+    public static final double PAIRWISE_FACTOR = 2;
     /** Momentum of the running-statistics update checked. */
     static final double MOMENTUM = 0.1;
     static final double EPS = 1e-5;
 
+    /** The operations, in the order of the tables. */
+    public static final List<String> OPS = List.of("forward-train", "forward-train-plain", "forward-eval",
+            "backward-train", "backward-eval", "statistics", "normalize");
+
     /**
      * Shapes in logical order [N, C, S1..Sk]; each runs channels-first and channels-last ([N, S1..Sk, C]), and 2-D
      * shapes once (they are always channels-last). They cover C = 1, N = 1 with spatial &gt; 1, M = 2, odd inner
-     * sizes, C % 4 ≠ 0, 3-D, 4-D and 5-D tensors and many channels.
+     * sizes, C % 4 ≠ 0, 3-D, 4-D and 5-D tensors and many channels, and stay small so that the PTX emulator checks
+     * all of them in seconds.
      */
     static final long[][] LOGICAL_SHAPES = {
         {2, 3, 4, 5},
@@ -41,26 +57,71 @@ public final class CrossCheck {
         {4, 4099},
     };
 
-    private CrossCheck() {
+    /** PASS, FAIL, or UNSUPPORTED (the backend does not offer the operation: not a failure). */
+    public enum Result { PASS, FAIL, UNSUPPORTED }
+
+    /**
+     * One backend's operation against float64.
+     *
+     * @param backend     backend name
+     * @param op          operation (one of {@link #OPS})
+     * @param layout      "channels-first" or "channels-last"
+     * @param shape       dims in the layout's order, "2,3,4,5"
+     * @param maxRelError the largest error over the operation's outputs (NaN when an output is NaN, the call threw or
+     *                    the operation is unsupported)
+     * @param tolerance   the bound it is held to
+     * @param result      PASS, FAIL or UNSUPPORTED
+     * @param detail      which output had the largest error, or why the operation failed or is unsupported
+     */
+    public record Row(String backend, String op, String layout, String shape, double maxRelError, double tolerance,
+                      Result result, String detail) {
+        /** True unless the row is a FAIL. */
+        public boolean pass() {
+            return result != Result.FAIL;
+        }
     }
 
     /**
-     * One line of the table.
+     * One operation of two backends against each other.
      *
-     * @param backend     backend name
      * @param op          operation
      * @param layout      "channels-first" or "channels-last"
-     * @param shape       dims in the layout's order, "2,3,4,5"
-     * @param maxRelError the largest error over the operation's outputs (NaN when an output is NaN or the call threw)
-     * @param tolerance   the bound it is held to
-     * @param worst       which output had the largest error, or the exception when the call failed
+     * @param shape       dims in the layout's order
+     * @param a           first backend
+     * @param b           second backend
+     * @param maxRelError {@link ErrorMetric#maxPairwiseError} over the outputs (NaN when not compared)
+     * @param tolerance   the bound (PAIRWISE_FACTOR × the float64 tolerance)
+     * @param result      PASS, FAIL (beyond tolerance, or one side failed), or UNSUPPORTED (by either side)
+     * @param detail      the worst output, or which side failed or does not support the operation
      */
-    public record Row(String backend, String op, String layout, String shape, double maxRelError, double tolerance,
-                      String worst) {
-        /** True when the error is within tolerance (NaN never passes). */
+    public record PairRow(String op, String layout, String shape, String a, String b, double maxRelError,
+                          double tolerance, Result result, String detail) {
+        /** True unless the row is a FAIL. */
         public boolean pass() {
-            return maxRelError <= tolerance;
+            return result != Result.FAIL;
         }
+
+        /** "a~b", the column name of the pair. */
+        public String pair() {
+            return a + "~" + b;
+        }
+    }
+
+    /**
+     * Everything one check found.
+     *
+     * @param backends names of the backends checked, in order
+     * @param rows     per backend, operation and shape: against float64
+     * @param pairs    per operation, shape and pair of backends (empty with fewer than two backends)
+     */
+    public record Report(List<String> backends, List<Row> rows, List<PairRow> pairs) {
+        /** The number of FAIL rows in both tables. */
+        public long failures() {
+            return rows.stream().filter(r -> !r.pass()).count() + pairs.stream().filter(p -> !p.pass()).count();
+        }
+    }
+
+    private CrossCheck() {
     }
 
     /** The shapes of the check in the given layout ([N, C, S..] → [N, S.., C] for channels-last). */
@@ -82,42 +143,88 @@ public final class CrossCheck {
         return d;
     }
 
-    /** Runs every operation on every shape; never throws for a backend failure (that is a FAIL row). */
-    public static List<Row> run(BatchNormOps ops, long seed) {
+    /**
+     * Runs every operation on every shape on every backend; never throws for a backend failure (that is a FAIL row).
+     * The backends are used, not closed.
+     */
+    public static Report run(List<BatchNormOps> backends, long seed) {
+        List<String> names = new ArrayList<>();
+        for (BatchNormOps b : backends) names.add(b.name());
         List<Row> rows = new ArrayList<>();
+        List<PairRow> pairs = new ArrayList<>();
         long caseSeed = seed;
         for (Shape shape : shapes()) {
             RandomInputs in = RandomInputs.of(shape, caseSeed++);
-            rows.add(guard(ops, "forward-train", shape, FORWARD_TOLERANCE, () -> forwardTrain(ops, in, true)));
-            rows.add(guard(ops, "forward-train-plain", shape, FORWARD_TOLERANCE, () -> forwardTrain(ops, in, false)));
-            rows.add(guard(ops, "forward-eval", shape, FORWARD_TOLERANCE, () -> forwardEval(ops, in)));
-            rows.add(guard(ops, "backward-train", shape, GRADIENT_TOLERANCE, () -> backwardTrain(ops, in)));
-            rows.add(guard(ops, "backward-eval", shape, GRADIENT_TOLERANCE, () -> backwardEval(ops, in)));
+            String layout = shape.layout().cliName();
+            String dims = dimsText(shape.dims());
+            for (String op : OPS) {
+                double tol = op.startsWith("backward") ? GRADIENT_TOLERANCE : FORWARD_TOLERANCE;
+                Map<String, double[]> expected = expected(op, in);
+                List<Outcome> outcomes = new ArrayList<>();
+                for (BatchNormOps b : backends) {
+                    Outcome o = Outcome.of(() -> actual(b, op, in));
+                    outcomes.add(o);
+                    rows.add(o.against(b.name(), op, layout, dims, expected, tol));
+                }
+                for (int i = 0; i < outcomes.size(); i++) {
+                    for (int j = i + 1; j < outcomes.size(); j++) {
+                        pairs.add(Outcome.pair(op, layout, dims, names.get(i), outcomes.get(i), names.get(j),
+                                outcomes.get(j), PAIRWISE_FACTOR * tol));
+                    }
+                }
+            }
         }
-        return rows;
+        return new Report(List.copyOf(names), rows, pairs);
     }
 
-    /** The worst output of one operation: its name and error. */
-    private record Worst(String output, double error) {
-        Worst and(String name, float[] actual, double[] expected) {
-            double e = ErrorMetric.maxRelativeError(actual, expected);
-            if (Double.isNaN(error)) return this;
-            if (Double.isNaN(e) || e > error) return new Worst(name, e);
-            return this;
+    /** What one backend did for one operation: its named outputs, or why there are none. */
+    private record Outcome(Map<String, float[]> outputs, Result failure, String why) {
+        static Outcome of(java.util.function.Supplier<Map<String, float[]>> call) {
+            try {
+                return new Outcome(call.get(), null, null);
+            } catch (UnsupportedOperationException e) {
+                return new Outcome(null, Result.UNSUPPORTED, "unsupported: " + e.getMessage());
+            } catch (RuntimeException e) {
+                return new Outcome(null, Result.FAIL, "threw " + e);
+            }
         }
-    }
 
-    private interface Op {
-        Worst run();
-    }
+        Row against(String backend, String op, String layout, String dims, Map<String, double[]> expected,
+                    double tol) {
+            if (outputs == null) return new Row(backend, op, layout, dims, Double.NaN, tol, failure, why);
+            String worst = null;
+            double error = 0;
+            for (Map.Entry<String, double[]> e : expected.entrySet()) {
+                double err = ErrorMetric.maxRelativeError(outputs.get(e.getKey()), e.getValue());
+                if (worst == null || Double.isNaN(err) || err > error) {
+                    worst = e.getKey();
+                    error = err;
+                    if (Double.isNaN(err)) break;
+                }
+            }
+            return new Row(backend, op, layout, dims, error, tol, error <= tol ? Result.PASS : Result.FAIL, worst);
+        }
 
-    private static Row guard(BatchNormOps ops, String op, Shape shape, double tol, Op body) {
-        String dims = dimsText(shape.dims());
-        try {
-            Worst w = body.run();
-            return new Row(ops.name(), op, shape.layout().cliName(), dims, w.error(), tol, w.output());
-        } catch (RuntimeException e) {
-            return new Row(ops.name(), op, shape.layout().cliName(), dims, Double.NaN, tol, "threw " + e);
+        static PairRow pair(String op, String layout, String dims, String a, Outcome oa, String b, Outcome ob,
+                            double tol) {
+            Outcome without = oa.outputs == null ? oa : ob.outputs == null ? ob : null;
+            if (without != null) {
+                String who = without == oa ? a : b;
+                // A failed side already fails its float64 row; the pair says so too. Unsupported is no failure.
+                return new PairRow(op, layout, dims, a, b, Double.NaN, tol, without.failure,
+                        who + (without.failure == Result.UNSUPPORTED ? " unsupported" : " failed"));
+            }
+            String worst = null;
+            double error = 0;
+            for (Map.Entry<String, float[]> e : oa.outputs.entrySet()) {
+                double err = ErrorMetric.maxPairwiseError(e.getValue(), ob.outputs.get(e.getKey()));
+                if (worst == null || Double.isNaN(err) || err > error) {
+                    worst = e.getKey();
+                    error = err;
+                    if (Double.isNaN(err)) break;
+                }
+            }
+            return new PairRow(op, layout, dims, a, b, error, tol, error <= tol ? Result.PASS : Result.FAIL, worst);
         }
     }
 
@@ -127,65 +234,142 @@ public final class CrossCheck {
         return a;
     }
 
-    private static Worst forwardTrain(BatchNormOps ops, RandomInputs in, boolean full) {
+    /** Float mean and invstd of x computed in double: the statistics normalize is given. */
+    private static float[][] exactStatistics(RandomInputs in) {
         Shape s = in.shape();
+        double[] mean = Float64Check.mean(s, in.x());
+        double[] var = Float64Check.variance(s, in.x(), mean);
+        float[] m = new float[mean.length];
+        float[] inv = new float[mean.length];
+        for (int c = 0; c < mean.length; c++) {
+            m[c] = (float) mean[c];
+            inv[c] = (float) (1.0 / Math.sqrt(var[c] + EPS));
+        }
+        return new float[][] {m, inv};
+    }
+
+    /** The float64 outputs of {@code op}, named as {@link #actual} names the backend's. */
+    private static Map<String, double[]> expected(String op, RandomInputs in) {
+        Shape s = in.shape();
+        Map<String, double[]> out = new LinkedHashMap<>();
+        switch (op) {
+            case "forward-train", "forward-train-plain" -> {
+                boolean full = op.equals("forward-train");
+                Float64Check.Forward f = Float64Check.forwardTraining(s, in.x(), full ? in.gamma() : null,
+                        full ? in.beta() : null, EPS, full ? in.runningMean() : null, full ? in.runningVar() : null,
+                        MOMENTUM);
+                out.put("y", f.y());
+                out.put("save_mean", f.mean());
+                out.put("save_invstd", f.invstd());
+                if (full) {
+                    out.put("running_mean", f.runningMean());
+                    out.put("running_var", f.runningVar());
+                }
+            }
+            case "forward-eval" -> out.put("y", Float64Check.forwardInference(s, in.x(), in.gamma(), in.beta(),
+                    in.runningMean(), in.runningVar(), EPS));
+            case "backward-train", "backward-eval" -> {
+                Float64Check.Gradients g = op.equals("backward-train")
+                        ? Float64Check.backwardTraining(s, in.x(), in.dy(), in.gamma(), EPS)
+                        : Float64Check.backwardInference(s, in.x(), in.dy(), in.gamma(), in.runningMean(),
+                                in.runningVar(), EPS);
+                out.put("dx", g.dx());
+                out.put("dgamma", g.dgamma());
+                out.put("dbeta", g.dbeta());
+            }
+            case "statistics" -> {
+                double[] mean = Float64Check.mean(s, in.x());
+                out.put("count", new double[] {s.reductionSize()});
+                out.put("mean", mean);
+                out.put("var", Float64Check.variance(s, in.x(), mean));
+            }
+            case "normalize" -> {
+                float[][] st = exactStatistics(in);
+                double[] mean = new double[st[0].length];
+                double[] invstd = new double[st[1].length];
+                for (int c = 0; c < mean.length; c++) {
+                    mean[c] = st[0][c];
+                    invstd[c] = st[1][c];
+                }
+                out.put("y", Float64Check.apply(s, in.x(), in.gamma(), in.beta(), mean, invstd));
+            }
+            default -> throw new IllegalArgumentException("unknown op " + op);
+        }
+        return out;
+    }
+
+    /** Runs {@code op} on a backend with poisoned outputs; returns the outputs by name. */
+    private static Map<String, float[]> actual(BatchNormOps ops, String op, RandomInputs in) {
+        Shape s = in.shape();
+        int n = in.x().length;
         int c = s.channels();
-        float[] gamma = full ? in.gamma() : null;
-        float[] beta = full ? in.beta() : null;
-        float[] rm = full ? in.runningMean().clone() : null;
-        float[] rv = full ? in.runningVar().clone() : null;
-        float[] y = poisoned(in.x().length);
-        float[] mean = poisoned(c);
-        float[] invstd = poisoned(c);
-        ops.forwardTraining(s, in.x(), gamma, beta, EPS, rm, rv, MOMENTUM, y, mean, invstd);
-        Float64Check.Forward ref = Float64Check.forwardTraining(s, in.x(), gamma, beta, EPS,
-                full ? in.runningMean() : null, full ? in.runningVar() : null, MOMENTUM);
-        Worst w = new Worst("y", 0).and("y", y, ref.y()).and("save_mean", mean, ref.mean())
-                .and("save_invstd", invstd, ref.invstd());
-        if (full) w = w.and("running_mean", rm, ref.runningMean()).and("running_var", rv, ref.runningVar());
-        return w;
+        Map<String, float[]> out = new LinkedHashMap<>();
+        switch (op) {
+            case "forward-train", "forward-train-plain" -> {
+                boolean full = op.equals("forward-train");
+                float[] rm = full ? in.runningMean().clone() : null;
+                float[] rv = full ? in.runningVar().clone() : null;
+                float[] y = poisoned(n);
+                float[] mean = poisoned(c);
+                float[] invstd = poisoned(c);
+                ops.forwardTraining(s, in.x(), full ? in.gamma() : null, full ? in.beta() : null, EPS, rm, rv,
+                        MOMENTUM, y, mean, invstd);
+                out.put("y", y);
+                out.put("save_mean", mean);
+                out.put("save_invstd", invstd);
+                if (full) {
+                    out.put("running_mean", rm);
+                    out.put("running_var", rv);
+                }
+            }
+            case "forward-eval" -> {
+                float[] y = poisoned(n);
+                ops.forwardInference(s, in.x(), in.gamma(), in.beta(), in.runningMean(), in.runningVar(), EPS, y);
+                out.put("y", y);
+            }
+            case "backward-train", "backward-eval" -> {
+                float[] dx = poisoned(n);
+                float[] dgamma = poisoned(c);
+                float[] dbeta = poisoned(c);
+                if (op.equals("backward-train")) {
+                    // The backend's own saved statistics, as in a real training step.
+                    float[] mean = new float[c];
+                    float[] invstd = new float[c];
+                    ops.forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS, null, null, 0, new float[n], mean,
+                            invstd);
+                    ops.backwardTraining(s, in.x(), in.dy(), in.gamma(), mean, invstd, dx, dgamma, dbeta);
+                } else {
+                    ops.backwardInference(s, in.x(), in.dy(), in.gamma(), in.runningMean(), in.runningVar(), EPS,
+                            dx, dgamma, dbeta);
+                }
+                out.put("dx", dx);
+                out.put("dgamma", dgamma);
+                out.put("dbeta", dbeta);
+            }
+            case "statistics" -> {
+                ChannelStatistics st = ops.statistics(s, in.x());
+                float[] mean = new float[c];
+                float[] var = new float[c];
+                for (int k = 0; k < c; k++) {
+                    mean[k] = (float) st.mean(k);
+                    var[k] = (float) st.variance(k);
+                }
+                out.put("count", new float[] {st.count()});
+                out.put("mean", mean);
+                out.put("var", var);
+            }
+            case "normalize" -> {
+                float[][] st = exactStatistics(in);
+                float[] y = poisoned(n);
+                ops.normalize(s, in.x(), in.gamma(), in.beta(), st[0], st[1], y);
+                out.put("y", y);
+            }
+            default -> throw new IllegalArgumentException("unknown op " + op);
+        }
+        return out;
     }
 
-    private static Worst forwardEval(BatchNormOps ops, RandomInputs in) {
-        Shape s = in.shape();
-        float[] y = poisoned(in.x().length);
-        ops.forwardInference(s, in.x(), in.gamma(), in.beta(), in.runningMean(), in.runningVar(), EPS, y);
-        double[] ref = Float64Check.forwardInference(s, in.x(), in.gamma(), in.beta(), in.runningMean(),
-                in.runningVar(), EPS);
-        return new Worst("y", 0).and("y", y, ref);
-    }
-
-    private static Worst backwardTrain(BatchNormOps ops, RandomInputs in) {
-        Shape s = in.shape();
-        int c = s.channels();
-        // The backend's own saved statistics, as in a real training step.
-        float[] y = new float[in.x().length];
-        float[] mean = new float[c];
-        float[] invstd = new float[c];
-        ops.forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS, null, null, 0, y, mean, invstd);
-        float[] dx = poisoned(in.x().length);
-        float[] dgamma = poisoned(c);
-        float[] dbeta = poisoned(c);
-        ops.backwardTraining(s, in.x(), in.dy(), in.gamma(), mean, invstd, dx, dgamma, dbeta);
-        Float64Check.Gradients ref = Float64Check.backwardTraining(s, in.x(), in.dy(), in.gamma(), EPS);
-        return new Worst("dx", 0).and("dx", dx, ref.dx()).and("dgamma", dgamma, ref.dgamma())
-                .and("dbeta", dbeta, ref.dbeta());
-    }
-
-    private static Worst backwardEval(BatchNormOps ops, RandomInputs in) {
-        Shape s = in.shape();
-        int c = s.channels();
-        float[] dx = poisoned(in.x().length);
-        float[] dgamma = poisoned(c);
-        float[] dbeta = poisoned(c);
-        ops.backwardInference(s, in.x(), in.dy(), in.gamma(), in.runningMean(), in.runningVar(), EPS, dx, dgamma,
-                dbeta);
-        Float64Check.Gradients ref = Float64Check.backwardInference(s, in.x(), in.dy(), in.gamma(), in.runningMean(),
-                in.runningVar(), EPS);
-        return new Worst("dx", 0).and("dx", dx, ref.dx()).and("dgamma", dgamma, ref.dgamma())
-                .and("dbeta", dbeta, ref.dbeta());
-    }
-
+    /** "2,3,4,5". */
     static String dimsText(long[] dims) {
         StringBuilder sb = new StringBuilder();
         for (int i = 0; i < dims.length; i++) {

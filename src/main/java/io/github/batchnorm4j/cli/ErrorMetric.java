@@ -26,6 +26,25 @@ public final class ErrorMetric {
         return worst;
     }
 
+    /**
+     * The same measure between two float32 results neither of which is the reference (two backends in
+     * {@code check}'s pairwise table): {@code |a − b| / max(|a|, |b|, 1)}, symmetric in a and b. NaN or infinite on
+     * either side gives {@code NaN}.
+     */
+    public static double maxPairwiseError(float[] a, float[] b) {
+        if (a.length != b.length) {
+            throw new IllegalArgumentException("b: expected " + a.length + " values, got " + b.length);
+        }
+        double worst = 0;
+        for (int i = 0; i < a.length; i++) {
+            double scale = Math.max(Math.max(Math.abs((double) a[i]), Math.abs((double) b[i])), 1.0);
+            double err = Math.abs((double) a[i] - b[i]) / scale;
+            if (!Double.isFinite(err) || !Double.isFinite(scale)) return Double.NaN;
+            worst = Math.max(worst, err);
+        }
+        return worst;
+    }
+
     /** Max relative error of float32 results against float32 results of another backend. */
     public static double maxRelativeError(float[] actual, float[] expected) {
         double[] e = new double[expected.length];

@@ -106,11 +106,12 @@ final class ForwardCommand implements Callable<Integer> {
         // Affine on without files: gamma = 1, beta = 0, which is what null means to the backend.
         BatchNormOptions options = (m == null ? BatchNormOptions.builder().cumulativeMomentum()
                 : BatchNormOptions.builder().momentum(m)).eps(eps).build();
-        Path dir = Inputs.outDir(out);
         float[] y = new float[xa.data().length];
         List<String> written = new ArrayList<>();
         String detail;
         try (BatchNormOps ops = Backends.open(backend)) {
+            // Created once the backend is open: an unavailable backend (exit 3) leaves nothing behind.
+            Path dir = Inputs.outDir(out);
             if (mode == Mode.train || !tracked) {
                 float[] mean = new float[c];
                 float[] invstd = new float[c];

@@ -3,11 +3,13 @@ package io.github.batchnorm4j.cudnn;
 import io.github.batchnorm4j.AbstractBatchNormOps;
 import io.github.batchnorm4j.BatchNormOptions;
 import io.github.batchnorm4j.ChannelStatistics;
+import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
 import io.github.batchnorm4j.gpu.DevicePointer;
 import io.github.batchnorm4j.gpu.DeviceStream;
+import io.github.batchnorm4j.gpu.DeviceTiming;
 import jcuda.jcudnn.JCudnn;
 import jcuda.jcudnn.cudnnBatchNormMode;
 
@@ -53,8 +55,11 @@ import java.util.Map;
  * ({@link #forwardTrainingOnDevice} and friends) take buffers of the same {@link Device} (e.g. those a GPU training
  * loop already holds) and queue the cuDNN call on the device's default stream. The gamma = 1 / beta = 0 buffers and
  * the sinks for unwanted outputs are allocated once per channel count and freed on {@link #close()}.
+ *
+ * <p>For {@code bench}, {@link #prepareTiming} uploads an operation's inputs once and times the device-resident call
+ * (to completion of the default stream), so GPU figures exclude host copies.
  */
-public final class CudnnBatchNormOps extends AbstractBatchNormOps {
+public final class CudnnBatchNormOps extends AbstractBatchNormOps implements DeviceResidentTiming {
     private static final int MODE = cudnnBatchNormMode.CUDNN_BATCHNORM_SPATIAL;
 
     private final CudnnApi api;
@@ -200,6 +205,41 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps {
         System.arraycopy(dxOut, 0, dx, 0, n);
         if (dgamma != null) System.arraycopy(dgOut, 0, dgamma, 0, c);
         if (dbeta != null) System.arraycopy(dbOut, 0, dbeta, 0, c);
+    }
+
+    // ---- bench: the device-resident calls on inputs uploaded once ----
+
+    @Override
+    public Timed prepareTiming(Op op, Shape shape, float[] x, float[] dy, float[] gamma, float[] beta,
+                               float[] runningMean, float[] runningVar, float[] saveMean, float[] saveInvstd,
+                               double eps, double momentum) {
+        if (isClosed()) throw new IllegalStateException("backend 'cudnn' is closed");
+        DeviceTiming.checkArguments(op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps,
+                momentum);
+        checkEpsilon(eps);
+        TensorLayout4d.of(shape); // shapes cuDNN cannot describe fail here, before any allocation
+        DeviceStream s = device.defaultStream();
+        return DeviceTiming.prepare(device, op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean,
+                saveInvstd, p -> {
+                    Runnable call = switch (op) {
+                        case FORWARD_TRAINING -> () -> forwardTrainingOnDevice(shape, p.x(), p.gamma(), p.beta(), eps,
+                                p.runningMean(), p.runningVar(), momentum, p.out(), p.saveMean(), p.saveInvstd());
+                        case FORWARD_INFERENCE -> () -> forwardInferenceOnDevice(shape, p.x(), p.gamma(), p.beta(),
+                                p.runningMean(), p.runningVar(), eps, p.out());
+                        case BACKWARD_TRAINING -> () -> backwardTrainingOnDevice(shape, p.x(), p.dy(), p.gamma(),
+                                p.saveMean(), p.saveInvstd(), p.out(), p.dgamma(), p.dbeta());
+                    };
+                    return () -> {
+                        call.run();
+                        s.synchronize();
+                    };
+                });
+    }
+
+    @Override
+    public Timed prepareCopy(long bytes) {
+        if (isClosed()) throw new IllegalStateException("backend 'cudnn' is closed");
+        return DeviceTiming.deviceCopy(device, bytes);
     }
 
     // ---- device-resident API: buffers of this backend's device, ordered on its default stream ----

@@ -1,14 +1,11 @@
 package io.github.batchnorm4j.gpu;
 
 import io.github.batchnorm4j.AbstractBatchNormOps;
-import io.github.batchnorm4j.BatchNormOptions;
 import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.MeasuredOps;
 import io.github.batchnorm4j.Shape;
 
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Optional;
 
 /**
@@ -71,128 +68,31 @@ public final class GpuBatchNormOps extends AbstractBatchNormOps implements Measu
                                float[] runningMean, float[] runningVar, float[] saveMean, float[] saveInvstd,
                                double eps, double momentum) {
         if (isClosed()) throw new IllegalStateException("backend '" + name + "' is closed");
-        if (op == null) throw new IllegalArgumentException("op must not be null");
-        checkTensor("x", shape, x);
-        checkOptionalChannels("gamma", shape, gamma);
-        checkOptionalChannels("beta", shape, beta);
-        BatchNormOptions.checkEps(eps);
-        switch (op) {
-            case FORWARD_TRAINING -> {
-                checkTraining(shape);
-                checkChannels("runningMean", shape, runningMean);
-                checkChannels("runningVar", shape, runningVar);
-                BatchNormOptions.checkMomentum(momentum);
-            }
-            case FORWARD_INFERENCE -> {
-                checkChannels("runningMean", shape, runningMean);
-                checkChannels("runningVar", shape, runningVar);
-            }
-            case BACKWARD_TRAINING -> {
-                checkTraining(shape);
-                checkTensor("dy", shape, dy);
-                checkChannels("saveMean", shape, saveMean);
-                checkChannels("saveInvstd", shape, saveInvstd);
-            }
-        }
-        List<DeviceBuffer> owned = new ArrayList<>();
-        try {
-            DeviceStream s = device.defaultStream();
-            DevicePointer px = upload(owned, x, s);
-            DevicePointer pg = upload(owned, gamma, s);
-            DevicePointer pb = upload(owned, beta, s);
-            DevicePointer out = alloc(owned, x.length);
-            int c = shape.channels();
-            Runnable body = switch (op) {
-                case FORWARD_TRAINING -> {
-                    DevicePointer rm = upload(owned, runningMean, s);
-                    DevicePointer rv = upload(owned, runningVar, s);
-                    DevicePointer mean = alloc(owned, c);
-                    DevicePointer invstd = alloc(owned, c);
-                    yield () -> kernels.forwardTraining(shape, px, pg, pb, eps, rm, rv, momentum, out, mean, invstd, s);
-                }
-                case FORWARD_INFERENCE -> {
-                    DevicePointer rm = upload(owned, runningMean, s);
-                    DevicePointer rv = upload(owned, runningVar, s);
-                    yield () -> kernels.forwardInference(shape, px, pg, pb, rm, rv, eps, out, s);
-                }
-                case BACKWARD_TRAINING -> {
-                    DevicePointer pdy = upload(owned, dy, s);
-                    DevicePointer mean = upload(owned, saveMean, s);
-                    DevicePointer invstd = upload(owned, saveInvstd, s);
-                    DevicePointer dg = alloc(owned, c);
-                    DevicePointer db = alloc(owned, c);
-                    yield () -> kernels.backwardTraining(shape, px, pdy, pg, mean, invstd, out, dg, db, s);
-                }
-            };
-            return new DeviceTimed(owned, () -> {
-                begin();
-                body.run();
-                s.synchronize();
-                end();
-            });
-        } catch (RuntimeException e) {
-            owned.forEach(DeviceBuffer::close);
-            throw e;
-        }
+        DeviceTiming.checkArguments(op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps,
+                momentum);
+        DeviceStream s = device.defaultStream();
+        return DeviceTiming.prepare(device, op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean,
+                saveInvstd, p -> {
+                    Runnable call = switch (op) {
+                        case FORWARD_TRAINING -> () -> kernels.forwardTraining(shape, p.x(), p.gamma(), p.beta(), eps,
+                                p.runningMean(), p.runningVar(), momentum, p.out(), p.saveMean(), p.saveInvstd(), s);
+                        case FORWARD_INFERENCE -> () -> kernels.forwardInference(shape, p.x(), p.gamma(), p.beta(),
+                                p.runningMean(), p.runningVar(), eps, p.out(), s);
+                        case BACKWARD_TRAINING -> () -> kernels.backwardTraining(shape, p.x(), p.dy(), p.gamma(),
+                                p.saveMean(), p.saveInvstd(), p.out(), p.dgamma(), p.dbeta(), s);
+                    };
+                    return () -> {
+                        begin();
+                        call.run();
+                        s.synchronize();
+                        end();
+                    };
+                });
     }
 
     @Override
     public Timed prepareCopy(long bytes) {
-        if (bytes < 1) throw new IllegalArgumentException("bytes must be >= 1, got " + bytes);
-        List<DeviceBuffer> owned = new ArrayList<>();
-        try {
-            DeviceBuffer src = device.allocate(bytes);
-            owned.add(src);
-            DeviceBuffer dst = device.allocate(bytes);
-            owned.add(dst);
-            DeviceStream s = device.defaultStream();
-            device.memset(src.pointer(), (byte) 1, bytes, s);
-            return new DeviceTimed(owned, () -> {
-                device.copyDeviceToDevice(src.pointer(), dst.pointer(), bytes, s);
-                s.synchronize();
-            });
-        } catch (RuntimeException e) {
-            owned.forEach(DeviceBuffer::close);
-            throw e;
-        }
-    }
-
-    private DevicePointer upload(List<DeviceBuffer> owned, float[] host, DeviceStream s) {
-        if (host == null) return null;
-        DevicePointer p = alloc(owned, host.length);
-        device.copyToDevice(host, 0, p, host.length, s);
-        return p;
-    }
-
-    private DevicePointer alloc(List<DeviceBuffer> owned, long floats) {
-        DeviceBuffer b = device.allocate(Math.max(1, floats) * 4);
-        owned.add(b);
-        return b.pointer();
-    }
-
-    /** A prepared device-resident operation owning its buffers. */
-    private static final class DeviceTimed implements Timed {
-        private final List<DeviceBuffer> owned;
-        private final Runnable body;
-        private boolean closed;
-
-        DeviceTimed(List<DeviceBuffer> owned, Runnable body) {
-            this.owned = owned;
-            this.body = body;
-        }
-
-        @Override
-        public void run() {
-            if (closed) throw new IllegalStateException("timed operation is closed");
-            body.run();
-        }
-
-        @Override
-        public void close() {
-            if (closed) return;
-            closed = true;
-            owned.forEach(DeviceBuffer::close);
-        }
+        return DeviceTiming.deviceCopy(device, bytes);
     }
 
     @Override

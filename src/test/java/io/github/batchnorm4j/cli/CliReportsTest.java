@@ -82,7 +82,7 @@ class CliReportsTest {
         assertEquals(0, r.exitCode(), r::toString);
         long rows = r.stdout().lines().filter(l -> l.startsWith("cpu ")).count();
         long pass = r.stdout().lines().filter(l -> l.startsWith("cpu ") && l.contains(" PASS ")).count();
-        assertEquals(CrossCheck.shapes().size() * 5L, rows, r::toString);
+        assertEquals(CrossCheck.shapes().size() * (long) CrossCheck.OPS.size(), rows, r::toString);
         assertEquals(rows, pass, r::toString);
         assertTrue(r.stdout().contains("check: PASS"), r::toString);
     }

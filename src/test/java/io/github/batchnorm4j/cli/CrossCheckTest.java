@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.cpu.CpuBatchNormOps;
 import java.util.List;
@@ -12,15 +13,20 @@ import java.util.Set;
 import java.util.stream.Collectors;
 import org.junit.jupiter.api.Test;
 
-/** {@code check}'s work: the CPU backend passes, and backends with planted bugs fail exactly where they are wrong. */
+/**
+ * {@code check}'s work: the CPU backend passes, backends with planted bugs fail exactly where they are wrong (against
+ * float64 and in the pairwise table), unsupported operations are reported as such, and the pairwise measure.
+ */
 class CrossCheckTest {
 
     @Test
     void cpuBackendPassesEveryRow() {
         try (BatchNormOps cpu = new CpuBatchNormOps()) {
-            List<CrossCheck.Row> rows = CrossCheck.run(cpu, 42);
-            assertEquals(CrossCheck.shapes().size() * 5, rows.size());
-            for (CrossCheck.Row r : rows) assertTrue(r.pass(), r.toString());
+            CrossCheck.Report report = CrossCheck.run(List.of(cpu), 42);
+            assertEquals(CrossCheck.shapes().size() * CrossCheck.OPS.size(), report.rows().size());
+            for (CrossCheck.Row r : report.rows()) assertEquals(CrossCheck.Result.PASS, r.result(), r.toString());
+            assertTrue(report.pairs().isEmpty(), "one backend: no pairs");
+            assertEquals(0, report.failures());
         }
     }
 
@@ -33,10 +39,25 @@ class CrossCheckTest {
         assertTrue(shapes.contains(Shape.channelsFirst(1, 5, 3, 3)), "N = 1 with spatial > 1");
     }
 
-    /** Ops whose names are the rows expected to fail. */
+    private static List<CrossCheck.Row> rows(BatchNormOps planted) {
+        return CrossCheck.run(List.of(planted), 42).rows();
+    }
+
+    /**
+     * Ops whose rows fail against float64, checked to be exactly the ops whose pairwise rows against the CPU backend
+     * fail (the planted bugs are far beyond both tolerances).
+     */
     private static Set<String> failingOps(BatchNormOps planted) {
-        return CrossCheck.run(planted, 42).stream().filter(r -> !r.pass()).map(CrossCheck.Row::op)
-                .collect(Collectors.toSet());
+        try (BatchNormOps cpu = new CpuBatchNormOps()) {
+            CrossCheck.Report r = CrossCheck.run(List.of(cpu, planted), 42);
+            Set<String> float64 = r.rows().stream().filter(row -> !row.pass()).map(CrossCheck.Row::op)
+                    .collect(Collectors.toSet());
+            assertTrue(r.rows().stream().filter(row -> row.backend().equals("cpu")).allMatch(CrossCheck.Row::pass));
+            Set<String> pairwise = r.pairs().stream().filter(p -> !p.pass()).map(CrossCheck.PairRow::op)
+                    .collect(Collectors.toSet());
+            assertEquals(float64, pairwise, "pairwise failures");
+            return float64;
+        }
     }
 
     @Test
@@ -86,8 +107,7 @@ class CrossCheckTest {
                 dx[dx.length - 1] = last;
             }
         };
-        List<CrossCheck.Row> rows = CrossCheck.run(planted, 42);
-        for (CrossCheck.Row r : rows) {
+        for (CrossCheck.Row r : rows(planted)) {
             assertEquals(!r.op().equals("backward-train"), r.pass(), r.toString());
         }
     }
@@ -101,10 +121,10 @@ class CrossCheckTest {
                 throw new IllegalStateException("kernel launch failed");
             }
         };
-        List<CrossCheck.Row> rows = CrossCheck.run(planted, 42);
-        CrossCheck.Row eval = rows.stream().filter(r -> r.op().equals("forward-eval")).findFirst().orElseThrow();
+        CrossCheck.Row eval = rows(planted).stream().filter(r -> r.op().equals("forward-eval")).findFirst().orElseThrow();
         assertFalse(eval.pass());
-        assertTrue(eval.worst().contains("kernel launch failed"), eval.toString());
+        assertEquals(CrossCheck.Result.FAIL, eval.result());
+        assertTrue(eval.detail().contains("kernel launch failed"), eval.toString());
     }
 
     @Test
@@ -119,5 +139,117 @@ class CrossCheckTest {
             }
         };
         assertEquals(Set.of("forward-eval"), failingOps(planted));
+    }
+
+    @Test
+    void aWrongCountFromStatisticsFails() {
+        BatchNormOps planted = new DelegatingOps() {
+            @Override
+            public ChannelStatistics statistics(Shape shape, float[] x) {
+                ChannelStatistics s = cpu.statistics(shape, x);
+                return new ChannelStatistics(s.count() + 1, s.means(), s.m2s());
+            }
+        };
+        assertEquals(Set.of("statistics"), failingOps(planted));
+    }
+
+    @Test
+    void normalizeIgnoringBetaFails() {
+        BatchNormOps planted = new DelegatingOps() {
+            @Override
+            public void normalize(Shape shape, float[] x, float[] gamma, float[] beta, float[] mean, float[] invstd,
+                                  float[] y) {
+                cpu.normalize(shape, x, gamma, null, mean, invstd, y);
+            }
+        };
+        assertEquals(Set.of("normalize"), failingOps(planted));
+    }
+
+    @Test
+    void unsupportedOpsAreReportedNotFailed() {
+        // As the cudnn backend does: no eval-mode backward, statistics or normalize.
+        BatchNormOps partial = new DelegatingOps() {
+            @Override
+            public String name() {
+                return "partial";
+            }
+
+            @Override
+            public ChannelStatistics statistics(Shape shape, float[] x) {
+                throw new UnsupportedOperationException("no statistics here");
+            }
+
+            @Override
+            public void backwardInference(Shape shape, float[] x, float[] dy, float[] gamma, float[] runningMean,
+                                          float[] runningVar, double eps, float[] dx, float[] dgamma, float[] dbeta) {
+                throw new UnsupportedOperationException("no frozen backward here");
+            }
+        };
+        try (BatchNormOps cpu = new CpuBatchNormOps()) {
+            CrossCheck.Report r = CrossCheck.run(List.of(cpu, partial), 3);
+            assertEquals(0, r.failures(), "unsupported is no failure");
+            for (CrossCheck.Row row : r.rows()) {
+                boolean unsupported = row.backend().equals("partial")
+                        && (row.op().equals("statistics") || row.op().equals("backward-eval"));
+                assertEquals(unsupported ? CrossCheck.Result.UNSUPPORTED : CrossCheck.Result.PASS, row.result(),
+                        row.toString());
+                if (unsupported) assertTrue(row.detail().startsWith("unsupported: no "), row.toString());
+            }
+            assertEquals(CrossCheck.shapes().size() * CrossCheck.OPS.size(), r.pairs().size(), "one pair");
+            for (CrossCheck.PairRow p : r.pairs()) {
+                boolean unsupported = p.op().equals("statistics") || p.op().equals("backward-eval");
+                assertEquals(unsupported ? CrossCheck.Result.UNSUPPORTED : CrossCheck.Result.PASS, p.result(),
+                        p.toString());
+                if (unsupported) assertEquals("partial unsupported", p.detail());
+                else assertEquals(0.0, p.maxRelError(), "same code, same inputs: " + p);
+            }
+        }
+    }
+
+    @Test
+    void aPairThatDiffersSlightlyIsMeasuredAndFailsBeyondTwiceTheTolerance() {
+        // Two backends each 1.5e-5 away from the truth in opposite directions at one y element: each fails its own
+        // 1e-5 float64 bound, and the pair (3e-5 apart) fails its 2e-5 bound; the measure is |a - b|/max(|a|,|b|,1).
+        BatchNormOps up = skewedEval("up", 1.5e-5f);
+        BatchNormOps down = skewedEval("down", -1.5e-5f);
+        CrossCheck.Report r = CrossCheck.run(List.of(up, down), 42);
+        for (CrossCheck.PairRow p : r.pairs()) {
+            if (p.op().equals("forward-eval")) {
+                assertEquals(CrossCheck.Result.FAIL, p.result(), p.toString());
+                assertTrue(p.maxRelError() > 2.9e-5 && p.maxRelError() < 3.1e-5, p.toString());
+                assertEquals("up~down", p.pair());
+            } else {
+                assertEquals(0.0, p.maxRelError(), p.toString());
+            }
+        }
+    }
+
+    private static BatchNormOps skewedEval(String name, float relative) {
+        return new DelegatingOps() {
+            @Override
+            public String name() {
+                return name;
+            }
+
+            @Override
+            public void forwardInference(Shape shape, float[] x, float[] gamma, float[] beta, float[] runningMean,
+                                         float[] runningVar, double eps, float[] y) {
+                cpu.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+                int i = y.length / 2;
+                y[i] += relative * Math.max(1f, Math.abs(y[i]));
+            }
+        };
+    }
+
+    @Test
+    void pairwiseMeasure() {
+        assertEquals(0.0, ErrorMetric.maxPairwiseError(new float[] {1, -2}, new float[] {1, -2}));
+        // relative to the larger magnitude of the two, whichever side it is on
+        assertEquals(0.5, ErrorMetric.maxPairwiseError(new float[] {1, 4}, new float[] {1, 2}), 1e-12);
+        assertEquals(0.5, ErrorMetric.maxPairwiseError(new float[] {1, 2}, new float[] {1, 4}), 1e-12);
+        // absolute below 1: values near zero do not blow up
+        assertEquals(1e-3, ErrorMetric.maxPairwiseError(new float[] {0.001f}, new float[] {0}), 1e-9);
+        assertTrue(Double.isNaN(ErrorMetric.maxPairwiseError(new float[] {Float.NaN}, new float[] {1})));
+        assertTrue(Double.isNaN(ErrorMetric.maxPairwiseError(new float[] {1}, new float[] {Float.POSITIVE_INFINITY})));
     }
 }

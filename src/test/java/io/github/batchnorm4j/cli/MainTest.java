@@ -21,6 +21,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.BooleanSupplier;
 import java.util.function.Supplier;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -112,6 +113,14 @@ class MainTest {
 
     /** A registered, available backend made by {@code factory}. */
     private static void register(String name, Supplier<BatchNormOps> factory) {
+        register(name, () -> true, factory);
+    }
+
+    /**
+     * A registered backend made by {@code factory}, available only while {@code available} says so (so that other
+     * tests' {@code check} of all backends skip it).
+     */
+    private static void register(String name, BooleanSupplier available, Supplier<BatchNormOps> factory) {
         Backends.register(new BackendProvider() {
             @Override
             public String name() {
@@ -120,11 +129,12 @@ class MainTest {
 
             @Override
             public BackendInfo probe() {
-                return new BackendInfo(name, true, "planted by MainTest");
+                return new BackendInfo(name, available.getAsBoolean(), "planted by MainTest");
             }
 
             @Override
             public BatchNormOps open() {
+                if (!available.getAsBoolean()) throw new BackendUnavailableException(name, "planted by MainTest");
                 return factory.get();
             }
         });
@@ -271,37 +281,75 @@ class MainTest {
         assertTrue(DeviceTimed.COPIES.get() >= BenchHarness.MIN_WARMUP_RUNS + 3, "the device copy was timed");
     }
 
-    /** While set, "broken-for-test" probes available but cannot be opened (unset, it is simply unavailable). */
-    private static volatile boolean broken;
+    /**
+     * While set, the planted backends of the check tests are available ("broken-for-test" then probes available but
+     * cannot be opened); unset, they are simply unavailable, and other tests' {@code check} of all backends skip them.
+     */
+    private static volatile boolean plantedAvailable;
+
+    /** Runs the command line with the planted backends available. */
+    private static Run whilePlantedAvailable(String... args) {
+        plantedAvailable = true;
+        try {
+            return inProcess(args);
+        } finally {
+            plantedAvailable = false;
+        }
+    }
 
     @Test
     void checkCountsABackendThatCannotBeOpenedAsAFailure() {
-        Backends.register(new BackendProvider() {
-            @Override
-            public String name() {
-                return "broken-for-test";
-            }
-
-            @Override
-            public BackendInfo probe() {
-                return new BackendInfo(name(), broken, broken ? "looks fine" : "planted by MainTest");
-            }
-
-            @Override
-            public BatchNormOps open() {
-                throw new IllegalStateException("kernel module failed to load");
-            }
+        register("broken-for-test", () -> plantedAvailable, () -> {
+            throw new IllegalStateException("kernel module failed to load");
         });
-        Run r;
-        broken = true;
-        try {
-            r = inProcess("check", "--backends", "broken-for-test");
-        } finally {
-            broken = false;
-        }
+        Run r = whilePlantedAvailable("check", "--backends", "broken-for-test");
         assertEquals(Main.FAILED, r.code(), r.toString());
         assertTrue(r.out().contains("FAIL broken-for-test: could not be opened: java.lang.IllegalStateException: "
                 + "kernel module failed to load"), r.out());
         assertTrue(r.out().contains("check: FAIL, 1 of 1 checks failed"), r.out());
+    }
+
+    @Test
+    void checkPrintsThePairwiseTableWithFailuresAndUnsupportedOps() {
+        // The CPU backend with no statistics() and forward eval off by 1e-3 relative at one element.
+        register("partial-for-test", () -> plantedAvailable, () -> new DelegatingOps() {
+            @Override
+            public String name() {
+                return "partial-for-test";
+            }
+
+            @Override
+            public io.github.batchnorm4j.ChannelStatistics statistics(Shape shape, float[] x) {
+                throw new UnsupportedOperationException("no statistics here");
+            }
+
+            @Override
+            public void forwardInference(Shape shape, float[] x, float[] gamma, float[] beta, float[] runningMean,
+                                         float[] runningVar, double eps, float[] y) {
+                cpu.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+                y[0] += 1e-3f * Math.max(1f, Math.abs(y[0]));
+            }
+        });
+        Run r = whilePlantedAvailable("check", "--backends", "cpu,partial-for-test");
+        assertEquals(Main.FAILED, r.code(), r.toString());
+        List<String> out = r.out().lines().toList();
+        int shapes = CrossCheck.shapes().size();
+        assertEquals(shapes, out.stream().filter(l -> l.matches("partial-for-test\\s+statistics\\s.*"
+                + "\\s-\\s+1e-05\\s+UNSUPPORTED\\s+unsupported: no statistics here")).count(), r.out());
+        assertEquals(shapes, out.stream().filter(l -> l.matches("partial-for-test\\s+forward-eval\\s.*\\sFAIL\\s+y"))
+                .count(), r.out());
+        int header = out.indexOf(out.stream().filter(l -> l.matches("op\\s+layout\\s+shape\\s+tolerance\\s+"
+                + "cpu~partial-for-test")).findFirst().orElse("(no pairwise header)"));
+        assertTrue(header > 0, r.out());
+        List<String> pairRows = out.subList(header + 1, header + 1 + shapes * CrossCheck.OPS.size());
+        for (String row : pairRows) {
+            if (row.startsWith("statistics ")) assertTrue(row.endsWith(" unsupported"), row);
+            // 1e-3·max(1, |y|) apart: 1e-3 relative to max(|a|, |b|, 1), or 1e-3/1.001 where |y| > 1
+            else if (row.startsWith("forward-eval ")) assertTrue(row.matches(".*\\sFAIL (1\\.00e-03|9\\.99e-04)"), row);
+            else assertTrue(row.endsWith(" 0.00e+00"), "same code, same inputs: " + row);
+        }
+        assertEquals("check: FAIL, " + 2 * shapes + " of " + 2 * shapes * CrossCheck.OPS.size() * 3 / 2
+                + " checks failed (" + 2 * shapes * CrossCheck.OPS.size() + " against float64, "
+                + shapes * CrossCheck.OPS.size() + " pairwise) on cpu, partial-for-test", out.get(out.size() - 1));
     }
 }

@@ -94,11 +94,13 @@ final class HostDevice implements Device {
     }
 
     @Override public void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream s) {
-        throw new UnsupportedOperationException();
+        for (long i = 0; i < bytes; i++) {
+            buf(dst).mem.put((int) (dst.byteOffset() + i), buf(src).mem.get((int) (src.byteOffset() + i)));
+        }
     }
 
     @Override public void memset(DevicePointer dst, byte value, long bytes, DeviceStream s) {
-        throw new UnsupportedOperationException();
+        for (long i = 0; i < bytes; i++) buf(dst).mem.put((int) (dst.byteOffset() + i), value);
     }
 
     @Override public DeviceModule loadModule(String name, String ptx) { throw new UnsupportedOperationException(); }

@@ -80,4 +80,14 @@ final class Reference {
         }
         return new double[][] {dx, dg, db};
     }
+
+    /** Fails unless |actual − expected| ≤ tol + tol·|expected| everywhere, naming the first bad element. */
+    static void assertClose(String what, double[] expected, float[] actual, double tol) {
+        for (int i = 0; i < expected.length; i++) {
+            if (!(Math.abs(actual[i] - expected[i]) <= tol + tol * Math.abs(expected[i]))) {
+                org.junit.jupiter.api.Assertions.fail(what + ": first mismatch at " + i + " of " + expected.length
+                        + ": expected " + expected[i] + ", got " + actual[i]);
+            }
+        }
+    }
 }
