@@ -36,6 +36,9 @@ final class Kernels {
      * resident), y[base + j] = (x[base + j] − m[j])·s[j] + t[j] costs 0.58 ns per element (scalar), the same loop on
      * a scratch copy 0.20 ns including both copies (System.arraycopy is an intrinsic). Chunk size measured on one core,
      * [32,56,56,64] (ms per apply pass): 64 floats 2.64, 128 2.21, 256 3.19, 512 3.57, 1024 4.67: short chunks won.
+     * Checked again in CpuSpeedMain (3 runs each, CPU time, one core): 256 floats gave channels-last forward-train
+     * 6.2-6.6 ms and backward 9.0-10.2 ms against 6.1-6.25 and 8.5-8.7 with 128. (Not explained; one suspect is 4 KiB
+     * aliasing between the scratch and coefficient arrays, which are allocated back to back, at the larger sizes.)
      */
     static final int CHUNK_FLOATS = 128;
 
