@@ -17,7 +17,8 @@ import picocli.CommandLine.Option;
  */
 @Command(name = "backward", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Batch-norm backward: DIR/dx.npy, DIR/dgamma.npy, DIR/dbeta.npy from X.npy and DY.npy.",
-            "Train mode recomputes mean/invstd from x when --save-mean/--save-invstd are not given."})
+            "Train mode recomputes mean/invstd from x when --save-mean/--save-invstd are not given; eval mode uses "
+                + "--running-mean/--running-var."})
 final class BackwardCommand implements Callable<Integer> {
 
     @Option(names = "--x", required = true, paramLabel = "X.npy", description = "Forward input.")
