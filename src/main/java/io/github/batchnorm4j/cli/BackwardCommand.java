@@ -7,6 +7,7 @@ import io.github.batchnorm4j.Shape;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -16,7 +17,8 @@ import picocli.CommandLine.Option;
  */
 @Command(name = "backward", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Batch-norm backward: DIR/dx.npy, DIR/dgamma.npy, DIR/dbeta.npy from X.npy and DY.npy.",
-            "Train mode recomputes mean/invstd from x when --save-mean/--save-invstd are not given."})
+            "Train mode recomputes mean/invstd from x when --save-mean/--save-invstd are not given; eval mode uses "
+                + "--running-mean/--running-var."})
 final class BackwardCommand implements Callable<Integer> {
 
     @Option(names = "--x", required = true, paramLabel = "X.npy", description = "Forward input.")
@@ -38,11 +40,8 @@ final class BackwardCommand implements Callable<Integer> {
             description = "train: batch statistics; eval: frozen running statistics (default: ${DEFAULT-VALUE}).")
     Mode mode;
 
-    @Option(names = "--running-mean", paramLabel = "F", description = "Eval mode: running mean (default 0).")
-    Path runningMean;
-
-    @Option(names = "--running-var", paramLabel = "F", description = "Eval mode: running variance (default 1).")
-    Path runningVar;
+    @Mixin
+    RunningStatsOptions running; // eval mode only
 
     @Option(names = "--eps", defaultValue = "1e-5", description = "Added to the variance (default: ${DEFAULT-VALUE}).")
     double eps;
@@ -51,11 +50,8 @@ final class BackwardCommand implements Callable<Integer> {
             description = "As for forward (default: ${DEFAULT-VALUE}).")
     String layout;
 
-    @Option(names = "--backend", defaultValue = "auto", paramLabel = "B", description = "As for forward.")
-    String backend;
-
-    @Option(names = "--out", required = true, paramLabel = "DIR", description = "Output directory (created).")
-    Path out;
+    @Mixin
+    BackendAndOutOptions target;
 
     @Override
     public Integer call() throws Exception {
@@ -66,7 +62,7 @@ final class BackwardCommand implements Callable<Integer> {
         if (mode == Mode.eval && saveMean != null) {
             throw new IllegalArgumentException("--save-mean/--save-invstd apply to --mode train only");
         }
-        if (mode == Mode.train && (runningMean != null || runningVar != null)) {
+        if (mode == Mode.train && running.given()) {
             throw new IllegalArgumentException("--running-mean/--running-var apply to --mode eval only");
         }
         NpyArray xa = Inputs.read("--x", x);
@@ -79,19 +75,18 @@ final class BackwardCommand implements Callable<Integer> {
         float[] rm = null;
         float[] rv = null;
         if (mode == Mode.eval) {
-            rm = runningMean != null ? Inputs.perChannel("--running-mean", runningMean, shape) : new float[c];
-            rv = runningVar != null ? Inputs.perChannel("--running-var", runningVar, shape) : ForwardCommand.ones(c);
-        } else if (shape.reductionSize() < 2) {
-            throw new IllegalArgumentException("expected more than 1 value per channel when training, got x " + shape
-                    + " (M = " + shape.reductionSize() + ")");
+            rm = running.mean(shape);
+            rv = running.variance(shape);
+        } else {
+            Inputs.checkTrainable(shape);
         }
         float[] dx = new float[xa.data().length];
         float[] dgamma = new float[c];
         float[] dbeta = new float[c];
         String stats;
-        try (BatchNormOps ops = Backends.open(backend)) {
+        try (BatchNormOps ops = Backends.open(target.backend)) {
             // Created once the backend is open: an unavailable backend (exit 3) leaves nothing behind.
-            Path dir = Inputs.outDir(out);
+            Path dir = Inputs.outDir(target.out);
             if (mode == Mode.train) {
                 stats = "saved statistics";
                 if (sm == null) {

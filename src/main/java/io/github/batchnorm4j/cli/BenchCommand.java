@@ -95,6 +95,12 @@ final class BenchCommand implements Callable<Integer> {
             shapes.add(shapeIn(Layout.CHANNELS_LAST, logical)); // a 2-D [N, C] is channels-last only
         }
         for (Shape s : shapes) s.elementCountAsInt(); // too large for the host API: a usage error before any work
+        long m = shapes.get(0).reductionSize(); // the same in every layout
+        if (m < 2 && (ops.contains("forward-train") || ops.contains("backward"))) {
+            // PyTorch's rule for training; checked here so that the error comes before any output, not mid-table.
+            throw new IllegalArgumentException("--shape " + shape + ": expected more than 1 value per channel when "
+                    + "training (M = " + m + "); only --op forward-eval runs on it");
+        }
 
         try (BatchNormOps ops0 = Backends.open(backend); BenchSuite suite = new BenchSuite(ops0)) {
             long bytes = shapes.get(0).elementCount() * Float.BYTES;

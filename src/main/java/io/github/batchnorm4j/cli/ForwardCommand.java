@@ -6,10 +6,10 @@ import io.github.batchnorm4j.BatchNormOptions;
 import io.github.batchnorm4j.Shape;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -32,11 +32,8 @@ final class ForwardCommand implements Callable<Integer> {
     @Option(names = "--beta", paramLabel = "B.npy", description = "Shift per channel (default 0).")
     Path beta;
 
-    @Option(names = "--running-mean", paramLabel = "RM.npy", description = "Running mean (default 0).")
-    Path runningMean;
-
-    @Option(names = "--running-var", paramLabel = "RV.npy", description = "Running (unbiased) variance (default 1).")
-    Path runningVar;
+    @Mixin
+    RunningStatsOptions running;
 
     @Option(names = "--layout", defaultValue = "channels-first", paramLabel = "L",
             description = "channels-first, channels-last, or a named layout that also fixes the rank: NCL, NCHW, "
@@ -66,12 +63,8 @@ final class ForwardCommand implements Callable<Integer> {
             description = "Do not track running statistics (eval mode then uses batch statistics).")
     boolean noRunningStats;
 
-    @Option(names = "--backend", defaultValue = "auto", paramLabel = "B",
-            description = "auto (cuda when available, else cpu) or a backend listed by 'info' (default: ${DEFAULT-VALUE}).")
-    String backend;
-
-    @Option(names = "--out", required = true, paramLabel = "DIR", description = "Output directory (created).")
-    Path out;
+    @Mixin
+    BackendAndOutOptions target;
 
     @Override
     public Integer call() throws Exception {
@@ -84,7 +77,7 @@ final class ForwardCommand implements Callable<Integer> {
         if (noAffine && (gamma != null || beta != null)) {
             throw new IllegalArgumentException("--gamma/--beta cannot be combined with --no-affine");
         }
-        if (noRunningStats && (runningMean != null || runningVar != null)) {
+        if (noRunningStats && running.given()) {
             throw new IllegalArgumentException("--running-mean/--running-var cannot be combined with --no-running-stats");
         }
         NpyArray xa = Inputs.read("--x", x);
@@ -96,22 +89,19 @@ final class ForwardCommand implements Callable<Integer> {
         float[] rm = null;
         float[] rv = null;
         if (tracked) {
-            rm = runningMean != null ? Inputs.perChannel("--running-mean", runningMean, shape) : new float[c];
-            rv = runningVar != null ? Inputs.perChannel("--running-var", runningVar, shape) : ones(c);
+            rm = running.mean(shape);
+            rv = running.variance(shape);
         }
-        if (mode == Mode.train && shape.reductionSize() < 2) {
-            throw new IllegalArgumentException("expected more than 1 value per channel when training, got x " + shape
-                    + " (M = " + shape.reductionSize() + ")");
-        }
+        if (mode == Mode.train) Inputs.checkTrainable(shape);
         // Affine on without files: gamma = 1, beta = 0, which is what null means to the backend.
         BatchNormOptions options = (m == null ? BatchNormOptions.builder().cumulativeMomentum()
                 : BatchNormOptions.builder().momentum(m)).eps(eps).build();
         float[] y = new float[xa.data().length];
         List<String> written = new ArrayList<>();
         String detail;
-        try (BatchNormOps ops = Backends.open(backend)) {
+        try (BatchNormOps ops = Backends.open(target.backend)) {
             // Created once the backend is open: an unavailable backend (exit 3) leaves nothing behind.
-            Path dir = Inputs.outDir(out);
+            Path dir = Inputs.outDir(target.out);
             if (mode == Mode.train || !tracked) {
                 float[] mean = new float[c];
                 float[] invstd = new float[c];
@@ -146,11 +136,5 @@ final class ForwardCommand implements Callable<Integer> {
                     + String.join(", ", written));
         }
         return Main.OK;
-    }
-
-    static float[] ones(int n) {
-        float[] a = new float[n];
-        Arrays.fill(a, 1f);
-        return a;
     }
 }

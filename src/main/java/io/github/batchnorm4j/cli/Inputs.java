@@ -71,6 +71,14 @@ final class Inputs {
     }
 
     /** Checks --eps: finite and &gt; 0. */
+    /** Training needs more than one value per channel (PyTorch's rule); {@code x} is the tensor's shape. */
+    static void checkTrainable(Shape x) {
+        if (x.reductionSize() < 2) {
+            throw new IllegalArgumentException("expected more than 1 value per channel when training, got x " + x
+                    + " (M = " + x.reductionSize() + ")");
+        }
+    }
+
     static void checkEps(double eps) {
         try {
             BatchNormOptions.checkEps(eps);

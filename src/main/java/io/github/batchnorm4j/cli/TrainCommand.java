@@ -25,6 +25,7 @@ import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 
 /**
@@ -65,7 +66,7 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--weight-decay", description = "L2 weight decay (default: ${DEFAULT-VALUE})")
     float weightDecay = 0f;
 
-    @Option(names = "--hidden", split = ",", paramLabel = "W1,W2,...",
+    @Option(names = "--hidden", split = ",", paramLabel = "W1,W2,...", hideParamSyntax = true,
             description = "hidden layer widths (default: 256,256)")
     int[] hidden = {256, 256};
 
@@ -109,7 +110,7 @@ public final class TrainCommand implements Callable<Integer> {
             if (compare && noBn) throw new IllegalArgumentException("--compare and --no-bn: expected at most one");
             TrainConfig base = new TrainConfig(hidden, !noBn, epochs, batchSize, lr, momentum, weightDecay, seed,
                     1e-5, 0.1);
-            if (compare) base.withLr(highLr); // validates --high-lr before any work
+            if (compare) validateHighLr(base);
             Dataset.Split split = loadData();
             List<RunResult> runs = new ArrayList<>();
             String backendName;
@@ -147,7 +148,7 @@ public final class TrainCommand implements Callable<Integer> {
         } catch (BackendUnavailableException e) {
             return Main.error(stderr, Main.UNAVAILABLE, e.getMessage());
         } catch (IllegalArgumentException e) {
-            return Main.error(stderr, Main.BAD_INPUT, e.getMessage());
+            return Main.error(stderr, Main.BAD_INPUT, withOptionName(e.getMessage()));
         } catch (IOException e) {
             return Main.error(stderr, Main.BAD_INPUT, e.toString());
         }
@@ -165,6 +166,27 @@ public final class TrainCommand implements Callable<Integer> {
         return j.put("batch_norm", main.config().batchNorm()).put("lr", lr).put("epochs", epochs)
                 .put("seconds", seconds).put("seconds_per_epoch", main.secondsPerEpoch())
                 .put("backend", backendName).put("dataset", datasetName()).put("out", dir.toString()).toString();
+    }
+
+    /** Validates --high-lr before any work; TrainConfig's message would name --lr. */
+    private void validateHighLr(TrainConfig base) {
+        try {
+            base.withLr(highLr);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--high-lr" + e.getMessage().substring("lr".length()), e);
+        }
+    }
+
+    /** The train package names its fields (batchSize: ...); the user typed options (--batch-size). */
+    private static final Map<String, String> OPTION_OF_FIELD = Map.of("hidden", "--hidden", "epochs", "--epochs",
+            "batchSize", "--batch-size", "lr", "--lr", "momentum", "--momentum", "weightDecay", "--weight-decay",
+            "testFraction", "--test-fraction", "backend", "--backend");
+
+    /** Rewrites a leading "field:" of a train-package message into the option's name. */
+    static String withOptionName(String message) {
+        int colon = message.indexOf(':');
+        String option = colon > 0 ? OPTION_OF_FIELD.get(message.substring(0, colon)) : null;
+        return option == null ? message : option + message.substring(colon);
     }
 
     private static String label(boolean bn, float rate) {

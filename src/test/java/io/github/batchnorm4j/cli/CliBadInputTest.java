@@ -96,6 +96,13 @@ class CliBadInputTest {
     }
 
     @Test
+    void benchOfOneValuePerChannelIsRejectedBeforeAnyOutput() throws Exception {
+        String[] args = {"bench", "--backend", "cpu", "--shape", "1,3", "--repeat", "1"};
+        rejects(List.of("--shape 1,3", "expected more than 1 value per channel when training", "M = 1"), args);
+        assertEquals("", Launcher.run(dir, args).stdout(), "no half-printed table before the error");
+    }
+
+    @Test
     void unknownOption() throws Exception {
         rejects(List.of("--frobnicate"), "forward", "--x", "x4d.npy", "--frobnicate", "--out", "out");
     }

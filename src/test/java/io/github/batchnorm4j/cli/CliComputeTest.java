@@ -36,6 +36,12 @@ class CliComputeTest {
         return a;
     }
 
+    static float[] ones(int n) {
+        float[] a = new float[n];
+        java.util.Arrays.fill(a, 1f);
+        return a;
+    }
+
     static float[] uniform(Random r, int n, double lo, double hi) {
         float[] a = new float[n];
         for (int i = 0; i < n; i++) a[i] = (float) (lo + (hi - lo) * r.nextDouble());
@@ -172,7 +178,7 @@ class CliComputeTest {
         save("dy.npy", dims, dy);
 
         ok("forward", "--x", "x.npy", "--layout", "NC", "--no-affine", "--backend", "cpu", "--out", "fwd");
-        double[][] ref = Ref64.forwardTrain(shape, x, null, null, EPS, new float[7], ForwardCommand.ones(7), 0.1);
+        double[][] ref = Ref64.forwardTrain(shape, x, null, null, EPS, new float[7], ones(7), 0.1);
         assertClose("y", ref[0], load("fwd/y.npy", dims), FORWARD);
         assertClose("save_invstd", ref[2], load("fwd/save_invstd.npy", 7), FORWARD);
         assertClose("running_var (defaults 0/1, unbiased with M = 2)", ref[4], load("fwd/running_var.npy", 7), FORWARD);

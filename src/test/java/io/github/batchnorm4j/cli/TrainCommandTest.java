@@ -136,13 +136,33 @@ class TrainCommandTest {
 
         r = run("--batch-size", "1", "--out", tmp.resolve("o").toString());
         assertEquals(2, r.exit());
-        assertTrue(r.err().startsWith("error: batchSize: expected >= 2, got 1"), r.err());
+        assertEquals("error: --batch-size: expected >= 2, got 1", r.err().strip(), "names the option typed");
+
+        r = run("--weight-decay", "-1", "--out", tmp.resolve("o").toString());
+        assertEquals(2, r.exit());
+        assertTrue(r.err().startsWith("error: --weight-decay: expected a finite value >= 0, got -1.0"), r.err());
+
+        r = run("--test-fraction", "1.5", "--out", tmp.resolve("o").toString());
+        assertEquals(2, r.exit());
+        assertTrue(r.err().startsWith("error: --test-fraction: expected a value in (0, 1), got 1.5"), r.err());
+
+        r = run("--compare", "--high-lr", "-1", "--out", tmp.resolve("o").toString());
+        assertEquals(2, r.exit());
+        assertTrue(r.err().startsWith("error: --high-lr: expected a finite value > 0, got -1.0"), r.err());
+        assertTrue(!Files.exists(tmp.resolve("o")), "nothing written on bad input");
 
         r = run("--compare", "--no-bn");
         assertEquals(2, r.exit());
 
         r = run("--epochs", "x");
         assertEquals(2, r.exit(), "picocli's usage error code");
+    }
+
+    @Test
+    void helpShowsTheHiddenSyntaxOnce() {
+        String usage = new CommandLine(new TrainCommand()).getUsageMessage(CommandLine.Help.Ansi.OFF);
+        assertTrue(usage.contains("--hidden=W1,W2,..."), usage);
+        assertTrue(!usage.contains("W1,W2,...[,"), "picocli's repeated split syntax: " + usage);
     }
 
     @Test
