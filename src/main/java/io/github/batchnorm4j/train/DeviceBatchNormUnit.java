@@ -79,7 +79,7 @@ final class DeviceBatchNormUnit implements BatchNormUnit {
     @Override
     public void forward(Tensor x, Tensor y, boolean training) {
         Shape shape = shape(x);
-        DeviceTrainBackend.sameShape("y", y, x);
+        TensorChecks.sameShape("y", y, x);
         if (training) {
             bn.forwardTraining(shape, ptr(x), gamma.pointer(), beta.pointer(), eps, runningMean.pointer(),
                     runningVar.pointer(), momentum, ptr(y), saveMean.pointer(), saveInvstd.pointer(),
@@ -94,8 +94,8 @@ final class DeviceBatchNormUnit implements BatchNormUnit {
     @Override
     public void backward(Tensor x, Tensor dy, Tensor dx) {
         Shape shape = shape(x);
-        DeviceTrainBackend.sameShape("dy", dy, x);
-        DeviceTrainBackend.sameShape("dx", dx, x);
+        TensorChecks.sameShape("dy", dy, x);
+        TensorChecks.sameShape("dx", dx, x);
         if (savedRows != x.rows()) {
             throw new IllegalStateException("backward needs a training forward of the same shape first (saved "
                     + savedRows + " rows, got " + x.rows() + ")");
@@ -105,9 +105,7 @@ final class DeviceBatchNormUnit implements BatchNormUnit {
     }
 
     private Shape shape(Tensor x) {
-        if (x == null) throw new IllegalArgumentException("x must not be null");
-        if (x.cols() != channels) throw new IllegalArgumentException("x: expected " + channels + " columns, got " + x);
-        return Shape.channelsLast(x.rows(), x.cols());
+        return TensorChecks.batchNormInput(x, channels);
     }
 
     private static io.github.batchnorm4j.gpu.DevicePointer ptr(Tensor t) {
