@@ -48,9 +48,9 @@ class EmulatedDeviceTest {
             dev.copyToHost(b.at(8), dst, 2, 4, dev.defaultStream());
             assertArrayEquals(new float[]{0, 0, -2f, 3.25f, Float.NaN, 7f}, dst);
             assertMessage(assertThrows(IllegalArgumentException.class,
-                    () -> dev.copyToDevice(src, 0, b.at(32), 3, dev.defaultStream())), "12 bytes at offset 32", "40 bytes");
+                    () -> dev.copyToDevice(src, 0, b.at(32), 3, dev.defaultStream())), "dst: 12 bytes at offset 32", "40-byte buffer");
             assertMessage(assertThrows(IllegalArgumentException.class,
-                    () -> dev.copyToDevice(src, 3, b.pointer(), 3, dev.defaultStream())), "src range [3, 6)", "length 5");
+                    () -> dev.copyToDevice(src, 3, b.pointer(), 3, dev.defaultStream())), "src: 3 elements from offset 3", "array of 5");
             assertMessage(assertThrows(DeviceException.class,
                     () -> dev.copyToHost(b.pointer(), dst, 0, 1, dev.defaultStream())), "never written");
             dev.memset(b.pointer(), (byte) 0, 8, dev.defaultStream());
