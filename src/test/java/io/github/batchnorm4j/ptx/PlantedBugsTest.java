@@ -9,6 +9,7 @@ import org.junit.jupiter.api.Test;
 
 import java.util.Random;
 
+import static io.github.batchnorm4j.testing.Messages.assertMentions;
 import static io.github.batchnorm4j.testing.TestData.gaussian;
 import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -21,10 +22,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class PlantedBugsTest {
     private static final String PTX = TestPtx.load("planted_bugs.ptx");
-
-    private static void assertMentions(String msg, String... parts) {
-        for (String p : parts) assertTrue(msg.contains(p), "message lacks '" + p + "': " + msg);
-    }
 
     @Test
     void outOfBoundsWriteIsCaught() {
