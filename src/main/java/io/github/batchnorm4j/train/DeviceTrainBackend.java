@@ -83,11 +83,7 @@ public final class DeviceTrainBackend implements TrainBackend {
     @Override
     public DeviceTensor allocate(int rows, int cols) {
         checkOpen();
-        if (rows < 1 || cols < 1) {
-            throw new IllegalArgumentException("tensor shape: expected rows >= 1 and cols >= 1, got [" + rows + ", "
-                    + cols + "]");
-        }
-        long bytes = 4L * rows * cols;
+        long bytes = 4L * TensorChecks.elementCount(rows, cols);
         DeviceBuffer b = device.allocate(bytes);
         device.memset(b.pointer(), (byte) 0, bytes, stream());
         return new DeviceTensor(rows, cols, b);

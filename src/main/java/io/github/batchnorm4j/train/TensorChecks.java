@@ -16,6 +16,15 @@ final class TensorChecks {
     private TensorChecks() {
     }
 
+    /** rows·cols of a new tensor; throws unless both are at least 1 and the product fits in an int. */
+    static int elementCount(int rows, int cols) {
+        if (rows < 1 || cols < 1) {
+            throw new IllegalArgumentException("tensor shape: expected rows >= 1 and cols >= 1, got [" + rows + ", "
+                    + cols + "]");
+        }
+        return Math.multiplyExact(rows, cols);
+    }
+
     /** Throws unless {@code t} has {@code like}'s shape. */
     static void sameShape(String name, Tensor t, Tensor like) {
         if (t == null) throw new IllegalArgumentException(name + " must not be null");
