@@ -1,8 +1,8 @@
 package io.github.batchnorm4j.cuda;
 
-import io.github.batchnorm4j.gpu.CopyChecks;
 import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
+import io.github.batchnorm4j.gpu.DeviceChecks;
 import io.github.batchnorm4j.gpu.DeviceException;
 import io.github.batchnorm4j.gpu.DeviceModule;
 import io.github.batchnorm4j.gpu.DevicePointer;
@@ -200,7 +200,7 @@ public final class CudaDevice implements Device {
     @Override
     public void copyToDevice(float[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         enter();
-        CopyChecks.hostRange("src", src, srcOffset, count);
+        DeviceChecks.hostRange("src", src, srcOffset, count);
         CudaBuffer b = target("dst", dst, (long) count * Float.BYTES);
         CUstream s = stream("stream", stream);
         CudaErrors.check(api.memcpyHtoDAsync(b.base(), dst.byteOffset(), src, srcOffset, count, s),
@@ -210,7 +210,7 @@ public final class CudaDevice implements Device {
     @Override
     public void copyToDevice(int[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         enter();
-        CopyChecks.hostRange("src", src, srcOffset, count);
+        DeviceChecks.hostRange("src", src, srcOffset, count);
         CudaBuffer b = target("dst", dst, (long) count * Integer.BYTES);
         CUstream s = stream("stream", stream);
         CudaErrors.check(api.memcpyHtoDAsync(b.base(), dst.byteOffset(), src, srcOffset, count, s),
@@ -220,7 +220,7 @@ public final class CudaDevice implements Device {
     @Override
     public void copyToHost(DevicePointer src, float[] dst, int dstOffset, int count, DeviceStream stream) {
         enter();
-        CopyChecks.hostRange("dst", dst, dstOffset, count);
+        DeviceChecks.hostRange("dst", dst, dstOffset, count);
         CudaBuffer b = target("src", src, (long) count * Float.BYTES);
         CUstream s = stream("stream", stream);
         CudaErrors.check(api.memcpyDtoHAsync(dst, dstOffset, b.base(), src.byteOffset(), count, s),
@@ -232,7 +232,7 @@ public final class CudaDevice implements Device {
     @Override
     public void copyToHost(DevicePointer src, int[] dst, int dstOffset, int count, DeviceStream stream) {
         enter();
-        CopyChecks.hostRange("dst", dst, dstOffset, count);
+        DeviceChecks.hostRange("dst", dst, dstOffset, count);
         CudaBuffer b = target("src", src, (long) count * Integer.BYTES);
         CUstream s = stream("stream", stream);
         CudaErrors.check(api.memcpyDtoHAsync(dst, dstOffset, b.base(), src.byteOffset(), count, s),
@@ -243,7 +243,7 @@ public final class CudaDevice implements Device {
     @Override
     public void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream stream) {
         enter();
-        CopyChecks.byteCount(bytes);
+        DeviceChecks.byteCount(bytes);
         CudaBuffer s = target("src", src, bytes);
         CudaBuffer d = target("dst", dst, bytes);
         CUstream st = stream("stream", stream);
@@ -254,7 +254,7 @@ public final class CudaDevice implements Device {
     @Override
     public void memset(DevicePointer dst, byte value, long bytes, DeviceStream stream) {
         enter();
-        CopyChecks.byteCount(bytes);
+        DeviceChecks.byteCount(bytes);
         CudaBuffer d = target("dst", dst, bytes);
         CUstream st = stream("stream", stream);
         CudaErrors.check(api.memsetD8Async(d.base(), dst.byteOffset(), value, bytes, st),
@@ -453,7 +453,7 @@ public final class CudaDevice implements Device {
         if (!(p.buffer() instanceof CudaBuffer b) || b.device() != this) {
             throw new IllegalArgumentException(argName + " must be in a buffer of this CudaDevice, got " + p.buffer());
         }
-        CopyChecks.deviceRange(argName, p, bytes);
+        DeviceChecks.deviceRange(argName, p, bytes);
         return b;
     }
 

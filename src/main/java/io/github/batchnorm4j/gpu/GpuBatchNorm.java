@@ -362,12 +362,7 @@ public final class GpuBatchNorm implements AutoCloseable {
             throw new IllegalArgumentException(name + ": buffer belongs to device '" + p.buffer().device().name()
                     + "', expected '" + device.name() + "'");
         }
-        if (!p.isAligned(4)) {
-            throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got byte offset " + p.byteOffset());
-        }
-        if (p.remaining() < floats * 4) {
-            throw new IllegalArgumentException(name + ": expected room for " + floats + " floats " + why + ", got "
-                    + p.remaining() + " bytes");
-        }
+        DeviceChecks.aligned4(name, p);
+        DeviceChecks.room(name, p, floats, why);
     }
 }

@@ -1,8 +1,8 @@
 package io.github.batchnorm4j.ptx;
 
-import io.github.batchnorm4j.gpu.CopyChecks;
 import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
+import io.github.batchnorm4j.gpu.DeviceChecks;
 import io.github.batchnorm4j.gpu.DeviceException;
 import io.github.batchnorm4j.gpu.DeviceModule;
 import io.github.batchnorm4j.gpu.DevicePointer;
@@ -109,21 +109,21 @@ public final class EmulatedDevice implements MeasuringDevice {
         if (!(p.buffer() instanceof Buffer b) || b.device() != this) {
             throw new IllegalArgumentException(what + " must be in a buffer of this EmulatedDevice, got " + p.buffer());
         }
-        CopyChecks.deviceRange(what, p, bytes);
+        DeviceChecks.deviceRange(what, p, bytes);
         return b.alloc;
     }
 
     @Override
     public synchronized void copyToDevice(float[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         open();
-        CopyChecks.hostRange("src", src, srcOffset, count);
+        DeviceChecks.hostRange("src", src, srcOffset, count);
         writeWords(dst, count, i -> Float.floatToRawIntBits(src[srcOffset + i]));
     }
 
     @Override
     public synchronized void copyToDevice(int[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         open();
-        CopyChecks.hostRange("src", src, srcOffset, count);
+        DeviceChecks.hostRange("src", src, srcOffset, count);
         writeWords(dst, count, i -> src[srcOffset + i]);
     }
 
@@ -161,21 +161,21 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyToHost(DevicePointer src, float[] dst, int dstOffset, int count, DeviceStream stream) {
         open();
-        CopyChecks.hostRange("dst", dst, dstOffset, count);
+        DeviceChecks.hostRange("dst", dst, dstOffset, count);
         readWords(src, count, (i, bits) -> dst[dstOffset + i] = Float.intBitsToFloat(bits));
     }
 
     @Override
     public synchronized void copyToHost(DevicePointer src, int[] dst, int dstOffset, int count, DeviceStream stream) {
         open();
-        CopyChecks.hostRange("dst", dst, dstOffset, count);
+        DeviceChecks.hostRange("dst", dst, dstOffset, count);
         readWords(src, count, (i, bits) -> dst[dstOffset + i] = bits);
     }
 
     @Override
     public synchronized void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream stream) {
         open();
-        CopyChecks.byteCount(bytes);
+        DeviceChecks.byteCount(bytes);
         Allocation s = target(src, bytes, "src");
         Allocation d = target(dst, bytes, "dst");
         checkInitialized(s, src.byteOffset(), bytes, "copyDeviceToDevice");
@@ -186,7 +186,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void memset(DevicePointer dst, byte value, long bytes, DeviceStream stream) {
         open();
-        CopyChecks.byteCount(bytes);
+        DeviceChecks.byteCount(bytes);
         Allocation a = target(dst, bytes, "dst");
         java.util.Arrays.fill(a.data, (int) dst.byteOffset(), (int) (dst.byteOffset() + bytes), value);
         a.markInit(dst.byteOffset(), bytes);

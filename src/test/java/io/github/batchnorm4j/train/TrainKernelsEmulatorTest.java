@@ -227,13 +227,13 @@ class TrainKernelsEmulatorTest {
             DeviceBuffer small = upload(new float[10]);
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                     () -> k.reluForward(small.pointer(), small.pointer(), 11, s()));
-            assertEquals("x: expected at least 44 bytes (11 elements) from the pointer on, got 40", e.getMessage());
+            assertEquals("x: expected room for 11 floats, got 40 bytes", e.getMessage());
             e = assertThrows(IllegalArgumentException.class,
                     () -> k.biasAdd(small.pointer(), small.pointer(), 0, 3, s()));
             assertEquals("rows: expected >= 1, got 0", e.getMessage());
             e = assertThrows(IllegalArgumentException.class,
                     () -> k.sgdMomentum(small.at(2), small.pointer(), small.pointer(), 1, 1f, 0f, 0f, s()));
-            assertTrue(e.getMessage().startsWith("p: expected a 4-byte aligned pointer"), e.getMessage());
+            assertTrue(e.getMessage().startsWith("p: expected a 4-byte aligned address"), e.getMessage());
         }
     }
 }

@@ -1,13 +1,14 @@
 package io.github.batchnorm4j.gpu;
 
 /**
- * The argument checks of {@link Device}'s copies and memset, shared by every device implementation so that the same
- * misuse fails the same way on CUDA and on the emulator: IllegalArgumentException naming the argument and the range,
+ * Argument checks on host ranges and device pointers, shared by every {@link Device} implementation (copies, memset)
+ * and by the launchers on top of them (our kernels, the training kernels, cuBLAS), so that the same misuse fails the
+ * same way everywhere: IllegalArgumentException naming the argument, the expected and the actual value;
  * IllegalStateException for a closed buffer. Nothing is modified.
  */
-public final class CopyChecks {
+public final class DeviceChecks {
 
-    private CopyChecks() {
+    private DeviceChecks() {
     }
 
     /** Throws unless {@code a} is not null and {@code count} elements from {@code offset} lie inside it. */
@@ -26,6 +27,27 @@ public final class CopyChecks {
         if (offset < 0 || (long) offset + count > length) {
             throw new IllegalArgumentException(name + ": " + count + " elements from offset " + offset
                     + " do not fit in an array of " + length);
+        }
+    }
+
+    /**
+     * Throws unless {@code p} is not null and holds {@code floats} 4-byte elements from p on.
+     *
+     * @param why where the count comes from, e.g. "for shape …", or "" (part of the message)
+     */
+    public static void room(String name, DevicePointer p, long floats, String why) {
+        if (p == null) throw new IllegalArgumentException(name + " must not be null");
+        if (p.remaining() < floats * 4) {
+            throw new IllegalArgumentException(name + ": expected room for " + floats + " floats"
+                    + (why.isEmpty() ? "" : " " + why) + ", got " + p.remaining() + " bytes");
+        }
+    }
+
+    /** Throws unless {@code p} (not null) is 4-byte aligned, as every float/int kernel argument must be. */
+    public static void aligned4(String name, DevicePointer p) {
+        if (!p.isAligned(4)) {
+            throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got byte offset "
+                    + p.byteOffset());
         }
     }
 
