@@ -96,7 +96,8 @@ public abstract class AbstractBatchNormOps implements BatchNormOps {
     protected void doClose() {
     }
 
-    private void checkOpen() {
+    /** Throws IllegalStateException naming this backend once it is closed; for a backend's own public methods. */
+    protected final void checkOpen() {
         if (closed) throw new IllegalStateException("backend '" + name() + "' is closed");
     }
 

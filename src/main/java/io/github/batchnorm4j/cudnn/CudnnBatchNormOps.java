@@ -213,7 +213,7 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
     public Timed prepareTiming(Op op, Shape shape, float[] x, float[] dy, float[] gamma, float[] beta,
                                float[] runningMean, float[] runningVar, float[] saveMean, float[] saveInvstd,
                                double eps, double momentum) {
-        if (isClosed()) throw new IllegalStateException("backend 'cudnn' is closed");
+        checkOpen();
         DeviceTiming.checkArguments(op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps,
                 momentum);
         checkEpsilon(eps);
@@ -238,7 +238,7 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
 
     @Override
     public Timed prepareCopy(long bytes) {
-        if (isClosed()) throw new IllegalStateException("backend 'cudnn' is closed");
+        checkOpen();
         return DeviceTiming.deviceCopy(device, bytes);
     }
 
@@ -329,7 +329,7 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
     }
 
     private void checkDeviceCall(Shape shape) {
-        if (isClosed()) throw new IllegalStateException("backend 'cudnn' is closed");
+        checkOpen();
         if (shape == null) throw new IllegalArgumentException("shape must not be null");
     }
 
