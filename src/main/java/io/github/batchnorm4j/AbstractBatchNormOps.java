@@ -101,26 +101,6 @@ public abstract class AbstractBatchNormOps implements BatchNormOps {
         if (closed) throw new IllegalStateException("backend '" + name() + "' is closed");
     }
 
-    /** Throws unless {@code a} holds exactly the shape's element count ({@link ArgumentChecks#HOST}). */
-    public static void checkTensor(String name, Shape shape, float[] a) {
-        HOST.tensor(name, shape, a);
-    }
-
-    /** Throws unless {@code a} holds exactly C floats ({@link ArgumentChecks#HOST}). */
-    public static void checkChannels(String name, Shape shape, float[] a) {
-        HOST.channels(name, shape, a);
-    }
-
-    /** Like {@link #checkChannels} but null is allowed. */
-    public static void checkOptionalChannels(String name, Shape shape, float[] a) {
-        HOST.optionalChannels(name, shape, a);
-    }
-
-    /** Training needs M &gt; 1 (the variance of one value is undefined), as PyTorch says. */
-    public static void checkTraining(Shape shape) {
-        ArgumentChecks.training(shape);
-    }
-
     private static void checkDistinct(String outName, float[] out, String inName, float[] in) {
         if (out == in) {
             throw new IllegalArgumentException(outName + " must not be the same array as " + inName

@@ -1,6 +1,7 @@
 package io.github.batchnorm4j.cudnn;
 
 import io.github.batchnorm4j.AbstractBatchNormOps;
+import io.github.batchnorm4j.ArgumentChecks;
 import io.github.batchnorm4j.BatchNormOptions;
 import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.DeviceResidentTiming;
@@ -261,7 +262,7 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
                                         double momentum, DevicePointer y, DevicePointer saveMean,
                                         DevicePointer saveInvstd) {
         checkDeviceCall(shape);
-        checkTraining(shape);
+        ArgumentChecks.training(shape);
         BatchNormOptions.checkEps(eps);
         checkEpsilon(eps);
         if ((runningMean == null) != (runningVar == null)) {
@@ -314,7 +315,7 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
                                          DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dx,
                                          DevicePointer dgamma, DevicePointer dbeta) {
         checkDeviceCall(shape);
-        checkTraining(shape);
+        ArgumentChecks.training(shape);
         ParameterScratch p = scratch(shape.channels());
         try (TensorDescriptor xd = TensorDescriptor.of(api, TensorLayout4d.of(shape));
              TensorDescriptor bn = TensorDescriptor.spatialParametersOf(api, xd)) {
