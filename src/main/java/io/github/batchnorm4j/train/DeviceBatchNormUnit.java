@@ -6,6 +6,8 @@ import io.github.batchnorm4j.gpu.GpuBatchNorm;
 
 import java.util.Arrays;
 
+import static io.github.batchnorm4j.train.DeviceTrainBackend.pointer;
+
 /**
  * {@link BatchNormUnit} on a device: the library's device-resident {@link GpuBatchNorm} over channels-last
  * {@code [rows, C]} activations, with gamma, beta, their gradients, running statistics and the saved batch statistics
@@ -81,13 +83,13 @@ final class DeviceBatchNormUnit implements BatchNormUnit {
         Shape shape = shape(x);
         TensorChecks.sameShape("y", y, x);
         if (training) {
-            bn.forwardTraining(shape, ptr(x), gamma.pointer(), beta.pointer(), eps, runningMean.pointer(),
-                    runningVar.pointer(), momentum, ptr(y), saveMean.pointer(), saveInvstd.pointer(),
+            bn.forwardTraining(shape, pointer("x", x), gamma.pointer(), beta.pointer(), eps, runningMean.pointer(),
+                    runningVar.pointer(), momentum, pointer("y", y), saveMean.pointer(), saveInvstd.pointer(),
                     backend.stream());
             savedRows = x.rows();
         } else {
-            bn.forwardInference(shape, ptr(x), gamma.pointer(), beta.pointer(), runningMean.pointer(),
-                    runningVar.pointer(), eps, ptr(y), backend.stream());
+            bn.forwardInference(shape, pointer("x", x), gamma.pointer(), beta.pointer(), runningMean.pointer(),
+                    runningVar.pointer(), eps, pointer("y", y), backend.stream());
         }
     }
 
@@ -100,16 +102,12 @@ final class DeviceBatchNormUnit implements BatchNormUnit {
             throw new IllegalStateException("backward needs a training forward of the same shape first (saved "
                     + savedRows + " rows, got " + x.rows() + ")");
         }
-        bn.backwardTraining(shape, ptr(x), ptr(dy), gamma.pointer(), saveMean.pointer(), saveInvstd.pointer(),
-                ptr(dx), gammaGrad.pointer(), betaGrad.pointer(), backend.stream());
+        bn.backwardTraining(shape, pointer("x", x), pointer("dy", dy), gamma.pointer(), saveMean.pointer(),
+                saveInvstd.pointer(), pointer("dx", dx), gammaGrad.pointer(), betaGrad.pointer(), backend.stream());
     }
 
     private Shape shape(Tensor x) {
         return TensorChecks.batchNormInput(x, channels);
-    }
-
-    private static io.github.batchnorm4j.gpu.DevicePointer ptr(Tensor t) {
-        return DeviceTrainBackend.pointer("tensor", t);
     }
 
     /** Frees the unit's device buffers (not the shared GpuBatchNorm). Idempotent. */
