@@ -1,5 +1,7 @@
 package io.github.batchnorm4j;
 
+import static io.github.batchnorm4j.ArgumentChecks.HOST;
+
 /**
  * Validates every argument of {@link BatchNormOps} once, the same way for every backend, before delegating to the
  * backend's implementation. Backends extend this and implement the {@code do…} methods, which may assume valid input.
@@ -10,7 +12,7 @@ public abstract class AbstractBatchNormOps implements BatchNormOps {
     @Override
     public final ChannelStatistics statistics(Shape shape, float[] x) {
         checkOpen();
-        checkTensor("x", shape, x);
+        HOST.statistics(shape, x);
         return doStatistics(shape, x);
     }
 
@@ -19,23 +21,7 @@ public abstract class AbstractBatchNormOps implements BatchNormOps {
                                       float[] runningMean, float[] runningVar, double momentum,
                                       float[] y, float[] saveMean, float[] saveInvstd) {
         checkOpen();
-        checkTensor("x", shape, x);
-        checkTraining(shape);
-        checkOptionalChannels("gamma", shape, gamma);
-        checkOptionalChannels("beta", shape, beta);
-        BatchNormOptions.checkEps(eps);
-        if ((runningMean == null) != (runningVar == null)) {
-            throw new IllegalArgumentException("runningMean and runningVar must both be given or both be null, got "
-                    + (runningMean == null ? "null" : "an array") + " and " + (runningVar == null ? "null" : "an array"));
-        }
-        if (runningMean != null) {
-            checkChannels("runningMean", shape, runningMean);
-            checkChannels("runningVar", shape, runningVar);
-            BatchNormOptions.checkMomentum(momentum);
-        }
-        checkTensor("y", shape, y);
-        checkChannels("saveMean", shape, saveMean);
-        checkChannels("saveInvstd", shape, saveInvstd);
+        HOST.forwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
         checkDistinct("y", y, "x", x);
         doForwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
     }
@@ -44,13 +30,7 @@ public abstract class AbstractBatchNormOps implements BatchNormOps {
     public final void forwardInference(Shape shape, float[] x, float[] gamma, float[] beta,
                                        float[] runningMean, float[] runningVar, double eps, float[] y) {
         checkOpen();
-        checkTensor("x", shape, x);
-        checkOptionalChannels("gamma", shape, gamma);
-        checkOptionalChannels("beta", shape, beta);
-        checkChannels("runningMean", shape, runningMean);
-        checkChannels("runningVar", shape, runningVar);
-        BatchNormOptions.checkEps(eps);
-        checkTensor("y", shape, y);
+        HOST.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
         doForwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
     }
 
@@ -58,12 +38,7 @@ public abstract class AbstractBatchNormOps implements BatchNormOps {
     public final void normalize(Shape shape, float[] x, float[] gamma, float[] beta, float[] mean, float[] invstd,
                                 float[] y) {
         checkOpen();
-        checkTensor("x", shape, x);
-        checkOptionalChannels("gamma", shape, gamma);
-        checkOptionalChannels("beta", shape, beta);
-        checkChannels("mean", shape, mean);
-        checkChannels("invstd", shape, invstd);
-        checkTensor("y", shape, y);
+        HOST.normalize(shape, x, gamma, beta, mean, invstd, y);
         doNormalize(shape, x, gamma, beta, mean, invstd, y);
     }
 
@@ -71,15 +46,7 @@ public abstract class AbstractBatchNormOps implements BatchNormOps {
     public final void backwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                        float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
         checkOpen();
-        checkTensor("x", shape, x);
-        checkTensor("dy", shape, dy);
-        checkTraining(shape);
-        checkOptionalChannels("gamma", shape, gamma);
-        checkChannels("saveMean", shape, saveMean);
-        checkChannels("saveInvstd", shape, saveInvstd);
-        checkTensor("dx", shape, dx);
-        checkOptionalChannels("dgamma", shape, dgamma);
-        checkOptionalChannels("dbeta", shape, dbeta);
+        HOST.backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
         checkDistinct("dx", dx, "x", x);
         checkDistinct("dx", dx, "dy", dy);
         doBackwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
@@ -89,15 +56,7 @@ public abstract class AbstractBatchNormOps implements BatchNormOps {
     public final void backwardInference(Shape shape, float[] x, float[] dy, float[] gamma, float[] runningMean,
                                         float[] runningVar, double eps, float[] dx, float[] dgamma, float[] dbeta) {
         checkOpen();
-        checkTensor("x", shape, x);
-        checkTensor("dy", shape, dy);
-        checkOptionalChannels("gamma", shape, gamma);
-        checkChannels("runningMean", shape, runningMean);
-        checkChannels("runningVar", shape, runningVar);
-        BatchNormOptions.checkEps(eps);
-        checkTensor("dx", shape, dx);
-        checkOptionalChannels("dgamma", shape, dgamma);
-        checkOptionalChannels("dbeta", shape, dbeta);
+        HOST.backwardInference(shape, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
         checkDistinct("dx", dx, "x", x);
         doBackwardInference(shape, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
     }
@@ -137,40 +96,9 @@ public abstract class AbstractBatchNormOps implements BatchNormOps {
     protected void doClose() {
     }
 
-    private void checkOpen() {
+    /** Throws IllegalStateException naming this backend once it is closed; for a backend's own public methods. */
+    protected final void checkOpen() {
         if (closed) throw new IllegalStateException("backend '" + name() + "' is closed");
-    }
-
-    /** Throws unless {@code a} holds exactly the shape's element count. */
-    public static void checkTensor(String name, Shape shape, float[] a) {
-        if (shape == null) throw new IllegalArgumentException("shape must not be null");
-        if (a == null) throw new IllegalArgumentException(name + " must not be null");
-        if (a.length != shape.elementCount()) {
-            throw new IllegalArgumentException(name + ": expected " + shape.elementCount() + " elements for shape "
-                    + shape + ", got " + a.length);
-        }
-    }
-
-    /** Throws unless {@code a} holds exactly C floats. */
-    public static void checkChannels(String name, Shape shape, float[] a) {
-        if (a == null) throw new IllegalArgumentException(name + " must not be null");
-        if (a.length != shape.channels()) {
-            throw new IllegalArgumentException(name + ": expected " + shape.channels() + " elements (one per channel of "
-                    + shape + "), got " + a.length);
-        }
-    }
-
-    /** Like {@link #checkChannels} but null is allowed. */
-    public static void checkOptionalChannels(String name, Shape shape, float[] a) {
-        if (a != null) checkChannels(name, shape, a);
-    }
-
-    /** Training needs M &gt; 1 (the variance of one value is undefined), as PyTorch says. */
-    public static void checkTraining(Shape shape) {
-        if (shape.reductionSize() < 2) {
-            throw new IllegalArgumentException("expected more than 1 value per channel when training, got input shape "
-                    + shape + " (M = " + shape.reductionSize() + ")");
-        }
     }
 
     private static void checkDistinct(String outName, float[] out, String inName, float[] in) {

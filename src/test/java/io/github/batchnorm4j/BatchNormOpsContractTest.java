@@ -259,15 +259,8 @@ public abstract class BatchNormOpsContractTest {
         float[] saveMean = toFloat(f.mean());
         float[] saveInvstd = toFloat(f.invstd());
         Reference64.Backward e = Reference64.backwardTraining(shape, in.x, in.dy, in.gamma, saveMean, saveInvstd);
-        float[] dx = TestData.poisoned(in.x.length);
-        float[] dgamma = TestData.poisoned(shape.channels());
-        float[] dbeta = TestData.poisoned(shape.channels());
 
-        ops.backwardTraining(shape, in.x, in.dy, in.gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
-
-        assertDx(e, dx);
-        assertGradient("dgamma", e.dgamma(), dgamma);
-        assertGradient("dbeta", e.dbeta(), dbeta);
+        assertBackwardTraining(shape, in.x, in.dy, in.gamma, saveMean, saveInvstd, e);
     }
 
     @ParameterizedTest(name = "{0} affine={1}")
@@ -311,18 +304,11 @@ public abstract class BatchNormOpsContractTest {
         float[] saveMean = TestData.poisoned(shape.channels());
         float[] saveInvstd = TestData.poisoned(shape.channels());
         ops.forwardTraining(shape, in.x, in.gamma, in.beta, EPS, null, null, 0, y, saveMean, saveInvstd);
-        float[] dx = TestData.poisoned(in.x.length);
-        float[] dgamma = TestData.poisoned(shape.channels());
-        float[] dbeta = TestData.poisoned(shape.channels());
-
-        ops.backwardTraining(shape, in.x, in.dy, in.gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
 
         // Against the exact float64 statistics, not the backend's rounded ones.
         Reference64.Forward f = Reference64.forwardTraining(shape, in.x, in.gamma, in.beta, EPS, null, null, 0);
         Reference64.Backward e = Reference64.backwardTraining(shape, in.x, in.dy, in.gamma, f.mean(), f.invstd());
-        assertDx(e, dx);
-        assertGradient("dgamma", e.dgamma(), dgamma);
-        assertGradient("dbeta", e.dbeta(), dbeta);
+        assertBackwardTraining(shape, in.x, in.dy, in.gamma, saveMean, saveInvstd, e);
     }
 
     // ---- numerics -----------------------------------------------------------------------------------------------
@@ -361,16 +347,10 @@ public abstract class BatchNormOpsContractTest {
         double[] m2 = Reference64.m2(shape, x, e.mean());
         assertClose("m2", m2, st.m2s(), FORWARD_RTOL);
 
-        float[] dx = TestData.poisoned(x.length);
-        float[] dgamma = TestData.poisoned(shape.channels());
-        float[] dbeta = TestData.poisoned(shape.channels());
-        ops.backwardTraining(shape, x, in.dy, in.gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
         // Against the statistics the backend saved: the float32 saved mean of 1e4 is off by up to 5e-4 std, which
         // moves dgamma by 5e-4·Σdy; backward is specified to reuse the saved statistics, so that is the reference.
         Reference64.Backward b = Reference64.backwardTraining(shape, x, in.dy, in.gamma, saveMean, saveInvstd);
-        assertDx(b, dx);
-        assertGradient("dgamma", b.dgamma(), dgamma);
-        assertGradient("dbeta", b.dbeta(), dbeta);
+        assertBackwardTraining(shape, x, in.dy, in.gamma, saveMean, saveInvstd, b);
     }
 
     /** A constant channel: var = 0, invstd = 1/sqrt(eps), y = beta exactly, dx finite. */
@@ -400,15 +380,9 @@ public abstract class BatchNormOpsContractTest {
         assertForward("saveInvstd", e.invstd(), saveInvstd);
         assertForward("runningVar", e.runningVar(), rv);
 
-        float[] dx = TestData.poisoned(in.x.length);
-        float[] dgamma = TestData.poisoned(shape.channels());
-        float[] dbeta = TestData.poisoned(shape.channels());
-        ops.backwardTraining(shape, in.x, in.dy, in.gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
-        for (int i = 0; i < dx.length; i++) assertTrue(Float.isFinite(dx[i]), "dx[" + i + "] = " + dx[i]);
         Reference64.Backward b = Reference64.backwardTraining(shape, in.x, in.dy, in.gamma, e.mean(), e.invstd());
-        assertDx(b, dx);
-        assertGradient("dgamma", b.dgamma(), dgamma);
-        assertGradient("dbeta", b.dbeta(), dbeta);
+        float[] dx = assertBackwardTraining(shape, in.x, in.dy, in.gamma, saveMean, saveInvstd, b);
+        for (int i = 0; i < dx.length; i++) assertTrue(Float.isFinite(dx[i]), "dx[" + i + "] = " + dx[i]);
     }
 
     /** NaN in x: training poisons its whole channel (it enters the mean), eval only its own element; others exact. */
@@ -592,6 +566,22 @@ public abstract class BatchNormOpsContractTest {
                 fail("a call rejected for '" + argument + "' modified state array #" + i + " (" + e.getMessage() + ")");
             }
         }
+    }
+
+    /**
+     * Runs backwardTraining with the given saved statistics into NaN-poisoned outputs and checks dx, dgamma and dbeta
+     * against {@code expected}; returns dx.
+     */
+    private float[] assertBackwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
+                                           float[] saveInvstd, Reference64.Backward expected) {
+        float[] dx = TestData.poisoned(x.length);
+        float[] dgamma = TestData.poisoned(shape.channels());
+        float[] dbeta = TestData.poisoned(shape.channels());
+        ops.backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+        assertDx(expected, dx);
+        assertGradient("dgamma", expected.dgamma(), dgamma);
+        assertGradient("dbeta", expected.dbeta(), dbeta);
+        return dx;
     }
 
     protected static float[] toFloat(double[] a) {

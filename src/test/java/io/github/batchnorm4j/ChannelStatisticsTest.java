@@ -1,5 +1,6 @@
 package io.github.batchnorm4j;
 
+import static io.github.batchnorm4j.testing.Messages.assertRejected;
 import static io.github.batchnorm4j.testing.Tolerances.FORWARD_RTOL;
 import static io.github.batchnorm4j.testing.Tolerances.assertClose;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -60,17 +61,13 @@ class ChannelStatisticsTest {
 
     @Test
     void badArgumentsAreRejected() {
-        assertMessage("count", () -> new ChannelStatistics(-1, new double[1], new double[1]));
-        assertMessage("mean", () -> new ChannelStatistics(1, null, new double[1]));
-        assertMessage("same length", () -> new ChannelStatistics(1, new double[2], new double[1]));
-        assertMessage("m2[1]", () -> new ChannelStatistics(1, new double[2], new double[] {0, -1}));
-        assertMessage("channel counts differ", () -> ChannelStatistics.empty(2).merge(ChannelStatistics.empty(3)));
+        assertRejected("count", () -> new ChannelStatistics(-1, new double[1], new double[1]));
+        assertRejected("mean", () -> new ChannelStatistics(1, null, new double[1]));
+        assertRejected("same length", () -> new ChannelStatistics(1, new double[2], new double[1]));
+        assertRejected("m2[1]", () -> new ChannelStatistics(1, new double[2], new double[] {0, -1}));
+        assertRejected("channel counts differ", () -> ChannelStatistics.empty(2).merge(ChannelStatistics.empty(3)));
         // NaN is data, not a bad argument: it propagates.
         assertTrue(Double.isNaN(new ChannelStatistics(2, new double[] {1}, new double[] {Double.NaN}).variance(0)));
     }
 
-    private static void assertMessage(String part, org.junit.jupiter.api.function.Executable call) {
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call);
-        assertTrue(e.getMessage().contains(part), "message should contain '" + part + "': " + e.getMessage());
-    }
 }

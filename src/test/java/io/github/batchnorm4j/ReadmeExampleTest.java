@@ -1,5 +1,6 @@
 package io.github.batchnorm4j;
 
+import static io.github.batchnorm4j.testing.TestData.gaussian;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -28,17 +29,11 @@ class ReadmeExampleTest {
     private static final Path README = Path.of("README.md");
     private static final Path SELF = Path.of("src/test/java/io/github/batchnorm4j/ReadmeExampleTest.java");
 
-    private static float[] random(Random r, int n, double mu, double sigma) {
-        float[] a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float) (mu + sigma * r.nextGaussian());
-        return a;
-    }
-
     @Test
     void layerExampleRuns() {
         Random r = new Random(1);
-        float[] x = random(r, 8 * 64 * 14 * 14, 2.0, 3.0);
-        float[] dy = random(r, x.length, 0, 1);
+        float[] x = gaussian(r, 8 * 64 * 14 * 14, 2.0, 3.0);
+        float[] dy = gaussian(r, x.length, 0, 1);
         float[][] results = new float[3][];
         float[] runningMean = null;
         // BEGIN README layer
@@ -69,10 +64,10 @@ class ReadmeExampleTest {
     @Test
     void functionalExampleRuns() {
         Random r = new Random(2);
-        float[] x = random(r, 8 * 14 * 14 * 32, -1.0, 0.5);
-        float[] dy = random(r, x.length, 0, 1);
-        float[] gamma = random(r, 32, 1, 0.1);
-        float[] beta = random(r, 32, 0, 0.1);
+        float[] x = gaussian(r, 8 * 14 * 14 * 32, -1.0, 0.5);
+        float[] dy = gaussian(r, x.length, 0, 1);
+        float[] gamma = gaussian(r, 32, 1, 0.1);
+        float[] beta = gaussian(r, 32, 0, 0.1);
         float[] out = null;
         float[] db = null;
         // BEGIN README functional
@@ -107,7 +102,7 @@ class ReadmeExampleTest {
         Shape shape = Shape.channelsFirst(4, 8, 6, 6);
         int n = shape.elementCountAsInt();
         int c = shape.channels();
-        float[] hostX = random(r, n, 3.0, 2.0);
+        float[] hostX = gaussian(r, n, 3.0, 2.0);
         float[] hostY = new float[n];
         Arrays.fill(hostY, Float.NaN);
         float[] initialRunningStats = new float[2 * c];

@@ -26,14 +26,21 @@ public final class CudaBackendProvider implements BackendProvider {
      */
     @Override
     public BatchNormOps open() {
-        CudaProbe.Result r = CudaProbe.probe();
-        if (!r.available()) throw new BackendUnavailableException(name(), r.detail());
-        CudaDevice device;
+        return new GpuBatchNormOps("cuda", openGpu0(name(), CudaProbe.probe()), true);
+    }
+
+    /**
+     * Opens GPU 0 for the backend {@code backend} (cuda and cudnn share this); the caller owns the device.
+     *
+     * @param probe that backend's probe of this machine
+     * @throws BackendUnavailableException with the probe's reason, or the driver error met while opening the device
+     */
+    public static CudaDevice openGpu0(String backend, CudaProbe.Result probe) {
+        if (!probe.available()) throw new BackendUnavailableException(backend, probe.detail());
         try {
-            device = new CudaDevice(0);
+            return new CudaDevice(0);
         } catch (DeviceException | LinkageError e) {
-            throw new BackendUnavailableException(name(), "opening GPU 0 failed: " + e.getMessage(), e);
+            throw new BackendUnavailableException(backend, "opening GPU 0 failed: " + e.getMessage(), e);
         }
-        return new GpuBatchNormOps("cuda", device, true);
     }
 }

@@ -2,6 +2,7 @@ package io.github.batchnorm4j.cuda;
 
 import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
+import io.github.batchnorm4j.gpu.DeviceChecks;
 import io.github.batchnorm4j.gpu.DeviceException;
 import io.github.batchnorm4j.gpu.DeviceModule;
 import io.github.batchnorm4j.gpu.DevicePointer;
@@ -199,7 +200,7 @@ public final class CudaDevice implements Device {
     @Override
     public void copyToDevice(float[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         enter();
-        checkHostRange("src", src == null ? -1 : src.length, srcOffset, count);
+        DeviceChecks.hostRange("src", src, srcOffset, count);
         CudaBuffer b = target("dst", dst, (long) count * Float.BYTES);
         CUstream s = stream("stream", stream);
         CudaErrors.check(api.memcpyHtoDAsync(b.base(), dst.byteOffset(), src, srcOffset, count, s),
@@ -209,7 +210,7 @@ public final class CudaDevice implements Device {
     @Override
     public void copyToDevice(int[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         enter();
-        checkHostRange("src", src == null ? -1 : src.length, srcOffset, count);
+        DeviceChecks.hostRange("src", src, srcOffset, count);
         CudaBuffer b = target("dst", dst, (long) count * Integer.BYTES);
         CUstream s = stream("stream", stream);
         CudaErrors.check(api.memcpyHtoDAsync(b.base(), dst.byteOffset(), src, srcOffset, count, s),
@@ -219,7 +220,7 @@ public final class CudaDevice implements Device {
     @Override
     public void copyToHost(DevicePointer src, float[] dst, int dstOffset, int count, DeviceStream stream) {
         enter();
-        checkHostRange("dst", dst == null ? -1 : dst.length, dstOffset, count);
+        DeviceChecks.hostRange("dst", dst, dstOffset, count);
         CudaBuffer b = target("src", src, (long) count * Float.BYTES);
         CUstream s = stream("stream", stream);
         CudaErrors.check(api.memcpyDtoHAsync(dst, dstOffset, b.base(), src.byteOffset(), count, s),
@@ -231,7 +232,7 @@ public final class CudaDevice implements Device {
     @Override
     public void copyToHost(DevicePointer src, int[] dst, int dstOffset, int count, DeviceStream stream) {
         enter();
-        checkHostRange("dst", dst == null ? -1 : dst.length, dstOffset, count);
+        DeviceChecks.hostRange("dst", dst, dstOffset, count);
         CudaBuffer b = target("src", src, (long) count * Integer.BYTES);
         CUstream s = stream("stream", stream);
         CudaErrors.check(api.memcpyDtoHAsync(dst, dstOffset, b.base(), src.byteOffset(), count, s),
@@ -242,7 +243,7 @@ public final class CudaDevice implements Device {
     @Override
     public void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream stream) {
         enter();
-        if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0, got " + bytes);
+        DeviceChecks.byteCount(bytes);
         CudaBuffer s = target("src", src, bytes);
         CudaBuffer d = target("dst", dst, bytes);
         CUstream st = stream("stream", stream);
@@ -253,7 +254,7 @@ public final class CudaDevice implements Device {
     @Override
     public void memset(DevicePointer dst, byte value, long bytes, DeviceStream stream) {
         enter();
-        if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0, got " + bytes);
+        DeviceChecks.byteCount(bytes);
         CudaBuffer d = target("dst", dst, bytes);
         CUstream st = stream("stream", stream);
         CudaErrors.check(api.memsetD8Async(d.base(), dst.byteOffset(), value, bytes, st),
@@ -452,11 +453,7 @@ public final class CudaDevice implements Device {
         if (!(p.buffer() instanceof CudaBuffer b) || b.device() != this) {
             throw new IllegalArgumentException(argName + " must be in a buffer of this CudaDevice, got " + p.buffer());
         }
-        if (b.isClosed()) throw new IllegalStateException(argName + ": " + b + " is closed");
-        if (bytes > p.remaining()) {
-            throw new IllegalArgumentException(argName + ": " + bytes + " bytes from offset " + p.byteOffset()
-                    + " run past the end of a " + b.bytes() + "-byte buffer");
-        }
+        DeviceChecks.deviceRange(argName, p, bytes);
         return b;
     }
 
@@ -468,14 +465,6 @@ public final class CudaDevice implements Device {
         return cs.handle();
     }
 
-    private static void checkHostRange(String argName, int length, int offset, int count) {
-        if (length < 0) throw new IllegalArgumentException(argName + " must not be null");
-        if (count < 0) throw new IllegalArgumentException("count must be >= 0, got " + count);
-        if (offset < 0 || offset > length - count) {
-            throw new IllegalArgumentException(argName + ": " + count + " elements from offset " + offset
-                    + " do not fit in an array of " + length);
-        }
-    }
 
     /** For tests: the live buffers' bases. */
     Map<CudaBuffer, CUdeviceptr> liveForTest() {

@@ -4,6 +4,7 @@ import io.github.batchnorm4j.BackendInfo;
 import io.github.batchnorm4j.BackendProvider;
 import io.github.batchnorm4j.BackendUnavailableException;
 import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.cuda.CudaBackendProvider;
 import io.github.batchnorm4j.cuda.CudaDevice;
 import io.github.batchnorm4j.cuda.CudaProbe;
 import io.github.batchnorm4j.gpu.DeviceException;
@@ -25,14 +26,7 @@ public final class CudnnBackendProvider implements BackendProvider {
     /** @throws BackendUnavailableException with the probe's reason or the error met while opening */
     @Override
     public BatchNormOps open() {
-        CudaProbe.Result r = CudnnProbe.probe();
-        if (!r.available()) throw new BackendUnavailableException(name(), r.detail());
-        CudaDevice device;
-        try {
-            device = new CudaDevice(0);
-        } catch (DeviceException | LinkageError e) {
-            throw new BackendUnavailableException(name(), "opening GPU 0 failed: " + e.getMessage(), e);
-        }
+        CudaDevice device = CudaBackendProvider.openGpu0(name(), CudnnProbe.probe());
         try {
             return new CudnnBatchNormOps(device, true);
         } catch (DeviceException | LinkageError e) {

@@ -1,6 +1,7 @@
 package io.github.batchnorm4j.cudnn;
 
 import io.github.batchnorm4j.AbstractBatchNormOps;
+import io.github.batchnorm4j.ArgumentChecks;
 import io.github.batchnorm4j.BatchNormOptions;
 import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.DeviceResidentTiming;
@@ -213,7 +214,7 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
     public Timed prepareTiming(Op op, Shape shape, float[] x, float[] dy, float[] gamma, float[] beta,
                                float[] runningMean, float[] runningVar, float[] saveMean, float[] saveInvstd,
                                double eps, double momentum) {
-        if (isClosed()) throw new IllegalStateException("backend 'cudnn' is closed");
+        checkOpen();
         DeviceTiming.checkArguments(op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps,
                 momentum);
         checkEpsilon(eps);
@@ -238,7 +239,7 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
 
     @Override
     public Timed prepareCopy(long bytes) {
-        if (isClosed()) throw new IllegalStateException("backend 'cudnn' is closed");
+        checkOpen();
         return DeviceTiming.deviceCopy(device, bytes);
     }
 
@@ -261,7 +262,7 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
                                         double momentum, DevicePointer y, DevicePointer saveMean,
                                         DevicePointer saveInvstd) {
         checkDeviceCall(shape);
-        checkTraining(shape);
+        ArgumentChecks.training(shape);
         BatchNormOptions.checkEps(eps);
         checkEpsilon(eps);
         if ((runningMean == null) != (runningVar == null)) {
@@ -314,7 +315,7 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
                                          DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dx,
                                          DevicePointer dgamma, DevicePointer dbeta) {
         checkDeviceCall(shape);
-        checkTraining(shape);
+        ArgumentChecks.training(shape);
         ParameterScratch p = scratch(shape.channels());
         try (TensorDescriptor xd = TensorDescriptor.of(api, TensorLayout4d.of(shape));
              TensorDescriptor bn = TensorDescriptor.spatialParametersOf(api, xd)) {
@@ -329,7 +330,7 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
     }
 
     private void checkDeviceCall(Shape shape) {
-        if (isClosed()) throw new IllegalStateException("backend 'cudnn' is closed");
+        checkOpen();
         if (shape == null) throw new IllegalArgumentException("shape must not be null");
     }
 

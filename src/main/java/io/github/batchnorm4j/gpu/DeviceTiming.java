@@ -1,12 +1,14 @@
 package io.github.batchnorm4j.gpu;
 
-import io.github.batchnorm4j.AbstractBatchNormOps;
+import io.github.batchnorm4j.ArgumentChecks;
 import io.github.batchnorm4j.BatchNormOptions;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.Shape;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Function;
+
+import static io.github.batchnorm4j.ArgumentChecks.HOST;
 
 /**
  * What every device backend's {@link DeviceResidentTiming} shares (our kernels in {@link GpuBatchNormOps}, cuDNN in
@@ -28,26 +30,26 @@ public final class DeviceTiming {
                                       float[] beta, float[] runningMean, float[] runningVar, float[] saveMean,
                                       float[] saveInvstd, double eps, double momentum) {
         if (op == null) throw new IllegalArgumentException("op must not be null");
-        AbstractBatchNormOps.checkTensor("x", shape, x);
-        AbstractBatchNormOps.checkOptionalChannels("gamma", shape, gamma);
-        AbstractBatchNormOps.checkOptionalChannels("beta", shape, beta);
+        HOST.tensor("x", shape, x);
+        HOST.optionalChannels("gamma", shape, gamma);
+        HOST.optionalChannels("beta", shape, beta);
         BatchNormOptions.checkEps(eps);
         switch (op) {
             case FORWARD_TRAINING -> {
-                AbstractBatchNormOps.checkTraining(shape);
-                AbstractBatchNormOps.checkChannels("runningMean", shape, runningMean);
-                AbstractBatchNormOps.checkChannels("runningVar", shape, runningVar);
+                ArgumentChecks.training(shape);
+                HOST.channels("runningMean", shape, runningMean);
+                HOST.channels("runningVar", shape, runningVar);
                 BatchNormOptions.checkMomentum(momentum);
             }
             case FORWARD_INFERENCE -> {
-                AbstractBatchNormOps.checkChannels("runningMean", shape, runningMean);
-                AbstractBatchNormOps.checkChannels("runningVar", shape, runningVar);
+                HOST.channels("runningMean", shape, runningMean);
+                HOST.channels("runningVar", shape, runningVar);
             }
             case BACKWARD_TRAINING -> {
-                AbstractBatchNormOps.checkTraining(shape);
-                AbstractBatchNormOps.checkTensor("dy", shape, dy);
-                AbstractBatchNormOps.checkChannels("saveMean", shape, saveMean);
-                AbstractBatchNormOps.checkChannels("saveInvstd", shape, saveInvstd);
+                ArgumentChecks.training(shape);
+                HOST.tensor("dy", shape, dy);
+                HOST.channels("saveMean", shape, saveMean);
+                HOST.channels("saveInvstd", shape, saveInvstd);
             }
         }
     }

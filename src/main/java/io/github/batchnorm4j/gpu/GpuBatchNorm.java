@@ -1,7 +1,6 @@
 package io.github.batchnorm4j.gpu;
 
-import io.github.batchnorm4j.AbstractBatchNormOps;
-import io.github.batchnorm4j.BatchNormOptions;
+import io.github.batchnorm4j.ArgumentChecks;
 import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
@@ -43,6 +42,7 @@ public final class GpuBatchNorm implements AutoCloseable {
     private final DeviceModule backward;
     private final Map<String, Kernel> kernels = new HashMap<>();
     private final Workspace workspace;
+    private final ArgumentChecks<DevicePointer> checks = new ArgumentChecks<>(this::checkPointer);
     private boolean closed;
 
     /**
@@ -90,7 +90,7 @@ public final class GpuBatchNorm implements AutoCloseable {
      */
     public ChannelStatistics statistics(Shape shape, DevicePointer x, DeviceStream stream) {
         DeviceStream s = begin(stream);
-        checkTensor("x", shape, x);
+        checks.statistics(shape, x);
         int c = shape.channels();
         DevicePointer dummy = prepareWorkspace(shape, true, s);
         guarded(s, () -> launchStats(shape, x, STATS_ONLY, 0, 0, null, null, null, null, null, null, dummy, s));
@@ -117,22 +117,7 @@ public final class GpuBatchNorm implements AutoCloseable {
                                 DevicePointer y, DevicePointer saveMean, DevicePointer saveInvstd,
                                 DeviceStream stream) {
         DeviceStream s = begin(stream);
-        checkTensor("x", shape, x);
-        AbstractBatchNormOps.checkTraining(shape);
-        checkOptionalChannels("gamma", shape, gamma);
-        checkOptionalChannels("beta", shape, beta);
-        BatchNormOptions.checkEps(eps);
-        if ((runningMean == null) != (runningVar == null)) {
-            throw new IllegalArgumentException("runningMean and runningVar must both be given or both be null");
-        }
-        if (runningMean != null) {
-            checkChannels("runningMean", shape, runningMean);
-            checkChannels("runningVar", shape, runningVar);
-            BatchNormOptions.checkMomentum(momentum);
-        }
-        checkTensor("y", shape, y);
-        checkChannels("saveMean", shape, saveMean);
-        checkChannels("saveInvstd", shape, saveInvstd);
+        checks.forwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
         int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
                 | (runningMean != null ? HAS_RUNNING : 0);
         DevicePointer dummy = prepareWorkspace(shape, true, s);
@@ -149,13 +134,7 @@ public final class GpuBatchNorm implements AutoCloseable {
                                  DevicePointer runningMean, DevicePointer runningVar, double eps, DevicePointer y,
                                  DeviceStream stream) {
         DeviceStream s = begin(stream);
-        checkTensor("x", shape, x);
-        checkOptionalChannels("gamma", shape, gamma);
-        checkOptionalChannels("beta", shape, beta);
-        checkChannels("runningMean", shape, runningMean);
-        checkChannels("runningVar", shape, runningVar);
-        BatchNormOptions.checkEps(eps);
-        checkTensor("y", shape, y);
+        checks.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
         DevicePointer dummy = prepareWorkspace(shape, false, s);
         boolean vec = vectorizable(shape, x, y);
         guarded(s, () -> {
@@ -168,12 +147,7 @@ public final class GpuBatchNorm implements AutoCloseable {
     public void normalize(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta, DevicePointer mean,
                           DevicePointer invstd, DevicePointer y, DeviceStream stream) {
         DeviceStream s = begin(stream);
-        checkTensor("x", shape, x);
-        checkOptionalChannels("gamma", shape, gamma);
-        checkOptionalChannels("beta", shape, beta);
-        checkChannels("mean", shape, mean);
-        checkChannels("invstd", shape, invstd);
-        checkTensor("y", shape, y);
+        checks.normalize(shape, x, gamma, beta, mean, invstd, y);
         DevicePointer dummy = prepareWorkspace(shape, false, s);
         boolean vec = vectorizable(shape, x, y);
         guarded(s, () -> {
@@ -193,15 +167,7 @@ public final class GpuBatchNorm implements AutoCloseable {
                                  DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dx,
                                  DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
         DeviceStream s = begin(stream);
-        checkTensor("x", shape, x);
-        checkTensor("dy", shape, dy);
-        AbstractBatchNormOps.checkTraining(shape);
-        checkOptionalChannels("gamma", shape, gamma);
-        checkChannels("saveMean", shape, saveMean);
-        checkChannels("saveInvstd", shape, saveInvstd);
-        checkTensor("dx", shape, dx);
-        checkOptionalChannels("dgamma", shape, dgamma);
-        checkOptionalChannels("dbeta", shape, dbeta);
+        checks.backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
         int flags = TRAIN_DX | (gamma != null ? HAS_GAMMA : 0) | (dgamma != null ? WANT_DGAMMA : 0)
                 | (dbeta != null ? WANT_DBETA : 0);
         DevicePointer dummy = prepareWorkspace(shape, true, s);
@@ -220,15 +186,7 @@ public final class GpuBatchNorm implements AutoCloseable {
                                   DevicePointer runningMean, DevicePointer runningVar, double eps, DevicePointer dx,
                                   DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
         DeviceStream s = begin(stream);
-        checkTensor("x", shape, x);
-        checkTensor("dy", shape, dy);
-        checkOptionalChannels("gamma", shape, gamma);
-        checkChannels("runningMean", shape, runningMean);
-        checkChannels("runningVar", shape, runningVar);
-        BatchNormOptions.checkEps(eps);
-        checkTensor("dx", shape, dx);
-        checkOptionalChannels("dgamma", shape, dgamma);
-        checkOptionalChannels("dbeta", shape, dbeta);
+        checks.backwardInference(shape, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
         boolean sums = dgamma != null || dbeta != null;
         int flags = (dgamma != null ? WANT_DGAMMA : 0) | (dbeta != null ? WANT_DBETA : 0);
         DevicePointer dummy = prepareWorkspace(shape, sums, s);
@@ -397,32 +355,14 @@ public final class GpuBatchNorm implements AutoCloseable {
         return p != null ? p : fallback;
     }
 
-    private void checkPointer(String name, DevicePointer p, long floats, String what) {
-        if (p == null) throw new IllegalArgumentException(name + " must not be null");
+    /** One device pointer holds {@code floats} floats: open, on this device, 4-byte aligned, with room enough. */
+    private void checkPointer(String name, DevicePointer p, long floats, String why) {
         if (p.buffer().isClosed()) throw new IllegalStateException(name + ": its device buffer is closed");
         if (p.buffer().device() != device) {
             throw new IllegalArgumentException(name + ": buffer belongs to device '" + p.buffer().device().name()
                     + "', expected '" + device.name() + "'");
         }
-        if (!p.isAligned(4)) {
-            throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got byte offset " + p.byteOffset());
-        }
-        if (p.remaining() < floats * 4) {
-            throw new IllegalArgumentException(name + ": expected room for " + floats + " floats (" + what + "), got "
-                    + p.remaining() + " bytes");
-        }
-    }
-
-    private void checkTensor(String name, Shape shape, DevicePointer p) {
-        if (shape == null) throw new IllegalArgumentException("shape must not be null");
-        checkPointer(name, p, shape.elementCount(), "shape " + shape);
-    }
-
-    private void checkChannels(String name, Shape shape, DevicePointer p) {
-        checkPointer(name, p, shape.channels(), "one per channel of " + shape);
-    }
-
-    private void checkOptionalChannels(String name, Shape shape, DevicePointer p) {
-        if (p != null) checkChannels(name, shape, p);
+        DeviceChecks.aligned4(name, p);
+        DeviceChecks.room(name, p, floats, why);
     }
 }

@@ -67,7 +67,7 @@ public final class GpuBatchNormOps extends AbstractBatchNormOps implements Measu
     public Timed prepareTiming(Op op, Shape shape, float[] x, float[] dy, float[] gamma, float[] beta,
                                float[] runningMean, float[] runningVar, float[] saveMean, float[] saveInvstd,
                                double eps, double momentum) {
-        if (isClosed()) throw new IllegalStateException("backend '" + name + "' is closed");
+        checkOpen();
         DeviceTiming.checkArguments(op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps,
                 momentum);
         DeviceStream s = device.defaultStream();
@@ -92,6 +92,7 @@ public final class GpuBatchNormOps extends AbstractBatchNormOps implements Measu
 
     @Override
     public Timed prepareCopy(long bytes) {
+        checkOpen();
         return DeviceTiming.deviceCopy(device, bytes);
     }
 

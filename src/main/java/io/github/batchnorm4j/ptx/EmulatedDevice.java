@@ -2,6 +2,7 @@ package io.github.batchnorm4j.ptx;
 
 import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
+import io.github.batchnorm4j.gpu.DeviceChecks;
 import io.github.batchnorm4j.gpu.DeviceException;
 import io.github.batchnorm4j.gpu.DeviceModule;
 import io.github.batchnorm4j.gpu.DevicePointer;
@@ -22,6 +23,7 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Objects;
 import java.util.Set;
+import java.util.function.IntUnaryOperator;
 
 /**
  * A {@link Device} that interprets PTX on the CPU, with memory, initialization, race and barrier checks and traffic
@@ -43,7 +45,6 @@ import java.util.Set;
  * holds at most 2 GiB. Not thread-safe beyond method-level synchronization.
  */
 public final class EmulatedDevice implements MeasuringDevice {
-    private static final VarHandle F32 = MethodHandles.byteArrayViewVarHandle(float[].class, ByteOrder.LITTLE_ENDIAN);
     private static final VarHandle I32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
     static final int STATIC_SHARED_LIMIT = 48 * 1024;
     static final int SHARED_OPTIN_LIMIT = 64 * 1024;
@@ -104,46 +105,47 @@ public final class EmulatedDevice implements MeasuringDevice {
 
     /** The allocation behind a pointer, checking ownership, liveness and that {@code bytes} fit. */
     private Allocation target(DevicePointer p, long bytes, String what) {
-        Objects.requireNonNull(p, what);
+        if (p == null) throw new IllegalArgumentException(what + " must not be null");
         if (!(p.buffer() instanceof Buffer b) || b.device() != this) {
-            throw new IllegalArgumentException(what + " belongs to another device: " + p.buffer());
+            throw new IllegalArgumentException(what + " must be in a buffer of this EmulatedDevice, got " + p.buffer());
         }
-        if (b.isClosed()) throw new IllegalStateException(what + ": " + b.alloc.label + " is closed");
-        if (bytes < 0 || p.byteOffset() + bytes > b.alloc.size) {
-            throw new IllegalArgumentException(what + ": " + bytes + " bytes at offset " + p.byteOffset()
-                    + " exceed " + b.alloc.label);
-        }
+        DeviceChecks.deviceRange(what, p, bytes);
         return b.alloc;
-    }
-
-    private static void checkArray(int length, int offset, int count, String name) {
-        if (count < 0) throw new IllegalArgumentException("count must be >= 0, got " + count);
-        if (offset < 0 || (long) offset + count > length) {
-            throw new IllegalArgumentException(name + " range [" + offset + ", " + ((long) offset + count)
-                    + ") exceeds its length " + length);
-        }
     }
 
     @Override
     public synchronized void copyToDevice(float[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         open();
-        Objects.requireNonNull(src, "src");
-        checkArray(src.length, srcOffset, count, "src");
-        Allocation a = target(dst, 4L * count, "dst");
-        int off = (int) dst.byteOffset();
-        for (int i = 0; i < count; i++) F32.set(a.data, off + 4 * i, src[srcOffset + i]);
-        a.markInit(off, 4L * count);
+        DeviceChecks.hostRange("src", src, srcOffset, count);
+        writeWords(dst, count, i -> Float.floatToRawIntBits(src[srcOffset + i]));
     }
 
     @Override
     public synchronized void copyToDevice(int[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         open();
-        Objects.requireNonNull(src, "src");
-        checkArray(src.length, srcOffset, count, "src");
+        DeviceChecks.hostRange("src", src, srcOffset, count);
+        writeWords(dst, count, i -> src[srcOffset + i]);
+    }
+
+    /** Writes {@code count} 32-bit words (word i is {@code bits.applyAsInt(i)}) at dst and marks them initialized. */
+    private void writeWords(DevicePointer dst, int count, IntUnaryOperator bits) {
         Allocation a = target(dst, 4L * count, "dst");
         int off = (int) dst.byteOffset();
-        for (int i = 0; i < count; i++) I32.set(a.data, off + 4 * i, src[srcOffset + i]);
+        for (int i = 0; i < count; i++) I32.set(a.data, off + 4 * i, bits.applyAsInt(i));
         a.markInit(off, 4L * count);
+    }
+
+    /** Receives word i of a copy to the host. */
+    private interface WordSink {
+        void put(int i, int bits);
+    }
+
+    /** Reads {@code count} initialized 32-bit words at src into {@code sink}. */
+    private void readWords(DevicePointer src, int count, WordSink sink) {
+        Allocation a = target(src, 4L * count, "src");
+        int off = (int) src.byteOffset();
+        checkInitialized(a, off, 4L * count, "copyToHost");
+        for (int i = 0; i < count; i++) sink.put(i, (int) I32.get(a.data, off + 4 * i));
     }
 
     private void checkInitialized(Allocation a, long off, long bytes, String what) {
@@ -159,29 +161,21 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyToHost(DevicePointer src, float[] dst, int dstOffset, int count, DeviceStream stream) {
         open();
-        Objects.requireNonNull(dst, "dst");
-        checkArray(dst.length, dstOffset, count, "dst");
-        Allocation a = target(src, 4L * count, "src");
-        int off = (int) src.byteOffset();
-        checkInitialized(a, off, 4L * count, "copyToHost");
-        for (int i = 0; i < count; i++) dst[dstOffset + i] = (float) F32.get(a.data, off + 4 * i);
+        DeviceChecks.hostRange("dst", dst, dstOffset, count);
+        readWords(src, count, (i, bits) -> dst[dstOffset + i] = Float.intBitsToFloat(bits));
     }
 
     @Override
     public synchronized void copyToHost(DevicePointer src, int[] dst, int dstOffset, int count, DeviceStream stream) {
         open();
-        Objects.requireNonNull(dst, "dst");
-        checkArray(dst.length, dstOffset, count, "dst");
-        Allocation a = target(src, 4L * count, "src");
-        int off = (int) src.byteOffset();
-        checkInitialized(a, off, 4L * count, "copyToHost");
-        for (int i = 0; i < count; i++) dst[dstOffset + i] = (int) I32.get(a.data, off + 4 * i);
+        DeviceChecks.hostRange("dst", dst, dstOffset, count);
+        readWords(src, count, (i, bits) -> dst[dstOffset + i] = bits);
     }
 
     @Override
     public synchronized void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream stream) {
         open();
-        if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0, got " + bytes);
+        DeviceChecks.byteCount(bytes);
         Allocation s = target(src, bytes, "src");
         Allocation d = target(dst, bytes, "dst");
         checkInitialized(s, src.byteOffset(), bytes, "copyDeviceToDevice");
@@ -192,7 +186,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void memset(DevicePointer dst, byte value, long bytes, DeviceStream stream) {
         open();
-        if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0, got " + bytes);
+        DeviceChecks.byteCount(bytes);
         Allocation a = target(dst, bytes, "dst");
         java.util.Arrays.fill(a.data, (int) dst.byteOffset(), (int) (dst.byteOffset() + bytes), value);
         a.markInit(dst.byteOffset(), bytes);

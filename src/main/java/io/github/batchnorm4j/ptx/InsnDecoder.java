@@ -612,14 +612,7 @@ final class InsnDecoder {
             return;
         }
         in.op = isSet ? (fl ? Op.SET_F : Op.SET_INT) : (fl ? Op.SETP_F : Op.SETP_INT);
-        String d = ops.get(0);
-        int bar = d.indexOf('|');
-        if (bar >= 0) {
-            in.d = dst(d.substring(0, bar));
-            in.d2 = dst(d.substring(bar + 1));
-        } else {
-            in.d = dst(d);
-        }
+        destinations(in, ops.get(0));
         in.a = src(ops.get(1), in.type);
         in.b = src(ops.get(2), in.type);
         if (ops.size() > 3) {
@@ -806,12 +799,8 @@ final class InsnDecoder {
         in.call = ci;
     }
 
-    private void decodeShfl(Insn in, List<String> ops, List<String> mods) {
-        if (!mods.contains("sync")) { unsupported(in); return; }
-        in.op = Op.SHFL;
-        in.mode = mods.contains("up") ? Op.SHFL_UP : mods.contains("down") ? Op.SHFL_DOWN
-                : mods.contains("bfly") ? Op.SHFL_BFLY : Op.SHFL_IDX;
-        String d = ops.get(0);
+    /** Sets in.d, and in.d2 for a predicate pair "d|d2" (setp and shfl write a second predicate). */
+    private void destinations(Insn in, String d) {
         int bar = d.indexOf('|');
         if (bar >= 0) {
             in.d = dst(d.substring(0, bar));
@@ -819,6 +808,14 @@ final class InsnDecoder {
         } else {
             in.d = dst(d);
         }
+    }
+
+    private void decodeShfl(Insn in, List<String> ops, List<String> mods) {
+        if (!mods.contains("sync")) { unsupported(in); return; }
+        in.op = Op.SHFL;
+        in.mode = mods.contains("up") ? Op.SHFL_UP : mods.contains("down") ? Op.SHFL_DOWN
+                : mods.contains("bfly") ? Op.SHFL_BFLY : Op.SHFL_IDX;
+        destinations(in, ops.get(0));
         in.a = src(ops.get(1), PtxType.B32);
         in.b = src(ops.get(2), PtxType.U32);
         in.c = src(ops.get(3), PtxType.U32);

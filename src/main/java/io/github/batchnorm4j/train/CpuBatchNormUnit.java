@@ -56,7 +56,7 @@ final class CpuBatchNormUnit implements BatchNormUnit {
 
     @Override
     public void forward(Tensor x, Tensor y, boolean training) {
-        CpuTrainBackend.sameShape("y", y, x);
+        TensorChecks.sameShape("y", y, x);
         if (training) layer.train();
         else layer.eval();
         layer.forward(shape(x), CpuTrainBackend.data("x", x), CpuTrainBackend.data("y", y));
@@ -64,18 +64,15 @@ final class CpuBatchNormUnit implements BatchNormUnit {
 
     @Override
     public void backward(Tensor x, Tensor dy, Tensor dx) {
-        CpuTrainBackend.sameShape("dy", dy, x);
-        CpuTrainBackend.sameShape("dx", dx, x);
+        TensorChecks.sameShape("dy", dy, x);
+        TensorChecks.sameShape("dx", dx, x);
         layer.train();
         layer.backward(shape(x), CpuTrainBackend.data("x", x), CpuTrainBackend.data("dy", dy),
                 CpuTrainBackend.data("dx", dx));
     }
 
     private Shape shape(Tensor x) {
-        if (x.cols() != layer.channels()) {
-            throw new IllegalArgumentException("x: expected " + layer.channels() + " columns, got " + x);
-        }
-        return Shape.channelsLast(x.rows(), x.cols());
+        return TensorChecks.batchNormInput(x, layer.channels());
     }
 
     /** The layer holds no resources of its own; the backend owns the ops. */

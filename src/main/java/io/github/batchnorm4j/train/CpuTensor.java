@@ -11,12 +11,12 @@ public final class CpuTensor implements Tensor {
 
     /** A zero-filled tensor. */
     public CpuTensor(int rows, int cols) {
-        this(rows, cols, new float[checkedSize(rows, cols)]);
+        this(rows, cols, new float[TensorChecks.elementCount(rows, cols)]);
     }
 
     /** Wraps {@code data} (not copied) as a {@code [rows, cols]} tensor. */
     public CpuTensor(int rows, int cols, float[] data) {
-        int n = checkedSize(rows, cols);
+        int n = TensorChecks.elementCount(rows, cols);
         if (data == null) throw new IllegalArgumentException("data must not be null");
         if (data.length != n) {
             throw new IllegalArgumentException("data: expected " + n + " floats for [" + rows + ", " + cols
@@ -25,14 +25,6 @@ public final class CpuTensor implements Tensor {
         this.rows = rows;
         this.cols = cols;
         this.data = data;
-    }
-
-    private static int checkedSize(int rows, int cols) {
-        if (rows < 1 || cols < 1) {
-            throw new IllegalArgumentException("tensor shape: expected rows >= 1 and cols >= 1, got [" + rows + ", "
-                    + cols + "]");
-        }
-        return Math.multiplyExact(rows, cols);
     }
 
     @Override

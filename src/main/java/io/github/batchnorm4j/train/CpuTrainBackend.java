@@ -33,42 +33,26 @@ public final class CpuTrainBackend implements TrainBackend {
     @Override
     public void upload(float[] src, Tensor dst) {
         float[] d = data("dst", dst);
-        if (src == null || src.length != d.length) {
-            throw new IllegalArgumentException("src: expected " + d.length + " floats for " + dst + ", got "
-                    + (src == null ? "null" : src.length));
-        }
+        TensorChecks.hostArray("src", src, dst);
         System.arraycopy(src, 0, d, 0, d.length);
     }
 
     @Override
     public void download(Tensor src, float[] dst) {
         float[] s = data("src", src);
-        if (dst == null || dst.length != s.length) {
-            throw new IllegalArgumentException("dst: expected " + s.length + " floats for " + src + ", got "
-                    + (dst == null ? "null" : dst.length));
-        }
+        TensorChecks.hostArray("dst", dst, src);
         System.arraycopy(s, 0, dst, 0, s.length);
     }
 
     @Override
     public void gemm(boolean transA, boolean transB, float alpha, Tensor a, Tensor b, float beta, Tensor c) {
-        int m = transA ? a.cols() : a.rows();
-        int k = transA ? a.rows() : a.cols();
-        int kb = transB ? b.cols() : b.rows();
-        int n = transB ? b.rows() : b.cols();
-        if (kb != k) {
-            throw new IllegalArgumentException("b: op(a) " + (transA ? "transposed " : "") + a + " has " + k
-                    + " columns, so op(b) needs " + k + " rows, got " + (transB ? "transposed " : "") + b);
-        }
-        if (c.rows() != m || c.cols() != n) {
-            throw new IllegalArgumentException("c: expected [" + m + ", " + n + "], got " + c);
-        }
-        CpuGemm.gemm(transA, transB, m, n, k, alpha, data("a", a), data("b", b), beta, data("c", c));
+        TensorChecks.GemmDims d = TensorChecks.gemm(transA, transB, a, b, c);
+        CpuGemm.gemm(transA, transB, d.m(), d.n(), d.k(), alpha, data("a", a), data("b", b), beta, data("c", c));
     }
 
     @Override
     public void addBias(Tensor x, Tensor bias) {
-        checkRowVector("bias", bias, x.cols());
+        TensorChecks.rowVector("bias", bias, x.cols());
         float[] xs = data("x", x), bs = data("bias", bias);
         int cols = x.cols();
         for (int r = 0, rows = x.rows(); r < rows; r++) {
@@ -79,7 +63,7 @@ public final class CpuTrainBackend implements TrainBackend {
 
     @Override
     public void sumRows(Tensor x, Tensor out) {
-        checkRowVector("out", out, x.cols());
+        TensorChecks.rowVector("out", out, x.cols());
         float[] xs = data("x", x), os = data("out", out);
         int cols = x.cols();
         double[] acc = new double[cols];
@@ -92,7 +76,7 @@ public final class CpuTrainBackend implements TrainBackend {
 
     @Override
     public void reluForward(Tensor x, Tensor y) {
-        sameShape("y", y, x);
+        TensorChecks.sameShape("y", y, x);
         float[] xs = data("x", x), ys = data("y", y);
         // Math.max propagates NaN, so a diverged run stays visibly NaN (x > 0 ? x : 0 would hide it as 0).
         for (int i = 0; i < xs.length; i++) ys[i] = Math.max(xs[i], 0f);
@@ -100,16 +84,16 @@ public final class CpuTrainBackend implements TrainBackend {
 
     @Override
     public void reluBackward(Tensor y, Tensor dy, Tensor dx) {
-        sameShape("dy", dy, y);
-        sameShape("dx", dx, y);
+        TensorChecks.sameShape("dy", dy, y);
+        TensorChecks.sameShape("dx", dx, y);
         float[] ys = data("y", y), dys = data("dy", dy), dxs = data("dx", dx);
         for (int i = 0; i < ys.length; i++) dxs[i] = ys[i] > 0f ? dys[i] : 0f;
     }
 
     @Override
     public double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits) {
-        sameShape("dlogits", dlogits, logits);
-        checkLabels(labels, logits);
+        TensorChecks.sameShape("dlogits", dlogits, logits);
+        TensorChecks.labels(labels, logits);
         float[] z = data("logits", logits), g = data("dlogits", dlogits);
         int rows = logits.rows(), cols = logits.cols();
         double total = 0;
@@ -133,7 +117,7 @@ public final class CpuTrainBackend implements TrainBackend {
 
     @Override
     public int countCorrect(Tensor logits, int[] labels) {
-        checkLabels(labels, logits);
+        TensorChecks.labels(labels, logits);
         float[] z = data("logits", logits);
         int rows = logits.rows(), cols = logits.cols();
         int correct = 0;
@@ -147,8 +131,8 @@ public final class CpuTrainBackend implements TrainBackend {
 
     @Override
     public void sgdUpdate(Tensor param, Tensor grad, Tensor velocity, float lr, float momentum, float weightDecay) {
-        sameShape("grad", grad, param);
-        sameShape("velocity", velocity, param);
+        TensorChecks.sameShape("grad", grad, param);
+        TensorChecks.sameShape("velocity", velocity, param);
         float[] p = data("param", param), g = data("grad", grad), v = data("velocity", velocity);
         for (int i = 0; i < p.length; i++) {
             float gi = g[i] + weightDecay * p[i];
@@ -182,34 +166,5 @@ public final class CpuTrainBackend implements TrainBackend {
                     + t.getClass().getName());
         }
         return ct.data();
-    }
-
-    static void sameShape(String name, Tensor t, Tensor like) {
-        if (t == null) throw new IllegalArgumentException(name + " must not be null");
-        if (like == null) throw new IllegalArgumentException("input tensor must not be null");
-        if (t.rows() != like.rows() || t.cols() != like.cols()) {
-            throw new IllegalArgumentException(name + ": expected shape " + like + ", got " + t);
-        }
-    }
-
-    private static void checkRowVector(String name, Tensor t, int cols) {
-        if (t == null) throw new IllegalArgumentException(name + " must not be null");
-        if (t.rows() != 1 || t.cols() != cols) {
-            throw new IllegalArgumentException(name + ": expected [1, " + cols + "], got " + t);
-        }
-    }
-
-    private static void checkLabels(int[] labels, Tensor logits) {
-        if (labels == null) throw new IllegalArgumentException("labels must not be null");
-        if (labels.length != logits.rows()) {
-            throw new IllegalArgumentException("labels: expected " + logits.rows() + " (one per row of logits), got "
-                    + labels.length);
-        }
-        for (int i = 0; i < labels.length; i++) {
-            if (labels[i] < 0 || labels[i] >= logits.cols()) {
-                throw new IllegalArgumentException("labels[" + i + "]: expected a class in [0, " + logits.cols()
-                        + "), got " + labels[i]);
-            }
-        }
     }
 }

@@ -1,6 +1,7 @@
 package io.github.batchnorm4j.train;
 
 import io.github.batchnorm4j.cuda.CudaDevice;
+import io.github.batchnorm4j.gpu.DeviceChecks;
 import io.github.batchnorm4j.gpu.DeviceException;
 import io.github.batchnorm4j.gpu.DevicePointer;
 import io.github.batchnorm4j.gpu.DeviceStream;
@@ -79,11 +80,7 @@ public final class CublasGemm implements DeviceGemm, AutoCloseable {
     }
 
     private static void need(String name, DevicePointer p, long floats) {
-        if (p == null) throw new IllegalArgumentException(name + " must not be null");
-        if (p.remaining() < 4 * floats) {
-            throw new IllegalArgumentException(name + ": expected at least " + 4 * floats + " bytes from the pointer on,"
-                    + " got " + p.remaining());
-        }
+        DeviceChecks.room(name, p, floats, "");
     }
 
     private static void check(int status, String call) {

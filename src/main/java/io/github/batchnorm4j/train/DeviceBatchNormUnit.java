@@ -6,6 +6,8 @@ import io.github.batchnorm4j.gpu.GpuBatchNorm;
 
 import java.util.Arrays;
 
+import static io.github.batchnorm4j.train.DeviceTrainBackend.pointer;
+
 /**
  * {@link BatchNormUnit} on a device: the library's device-resident {@link GpuBatchNorm} over channels-last
  * {@code [rows, C]} activations, with gamma, beta, their gradients, running statistics and the saved batch statistics
@@ -79,39 +81,33 @@ final class DeviceBatchNormUnit implements BatchNormUnit {
     @Override
     public void forward(Tensor x, Tensor y, boolean training) {
         Shape shape = shape(x);
-        DeviceTrainBackend.sameShape("y", y, x);
+        TensorChecks.sameShape("y", y, x);
         if (training) {
-            bn.forwardTraining(shape, ptr(x), gamma.pointer(), beta.pointer(), eps, runningMean.pointer(),
-                    runningVar.pointer(), momentum, ptr(y), saveMean.pointer(), saveInvstd.pointer(),
+            bn.forwardTraining(shape, pointer("x", x), gamma.pointer(), beta.pointer(), eps, runningMean.pointer(),
+                    runningVar.pointer(), momentum, pointer("y", y), saveMean.pointer(), saveInvstd.pointer(),
                     backend.stream());
             savedRows = x.rows();
         } else {
-            bn.forwardInference(shape, ptr(x), gamma.pointer(), beta.pointer(), runningMean.pointer(),
-                    runningVar.pointer(), eps, ptr(y), backend.stream());
+            bn.forwardInference(shape, pointer("x", x), gamma.pointer(), beta.pointer(), runningMean.pointer(),
+                    runningVar.pointer(), eps, pointer("y", y), backend.stream());
         }
     }
 
     @Override
     public void backward(Tensor x, Tensor dy, Tensor dx) {
         Shape shape = shape(x);
-        DeviceTrainBackend.sameShape("dy", dy, x);
-        DeviceTrainBackend.sameShape("dx", dx, x);
+        TensorChecks.sameShape("dy", dy, x);
+        TensorChecks.sameShape("dx", dx, x);
         if (savedRows != x.rows()) {
             throw new IllegalStateException("backward needs a training forward of the same shape first (saved "
                     + savedRows + " rows, got " + x.rows() + ")");
         }
-        bn.backwardTraining(shape, ptr(x), ptr(dy), gamma.pointer(), saveMean.pointer(), saveInvstd.pointer(),
-                ptr(dx), gammaGrad.pointer(), betaGrad.pointer(), backend.stream());
+        bn.backwardTraining(shape, pointer("x", x), pointer("dy", dy), gamma.pointer(), saveMean.pointer(),
+                saveInvstd.pointer(), pointer("dx", dx), gammaGrad.pointer(), betaGrad.pointer(), backend.stream());
     }
 
     private Shape shape(Tensor x) {
-        if (x == null) throw new IllegalArgumentException("x must not be null");
-        if (x.cols() != channels) throw new IllegalArgumentException("x: expected " + channels + " columns, got " + x);
-        return Shape.channelsLast(x.rows(), x.cols());
-    }
-
-    private static io.github.batchnorm4j.gpu.DevicePointer ptr(Tensor t) {
-        return DeviceTrainBackend.pointer("tensor", t);
+        return TensorChecks.batchNormInput(x, channels);
     }
 
     /** Frees the unit's device buffers (not the shared GpuBatchNorm). Idempotent. */

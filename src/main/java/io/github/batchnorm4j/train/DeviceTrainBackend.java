@@ -83,11 +83,7 @@ public final class DeviceTrainBackend implements TrainBackend {
     @Override
     public DeviceTensor allocate(int rows, int cols) {
         checkOpen();
-        if (rows < 1 || cols < 1) {
-            throw new IllegalArgumentException("tensor shape: expected rows >= 1 and cols >= 1, got [" + rows + ", "
-                    + cols + "]");
-        }
-        long bytes = 4L * rows * cols;
+        long bytes = 4L * TensorChecks.elementCount(rows, cols);
         DeviceBuffer b = device.allocate(bytes);
         device.memset(b.pointer(), (byte) 0, bytes, stream());
         return new DeviceTensor(rows, cols, b);
@@ -96,67 +92,51 @@ public final class DeviceTrainBackend implements TrainBackend {
     @Override
     public void upload(float[] src, Tensor dst) {
         DevicePointer p = pointer("dst", dst);
-        if (src == null || src.length != dst.size()) {
-            throw new IllegalArgumentException("src: expected " + dst.size() + " floats for " + dst + ", got "
-                    + (src == null ? "null" : src.length));
-        }
+        TensorChecks.hostArray("src", src, dst);
         device.copyToDevice(src, 0, p, src.length, stream());
     }
 
     @Override
     public void download(Tensor src, float[] dst) {
         DevicePointer p = pointer("src", src);
-        if (dst == null || dst.length != src.size()) {
-            throw new IllegalArgumentException("dst: expected " + src.size() + " floats for " + src + ", got "
-                    + (dst == null ? "null" : dst.length));
-        }
+        TensorChecks.hostArray("dst", dst, src);
         device.copyToHost(p, dst, 0, dst.length, stream());
     }
 
     @Override
     public void gemm(boolean transA, boolean transB, float alpha, Tensor a, Tensor b, float beta, Tensor c) {
-        int m = transA ? a.cols() : a.rows();
-        int k = transA ? a.rows() : a.cols();
-        int kb = transB ? b.cols() : b.rows();
-        int n = transB ? b.rows() : b.cols();
-        if (kb != k) {
-            throw new IllegalArgumentException("b: op(a) " + (transA ? "transposed " : "") + a + " has " + k
-                    + " columns, so op(b) needs " + k + " rows, got " + (transB ? "transposed " : "") + b);
-        }
-        if (c.rows() != m || c.cols() != n) {
-            throw new IllegalArgumentException("c: expected [" + m + ", " + n + "], got " + c);
-        }
-        gemm.sgemm(transA, transB, m, n, k, alpha, pointer("a", a), pointer("b", b), beta, pointer("c", c), stream());
+        TensorChecks.GemmDims d = TensorChecks.gemm(transA, transB, a, b, c);
+        gemm.sgemm(transA, transB, d.m(), d.n(), d.k(), alpha, pointer("a", a), pointer("b", b), beta, pointer("c", c), stream());
     }
 
     @Override
     public void addBias(Tensor x, Tensor bias) {
-        rowVector("bias", bias, x.cols());
+        TensorChecks.rowVector("bias", bias, x.cols());
         kernels.biasAdd(pointer("x", x), pointer("bias", bias), x.rows(), x.cols(), stream());
     }
 
     @Override
     public void sumRows(Tensor x, Tensor out) {
-        rowVector("out", out, x.cols());
+        TensorChecks.rowVector("out", out, x.cols());
         kernels.biasGrad(pointer("x", x), pointer("out", out), x.rows(), x.cols(), stream());
     }
 
     @Override
     public void reluForward(Tensor x, Tensor y) {
-        sameShape("y", y, x);
+        TensorChecks.sameShape("y", y, x);
         kernels.reluForward(pointer("x", x), pointer("y", y), x.size(), stream());
     }
 
     @Override
     public void reluBackward(Tensor y, Tensor dy, Tensor dx) {
-        sameShape("dy", dy, y);
-        sameShape("dx", dx, y);
+        TensorChecks.sameShape("dy", dy, y);
+        TensorChecks.sameShape("dx", dx, y);
         kernels.reluBackward(pointer("y", y), pointer("dy", dy), pointer("dx", dx), y.size(), stream());
     }
 
     @Override
     public double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits) {
-        sameShape("dlogits", dlogits, logits);
+        TensorChecks.sameShape("dlogits", dlogits, logits);
         Scratch s = launchSoftmax(logits, labels, pointer("dlogits", dlogits));
         float[] loss = new float[labels.length];
         device.copyToHost(s.loss().pointer(), loss, 0, loss.length, stream());
@@ -178,17 +158,7 @@ public final class DeviceTrainBackend implements TrainBackend {
 
     /** Launches the softmax kernel; a null dlogits writes the gradient into scratch. */
     private Scratch launchSoftmax(Tensor logits, int[] labels, DevicePointer dlogits) {
-        if (labels == null) throw new IllegalArgumentException("labels must not be null");
-        if (labels.length != logits.rows()) {
-            throw new IllegalArgumentException("labels: expected " + logits.rows() + " (one per row of logits), got "
-                    + labels.length);
-        }
-        for (int i = 0; i < labels.length; i++) {
-            if (labels[i] < 0 || labels[i] >= logits.cols()) {
-                throw new IllegalArgumentException("labels[" + i + "]: expected a class in [0, " + logits.cols()
-                        + "), got " + labels[i]);
-            }
-        }
+        TensorChecks.labels(labels, logits);
         int rows = logits.rows(), cols = logits.cols();
         Scratch s = scratch.computeIfAbsent(((long) rows << 32) | cols, key -> new Scratch(device.allocate(4L * rows),
                 device.allocate(4L * rows), device.allocate(4L * rows), device.allocate(4L * rows * cols)));
@@ -201,8 +171,8 @@ public final class DeviceTrainBackend implements TrainBackend {
 
     @Override
     public void sgdUpdate(Tensor param, Tensor grad, Tensor velocity, float lr, float momentum, float weightDecay) {
-        sameShape("grad", grad, param);
-        sameShape("velocity", velocity, param);
+        TensorChecks.sameShape("grad", grad, param);
+        TensorChecks.sameShape("velocity", velocity, param);
         kernels.sgdMomentum(pointer("param", param), pointer("grad", grad), pointer("velocity", velocity),
                 param.size(), lr, momentum, weightDecay, stream());
     }
@@ -241,16 +211,5 @@ public final class DeviceTrainBackend implements TrainBackend {
             throw new IllegalArgumentException(name + ": expected a device tensor, got " + t.getClass().getName());
         }
         return dt.pointer();
-    }
-
-    static void sameShape(String name, Tensor t, Tensor like) {
-        CpuTrainBackend.sameShape(name, t, like);
-    }
-
-    private static void rowVector(String name, Tensor t, int cols) {
-        if (t == null) throw new IllegalArgumentException(name + " must not be null");
-        if (t.rows() != 1 || t.cols() != cols) {
-            throw new IllegalArgumentException(name + ": expected [1, " + cols + "], got " + t);
-        }
     }
 }

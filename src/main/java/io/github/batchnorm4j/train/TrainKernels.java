@@ -1,6 +1,7 @@
 package io.github.batchnorm4j.train;
 
 import io.github.batchnorm4j.gpu.Device;
+import io.github.batchnorm4j.gpu.DeviceChecks;
 import io.github.batchnorm4j.gpu.DeviceModule;
 import io.github.batchnorm4j.gpu.DevicePointer;
 import io.github.batchnorm4j.gpu.DeviceStream;
@@ -176,15 +177,8 @@ public final class TrainKernels implements AutoCloseable {
     }
 
     private static void floats(String name, DevicePointer p, long count) {
-        if (p == null) throw new IllegalArgumentException(name + " must not be null");
-        if (p.remaining() < 4 * count) {
-            throw new IllegalArgumentException(name + ": expected at least " + 4 * count + " bytes (" + count
-                    + " elements) from the pointer on, got " + p.remaining());
-        }
-        if (!p.isAligned(4)) {
-            throw new IllegalArgumentException(name + ": expected a 4-byte aligned pointer, got byte offset "
-                    + p.byteOffset());
-        }
+        DeviceChecks.room(name, p, count, "");
+        DeviceChecks.aligned4(name, p);
     }
 
     /** Unloads the module. Idempotent. */

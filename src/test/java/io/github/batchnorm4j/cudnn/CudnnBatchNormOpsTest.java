@@ -13,13 +13,13 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
+import static io.github.batchnorm4j.testing.TestData.gaussian;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotSame;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 /**
  * The cuDNN argument mapping, against a fake cuDNN that executes the calls on host memory through the descriptors'
@@ -42,12 +42,6 @@ class CudnnBatchNormOpsTest {
         return new CudnnBatchNormOps(api, device, false, minEps);
     }
 
-    private static float[] random(Random r, int n, double scale, double offset) {
-        float[] a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float) (r.nextGaussian() * scale + offset);
-        return a;
-    }
-
     private static float[] positive(Random r, int n) {
         float[] a = new float[n];
         for (int i = 0; i < n; i++) a[i] = (float) (0.5 + r.nextDouble());
@@ -58,28 +52,6 @@ class CudnnBatchNormOpsTest {
         float[] a = new float[n];
         Arrays.fill(a, Float.NaN);
         return a;
-    }
-
-    private static void assertClose(String what, double[] expected, float[] actual, double tol) {
-        assertEquals(expected.length, actual.length, what + " length");
-        int bad = 0;
-        int first = -1;
-        for (int i = 0; i < expected.length; i++) {
-            if (!(Math.abs(actual[i] - expected[i]) <= tol + tol * Math.abs(expected[i]))) {
-                if (first < 0) first = i;
-                bad++;
-            }
-        }
-        if (bad > 0) {
-            fail(what + ": " + bad + " of " + expected.length + " elements differ; first at " + first + ": expected "
-                    + expected[first] + ", got " + actual[first]);
-        }
-    }
-
-    private static double[] toDouble(float[] a) {
-        double[] d = new double[a.length];
-        for (int i = 0; i < a.length; i++) d[i] = a[i];
-        return d;
     }
 
     private void assertEverythingReleased() {
@@ -103,10 +75,10 @@ class CudnnBatchNormOpsTest {
         for (Shape s : SHAPES) {
             int n = s.elementCountAsInt();
             int c = s.channels();
-            float[] x = random(r, n, 2, 3);
-            float[] gamma = random(r, c, 1, 1);
-            float[] beta = random(r, c, 1, 0);
-            float[] rm = random(r, c, 1, 0);
+            float[] x = gaussian(r, n, 3, 2);
+            float[] gamma = gaussian(r, c, 1, 1);
+            float[] beta = gaussian(r, c, 0, 1);
+            float[] rm = gaussian(r, c, 0, 1);
             float[] rv = positive(r, c);
             float[] rm0 = rm.clone();
             float[] rv0 = rv.clone();
@@ -119,7 +91,7 @@ class CudnnBatchNormOpsTest {
             try (CudnnBatchNormOps ops = new CudnnBatchNormOps(api, device, false, 0.0)) {
                 ops.forwardTraining(s, x, gamma, beta, eps, rm, rv, momentum, y, mean, invstd);
             }
-            assertClose("y " + s, Reference.forwardTrainY(s, x, gamma, beta, eps), y, FORWARD_TOL);
+            Reference.assertClose("y " + s, Reference.forwardTrainY(s, x, gamma, beta, eps), y, FORWARD_TOL);
             long m = s.reductionSize();
             double[] eMean = new double[c];
             double[] eInv = new double[c];
@@ -132,10 +104,10 @@ class CudnnBatchNormOpsTest {
                 eRm[k] = (1 - momentum) * rm0[k] + momentum * eMean[k];
                 eRv[k] = (1 - momentum) * rv0[k] + momentum * var * m / (m - 1); // unbiased, as cuDNN stores it
             }
-            assertClose("saveMean " + s, eMean, mean, FORWARD_TOL);
-            assertClose("saveInvstd " + s, eInv, invstd, FORWARD_TOL);
-            assertClose("runningMean " + s, eRm, rm, FORWARD_TOL);
-            assertClose("runningVar " + s, eRv, rv, FORWARD_TOL);
+            Reference.assertClose("saveMean " + s, eMean, mean, FORWARD_TOL);
+            Reference.assertClose("saveInvstd " + s, eInv, invstd, FORWARD_TOL);
+            Reference.assertClose("runningMean " + s, eRm, rm, FORWARD_TOL);
+            Reference.assertClose("runningVar " + s, eRv, rv, FORWARD_TOL);
 
             Map<String, Object> call = api.calls("cudnnBatchNormalizationForwardTraining").get(0).args();
             assertEquals(momentum, (double) call.get("factor"), 0.0, "exponentialAverageFactor = momentum");
@@ -152,12 +124,12 @@ class CudnnBatchNormOpsTest {
     void affineOffGetsOnesAndZerosAndNoRunningStatsGetsScratchThatIsDiscarded() {
         Random r = new Random(11);
         Shape s = Shape.channelsLast(3, 4, 6);
-        float[] x = random(r, s.elementCountAsInt(), 1, -2);
+        float[] x = gaussian(r, s.elementCountAsInt(), -2, 1);
         float[] y = nan(x.length);
         try (CudnnBatchNormOps ops = ops(0.0)) {
             ops.forwardTraining(s, x, null, null, 1e-5, null, null, 0.9, y, nan(6), nan(6));
         }
-        assertClose("y affine off", Reference.forwardTrainY(s, x, null, null, 1e-5), y, FORWARD_TOL);
+        Reference.assertClose("y affine off", Reference.forwardTrainY(s, x, null, null, 1e-5), y, FORWARD_TOL);
         Map<String, Object> call = api.calls("cudnnBatchNormalizationForwardTraining").get(0).args();
         // the scale/bias buffers were freed; the fake executed with them, so y above proves gamma = 1, beta = 0
         assertEquals(0.0, (double) call.get("factor"), 0.0, "no running statistics: nothing to average into");
@@ -174,10 +146,10 @@ class CudnnBatchNormOpsTest {
         Random r = new Random(13);
         for (Shape s : SHAPES) {
             int c = s.channels();
-            float[] x = random(r, s.elementCountAsInt(), 3, 1);
-            float[] gamma = random(r, c, 1, 1);
-            float[] beta = random(r, c, 1, 0);
-            float[] rm = random(r, c, 1, 1);
+            float[] x = gaussian(r, s.elementCountAsInt(), 1, 3);
+            float[] gamma = gaussian(r, c, 1, 1);
+            float[] beta = gaussian(r, c, 0, 1);
+            float[] rm = gaussian(r, c, 1, 1);
             float[] rv = positive(r, c);
             float[] y = nan(x.length);
             api.calls.clear();
@@ -185,7 +157,7 @@ class CudnnBatchNormOpsTest {
                 ops.forwardInference(s, x, gamma, beta, rm, rv, 2e-5, y);
                 ops.forwardInference(s, x, null, null, rm, rv, 2e-5, y);
             }
-            assertClose("eval y affine off " + s, Reference.evalY(s, x, null, null, rm, rv, 2e-5), y, FORWARD_TOL);
+            Reference.assertClose("eval y affine off " + s, Reference.evalY(s, x, null, null, rm, rv, 2e-5), y, FORWARD_TOL);
             Map<String, Object> call = api.calls("cudnnBatchNormalizationForwardInference").get(0).args();
             assertEquals(2e-5, (double) call.get("eps"), 0.0);
             assertDescriptorsMatch(s, call);
@@ -200,9 +172,9 @@ class CudnnBatchNormOpsTest {
             int n = s.elementCountAsInt();
             int c = s.channels();
             if (s.reductionSize() < 2) continue;
-            float[] x = random(r, n, 1.5, -1);
-            float[] dy = random(r, n, 1, 0);
-            float[] gamma = random(r, c, 1, 1);
+            float[] x = gaussian(r, n, -1, 1.5);
+            float[] dy = gaussian(r, n, 0, 1);
+            float[] gamma = gaussian(r, c, 1, 1);
             double eps = 1e-5;
             float[] mean = nan(c);
             float[] invstd = nan(c);
@@ -215,9 +187,9 @@ class CudnnBatchNormOpsTest {
                 ops.backwardTraining(s, x, dy, gamma, mean, invstd, dx, dg, db);
             }
             double[][] e = Reference.backwardTrain(s, x, dy, gamma, eps);
-            assertClose("dx " + s, e[0], dx, GRADIENT_TOL);
-            assertClose("dgamma " + s, e[1], dg, GRADIENT_TOL);
-            assertClose("dbeta " + s, e[2], db, GRADIENT_TOL);
+            Reference.assertClose("dx " + s, e[0], dx, GRADIENT_TOL);
+            Reference.assertClose("dgamma " + s, e[1], dg, GRADIENT_TOL);
+            Reference.assertClose("dbeta " + s, e[2], db, GRADIENT_TOL);
             Map<String, Object> call = api.calls("cudnnBatchNormalizationBackward").get(0).args();
             for (String k : List.of("alphaData", "alphaParam")) assertEquals(1f, call.get(k), k);
             for (String k : List.of("betaData", "betaParam")) assertEquals(0f, call.get(k), k + " (overwrite, not accumulate)");
@@ -231,8 +203,8 @@ class CudnnBatchNormOpsTest {
     void backwardPassesTheCallersSavedStatisticsNotRecomputedOnes() {
         Random r = new Random(19);
         Shape s = Shape.channelsFirst(3, 2, 4);
-        float[] x = random(r, 24, 1, 0);
-        float[] dy = random(r, 24, 1, 0);
+        float[] x = gaussian(r, 24, 0, 1);
+        float[] dy = gaussian(r, 24, 0, 1);
         float[] mean = {0.25f, -0.5f};
         float[] invstd = {2f, 0.75f};
         float[] dx = nan(24);
@@ -257,11 +229,11 @@ class CudnnBatchNormOpsTest {
         try (CudnnBatchNormOps ops = ops(1e-5)) {
             api.calls.clear();
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ops.forwardTraining(s,
-                    random(new Random(1), 24, 1, 0), null, null, 1e-6, rm, new float[] {1, 1, 1}, 0.1, y, nan(3), nan(3)));
+                    gaussian(new Random(1), 24, 0, 1), null, null, 1e-6, rm, new float[] {1, 1, 1}, 0.1, y, nan(3), nan(3)));
             assertEquals("eps must be >= CUDNN_BN_MIN_EPSILON (1.0E-5) for the cuDNN backend, got 1.0E-6", e.getMessage());
             assertThrows(IllegalArgumentException.class, () -> ops.forwardInference(s, new float[24], null, null, rm,
                     new float[] {1, 1, 1}, 5e-6, y));
-            ops.forwardInference(s, random(new Random(2), 24, 1, 0), null, null, rm, new float[] {1, 1, 1}, 1e-5, y);
+            ops.forwardInference(s, gaussian(new Random(2), 24, 0, 1), null, null, rm, new float[] {1, 1, 1}, 1e-5, y);
         }
         assertArrayEquals(new float[] {1, 2, 3}, rm, "running mean untouched");
         assertEquals(1, api.calls("cudnnBatchNormalizationForwardInference").size(), "only the valid call reached cuDNN");
@@ -278,7 +250,7 @@ class CudnnBatchNormOpsTest {
         api.failures.put("cudnnBatchNormalizationForwardTraining", FakeCudnnApi.BAD_PARAM);
         try (CudnnBatchNormOps ops = ops(0.0)) {
             DeviceException e = assertThrows(DeviceException.class, () -> ops.forwardTraining(s,
-                    random(new Random(3), 12, 1, 0), null, null, 1e-5, rm, rv, 0.1, y, mean, nan(3)));
+                    gaussian(new Random(3), 12, 0, 1), null, null, 1e-5, rm, rv, 0.1, y, mean, nan(3)));
             assertEquals("cudnnBatchNormalizationForwardTraining(shape=[4, 3] channels-last) failed: "
                     + "CUDNN_STATUS_BAD_PARAM (cudnnStatus_t 2000)", e.getMessage());
         }
@@ -323,8 +295,8 @@ class CudnnBatchNormOpsTest {
         Random r = new Random(29);
         Shape s = Shape.channelsFirst(3, 4, 5);
         int n = 60;
-        float[] x = random(r, n, 1, 2);
-        float[] dyHost = random(r, n, 1, 0);
+        float[] x = gaussian(r, n, 2, 1);
+        float[] dyHost = gaussian(r, n, 0, 1);
         try (CudnnBatchNormOps ops = ops(0.0)) {
             // one big buffer, tensors at odd offsets inside it, as a training loop's workspace might hold them
             io.github.batchnorm4j.gpu.DeviceBuffer big = device.allocate(4 * 400);
@@ -341,11 +313,11 @@ class CudnnBatchNormOpsTest {
             int allocationsAfterFirst = device.allocations;
             ops.forwardTrainingOnDevice(s, dx, null, null, 1e-5, null, null, 0.1, dy, mean, invstd);
             assertEquals(allocationsAfterFirst, device.allocations, "scratch allocated once per channel count");
-            assertClose("y on device", Reference.forwardTrainY(s, x, null, null, 1e-5), device.read(dy, n), FORWARD_TOL);
+            Reference.assertClose("y on device", Reference.forwardTrainY(s, x, null, null, 1e-5), device.read(dy, n), FORWARD_TOL);
             ops.backwardTrainingOnDevice(s, dx, grad, null, mean, invstd, dOut, null, dbeta);
             double[][] e = Reference.backwardTrain(s, x, dyHost, null, 1e-5);
-            assertClose("dx on device", e[0], device.read(dOut, n), GRADIENT_TOL);
-            assertClose("dbeta on device", e[2], device.read(dbeta, 4), GRADIENT_TOL);
+            Reference.assertClose("dx on device", e[0], device.read(dOut, n), GRADIENT_TOL);
+            Reference.assertClose("dbeta on device", e[2], device.read(dbeta, 4), GRADIENT_TOL);
             Map<String, Object> call = api.calls("cudnnBatchNormalizationBackward").get(0).args();
             assertSame(dx, call.get("x"));
             assertSame(grad, call.get("dy"));

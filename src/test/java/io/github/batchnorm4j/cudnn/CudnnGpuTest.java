@@ -12,6 +12,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 
+import static io.github.batchnorm4j.testing.TestData.gaussian;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -32,12 +33,6 @@ class CudnnGpuTest {
         System.out.println("[GPU] " + r.detail());
     }
 
-    private static float[] gaussian(Random r, int n, double sd, double mean) {
-        float[] a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float) (r.nextGaussian() * sd + mean);
-        return a;
-    }
-
     @Test
     void matchesTheFloat64Reference() {
         Random r = new Random(23);
@@ -48,9 +43,9 @@ class CudnnGpuTest {
             for (Shape s : shapes) {
                 int n = s.elementCountAsInt();
                 int c = s.channels();
-                float[] x = gaussian(r, n, 2, 3);
-                float[] gamma = gaussian(r, c, 0.5, 1);
-                float[] beta = gaussian(r, c, 0.5, 0);
+                float[] x = gaussian(r, n, 3, 2);
+                float[] gamma = gaussian(r, c, 1, 0.5);
+                float[] beta = gaussian(r, c, 0, 0.5);
                 float[] rm = new float[c];
                 float[] rv = new float[c];
                 Arrays.fill(rv, 1f);
@@ -67,7 +62,7 @@ class CudnnGpuTest {
                     assertEquals(0.9 + 0.1 * var * m / (m - 1), rv[k], 1e-5 * (1 + rv[k]), "running var (unbiased)");
                     assertEquals(1 / Math.sqrt(var + 1e-5), invstd[k], 1e-5 * invstd[k], "saved invstd");
                 }
-                float[] dy = gaussian(r, n, 1, 0.1);
+                float[] dy = gaussian(r, n, 0.1, 1);
                 float[] dx = new float[n];
                 float[] dg = new float[c];
                 float[] db = new float[c];

@@ -2,6 +2,7 @@ package io.github.batchnorm4j.cudnn;
 
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.testing.Tolerances;
 
 /** The plain float64 formulas of DESIGN §1, indexed from the Shape (not from any stride logic under test). */
 final class Reference {
@@ -81,13 +82,11 @@ final class Reference {
         return new double[][] {dx, dg, db};
     }
 
-    /** Fails unless |actual − expected| ≤ tol + tol·|expected| everywhere, naming the first bad element. */
+    /**
+     * Fails unless |actual − expected| ≤ tol + tol·|expected| everywhere ({@link Tolerances#assertClose} with
+     * atol = rtol = tol), naming the first bad element and how many mismatched.
+     */
     static void assertClose(String what, double[] expected, float[] actual, double tol) {
-        for (int i = 0; i < expected.length; i++) {
-            if (!(Math.abs(actual[i] - expected[i]) <= tol + tol * Math.abs(expected[i]))) {
-                org.junit.jupiter.api.Assertions.fail(what + ": first mismatch at " + i + " of " + expected.length
-                        + ": expected " + expected[i] + ", got " + actual[i]);
-            }
-        }
+        Tolerances.assertClose(what, expected, Tolerances.toDouble(actual), tol, 1.0);
     }
 }

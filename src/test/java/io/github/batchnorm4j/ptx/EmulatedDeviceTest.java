@@ -10,6 +10,7 @@ import org.junit.jupiter.api.Test;
 
 import java.util.List;
 
+import static io.github.batchnorm4j.testing.Messages.assertMentions;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -19,10 +20,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /** The Device contract of EmulatedDevice: validation, ownership, close semantics, leaks, launch limits, metrics. */
 class EmulatedDeviceTest {
     private static final String KERNEL = PtxHarness.kernel("mov.b64 %out0, %in0;", "");
-
-    private static void assertMessage(Throwable t, String... parts) {
-        for (String p : parts) assertTrue(t.getMessage().contains(p), "message lacks '" + p + "': " + t.getMessage());
-    }
 
     @Test
     void propertiesAndName() {
@@ -47,11 +44,11 @@ class EmulatedDeviceTest {
             float[] dst = new float[6];
             dev.copyToHost(b.at(8), dst, 2, 4, dev.defaultStream());
             assertArrayEquals(new float[]{0, 0, -2f, 3.25f, Float.NaN, 7f}, dst);
-            assertMessage(assertThrows(IllegalArgumentException.class,
-                    () -> dev.copyToDevice(src, 0, b.at(32), 3, dev.defaultStream())), "12 bytes at offset 32", "40 bytes");
-            assertMessage(assertThrows(IllegalArgumentException.class,
-                    () -> dev.copyToDevice(src, 3, b.pointer(), 3, dev.defaultStream())), "src range [3, 6)", "length 5");
-            assertMessage(assertThrows(DeviceException.class,
+            assertMentions(assertThrows(IllegalArgumentException.class,
+                    () -> dev.copyToDevice(src, 0, b.at(32), 3, dev.defaultStream())), "dst: 12 bytes at offset 32", "40-byte buffer");
+            assertMentions(assertThrows(IllegalArgumentException.class,
+                    () -> dev.copyToDevice(src, 3, b.pointer(), 3, dev.defaultStream())), "src: 3 elements from offset 3", "array of 5");
+            assertMentions(assertThrows(DeviceException.class,
                     () -> dev.copyToHost(b.pointer(), dst, 0, 1, dev.defaultStream())), "never written");
             dev.memset(b.pointer(), (byte) 0, 8, dev.defaultStream());
             int[] ints = new int[2];
@@ -68,11 +65,11 @@ class EmulatedDeviceTest {
         b.close();
         b.close(); // harmless
         assertTrue(b.isClosed());
-        assertMessage(assertThrows(IllegalStateException.class,
+        assertMentions(assertThrows(IllegalStateException.class,
                 () -> dev.memset(b.pointer(), (byte) 1, 4, dev.defaultStream())), "buffer #1", "closed");
         dev.close();
         dev.close(); // idempotent
-        assertMessage(assertThrows(IllegalStateException.class, () -> dev.allocate(4)), "closed");
+        assertMentions(assertThrows(IllegalStateException.class, () -> dev.allocate(4)), "closed");
         assertEquals(List.of(), dev.leakReport());
     }
 
@@ -82,7 +79,7 @@ class EmulatedDeviceTest {
         DeviceBuffer kept = dev.allocate(100);
         dev.allocate(8).close();
         DeviceException e = assertThrows(DeviceException.class, dev::close);
-        assertMessage(e, "1 leaked allocation", "buffer #1 (100 bytes)");
+        assertMentions(e.getMessage(), "1 leaked allocation", "buffer #1 (100 bytes)");
         assertTrue(kept.isClosed(), "close frees leaked buffers too");
         EmulatedDevice quiet = new EmulatedDevice(EmulatorOptions.defaults().withThrowOnLeak(false));
         quiet.allocate(12);
@@ -97,19 +94,19 @@ class EmulatedDeviceTest {
              DeviceBuffer foreign = other.allocate(32)) {
             DeviceModule m = dev.loadModule("k.ptx", KERNEL);
             Kernel k = m.kernel("t");
-            assertMessage(assertThrows(DeviceException.class, () -> m.kernel("nope")), "no entry nope", "[t]");
-            assertMessage(assertThrows(DeviceException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(32), 0,
+            assertMentions(assertThrows(DeviceException.class, () -> m.kernel("nope")), "no entry nope", "[t]");
+            assertMentions(assertThrows(DeviceException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(32), 0,
                     dev.defaultStream(), new KernelArgs().ptr(in))), "takes 2 parameters, got 1");
-            assertMessage(assertThrows(DeviceException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(32), 0,
+            assertMentions(assertThrows(DeviceException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(32), 0,
                     dev.defaultStream(), new KernelArgs().ptr(in).i32(3))), "argument 1 (t_out, .u64, 8 bytes) given as I32");
-            assertMessage(assertThrows(DeviceException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(2048), 0,
+            assertMentions(assertThrows(DeviceException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(2048), 0,
                     dev.defaultStream(), new KernelArgs().ptr(in).ptr(out))), "2048 threads", "launch of t");
-            assertMessage(assertThrows(DeviceException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(32), 70_000,
+            assertMentions(assertThrows(DeviceException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(32), 70_000,
                     dev.defaultStream(), new KernelArgs().ptr(in).ptr(out))), "70000 dynamic", "65536");
             assertThrows(IllegalArgumentException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(32), 0,
                     dev.defaultStream(), new KernelArgs().ptr(in).ptr(foreign)));
             m.close();
-            assertMessage(assertThrows(IllegalStateException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(32), 0,
+            assertMentions(assertThrows(IllegalStateException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(32), 0,
                     dev.defaultStream(), new KernelArgs().ptr(in).ptr(out))), "module k.ptx", "closed");
         }
     }

@@ -9,6 +9,8 @@ import org.junit.jupiter.api.Test;
 
 import java.util.Random;
 
+import static io.github.batchnorm4j.testing.Messages.assertMentions;
+import static io.github.batchnorm4j.testing.TestData.gaussian;
 import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -21,24 +23,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class PlantedBugsTest {
     private static final String PTX = TestPtx.load("planted_bugs.ptx");
 
-    private static float[] random(int n, long seed) {
-        Random r = new Random(seed);
-        float[] x = new float[n];
-        for (int i = 0; i < n; i++) x[i] = (float) r.nextGaussian();
-        return x;
-    }
-
-    private static void assertMentions(String msg, String... parts) {
-        for (String p : parts) assertTrue(msg.contains(p), "message lacks '" + p + "': " + msg);
-    }
-
     @Test
     void outOfBoundsWriteIsCaught() {
         int n = 1000;
         try (EmulatedDevice dev = new EmulatedDevice(); DeviceBuffer x = dev.allocate(4L * n);
              DeviceBuffer y = dev.allocate(4L * n)) {
             DeviceModule m = dev.loadModule("planted_bugs.ptx", PTX);
-            dev.copyToDevice(random(n, 1), 0, x.pointer(), n, dev.defaultStream());
+            dev.copyToDevice(gaussian(new Random(1), n), 0, x.pointer(), n, dev.defaultStream());
             DeviceException e = assertThrows(DeviceException.class, () -> dev.launch(m.kernel("oob_write"),
                     Dim3.of(8), Dim3.of(128), 0, dev.defaultStream(), new KernelArgs().ptr(x).ptr(y).i32(n)));
             // element n = 1000 is in block 7 (896..1023), thread 104
@@ -50,7 +41,7 @@ class PlantedBugsTest {
     @Test
     void missingSyncthreadsRaceIsCaughtAndOnlyByTheRaceCheck() {
         int block = 128, grid = 2;
-        float[] x = random(block * grid, 2);
+        float[] x = gaussian(new Random(2), block * grid);
         for (boolean check : new boolean[]{true, false}) {
             try (EmulatedDevice dev = new EmulatedDevice(EmulatorOptions.defaults().withRaceCheck(check));
                  DeviceBuffer dx = dev.allocate(4L * x.length); DeviceBuffer out = dev.allocate(4L * grid)) {
@@ -75,7 +66,7 @@ class PlantedBugsTest {
         try (EmulatedDevice dev = new EmulatedDevice(); DeviceBuffer x = dev.allocate(4L * n);
              DeviceBuffer y = dev.allocate(4L * n)) {
             DeviceModule m = dev.loadModule("planted_bugs.ptx", PTX);
-            dev.copyToDevice(random(n, 3), 0, x.pointer(), n - 3, dev.defaultStream()); // last 3 never written
+            dev.copyToDevice(gaussian(new Random(3), n), 0, x.pointer(), n - 3, dev.defaultStream()); // last 3 never written
             DeviceException e = assertThrows(DeviceException.class, () -> dev.launch(m.kernel("uninit_read"),
                     Dim3.of(2), Dim3.of(128), 0, dev.defaultStream(), new KernelArgs().ptr(x).ptr(y).i32(n)));
             assertMentions(e.getMessage(), "read of uninitialized global memory", "kernel uninit_read",
@@ -99,7 +90,7 @@ class PlantedBugsTest {
         try (EmulatedDevice dev = new EmulatedDevice(); DeviceBuffer x = dev.allocate(4L * 200);
              DeviceBuffer y = dev.allocate(4L * 32)) {
             DeviceModule m = dev.loadModule("planted_bugs.ptx", PTX);
-            dev.copyToDevice(random(200, 4), 0, x.pointer(), 200, dev.defaultStream());
+            dev.copyToDevice(gaussian(new Random(4), 200), 0, x.pointer(), 200, dev.defaultStream());
             DeviceException e = assertThrows(DeviceException.class, () -> dev.launch(m.kernel("misaligned_vec"),
                     Dim3.of(1), Dim3.of(32), 0, dev.defaultStream(), new KernelArgs().ptr(x).ptr(y)));
             assertMentions(e.getMessage(), "misaligned 16-byte read", "kernel misaligned_vec", "thread (0,0,0)",

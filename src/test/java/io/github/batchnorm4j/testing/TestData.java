@@ -1,6 +1,7 @@
 package io.github.batchnorm4j.testing;
 
 import java.util.Arrays;
+import java.util.Random;
 import java.util.SplittableRandom;
 
 /**
@@ -26,6 +27,23 @@ public final class TestData {
             } while (v == 0f);
             a[i] = v;
         }
+        return a;
+    }
+
+    /**
+     * Normal values {@code mean + std·g} from {@link Random#nextGaussian()}, for tests that seed a {@link Random}
+     * themselves (unlike {@link #normal}, zeros are not redrawn, so a seed gives the same array as it always did).
+     */
+    public static float[] gaussian(Random r, int n, double mean, double std) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) (mean + std * r.nextGaussian());
+        return a;
+    }
+
+    /** Standard normal values from {@link Random#nextGaussian()}. */
+    public static float[] gaussian(Random r, int n) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) r.nextGaussian();
         return a;
     }
 

@@ -9,6 +9,7 @@ import org.junit.jupiter.params.provider.CsvSource;
 import java.util.Arrays;
 import java.util.Random;
 
+import static io.github.batchnorm4j.testing.TestData.gaussian;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -29,12 +30,6 @@ class CpuTrainBackendTest {
     @AfterEach
     void close() {
         be.close();
-    }
-
-    private static float[] random(Random rng, int n) {
-        float[] a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float) rng.nextGaussian();
-        return a;
     }
 
     private Tensor tensor(int rows, int cols, float[] data) {
@@ -59,9 +54,9 @@ class CpuTrainBackendTest {
     void gemmMatchesDoubleReference(boolean ta, boolean tb, int m, int n, int k, float beta) {
         Random rng = new Random(31L * m + 7L * n + k + (ta ? 1 : 0) + (tb ? 2 : 0));
         float alpha = 0.75f;
-        float[] a = random(rng, m * k);
-        float[] b = random(rng, k * n);
-        float[] c0 = random(rng, m * n);
+        float[] a = gaussian(rng, m * k);
+        float[] b = gaussian(rng, k * n);
+        float[] c0 = gaussian(rng, m * n);
         if (beta == 0f) Arrays.fill(c0, Float.NaN); // BLAS: beta = 0 ignores C, NaN included
         Tensor ta_ = tensor(ta ? k : m, ta ? m : k, a);
         Tensor tb_ = tensor(tb ? n : k, tb ? k : n, b);
@@ -92,16 +87,16 @@ class CpuTrainBackendTest {
 
     @Test
     void gemmRejectsMismatchedShapesBeforeWriting() {
-        Tensor a = tensor(3, 4, random(new Random(1), 12));
-        Tensor b = tensor(5, 2, random(new Random(2), 10));
-        float[] c0 = random(new Random(3), 6);
+        Tensor a = tensor(3, 4, gaussian(new Random(1), 12));
+        Tensor b = tensor(5, 2, gaussian(new Random(2), 10));
+        float[] c0 = gaussian(new Random(3), 6);
         Tensor c = tensor(3, 2, c0);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> be.gemm(false, false, 1f, a, b, 0f, c));
         assertTrue(e.getMessage().contains("b:") && e.getMessage().contains("[5, 2]"), e.getMessage());
         assertArrayEquals(c0, read(c), "a failing call must not write C");
-        Tensor b2 = tensor(4, 2, random(new Random(4), 8));
-        Tensor cWrong = tensor(2, 3, random(new Random(5), 6));
+        Tensor b2 = tensor(4, 2, gaussian(new Random(4), 8));
+        Tensor cWrong = tensor(2, 3, gaussian(new Random(5), 6));
         e = assertThrows(IllegalArgumentException.class, () -> be.gemm(false, false, 1f, a, b2, 0f, cWrong));
         assertTrue(e.getMessage().startsWith("c: expected [3, 2]"), e.getMessage());
     }
@@ -110,7 +105,7 @@ class CpuTrainBackendTest {
     void softmaxCrossEntropyMatchesReference() {
         Random rng = new Random(11);
         int rows = 9, cols = 7;
-        float[] z = random(rng, rows * cols);
+        float[] z = gaussian(rng, rows * cols);
         z[3] = 80f; // large logits must not overflow exp
         int[] labels = new int[rows];
         for (int r = 0; r < rows; r++) labels[r] = rng.nextInt(cols);
@@ -150,8 +145,8 @@ class CpuTrainBackendTest {
     void elementwiseOpsMatchTheirDefinitions() {
         Random rng = new Random(5);
         int rows = 6, cols = 5;
-        float[] x = random(rng, rows * cols);
-        float[] bias = random(rng, cols);
+        float[] x = gaussian(rng, rows * cols);
+        float[] bias = gaussian(rng, cols);
         Tensor tx = tensor(rows, cols, x);
         be.addBias(tx, tensor(1, cols, bias));
         float[] xb = read(tx);
@@ -169,7 +164,7 @@ class CpuTrainBackendTest {
         Tensor y = be.allocate(rows, cols);
         be.reluForward(tensor(rows, cols, x), y);
         float[] ys = read(y);
-        float[] dy = random(rng, rows * cols);
+        float[] dy = gaussian(rng, rows * cols);
         Tensor dx = be.allocate(rows, cols);
         be.reluBackward(y, tensor(rows, cols, dy), dx);
         float[] dxs = read(dx);
@@ -183,7 +178,7 @@ class CpuTrainBackendTest {
     void sgdUpdateFollowsPyTorchsConvention() {
         Random rng = new Random(9);
         int n = 10;
-        float[] p = random(rng, n), g = random(rng, n), v = random(rng, n);
+        float[] p = gaussian(rng, n), g = gaussian(rng, n), v = gaussian(rng, n);
         Tensor tp = tensor(1, n, p), tg = tensor(1, n, g), tv = tensor(1, n, v);
         float lr = 0.1f, m = 0.9f, wd = 0.01f;
         be.sgdUpdate(tp, tg, tv, lr, m, wd);

@@ -15,6 +15,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 
+import static io.github.batchnorm4j.testing.TestData.gaussian;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -76,12 +77,6 @@ class TrainKernelsEmulatorTest {
         return a;
     }
 
-    private static float[] random(Random rng, int n) {
-        float[] a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float) rng.nextGaussian();
-        return a;
-    }
-
     private float[] cpu(int rows, int cols, float[] data, java.util.function.Consumer<Tensor> op) {
         CpuTensor t = new CpuTensor(rows, cols, data.clone());
         op.accept(t);
@@ -112,14 +107,14 @@ class TrainKernelsEmulatorTest {
         int n = ROWS * COLS;
         try (TrainKernels k = new TrainKernels(device, maxBlocks)) {
             // bias add
-            float[] x = random(rng, n), bias = random(rng, COLS);
+            float[] x = gaussian(rng, n), bias = gaussian(rng, COLS);
             DeviceBuffer dx = upload(x);
             k.biasAdd(dx.pointer(), upload(bias).pointer(), ROWS, COLS, s());
             assertBits(cpu(ROWS, COLS, x, t -> cpu.addBias(t, new CpuTensor(1, COLS, bias.clone()))),
                     download(dx, n), "biasAdd");
 
             // ReLU forward, with NaN and -0 among the inputs
-            float[] z = random(rng, n);
+            float[] z = gaussian(rng, n);
             z[5] = Float.NaN;
             z[6] = -0f;
             DeviceBuffer y = poisoned(n);
@@ -134,7 +129,7 @@ class TrainKernelsEmulatorTest {
             }
 
             // ReLU backward, into a separate buffer and in place
-            float[] dy = random(rng, n);
+            float[] dy = gaussian(rng, n);
             DeviceBuffer dxOut = poisoned(n);
             DeviceBuffer yBuf = upload(yCpu);
             k.reluBackward(yBuf.pointer(), upload(dy).pointer(), dxOut.pointer(), n, s());
@@ -147,7 +142,7 @@ class TrainKernelsEmulatorTest {
             assertBits(expect, download(inPlace, n), "reluBackward in place");
 
             // SGD with momentum and weight decay
-            float[] p = random(rng, n), g = random(rng, n), v = random(rng, n);
+            float[] p = gaussian(rng, n), g = gaussian(rng, n), v = gaussian(rng, n);
             DeviceBuffer pb = upload(p), vb = upload(v);
             k.sgdMomentum(pb.pointer(), upload(g).pointer(), vb.pointer(), n, 0.05f, 0.9f, 1e-3f, s());
             CpuTensor pc = new CpuTensor(ROWS, COLS, p.clone()), vc = new CpuTensor(ROWS, COLS, v.clone());
@@ -161,7 +156,7 @@ class TrainKernelsEmulatorTest {
     void biasGradientMatchesJava() {
         Random rng = new Random(7);
         int rows = 300, cols = 300; // two blocks of columns, the second partial
-        float[] dy = random(rng, rows * cols);
+        float[] dy = gaussian(rng, rows * cols);
         try (TrainKernels k = new TrainKernels(device)) {
             DeviceBuffer out = poisoned(cols);
             k.biasGrad(upload(dy).pointer(), out.pointer(), rows, cols, s());
@@ -177,7 +172,7 @@ class TrainKernelsEmulatorTest {
     void softmaxCrossEntropyMatchesJava(int classes) {
         Random rng = new Random(classes);
         int rows = ROWS;
-        float[] z = random(rng, rows * classes);
+        float[] z = gaussian(rng, rows * classes);
         for (int i = 0; i < z.length; i++) z[i] *= 3;
         z[classes + 1] = 85f; // exp(85) overflows float: the max subtraction must prevent it
         z[2 * classes] = z[2 * classes + 1] = 50f; // a tie for the maximum: the lowest index wins
@@ -232,13 +227,13 @@ class TrainKernelsEmulatorTest {
             DeviceBuffer small = upload(new float[10]);
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                     () -> k.reluForward(small.pointer(), small.pointer(), 11, s()));
-            assertEquals("x: expected at least 44 bytes (11 elements) from the pointer on, got 40", e.getMessage());
+            assertEquals("x: expected room for 11 floats, got 40 bytes", e.getMessage());
             e = assertThrows(IllegalArgumentException.class,
                     () -> k.biasAdd(small.pointer(), small.pointer(), 0, 3, s()));
             assertEquals("rows: expected >= 1, got 0", e.getMessage());
             e = assertThrows(IllegalArgumentException.class,
                     () -> k.sgdMomentum(small.at(2), small.pointer(), small.pointer(), 1, 1f, 0f, 0f, s()));
-            assertTrue(e.getMessage().startsWith("p: expected a 4-byte aligned pointer"), e.getMessage());
+            assertTrue(e.getMessage().startsWith("p: expected a 4-byte aligned address"), e.getMessage());
         }
     }
 }

@@ -1,0 +1,147 @@
+package io.github.batchnorm4j;
+
+/**
+ * The argument validation of every batch-norm operation, in one order and with one set of messages, for any kind of
+ * tensor argument: host arrays ({@link AbstractBatchNormOps}, {@link #HOST}) and device pointers
+ * ({@code gpu.GpuBatchNorm}). Each method throws IllegalArgumentException naming the argument, the expected and the
+ * actual value; none modifies its arguments. Backend-specific rules (e.g. the host API's ban on in-place calls) are
+ * checked by the caller after these.
+ *
+ * @param <T> the tensor argument's type (e.g. {@code float[]} or {@code DevicePointer})
+ */
+public final class ArgumentChecks<T> {
+
+    /** How one non-null argument is checked to hold enough floats; the one part that depends on the argument type. */
+    @FunctionalInterface
+    public interface SizeCheck<T> {
+        /**
+         * Throws unless {@code arg} (not null) holds {@code floats} floats.
+         *
+         * @param name   the argument's name, first word of any message
+         * @param floats how many floats it must hold
+         * @param why    where that count comes from, e.g. "for shape [2, 3, 5] CHANNELS_FIRST" or
+         *               "(one per channel of …)"; part of the message
+         */
+        void check(String name, T arg, long floats, String why);
+    }
+
+    /** The checks for host arrays: each must hold exactly the expected number of floats. */
+    public static final ArgumentChecks<float[]> HOST = new ArgumentChecks<>((name, a, floats, why) -> {
+        if (a.length != floats) {
+            throw new IllegalArgumentException(name + ": expected " + floats + " elements " + why + ", got " + a.length);
+        }
+    });
+
+    private final SizeCheck<T> size;
+
+    /** Checks with {@code size} deciding whether one non-null argument is large enough. */
+    public ArgumentChecks(SizeCheck<T> size) {
+        if (size == null) throw new IllegalArgumentException("size must not be null");
+        this.size = size;
+    }
+
+    // ---- one argument --------------------------------------------------------------------------------------------
+
+    /** Throws unless {@code a} holds the shape's element count. */
+    public void tensor(String name, Shape shape, T a) {
+        if (shape == null) throw new IllegalArgumentException("shape must not be null");
+        if (a == null) throw new IllegalArgumentException(name + " must not be null");
+        size.check(name, a, shape.elementCount(), "for shape " + shape);
+    }
+
+    /** Throws unless {@code a} holds C floats. */
+    public void channels(String name, Shape shape, T a) {
+        if (a == null) throw new IllegalArgumentException(name + " must not be null");
+        size.check(name, a, shape.channels(), "(one per channel of " + shape + ")");
+    }
+
+    /** Like {@link #channels} but null is allowed. */
+    public void optionalChannels(String name, Shape shape, T a) {
+        if (a != null) channels(name, shape, a);
+    }
+
+    /** Training needs M &gt; 1 (the variance of one value is undefined), as PyTorch says. */
+    public static void training(Shape shape) {
+        if (shape.reductionSize() < 2) {
+            throw new IllegalArgumentException("expected more than 1 value per channel when training, got input shape "
+                    + shape + " (M = " + shape.reductionSize() + ")");
+        }
+    }
+
+    // ---- one operation (see BatchNormOps for the meaning of each argument) --------------------------------------
+
+    /** The arguments of {@link BatchNormOps#statistics}. */
+    public void statistics(Shape shape, T x) {
+        tensor("x", shape, x);
+    }
+
+    /** The arguments of {@link BatchNormOps#forwardTraining}. */
+    public void forwardTraining(Shape shape, T x, T gamma, T beta, double eps, T runningMean, T runningVar,
+                                double momentum, T y, T saveMean, T saveInvstd) {
+        tensor("x", shape, x);
+        training(shape);
+        optionalChannels("gamma", shape, gamma);
+        optionalChannels("beta", shape, beta);
+        BatchNormOptions.checkEps(eps);
+        if ((runningMean == null) != (runningVar == null)) {
+            throw new IllegalArgumentException("runningMean and runningVar must both be given or both be null, got "
+                    + (runningMean == null ? "null" : "a tensor") + " and " + (runningVar == null ? "null" : "a tensor"));
+        }
+        if (runningMean != null) {
+            channels("runningMean", shape, runningMean);
+            channels("runningVar", shape, runningVar);
+            BatchNormOptions.checkMomentum(momentum);
+        }
+        tensor("y", shape, y);
+        channels("saveMean", shape, saveMean);
+        channels("saveInvstd", shape, saveInvstd);
+    }
+
+    /** The arguments of {@link BatchNormOps#forwardInference}. */
+    public void forwardInference(Shape shape, T x, T gamma, T beta, T runningMean, T runningVar, double eps, T y) {
+        tensor("x", shape, x);
+        optionalChannels("gamma", shape, gamma);
+        optionalChannels("beta", shape, beta);
+        channels("runningMean", shape, runningMean);
+        channels("runningVar", shape, runningVar);
+        BatchNormOptions.checkEps(eps);
+        tensor("y", shape, y);
+    }
+
+    /** The arguments of {@link BatchNormOps#normalize}. */
+    public void normalize(Shape shape, T x, T gamma, T beta, T mean, T invstd, T y) {
+        tensor("x", shape, x);
+        optionalChannels("gamma", shape, gamma);
+        optionalChannels("beta", shape, beta);
+        channels("mean", shape, mean);
+        channels("invstd", shape, invstd);
+        tensor("y", shape, y);
+    }
+
+    /** The arguments of {@link BatchNormOps#backwardTraining}. */
+    public void backwardTraining(Shape shape, T x, T dy, T gamma, T saveMean, T saveInvstd, T dx, T dgamma, T dbeta) {
+        tensor("x", shape, x);
+        tensor("dy", shape, dy);
+        training(shape);
+        optionalChannels("gamma", shape, gamma);
+        channels("saveMean", shape, saveMean);
+        channels("saveInvstd", shape, saveInvstd);
+        tensor("dx", shape, dx);
+        optionalChannels("dgamma", shape, dgamma);
+        optionalChannels("dbeta", shape, dbeta);
+    }
+
+    /** The arguments of {@link BatchNormOps#backwardInference}. */
+    public void backwardInference(Shape shape, T x, T dy, T gamma, T runningMean, T runningVar, double eps, T dx,
+                                  T dgamma, T dbeta) {
+        tensor("x", shape, x);
+        tensor("dy", shape, dy);
+        optionalChannels("gamma", shape, gamma);
+        channels("runningMean", shape, runningMean);
+        channels("runningVar", shape, runningVar);
+        BatchNormOptions.checkEps(eps);
+        tensor("dx", shape, dx);
+        optionalChannels("dgamma", shape, dgamma);
+        optionalChannels("dbeta", shape, dbeta);
+    }
+}
