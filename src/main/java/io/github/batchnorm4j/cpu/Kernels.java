@@ -130,6 +130,23 @@ final class Kernels {
      * Channels-last statistics, tiled: for a tile of {@link #STATS_ROW_TILE} rows (in cache after the first touch), blocks of
      * 8 channels keep their 16 sums in registers while walking down the tile's rows; the per-channel arrays are touched
      * once per tile instead of once per element (which cost two loads and two stores per element).
+     *
+     * <p>Tried and not kept: float groups, vectorized. Chunks copied into scratch (see {@link #CHUNK_FLOATS}); each slot
+     * (row of the chunk, channel) of F = 16 chunks: float mean μ by a pairwise tree (exact for a constant slot), then
+     * a = Σ(v − μ) and q = Σ(v − μ)² in float, merged per group into double sums shifted by the slot's first μ
+     * (D1 += a + F·e, D2 += q + e·(2a + F·e), e = μ − K: exact identities), with a double fallback for pieces whose
+     * float squares overflow or underflow. Accurate: max error against float64 on [32,56,56,64] with adversarial
+     * channels (outlier first value 1e6, |mean| 1e4, std 1e−5 around 1, constant, steps) 2.5e−7 relative in M2 (this
+     * loop: 1e−9), 3e−10 std in the mean; constant channels exact. Not faster: with C2 of JDK 17 the pass costs
+     * 1.05 ms copying x into scratch (memory-bound), 0.37 ms for μ, 0.74 ms for a and q, and 0.86 ms for the double
+     * merge (scalar: float→double conversions do not vectorize; 2 ns per slot and group), ≈ 3.0 ms in all against
+     * 3.15 ms here (one core, CPU time, standalone); in CpuSpeedMain (3 alternating runs) the statistics pass read
+     * 8.6-9.2 GB/s against 8.4-8.6, channels-last forward-train 5.85-6.20 ms against 5.70-6.08: within noise. A second
+     * float level (8 groups merged in float, the double merge once per 128 values) was slower (7.0-8.1 GB/s). C2's
+     * vectorizer is fragile here: measured with -XX:-UseSuperWord for no change, these loops stayed scalar: all 16
+     * chunks in one loop body, a loop over 8 scratch arrays with μ used by 8 subtractions, deviations of 4 chunks per
+     * loop, and deviations of 2 chunks stored (=) rather than accumulated (+=); 2-chunk accumulation and 4-array sums
+     * vectorized.
      */
     static void shiftedSumsChannelsLast(float[] x, int r0, int r1, int channels, float[] shift,
                                         double[] s1, double[] s2) {
