@@ -52,83 +52,47 @@ __device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, 
 #define BWD_INIT(C_) BackwardFinish f; f.count = count; f.flags = flags; f.channels = (C_); f.gamma = gamma; \
     f.invstd = invstd; f.dgamma = dgamma; f.dbeta = dbeta; f.coef = coef;
 
-// ---- channels-first sums ----------------------------------------------------------------------------------------
+// ---- sums: what channel_reduce_cf / _cl (batchnorm_common.cuh) accumulate --------------------------------------
+// (Σdy, Σdy·(x − mean)) per channel, the saved mean being the reduction's centre; finish_backward at the end.
 template <bool VEC>
-__device__ __forceinline__ void reduce_cf(const float* __restrict__ x, const float* __restrict__ dy, int C,
-                                          long long N, long long inner, long long splits, long long chunk,
-                                          float* partials, unsigned* counters, const float* __restrict__ mean,
-                                          const BackwardFinish& f) {
-    __shared__ float2 scratch[BN_MAX_WARPS];
-    __shared__ float mean_sh;
-    __shared__ unsigned last_sh;
-    const long long blk = blockIdx.x;
-    const int c = (int)(blk / splits);
-    const long long s = blk - (long long)c * splits;
-    if (threadIdx.x == 0) mean_sh = mean[c];
-    __syncthreads();
-    const float mu = mean_sh;
+struct BackwardSumsOp {
+    using Acc = float2;
+    using Unit = typename bn_unit<VEC>::type;
+    struct Item { Unit x, g; };
+    static constexpr int W = VEC ? 4 : 1;
+    const float* __restrict__ x;
+    const float* __restrict__ dy;
+    BackwardFinish f;
 
-    const long long innerU = VEC ? inner / 4 : inner;
-    const long long total = N * innerU;
-    const long long lo = s * chunk;
-    const long long hi = min(lo + chunk, total);
-    const long long step = blockDim.x;
-    float2 acc = make_float2(0.f, 0.f);
-    long long j = lo + threadIdx.x;
-    if (j < hi) {
-        long long n = j / innerU, i = j - n * innerU;
-        const long long q = step / innerU, r = step - q * innerU;
-        // BN_UNROLL pairs of independent loads in flight per thread; sums in the same order as one at a time.
-        for (; j < hi; j += BN_UNROLL * step) {
-            float4 xv[BN_UNROLL], g[BN_UNROLL];
-            #pragma unroll
-            for (int u = 0; u < BN_UNROLL; u++) {
-                if (j + u * step < hi) {
-                    const long long off = ((long long)n * C + c) * innerU + i;
-                    if constexpr (VEC) { xv[u] = load4(x + off * 4); g[u] = load4(dy + off * 4); }
-                    else { xv[u].x = x[off]; g[u].x = dy[off]; }
-                }
-                i += r; n += q;
-                if (i >= innerU) { i -= innerU; n += 1; }
-            }
-            #pragma unroll
-            for (int u = 0; u < BN_UNROLL; u++) {
-                if (j + u * step < hi) {
-                    if constexpr (VEC) {
-                        acc.x += (g[u].x + g[u].y) + (g[u].z + g[u].w);
-                        acc.y += (g[u].x * (xv[u].x - mu) + g[u].y * (xv[u].y - mu))
-                               + (g[u].z * (xv[u].z - mu) + g[u].w * (xv[u].w - mu));
-                    } else {
-                        acc.x += g[u].x;
-                        acc.y = fmaf(g[u].x, xv[u].x - mu, acc.y);
-                    }
-                }
-            }
+    __device__ __forceinline__ Item load(long long e) const {
+        return Item{load_unit<VEC>(x + e), load_unit<VEC>(dy + e)};
+    }
+    // Channels-first: the four values of a float4 are summed pairwise first, then added to the running sums.
+    __device__ __forceinline__ void push(float2& acc, const Item& v, float mu) const {
+        if constexpr (VEC) {
+            acc.x += (v.g.x + v.g.y) + (v.g.z + v.g.w);
+            acc.y += (v.g.x * (v.x.x - mu) + v.g.y * (v.x.y - mu)) + (v.g.z * (v.x.z - mu) + v.g.w * (v.x.w - mu));
+        } else {
+            acc.x += v.g;
+            acc.y = fmaf(v.g, v.x - mu, acc.y);
         }
     }
-    acc = block_reduce(acc, scratch);
-    if (splits == 1) {
-        if (threadIdx.x == 0) finish_backward(f, c, acc, mu);
-        return;
+    __device__ __forceinline__ void push_row(float2 (&acc)[W], const Item& v, const float (&mu)[W]) const {
+        #pragma unroll
+        for (int k = 0; k < W; k++) {
+            acc[k].x += component(v.g, k);
+            acc[k].y = fmaf(component(v.g, k), component(v.x, k) - mu[k], acc[k].y);
+        }
     }
-    float* mine = partials + blk * 2;   // [c][s][2]
-    if (threadIdx.x == 0) { mine[0] = acc.x; mine[1] = acc.y; }
-    if (!last_block_arrives(counters + c, (unsigned)splits, &last_sh)) return;
-    float2 m = make_float2(0.f, 0.f);
-    const float* chan = partials + (long long)c * splits * 2;
-    for (long long k = threadIdx.x; k < splits; k += blockDim.x) {
-        m.x += load_cg(chan + 2 * k);
-        m.y += load_cg(chan + 2 * k + 1);
-    }
-    m = block_reduce(m, scratch);
-    if (threadIdx.x == 0) finish_backward(f, c, m, mu);
-}
+    __device__ __forceinline__ void settle(float2 (&)[W]) const {}
+    __device__ __forceinline__ void finish(int c, const float2& s, float mu) const { finish_backward(f, c, s, mu); }
+};
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_backward_reduce_cf(const float* __restrict__ x, const float* __restrict__ dy, int C, long long N, long long inner,
                       long long splits, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
     BWD_INIT(C)
-    reduce_cf<false>(x, dy, C, N, inner, splits, chunk, partials, counters, mean, f);
+    channel_reduce_cf(BackwardSumsOp<false>{x, dy, f}, mean, 1, C, N, inner, splits, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
@@ -136,109 +100,21 @@ bn_backward_reduce_cf_vec4(const float* __restrict__ x, const float* __restrict_
                            long long inner, long long splits, long long chunk, float* partials, unsigned* counters,
                            BWD_PARAMS) {
     BWD_INIT(C)
-    reduce_cf<true>(x, dy, C, N, inner, splits, chunk, partials, counters, mean, f);
-}
-
-// ---- channels-last sums -----------------------------------------------------------------------------------------
-// After tree_over_rows the block's sums sit in sh[0 .. bx*W) in channel order: finish them with consecutive threads on
-// consecutive channels (coalesced per-channel loads and stores).
-template <int W>
-__device__ __forceinline__ void finish_block_cl(const BackwardFinish& f, const float2* sh, const float* sh_mean,
-                                                int cbase) {
-    const int nthreads = blockDim.x * blockDim.y, tid = threadIdx.y * blockDim.x + threadIdx.x;
-    __syncthreads();
-    for (int i = tid; i < (int)blockDim.x * W; i += nthreads) {
-        if (cbase + i < f.channels) finish_backward(f, cbase + i, sh[i], sh_mean[i]);
-    }
-}
-
-template <bool VEC>
-__device__ __forceinline__ void reduce_cl(const float* __restrict__ x, const float* __restrict__ dy, long long rows,
-                                          int C, long long chunk, float* partials, unsigned* counters,
-                                          const float* __restrict__ mean, const BackwardFinish& f) {
-    constexpr int W = VEC ? 4 : 1;
-    __shared__ float2 sh[256 * W];
-    __shared__ float sh_mean[256 * W];
-    __shared__ unsigned last_sh;
-    const int bx = blockDim.x, by = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
-    const int tid = ty * bx + tx, nthreads = bx * by;
-    const int CU = VEC ? C / 4 : C;
-    const int cu = blockIdx.x * bx + tx;
-    const bool active = cu < CU;
-    const int cbase = blockIdx.x * bx * W;   // local channel i = tx*W + k
-    for (int i = tid; i < bx * W; i += nthreads) sh_mean[i] = cbase + i < C ? mean[cbase + i] : 0.f;
-    __syncthreads();
-    float mu[W];
-    float2 acc[W];
-    #pragma unroll
-    for (int k = 0; k < W; k++) { mu[k] = active ? sh_mean[tx * W + k] : 0.f; acc[k] = make_float2(0.f, 0.f); }
-    const long long lo = (long long)blockIdx.y * chunk;
-    const long long hi = min(lo + chunk, rows);
-    if (active) {
-        #pragma unroll 1
-        for (long long r = lo + ty; r < hi; r += BN_UNROLL * by) {
-            float xv[BN_UNROLL][W], g[BN_UNROLL][W];
-            #pragma unroll
-            for (int u = 0; u < BN_UNROLL; u++) {   // loads first: BN_UNROLL rows in flight
-                if (r + u * by < hi) {
-                    const long long off = (r + u * by) * C + (long long)cu * W;
-                    if constexpr (VEC) {
-                        const float4 a = load4(x + off), b = load4(dy + off);
-                        xv[u][0] = a.x; xv[u][1] = a.y; xv[u][2] = a.z; xv[u][3] = a.w;
-                        g[u][0] = b.x; g[u][1] = b.y; g[u][2] = b.z; g[u][3] = b.w;
-                    } else {
-                        xv[u][0] = x[off]; g[u][0] = dy[off];
-                    }
-                }
-            }
-            #pragma unroll
-            for (int u = 0; u < BN_UNROLL; u++) {
-                if (r + u * by < hi) {
-                    #pragma unroll
-                    for (int k = 0; k < W; k++) {
-                        acc[k].x += g[u][k];
-                        acc[k].y = fmaf(g[u][k], xv[u][k] - mu[k], acc[k].y);
-                    }
-                }
-            }
-        }
-    }
-    tree_over_rows<float2, W>(acc, sh);
-    if (gridDim.y == 1) {
-        finish_block_cl<W>(f, sh, sh_mean, cbase);
-        return;
-    }
-    if (ty == 0 && active) {   // [gy][channel][2]
-        float* mine = partials + ((long long)blockIdx.y * C + (long long)cu * W) * 2;
-        #pragma unroll
-        for (int k = 0; k < W; k++) { mine[2 * k] = acc[k].x; mine[2 * k + 1] = acc[k].y; }
-    }
-    if (!last_block_arrives(counters + blockIdx.x, gridDim.y, &last_sh)) return;
-    #pragma unroll
-    for (int k = 0; k < W; k++) acc[k] = make_float2(0.f, 0.f);
-    if (active) {
-        for (long long gy = ty; gy < gridDim.y; gy += by) {
-            const float* p = partials + (gy * C + (long long)cu * W) * 2;
-            #pragma unroll
-            for (int k = 0; k < W; k++) { acc[k].x += load_cg(p + 2 * k); acc[k].y += load_cg(p + 2 * k + 1); }
-        }
-    }
-    tree_over_rows<float2, W>(acc, sh);
-    finish_block_cl<W>(f, sh, sh_mean, cbase);
+    channel_reduce_cf(BackwardSumsOp<true>{x, dy, f}, mean, 1, C, N, inner, splits, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_backward_reduce_cl(const float* __restrict__ x, const float* __restrict__ dy, long long rows, int C,
                       long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
     BWD_INIT(C)
-    reduce_cl<false>(x, dy, rows, C, chunk, partials, counters, mean, f);
+    channel_reduce_cl(BackwardSumsOp<false>{x, dy, f}, mean, rows, C, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_backward_reduce_cl_vec4(const float* __restrict__ x, const float* __restrict__ dy, long long rows, int C,
                            long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
     BWD_INIT(C)
-    reduce_cl<true>(x, dy, rows, C, chunk, partials, counters, mean, f);
+    channel_reduce_cl(BackwardSumsOp<true>{x, dy, f}, mean, rows, C, chunk, partials, counters);
 }
 
 // ---- dx = a·dy + b·(x − p) + c ----------------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 //                      so results are bitwise identical run to run (no floating-point atomics anywhere)
 //   last_block_arrives the "last-arriving block" protocol that lets one block merge every block's partial
 //   load_cg            loads that bypass L1, for partials written by other blocks of the same launch
+//   channel_reduce_cf/_cl   the whole per-channel reduction (streaming loop, block trees, partials, last-block merge)
+//                      as templates over a small functor: bn_stats_* and bn_backward_reduce_* differ only in it
 //   flags and coefficient slots shared with the host (gpu/KernelConstants.java mirrors them)
 //
 // Conventions: every element offset is 64-bit (long long); a "unit" is one float (scalar path) or one float4
@@ -96,6 +98,12 @@ __device__ __forceinline__ float2 warp_reduce(float2 s) {
     return s;
 }
 
+// ---- accumulator operations ---------------------------------------------------------------------------------------
+// The reduction skeletons below are templates over the accumulator type T; these overloads are all they need of it:
+//   set_empty(T&)          the identity of merge2 (an empty partial)
+//   merge2(a, b)           combine two disjoint partials; a before b, and the skeletons fix that order
+//   partial_floats<T>, store_partial, load_partial<T>   one partial in the global workspace (see further down)
+// Welford: forward statistics (count, mean, M2). float2: backward sums (Σdy, Σdy·(x − mean)).
 __device__ __forceinline__ Welford merge2(const Welford& a, const Welford& b) { return welford_merge(a, b); }
 __device__ __forceinline__ float2 merge2(const float2& a, const float2& b) { return make_float2(a.x + b.x, a.y + b.y); }
 __device__ __forceinline__ void set_empty(Welford& w) { w = welford_empty(); }
@@ -124,6 +132,18 @@ __device__ __forceinline__ float load_cg(const float* p) { return __ldcg(p); }
 
 __device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
 __device__ __forceinline__ void store4(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
+
+// One unit of a tensor: a float (scalar path) or a float4 (vec4 path); component(v, k) is its k-th float (k is a
+// constant after unrolling, so the selection costs nothing).
+template <bool VEC> struct bn_unit { using type = float; };
+template <> struct bn_unit<true> { using type = float4; };
+__device__ __forceinline__ float component(float v, int) { return v; }
+__device__ __forceinline__ float component(const float4& v, int k) {
+    return k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w;
+}
+template <bool VEC> __device__ __forceinline__ typename bn_unit<VEC>::type load_unit(const float* p) {
+    if constexpr (VEC) return load4(p); else return *p;
+}
 
 // ---- last-arriving block ----------------------------------------------------------------------------------------
 // Called by every thread of the block after the block's partial has been stored (by any of its threads). Returns
@@ -166,4 +186,176 @@ __device__ __forceinline__ void tree_over_rows(T (&v)[W], T* sh) {
             }
         }
     }
+}
+
+// ---- partials in the global workspace ---------------------------------------------------------------------------
+template <typename T> struct partial_floats;   // floats per partial
+template <> struct partial_floats<Welford> { static constexpr int value = 3; };
+template <> struct partial_floats<float2> { static constexpr int value = 2; };
+
+__device__ __forceinline__ void store_partial(float* p, const Welford& w) { p[0] = w.n; p[1] = w.mean; p[2] = w.m2; }
+__device__ __forceinline__ void store_partial(float* p, const float2& s) { p[0] = s.x; p[1] = s.y; }
+
+template <typename T> __device__ __forceinline__ T load_partial(const float* p);
+template <> __device__ __forceinline__ Welford load_partial<Welford>(const float* p) {
+    Welford w; w.n = load_cg(p); w.mean = load_cg(p + 1); w.m2 = load_cg(p + 2); return w;
+}
+template <> __device__ __forceinline__ float2 load_partial<float2>(const float* p) {
+    return make_float2(load_cg(p), load_cg(p + 1));
+}
+
+// ---- channel reductions: the structure shared by forward statistics and backward sums ---------------------------
+// Both reduce every value of a channel to one accumulator, relative to a per-channel "centre" (the forward pivot,
+// the backward mean), and hand it to a finishing step, the only place that writes outputs. What differs is a small
+// functor type Op (see ForwardStatsOp in batchnorm_forward.cu, BackwardSumsOp in batchnorm_backward.cu):
+//   Op::Acc                                accumulator (Welford or float2; the overloads above)
+//   Op::W                                  floats per unit: 4 on the vec4 path (16-byte loads), else 1
+//   Op::Item                               what one unit loads (x, or x and dy)
+//   Item op.load(long long e)              the unit at element offset e (64-bit)
+//   void op.push(Acc&, Item, float centre) channels-first: the W values of one unit belong to one channel
+//   void op.push_row(Acc (&)[W], Item, const float (&centre)[W])   channels-last: value k belongs to channel k
+//   void op.settle(Acc (&)[W])             channels-last: anything push_row kept outside the accumulators
+//   void op.finish(int c, Acc, float centre)   channel c's merged accumulator -> outputs
+// The skeletons fix every order: each thread pushes its units in index order, trees have a fixed shape, and the
+// last-arriving block merges the partials in index order, so results are bitwise identical for any block schedule.
+
+// Channels-first. 1-D grid of C*splits blocks: block b reduces units [s*chunk, (s+1)*chunk) of channel c = b / splits
+// (s = b % splits), the channel's M values being N runs of `inner` floats at stride C*inner. centre = centre_src[c *
+// centre_stride], loaded once per block. Partials are laid out [c][s][partial_floats]; counters[c] counts arrivals.
+template <typename Op>
+__device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict__ centre_src, long long centre_stride,
+                                                  int C, long long N, long long inner, long long splits,
+                                                  long long chunk, float* partials, unsigned* counters) {
+    using Acc = typename Op::Acc;
+    constexpr int W = Op::W, F = partial_floats<Acc>::value;
+    __shared__ Acc scratch[BN_MAX_WARPS];
+    __shared__ float centre_sh;
+    __shared__ unsigned last_sh;
+    const long long blk = blockIdx.x;
+    const int c = (int)(blk / splits);
+    const long long s = blk - (long long)c * splits;
+    if (threadIdx.x == 0) centre_sh = centre_src[(long long)c * centre_stride];
+    __syncthreads();
+    const float centre = centre_sh;
+
+    const long long innerU = inner / W;        // units per run
+    const long long total = N * innerU;        // units per channel
+    const long long lo = s * chunk;
+    const long long hi = min(lo + chunk, total);
+    const long long step = blockDim.x;
+    Acc acc;
+    set_empty(acc);
+    long long j = lo + threadIdx.x;
+    if (j < hi) {
+        // Walk (n, i) incrementally: one division per thread, none per element.
+        long long n = j / innerU, i = j - n * innerU;
+        const long long q = step / innerU, r = step - q * innerU;
+        // BN_UNROLL independent loads in flight per thread, then the pushes in the same order as one at a time.
+        for (; j < hi; j += BN_UNROLL * step) {
+            typename Op::Item v[BN_UNROLL];
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {
+                if (j + u * step < hi) v[u] = op.load((((long long)n * C + c) * innerU + i) * W);
+                i += r; n += q;
+                if (i >= innerU) { i -= innerU; n += 1; }
+            }
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {
+                if (j + u * step < hi) op.push(acc, v[u], centre);
+            }
+        }
+    }
+    acc = block_reduce(acc, scratch);
+    if (splits == 1) {   // the block saw the whole channel: no workspace, no counter
+        if (threadIdx.x == 0) op.finish(c, acc, centre);
+        return;
+    }
+    if (threadIdx.x == 0) store_partial(partials + blk * F, acc);
+    if (!last_block_arrives(counters + c, (unsigned)splits, &last_sh)) return;
+    // Fixed order: thread t merges partials t, t + blockDim, ... in sequence, then the block tree.
+    Acc m;
+    set_empty(m);
+    const float* chan = partials + (long long)c * splits * F;
+    for (long long k = threadIdx.x; k < splits; k += blockDim.x) m = merge2(m, load_partial<Acc>(chan + F * k));
+    m = block_reduce(m, scratch);
+    if (threadIdx.x == 0) op.finish(c, m, centre);
+}
+
+// Channels-last, after tree_over_rows: the block's merged accumulators sit in sh[0 .. bx*W) in channel order. Finish
+// them with consecutive threads on consecutive channels, so the per-channel loads and stores are coalesced.
+template <typename Op>
+__device__ __forceinline__ void finish_block_cl(Op& op, const typename Op::Acc* sh, const float* centre_sh, int C,
+                                                int cbase) {
+    const int nthreads = blockDim.x * blockDim.y, tid = threadIdx.y * blockDim.x + threadIdx.x;
+    __syncthreads();
+    for (int i = tid; i < (int)blockDim.x * Op::W; i += nthreads) {
+        if (cbase + i < C) op.finish(cbase + i, sh[i], centre_sh[i]);
+    }
+}
+
+// Channels-last ([rows][C]). Blocks (bx, by), bx * by <= 256, by a power of two; grid (ceil(CU/bx), splits) with
+// CU = C / W channel units. Thread (tx, ty) owns channel unit gx*bx + tx and visits rows gy*chunk + ty, + by, ...
+// below (gy+1)*chunk; the block merges its row groups in a shared-memory tree. centre of channel c = centre_src[c],
+// staged once per block. Partials are laid out [gy][C][partial_floats]; counters[gx] counts the arrivals of column gx.
+template <typename Op>
+__device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict__ centre_src, long long rows, int C,
+                                                  long long chunk, float* partials, unsigned* counters) {
+    using Acc = typename Op::Acc;
+    constexpr int W = Op::W, F = partial_floats<Acc>::value;
+    __shared__ Acc sh[256 * W];
+    __shared__ float centre_sh[256 * W];
+    __shared__ unsigned last_sh;
+    const int bx = blockDim.x, by = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * bx + tx, nthreads = bx * by;
+    const int CU = C / W;
+    const int cu = blockIdx.x * bx + tx;
+    const bool active = cu < CU;
+    const int cbase = blockIdx.x * bx * W;   // first channel of this block; local channel i = tx*W + k
+    // Consecutive threads load consecutive channels' centres (coalesced), once per block.
+    for (int i = tid; i < bx * W; i += nthreads) centre_sh[i] = cbase + i < C ? centre_src[cbase + i] : 0.f;
+    __syncthreads();
+    float centre[W];
+    Acc acc[W];
+    #pragma unroll
+    for (int k = 0; k < W; k++) { centre[k] = active ? centre_sh[tx * W + k] : 0.f; set_empty(acc[k]); }
+    const long long lo = (long long)blockIdx.y * chunk;
+    const long long hi = min(lo + chunk, rows);
+    if (active) {
+        #pragma unroll 1
+        for (long long r = lo + ty; r < hi; r += BN_UNROLL * by) {
+            typename Op::Item v[BN_UNROLL];
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {   // loads first: BN_UNROLL rows in flight
+                if (r + u * by < hi) v[u] = op.load((r + u * by) * C + (long long)cu * W);
+            }
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {
+                if (r + u * by < hi) op.push_row(acc, v[u], centre);
+            }
+        }
+    }
+    op.settle(acc);
+    tree_over_rows<Acc, W>(acc, sh);
+    if (gridDim.y == 1) {   // one block row covers every row: no workspace, no counter
+        finish_block_cl(op, sh, centre_sh, C, cbase);
+        return;
+    }
+    if (ty == 0 && active) {
+        float* mine = partials + ((long long)blockIdx.y * C + (long long)cu * W) * F;
+        #pragma unroll
+        for (int k = 0; k < W; k++) store_partial(mine + F * k, acc[k]);
+    }
+    if (!last_block_arrives(counters + blockIdx.x, gridDim.y, &last_sh)) return;
+    // Fixed order: thread (tx, ty) merges partials ty, ty + by, ... in sequence, then the same tree over ty.
+    #pragma unroll
+    for (int k = 0; k < W; k++) set_empty(acc[k]);
+    if (active) {
+        for (long long g = ty; g < gridDim.y; g += by) {
+            const float* p = partials + (g * C + (long long)cu * W) * F;
+            #pragma unroll
+            for (int k = 0; k < W; k++) acc[k] = merge2(acc[k], load_partial<Acc>(p + F * k));
+        }
+    }
+    tree_over_rows<Acc, W>(acc, sh);
+    finish_block_cl(op, sh, centre_sh, C, cbase);
 }

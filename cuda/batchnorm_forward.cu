@@ -81,203 +81,71 @@ __device__ __forceinline__ void finish_channel(const FinishArgs& f, int c, Welfo
     f.gamma = gamma; f.beta = beta; f.running_mean = running_mean; f.running_var = running_var; \
     f.save_mean = save_mean; f.save_invstd = save_invstd; f.coef = coef; f.channels = (C_);
 
-// ---- channels-first statistics ----------------------------------------------------------------------------------
+// ---- statistics: what channel_reduce_cf / _cl (batchnorm_common.cuh) accumulate --------------------------------
+// Welford of x - pivot, pivot = the channel's first element (the reduction's centre); finish_channel at the end.
 template <bool VEC>
-__device__ __forceinline__ void stats_cf(const float* __restrict__ x, int C, long long N, long long inner,
-                                         long long splits, long long chunk, float* partials, unsigned* counters,
-                                         const FinishArgs& f) {
-    __shared__ Welford scratch[BN_MAX_WARPS];
-    __shared__ float pivot_sh;
-    __shared__ unsigned last_sh;
-    const long long blk = blockIdx.x;
-    const int c = (int)(blk / splits);
-    const long long s = blk - (long long)c * splits;
-    if (threadIdx.x == 0) pivot_sh = x[(long long)c * inner];
-    __syncthreads();
-    const float pivot = pivot_sh;
+struct ForwardStatsOp {
+    using Acc = Welford;
+    using Item = typename bn_unit<VEC>::type;
+    static constexpr int W = VEC ? 4 : 1;
+    const float* __restrict__ x;
+    FinishArgs f;
+    float n;   // channels-last: rows pushed so far, shared by the W channels of a thread (one 1/n per row)
 
-    const long long innerU = VEC ? inner / 4 : inner;   // units per run
-    const long long total = N * innerU;                  // units per channel
-    const long long lo = s * chunk;
-    const long long hi = min(lo + chunk, total);
-    const long long step = blockDim.x;
-    Welford w = welford_empty();
-    long long j = lo + threadIdx.x;
-    if (j < hi) {
-        // Walk (n, i) incrementally: one division per thread, none per element.
-        long long n = j / innerU, i = j - n * innerU;
-        const long long q = step / innerU, r = step - q * innerU;
-        // BN_UNROLL independent loads in flight per thread, then the updates in the same order as one at a time.
-        for (; j < hi; j += BN_UNROLL * step) {
-            float4 v[BN_UNROLL];
-            #pragma unroll
-            for (int u = 0; u < BN_UNROLL; u++) {
-                if (j + u * step < hi) {
-                    const long long off = ((long long)n * C + c) * innerU + i;
-                    if constexpr (VEC) v[u] = load4(x + off * 4);
-                    else v[u].x = x[off];
-                }
-                i += r; n += q;
-                if (i >= innerU) { i -= innerU; n += 1; }
-            }
-            #pragma unroll
-            for (int u = 0; u < BN_UNROLL; u++) {
-                if (j + u * step < hi) {
-                    if constexpr (VEC) {
-                        float4 d = v[u];
-                        d.x -= pivot; d.y -= pivot; d.z -= pivot; d.w -= pivot;
-                        welford_push4(w, d);
-                    } else {
-                        w.n += 1.0f;
-                        welford_push(w, v[u].x - pivot, __frcp_rn(w.n));
-                    }
-                }
-            }
+    __device__ __forceinline__ Item load(long long e) const { return load_unit<VEC>(x + e); }
+    // Channels-first: four values of one channel merge as a group (one division per four); one value updates in
+    // place with a correctly rounded 1/n.
+    __device__ __forceinline__ void push(Welford& w, Item v, float pivot) const {
+        if constexpr (VEC) {
+            welford_push4(w, make_float4(v.x - pivot, v.y - pivot, v.z - pivot, v.w - pivot));
+        } else {
+            w.n += 1.0f;
+            welford_push(w, v - pivot, __frcp_rn(w.n));
         }
     }
-    w = block_reduce(w, scratch);
-    if (splits == 1) {
-        if (threadIdx.x == 0) finish_channel(f, c, w, pivot);
-        return;
+    __device__ __forceinline__ void push_row(Welford (&w)[W], Item v, const float (&pivot)[W]) {
+        n += 1.0f;
+        const float inv = __frcp_rn(n);   // 1/n, correctly rounded, shared by the W channels
+        #pragma unroll
+        for (int k = 0; k < W; k++) welford_push(w[k], component(v, k) - pivot[k], inv);
     }
-    float* mine = partials + (blk * 3);   // partials laid out [c][s][3]
-    if (threadIdx.x == 0) { mine[0] = w.n; mine[1] = w.mean; mine[2] = w.m2; }
-    if (!last_block_arrives(counters + c, (unsigned)splits, &last_sh)) return;
-    // Fixed order: thread t merges partials t, t + blockDim, ... in sequence, then the block tree.
-    Welford m = welford_empty();
-    const float* chan = partials + (long long)c * splits * 3;
-    for (long long k = threadIdx.x; k < splits; k += blockDim.x) {
-        Welford p; p.n = load_cg(chan + 3 * k); p.mean = load_cg(chan + 3 * k + 1); p.m2 = load_cg(chan + 3 * k + 2);
-        m = welford_merge(m, p);
+    __device__ __forceinline__ void settle(Welford (&w)[W]) const {
+        #pragma unroll
+        for (int k = 0; k < W; k++) w[k].n = n;
     }
-    m = block_reduce(m, scratch);
-    if (threadIdx.x == 0) finish_channel(f, c, m, pivot);
-}
+    __device__ __forceinline__ void finish(int c, const Welford& w, float pivot) const {
+        finish_channel(f, c, w, pivot);
+    }
+};
 
+// Channels-first: the pivot of channel c is x[c * inner] (n = 0, i = 0).
 extern "C" __global__ void __launch_bounds__(256)
 bn_stats_cf(const float* __restrict__ x, int C, long long N, long long inner, long long splits, long long chunk,
             float* partials, unsigned* counters, FINISH_PARAMS) {
     FINISH_ARGS_INIT(C)
-    stats_cf<false>(x, C, N, inner, splits, chunk, partials, counters, f);
+    channel_reduce_cf(ForwardStatsOp<false>{x, f, 0.f}, x, inner, C, N, inner, splits, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_stats_cf_vec4(const float* __restrict__ x, int C, long long N, long long inner, long long splits, long long chunk,
                  float* partials, unsigned* counters, FINISH_PARAMS) {
     FINISH_ARGS_INIT(C)
-    stats_cf<true>(x, C, N, inner, splits, chunk, partials, counters, f);
+    channel_reduce_cf(ForwardStatsOp<true>{x, f, 0.f}, x, inner, C, N, inner, splits, chunk, partials, counters);
 }
 
-// ---- channels-last statistics -----------------------------------------------------------------------------------
-// After tree_over_rows the block's merged statistics sit in sh[0 .. bx*W) in channel order: finish them with
-// consecutive threads on consecutive channels, so the per-channel loads and stores are coalesced.
-template <int W>
-__device__ __forceinline__ void finish_block_cl(const FinishArgs& f, const Welford* sh, const float* sh_pivot,
-                                                int cbase) {
-    const int nthreads = blockDim.x * blockDim.y, tid = threadIdx.y * blockDim.x + threadIdx.x;
-    __syncthreads();
-    for (int i = tid; i < (int)blockDim.x * W; i += nthreads) {
-        if (cbase + i < f.channels) finish_channel(f, cbase + i, sh[i], sh_pivot[i]);
-    }
-}
-
-// Block (bx, by) with bx * by <= 256 and by a power of two; thread (tx, ty) owns channel unit gx*bx + tx and visits
-// rows gy*chunk + ty, + by, ... below (gy+1)*chunk.
-template <bool VEC>
-__device__ __forceinline__ void stats_cl(const float* __restrict__ x, long long rows, int C, long long chunk,
-                                         float* partials, unsigned* counters, const FinishArgs& f) {
-    constexpr int W = VEC ? 4 : 1;
-    __shared__ Welford sh[256 * W];
-    __shared__ float sh_pivot[256 * W];
-    __shared__ unsigned last_sh;
-    const int bx = blockDim.x, by = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
-    const int tid = ty * bx + tx, nthreads = bx * by;
-    const int CU = VEC ? C / 4 : C;
-    const int cu = blockIdx.x * bx + tx;
-    const bool active = cu < CU;
-    const int cbase = blockIdx.x * bx * W;   // first channel of this block; local channel i = tx*W + k
-    // The pivot (row 0 of each channel) is loaded once per block, by consecutive threads (coalesced), and shared.
-    for (int i = tid; i < bx * W; i += nthreads) sh_pivot[i] = cbase + i < C ? x[cbase + i] : 0.f;
-    __syncthreads();
-    float pivot[W];
-    #pragma unroll
-    for (int k = 0; k < W; k++) pivot[k] = active ? sh_pivot[tx * W + k] : 0.f;
-
-    Welford w[W];
-    #pragma unroll
-    for (int k = 0; k < W; k++) w[k] = welford_empty();
-    float n = 0.f;
-    const long long lo = (long long)blockIdx.y * chunk;
-    const long long hi = min(lo + chunk, rows);
-    if (active) {
-        #pragma unroll 1
-        for (long long r = lo + ty; r < hi; r += BN_UNROLL * by) {
-            float v[BN_UNROLL][W];
-            #pragma unroll
-            for (int u = 0; u < BN_UNROLL; u++) {   // loads first: BN_UNROLL rows in flight
-                if (r + u * by < hi) {
-                    const float* p = x + (r + u * by) * C + (long long)cu * W;
-                    if constexpr (VEC) {
-                        float4 q = load4(p);
-                        v[u][0] = q.x; v[u][1] = q.y; v[u][2] = q.z; v[u][3] = q.w;
-                    } else {
-                        v[u][0] = p[0];
-                    }
-                }
-            }
-            #pragma unroll
-            for (int u = 0; u < BN_UNROLL; u++) {
-                if (r + u * by < hi) {
-                    n += 1.0f;
-                    const float inv = __frcp_rn(n);  // 1/n, correctly rounded, shared by the W channels
-                    #pragma unroll
-                    for (int k = 0; k < W; k++) welford_push(w[k], v[u][k] - pivot[k], inv);
-                }
-            }
-        }
-    }
-    #pragma unroll
-    for (int k = 0; k < W; k++) w[k].n = n;
-    tree_over_rows<Welford, W>(w, sh);
-    if (gridDim.y == 1) {
-        finish_block_cl<W>(f, sh, sh_pivot, cbase);
-        return;
-    }
-    if (ty == 0 && active) {   // partials laid out [gy][channel][3]
-        float* mine = partials + ((long long)blockIdx.y * C + (long long)cu * W) * 3;
-        #pragma unroll
-        for (int k = 0; k < W; k++) { mine[3 * k] = w[k].n; mine[3 * k + 1] = w[k].mean; mine[3 * k + 2] = w[k].m2; }
-    }
-    if (!last_block_arrives(counters + blockIdx.x, gridDim.y, &last_sh)) return;
-    // Fixed order: thread (tx, ty) merges partials ty, ty + by, ... in sequence, then the same tree over ty.
-    #pragma unroll
-    for (int k = 0; k < W; k++) w[k] = welford_empty();
-    if (active) {
-        for (long long g = ty; g < gridDim.y; g += by) {
-            const float* p = partials + (g * C + (long long)cu * W) * 3;
-            #pragma unroll
-            for (int k = 0; k < W; k++) {
-                Welford b; b.n = load_cg(p + 3 * k); b.mean = load_cg(p + 3 * k + 1); b.m2 = load_cg(p + 3 * k + 2);
-                w[k] = welford_merge(w[k], b);
-            }
-        }
-    }
-    tree_over_rows<Welford, W>(w, sh);
-    finish_block_cl<W>(f, sh, sh_pivot, cbase);
-}
-
+// Channels-last: the pivot of channel c is x[c] (row 0).
 extern "C" __global__ void __launch_bounds__(256)
 bn_stats_cl(const float* __restrict__ x, long long rows, int C, long long chunk, float* partials, unsigned* counters,
             FINISH_PARAMS) {
     FINISH_ARGS_INIT(C)
-    stats_cl<false>(x, rows, C, chunk, partials, counters, f);
+    channel_reduce_cl(ForwardStatsOp<false>{x, f, 0.f}, x, rows, C, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_stats_cl_vec4(const float* __restrict__ x, long long rows, int C, long long chunk, float* partials,
                  unsigned* counters, FINISH_PARAMS) {
     FINISH_ARGS_INIT(C)
-    stats_cl<true>(x, rows, C, chunk, partials, counters, f);
+    channel_reduce_cl(ForwardStatsOp<true>{x, f, 0.f}, x, rows, C, chunk, partials, counters);
 }
 
 // ---- per-channel coefficients -----------------------------------------------------------------------------------
