@@ -7,6 +7,8 @@
 //   load_cg            loads that bypass L1, for partials written by other blocks of the same launch
 //   channel_reduce_cf/_cl   the whole per-channel reduction (streaming loop, block trees, partials, last-block merge)
 //                      as templates over a small functor: bn_stats_* and bn_backward_reduce_* differ only in it
+//   channel_map_cf/_cl the per-channel elementwise pass (coefficients broadcast or staged once, loads before stores),
+//                      likewise: bn_apply_* and bn_dx_* differ only in their functor
 //   flags and coefficient slots shared with the host (gpu/KernelConstants.java mirrors them)
 //
 // Conventions: every element offset is 64-bit (long long); a "unit" is one float (scalar path) or one float4
@@ -143,6 +145,10 @@ __device__ __forceinline__ float component(const float4& v, int k) {
 }
 template <bool VEC> __device__ __forceinline__ typename bn_unit<VEC>::type load_unit(const float* p) {
     if constexpr (VEC) return load4(p); else return *p;
+}
+// The unit made of W = 4 (vec4) or 1 floats, stored with one (16-byte) store.
+template <bool VEC> __device__ __forceinline__ void store_unit(float* p, const float (&o)[VEC ? 4 : 1]) {
+    if constexpr (VEC) store4(p, make_float4(o[0], o[1], o[2], o[3])); else *p = o[0];
 }
 
 // ---- last-arriving block ----------------------------------------------------------------------------------------
@@ -358,4 +364,112 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict
     }
     tree_over_rows<Acc, W>(acc, sh);
     finish_block_cl(op, sh, centre_sh, C, cbase);
+}
+
+// ---- per-channel elementwise passes: the structure shared by bn_apply_* and bn_dx_* ------------------------------
+// out = f(unit, coefficients of its channel), K coefficients per channel stored as K rows of C floats (coef[q*C + c]).
+// The functor type Op (ApplyOp in batchnorm_forward.cu, DxOp in batchnorm_backward.cu) supplies:
+//   Op::K, Op::W, Op::Item, Item op.load(long long e)   as for the reductions
+//   float op.value(const Item& v, int k, const float (&q)[K])   output float k of unit v, q its channel's coefficients
+//   float* op.out                                             the output tensor (may alias an input element-wise:
+//                                                             every unit is read before it is written)
+template <typename Op>
+__device__ __forceinline__ void store_values(const Op& op, long long e, const typename Op::Item& v,
+                                             const float (&q)[Op::W][Op::K]) {
+    float o[Op::W];
+    #pragma unroll
+    for (int k = 0; k < Op::W; k++) o[k] = op.value(v, k, q[k]);
+    store_unit<Op::W == 4>(op.out + e, o);
+}
+
+// Channels-first. Unit u = (plane, piece): plane = n*C + c (a run of `inner` floats), piece covers units
+// [piece*chunk, min((piece+1)*chunk, innerU)) of that run; chunk is a multiple of 32 chosen by the host. One warp per
+// unit, grid-stride over units, so each warp loads the K coefficients once per `chunk` units, not per element: lane 0
+// loads them and broadcasts them with shuffles.
+template <typename Op>
+__device__ __forceinline__ void channel_map_cf(const Op& op, int C, long long planes, long long inner, long long chunk,
+                                               const float* __restrict__ coef) {
+    constexpr int W = Op::W, K = Op::K;
+    const int lane = threadIdx.x % BN_WARP;
+    const long long warps = (long long)gridDim.x * (blockDim.x / BN_WARP);
+    const long long innerU = inner / W;
+    const long long pieces = (innerU + chunk - 1) / chunk;
+    const long long units = planes * pieces;
+    for (long long u = (long long)blockIdx.x * (blockDim.x / BN_WARP) + threadIdx.x / BN_WARP; u < units; u += warps) {
+        const long long plane = u / pieces, piece = u - plane * pieces;
+        const int c = (int)(plane % C);
+        float qc[K];
+        #pragma unroll
+        for (int j = 0; j < K; j++) qc[j] = 0.f;
+        if (lane == 0) {
+            #pragma unroll
+            for (int j = 0; j < K; j++) qc[j] = coef[j * C + c];
+        }
+        float q[W][K];
+        #pragma unroll
+        for (int j = 0; j < K; j++) {
+            const float v = __shfl_sync(0xffffffffu, qc[j], 0);
+            #pragma unroll
+            for (int k = 0; k < W; k++) q[k][j] = v;   // one channel: the W floats of a unit share the coefficients
+        }
+        const long long lo = piece * chunk, hi = min(lo + chunk, innerU);
+        const long long base = plane * innerU;
+        for (long long i0 = lo + lane; i0 < hi; i0 += BN_UNROLL * BN_WARP) {
+            typename Op::Item v[BN_UNROLL];
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {   // all loads before any store (out may alias an input)
+                const long long i = i0 + u * BN_WARP;
+                if (i < hi) v[u] = op.load((base + i) * W);
+            }
+            #pragma unroll
+            for (int u = 0; u < BN_UNROLL; u++) {
+                const long long i = i0 + u * BN_WARP;
+                if (i < hi) store_values(op, (base + i) * W, v[u], q);
+            }
+        }
+    }
+}
+
+// Channels-last. Grid (ceil(CU/bx), gy), blocks (bx, by) as channel_reduce_cl: thread (tx, ty) owns channel unit
+// gx*bx + tx and visits rows gy*by + ty, + gridDim.y*by, ... The block stages its coefficients in shared memory once,
+// consecutive threads on consecutive channels (coalesced).
+template <typename Op>
+__device__ __forceinline__ void channel_map_cl(const Op& op, long long rows, int C, const float* __restrict__ coef) {
+    constexpr int W = Op::W, K = Op::K;
+    __shared__ float sh[K][256 * W];
+    const int bx = blockDim.x, tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * bx + tx, nthreads = bx * blockDim.y;
+    const int CU = C / W;
+    const int cu = blockIdx.x * bx + tx;
+    const bool active = cu < CU;
+    const int cbase = blockIdx.x * bx * W;
+    for (int i = tid; i < bx * W; i += nthreads) {
+        const int c = cbase + i;
+        if (c < C) {
+            #pragma unroll
+            for (int j = 0; j < K; j++) sh[j][i] = coef[j * C + c];
+        }
+    }
+    __syncthreads();
+    if (!active) return;
+    float q[W][K];
+    #pragma unroll
+    for (int k = 0; k < W; k++) {
+        #pragma unroll
+        for (int j = 0; j < K; j++) q[k][j] = sh[j][tx * W + k];
+    }
+    const long long step = (long long)gridDim.y * blockDim.y;
+    for (long long r0 = (long long)blockIdx.y * blockDim.y + ty; r0 < rows; r0 += BN_UNROLL * step) {
+        typename Op::Item v[BN_UNROLL];
+        #pragma unroll
+        for (int u = 0; u < BN_UNROLL; u++) {   // all loads before any store (out may alias an input)
+            const long long r = r0 + u * step;
+            if (r < rows) v[u] = op.load(r * C + (long long)cu * W);
+        }
+        #pragma unroll
+        for (int u = 0; u < BN_UNROLL; u++) {
+            const long long r = r0 + u * step;
+            if (r < rows) store_values(op, r * C + (long long)cu * W, v[u], q);
+        }
+    }
 }

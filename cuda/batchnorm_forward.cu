@@ -172,126 +172,38 @@ extern "C" __global__ void bn_prepare(int mode, int C, float eps, int flags, con
     }
 }
 
-// ---- apply: out = (in - p) * a + b ------------------------------------------------------------------------------
-// Channels-first. Unit u = (plane, piece): plane = n*C + c (a run of `inner` floats), piece k covers units
-// [k*chunk, min((k+1)*chunk, innerU)) of that run; chunk is a multiple of 32 chosen by the host. One warp per unit,
-// grid-stride over units, so each warp loads three coefficients per `chunk` units, not per element.
+// ---- apply: out = (in - p) * a + b, through channel_map_cf / _cl (batchnorm_common.cuh) ---------------------------
+// coef rows: p, a, b (from the statistics' finishing step or bn_prepare).
 template <bool VEC>
-__device__ __forceinline__ void apply_cf(const float* in, float* out, int C, long long planes, long long inner,
-                                         long long chunk, const float* __restrict__ coef) {
-    const int lane = threadIdx.x % BN_WARP;
-    const long long warps = (long long)gridDim.x * (blockDim.x / BN_WARP);
-    const long long innerU = VEC ? inner / 4 : inner;
-    const long long pieces = (innerU + chunk - 1) / chunk;
-    const long long units = planes * pieces;
-    for (long long u = (long long)blockIdx.x * (blockDim.x / BN_WARP) + threadIdx.x / BN_WARP; u < units; u += warps) {
-        const long long plane = u / pieces, piece = u - plane * pieces;
-        const int c = (int)(plane % C);
-        float p = 0.f, a = 0.f, b = 0.f;
-        if (lane == 0) { p = coef[c]; a = coef[C + c]; b = coef[2 * C + c]; }
-        p = __shfl_sync(0xffffffffu, p, 0);
-        a = __shfl_sync(0xffffffffu, a, 0);
-        b = __shfl_sync(0xffffffffu, b, 0);
-        const long long lo = piece * chunk, hi = min(lo + chunk, innerU);
-        const long long base = plane * innerU;
-        for (long long i0 = lo + lane; i0 < hi; i0 += BN_UNROLL * BN_WARP) {
-            float4 v[BN_UNROLL];
-            #pragma unroll
-            for (int u = 0; u < BN_UNROLL; u++) {   // all loads before any store (in may alias out, element-wise)
-                const long long i = i0 + u * BN_WARP;
-                if (i < hi) {
-                    if constexpr (VEC) v[u] = load4(in + (base + i) * 4);
-                    else v[u].x = in[base + i];
-                }
-            }
-            #pragma unroll
-            for (int u = 0; u < BN_UNROLL; u++) {
-                const long long i = i0 + u * BN_WARP;
-                if (i < hi) {
-                    if constexpr (VEC) {
-                        float4 o;
-                        o.x = fmaf(v[u].x - p, a, b); o.y = fmaf(v[u].y - p, a, b);
-                        o.z = fmaf(v[u].z - p, a, b); o.w = fmaf(v[u].w - p, a, b);
-                        store4(out + (base + i) * 4, o);
-                    } else {
-                        out[base + i] = fmaf(v[u].x - p, a, b);
-                    }
-                }
-            }
-        }
+struct ApplyOp {
+    using Item = typename bn_unit<VEC>::type;
+    static constexpr int W = VEC ? 4 : 1, K = 3;
+    const float* in;   // not __restrict__: in may be out (in-place apply)
+    float* out;
+    __device__ __forceinline__ Item load(long long e) const { return load_unit<VEC>(in + e); }
+    __device__ __forceinline__ float value(const Item& v, int k, const float (&q)[K]) const {
+        return fmaf(component(v, k) - q[0], q[1], q[2]);
     }
-}
+};
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_apply_cf(const float* in, float* out, int C, long long planes, long long inner, long long chunk,
             const float* __restrict__ coef) {
-    apply_cf<false>(in, out, C, planes, inner, chunk, coef);
+    channel_map_cf(ApplyOp<false>{in, out}, C, planes, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_apply_cf_vec4(const float* in, float* out, int C, long long planes, long long inner, long long chunk,
                  const float* __restrict__ coef) {
-    apply_cf<true>(in, out, C, planes, inner, chunk, coef);
-}
-
-// Channels-last. Grid (ceil(CU/bx), gy), block (bx, by): thread (tx, ty) owns channel unit gx*bx + tx and visits rows
-// gy*by + ty, + gridDim.y*by, ... The block stages its coefficients in shared memory once.
-template <bool VEC>
-__device__ __forceinline__ void apply_cl(const float* in, float* out, long long rows, int C,
-                                         const float* __restrict__ coef) {
-    constexpr int W = VEC ? 4 : 1;
-    __shared__ float sh[3][256 * W];
-    const int bx = blockDim.x, tx = threadIdx.x, ty = threadIdx.y;
-    const int tid = ty * bx + tx, nthreads = bx * blockDim.y;
-    const int CU = VEC ? C / 4 : C;
-    const int cu = blockIdx.x * bx + tx;
-    const bool active = cu < CU;
-    const int cbase = blockIdx.x * bx * W;
-    for (int i = tid; i < bx * W; i += nthreads) {   // consecutive threads, consecutive channels: coalesced
-        const int c = cbase + i;
-        if (c < C) { sh[0][i] = coef[c]; sh[1][i] = coef[C + c]; sh[2][i] = coef[2 * C + c]; }
-    }
-    __syncthreads();
-    if (!active) return;
-    float p[W], a[W], b[W];
-    #pragma unroll
-    for (int k = 0; k < W; k++) { p[k] = sh[0][tx * W + k]; a[k] = sh[1][tx * W + k]; b[k] = sh[2][tx * W + k]; }
-    const long long step = (long long)gridDim.y * blockDim.y;
-    for (long long r0 = (long long)blockIdx.y * blockDim.y + ty; r0 < rows; r0 += BN_UNROLL * step) {
-        float4 v[BN_UNROLL];
-        #pragma unroll
-        for (int u = 0; u < BN_UNROLL; u++) {   // all loads before any store (in may alias out, element-wise)
-            const long long r = r0 + u * step;
-            if (r < rows) {
-                const long long off = r * C + (long long)cu * W;
-                if constexpr (VEC) v[u] = load4(in + off);
-                else v[u].x = in[off];
-            }
-        }
-        #pragma unroll
-        for (int u = 0; u < BN_UNROLL; u++) {
-            const long long r = r0 + u * step;
-            if (r < rows) {
-                const long long off = r * C + (long long)cu * W;
-                if constexpr (VEC) {
-                    float4 o;
-                    o.x = fmaf(v[u].x - p[0], a[0], b[0]); o.y = fmaf(v[u].y - p[1], a[1], b[1]);
-                    o.z = fmaf(v[u].z - p[2], a[2], b[2]); o.w = fmaf(v[u].w - p[3], a[3], b[3]);
-                    store4(out + off, o);
-                } else {
-                    out[off] = fmaf(v[u].x - p[0], a[0], b[0]);
-                }
-            }
-        }
-    }
+    channel_map_cf(ApplyOp<true>{in, out}, C, planes, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_apply_cl(const float* in, float* out, long long rows, int C, const float* __restrict__ coef) {
-    apply_cl<false>(in, out, rows, C, coef);
+    channel_map_cl(ApplyOp<false>{in, out}, rows, C, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_apply_cl_vec4(const float* in, float* out, long long rows, int C, const float* __restrict__ coef) {
-    apply_cl<true>(in, out, rows, C, coef);
+    channel_map_cl(ApplyOp<true>{in, out}, rows, C, coef);
 }
