@@ -5,6 +5,7 @@ import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.cli.CrossCheck;
 import io.github.batchnorm4j.cuda.CudaProbe;
+import io.github.batchnorm4j.testing.Reference64;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -13,6 +14,10 @@ import java.util.List;
 import java.util.Random;
 
 import static io.github.batchnorm4j.testing.TestData.gaussian;
+import static io.github.batchnorm4j.testing.Tolerances.FORWARD_RTOL;
+import static io.github.batchnorm4j.testing.Tolerances.GRADIENT_RTOL;
+import static io.github.batchnorm4j.testing.Tolerances.assertClose;
+import static io.github.batchnorm4j.testing.Tolerances.toDouble;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -23,8 +28,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * mapping, the unbiased running variance and the saved-statistics round trip.
  */
 class CudnnGpuTest {
-    private static final double FORWARD_TOL = 1e-5;
-    private static final double GRADIENT_TOL = 1e-4;
+    /** atol = rtol·1: unit-scale data, held to |a − e| ≤ rtol + rtol·|e| as these checks always were. */
+    private static final double UNIT_SCALE = 1.0;
 
     @BeforeAll
     static void needsCudnn() {
@@ -49,30 +54,31 @@ class CudnnGpuTest {
                 float[] rm = new float[c];
                 float[] rv = new float[c];
                 Arrays.fill(rv, 1f);
+                // from running mean 0 and var 1 with momentum 0.1: rm = 0.1·mean, rv = 0.9 + 0.1·var·M/(M − 1)
+                Reference64.Forward f = Reference64.forwardTraining(s, x, gamma, beta, 1e-5, rm, rv, 0.1);
                 float[] y = new float[n];
                 Arrays.fill(y, Float.NaN);
                 float[] mean = new float[c];
                 float[] invstd = new float[c];
                 ops.forwardTraining(s, x, gamma, beta, 1e-5, rm, rv, 0.1, y, mean, invstd);
-                Reference.assertClose("y " + s, Reference.forwardTrainY(s, x, gamma, beta, 1e-5), y, FORWARD_TOL);
-                long m = s.reductionSize();
+                assertClose("y " + s, f.y(), toDouble(y), FORWARD_RTOL, UNIT_SCALE);
                 for (int k = 0; k < c; k++) {
-                    double var = Reference.biasedVar(s, x, k);
-                    assertEquals(0.1 * Reference.mean(s, x, k), rm[k], 1e-5 * (1 + Math.abs(rm[k])), "running mean");
-                    assertEquals(0.9 + 0.1 * var * m / (m - 1), rv[k], 1e-5 * (1 + rv[k]), "running var (unbiased)");
-                    assertEquals(1 / Math.sqrt(var + 1e-5), invstd[k], 1e-5 * invstd[k], "saved invstd");
+                    assertEquals(f.runningMean()[k], rm[k], 1e-5 * (1 + Math.abs(rm[k])), "running mean");
+                    assertEquals(f.runningVar()[k], rv[k], 1e-5 * (1 + rv[k]), "running var (unbiased)");
+                    assertEquals(f.invstd()[k], invstd[k], 1e-5 * invstd[k], "saved invstd");
                 }
                 float[] dy = gaussian(r, n, 0.1, 1);
                 float[] dx = new float[n];
                 float[] dg = new float[c];
                 float[] db = new float[c];
                 ops.backwardTraining(s, x, dy, gamma, mean, invstd, dx, dg, db);
-                double[][] e = Reference.backwardTrain(s, x, dy, gamma, 1e-5);
-                Reference.assertClose("dx " + s, e[0], dx, GRADIENT_TOL);
-                Reference.assertClose("dgamma " + s, e[1], dg, GRADIENT_TOL);
-                Reference.assertClose("dbeta " + s, e[2], db, GRADIENT_TOL);
+                Reference64.Backward e = Reference64.backwardTraining(s, x, dy, gamma, f.mean(), f.invstd());
+                assertClose("dx " + s, e.dx(), toDouble(dx), GRADIENT_RTOL, UNIT_SCALE);
+                assertClose("dgamma " + s, e.dgamma(), toDouble(dg), GRADIENT_RTOL, UNIT_SCALE);
+                assertClose("dbeta " + s, e.dbeta(), toDouble(db), GRADIENT_RTOL, UNIT_SCALE);
                 ops.forwardInference(s, x, gamma, beta, rm, rv, 1e-5, y);
-                Reference.assertClose("eval y " + s, Reference.evalY(s, x, gamma, beta, rm, rv, 1e-5), y, FORWARD_TOL);
+                assertClose("eval y " + s, Reference64.forwardEval(s, x, gamma, beta, rm, rv, 1e-5), toDouble(y),
+                        FORWARD_RTOL, UNIT_SCALE);
             }
         }
     }

@@ -1,5 +1,9 @@
 package io.github.batchnorm4j.cudnn;
 
+import static io.github.batchnorm4j.testing.Tolerances.FORWARD_RTOL;
+import static io.github.batchnorm4j.testing.Tolerances.GRADIENT_RTOL;
+import static io.github.batchnorm4j.testing.Tolerances.assertClose;
+import static io.github.batchnorm4j.testing.Tolerances.toDouble;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -9,6 +13,7 @@ import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.DeviceResidentTiming.Op;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.gpu.DevicePointer;
+import io.github.batchnorm4j.testing.Reference64;
 import java.util.Map;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
@@ -19,7 +24,8 @@ import org.junit.jupiter.api.Test;
  * computes the right values, bad arguments fail before any allocation, and close frees everything.
  */
 class CudnnTimingTest {
-    private static final double TOL = 1e-5;
+    /** atol = rtol·1: unit-scale data, held to |a − e| ≤ rtol + rtol·|e| as these checks always were. */
+    private static final double UNIT_SCALE = 1.0;
     private final HostDevice device = new HostDevice();
     private final FakeCudnnApi api = new FakeCudnnApi(device);
     private final Random random = new Random(11);
@@ -55,15 +61,16 @@ class CudnnTimingTest {
                 Map<String, Object> call = calls.get(1).args();
                 assertSame(calls.get(0).args().get("x"), call.get("x"), "the same uploaded x every run");
                 assertEquals(0.25, (double) call.get("factor"), 0.0);
-                Reference.assertClose("y", Reference.forwardTrainY(s, x, gamma, beta, 1e-5), read(call, "y", n), TOL);
+                Reference64.Forward f = Reference64.forwardTraining(s, x, gamma, beta, 1e-5, null, null, 0);
+                assertClose("y", f.y(), toDouble(read(call, "y", n)), FORWARD_RTOL, UNIT_SCALE);
                 // two runs of the running update on the device: rm <- 0.75 rm + 0.25 mean, twice
                 float[] rmDevice = read(call, "runMean", 5);
                 double[] expected = new double[5];
                 for (int c = 0; c < 5; c++) {
-                    double mean = Reference.mean(s, x, c);
+                    double mean = f.mean()[c];
                     expected[c] = 0.75 * (0.75 * rmBefore[c] + 0.25 * mean) + 0.25 * mean;
                 }
-                Reference.assertClose("running mean after two runs", expected, rmDevice, TOL);
+                assertClose("running mean after two runs", expected, toDouble(rmDevice), FORWARD_RTOL, UNIT_SCALE);
             }
             assertTrue(rm[0] == rmBefore[0], "the caller's arrays are not modified");
         }
@@ -79,27 +86,29 @@ class CudnnTimingTest {
         float[] gamma = gaussian(3, 0.5, 1);
         float[] rm = gaussian(3, 1, 3);
         float[] rv = new float[] {4, 2, 5};
+        Reference64.Forward f = Reference64.forwardTraining(s, x, gamma, null, 1e-5, null, null, 0);
         float[] mean = new float[3];
         float[] invstd = new float[3];
         for (int c = 0; c < 3; c++) {
-            mean[c] = (float) Reference.mean(s, x, c);
-            invstd[c] = (float) (1 / Math.sqrt(Reference.biasedVar(s, x, c) + 1e-5));
+            mean[c] = (float) f.mean()[c];
+            invstd[c] = (float) f.invstd()[c];
         }
         try (CudnnBatchNormOps ops = new CudnnBatchNormOps(api, device, false, 0.0)) {
             try (DeviceResidentTiming.Timed t = ops.prepareTiming(Op.FORWARD_INFERENCE, s, x, null, gamma, null, rm,
                     rv, null, null, 1e-5, 0.1)) {
                 t.run();
                 Map<String, Object> call = api.calls("cudnnBatchNormalizationForwardInference").get(0).args();
-                Reference.assertClose("eval y", Reference.evalY(s, x, gamma, null, rm, rv, 1e-5), read(call, "y", n), TOL);
+                assertClose("eval y", Reference64.forwardEval(s, x, gamma, null, rm, rv, 1e-5), toDouble(read(call, "y", n)),
+                        FORWARD_RTOL, UNIT_SCALE);
             }
             try (DeviceResidentTiming.Timed t = ops.prepareTiming(Op.BACKWARD_TRAINING, s, x, dy, gamma, null, null,
                     null, mean, invstd, 1e-5, 0.1)) {
                 t.run();
                 Map<String, Object> call = api.calls("cudnnBatchNormalizationBackward").get(0).args();
-                double[][] e = Reference.backwardTrain(s, x, dy, gamma, 1e-5);
-                Reference.assertClose("dx", e[0], read(call, "dx", n), 1e-4);
-                Reference.assertClose("dgamma", e[1], read(call, "dScale", 3), 1e-4);
-                Reference.assertClose("dbeta", e[2], read(call, "dBias", 3), 1e-4);
+                Reference64.Backward e = Reference64.backwardTraining(s, x, dy, gamma, f.mean(), f.invstd());
+                assertClose("dx", e.dx(), toDouble(read(call, "dx", n)), GRADIENT_RTOL, UNIT_SCALE);
+                assertClose("dgamma", e.dgamma(), toDouble(read(call, "dScale", 3)), GRADIENT_RTOL, UNIT_SCALE);
+                assertClose("dbeta", e.dbeta(), toDouble(read(call, "dBias", 3)), GRADIENT_RTOL, UNIT_SCALE);
             }
         }
         assertTrue(device.live.isEmpty(), device.live.size() + " buffers left");
