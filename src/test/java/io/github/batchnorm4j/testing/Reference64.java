@@ -24,8 +24,12 @@ public final class Reference64 {
     /**
      * Results of a backward pass. {@code dxScale} is the rms of |gamma·invstd·dy| over all elements: the size of the
      * terms dx is computed from, which is what a float32 result's rounding error is proportional to.
+     * {@code sumAbsDy} and {@code sumAbsDyXhat} are, per channel, Σ|dy| and Σ|dy·xhat| over the channel's M values: the
+     * size of the terms dbeta and dgamma are sums of, which is what a float32 sum's rounding error is proportional to
+     * (see {@link Tolerances#assertChannelSum}). {@code m} is M, the number of terms per channel.
      */
-    public record Backward(double[] dx, double[] dgamma, double[] dbeta, double dxScale) {
+    public record Backward(double[] dx, double[] dgamma, double[] dbeta, double dxScale,
+                           double[] sumAbsDy, double[] sumAbsDyXhat, long m) {
     }
 
     /**
@@ -142,6 +146,8 @@ public final class Reference64 {
         double[] dx = new double[x.length];
         double[] dgamma = new double[channels];
         double[] dbeta = new double[channels];
+        double[] sumAbsDy = new double[channels];
+        double[] sumAbsDyXhat = new double[channels];
         for (int c = 0; c < channels; c++) {
             double sumDy = 0;
             double sumDyXhat = 0;
@@ -150,6 +156,8 @@ public final class Reference64 {
                 double xhat = (x[i] - mean[c]) * invstd[c];
                 sumDy += dy[i];
                 sumDyXhat += dy[i] * xhat;
+                sumAbsDy[c] += Math.abs(dy[i]);
+                sumAbsDyXhat[c] += Math.abs(dy[i] * xhat);
             }
             dbeta[c] = sumDy;
             dgamma[c] = sumDyXhat;
@@ -159,7 +167,7 @@ public final class Reference64 {
                 dx[i] = gammaOf(gamma, c) * invstd[c] / m * (m * dy[i] - sumDy - xhat * sumDyXhat);
             }
         }
-        return new Backward(dx, dgamma, dbeta, termScale(shape, dy, gamma, invstd));
+        return new Backward(dx, dgamma, dbeta, termScale(shape, dy, gamma, invstd), sumAbsDy, sumAbsDyXhat, m);
     }
 
 
@@ -175,6 +183,8 @@ public final class Reference64 {
         double[] dgamma = new double[channels];
         double[] dbeta = new double[channels];
         double[] invstds = new double[channels];
+        double[] sumAbsDy = new double[channels];
+        double[] sumAbsDyXhat = new double[channels];
         for (int c = 0; c < channels; c++) {
             double invstd = 1.0 / Math.sqrt(runningVar[c] + eps);
             invstds[c] = invstd;
@@ -183,10 +193,12 @@ public final class Reference64 {
                 double xhat = (x[i] - runningMean[c]) * invstd;
                 dbeta[c] += dy[i];
                 dgamma[c] += dy[i] * xhat;
+                sumAbsDy[c] += Math.abs(dy[i]);
+                sumAbsDyXhat[c] += Math.abs(dy[i] * xhat);
                 dx[i] = dy[i] * gammaOf(gamma, c) * invstd;
             }
         }
-        return new Backward(dx, dgamma, dbeta, termScale(shape, dy, gamma, invstds));
+        return new Backward(dx, dgamma, dbeta, termScale(shape, dy, gamma, invstds), sumAbsDy, sumAbsDyXhat, m);
     }
 
     /** rms over all elements of gamma·invstd·dy. */
