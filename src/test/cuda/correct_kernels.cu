@@ -3,6 +3,7 @@
 //   writes one partial per block; the last block to finish (atomic counter + fence) sums the partials.
 // histogram: atomicAdd into shared bins, then into global bins.
 // welford_stats: per-channel mean/invstd with float math (rsqrt, div, fma), shfl modes.
+// warp_reduce_syncwarp: a warp-synchronous shared-memory reduction ordered by __syncwarp (race-check clean).
 extern "C" __global__ void reduce_sum(const float* __restrict__ x, long long n, float* partials,
                                       unsigned int* counter, float* out) {
     __shared__ float warpSums[32];
@@ -60,4 +61,21 @@ extern "C" __global__ void mathmix(const float* x, float* y, double* yd, int n, 
     y[i] = a + b * c + sh - sx + (float)__popc(ball);
     double d = (double)v;
     yd[i] = d / 3.0 + sqrt(fabs(d)) + (double)(long long)(v * 1000.f) + (double)__float2int_rn(v * 10.f);
+}
+
+// warp_reduce_syncwarp: warp_reduce_no_syncwarp (planted_bugs.cu) corrected: every step reads, __syncwarp, writes,
+// __syncwarp, so no lane reads a slot another lane is writing (or writes one another lane still has to read).
+extern "C" __global__ void warp_reduce_syncwarp(const float* __restrict__ x, float* __restrict__ out) {
+    __shared__ float s[256];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float* w = s + 32 * warp;
+    w[lane] = x[blockIdx.x * blockDim.x + threadIdx.x];
+    __syncwarp();
+    for (int o = 16; o > 0; o >>= 1) {
+        float v = lane < o ? w[lane + o] : 0.f;
+        __syncwarp();
+        if (lane < o) w[lane] += v;
+        __syncwarp();
+    }
+    if (lane == 0) out[blockIdx.x * (blockDim.x >> 5) + warp] = w[0];
 }

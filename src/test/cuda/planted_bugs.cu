@@ -2,9 +2,12 @@
 // oob_write:          off-by-one bound (i <= n) writes y[n], one element past the end.
 // race_missing_sync:  warps write shared memory and warp 0 reads the other warps' slots without __syncthreads.
 // uninit_read:        correct code; the test leaves part of the input unwritten on the host side.
-// divergent_barrier:  __syncthreads inside a branch that only half of each warp takes.
+// divergent_barrier:  __syncthreads inside a branch that only half of each warp takes (each thread then reads only
+//                     its own slot, so no race between or within warps is reported before the divergence).
 // misaligned_vec:     a float4 load through a pointer 4 bytes past a 16-byte boundary.
 // histogram_missing_sync: plain stores then atomics on shared bins by other warps without a barrier.
+// warp_reduce_no_syncwarp: the classic pre-Volta warp-synchronous shared-memory reduction, written without volatile
+//                    and without __syncwarp: lanes read slots other lanes of the same warp just wrote.
 extern "C" __global__ void oob_write(const float* __restrict__ x, float* __restrict__ y, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i <= n) y[i] = 2.f * (i < n ? x[i] : 0.f);
@@ -35,7 +38,7 @@ extern "C" __global__ void divergent_barrier(float* y) {
     if ((threadIdx.x & 31) < 16) {
         __syncthreads();  // BUG: not reached by lanes 16..31
     }
-    y[threadIdx.x] = t[threadIdx.x ^ 1];  // same warp: no cross-warp race hides the barrier bug
+    y[threadIdx.x] = t[threadIdx.x];  // own slot: no race (between or within warps) hides the barrier bug
 }
 
 extern "C" __global__ void misaligned_vec(const float* __restrict__ x, float* __restrict__ y) {
@@ -55,4 +58,18 @@ extern "C" __global__ void histogram_missing_sync(const int* __restrict__ v, int
     }
     __syncthreads();
     for (int b = threadIdx.x; b < nbins; b += blockDim.x) atomicAdd(&bins[b], local[b]);
+}
+
+// warp_reduce_no_syncwarp: each warp sums its 32 values in its own shared segment. Pre-Volta code relied on the warp
+// running in lockstep; with independent thread scheduling lane i may read s[i + o] before lane i + o wrote it.
+extern "C" __global__ void warp_reduce_no_syncwarp(const float* __restrict__ x, float* __restrict__ out) {
+    __shared__ float s[256];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float* w = s + 32 * warp;
+    w[lane] = x[blockIdx.x * blockDim.x + threadIdx.x];
+    // BUG: __syncwarp() missing between the writes and the other lanes' reads (here and in every step below)
+    for (int o = 16; o > 0; o >>= 1) {
+        if (lane < o) w[lane] += w[lane + o];
+    }
+    if (lane == 0) out[blockIdx.x * (blockDim.x >> 5) + warp] = w[0];
 }

@@ -92,7 +92,7 @@ final class Interpreter {
             }
             regs[w] = r;
         }
-        races = raceCheck ? new SharedRaceDetector(shared.length) : null;
+        races = raceCheck ? new SharedRaceDetector(shared.length, nwarps) : null;
         mem = new MemoryUnit(this, gmem, opt, params, shared, sharedBytes, local, localBytes, callParams,
                 callParamBytes, races);
     }
@@ -124,7 +124,7 @@ final class Interpreter {
         cy = (linear / grid.x()) % grid.y();
         cz = linear / (grid.x() * grid.y());
         Arrays.fill(shared, 0, sharedBytes, (byte) 0xFF);
-        if (races != null) races.newEpoch();
+        if (races != null) races.newBlock();
         Arrays.fill(barArrived, 0);
         blockStartInsns = threadInsns;
         for (int w = 0; w < nwarps; w++) initWarp(w);
@@ -395,6 +395,7 @@ final class Interpreter {
             case Op.BAR_WARP: {
                 int mm = (int) R[in.a * 32 + Integer.numberOfTrailingZeros(mask)];
                 checkMembers(in, mm, mask, "bar.warp.sync");
+                if (races != null) races.warpSync(curWarp, mm & mask);
                 break;
             }
             case Op.TRAP: throw fail(in, Integer.numberOfTrailingZeros(m), "trap executed");
@@ -540,7 +541,9 @@ final class Interpreter {
     private void shfl(long[] R, Insn in, int m, int mask) {
         if (m == 0) return;
         int l0 = Integer.numberOfTrailingZeros(m);
-        checkMembers(in, (int) R[in.e * 32 + l0], m, "shfl.sync");
+        int members = (int) R[in.e * 32 + l0];
+        checkMembers(in, members, m, "shfl.sync");
+        if (races != null) races.warpSync(curWarp, members & m);
         int a = in.a * 32, b = in.b * 32, c = in.c * 32, d = in.d * 32;
         long[] src = shflSrc; // snapshot of a for all lanes: d may alias a
         for (int l = 0; l < 32; l++) src[l] = R[a + l];
@@ -570,6 +573,7 @@ final class Interpreter {
         int l0 = Integer.numberOfTrailingZeros(m);
         int members = in.e >= 0 ? (int) R[in.e * 32 + l0] : m;
         checkMembers(in, members, m, "vote.sync");
+        if (races != null && in.e >= 0) races.warpSync(curWarp, members & m);
         int ballot = 0;
         for (int x = m & members; x != 0; x &= x - 1) {
             int l = Integer.numberOfTrailingZeros(x);
@@ -592,6 +596,7 @@ final class Interpreter {
         int l0 = Integer.numberOfTrailingZeros(m);
         int members = (int) R[in.e * 32 + l0];
         checkMembers(in, members, m, "match.sync");
+        if (races != null) races.warpSync(curWarp, members & m);
         int part = members & m;
         int size = PtxType.size(in.type);
         for (int x = m; x != 0; x &= x - 1) {

@@ -203,20 +203,48 @@ final class MemoryUnit {
         int t = it.curWarp * 32 + lane;
         boolean ok = kind == 0 ? races.read(t, off, n) : kind == 1 ? races.write(t, off, n) : races.atomic(t, off, n);
         if (ok) return;
-        int other = races.otherThread;
-        String otherName;
-        if (other == SharedRaceDetector.MANY) {
-            otherName = "threads of other warps";
-        } else {
-            int saved = it.curWarp;
-            it.curWarp = other >> 5;
-            otherName = "thread " + it.threadName(other & 31);
-            it.curWarp = saved;
-        }
         String mine = kind == 0 ? "read of" : kind == 1 ? "write to" : "atomic update of";
+        if (races.sameWarp) {
+            throw it.fail(in, lane, "shared memory data race within a warp: " + mine + " shared address 0x"
+                    + Integer.toHexString(races.conflictOffset) + " already written by thread "
+                    + otherThreadName(races.otherThread) + " of the same warp with no __syncwarp, shfl/vote .sync or"
+                    + " barrier covering both lanes in between (missing __syncwarp?)");
+        }
+        int other = races.otherThread;
+        String otherName = other == SharedRaceDetector.MANY ? "threads of other warps" : "thread " + otherThreadName(other);
         throw it.fail(in, lane, "shared memory data race: " + mine + " shared address 0x"
                 + Integer.toHexString(races.conflictOffset) + " already " + races.otherAccess + " by " + otherName
                 + " since the last barrier (missing __syncthreads?)");
+    }
+
+    private String otherThreadName(int other) {
+        int saved = it.curWarp;
+        it.curWarp = other >> 5;
+        String s = it.threadName(other & 31);
+        it.curWarp = saved;
+        return s;
+    }
+
+    /**
+     * A store's bytes that another lane wrote in the same instruction ({@link SharedRaceDetector#sameInsnBytes}): a
+     * write-write race if any of them gets a different value (memory still holds the other lane's value).
+     */
+    private void sameInsnWrite(long[] R, Insn in, int lane, int off, int size) {
+        long same = races.sameInsnBytes;
+        for (long x = same; x != 0; x &= x - 1) {
+            int j = Long.numberOfTrailingZeros(x);
+            int k = j / size;
+            int reg = in.vecN == 1 ? in.a : in.vec[k];
+            if (reg < 0) continue;
+            int mine = (int) (R[reg * 32 + lane] >>> (8 * (j % size))) & 0xFF;
+            int theirs = shared[off + j] & 0xFF;
+            if (mine != theirs) {
+                throw it.fail(in, lane, "shared memory data race within a warp: write to shared address 0x"
+                        + Integer.toHexString(off + j) + " also written with a different value by thread "
+                        + otherThreadName(races.sameInsnThread) + " of the same warp in this same instruction"
+                        + " (write-write conflict: which value lands is undefined)");
+            }
+        }
     }
 
     void load(long[] R, Insn in, int m) {
@@ -254,6 +282,7 @@ final class MemoryUnit {
 
     void store(long[] R, Insn in, int m) {
         int size = in.memSize, n = size * in.vecN;
+        if (raceCheck) races.beginStore();
         int base = in.baseReg;
         int cnt = 0;
         boolean global = false;
@@ -267,6 +296,7 @@ final class MemoryUnit {
                 addrs[cnt++] = addr;
             } else if (raceCheck && rSpace == Op.SHARED) {
                 raceAccess(in, l, rOff, n, 1);
+                if (races.sameInsnBytes != 0) sameInsnWrite(R, in, l, rOff, size);
             }
             byte[] arr = rArr;
             int off = rOff;

@@ -23,10 +23,13 @@
  * <h2>Checks (each on by default, each a DeviceException naming kernel, PTX line and text, block, thread, address)</h2>
  * Out-of-bounds and misaligned global/shared/local/param accesses (including use after free); reads of global memory
  * never written since allocation (host copies, memset and stores initialize; {@code copyToHost} of unwritten bytes also
- * fails); shared-memory data races between barriers, at byte granularity, between threads of different warps where
- * at least one access is a plain write, or one is plain and the other atomic
- * (conflicts between lanes of one warp are not reported: warps run in
- * lockstep here and nvcc's warp-synchronous code relies on {@code __syncwarp}); barrier divergence (lanes of a warp at
+ * fails); shared-memory data races between barriers, at byte granularity: between threads of different warps where
+ * at least one access is a plain write, or one is plain and the other atomic; and between lanes of one warp (Volta's
+ * independent thread scheduling does not keep a warp in lockstep): a lane's plain write followed by another lane's
+ * read, write or atomic with no {@code bar.warp.sync} ({@code __syncwarp}), {@code shfl/vote/match .sync} covering both
+ * lanes, or barrier in between, and two lanes of one store instruction writing different values to the same byte
+ * (equal values are accepted, as racecheck only warns about them; read-then-write by another lane is not checked);
+ * barrier divergence (lanes of a warp at
  * different barriers, or a barrier some threads exit without reaching); warp-synchronous instructions whose member
  * mask names lanes not converged at that instruction; unsupported instructions (named, with line, when executed;
  * {@link io.github.batchnorm4j.ptx.PtxCheck} lists them statically); leaks at device close. Shared memory starts each

@@ -209,4 +209,30 @@ class CorrectKernelsTest {
             }
         }
     }
+
+    /** The corrected warp-synchronous shared-memory reduction (__syncwarp between steps) passes the race check. */
+    @Test
+    void warpReductionWithSyncwarpIsRaceFreeAndExact() {
+        int block = 96, grid = 4;
+        float[] x = new float[block * grid];
+        Random r = new Random(11);
+        for (int i = 0; i < x.length; i++) x[i] = r.nextFloat() - 0.5f;
+        int warps = grid * block / 32;
+        try (EmulatedDevice dev = new EmulatedDevice(); DeviceBuffer dx = dev.allocate(4L * x.length);
+             DeviceBuffer out = dev.allocate(4L * warps)) {
+            DeviceModule m = dev.loadModule("correct_kernels.ptx", PTX);
+            dev.copyToDevice(x, 0, dx.pointer(), x.length, dev.defaultStream());
+            dev.launch(m.kernel("warp_reduce_syncwarp"), Dim3.of(grid), Dim3.of(block), 0, dev.defaultStream(),
+                    new KernelArgs().ptr(dx).ptr(out));
+            float[] got = new float[warps];
+            dev.copyToHost(out.pointer(), got, 0, warps, dev.defaultStream());
+            for (int w = 0; w < warps; w++) {
+                float[] v = Arrays.copyOfRange(x, w * 32, w * 32 + 32);
+                for (int o = 16; o > 0; o >>= 1) {
+                    for (int l = 0; l < o; l++) v[l] += v[l + o];
+                }
+                assertEquals(v[0], got[w], "warp " + w);
+            }
+        }
+    }
 }

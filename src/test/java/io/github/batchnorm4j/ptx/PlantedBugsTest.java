@@ -114,12 +114,39 @@ class PlantedBugsTest {
                         4 * nbins, dev.defaultStream(), new KernelArgs().ptr(dv).i32(n).i32(nbins).ptr(bins));
                 if (check) {
                     DeviceException e = assertThrows(DeviceException.class, launch::run);
-                    // warp 0 runs first: its atomics hit bins that warp 1 then zeroes with plain stores
-                    assertMentions(e.getMessage(), "shared memory data race: write to shared address 0x80",
-                            "already atomically updated by thread (29,0,0)", "kernel histogram_missing_sync",
-                            "st.shared.u32", "thread (32,0,0)");
+                    // the first block run (block 3 in the seeded order): lane 0's atomic hits bin 31, which lane 31 of
+                    // the same warp zeroed with a plain store and nothing ordered (the same missing barrier)
+                    assertMentions(e.getMessage(), "shared memory data race within a warp: atomic update of shared"
+                            + " address 0x7c already written by thread (31,0,0) of the same warp",
+                            "kernel histogram_missing_sync", "atom.shared.add.u32", "block (3,0,0)", "thread (0,0,0)",
+                            "missing __syncwarp?");
                 } else {
                     assertDoesNotThrow(launch::run); // lockstep warps hide the bug: only the check finds it
+                }
+            }
+        }
+    }
+
+    @Test
+    void warpReductionWithoutSyncwarpIsCaughtAndOnlyByTheRaceCheck() {
+        int block = 64, grid = 3;
+        float[] x = gaussian(new Random(6), block * grid);
+        for (boolean check : new boolean[]{true, false}) {
+            try (EmulatedDevice dev = new EmulatedDevice(EmulatorOptions.defaults().withRaceCheck(check));
+                 DeviceBuffer dx = dev.allocate(4L * x.length); DeviceBuffer out = dev.allocate(4L * grid * 2)) {
+                DeviceModule m = dev.loadModule("planted_bugs.ptx", PTX);
+                dev.copyToDevice(x, 0, dx.pointer(), x.length, dev.defaultStream());
+                Runnable launch = () -> dev.launch(m.kernel("warp_reduce_no_syncwarp"), Dim3.of(grid),
+                        Dim3.of(block), 0, dev.defaultStream(), new KernelArgs().ptr(dx).ptr(out));
+                if (check) {
+                    DeviceException e = assertThrows(DeviceException.class, launch::run);
+                    // step o = 16: lane 0 reads w[16], written by lane 16 with no __syncwarp in between
+                    assertMentions(e.getMessage(), "shared memory data race within a warp: read of shared address 0x40"
+                            + " already written by thread (16,0,0) of the same warp", "no __syncwarp",
+                            "kernel warp_reduce_no_syncwarp", "line ", "ld.shared.f32", "block (", "thread (0,0,0)",
+                            "missing __syncwarp?");
+                } else {
+                    assertDoesNotThrow(launch::run); // lockstep lanes hide the bug: only the check finds it
                 }
             }
         }
