@@ -133,24 +133,35 @@ final class SharedRaceDetector {
         return false;
     }
 
+    /**
+     * Whether a read or atomic of byte i by thread t is ordered after the last plain write of i in this epoch (always,
+     * when t wrote it itself or nobody did); false, with the conflict recorded, otherwise.
+     */
+    private boolean orderedAfterWrite(int i, int t) {
+        int wt = wTid[i];
+        if (wEp[i] != epoch || wt == t) return true;
+        if (otherWarp(wt, t)) return conflict(i, wt, "written");
+        if (intraWarpRace(i, wt, t)) return warpConflict(i, wt);
+        return true;
+    }
+
+    /** Records an access of byte i by t in (ep, tid): the thread, or MANY once threads of two warps accessed it. */
+    private void record(int[] ep, int[] tid, int i, int t) {
+        if (ep[i] != epoch) {
+            ep[i] = epoch;
+            tid[i] = t;
+        } else if (otherWarp(tid[i], t)) {
+            tid[i] = MANY;
+        }
+    }
+
     /** A plain read of [off, off+n) by block-linear thread t; false on a conflict. */
     boolean read(int t, int off, int n) {
         int ep = epoch;
         for (int i = off; i < off + n; i++) {
-            if (wEp[i] == ep) {
-                int wt = wTid[i];
-                if (wt != t) {
-                    if (otherWarp(wt, t)) return conflict(i, wt, "written");
-                    if (intraWarpRace(i, wt, t)) return warpConflict(i, wt);
-                }
-            }
+            if (!orderedAfterWrite(i, t)) return false;
             if (aEp[i] == ep && otherWarp(aTid[i], t)) return conflict(i, aTid[i], "atomically updated");
-            if (rEp[i] != ep) {
-                rEp[i] = ep;
-                rTid[i] = t;
-            } else if (otherWarp(rTid[i], t)) {
-                rTid[i] = MANY;
-            }
+            record(rEp, rTid, i, t);
         }
         return true;
     }
@@ -186,20 +197,9 @@ final class SharedRaceDetector {
     boolean atomic(int t, int off, int n) {
         int ep = epoch;
         for (int i = off; i < off + n; i++) {
-            if (wEp[i] == ep) {
-                int wt = wTid[i];
-                if (wt != t) {
-                    if (otherWarp(wt, t)) return conflict(i, wt, "written");
-                    if (intraWarpRace(i, wt, t)) return warpConflict(i, wt);
-                }
-            }
+            if (!orderedAfterWrite(i, t)) return false;
             if (rEp[i] == ep && otherWarp(rTid[i], t)) return conflict(i, rTid[i], "read");
-            if (aEp[i] != ep) {
-                aEp[i] = ep;
-                aTid[i] = t;
-            } else if (otherWarp(aTid[i], t)) {
-                aTid[i] = MANY;
-            }
+            record(aEp, aTid, i, t);
         }
         return true;
     }
