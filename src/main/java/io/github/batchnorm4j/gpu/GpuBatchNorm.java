@@ -5,7 +5,9 @@ import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
 
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 
 import static io.github.batchnorm4j.gpu.KernelConstants.HAS_BETA;
@@ -41,6 +43,9 @@ public final class GpuBatchNorm implements AutoCloseable {
     private final DeviceModule forward;
     private final DeviceModule backward;
     private final Map<String, Kernel> kernels = new HashMap<>();
+    /** Blocks per SM of each kernel at {@link LaunchGeometry#BLOCK} threads, asked of the device once. */
+    private final Map<String, Integer> blocksPerSm = new HashMap<>();
+    private final List<KernelLaunch> launches = new ArrayList<>();
     private final Workspace workspace;
     private final ArgumentChecks<DevicePointer> checks = new ArgumentChecks<>(this::checkPointer);
     private boolean closed;
@@ -200,6 +205,14 @@ public final class GpuBatchNorm implements AutoCloseable {
         });
     }
 
+    /**
+     * The kernels the last operation launched, with grid, block, registers, occupancy and waves (a copy; empty before
+     * the first operation).
+     */
+    public List<KernelLaunch> lastOperationLaunches() {
+        return List.copyOf(launches);
+    }
+
     /** Bytes of workspace held now (grows to the largest shape seen). */
     public long workspaceBytes() {
         return workspace.bytes();
@@ -245,7 +258,9 @@ public final class GpuBatchNorm implements AutoCloseable {
     }
 
     private void launchApply(Shape shape, boolean vec, DevicePointer in, DevicePointer out, DeviceStream s) {
-        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount());
+        String kernel = name("bn_apply", shape, vec);
+        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount(),
+                blocksPerSm(kernel));
         KernelArgs a = new KernelArgs().ptr(in).ptr(out);
         if (shape.layout() == Layout.CHANNELS_FIRST) {
             a.i32(shape.channels()).i64(shape.batch() * shape.channels()).i64(shape.inner()).i64(g.chunk());
@@ -253,7 +268,7 @@ public final class GpuBatchNorm implements AutoCloseable {
             a.i64(shape.rows()).i32(shape.channels());
         }
         a.ptr(workspace.coef());
-        launch(name("bn_apply", shape, vec), g.grid(), g.block(), a, s);
+        launch(kernel, g.grid(), g.block(), a, s);
     }
 
     private void launchBackwardReduce(Shape shape, DevicePointer x, DevicePointer dy, int flags, DevicePointer gamma,
@@ -276,7 +291,9 @@ public final class GpuBatchNorm implements AutoCloseable {
 
     private void launchDx(Shape shape, boolean vec, DevicePointer x, DevicePointer dy, DevicePointer dx,
                           DeviceStream s) {
-        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount());
+        String kernel = name("bn_dx", shape, vec);
+        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount(),
+                blocksPerSm(kernel));
         KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(dx);
         if (shape.layout() == Layout.CHANNELS_FIRST) {
             a.i32(shape.channels()).i64(shape.batch() * shape.channels()).i64(shape.inner()).i64(g.chunk());
@@ -284,11 +301,19 @@ public final class GpuBatchNorm implements AutoCloseable {
             a.i64(shape.rows()).i32(shape.channels());
         }
         a.ptr(workspace.coef());
-        launch(name("bn_dx", shape, vec), g.grid(), g.block(), a, s);
+        launch(kernel, g.grid(), g.block(), a, s);
     }
 
     private void launch(String kernel, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream s) {
-        device.launch(kernels.get(kernel), grid, block, 0, s, args);
+        Kernel k = kernels.get(kernel);
+        device.launch(k, grid, block, 0, s, args);
+        launches.add(KernelLaunch.of(device, k, grid, block, blocksPerSm(kernel)));
+    }
+
+    /** Resident blocks per SM of a kernel with {@link LaunchGeometry#BLOCK} threads (every kernel here uses that many). */
+    private int blocksPerSm(String kernel) {
+        return blocksPerSm.computeIfAbsent(kernel,
+                k -> device.maxActiveBlocksPerMultiprocessor(kernels.get(k), LaunchGeometry.BLOCK, 0));
     }
 
     private static String name(String base, Shape shape, boolean vec) {
@@ -299,6 +324,7 @@ public final class GpuBatchNorm implements AutoCloseable {
 
     private DeviceStream begin(DeviceStream stream) {
         if (closed) throw new IllegalStateException("GpuBatchNorm is closed");
+        launches.clear();
         return stream != null ? stream : device.defaultStream();
     }
 

@@ -6,6 +6,7 @@ import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.MeasuredOps;
 import io.github.batchnorm4j.Shape;
 
+import java.util.List;
 import java.util.Optional;
 
 /**
@@ -19,7 +20,8 @@ import java.util.Optional;
  * For {@code bench}, {@link #prepareTiming} uploads an operation's inputs once and runs it on the device-resident API.
  * Not thread-safe.
  */
-public final class GpuBatchNormOps extends AbstractBatchNormOps implements MeasuredOps, DeviceResidentTiming {
+public final class GpuBatchNormOps extends AbstractBatchNormOps implements MeasuredOps, DeviceResidentTiming,
+        LaunchReporting {
     private final Device device;
     private final boolean ownsDevice;
     private final String name;
@@ -61,6 +63,11 @@ public final class GpuBatchNormOps extends AbstractBatchNormOps implements Measu
     @Override
     public Optional<TrafficMetrics> lastOperationMetrics() {
         return Optional.ofNullable(last);
+    }
+
+    @Override
+    public List<KernelLaunch> lastOperationLaunches() {
+        return kernels.lastOperationLaunches();
     }
 
     @Override

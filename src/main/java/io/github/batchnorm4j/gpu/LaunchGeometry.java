@@ -9,7 +9,9 @@ import io.github.batchnorm4j.Shape;
  *
  * <p>Reductions split each channel across enough blocks to fill the GPU ({@link #REDUCE_WAVES} blocks per SM in all)
  * but never below {@link #MIN_ELEMENTS_PER_SPLIT} values per block, so the per-block partials stay a negligible part
- * of the traffic. Elementwise passes use a few waves of 256-thread blocks and grid-stride loops.
+ * of the traffic. Elementwise passes use grid-stride loops over one full wave of 256-thread blocks: as many blocks as
+ * the device holds at once, {@code blocksPerSm × SMs}, where blocksPerSm is the kernel's real occupancy
+ * ({@link Device#maxActiveBlocksPerMultiprocessor}, 3–6 for our kernels on sm_90 because of their 40–74 registers).
  */
 public final class LaunchGeometry {
     /** Threads per block of every kernel (a multiple of 32; the kernels declare __launch_bounds__(256)). */
@@ -18,8 +20,6 @@ public final class LaunchGeometry {
     public static final int WARPS_PER_BLOCK = BLOCK / 32;
     /** Target number of reduction blocks per SM. */
     public static final int REDUCE_WAVES = 4;
-    /** Target number of elementwise blocks per SM (8 resident blocks of 256 threads fill an SM). */
-    public static final int ELEMENTWISE_WAVES = 8;
     /** Fewest values per channel a reduction block handles (partials then cost at most 24 B per 4 KiB read, 0.6 %). */
     public static final long MIN_ELEMENTS_PER_SPLIT = 1024;
     /** Fewest rows per channels-last elementwise block (the block loads its coefficients once). */
@@ -112,10 +112,16 @@ public final class LaunchGeometry {
     public record Elementwise(Dim3 grid, Dim3 block, long chunk) {
     }
 
-    /** Geometry of an elementwise pass over {@code shape}. */
-    public static Elementwise elementwise(Shape shape, boolean vec, int multiprocessors) {
+    /**
+     * Geometry of an elementwise pass over {@code shape}: at most one wave of resident blocks.
+     *
+     * @param multiprocessors the device's SM count
+     * @param blocksPerSm     blocks of this kernel resident per SM at once ({@link Device#maxActiveBlocksPerMultiprocessor}
+     *                        for a {@link #BLOCK}-thread block; values below 1 count as 1)
+     */
+    public static Elementwise elementwise(Shape shape, boolean vec, int multiprocessors, int blocksPerSm) {
         checkVec(shape, vec);
-        long target = (long) ELEMENTWISE_WAVES * multiprocessors;
+        long target = (long) Math.max(1, blocksPerSm) * multiprocessors;
         int c = shape.channels();
         if (shape.layout() == Layout.CHANNELS_FIRST) {
             long innerU = shape.inner() / unit(vec);

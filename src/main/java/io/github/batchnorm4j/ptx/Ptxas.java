@@ -1,0 +1,233 @@
+package io.github.batchnorm4j.ptx;
+
+import io.github.batchnorm4j.gpu.Architecture;
+import io.github.batchnorm4j.gpu.DeviceException;
+import io.github.batchnorm4j.gpu.KernelResources;
+import jcuda.nvptxcompiler.JNvPTXCompiler;
+import jcuda.nvptxcompiler.nvPTXCompileResult;
+import jcuda.nvptxcompiler.nvPTXCompilerHandle;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * The resources of a kernel as the PTX assembler compiles it for an architecture: registers per thread, static
+ * shared memory, stack frame, and the block-size limit of {@code .maxntid}. Uses the ptxas that JCuda bundles
+ * ({@code jcuda.nvptxcompiler}, the compiler a CUDA 12 driver JIT-compiles our PTX with), so the emulator knows the
+ * occupancy a GPU of that architecture would have, without a GPU.
+ *
+ * <p>Each kernel is compiled on its own (the module's declarations plus its {@code .entry} and every {@code .func}),
+ * so that a change to one kernel (a mutant, a kernel under development) recompiles only that kernel. Results are cached
+ * in memory and in {@code <java.io.tmpdir>/batchnorm4j-ptxas/}, keyed by the SHA-256 of the compiled text, the
+ * architecture and the compiler version (compiling one of our kernels takes 0.2–1.5 s).
+ *
+ * <p>When the compiler cannot run (its native library is missing on this platform) the registers are
+ * {@link KernelResources#UNKNOWN} and {@link #unavailableReason()} says why; when it rejects a kernel, the launch of
+ * that kernel is refused with the compiler's message, as a driver would refuse to load the module.
+ */
+final class Ptxas {
+    private static final Pattern ENTRY_START = Pattern.compile("^(?:\\.visible\\s+|\\.weak\\s+)*\\.entry\\s+([A-Za-z_$][\\w$]*)");
+    private static final Pattern FUNC_START = Pattern.compile("^(?:\\.visible\\s+|\\.weak\\s+|\\.extern\\s+)*\\.func\\b");
+    private static final Pattern MAXNTID = Pattern.compile("\\.maxntid\\s+(\\d+)(?:\\s*,\\s*(\\d+))?(?:\\s*,\\s*(\\d+))?");
+    private static final Pattern REGISTERS = Pattern.compile("Used (\\d+) registers");
+    private static final Pattern SMEM = Pattern.compile("(\\d+) bytes smem");
+    private static final Pattern STACK = Pattern.compile("(\\d+) bytes stack frame");
+    private static final Map<String, KernelResources> CACHE = new ConcurrentHashMap<>();
+    private static volatile String version;
+    private static volatile String unavailable;
+
+    private Ptxas() {
+    }
+
+    /** The text of one kernel to compile on its own: everything outside functions, every .func, and the entry. */
+    static String kernelText(String ptx, String entry) {
+        StringBuilder outside = new StringBuilder();
+        StringBuilder funcs = new StringBuilder();
+        StringBuilder mine = null;
+        StringBuilder current = null;
+        for (String line : ptx.split("\n", -1)) {
+            if (current == null) {
+                Matcher e = ENTRY_START.matcher(line);
+                if (e.find()) {
+                    current = new StringBuilder();
+                    if (e.group(1).equals(entry)) mine = current;
+                } else if (FUNC_START.matcher(line).find() && !line.trim().endsWith(";")) {
+                    current = funcs;
+                }
+            }
+            if (current == null) {
+                outside.append(line).append('\n');
+            } else {
+                current.append(line).append('\n');
+                if (line.equals("}")) current = null; // nvcc closes every function body in column 0
+            }
+        }
+        if (mine == null) throw new IllegalArgumentException("no .entry " + entry + " in the PTX text");
+        return outside.append(funcs).append(mine).toString();
+    }
+
+    /** The kernel's .maxntid (x*y*z), or {@code fallback} when it declares none. */
+    static int maxntid(String kernelText, int fallback) {
+        Matcher m = MAXNTID.matcher(kernelText);
+        if (!m.find()) return fallback;
+        long n = Long.parseLong(m.group(1));
+        if (m.group(2) != null) n *= Long.parseLong(m.group(2));
+        if (m.group(3) != null) n *= Long.parseLong(m.group(3));
+        return (int) Math.min(n, Integer.MAX_VALUE);
+    }
+
+    /**
+     * The resources of {@code entry} of {@code ptx} compiled for {@code arch}.
+     *
+     * @throws DeviceException when the compiler rejects the kernel (naming it and quoting the compiler)
+     */
+    static KernelResources resources(String moduleName, String ptx, String entry, Architecture arch) {
+        String text = kernelText(ptx, entry);
+        int maxntid = maxntid(text, Architecture.MAX_THREADS_PER_BLOCK);
+        String v = compilerVersion();
+        if (v == null) {
+            return new KernelResources(KernelResources.UNKNOWN, 0, 0, maxntid, "no ptxas: " + unavailable);
+        }
+        String key = arch.smName() + "-" + v + "-" + sha256(text);
+        KernelResources cached = CACHE.get(key);
+        if (cached != null) return cached;
+        KernelResources r = readDiskCache(key, maxntid);
+        if (r == null) {
+            r = compile(moduleName, entry, text, arch, maxntid, v);
+            writeDiskCache(key, r);
+        }
+        CACHE.put(key, r);
+        return r;
+    }
+
+    /** Why the compiler is unavailable, or null when it works (asks it once). */
+    static String unavailableReason() {
+        compilerVersion();
+        return unavailable;
+    }
+
+    private static synchronized String compilerVersion() {
+        if (version != null || unavailable != null) return version;
+        try {
+            JNvPTXCompiler.setExceptionsEnabled(false);
+            int[] major = new int[1];
+            int[] minor = new int[1];
+            int rc = JNvPTXCompiler.nvPTXCompilerGetVersion(major, minor);
+            if (rc != nvPTXCompileResult.NVPTXCOMPILE_SUCCESS) {
+                unavailable = "nvPTXCompilerGetVersion: " + nvPTXCompileResult.stringFor(rc);
+            } else {
+                version = major[0] + "." + minor[0];
+            }
+        } catch (LinkageError e) {
+            unavailable = "JCuda's nvPTXCompiler library did not load on this platform (" + e + ")";
+        }
+        return version;
+    }
+
+    private static KernelResources compile(String moduleName, String entry, String text, Architecture arch,
+                                           int maxntid, String v) {
+        nvPTXCompilerHandle h = new nvPTXCompilerHandle();
+        byte[] bytes = (text + "\0").getBytes(StandardCharsets.US_ASCII);
+        check(JNvPTXCompiler.nvPTXCompilerCreate(h, bytes.length - 1, bytes), "nvPTXCompilerCreate", moduleName, entry);
+        try {
+            // The driver's JIT default: -O3 (ptxas' default level).
+            int rc = JNvPTXCompiler.nvPTXCompilerCompile(h, 2, new String[]{"--gpu-name=" + arch.smName(), "--verbose"});
+            if (rc != nvPTXCompileResult.NVPTXCOMPILE_SUCCESS) {
+                throw new DeviceException("ptxas " + v + " rejects kernel " + entry + " of module " + moduleName
+                        + " for " + arch.smName() + " (" + nvPTXCompileResult.stringFor(rc) + "): " + log(h, false).strip()
+                        + " (a driver would refuse to load this PTX)");
+            }
+            String info = log(h, true);
+            Matcher r = REGISTERS.matcher(info);
+            if (!r.find()) {
+                throw new DeviceException("ptxas " + v + " reported no register count for " + entry + " of "
+                        + moduleName + ":\n" + info);
+            }
+            Matcher s = SMEM.matcher(info);
+            Matcher st = STACK.matcher(info);
+            return new KernelResources(Integer.parseInt(r.group(1)), s.find() ? Integer.parseInt(s.group(1)) : 0,
+                    st.find() ? Integer.parseInt(st.group(1)) : 0, maxntid, "ptxas " + v + " for " + arch.smName());
+        } finally {
+            JNvPTXCompiler.nvPTXCompilerDestroy(h);
+        }
+    }
+
+    private static void check(int rc, String call, String module, String entry) {
+        if (rc != nvPTXCompileResult.NVPTXCOMPILE_SUCCESS) {
+            throw new DeviceException(call + " failed for kernel " + entry + " of " + module + ": "
+                    + nvPTXCompileResult.stringFor(rc));
+        }
+    }
+
+    private static String log(nvPTXCompilerHandle h, boolean info) {
+        long[] size = new long[1];
+        if (info) JNvPTXCompiler.nvPTXCompilerGetInfoLogSize(h, size);
+        else JNvPTXCompiler.nvPTXCompilerGetErrorLogSize(h, size);
+        if (size[0] <= 0) return "";
+        byte[] b = new byte[(int) size[0] + 1];
+        if (info) JNvPTXCompiler.nvPTXCompilerGetInfoLog(h, b);
+        else JNvPTXCompiler.nvPTXCompilerGetErrorLog(h, b);
+        return new String(b, 0, (int) size[0], StandardCharsets.US_ASCII).replace("\0", "");
+    }
+
+    // ---- disk cache: one small file per compiled kernel text -----------------------------------------------------
+
+    private static Path cacheDir() {
+        return Path.of(System.getProperty("java.io.tmpdir"), "batchnorm4j-ptxas");
+    }
+
+    private static KernelResources readDiskCache(String key, int maxntid) {
+        try {
+            Path p = cacheDir().resolve(key);
+            if (!Files.isRegularFile(p)) return null;
+            String[] f = Files.readString(p, StandardCharsets.US_ASCII).strip().split(" ", 4);
+            if (f.length != 4) return null;
+            return new KernelResources(Integer.parseInt(f[0]), Integer.parseInt(f[1]), Integer.parseInt(f[2]), maxntid,
+                    f[3]);
+        } catch (IOException | RuntimeException e) {
+            return null; // a damaged entry is recompiled
+        }
+    }
+
+    private static void writeDiskCache(String key, KernelResources r) {
+        try {
+            Path dir = Files.createDirectories(cacheDir());
+            Path tmp = Files.createTempFile(dir, key, ".tmp");
+            Files.writeString(tmp, r.registersPerThread() + " " + r.staticSharedBytes() + " "
+                    + r.localBytesPerThread() + " " + r.source() + "\n", StandardCharsets.US_ASCII);
+            Files.move(tmp, dir.resolve(key), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException | RuntimeException e) {
+            // the cache is an optimization: without it the kernel is compiled again next time
+        }
+    }
+
+    private static String sha256(String s) {
+        try {
+            return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(s.getBytes(StandardCharsets.UTF_8)));
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is missing from this JVM", e);
+        }
+    }
+
+    /** For tests: the kernels of a module in order. */
+    static List<String> entries(String ptx) {
+        List<String> out = new ArrayList<>();
+        for (String line : ptx.split("\n")) {
+            Matcher e = ENTRY_START.matcher(line);
+            if (e.find()) out.add(e.group(1));
+        }
+        return out;
+    }
+}
