@@ -5,9 +5,9 @@ import io.github.batchnorm4j.BackendProvider;
 import io.github.batchnorm4j.BackendUnavailableException;
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.gpu.DeviceException;
-import io.github.batchnorm4j.gpu.GpuBatchNormOps;
+import io.github.batchnorm4j.gpu.HostArrayBatchNormOps;
 
-/** The {@code cuda} backend: our kernels ({@link GpuBatchNormOps}) on GPU 0 through JCuda's driver API. */
+/** The {@code cuda} backend: our kernels ({@link HostArrayBatchNormOps}) on GPU 0 through JCuda's driver API. */
 public final class CudaBackendProvider implements BackendProvider {
 
     @Override
@@ -26,7 +26,7 @@ public final class CudaBackendProvider implements BackendProvider {
      */
     @Override
     public BatchNormOps open() {
-        return new GpuBatchNormOps("cuda", openGpu0(name(), CudaProbe.probe()), true);
+        return new HostArrayBatchNormOps("cuda", openGpu0(name(), CudaProbe.probe()), true);
     }
 
     /**

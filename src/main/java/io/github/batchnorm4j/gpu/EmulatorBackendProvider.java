@@ -7,8 +7,8 @@ import io.github.batchnorm4j.ptx.EmulatedDevice;
 import io.github.batchnorm4j.ptx.EmulatorOptions;
 
 /**
- * The {@code emulator} backend: our kernels ({@link GpuBatchNormOps}, the shipped PTX) on the PTX emulator. Always
- * available, never chosen by {@code auto} (it is slow). Every check (memory, init, race, sync) is on unless the
+ * The {@code emulator} backend: our kernels ({@link HostArrayBatchNormOps}, the shipped PTX) on the PTX emulator.
+ * Always available, never chosen by {@code auto} (it is slow). Every check (memory, init, race, sync) is on unless the
  * environment variable {@value #CHECKS_ENV} is {@code off}, which speeds up traffic measurements of large shapes.
  */
 public final class EmulatorBackendProvider implements BackendProvider {
@@ -28,7 +28,7 @@ public final class EmulatorBackendProvider implements BackendProvider {
 
     @Override
     public BatchNormOps open() {
-        return new GpuBatchNormOps("emulator", new EmulatedDevice(options()), true);
+        return new HostArrayBatchNormOps("emulator", new EmulatedDevice(options()), true);
     }
 
     private static boolean checksOn() {

@@ -4,7 +4,7 @@ import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
 import io.github.batchnorm4j.gpu.DevicePointer;
 import io.github.batchnorm4j.gpu.DeviceStream;
-import io.github.batchnorm4j.gpu.GpuBatchNorm;
+import io.github.batchnorm4j.gpu.DeviceResidentBatchNorm;
 
 import java.util.HashMap;
 import java.util.Map;
@@ -12,8 +12,8 @@ import java.util.Map;
 /**
  * {@link TrainBackend} on a {@link Device}: tensors in device memory, the GEMM of {@code train_sgemm}, the small
  * kernels of {@code cuda/train_kernels.cu} ({@link TrainKernels}) and the library's device-resident batch norm
- * ({@link GpuBatchNorm}), all queued on one stream. The same code runs on a real GPU (a JCuda device) and on the PTX
- * emulator, which is how CI tests the GPU training step.
+ * ({@link DeviceResidentBatchNorm}), all queued on one stream. The same code runs on a real GPU (a JCuda device) and on
+ * the PTX emulator, which is how CI tests the GPU training step.
  *
  * <p>Per step, only the labels go to the device ({@code rows} ints) and the per-row losses and hits come back
  * ({@code 2·rows} numbers, for the metrics); parameters, activations and gradients stay on the device. The GEMM is a
@@ -27,7 +27,7 @@ public final class DeviceTrainBackend implements TrainBackend {
     private final TrainKernels kernels;
     private final DeviceGemm gemm;
     private final AutoCloseable gemmOwned;
-    private final GpuBatchNorm batchNorm;
+    private final DeviceResidentBatchNorm batchNorm;
     private final Map<Long, Scratch> scratch = new HashMap<>();
     private boolean closed;
 
@@ -61,7 +61,7 @@ public final class DeviceTrainBackend implements TrainBackend {
         this.name = name;
         TrainKernels k = new TrainKernels(device);
         try {
-            this.batchNorm = new GpuBatchNorm(device);
+            this.batchNorm = new DeviceResidentBatchNorm(device);
         } catch (RuntimeException e) {
             k.close();
             throw e;
