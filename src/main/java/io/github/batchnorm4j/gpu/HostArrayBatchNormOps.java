@@ -3,7 +3,6 @@ package io.github.batchnorm4j.gpu;
 import io.github.batchnorm4j.AbstractBatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.DeviceResidentTiming;
-import io.github.batchnorm4j.MeasuredOps;
 import io.github.batchnorm4j.Shape;
 
 import java.util.Optional;

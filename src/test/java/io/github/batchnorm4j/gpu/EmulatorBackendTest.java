@@ -5,7 +5,6 @@ import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.ptx.EmulatedDevice;
-import io.github.batchnorm4j.MeasuredOps;
 import io.github.batchnorm4j.Shape;
 import org.junit.jupiter.api.Test;
 
