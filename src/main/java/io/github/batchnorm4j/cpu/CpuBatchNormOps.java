@@ -24,17 +24,17 @@ import java.util.function.IntConsumer;
  * cancellation in M2 costs log2(1 + (mean − K)²/var) bits of the 53 a double holds, and K, being a value of the
  * channel, lies within a few standard deviations of the mean for any real data; even an outlier K 1000 standard
  * deviations away leaves ≈ 33 bits, more than float32 needs. (x − K is exact in double: both are floats.) The loops
- * are in {@link Kernels}: several independent accumulator chains, fused multiply-adds where the JVM has them, and
+ * are in {@link ElementLoops}: several independent accumulator chains, fused multiply-adds where the JVM has them, and
  * channels-last sums tiled so that blocks of 8 channels accumulate in registers.
  *
  * <p><b>Elementwise passes</b> run in float32 with per-channel coefficients hoisted out of the loops (channels-first:
  * one plain loop per run, which HotSpot vectorizes; channels-last: chunks of whole rows copied into scratch, one flat
- * loop over each with replicated coefficients, which HotSpot vectorizes too; see {@link Kernels}).
+ * loop over each with replicated coefficients, which HotSpot vectorizes too; see {@link ElementLoops}).
  * y = (x − hi)·scale + shift with mean = hi + lo split into a float and its remainder (shift = beta − lo·scale):
  * x·scale + (beta − mean·scale) would cancel when |mean| ≫ std. Backward: dx = dy·kdy + (x − mean)·kx + k0 with the
  * per-channel coefficients computed in double from the sums. The channels-last backward sums add groups of at most
  * 16 terms in float (Σdy compensated, as accurate as a double sum; Σdy·(x − mean) within 1e−6 of Σ|dy·(x − mean)|)
- * before adding them in double: the bound and the measurements are in {@link Kernels}.
+ * before adding them in double: the bound and the measurements are in {@link ElementLoops}.
  *
  * <p>Traffic in units of S = bytes of x: forward training 3 S (read x; read x, write y), eval 2 S, backward
  * training 5 S (read x, dy; read x, dy, write dx), eval backward 3 S (one fused pass).
@@ -173,10 +173,10 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
         double[][] s2 = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                Kernels.shiftedSumsChannelsFirst(x, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
+                ElementLoops.shiftedSumsChannelsFirst(x, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
                         c, v.inner, k, s1[t], s2[t]);
             } else {
-                Kernels.shiftedSumsChannelsLast(x, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
+                ElementLoops.shiftedSumsChannelsLast(x, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
                         c, k, s1[t], s2[t]);
             }
         });
@@ -267,10 +267,10 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
         int tasks = tasksFor(v.size);
         run(tasks, t -> {
             if (v.channelsFirst) {
-                Kernels.applyChannelsFirst(x, y, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
+                ElementLoops.applyChannelsFirst(x, y, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
                         v.channels, v.inner, center, scale, shift);
             } else {
-                Kernels.applyChannelsLast(x, y, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
+                ElementLoops.applyChannelsLast(x, y, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
                         v.channels, center, scale, shift);
             }
         });
@@ -285,11 +285,11 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
         double[][] sdyx = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                Kernels.gradientSumsChannelsFirst(x, dy, pieceStart(v.size, t, tasks),
+                ElementLoops.gradientSumsChannelsFirst(x, dy, pieceStart(v.size, t, tasks),
                         pieceStart(v.size, t + 1, tasks), c, v.inner, center, sdy[t], sdyx[t]);
             } else {
-                Kernels.gradientSumsChannelsLast(x, dy, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
-                        c, center, sdy[t], sdyx[t]);
+                ElementLoops.gradientSumsChannelsLast(x, dy, pieceStart(v.rows, t, tasks),
+                        pieceStart(v.rows, t + 1, tasks), c, center, sdy[t], sdyx[t]);
             }
         });
         double[] a = new double[c];
@@ -330,10 +330,10 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
         int tasks = tasksFor(v.size);
         run(tasks, t -> {
             if (v.channelsFirst) {
-                Kernels.dxChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
+                ElementLoops.dxChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
                         c, v.inner, saveMean, kdy, kx, k0);
             } else {
-                Kernels.dxChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
+                ElementLoops.dxChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
                         c, saveMean, kdy, kx, k0);
             }
         });
@@ -359,10 +359,10 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
         double[][] sdyx = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                Kernels.evalBackwardChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks),
+                ElementLoops.evalBackwardChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks),
                         pieceStart(v.size, t + 1, tasks), c, v.inner, runningMean, kdy, sdy[t], sdyx[t]);
             } else {
-                Kernels.evalBackwardChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks),
+                ElementLoops.evalBackwardChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks),
                         pieceStart(v.rows, t + 1, tasks), c, runningMean, kdy, sdy[t], sdyx[t]);
             }
         });

@@ -12,7 +12,7 @@ package io.github.batchnorm4j.cpu;
  * <p>Accumulations are in double with several independent accumulators (the adds are latency-bound otherwise);
  * partial sums are added into the caller's per-piece arrays, never shared between threads. Nothing is allocated.
  */
-final class Kernels {
+final class ElementLoops {
     /**
      * Whether the JVM compiles Math.fma to the CPU's fused multiply-add (-XX:+UseFMA, on by default where the CPU has
      * it). The sums of squares and products use it when it does: one instruction instead of two, measured ≈ 1.3× on
@@ -50,7 +50,7 @@ final class Kernels {
      */
     static final int FLUSH_CHUNKS = 16;
 
-    private Kernels() {
+    private ElementLoops() {
     }
 
     /** Rows per channels-last chunk: at least one row, about {@link #CHUNK_FLOATS} floats. */

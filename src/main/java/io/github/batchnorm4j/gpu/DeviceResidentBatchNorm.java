@@ -36,7 +36,7 @@ import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
  * <p>Not thread-safe, and its workspace is shared by all its calls: use one instance per stream. Owns the loaded
  * modules and the workspace; {@link #close()} frees them (not the device).
  */
-public final class GpuBatchNorm implements AutoCloseable {
+public final class DeviceResidentBatchNorm implements AutoCloseable {
     private final Device device;
     private final DeviceModule forward;
     private final DeviceModule backward;
@@ -50,7 +50,7 @@ public final class GpuBatchNorm implements AutoCloseable {
      *
      * @throws DeviceException when a module cannot be found, read or loaded, or lacks a kernel
      */
-    public GpuBatchNorm(Device device) {
+    public DeviceResidentBatchNorm(Device device) {
         if (device == null) throw new IllegalArgumentException("device must not be null");
         this.device = device;
         DeviceModule f = null;
@@ -298,7 +298,7 @@ public final class GpuBatchNorm implements AutoCloseable {
     // ---- helpers -------------------------------------------------------------------------------------------------
 
     private DeviceStream begin(DeviceStream stream) {
-        if (closed) throw new IllegalStateException("GpuBatchNorm is closed");
+        if (closed) throw new IllegalStateException("DeviceResidentBatchNorm is closed");
         return stream != null ? stream : device.defaultStream();
     }
 
