@@ -61,7 +61,7 @@ public final class CoverageSweep {
         Coverage coverage = new Coverage();
         for (int n : sms) {
             EmulatorOptions o = EmulatorOptions.defaults().withoutChecks().withMultiprocessorCount(n);
-            try (BatchNormOps ops = new GpuBatchNormOps("emulator", new EmulatedDevice(o, coverage), true)) {
+            try (BatchNormOps ops = new HostArrayBatchNormOps("emulator", new EmulatedDevice(o, coverage), true)) {
                 for (Shape s : shapes) {
                     long t0 = System.nanoTime();
                     runAll(ops, s);
