@@ -18,14 +18,14 @@ import java.util.function.IntConsumer;
  * piece accumulates into its own per-channel partial arrays; the partials are merged in piece order, so the result
  * depends only on the shape and the thread count, never on scheduling.
  *
- * <p><b>Statistics</b> (one read of x). Per channel c, every piece sums d = x − K_c and d² in double, where
- * K_c is the channel's first value (a sample of the channel, the same for all pieces, so the partial sums simply
- * add). Then mean = K + Σd/M and M2 = Σd² − (Σd)²/M. This is the shifted single pass, not E[x²] − E[x]²: the
- * cancellation in M2 costs log2(1 + (mean − K)²/var) bits of the 53 a double holds, and K, being a value of the
- * channel, lies within a few standard deviations of the mean for any real data; even an outlier K 1000 standard
- * deviations away leaves ≈ 33 bits, more than float32 needs. (x − K is exact in double: both are floats.) The loops
- * are in {@link ElementLoops}: several independent accumulator chains, fused multiply-adds where the JVM has them, and
- * channels-last sums tiled so that blocks of 8 channels accumulate in registers.
+ * <p><b>Statistics</b> (one read of x). Per channel c, every piece sums d = x − K_c and d² in double, where the center
+ * K_c is the channel's first value (a sample of the channel, the same for all pieces, so the partial sums simply add).
+ * Then mean = K + Σd/M and M2 = Σd² − (Σd)²/M. This is the shifted single pass, not E[x²] − E[x]²: the cancellation in
+ * M2 costs log2(1 + (mean − K)²/var) bits of the 53 a double holds, and K, being a value of the channel, lies within a
+ * few standard deviations of the mean for any real data; even an outlier K 1000 standard deviations away leaves ≈ 33
+ * bits, more than float32 needs. (x − K is exact in double: both are floats.) The loops are in {@link ElementLoops}:
+ * several independent accumulator chains, fused multiply-adds where the JVM has them, and channels-last sums tiled so
+ * that blocks of 8 channels accumulate in registers.
  *
  * <p><b>Elementwise passes</b> run in float32 with per-channel coefficients hoisted out of the loops (channels-first:
  * one plain loop per run, which HotSpot vectorizes; channels-last: chunks of whole rows copied into scratch, one flat
@@ -162,22 +162,22 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
 
     // ---- operations -------------------------------------------------------------------------------------------------
 
-    /** Shifted sums Σ(x − K), Σ(x − K)² per channel and the resulting statistics. */
+    /** Centered sums Σ(x − center), Σ(x − center)² per channel and the resulting statistics. */
     private double[][] meanAndM2(Shape shape, float[] x) {
         View v = view(shape);
         int c = v.channels;
-        float[] k = new float[c];
-        for (int ch = 0; ch < c; ch++) k[ch] = x[v.channelsFirst ? ch * v.inner : ch];
+        float[] center = new float[c];   // the channel's first value
+        for (int ch = 0; ch < c; ch++) center[ch] = x[v.channelsFirst ? ch * v.inner : ch];
         int tasks = tasksFor(v.size);
         double[][] s1 = new double[tasks][c];
         double[][] s2 = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.shiftedSumsChannelsFirst(x, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
-                        c, v.inner, k, s1[t], s2[t]);
+                ElementLoops.centeredSumsChannelsFirst(x, pieceStart(v.size, t, tasks),
+                        pieceStart(v.size, t + 1, tasks), c, v.inner, center, s1[t], s2[t]);
             } else {
-                ElementLoops.shiftedSumsChannelsLast(x, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
-                        c, k, s1[t], s2[t]);
+                ElementLoops.centeredSumsChannelsLast(x, pieceStart(v.rows, t, tasks),
+                        pieceStart(v.rows, t + 1, tasks), c, center, s1[t], s2[t]);
             }
         });
         double[] mean = new double[c];
@@ -190,7 +190,7 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
                 a += s1[t][ch];
                 q += s2[t][ch];
             }
-            mean[ch] = k[ch] + a / m;
+            mean[ch] = center[ch] + a / m;
             double sq = q - a * (a / m);
             m2[ch] = sq < 0 ? 0 : sq; // rounding can dip below 0 for a constant channel; NaN stays NaN
         }
