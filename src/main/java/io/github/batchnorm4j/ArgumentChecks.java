@@ -3,9 +3,9 @@ package io.github.batchnorm4j;
 /**
  * The argument validation of every batch-norm operation, in one order and with one set of messages, for any kind of
  * tensor argument: host arrays ({@link AbstractBatchNormOps}, {@link #HOST}) and device pointers
- * ({@code gpu.GpuBatchNorm}). Each method throws IllegalArgumentException naming the argument, the expected and the
- * actual value; none modifies its arguments. Backend-specific rules (e.g. the host API's ban on in-place calls) are
- * checked by the caller after these.
+ * ({@code gpu.DeviceResidentBatchNorm}). Each method throws IllegalArgumentException naming the argument, the expected
+ * and the actual value; none modifies its arguments. Backend-specific rules (e.g. the host API's ban on in-place calls)
+ * are checked by the caller after these.
  *
  * @param <T> the tensor argument's type (e.g. {@code float[]} or {@code DevicePointer})
  */
