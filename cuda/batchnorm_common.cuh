@@ -29,7 +29,7 @@
 #define BN_HAS_BETA      2   // beta pointer is valid (else beta = 0)
 #define BN_HAS_RUNNING   4   // update running_mean / running_var
 #define BN_WRITE_SAVED   8   // write save_mean / save_invstd
-#define BN_STATS_ONLY   16   // statistics op: write pivot, mean-pivot, M2 into coef[0..2] and nothing else
+#define BN_STATS_ONLY   16   // statistics op: write center, mean-center, M2 into coef[0..2] and nothing else
 #define BN_WANT_DGAMMA  32   // backward: write dgamma
 #define BN_WANT_DBETA   64   // backward: write dbeta
 #define BN_TRAIN_DX    128   // backward: write the training-mode dx coefficients into coef
@@ -45,8 +45,8 @@
 #define BN_BLOCK_WARPS 8   // BN_BLOCK / BN_WARP
 
 // ---- Welford / Chan ---------------------------------------------------------------------------------------------
-// Statistics of one channel over the values seen so far. Values are deviations from a per-channel pivot (the
-// channel's first element), so that |mean| >> std loses nothing: x - pivot is exact when both are within a factor
+// Statistics of one channel over the values seen so far. Values are deviations from a per-channel center (the
+// channel's first element), so that |mean| >> std loses nothing: x - center is exact when both are within a factor
 // of two (Sterbenz), and the accumulators only ever hold numbers of the size of the spread.
 struct Welford {
     float n;     // count (exact in float up to 2^24 per partial; larger partials lose nothing that matters for M2)
@@ -231,17 +231,17 @@ template <> __device__ __forceinline__ float2 load_partial<float2>(const float* 
 }
 
 // ---- channel reductions: the structure shared by forward statistics and backward sums ---------------------------
-// Both reduce every value of a channel to one accumulator, relative to a per-channel "centre" (the forward pivot,
+// Both reduce every value of a channel to one accumulator, relative to a per-channel "center" (the forward center,
 // the backward mean), and hand it to a finishing step, the only place that writes outputs. What differs is a small
 // functor type Op (see ForwardStatsOp in batchnorm_forward.cu, BackwardSumsOp in batchnorm_backward.cu):
 //   Op::Acc                                accumulator (Welford or float2; the overloads above)
 //   Op::W                                  floats per unit: 4 on the vec4 path (16-byte loads), else 1
 //   Op::Item                               what one unit loads (x, or x and dy)
 //   Item op.load(long long e)              the unit at element offset e (64-bit)
-//   void op.push(Acc&, Item, float centre) channels-first: the W values of one unit belong to one channel
-//   void op.push_row(Acc (&)[W], Item, const float (&centre)[W])   rows: value k is column k's
+//   void op.push(Acc&, Item, float center) channels-first: the W values of one unit belong to one channel
+//   void op.push_row(Acc (&)[W], Item, const float (&center)[W])   rows: value k is column k's
 //   void op.settle(Acc (&)[W])             rows: anything push_row kept outside the accumulators
-//   void op.finish(int c, Acc, float centre)   channel c's merged accumulator -> outputs
+//   void op.finish(int c, Acc, float center)   channel c's merged accumulator -> outputs
 // The skeletons fix every order: each thread pushes its units in index order, trees have a fixed shape, and the
 // last-arriving block merges the partials in index order. The host derives the whole geometry (splits, chunk, block
 // shape) from the tensor's shape alone, never from the GPU, so results are bitwise identical for any block schedule
@@ -249,22 +249,22 @@ template <> __device__ __forceinline__ float2 load_partial<float2>(const float* 
 
 // Channels-first. 1-D grid of C*splits blocks of BN_BLOCK threads: block b reduces units [s*chunk, (s+1)*chunk) of
 // channel c = b / splits (s = b % splits), the channel's M values being N runs of `inner` floats at stride C*inner.
-// centre = centre_src[c * centre_stride], loaded once per block. Partials are laid out [c][s][partial_floats];
+// center = center_src[c * center_stride], loaded once per block. Partials are laid out [c][s][partial_floats];
 // counters[c] counts arrivals.
 template <typename Op>
-__device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict__ centre_src, long long centre_stride,
+__device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict__ center_src, long long center_stride,
                                                   int C, long long N, long long inner, int splits, long long chunk,
                                                   float* partials, unsigned* counters) {
     using Acc = typename Op::Acc;
     constexpr int W = Op::W, F = partial_floats<Acc>::value;
     __shared__ Acc scratch[BN_BLOCK_WARPS];
-    __shared__ float centre_sh;
+    __shared__ float center_sh;
     __shared__ unsigned last_sh;
     const int c = (int)(blockIdx.x / (unsigned)splits);   // 32-bit: gridDim.x < 2^31
     const int s = (int)(blockIdx.x - (unsigned)c * (unsigned)splits);
-    if (threadIdx.x == 0) centre_sh = centre_src[(long long)c * centre_stride];
+    if (threadIdx.x == 0) center_sh = center_src[(long long)c * center_stride];
     __syncthreads();
-    const float centre = centre_sh;
+    const float center = center_sh;
 
     const long long innerU = inner / W;        // units per run
     const long long total = N * innerU;        // units per channel
@@ -292,7 +292,7 @@ __device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict
             }
             #pragma unroll
             for (int u = 0; u < BN_UNROLL; u++) {
-                if (j + u * step < hi) op.push(acc, v[u], centre);
+                if (j + u * step < hi) op.push(acc, v[u], center);
             }
         }
     }
@@ -309,25 +309,25 @@ __device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict
         for (int k = threadIdx.x + step; k < splits; k += step) m = combine2(m, load_partial<Acc>(chan + F * k));
         acc = block_reduce(m, scratch);
     }
-    if (threadIdx.x == 0) op.finish(c, acc, centre);
+    if (threadIdx.x == 0) op.finish(c, acc, center);
 }
 
 // Rows view ([rows][L], L = C * inner floats, column k in channel k / inner). Blocks (bx, by), by a power of two,
 // bx * by <= BN_BLOCK; the bx * W columns of a block hold whole channels (the host makes bx * W a multiple of inner,
 // and at most BN_BLOCK channels per block); grid (ceil(L / (W * bx)), splits). Thread (tx, ty) owns column unit
 // gx*bx + tx and visits rows gy*chunk + ty, + by, ... below (gy+1)*chunk; the block merges its row groups in a
-// shared-memory tree, then each channel's `inner` columns in column order. The centre of channel c is
-// centre_src[c * centre_stride], staged once per block. Partials are laid out [gy][C][partial_floats];
+// shared-memory tree, then each channel's `inner` columns in column order. The center of channel c is
+// center_src[c * center_stride], staged once per block. Partials are laid out [gy][C][partial_floats];
 // counters[gx] counts the arrivals of column block gx.
 template <typename Op>
-__device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict__ centre_src, long long centre_stride,
+__device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict__ center_src, long long center_stride,
                                                   long long rows, int C, int inner, long long chunk, float* partials,
                                                   unsigned* counters) {
     using Acc = typename Op::Acc;
     constexpr int W = Op::W, F = partial_floats<Acc>::value;
     __shared__ Acc sh[BN_BLOCK * W];
     __shared__ Acc chan_sh[BN_BLOCK];
-    __shared__ float centre_sh[BN_BLOCK * W];
+    __shared__ float center_sh[BN_BLOCK * W];
     __shared__ unsigned last_sh;
     const int bx = blockDim.x, by = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
     const int tid = ty * bx + tx, nthreads = bx * by;
@@ -337,16 +337,16 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict
     const int colbase = blockIdx.x * bx * W;  // first column of this block; local column i = tx*W + k
     const int cbase = colbase / inner;        // first channel of this block
     const int cpb = bx * W / inner;           // channels per block (the last block may have fewer below C)
-    // Consecutive threads load consecutive columns' centres (coalesced for inner = 1), once per block.
+    // Consecutive threads load consecutive columns' centers (coalesced for inner = 1), once per block.
     #pragma unroll 1
     for (int i = tid; i < bx * W; i += nthreads) {
-        centre_sh[i] = colbase + i < L ? centre_src[(long long)((colbase + i) / inner) * centre_stride] : 0.f;
+        center_sh[i] = colbase + i < L ? center_src[(long long)((colbase + i) / inner) * center_stride] : 0.f;
     }
     __syncthreads();
-    float centre[W];
+    float center[W];
     Acc acc[W];
     #pragma unroll
-    for (int k = 0; k < W; k++) { centre[k] = active ? centre_sh[tx * W + k] : 0.f; set_empty(acc[k]); }
+    for (int k = 0; k < W; k++) { center[k] = active ? center_sh[tx * W + k] : 0.f; set_empty(acc[k]); }
     const long long lo = (long long)blockIdx.y * chunk;
     const long long hi = min(lo + chunk, rows);
     if (active) {
@@ -360,7 +360,7 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict
             }
             #pragma unroll
             for (int u = 0; u < BN_UNROLL; u++) {
-                if (r + u * by < hi) op.push_row(acc, v[u], centre);
+                if (r + u * by < hi) op.push_row(acc, v[u], center);
             }
         }
     }
@@ -411,7 +411,7 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict
     __syncthreads();
     #pragma unroll 1
     for (int j = tid; j < cpb; j += nthreads) {
-        if (cbase + j < C) op.finish(cbase + j, chans[j], centre_sh[j * inner]);
+        if (cbase + j < C) op.finish(cbase + j, chans[j], center_sh[j * inner]);
     }
 }
 

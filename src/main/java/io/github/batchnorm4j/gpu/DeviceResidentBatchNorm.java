@@ -98,7 +98,7 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
         double[] mean = new double[c];
         double[] m2 = new double[c];
         for (int i = 0; i < c; i++) {
-            mean[i] = (double) out[i] + out[c + i];   // pivot + mean of deviations: keeps digits at |mean| >> std
+            mean[i] = (double) out[i] + out[c + i];   // center + mean of deviations: keeps digits at |mean| >> std
             m2[i] = Math.max(0, out[2 * c + i]);
         }
         return new ChannelStatistics(shape.reductionSize(), mean, m2);
@@ -231,10 +231,10 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
     }
 
     private void launchPrepare(Shape shape, int mode, float eps, DevicePointer gamma, DevicePointer beta,
-                               DevicePointer mean, DevicePointer spread, DevicePointer dummy, DeviceStream s) {
+                               DevicePointer mean, DevicePointer varOrInvstd, DevicePointer dummy, DeviceStream s) {
         int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0);
         KernelArgs a = new KernelArgs().i32(mode).i32(shape.channels()).f32(eps).i32(flags)
-                .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(mean).ptr(spread)
+                .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(mean).ptr(varOrInvstd)
                 .ptr(workspace.coef()).ptr(workspace.aux());
         launch("bn_prepare", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK), a, s);
     }
