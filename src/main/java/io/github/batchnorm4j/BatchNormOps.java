@@ -16,6 +16,12 @@ package io.github.batchnorm4j;
  *       mode, since they enter the mean).</li>
  *   <li>Accumulation is in at least float32 with Welford/Chan merging or exact double sums; never E[x²] − E[x]².</li>
  * </ul>
+ *
+ * <p><b>16-bit activations.</b> Each operation also takes x, y, dy and dx as {@code short[]} bit patterns of a
+ * {@link DType} (float16 or bfloat16) while every per-channel array stays float32: PyTorch's mixed-type batch norm.
+ * The result is the float32 computation on the exactly widened inputs, with y and dx rounded once to the storage type
+ * (see {@link DType}). The same validation applies; {@code dtype} must be {@link DType#FLOAT16} or
+ * {@link DType#BFLOAT16} ("dtype" is named otherwise).
  */
 public interface BatchNormOps extends AutoCloseable {
 
@@ -89,6 +95,41 @@ public interface BatchNormOps extends AutoCloseable {
      */
     void backwardInference(Shape shape, float[] x, float[] dy, float[] gamma, float[] runningMean, float[] runningVar,
                            double eps, float[] dx, float[] dgamma, float[] dbeta);
+
+    // ---- 16-bit activations --------------------------------------------------------------------------------------
+
+    /** {@link #statistics(Shape, float[])} of 16-bit x (exact: the statistics of the widened values). */
+    ChannelStatistics statistics(Shape shape, DType dtype, short[] x);
+
+    /**
+     * {@link #forwardTraining(Shape, float[], float[], float[], double, float[], float[], double, float[], float[],
+     * float[])} with x and y in {@code dtype}; y is rounded once to {@code dtype}, the statistics are float32.
+     */
+    void forwardTraining(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, double eps,
+                         float[] runningMean, float[] runningVar, double momentum,
+                         short[] y, float[] saveMean, float[] saveInvstd);
+
+    /** {@link #forwardInference(Shape, float[], float[], float[], float[], float[], double, float[])} in {@code dtype}. */
+    void forwardInference(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta,
+                          float[] runningMean, float[] runningVar, double eps, short[] y);
+
+    /** {@link #normalize(Shape, float[], float[], float[], float[], float[], float[])} in {@code dtype}. */
+    void normalize(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, float[] mean, float[] invstd,
+                   short[] y);
+
+    /**
+     * {@link #backwardTraining(Shape, float[], float[], float[], float[], float[], float[], float[], float[])} with x,
+     * dy and dx in {@code dtype}; dx is rounded once, dgamma and dbeta are float32.
+     */
+    void backwardTraining(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma, float[] saveMean,
+                          float[] saveInvstd, short[] dx, float[] dgamma, float[] dbeta);
+
+    /**
+     * {@link #backwardInference(Shape, float[], float[], float[], float[], float[], double, float[], float[], float[])}
+     * with x, dy and dx in {@code dtype}.
+     */
+    void backwardInference(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma, float[] runningMean,
+                           float[] runningVar, double eps, short[] dx, float[] dgamma, float[] dbeta);
 
     /** Releases backend resources (device buffers, handles). Idempotent. */
     @Override
