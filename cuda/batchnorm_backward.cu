@@ -26,10 +26,10 @@ struct BackwardFinish {
     const float* invstd;
     float* dgamma;
     float* dbeta;
-    float* coef;   // 4*C: p, a, b, c of bn_dx
+    float* coef;   // 4*C: rows p (the center), b, c, a of bn_dx (dx = a·dy + b·(x − p) + c)
 };
 
-__device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, float2 s, float mean) {
+__device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, float2 s, float center) {
     const int C = f.channels;
     const float invstd = f.invstd[c];
     const float dbeta = s.x;
@@ -40,7 +40,7 @@ __device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, 
         const float g = (f.flags & BN_HAS_GAMMA) ? f.gamma[c] : 1.0f;
         const float m = (float)f.count;
         const float a = g * invstd;
-        f.coef[c] = mean;
+        f.coef[c] = center;
         f.coef[C + c] = -a * invstd * dgamma / m;
         f.coef[2 * C + c] = -a * dbeta / m;
         f.coef[3 * C + c] = a;
@@ -53,7 +53,7 @@ __device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, 
     f.invstd = invstd; f.dgamma = dgamma; f.dbeta = dbeta; f.coef = coef;
 
 // ---- sums: what channel_reduce_cf / _cl (batchnorm_common.cuh) accumulate --------------------------------------
-// (Σdy, Σdy·(x − mean)) per channel, the saved mean being the reduction's centre; finish_backward at the end.
+// (Σdy, Σdy·(x − center)) per channel, center = the saved (or running) mean; finish_backward at the end.
 template <bool VEC>
 struct BackwardSumsOp {
     using Acc = float2;
@@ -68,24 +68,27 @@ struct BackwardSumsOp {
         return Item{load_unit<VEC>(x + e), load_unit<VEC>(dy + e)};
     }
     // Channels-first: the four values of a float4 are summed pairwise first, then added to the running sums.
-    __device__ __forceinline__ void push(float2& acc, const Item& v, float mu) const {
+    __device__ __forceinline__ void push(float2& acc, const Item& v, float center) const {
         if constexpr (VEC) {
             acc.x += (v.g.x + v.g.y) + (v.g.z + v.g.w);
-            acc.y += (v.g.x * (v.x.x - mu) + v.g.y * (v.x.y - mu)) + (v.g.z * (v.x.z - mu) + v.g.w * (v.x.w - mu));
+            acc.y += (v.g.x * (v.x.x - center) + v.g.y * (v.x.y - center))
+                   + (v.g.z * (v.x.z - center) + v.g.w * (v.x.w - center));
         } else {
             acc.x += v.g;
-            acc.y = fmaf(v.g, v.x - mu, acc.y);
+            acc.y = fmaf(v.g, v.x - center, acc.y);
         }
     }
-    __device__ __forceinline__ void push_row(float2 (&acc)[W], const Item& v, const float (&mu)[W]) const {
+    __device__ __forceinline__ void push_row(float2 (&acc)[W], const Item& v, const float (&center)[W]) const {
         #pragma unroll
         for (int k = 0; k < W; k++) {
             acc[k].x += component(v.g, k);
-            acc[k].y = fmaf(component(v.g, k), component(v.x, k) - mu[k], acc[k].y);
+            acc[k].y = fmaf(component(v.g, k), component(v.x, k) - center[k], acc[k].y);
         }
     }
     __device__ __forceinline__ void settle(float2 (&)[W]) const {}
-    __device__ __forceinline__ void finish(int c, const float2& s, float mu) const { finish_backward(f, c, s, mu); }
+    __device__ __forceinline__ void finish(int c, const float2& s, float center) const {
+        finish_backward(f, c, s, center);
+    }
 };
 
 extern "C" __global__ void __launch_bounds__(256)

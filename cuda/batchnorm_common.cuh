@@ -20,7 +20,7 @@
 #define BN_HAS_BETA      2   // beta pointer is valid (else beta = 0)
 #define BN_HAS_RUNNING   4   // update running_mean / running_var
 #define BN_WRITE_SAVED   8   // write save_mean / save_invstd
-#define BN_STATS_ONLY   16   // statistics op: write pivot, mean-pivot, M2 into coef[0..2] and nothing else
+#define BN_STATS_ONLY   16   // statistics op: write center, mean-center, M2 into coef[0..2] and nothing else
 #define BN_WANT_DGAMMA  32   // backward: write dgamma
 #define BN_WANT_DBETA   64   // backward: write dbeta
 #define BN_TRAIN_DX    128   // backward: write the training-mode dx coefficients into coef
@@ -35,9 +35,9 @@
 #define BN_MAX_WARPS 32  // 1024 threads per block at most
 
 // ---- Welford / Chan ---------------------------------------------------------------------------------------------
-// Statistics of one channel over the values seen so far. Values are deviations from a per-channel pivot (the
-// channel's first element), so that |mean| >> std loses nothing: x - pivot is exact when both are within a factor
-// of two (Sterbenz), and the accumulators only ever hold numbers of the size of the spread.
+// Statistics of one channel over the values seen so far. Values are deviations from a per-channel center (the
+// channel's first element), so that |mean| >> std loses nothing: x - center is exact when both are within a factor
+// of two (Sterbenz), and the accumulators only ever hold numbers of the size of the deviations.
 struct Welford {
     float n;     // count (exact in float up to 2^24 per partial; larger partials lose nothing that matters for M2)
     float mean;  // mean of the deviations
@@ -211,38 +211,38 @@ template <> __device__ __forceinline__ float2 load_partial<float2>(const float* 
 }
 
 // ---- channel reductions: the structure shared by forward statistics and backward sums ---------------------------
-// Both reduce every value of a channel to one accumulator, relative to a per-channel "centre" (the forward pivot,
-// the backward mean), and hand it to a finishing step, the only place that writes outputs. What differs is a small
+// Both reduce every value of a channel to one accumulator, relative to a per-channel center (forward: the channel's
+// first element; backward: the saved or running mean), and hand it to a finishing step, the only place that writes outputs. What differs is a small
 // functor type Op (see ForwardStatsOp in batchnorm_forward.cu, BackwardSumsOp in batchnorm_backward.cu):
 //   Op::Acc                                accumulator (Welford or float2; the overloads above)
 //   Op::W                                  floats per unit: 4 on the vec4 path (16-byte loads), else 1
 //   Op::Item                               what one unit loads (x, or x and dy)
 //   Item op.load(long long e)              the unit at element offset e (64-bit)
-//   void op.push(Acc&, Item, float centre) channels-first: the W values of one unit belong to one channel
-//   void op.push_row(Acc (&)[W], Item, const float (&centre)[W])   channels-last: value k belongs to channel k
+//   void op.push(Acc&, Item, float center) channels-first: the W values of one unit belong to one channel
+//   void op.push_row(Acc (&)[W], Item, const float (&center)[W])   channels-last: value k belongs to channel k
 //   void op.settle(Acc (&)[W])             channels-last: anything push_row kept outside the accumulators
-//   void op.finish(int c, Acc, float centre)   channel c's merged accumulator -> outputs
+//   void op.finish(int c, Acc, float center)   channel c's merged accumulator -> outputs
 // The skeletons fix every order: each thread pushes its units in index order, trees have a fixed shape, and the
 // last-arriving block merges the partials in index order, so results are bitwise identical for any block schedule.
 
 // Channels-first. 1-D grid of C*splits blocks: block b reduces units [s*chunk, (s+1)*chunk) of channel c = b / splits
-// (s = b % splits), the channel's M values being N runs of `inner` floats at stride C*inner. centre = centre_src[c *
-// centre_stride], loaded once per block. Partials are laid out [c][s][partial_floats]; counters[c] counts arrivals.
+// (s = b % splits), the channel's M values being N runs of `inner` floats at stride C*inner. center = center_src[c *
+// center_stride], loaded once per block. Partials are laid out [c][s][partial_floats]; counters[c] counts arrivals.
 template <typename Op>
-__device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict__ centre_src, long long centre_stride,
+__device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict__ center_src, long long center_stride,
                                                   int C, long long N, long long inner, long long splits,
                                                   long long chunk, float* partials, unsigned* counters) {
     using Acc = typename Op::Acc;
     constexpr int W = Op::W, F = partial_floats<Acc>::value;
     __shared__ Acc scratch[BN_MAX_WARPS];
-    __shared__ float centre_sh;
+    __shared__ float center_sh;
     __shared__ unsigned last_sh;
     const long long blk = blockIdx.x;
     const int c = (int)(blk / splits);
     const long long s = blk - (long long)c * splits;
-    if (threadIdx.x == 0) centre_sh = centre_src[(long long)c * centre_stride];
+    if (threadIdx.x == 0) center_sh = center_src[(long long)c * center_stride];
     __syncthreads();
-    const float centre = centre_sh;
+    const float center = center_sh;
 
     const long long innerU = inner / W;        // units per run
     const long long total = N * innerU;        // units per channel
@@ -267,13 +267,13 @@ __device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict
             }
             #pragma unroll
             for (int u = 0; u < BN_UNROLL; u++) {
-                if (j + u * step < hi) op.push(acc, v[u], centre);
+                if (j + u * step < hi) op.push(acc, v[u], center);
             }
         }
     }
     acc = block_reduce(acc, scratch);
     if (splits == 1) {   // the block saw the whole channel: no workspace, no counter
-        if (threadIdx.x == 0) op.finish(c, acc, centre);
+        if (threadIdx.x == 0) op.finish(c, acc, center);
         return;
     }
     if (threadIdx.x == 0) store_partial(partials + blk * F, acc);
@@ -284,32 +284,32 @@ __device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict
     const float* chan = partials + (long long)c * splits * F;
     for (long long k = threadIdx.x; k < splits; k += blockDim.x) m = merge2(m, load_partial<Acc>(chan + F * k));
     m = block_reduce(m, scratch);
-    if (threadIdx.x == 0) op.finish(c, m, centre);
+    if (threadIdx.x == 0) op.finish(c, m, center);
 }
 
 // Channels-last, after tree_over_rows: the block's merged accumulators sit in sh[0 .. bx*W) in channel order. Finish
 // them with consecutive threads on consecutive channels, so the per-channel loads and stores are coalesced.
 template <typename Op>
-__device__ __forceinline__ void finish_block_cl(Op& op, const typename Op::Acc* sh, const float* centre_sh, int C,
+__device__ __forceinline__ void finish_block_cl(Op& op, const typename Op::Acc* sh, const float* center_sh, int C,
                                                 int cbase) {
     const int nthreads = blockDim.x * blockDim.y, tid = threadIdx.y * blockDim.x + threadIdx.x;
     __syncthreads();
     for (int i = tid; i < (int)blockDim.x * Op::W; i += nthreads) {
-        if (cbase + i < C) op.finish(cbase + i, sh[i], centre_sh[i]);
+        if (cbase + i < C) op.finish(cbase + i, sh[i], center_sh[i]);
     }
 }
 
 // Channels-last ([rows][C]). Blocks (bx, by), bx * by <= 256, by a power of two; grid (ceil(CU/bx), splits) with
 // CU = C / W channel units. Thread (tx, ty) owns channel unit gx*bx + tx and visits rows gy*chunk + ty, + by, ...
-// below (gy+1)*chunk; the block merges its row groups in a shared-memory tree. centre of channel c = centre_src[c],
+// below (gy+1)*chunk; the block merges its row groups in a shared-memory tree. center of channel c = center_src[c],
 // staged once per block. Partials are laid out [gy][C][partial_floats]; counters[gx] counts the arrivals of column gx.
 template <typename Op>
-__device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict__ centre_src, long long rows, int C,
+__device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict__ center_src, long long rows, int C,
                                                   long long chunk, float* partials, unsigned* counters) {
     using Acc = typename Op::Acc;
     constexpr int W = Op::W, F = partial_floats<Acc>::value;
     __shared__ Acc sh[256 * W];
-    __shared__ float centre_sh[256 * W];
+    __shared__ float center_sh[256 * W];
     __shared__ unsigned last_sh;
     const int bx = blockDim.x, by = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
     const int tid = ty * bx + tx, nthreads = bx * by;
@@ -317,13 +317,13 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict
     const int cu = blockIdx.x * bx + tx;
     const bool active = cu < CU;
     const int cbase = blockIdx.x * bx * W;   // first channel of this block; local channel i = tx*W + k
-    // Consecutive threads load consecutive channels' centres (coalesced), once per block.
-    for (int i = tid; i < bx * W; i += nthreads) centre_sh[i] = cbase + i < C ? centre_src[cbase + i] : 0.f;
+    // Consecutive threads load consecutive channels' centers (coalesced), once per block.
+    for (int i = tid; i < bx * W; i += nthreads) center_sh[i] = cbase + i < C ? center_src[cbase + i] : 0.f;
     __syncthreads();
-    float centre[W];
+    float center[W];
     Acc acc[W];
     #pragma unroll
-    for (int k = 0; k < W; k++) { centre[k] = active ? centre_sh[tx * W + k] : 0.f; set_empty(acc[k]); }
+    for (int k = 0; k < W; k++) { center[k] = active ? center_sh[tx * W + k] : 0.f; set_empty(acc[k]); }
     const long long lo = (long long)blockIdx.y * chunk;
     const long long hi = min(lo + chunk, rows);
     if (active) {
@@ -336,14 +336,14 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict
             }
             #pragma unroll
             for (int u = 0; u < BN_UNROLL; u++) {
-                if (r + u * by < hi) op.push_row(acc, v[u], centre);
+                if (r + u * by < hi) op.push_row(acc, v[u], center);
             }
         }
     }
     op.settle(acc);
     tree_over_rows<Acc, W>(acc, sh);
     if (gridDim.y == 1) {   // one block row covers every row: no workspace, no counter
-        finish_block_cl(op, sh, centre_sh, C, cbase);
+        finish_block_cl(op, sh, center_sh, C, cbase);
         return;
     }
     if (ty == 0 && active) {
@@ -363,7 +363,7 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict
         }
     }
     tree_over_rows<Acc, W>(acc, sh);
-    finish_block_cl(op, sh, centre_sh, C, cbase);
+    finish_block_cl(op, sh, center_sh, C, cbase);
 }
 
 // ---- per-channel elementwise passes: the structure shared by bn_apply_* and bn_dx_* ------------------------------

@@ -35,6 +35,11 @@
  * {@link io.github.batchnorm4j.ptx.PtxCheck} lists them statically); leaks at device close. Shared memory starts each
  * block filled with 0xFF bytes (NaN floats, -1 integers) so reads before writes are visible.
  *
+ * <h2>Coverage</h2>
+ * {@link io.github.batchnorm4j.ptx.Coverage} counts, per kernel and PTX instruction, the threads that reached it and
+ * those whose guard was true; {@code BATCHNORM4J_COVERAGE=<folder>} records every device of a process and writes
+ * {@code coverage.tsv} and {@code coverage.txt} there at exit. Off, it costs one null test per warp-instruction.
+ *
  * <h2>Floating point</h2>
  * {@code .rn} arithmetic is Java's IEEE arithmetic ({@code Math.fma} for fma/mad); {@code .rz/.rm/.rp} are exact
  * (error-free transforms or BigDecimal); {@code .ftz} flushes f32 subnormal inputs and results; {@code .sat} clamps to

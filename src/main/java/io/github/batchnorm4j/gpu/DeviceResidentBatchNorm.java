@@ -36,7 +36,7 @@ import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
  * <p>Not thread-safe, and its workspace is shared by all its calls: use one instance per stream. Owns the loaded
  * modules and the workspace; {@link #close()} frees them (not the device).
  */
-public final class GpuBatchNorm implements AutoCloseable {
+public final class DeviceResidentBatchNorm implements AutoCloseable {
     private final Device device;
     private final DeviceModule forward;
     private final DeviceModule backward;
@@ -50,7 +50,7 @@ public final class GpuBatchNorm implements AutoCloseable {
      *
      * @throws DeviceException when a module cannot be found, read or loaded, or lacks a kernel
      */
-    public GpuBatchNorm(Device device) {
+    public DeviceResidentBatchNorm(Device device) {
         if (device == null) throw new IllegalArgumentException("device must not be null");
         this.device = device;
         DeviceModule f = null;
@@ -99,7 +99,7 @@ public final class GpuBatchNorm implements AutoCloseable {
         double[] mean = new double[c];
         double[] m2 = new double[c];
         for (int i = 0; i < c; i++) {
-            mean[i] = (double) out[i] + out[c + i];   // pivot + mean of deviations: keeps digits at |mean| >> std
+            mean[i] = (double) out[i] + out[c + i];   // center + mean of deviations: keeps digits at |mean| >> std
             m2[i] = Math.max(0, out[2 * c + i]);
         }
         return new ChannelStatistics(shape.reductionSize(), mean, m2);
@@ -236,10 +236,10 @@ public final class GpuBatchNorm implements AutoCloseable {
     }
 
     private void launchPrepare(Shape shape, int mode, float eps, DevicePointer gamma, DevicePointer beta,
-                               DevicePointer mean, DevicePointer spread, DevicePointer dummy, DeviceStream s) {
+                               DevicePointer mean, DevicePointer varOrInvstd, DevicePointer dummy, DeviceStream s) {
         int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0);
         KernelArgs a = new KernelArgs().i32(mode).i32(shape.channels()).f32(eps).i32(flags)
-                .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(mean).ptr(spread)
+                .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(mean).ptr(varOrInvstd)
                 .ptr(workspace.coef()).ptr(workspace.aux());
         launch("bn_prepare", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK), a, s);
     }
@@ -298,7 +298,7 @@ public final class GpuBatchNorm implements AutoCloseable {
     // ---- helpers -------------------------------------------------------------------------------------------------
 
     private DeviceStream begin(DeviceStream stream) {
-        if (closed) throw new IllegalStateException("GpuBatchNorm is closed");
+        if (closed) throw new IllegalStateException("DeviceResidentBatchNorm is closed");
         return stream != null ? stream : device.defaultStream();
     }
 
