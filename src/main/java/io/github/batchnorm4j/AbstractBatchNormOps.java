@@ -7,10 +7,9 @@ import static io.github.batchnorm4j.ArgumentChecks.HOST_ANY;
  * Validates every argument of {@link BatchNormOps} once, the same way for every backend, before delegating to the
  * backend's implementation. Backends extend this and implement the {@code do…} methods, which may assume valid input.
  *
- * <p>The 16-bit operations ({@code short[]} x, y, dy, dx) have a default implementation that any backend is correct
- * with: widen the inputs exactly to float32, run the float32 operation into scratch arrays, and round y or dx once
- * into the caller's array (the float32 result rounded to nearest even: the single rounding {@link DType} specifies).
- * It costs two float32 scratch tensors; a backend with native 16-bit kernels overrides the {@code do…} methods.
+ * <p>The 16-bit operations ({@code short[]} x, y, dy, dx) are validated here too and go to {@code do…} methods
+ * whose default is the interface's (widen exactly, compute in float32, round y or dx once); a backend with native
+ * 16-bit kernels overrides them.
  */
 public abstract class AbstractBatchNormOps implements BatchNormOps {
     private volatile boolean closed;
@@ -162,50 +161,40 @@ public abstract class AbstractBatchNormOps implements BatchNormOps {
                                                 float[] runningMean, float[] runningVar, double eps,
                                                 float[] dx, float[] dgamma, float[] dbeta);
 
-    // ---- 16-bit defaults: widen, compute in float32, round once ------------------------------------------------------
+    // ---- 16-bit: by default the interface's widen, compute in float32, round once -------------------------------
 
     protected ChannelStatistics doStatistics(Shape shape, DType dtype, short[] x) {
-        return doStatistics(shape, dtype.decode(x));
+        return BatchNormOps.super.statistics(shape, dtype, x);
     }
 
     protected void doForwardTraining(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, double eps,
                                      float[] runningMean, float[] runningVar, double momentum,
                                      short[] y, float[] saveMean, float[] saveInvstd) {
-        float[] y32 = new float[x.length];
-        doForwardTraining(shape, dtype.decode(x), gamma, beta, eps, runningMean, runningVar, momentum, y32, saveMean,
-                saveInvstd);
-        dtype.encode(y32, y);
+        BatchNormOps.super.forwardTraining(shape, dtype, x, gamma, beta, eps, runningMean, runningVar, momentum, y,
+                saveMean, saveInvstd);
     }
 
     protected void doForwardInference(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta,
                                       float[] runningMean, float[] runningVar, double eps, short[] y) {
-        float[] y32 = new float[x.length];
-        doForwardInference(shape, dtype.decode(x), gamma, beta, runningMean, runningVar, eps, y32);
-        dtype.encode(y32, y);
+        BatchNormOps.super.forwardInference(shape, dtype, x, gamma, beta, runningMean, runningVar, eps, y);
     }
 
     protected void doNormalize(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, float[] mean,
                                float[] invstd, short[] y) {
-        float[] y32 = new float[x.length];
-        doNormalize(shape, dtype.decode(x), gamma, beta, mean, invstd, y32);
-        dtype.encode(y32, y);
+        BatchNormOps.super.normalize(shape, dtype, x, gamma, beta, mean, invstd, y);
     }
 
     protected void doBackwardTraining(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
                                       float[] saveMean, float[] saveInvstd, short[] dx, float[] dgamma,
                                       float[] dbeta) {
-        float[] dx32 = new float[x.length];
-        doBackwardTraining(shape, dtype.decode(x), dtype.decode(dy), gamma, saveMean, saveInvstd, dx32, dgamma, dbeta);
-        dtype.encode(dx32, dx);
+        BatchNormOps.super.backwardTraining(shape, dtype, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
     }
 
     protected void doBackwardInference(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
                                        float[] runningMean, float[] runningVar, double eps, short[] dx,
                                        float[] dgamma, float[] dbeta) {
-        float[] dx32 = new float[x.length];
-        doBackwardInference(shape, dtype.decode(x), dtype.decode(dy), gamma, runningMean, runningVar, eps, dx32,
-                dgamma, dbeta);
-        dtype.encode(dx32, dx);
+        BatchNormOps.super.backwardInference(shape, dtype, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma,
+                dbeta);
     }
 
     /** Releases resources; called once. */
@@ -218,9 +207,6 @@ public abstract class AbstractBatchNormOps implements BatchNormOps {
     }
 
     private static void checkDistinct(String outName, Object out, String inName, Object in) {
-        if (out == in) {
-            throw new IllegalArgumentException(outName + " must not be the same array as " + inName
-                    + " (in-place operation is not supported)");
-        }
+        ArgumentChecks.distinct(outName, out, inName, in);
     }
 }

@@ -55,6 +55,14 @@ public final class ArgumentChecks<T> {
         }
     }
 
+    /** Host API: an output array must not be an input ("in-place operation is not supported"). */
+    public static void distinct(String outName, Object out, String inName, Object in) {
+        if (out != null && out == in) {
+            throw new IllegalArgumentException(outName + " must not be the same array as " + inName
+                    + " (in-place operation is not supported)");
+        }
+    }
+
     private final SizeCheck<T> size;
 
     /** Checks with {@code size} deciding whether one non-null argument is large enough. */

@@ -2,7 +2,6 @@ package io.github.batchnorm4j.cli;
 
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
-import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.cpu.CpuBatchNormOps;
 
@@ -50,44 +49,6 @@ class DelegatingOps implements BatchNormOps {
     public void backwardInference(Shape shape, float[] x, float[] dy, float[] gamma, float[] runningMean,
                                   float[] runningVar, double eps, float[] dx, float[] dgamma, float[] dbeta) {
         cpu.backwardInference(shape, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
-    }
-
-    @Override
-    public ChannelStatistics statistics(Shape shape, DType dtype, short[] x) {
-        return cpu.statistics(shape, dtype, x);
-    }
-
-    @Override
-    public void forwardTraining(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, double eps,
-                                float[] runningMean, float[] runningVar, double momentum, short[] y,
-                                float[] saveMean, float[] saveInvstd) {
-        cpu.forwardTraining(shape, dtype, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean,
-                saveInvstd);
-    }
-
-    @Override
-    public void forwardInference(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta,
-                                 float[] runningMean, float[] runningVar, double eps, short[] y) {
-        cpu.forwardInference(shape, dtype, x, gamma, beta, runningMean, runningVar, eps, y);
-    }
-
-    @Override
-    public void normalize(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, float[] mean,
-                          float[] invstd, short[] y) {
-        cpu.normalize(shape, dtype, x, gamma, beta, mean, invstd, y);
-    }
-
-    @Override
-    public void backwardTraining(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma, float[] saveMean,
-                                 float[] saveInvstd, short[] dx, float[] dgamma, float[] dbeta) {
-        cpu.backwardTraining(shape, dtype, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
-    }
-
-    @Override
-    public void backwardInference(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
-                                  float[] runningMean, float[] runningVar, double eps, short[] dx, float[] dgamma,
-                                  float[] dbeta) {
-        cpu.backwardInference(shape, dtype, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
     }
 
     @Override
