@@ -1,7 +1,8 @@
 package io.github.batchnorm4j.cpu;
 
-import io.github.batchnorm4j.AbstractBatchNormOps;
+import io.github.batchnorm4j.AbstractSplitBatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
+import io.github.batchnorm4j.GradientSums;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
 import java.util.concurrent.ForkJoinPool;
@@ -42,7 +43,7 @@ import java.util.function.IntConsumer;
  * <p>The worker threads are daemon threads of a private {@link ForkJoinPool}; {@link #close()} shuts it down.
  * Calls may come from several threads at once.
  */
-public final class CpuBatchNormOps extends AbstractBatchNormOps {
+public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     /** Below this many elements per piece, splitting costs more than it saves. */
     static final int MIN_ELEMENTS_PER_TASK = 1 << 15;
 
@@ -208,10 +209,23 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
                                      float[] runningMean, float[] runningVar, double momentum,
                                      float[] y, float[] saveMean, float[] saveInvstd) {
         double[][] st = meanAndM2(shape, x);
-        double[] mean = st[0];
-        double[] m2 = st[1];
+        forward(shape, x, st[0], st[1], shape.reductionSize(), gamma, beta, eps, runningMean, runningVar, momentum, y,
+                saveMean, saveInvstd);
+    }
+
+    @Override
+    protected void doForwardWithStatistics(Shape shape, float[] x, ChannelStatistics statistics, float[] gamma,
+                                           float[] beta, double eps, float[] runningMean, float[] runningVar,
+                                           double momentum, float[] y, float[] saveMean, float[] saveInvstd) {
+        forward(shape, x, statistics.means(), statistics.m2s(), statistics.count(), gamma, beta, eps, runningMean,
+                runningVar, momentum, y, saveMean, saveInvstd);
+    }
+
+    /** The training forward from (mean, M2) over m values: y, the saved statistics and the running statistics. */
+    private void forward(Shape shape, float[] x, double[] mean, double[] m2, long m, float[] gamma, float[] beta,
+                         double eps, float[] runningMean, float[] runningVar, double momentum, float[] y,
+                         float[] saveMean, float[] saveInvstd) {
         int c = shape.channels();
-        long m = shape.reductionSize();
         float[] hi = new float[c];
         float[] scale = new float[c];
         float[] shift = new float[c];
@@ -306,25 +320,44 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
     @Override
     protected void doBackwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
-        double[][] sums = gradientSums(shape, x, dy, saveMean);
+        GradientSums sums = doGradientSums(shape, x, dy, saveMean, saveInvstd);
+        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx);
         int c = shape.channels();
-        double m = shape.reductionSize();
+        for (int k = 0; k < c; k++) {
+            if (dgamma != null) dgamma[k] = (float) sums.sumDyXhat(k);
+            if (dbeta != null) dbeta[k] = (float) sums.sumDy(k);
+        }
+    }
+
+    @Override
+    protected GradientSums doGradientSums(Shape shape, float[] x, float[] dy, float[] saveMean, float[] saveInvstd) {
+        double[][] sums = gradientSums(shape, x, dy, saveMean);
+        double[] sumDyXhat = sums[1];
+        for (int k = 0; k < sumDyXhat.length; k++) sumDyXhat[k] *= saveInvstd[k];
+        return new GradientSums(shape.reductionSize(), sums[0], sumDyXhat);
+    }
+
+    @Override
+    protected void doBackwardWithSums(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
+                                      float[] saveInvstd, GradientSums sums, float[] dx) {
+        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx);
+    }
+
+    /** dx of the piece x from the sums of the whole batch (count M, Σdy, Σdy·xhat). */
+    private void dx(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean, float[] saveInvstd,
+                    GradientSums sums, float[] dx) {
+        int c = shape.channels();
+        double m = sums.count();
         // dx = g·is/M·(M·dy − dbeta − xhat·dgamma) = dy·(g·is) + (x − mean)·(−g·is²·dgamma/M) + (−g·is·dbeta/M)
         float[] kdy = new float[c];
         float[] kx = new float[c];
         float[] k0 = new float[c];
-        float[] dg = new float[c];
-        float[] db = new float[c];
         for (int k = 0; k < c; k++) {
             double is = saveInvstd[k];
             double g = gammaOf(gamma, k);
-            double sumDy = sums[0][k];
-            double sumDyXhat = sums[1][k] * is;
             kdy[k] = (float) (g * is);
-            kx[k] = (float) (-g * is * is * sumDyXhat / m);
-            k0[k] = (float) (-g * is * sumDy / m);
-            dg[k] = (float) sumDyXhat;
-            db[k] = (float) sumDy;
+            kx[k] = (float) (-g * is * is * sums.sumDyXhat(k) / m);
+            k0[k] = (float) (-g * is * sums.sumDy(k) / m);
         }
         View v = view(shape);
         int tasks = tasksFor(v.size);
@@ -337,8 +370,6 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
                         c, saveMean, kdy, kx, k0);
             }
         });
-        if (dgamma != null) System.arraycopy(dg, 0, dgamma, 0, c);
-        if (dbeta != null) System.arraycopy(db, 0, dbeta, 0, c);
     }
 
     @Override
