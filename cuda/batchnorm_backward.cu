@@ -101,31 +101,31 @@ struct BackwardSumsOp {
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_backward_reduce_cf(const float* __restrict__ x, const float* __restrict__ dy, int C, long long N, long long inner,
-                      long long splits, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
+                      int splits, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
     BWD_INIT(C)
     channel_reduce_cf(BackwardSumsOp<false>{x, dy, f}, mean, 1, C, N, inner, splits, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_backward_reduce_cf_vec4(const float* __restrict__ x, const float* __restrict__ dy, int C, long long N,
-                           long long inner, long long splits, long long chunk, float* partials, unsigned* counters,
+                           long long inner, int splits, long long chunk, float* partials, unsigned* counters,
                            BWD_PARAMS) {
     BWD_INIT(C)
     channel_reduce_cf(BackwardSumsOp<true>{x, dy, f}, mean, 1, C, N, inner, splits, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_backward_reduce_cl(const float* __restrict__ x, const float* __restrict__ dy, long long rows, int C,
+bn_backward_reduce_cl(const float* __restrict__ x, const float* __restrict__ dy, long long rows, int C, int inner,
                       long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
     BWD_INIT(C)
-    channel_reduce_cl(BackwardSumsOp<false>{x, dy, f}, mean, rows, C, chunk, partials, counters);
+    channel_reduce_cl(BackwardSumsOp<false>{x, dy, f}, mean, 1, rows, C, inner, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_backward_reduce_cl_vec4(const float* __restrict__ x, const float* __restrict__ dy, long long rows, int C,
-                           long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
+                           int inner, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
     BWD_INIT(C)
-    channel_reduce_cl(BackwardSumsOp<true>{x, dy, f}, mean, rows, C, chunk, partials, counters);
+    channel_reduce_cl(BackwardSumsOp<true>{x, dy, f}, mean, 1, rows, C, inner, chunk, partials, counters);
 }
 
 // ---- dx = a·dy + b·(x − p) + c, through channel_map_cf / _cl (batchnorm_common.cuh) -----------------------------
@@ -147,27 +147,27 @@ struct DxOp {
 };
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cf(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, long long planes,
-         long long inner, long long chunk, const float* __restrict__ coef) {
-    channel_map_cf(DxOp<false>{x, dy, dx}, C, planes, inner, chunk, coef);
+bn_dx_cf(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, unsigned units,
+         unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) {
+    channel_map_cf(DxOp<false>{x, dy, dx}, C, units, pieces, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cf_vec4(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, long long planes,
-              long long inner, long long chunk, const float* __restrict__ coef) {
-    channel_map_cf(DxOp<true>{x, dy, dx}, C, planes, inner, chunk, coef);
+bn_dx_cf_vec4(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, unsigned units,
+              unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) {
+    channel_map_cf(DxOp<true>{x, dy, dx}, C, units, pieces, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cl(const float* __restrict__ x, const float* __restrict__ dy, float* dx, long long rows, int C,
+bn_dx_cl(const float* __restrict__ x, const float* __restrict__ dy, float* dx, long long rows, int C, int inner,
          const float* __restrict__ coef) {
-    channel_map_cl(DxOp<false>{x, dy, dx}, rows, C, coef);
+    channel_map_cl(DxOp<false>{x, dy, dx}, rows, C, inner, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_dx_cl_vec4(const float* __restrict__ x, const float* __restrict__ dy, float* dx, long long rows, int C,
-              const float* __restrict__ coef) {
-    channel_map_cl(DxOp<true>{x, dy, dx}, rows, C, coef);
+              int inner, const float* __restrict__ coef) {
+    channel_map_cl(DxOp<true>{x, dy, dx}, rows, C, inner, coef);
 }
 
 // ---- merge of gradient records (data-parallel batch norm) ---------------------------------------------------------

@@ -126,32 +126,32 @@ struct ForwardStatsOp {
 
 // Channels-first: the center of channel c is x[c * inner] (n = 0, i = 0).
 extern "C" __global__ void __launch_bounds__(256)
-bn_stats_cf(const float* __restrict__ x, int C, long long N, long long inner, long long splits, long long chunk,
+bn_stats_cf(const float* __restrict__ x, int C, long long N, long long inner, int splits, long long chunk,
             float* partials, unsigned* counters, FINISH_PARAMS) {
     FINISH_ARGS_INIT(C)
     channel_reduce_cf(ForwardStatsOp<false>{x, f, 0.f}, x, inner, C, N, inner, splits, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_stats_cf_vec4(const float* __restrict__ x, int C, long long N, long long inner, long long splits, long long chunk,
+bn_stats_cf_vec4(const float* __restrict__ x, int C, long long N, long long inner, int splits, long long chunk,
                  float* partials, unsigned* counters, FINISH_PARAMS) {
     FINISH_ARGS_INIT(C)
     channel_reduce_cf(ForwardStatsOp<true>{x, f, 0.f}, x, inner, C, N, inner, splits, chunk, partials, counters);
 }
 
-// Channels-last: the center of channel c is x[c] (row 0).
+// Rows view (channels-last, or channels-first with a small inner): the center of channel c is x[c * inner] (row 0).
 extern "C" __global__ void __launch_bounds__(256)
-bn_stats_cl(const float* __restrict__ x, long long rows, int C, long long chunk, float* partials, unsigned* counters,
-            FINISH_PARAMS) {
+bn_stats_cl(const float* __restrict__ x, long long rows, int C, int inner, long long chunk, float* partials,
+            unsigned* counters, FINISH_PARAMS) {
     FINISH_ARGS_INIT(C)
-    channel_reduce_cl(ForwardStatsOp<false>{x, f, 0.f}, x, rows, C, chunk, partials, counters);
+    channel_reduce_cl(ForwardStatsOp<false>{x, f, 0.f}, x, inner, rows, C, inner, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_stats_cl_vec4(const float* __restrict__ x, long long rows, int C, long long chunk, float* partials,
+bn_stats_cl_vec4(const float* __restrict__ x, long long rows, int C, int inner, long long chunk, float* partials,
                  unsigned* counters, FINISH_PARAMS) {
     FINISH_ARGS_INIT(C)
-    channel_reduce_cl(ForwardStatsOp<true>{x, f, 0.f}, x, rows, C, chunk, partials, counters);
+    channel_reduce_cl(ForwardStatsOp<true>{x, f, 0.f}, x, inner, rows, C, inner, chunk, partials, counters);
 }
 
 // ---- per-channel coefficients -----------------------------------------------------------------------------------
@@ -193,25 +193,25 @@ struct ApplyOp {
 };
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_apply_cf(const float* in, float* out, int C, long long planes, long long inner, long long chunk,
+bn_apply_cf(const float* in, float* out, int C, unsigned units, unsigned pieces, long long inner, int chunk,
             const float* __restrict__ coef) {
-    channel_map_cf(ApplyOp<false>{in, out}, C, planes, inner, chunk, coef);
+    channel_map_cf(ApplyOp<false>{in, out}, C, units, pieces, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_apply_cf_vec4(const float* in, float* out, int C, long long planes, long long inner, long long chunk,
+bn_apply_cf_vec4(const float* in, float* out, int C, unsigned units, unsigned pieces, long long inner, int chunk,
                  const float* __restrict__ coef) {
-    channel_map_cf(ApplyOp<true>{in, out}, C, planes, inner, chunk, coef);
+    channel_map_cf(ApplyOp<true>{in, out}, C, units, pieces, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_apply_cl(const float* in, float* out, long long rows, int C, const float* __restrict__ coef) {
-    channel_map_cl(ApplyOp<false>{in, out}, rows, C, coef);
+bn_apply_cl(const float* in, float* out, long long rows, int C, int inner, const float* __restrict__ coef) {
+    channel_map_cl(ApplyOp<false>{in, out}, rows, C, inner, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_apply_cl_vec4(const float* in, float* out, long long rows, int C, const float* __restrict__ coef) {
-    channel_map_cl(ApplyOp<true>{in, out}, rows, C, coef);
+bn_apply_cl_vec4(const float* in, float* out, long long rows, int C, int inner, const float* __restrict__ coef) {
+    channel_map_cl(ApplyOp<true>{in, out}, rows, C, inner, coef);
 }
 
 // ---- merge of statistics records (data-parallel batch norm) -------------------------------------------------------

@@ -32,6 +32,37 @@ public final class ArgumentChecks<T> {
         }
     });
 
+    /**
+     * The checks for host arrays of any element type (float32 per-channel arrays beside {@code short[]} 16-bit
+     * tensors): each must be an array of exactly the expected number of elements.
+     */
+    public static final ArgumentChecks<Object> HOST_ANY = new ArgumentChecks<>((name, a, elements, why) -> {
+        int length = java.lang.reflect.Array.getLength(a);
+        if (length != elements) {
+            throw new IllegalArgumentException(name + ": expected " + elements + " elements " + why + ", got " + length);
+        }
+    });
+
+    /**
+     * Throws unless {@code dtype} is a 16-bit storage type (the {@code short[]} methods): "dtype must not be null" or
+     * "dtype: expected float16 or bfloat16 for short[] tensors ..., got float32".
+     */
+    public static void sixteenBit(DType dtype) {
+        if (dtype == null) throw new IllegalArgumentException("dtype must not be null");
+        if (!dtype.is16Bit()) {
+            throw new IllegalArgumentException("dtype: expected float16 or bfloat16 for short[] tensors (float32 data"
+                    + " goes through the float[] methods), got " + dtype);
+        }
+    }
+
+    /** Host API: an output array must not be an input ("in-place operation is not supported"). */
+    public static void distinct(String outName, Object out, String inName, Object in) {
+        if (out != null && out == in) {
+            throw new IllegalArgumentException(outName + " must not be the same array as " + inName
+                    + " (in-place operation is not supported)");
+        }
+    }
+
     private final SizeCheck<T> size;
 
     /** Checks with {@code size} deciding whether one non-null argument is large enough. */

@@ -2,7 +2,6 @@ package io.github.batchnorm4j.gpu;
 
 import io.github.batchnorm4j.ArgumentChecks;
 import io.github.batchnorm4j.ChannelStatistics;
-import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.SplitBatchNormOps;
 
@@ -29,8 +28,8 @@ import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
  * <p>Conventions (DESIGN §1): tensors are {@code shape.elementCount()} floats in the layout's memory order, per-channel
  * vectors C floats. A {@code null} gamma means 1 and a {@code null} beta means 0; {@code null} running statistics are
  * not tracked. Every pointer must be 4-byte aligned, lie on this device and leave enough room in its buffer; tensors
- * that are also 16-byte aligned (with inner % 4 == 0 channels-first, C % 4 == 0 channels-last) take the float4 path,
- * others (e.g. misaligned sub-buffers) the scalar path. Arguments are validated before anything is launched; a call
+ * that are also 16-byte aligned, in a shape {@link LaunchGeometry#vectorizable} accepts, take the float4 path, others
+ * (e.g. misaligned sub-buffers) the scalar path; the two paths may differ in the last bits of reductions. Arguments are validated before anything is launched; a call
  * that throws has written nothing, except that a failed launch may leave outputs partly written. Outputs may alias
  * their elementwise input (y = x, dx = dy), never another output.
  *
@@ -362,18 +361,14 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
                              DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dummy,
                              DevicePointer coef, DeviceStream s) {
         boolean vec = vectorizable(shape, x);
-        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, device.properties().multiprocessorCount());
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
         KernelArgs a = new KernelArgs().ptr(x);
-        if (shape.layout() == Layout.CHANNELS_FIRST) {
-            a.i32(shape.channels()).i64(shape.batch()).i64(shape.inner()).i64(g.splits()).i64(g.chunk());
-        } else {
-            a.i64(shape.rows()).i32(shape.channels()).i64(g.chunk());
-        }
+        reductionShapeArgs(a, shape, g);
         a.ptr(workspace.partials()).ptr(workspace.counters())
                 .i64(shape.reductionSize()).f32(eps).f32(momentum).i32(flags)
                 .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy)).ptr(or(runningVar, dummy))
                 .ptr(or(saveMean, dummy)).ptr(or(saveInvstd, dummy)).ptr(coef);
-        launch(name("bn_stats", shape, vec), g.grid(), g.block(), a, s);
+        launch(name("bn_stats", g.view(), vec), g.grid(), g.block(), a, s);
     }
 
     private void launchPrepare(Shape shape, int mode, float eps, DevicePointer gamma, DevicePointer beta,
@@ -388,52 +383,58 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
     private void launchApply(Shape shape, boolean vec, DevicePointer in, DevicePointer out, DeviceStream s) {
         LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount());
         KernelArgs a = new KernelArgs().ptr(in).ptr(out);
-        if (shape.layout() == Layout.CHANNELS_FIRST) {
-            a.i32(shape.channels()).i64(shape.batch() * shape.channels()).i64(shape.inner()).i64(g.chunk());
-        } else {
-            a.i64(shape.rows()).i32(shape.channels());
-        }
+        elementwiseShapeArgs(a, shape, g);
         a.ptr(workspace.coef());
-        launch(name("bn_apply", shape, vec), g.grid(), g.block(), a, s);
+        launch(name("bn_apply", g.view(), vec), g.grid(), g.block(), a, s);
     }
 
     private void launchBackwardReduce(Shape shape, DevicePointer x, DevicePointer dy, int flags, DevicePointer gamma,
                                       DevicePointer mean, DevicePointer invstd, DevicePointer dgamma,
                                       DevicePointer dbeta, DevicePointer dummy, DeviceStream s) {
         boolean vec = vectorizable(shape, x, dy);
-        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, device.properties().multiprocessorCount());
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
         KernelArgs a = new KernelArgs().ptr(x).ptr(dy);
-        if (shape.layout() == Layout.CHANNELS_FIRST) {
-            a.i32(shape.channels()).i64(shape.batch()).i64(shape.inner()).i64(g.splits()).i64(g.chunk());
-        } else {
-            a.i64(shape.rows()).i32(shape.channels()).i64(g.chunk());
-        }
+        reductionShapeArgs(a, shape, g);
         a.ptr(workspace.partials()).ptr(workspace.counters())
                 .i64(shape.reductionSize()).i32(flags)
                 .ptr(or(gamma, dummy)).ptr(mean).ptr(invstd).ptr(or(dgamma, dummy)).ptr(or(dbeta, dummy))
                 .ptr(workspace.coef());
-        launch(name("bn_backward_reduce", shape, vec), g.grid(), g.block(), a, s);
+        launch(name("bn_backward_reduce", g.view(), vec), g.grid(), g.block(), a, s);
     }
 
     private void launchDx(Shape shape, boolean vec, DevicePointer x, DevicePointer dy, DevicePointer dx,
                           DeviceStream s) {
         LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount());
         KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(dx);
-        if (shape.layout() == Layout.CHANNELS_FIRST) {
-            a.i32(shape.channels()).i64(shape.batch() * shape.channels()).i64(shape.inner()).i64(g.chunk());
-        } else {
-            a.i64(shape.rows()).i32(shape.channels());
-        }
+        elementwiseShapeArgs(a, shape, g);
         a.ptr(workspace.coef());
-        launch(name("bn_dx", shape, vec), g.grid(), g.block(), a, s);
+        launch(name("bn_dx", g.view(), vec), g.grid(), g.block(), a, s);
     }
 
     private void launch(String kernel, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream s) {
         device.launch(kernels.get(kernel), grid, block, 0, s, args);
     }
 
-    private static String name(String base, Shape shape, boolean vec) {
-        return base + (shape.layout() == Layout.CHANNELS_FIRST ? "_cf" : "_cl") + (vec ? "_vec4" : "");
+    private static String name(String base, LaunchGeometry.View view, boolean vec) {
+        return base + (view == LaunchGeometry.View.CHANNELS_FIRST ? "_cf" : "_cl") + (vec ? "_vec4" : "");
+    }
+
+    /** The shape parameters of bn_stats_* / bn_backward_reduce_*: (C, N, inner, splits, chunk) or (rows, C, inner, chunk). */
+    private static void reductionShapeArgs(KernelArgs a, Shape shape, LaunchGeometry.Reduction g) {
+        if (g.view() == LaunchGeometry.View.CHANNELS_FIRST) {
+            a.i32(shape.channels()).i64(shape.batch()).i64(shape.inner()).i32(g.splits()).i64(g.chunk());
+        } else {
+            a.i64(g.rows()).i32(shape.channels()).i32(g.inner()).i64(g.chunk());
+        }
+    }
+
+    /** The shape parameters of bn_apply_* / bn_dx_*: (C, units, pieces, inner, chunk) or (rows, C, inner). */
+    private static void elementwiseShapeArgs(KernelArgs a, Shape shape, LaunchGeometry.Elementwise g) {
+        if (g.view() == LaunchGeometry.View.CHANNELS_FIRST) {
+            a.i32(shape.channels()).i32(g.units()).i32(g.pieces()).i64(shape.inner()).i32(g.chunk());
+        } else {
+            a.i64(g.rows()).i32(shape.channels()).i32(g.inner());
+        }
     }
 
     // ---- helpers -------------------------------------------------------------------------------------------------
@@ -448,10 +449,9 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
         long partials = 0;
         long counters = 0;
         if (reduction) {
-            int sms = device.properties().multiprocessorCount();
             for (boolean vec : new boolean[]{false, true}) {
-                if (vec && !divisibleBy4(shape)) continue;
-                LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, sms);
+                if (vec && !LaunchGeometry.vectorizable(shape)) continue;
+                LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
                 partials = Math.max(partials, g.partials());
                 counters = Math.max(counters, g.counters());
             }
@@ -481,15 +481,11 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
 
     /** Whether every tensor allows the float4 path for this shape. */
     static boolean vectorizable(Shape shape, DevicePointer... tensors) {
-        if (!divisibleBy4(shape)) return false;
+        if (!LaunchGeometry.vectorizable(shape)) return false;
         for (DevicePointer p : tensors) {
             if (!p.isAligned(16)) return false;
         }
         return true;
-    }
-
-    private static boolean divisibleBy4(Shape shape) {
-        return shape.layout() == Layout.CHANNELS_FIRST ? shape.inner() % 4 == 0 : shape.channels() % 4 == 0;
     }
 
     private static DevicePointer or(DevicePointer p, DevicePointer fallback) {

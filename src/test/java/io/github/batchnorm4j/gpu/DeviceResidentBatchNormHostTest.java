@@ -49,7 +49,7 @@ class DeviceResidentBatchNormHostTest {
     @Test
     void vectorPathOnlyWhenAlignedAndDivisible() {
         RecordingDevice dev = new RecordingDevice(132);
-        Shape s = Shape.channelsFirst(4, 8, 16);
+        Shape s = Shape.channelsFirst(4, 8, 128);
         try (DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev)) {
             DeviceBuffer x = tensor(dev, s), y = tensor(dev, s), ch = dev.allocate(1024);
             bn.forwardTraining(s, x.pointer(), null, null, 1e-5, null, null, 0.1, y.pointer(), ch.at(0), ch.at(512), null);
@@ -57,6 +57,11 @@ class DeviceResidentBatchNormHostTest {
             dev.launches.clear();
             bn.forwardTraining(s, x.at(4), null, null, 1e-5, null, null, 0.1, y.pointer(), ch.at(0), ch.at(512), null);
             assertEquals(List.of("bn_stats_cf", "bn_apply_cf"), names(dev), "x misaligned by 4 bytes");
+            dev.launches.clear();
+            Shape small = Shape.channelsFirst(4, 8, 3);   // inner < 128: rows of C·inner = 24 floats, float4 ok
+            bn.forwardTraining(small, x.pointer(), null, null, 1e-5, null, null, 0.1, y.pointer(), ch.at(0), ch.at(512),
+                    null);
+            assertEquals(List.of("bn_stats_cl_vec4", "bn_apply_cl_vec4"), names(dev), "small inner runs as rows");
             dev.launches.clear();
             Shape odd = Shape.channelsLast(16, 6);
             bn.forwardTraining(odd, x.pointer(), null, null, 1e-5, null, null, 0.1, y.pointer(), ch.at(0), ch.at(512), null);
