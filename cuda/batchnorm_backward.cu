@@ -8,6 +8,10 @@
 //                       channel b / splits); float2 per thread, shuffle + shared-memory trees, partials merged by the
 //                       last-arriving block of the channel in index order. Traffic: reads x and dy once (2 S).
 //   bn_backward_reduce_cl[_vec4]  the same for channels-last, with the geometry of bn_stats_cl.
+//   bn_backward_merge   one thread per channel: adds `ranks` gradient records (count, Σdy, Σdy·xhat per channel, as
+//                       bn_backward_reduce_* write them into dbeta/dgamma without BN_TRAIN_DX) in record order and
+//                       finishes with the totals and the total count: data-parallel batch norm's merge step, and the
+//                       host API's backward with given sums (one record). Traffic: O(ranks * C).
 //   bn_dx_cf[_vec4], bn_dx_cl[_vec4]  dx = a·dy + b·(x − p) + c per channel, with the geometry of bn_apply_cf /
 //                       bn_apply_cl. Traffic: reads x and dy, writes dx (3 S).
 // The finishing step (only there are outputs written) turns the sums into dbeta = Σdy, dgamma = invstd·Σdy·(x−mean)
@@ -26,25 +30,29 @@ struct BackwardFinish {
     const float* invstd;
     float* dgamma;
     float* dbeta;
-    float* coef;   // 4*C: p, a, b, c of bn_dx
+    float* coef;   // 4*C: rows p (the center), b, c, a of bn_dx (dx = a·dy + b·(x − p) + c)
 };
 
-__device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, float2 s, float mean) {
+// Turns one channel's (Σdy, Σdy·xhat) over f.count values into every output; the only place outputs are written.
+__device__ __forceinline__ void finish_backward_sums(const BackwardFinish& f, int c, float dbeta, float dgamma,
+                                                     float center) {
     const int C = f.channels;
     const float invstd = f.invstd[c];
-    const float dbeta = s.x;
-    const float dgamma = s.y * invstd;
     if (f.flags & BN_WANT_DGAMMA) f.dgamma[c] = dgamma;
     if (f.flags & BN_WANT_DBETA) f.dbeta[c] = dbeta;
     if (f.flags & BN_TRAIN_DX) {
         const float g = (f.flags & BN_HAS_GAMMA) ? f.gamma[c] : 1.0f;
         const float m = (float)f.count;
         const float a = g * invstd;
-        f.coef[c] = mean;
+        f.coef[c] = center;
         f.coef[C + c] = -a * invstd * dgamma / m;
         f.coef[2 * C + c] = -a * dbeta / m;
         f.coef[3 * C + c] = a;
     }
+}
+
+__device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, float2 s, float center) {
+    finish_backward_sums(f, c, s.x, s.y * f.invstd[c], center);
 }
 
 #define BWD_PARAMS long long count, int flags, const float* __restrict__ gamma, const float* __restrict__ mean, \
@@ -53,7 +61,7 @@ __device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, 
     f.invstd = invstd; f.dgamma = dgamma; f.dbeta = dbeta; f.coef = coef;
 
 // ---- sums: what channel_reduce_cf / _cl (batchnorm_common.cuh) accumulate --------------------------------------
-// (Σdy, Σdy·(x − mean)) per channel, the saved mean being the reduction's centre; finish_backward at the end.
+// (Σdy, Σdy·(x − center)) per channel, center = the saved (or running) mean; finish_backward at the end.
 template <bool VEC>
 struct BackwardSumsOp {
     using Acc = float2;
@@ -68,53 +76,56 @@ struct BackwardSumsOp {
         return Item{load_unit<VEC>(x + e), load_unit<VEC>(dy + e)};
     }
     // Channels-first: the four values of a float4 are summed pairwise first, then added to the running sums.
-    __device__ __forceinline__ void push(float2& acc, const Item& v, float mu) const {
+    __device__ __forceinline__ void push(float2& acc, const Item& v, float center) const {
         if constexpr (VEC) {
             acc.x += (v.g.x + v.g.y) + (v.g.z + v.g.w);
-            acc.y += (v.g.x * (v.x.x - mu) + v.g.y * (v.x.y - mu)) + (v.g.z * (v.x.z - mu) + v.g.w * (v.x.w - mu));
+            acc.y += (v.g.x * (v.x.x - center) + v.g.y * (v.x.y - center))
+                   + (v.g.z * (v.x.z - center) + v.g.w * (v.x.w - center));
         } else {
             acc.x += v.g;
-            acc.y = fmaf(v.g, v.x - mu, acc.y);
+            acc.y = fmaf(v.g, v.x - center, acc.y);
         }
     }
-    __device__ __forceinline__ void push_row(float2 (&acc)[W], const Item& v, const float (&mu)[W]) const {
+    __device__ __forceinline__ void push_row(float2 (&acc)[W], const Item& v, const float (&center)[W]) const {
         #pragma unroll
         for (int k = 0; k < W; k++) {
             acc[k].x += component(v.g, k);
-            acc[k].y = fmaf(component(v.g, k), component(v.x, k) - mu[k], acc[k].y);
+            acc[k].y = fmaf(component(v.g, k), component(v.x, k) - center[k], acc[k].y);
         }
     }
     __device__ __forceinline__ void settle(float2 (&)[W]) const {}
-    __device__ __forceinline__ void finish(int c, const float2& s, float mu) const { finish_backward(f, c, s, mu); }
+    __device__ __forceinline__ void finish(int c, const float2& s, float center) const {
+        finish_backward(f, c, s, center);
+    }
 };
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_backward_reduce_cf(const float* __restrict__ x, const float* __restrict__ dy, int C, long long N, long long inner,
-                      long long splits, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
+                      int splits, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
     BWD_INIT(C)
     channel_reduce_cf(BackwardSumsOp<false>{x, dy, f}, mean, 1, C, N, inner, splits, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_backward_reduce_cf_vec4(const float* __restrict__ x, const float* __restrict__ dy, int C, long long N,
-                           long long inner, long long splits, long long chunk, float* partials, unsigned* counters,
+                           long long inner, int splits, long long chunk, float* partials, unsigned* counters,
                            BWD_PARAMS) {
     BWD_INIT(C)
     channel_reduce_cf(BackwardSumsOp<true>{x, dy, f}, mean, 1, C, N, inner, splits, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_backward_reduce_cl(const float* __restrict__ x, const float* __restrict__ dy, long long rows, int C,
+bn_backward_reduce_cl(const float* __restrict__ x, const float* __restrict__ dy, long long rows, int C, int inner,
                       long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
     BWD_INIT(C)
-    channel_reduce_cl(BackwardSumsOp<false>{x, dy, f}, mean, rows, C, chunk, partials, counters);
+    channel_reduce_cl(BackwardSumsOp<false>{x, dy, f}, mean, 1, rows, C, inner, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_backward_reduce_cl_vec4(const float* __restrict__ x, const float* __restrict__ dy, long long rows, int C,
-                           long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
+                           int inner, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
     BWD_INIT(C)
-    channel_reduce_cl(BackwardSumsOp<true>{x, dy, f}, mean, rows, C, chunk, partials, counters);
+    channel_reduce_cl(BackwardSumsOp<true>{x, dy, f}, mean, 1, rows, C, inner, chunk, partials, counters);
 }
 
 // ---- dx = a·dy + b·(x − p) + c, through channel_map_cf / _cl (batchnorm_common.cuh) -----------------------------
@@ -136,25 +147,52 @@ struct DxOp {
 };
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cf(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, long long planes,
-         long long inner, long long chunk, const float* __restrict__ coef) {
-    channel_map_cf(DxOp<false>{x, dy, dx}, C, planes, inner, chunk, coef);
+bn_dx_cf(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, unsigned units,
+         unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) {
+    channel_map_cf(DxOp<false>{x, dy, dx}, C, units, pieces, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cf_vec4(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, long long planes,
-              long long inner, long long chunk, const float* __restrict__ coef) {
-    channel_map_cf(DxOp<true>{x, dy, dx}, C, planes, inner, chunk, coef);
+bn_dx_cf_vec4(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, unsigned units,
+              unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) {
+    channel_map_cf(DxOp<true>{x, dy, dx}, C, units, pieces, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cl(const float* __restrict__ x, const float* __restrict__ dy, float* dx, long long rows, int C,
+bn_dx_cl(const float* __restrict__ x, const float* __restrict__ dy, float* dx, long long rows, int C, int inner,
          const float* __restrict__ coef) {
-    channel_map_cl(DxOp<false>{x, dy, dx}, rows, C, coef);
+    channel_map_cl(DxOp<false>{x, dy, dx}, rows, C, inner, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_dx_cl_vec4(const float* __restrict__ x, const float* __restrict__ dy, float* dx, long long rows, int C,
-              const float* __restrict__ coef) {
-    channel_map_cl(DxOp<true>{x, dy, dx}, rows, C, coef);
+              int inner, const float* __restrict__ coef) {
+    channel_map_cl(DxOp<true>{x, dy, dx}, rows, C, inner, coef);
+}
+
+// ---- merge of gradient records (data-parallel batch norm) ---------------------------------------------------------
+// A record holds one piece's sums: 2 + 2*C floats, [count_hi, count_lo, Σdy[C], Σdy·xhat[C]], count = count_hi * 2^24
+// + count_lo; the last 2*C floats are what bn_backward_reduce_* write with dbeta = record + 2 and dgamma =
+// record + 2 + C. Records sit one after another, rank order; each channel adds them in that order (every rank runs
+// this on the same gathered records: the same bits) and finishes with the total count M: dgamma and dbeta are the
+// totals, and the dx coefficients use M of the whole batch.
+extern "C" __global__ void bn_backward_merge(int ranks, int C, const float* __restrict__ records, int flags,
+                                             const float* __restrict__ gamma, const float* __restrict__ mean,
+                                             const float* __restrict__ invstd, float* dgamma, float* dbeta,
+                                             float* coef) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    const long long stride = 2 + 2LL * C;
+    long long total = 0;
+    float sum_dy = 0.f;
+    float sum_dy_xhat = 0.f;
+    for (int r = 0; r < ranks; r++) {
+        const float* rec = records + r * stride;
+        total += (long long)rec[0] * 16777216LL + (long long)rec[1];
+        sum_dy += rec[2 + c];
+        sum_dy_xhat += rec[2 + C + c];
+    }
+    long long count = total;
+    BWD_INIT(C)
+    finish_backward_sums(f, c, sum_dy, sum_dy_xhat, mean[c]);
 }

@@ -45,6 +45,8 @@ import java.util.function.IntUnaryOperator;
  *   <li>Leaks: {@link #close()} frees everything and, by default, throws a {@link DeviceException} listing the buffers
  *       that were still open ({@link EmulatorOptions#throwOnLeak()}); {@link #leakReport()} lists them either way.</li>
  * </ul>
+ * Coverage: given a {@link Coverage} (or with {@value Coverage#ENV} set), every launch adds its per-PTX-instruction
+ * execution counts to it.
  * Limits reported: those of the options' {@link Architecture} (sm_90 by default: 1024 threads per block, 48 KiB
  * shared memory per block, 227 KiB with the opt-in, 2048 threads and 32 blocks per SM) with the options'
  * {@code multiprocessorCount} (132 by default).
@@ -61,6 +63,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     static final int STATIC_SHARED_LIMIT = 48 * 1024;
 
     private final EmulatorOptions options;
+    private final Coverage coverage;
     private final DeviceProperties properties;
     private final GlobalMemory memory = new GlobalMemory();
     private final Set<Buffer> buffers = new LinkedHashSet<>();
@@ -78,12 +81,26 @@ public final class EmulatedDevice implements MeasuringDevice {
     }
 
     public EmulatedDevice(EmulatorOptions options) {
+        this(options, Coverage.fromEnvironment().orElse(null));
+    }
+
+    /**
+     * A device whose launches add their per-instruction execution counts to {@code coverage} (null: none recorded,
+     * even when {@value Coverage#ENV} is set).
+     */
+    public EmulatedDevice(EmulatorOptions options, Coverage coverage) {
+        this.coverage = coverage;
         this.options = Objects.requireNonNull(options, "options");
         this.properties = options.architecture().properties(options.multiprocessorCount());
     }
 
     public EmulatorOptions options() {
         return options;
+    }
+
+    /** The coverage this device records into, if any. */
+    public java.util.Optional<Coverage> coverage() {
+        return java.util.Optional.ofNullable(coverage);
     }
 
     @Override
@@ -98,6 +115,15 @@ public final class EmulatedDevice implements MeasuringDevice {
 
     private void open() {
         if (closed) throw new IllegalStateException("EmulatedDevice '" + name() + "' is closed");
+    }
+
+    /** A stream given to an operation: one of this device's, not closed (null means the default stream). */
+    private void stream(DeviceStream s) {
+        if (s == null) return;
+        if (!(s instanceof Stream st) || st.device() != this) {
+            throw new IllegalArgumentException("stream must be a stream of this EmulatedDevice, got " + s);
+        }
+        if (st.closed) throw new IllegalStateException("stream is closed");
     }
 
     // ------------------------------------------------------------ memory
@@ -126,6 +152,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyToDevice(float[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         open();
+        stream(stream);
         DeviceChecks.hostRange("src", src, srcOffset, count);
         writeWords(dst, count, i -> Float.floatToRawIntBits(src[srcOffset + i]));
     }
@@ -133,6 +160,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyToDevice(int[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         open();
+        stream(stream);
         DeviceChecks.hostRange("src", src, srcOffset, count);
         writeWords(dst, count, i -> src[srcOffset + i]);
     }
@@ -171,6 +199,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyToHost(DevicePointer src, float[] dst, int dstOffset, int count, DeviceStream stream) {
         open();
+        stream(stream);
         DeviceChecks.hostRange("dst", dst, dstOffset, count);
         readWords(src, count, (i, bits) -> dst[dstOffset + i] = Float.intBitsToFloat(bits));
     }
@@ -178,6 +207,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyToHost(DevicePointer src, int[] dst, int dstOffset, int count, DeviceStream stream) {
         open();
+        stream(stream);
         DeviceChecks.hostRange("dst", dst, dstOffset, count);
         readWords(src, count, (i, bits) -> dst[dstOffset + i] = bits);
     }
@@ -185,6 +215,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream stream) {
         open();
+        stream(stream);
         DeviceChecks.byteCount(bytes);
         Allocation s = target(src, bytes, "src");
         Allocation d = target(dst, bytes, "dst");
@@ -196,6 +227,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void memset(DevicePointer dst, byte value, long bytes, DeviceStream stream) {
         open();
+        stream(stream);
         DeviceChecks.byteCount(bytes);
         Allocation a = target(dst, bytes, "dst");
         java.util.Arrays.fill(a.data, (int) dst.byteOffset(), (int) (dst.byteOffset() + bytes), value);
@@ -232,6 +264,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     public synchronized void launch(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream,
                                     KernelArgs args) {
         open();
+        stream(stream);
         Objects.requireNonNull(kernel, "kernel");
         Objects.requireNonNull(grid, "grid");
         Objects.requireNonNull(block, "block");
@@ -267,10 +300,11 @@ public final class EmulatedDevice implements MeasuringDevice {
                     + " [" + resources.registersPerThread() + " registers per thread from " + resources.source() + "]");
         }
         byte[] params = marshal(fn, args, where);
-        Interpreter it = new Interpreter(fn, memory, options, grid, block, dynamicSharedBytes, params);
+        Interpreter it = new Interpreter(fn, memory, options, grid, block, dynamicSharedBytes, params, coverage != null);
         try {
             it.run();
         } finally {
+            if (coverage != null) it.addCoverageTo(coverage);
             TrafficMetrics t = it.metrics();
             launches.add(new LaunchRecord(fn.name, grid, block, t));
             metrics = metrics.plus(t);
@@ -513,21 +547,28 @@ public final class EmulatedDevice implements MeasuringDevice {
 
     private final class Stream implements DeviceStream {
         private final boolean isDefault;
+        private volatile boolean closed;
 
         Stream(boolean isDefault) {
             this.isDefault = isDefault;
+        }
+
+        EmulatedDevice device() {
+            return EmulatedDevice.this;
         }
 
         @Override
         public void synchronize() {
             synchronized (EmulatedDevice.this) {
                 open();
+                if (closed) throw new IllegalStateException("stream is closed");
             }
         }
 
+        /** Nothing to release; a created stream becomes unusable, the default stream is the device's and stays. */
         @Override
         public void close() {
-            // nothing to release; the default stream is owned by the device and ignores close
+            if (!isDefault) closed = true;
         }
 
         @Override

@@ -10,13 +10,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Elementwise grids are one wave of the kernel's real occupancy, asked of the device, and every operation reports
- * its launches with registers, blocks per SM, occupancy and waves ({@link GpuBatchNorm#lastOperationLaunches()}).
+ * its launches with registers, blocks per SM, occupancy and waves ({@link DeviceResidentBatchNorm#lastOperationLaunches()}).
  */
 class ElementwiseOccupancyTest {
     private static final Shape NCHW = Shape.channelsFirst(64, 64, 56, 56);
 
     private static List<KernelLaunch> forward(RecordingDevice dev, Shape s) {
-        try (GpuBatchNorm bn = new GpuBatchNorm(dev)) {
+        try (DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev)) {
             DeviceBuffer x = dev.allocate(s.elementCount() * 4);
             DeviceBuffer y = dev.allocate(s.elementCount() * 4);
             DeviceBuffer ch = dev.allocate(4096);
@@ -52,7 +52,7 @@ class ElementwiseOccupancyTest {
     void everyLaunchOfAnOperationIsReportedAndTheListStartsAfresh() {
         RecordingDevice dev = new RecordingDevice(8);
         Shape s = Shape.channelsLast(256, 1024);
-        try (GpuBatchNorm bn = new GpuBatchNorm(dev)) {
+        try (DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev)) {
             assertTrue(bn.lastOperationLaunches().isEmpty());
             DeviceBuffer x = dev.allocate(s.elementCount() * 4);
             DeviceBuffer ch = dev.allocate(4 * 4096 * 4);

@@ -11,7 +11,7 @@ import java.util.Random;
 /**
  * Emulator speed (a benchmark, not a test): runs the reduce_sum test kernel (grid-stride loads, shuffles, shared
  * memory, a last-block merge) on a few million floats and prints thread-instructions per second on one core, with all
- * checks on and with all checks off. Validates the result against Java before timing.
+ * checks on, with all checks off, and with checks and {@link Coverage} on. Validates the result against Java before timing.
  *
  * <pre>
  * mvn -q -o test-compile && java -cp target/classes:target/test-classes io.github.batchnorm4j.ptx.EmulatorBenchmark [n] [reps]
@@ -30,9 +30,11 @@ public final class EmulatorBenchmark {
         for (int i = 0; i < n; i++) x[i] = (float) r.nextGaussian();
         float expect = CorrectKernelsTest.referenceReduce(x, grid, block);
         String ptx = TestPtx.load("correct_kernels.ptx");
-        for (boolean checks : new boolean[]{true, false}) {
+        for (String mode : new String[]{"on", "off", "on+coverage"}) {
+            boolean checks = !mode.equals("off");
             EmulatorOptions opt = checks ? EmulatorOptions.defaults() : EmulatorOptions.defaults().withoutChecks();
-            try (EmulatedDevice dev = new EmulatedDevice(opt); DeviceBuffer dx = dev.allocate(4L * n);
+            Coverage coverage = mode.endsWith("coverage") ? new Coverage() : null;
+            try (EmulatedDevice dev = new EmulatedDevice(opt, coverage); DeviceBuffer dx = dev.allocate(4L * n);
                  DeviceBuffer partial = dev.allocate(4L * grid); DeviceBuffer counter = dev.allocate(4);
                  DeviceBuffer out = dev.allocate(4)) {
                 DeviceModule m = dev.loadModule("correct_kernels.ptx", ptx);
@@ -54,11 +56,11 @@ public final class EmulatorBenchmark {
                     double rate = t.threadInstructions() / ((t1 - t0) / 1e9);
                     best = Math.max(best, rate);
                     System.out.printf("checks %-3s rep %d: %,d thread-instructions in %.1f ms = %.1f M/s "
-                                    + "(loaded %,d B, sector efficiency %.3f)%n", checks ? "on" : "off", rep,
+                                    + "(loaded %,d B, sector efficiency %.3f)%n", mode, rep,
                             t.threadInstructions(), (t1 - t0) / 1e6, rate / 1e6, t.globalBytesLoaded(),
                             t.sectorEfficiency());
                 }
-                System.out.printf("BEST checks %s: %.1f M thread-instructions/s%n", checks ? "on" : "off", best / 1e6);
+                System.out.printf("BEST checks %s: %.1f M thread-instructions/s%n", mode, best / 1e6);
             }
         }
     }

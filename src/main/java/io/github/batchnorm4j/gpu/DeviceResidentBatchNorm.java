@@ -1,0 +1,531 @@
+package io.github.batchnorm4j.gpu;
+
+import io.github.batchnorm4j.ArgumentChecks;
+import io.github.batchnorm4j.ChannelStatistics;
+import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.SplitBatchNormOps;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+import static io.github.batchnorm4j.gpu.KernelConstants.HAS_BETA;
+import static io.github.batchnorm4j.gpu.KernelConstants.HAS_GAMMA;
+import static io.github.batchnorm4j.gpu.KernelConstants.HAS_RUNNING;
+import static io.github.batchnorm4j.gpu.KernelConstants.PREP_EVAL_BACKWARD;
+import static io.github.batchnorm4j.gpu.KernelConstants.PREP_EVAL_FORWARD;
+import static io.github.batchnorm4j.gpu.KernelConstants.PREP_NORMALIZE;
+import static io.github.batchnorm4j.gpu.KernelConstants.STATS_ONLY;
+import static io.github.batchnorm4j.gpu.KernelConstants.TRAIN_DX;
+import static io.github.batchnorm4j.gpu.KernelConstants.WANT_DBETA;
+import static io.github.batchnorm4j.gpu.KernelConstants.WANT_DGAMMA;
+import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
+
+/**
+ * The device-resident batch-norm API: the operations of {@link io.github.batchnorm4j.BatchNormOps} on device memory,
+ * queued on a {@link DeviceStream}, for GPU training loops. No allocation and no copy per call once a shape has been
+ * seen: the kernels' workspace (counters, coefficients, block partials) grows to the largest shape and is reused.
+ *
+ * <p>Conventions (DESIGN §1): tensors are {@code shape.elementCount()} floats in the layout's memory order, per-channel
+ * vectors C floats. A {@code null} gamma means 1 and a {@code null} beta means 0; {@code null} running statistics are
+ * not tracked. Every pointer must be 4-byte aligned, lie on this device and leave enough room in its buffer; tensors
+ * that are also 16-byte aligned, in a shape {@link LaunchGeometry#vectorizable} accepts, take the float4 path, others
+ * (e.g. misaligned sub-buffers) the scalar path; the two paths may differ in the last bits of reductions. Arguments are validated before anything is launched; a call
+ * that throws has written nothing, except that a failed launch may leave outputs partly written. Outputs may alias
+ * their elementwise input (y = x, dx = dy), never another output.
+ *
+ * <p>Not thread-safe, and its workspace is shared by all its calls: use one instance per stream. Owns the loaded
+ * modules and the workspace; {@link #close()} frees them (not the device).
+ */
+public final class DeviceResidentBatchNorm implements AutoCloseable {
+    private final Device device;
+    private final DeviceModule forward;
+    private final DeviceModule backward;
+    private final Map<String, Kernel> kernels = new HashMap<>();
+    /** Blocks per SM of each kernel at {@link LaunchGeometry#BLOCK} threads, asked of the device once. */
+    private final Map<String, Integer> blocksPerSm = new HashMap<>();
+    private final List<KernelLaunch> launches = new ArrayList<>();
+    private final Workspace workspace;
+    private final ArgumentChecks<DevicePointer> checks = new ArgumentChecks<>(this::checkPointer);
+    private boolean closed;
+
+    /**
+     * Loads the kernel modules ({@link PtxModules}) onto {@code device}.
+     *
+     * @throws DeviceException when a module cannot be found, read or loaded, or lacks a kernel
+     */
+    public DeviceResidentBatchNorm(Device device) {
+        if (device == null) throw new IllegalArgumentException("device must not be null");
+        this.device = device;
+        DeviceModule f = null;
+        DeviceModule b = null;
+        try {
+            f = device.loadModule(PtxModules.FORWARD, PtxModules.read(PtxModules.FORWARD));
+            b = device.loadModule(PtxModules.BACKWARD, PtxModules.read(PtxModules.BACKWARD));
+            for (String k : new String[]{"bn_stats_cf", "bn_stats_cl", "bn_apply_cf", "bn_apply_cl"}) {
+                kernels.put(k, f.kernel(k));
+                kernels.put(k + "_vec4", f.kernel(k + "_vec4"));
+            }
+            kernels.put("bn_prepare", f.kernel("bn_prepare"));
+            kernels.put("bn_stats_merge", f.kernel("bn_stats_merge"));
+            kernels.put("bn_backward_merge", b.kernel("bn_backward_merge"));
+            for (String k : new String[]{"bn_backward_reduce_cf", "bn_backward_reduce_cl", "bn_dx_cf", "bn_dx_cl"}) {
+                kernels.put(k, b.kernel(k));
+                kernels.put(k + "_vec4", b.kernel(k + "_vec4"));
+            }
+        } catch (RuntimeException e) {
+            if (b != null) b.close();
+            if (f != null) f.close();
+            throw e;
+        }
+        this.forward = f;
+        this.backward = b;
+        this.workspace = new Workspace(device);
+    }
+
+    /** The device this runs on. */
+    public Device device() {
+        return device;
+    }
+
+    // ---- operations ----------------------------------------------------------------------------------------------
+
+    /**
+     * Per-channel partial statistics of x (count M, mean, M2), for merging micro-batches or devices. Copies 3·C floats
+     * to the host (and waits for the stream).
+     */
+    public ChannelStatistics statistics(Shape shape, DevicePointer x, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.statistics(shape, x);
+        int c = shape.channels();
+        DevicePointer dummy = prepareWorkspace(shape, true, s);
+        guarded(s, () -> launchStats(shape, x, STATS_ONLY, 0, 0, null, null, null, null, null, null, dummy,
+                workspace.coef(), s));
+        float[] out = new float[3 * c];
+        device.copyToHost(workspace.coef(), out, 0, 3 * c, s);
+        double[] mean = new double[c];
+        double[] m2 = new double[c];
+        for (int i = 0; i < c; i++) {
+            mean[i] = (double) out[i] + out[c + i];   // center + mean of deviations: keeps digits at |mean| >> std
+            m2[i] = Math.max(0, out[2 * c + i]);
+        }
+        return new ChannelStatistics(shape.reductionSize(), mean, m2);
+    }
+
+    /**
+     * Training-mode forward (see {@link io.github.batchnorm4j.BatchNormOps#forwardTraining}).
+     *
+     * @param runningMean in/out or null (then runningVar must be null too)
+     * @param momentum    weight of this batch in [0, 1] (resolve cumulative momentum first)
+     * @param y           output tensor; saveMean, saveInvstd: outputs, C floats each
+     */
+    public void forwardTraining(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta, double eps,
+                                DevicePointer runningMean, DevicePointer runningVar, double momentum,
+                                DevicePointer y, DevicePointer saveMean, DevicePointer saveInvstd,
+                                DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.forwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
+        int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
+                | (runningMean != null ? HAS_RUNNING : 0);
+        DevicePointer dummy = prepareWorkspace(shape, true, s);
+        boolean vec = vectorizable(shape, x, y);
+        guarded(s, () -> {
+            launchStats(shape, x, flags, (float) eps, runningMean != null ? (float) momentum : 0f,
+                    gamma, beta, runningMean, runningVar, saveMean, saveInvstd, dummy, workspace.coef(), s);
+            launchApply(shape, vec, x, y, s);
+        });
+    }
+
+    /** Eval-mode forward with running statistics: y = (x − runningMean)/sqrt(runningVar + eps)·gamma + beta. */
+    public void forwardInference(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta,
+                                 DevicePointer runningMean, DevicePointer runningVar, double eps, DevicePointer y,
+                                 DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+        DevicePointer dummy = prepareWorkspace(shape, false, s);
+        boolean vec = vectorizable(shape, x, y);
+        guarded(s, () -> {
+            launchPrepare(shape, PREP_EVAL_FORWARD, (float) eps, gamma, beta, runningMean, runningVar, dummy, s);
+            launchApply(shape, vec, x, y, s);
+        });
+    }
+
+    /** Applies given statistics: y = (x − mean)·invstd·gamma + beta. */
+    public void normalize(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta, DevicePointer mean,
+                          DevicePointer invstd, DevicePointer y, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.normalize(shape, x, gamma, beta, mean, invstd, y);
+        DevicePointer dummy = prepareWorkspace(shape, false, s);
+        boolean vec = vectorizable(shape, x, y);
+        guarded(s, () -> {
+            launchPrepare(shape, PREP_NORMALIZE, 1f, gamma, beta, mean, invstd, dummy, s);
+            launchApply(shape, vec, x, y, s);
+        });
+    }
+
+    /**
+     * Training-mode backward with the saved statistics: dbeta = Σdy, dgamma = Σdy·xhat,
+     * dx = gamma·invstd/M·(M·dy − dbeta − xhat·dgamma).
+     *
+     * @param dx     output tensor
+     * @param dgamma output or null; dbeta: output or null
+     */
+    public void backwardTraining(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer gamma,
+                                 DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dx,
+                                 DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+        int flags = TRAIN_DX | (gamma != null ? HAS_GAMMA : 0) | (dgamma != null ? WANT_DGAMMA : 0)
+                | (dbeta != null ? WANT_DBETA : 0);
+        DevicePointer dummy = prepareWorkspace(shape, true, s);
+        boolean vec = vectorizable(shape, x, dy, dx);
+        guarded(s, () -> {
+            launchBackwardReduce(shape, x, dy, flags, gamma, saveMean, saveInvstd, dgamma, dbeta, dummy, s);
+            launchDx(shape, vec, x, dy, dx, s);
+        });
+    }
+
+    /**
+     * Eval-mode backward with frozen running statistics: dx = dy·gamma/sqrt(runningVar + eps),
+     * dgamma = Σdy·(x − runningMean)/sqrt(runningVar + eps), dbeta = Σdy. Reads x only for dgamma/dbeta.
+     */
+    public void backwardInference(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer gamma,
+                                  DevicePointer runningMean, DevicePointer runningVar, double eps, DevicePointer dx,
+                                  DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.backwardInference(shape, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
+        boolean sums = dgamma != null || dbeta != null;
+        int flags = (dgamma != null ? WANT_DGAMMA : 0) | (dbeta != null ? WANT_DBETA : 0);
+        DevicePointer dummy = prepareWorkspace(shape, sums, s);
+        boolean vec = vectorizable(shape, dy, dx);
+        guarded(s, () -> {
+            launchPrepare(shape, PREP_EVAL_BACKWARD, (float) eps, gamma, null, runningMean, runningVar, dummy, s);
+            if (sums) {
+                launchBackwardReduce(shape, x, dy, flags, null, runningMean, workspace.aux(), dgamma, dbeta, dummy, s);
+            }
+            launchApply(shape, vec, dy, dx, s);
+        });
+    }
+
+    /**
+     * The kernels the last operation launched, with grid, block, registers, occupancy and waves (a copy; empty before
+     * the first operation).
+     */
+    public List<KernelLaunch> lastOperationLaunches() {
+        return List.copyOf(launches);
+    }
+
+    // ---- the split operations: one piece of a batch whose statistics and sums are merged elsewhere ----------------
+    // Data-parallel batch norm (distributed.DeviceResidentSyncBatchNorm) writes each rank's record, all-gathers the
+    // records and merges them on every rank in rank order; the host API runs the same kernels with one record. A
+    // record is a run of floats, so any all-gather of floats carries it: counts are split into two floats exact up to
+    // 2^24 each (count = hi·2^24 + lo, exact for counts below 2^48).
+
+    /** Floats of one statistics record: 2 + 3·C ([count_hi, count_lo, center[C], mean − center[C], M2[C]]). */
+    public static int statisticsRecordFloats(int channels) {
+        return 2 + 3 * channels;
+    }
+
+    /** Floats of one gradient record: 2 + 2·C ([count_hi, count_lo, Σdy[C], Σdy·xhat[C]]). */
+    public static int gradientRecordFloats(int channels) {
+        return 2 + 2 * channels;
+    }
+
+    /** The two floats of a record's count: hi·2^24 + lo, each exact in float. */
+    public static float[] countWords(long count) {
+        if (count < 0 || count >= 1L << 48) {
+            throw new IllegalArgumentException("count: expected [0, 2^48), got " + count);
+        }
+        return new float[] {(float) (count >>> 24), (float) (count & 0xFF_FFFFL)};
+    }
+
+    /** The count of a record from its two first floats (see {@link #countWords}). */
+    public static long countOf(float hi, float lo) {
+        return (long) hi * (1L << 24) + (long) lo;
+    }
+
+    /**
+     * The argument checks of this device's API (each pointer on this device, 4-byte aligned, with room enough), for a
+     * caller that must validate a whole operation before its first step (see {@code DeviceResidentSyncBatchNorm}).
+     */
+    public ArgumentChecks<DevicePointer> checks() {
+        return checks;
+    }
+
+    /**
+     * Writes this piece's statistics record ({@link #statisticsRecordFloats} floats) to {@code record}: its count M,
+     * and per channel its center (the first value), mean − center and M2, as the statistics kernel computes them.
+     * Ordered on the stream; copies the two count floats from the host.
+     */
+    public void statisticsRecord(Shape shape, DevicePointer x, DevicePointer record, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.statistics(shape, x);
+        checkPointer("record", record, statisticsRecordFloats(shape.channels()), "(2 + 3·C for " + shape + ")");
+        DevicePointer dummy = prepareWorkspace(shape, true, s);
+        float[] count = countWords(shape.reductionSize());
+        device.copyToDevice(count, 0, record, 2, s);
+        guarded(s, () -> launchStats(shape, x, STATS_ONLY, 0, 0, null, null, null, null, null, null, dummy,
+                record.plus(8), s));
+    }
+
+    /**
+     * Training forward of this piece with the statistics of the whole batch, merged from {@code ranks} consecutive
+     * statistics records with Chan's formula in record order (see {@link SplitBatchNormOps#forwardWithStatistics} for
+     * the outputs; the running variance uses the merged count). The records' merged count must exceed 1 (not checked
+     * here: it is on the device).
+     *
+     * @param records ranks·{@link #statisticsRecordFloats} floats
+     */
+    public void forwardWithRecords(Shape shape, DevicePointer x, DevicePointer records, int ranks,
+                                   DevicePointer gamma, DevicePointer beta, double eps, DevicePointer runningMean,
+                                   DevicePointer runningVar, double momentum, DevicePointer y, DevicePointer saveMean,
+                                   DevicePointer saveInvstd, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.forwardTrainingPiece(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean,
+                saveInvstd);
+        checkRecords(shape, records, ranks, statisticsRecordFloats(shape.channels()));
+        int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
+                | (runningMean != null ? HAS_RUNNING : 0);
+        DevicePointer dummy = prepareWorkspace(shape, false, s);
+        boolean vec = vectorizable(shape, x, y);
+        guarded(s, () -> {
+            KernelArgs a = new KernelArgs().i32(ranks).i32(shape.channels()).ptr(records).f32((float) eps)
+                    .f32(runningMean != null ? (float) momentum : 0f).i32(flags)
+                    .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy))
+                    .ptr(or(runningVar, dummy)).ptr(saveMean).ptr(saveInvstd).ptr(workspace.coef());
+            launch("bn_stats_merge", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK), a, s);
+            launchApply(shape, vec, x, y, s);
+        });
+    }
+
+    /**
+     * Writes this piece's gradient record ({@link #gradientRecordFloats} floats) to {@code record}: its count M, Σdy
+     * and Σdy·xhat per channel with xhat = (x − saveMean)·saveInvstd (the shared statistics). Ordered on the stream;
+     * copies the two count floats from the host.
+     */
+    public void gradientRecord(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer saveMean,
+                               DevicePointer saveInvstd, DevicePointer record, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.gradientSums(shape, x, dy, saveMean, saveInvstd);
+        int c = shape.channels();
+        checkPointer("record", record, gradientRecordFloats(c), "(2 + 2·C for " + shape + ")");
+        DevicePointer dummy = prepareWorkspace(shape, true, s);
+        device.copyToDevice(countWords(shape.reductionSize()), 0, record, 2, s);
+        DevicePointer dbeta = record.plus(8);
+        DevicePointer dgamma = record.plus(8 + 4L * c);
+        guarded(s, () -> launchBackwardReduce(shape, x, dy, WANT_DGAMMA | WANT_DBETA, null, saveMean, saveInvstd,
+                dgamma, dbeta, dummy, s));
+    }
+
+    /**
+     * Training-mode dx of this piece from the sums of the whole batch, added from {@code ranks} consecutive gradient
+     * records in record order: dx = gamma·invstd/M·(M·dy − Σdy − xhat·Σdy·xhat) with M the summed count; dgamma and
+     * dbeta (each optional) receive the totals.
+     *
+     * @param records ranks·{@link #gradientRecordFloats} floats
+     */
+    public void backwardWithRecords(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer gamma,
+                                    DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer records, int ranks,
+                                    DevicePointer dx, DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.backwardTrainingPiece(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+        checkRecords(shape, records, ranks, gradientRecordFloats(shape.channels()));
+        int flags = TRAIN_DX | (gamma != null ? HAS_GAMMA : 0) | (dgamma != null ? WANT_DGAMMA : 0)
+                | (dbeta != null ? WANT_DBETA : 0);
+        DevicePointer dummy = prepareWorkspace(shape, false, s);
+        boolean vec = vectorizable(shape, x, dy, dx);
+        guarded(s, () -> {
+            KernelArgs a = new KernelArgs().i32(ranks).i32(shape.channels()).ptr(records).i32(flags)
+                    .ptr(or(gamma, dummy)).ptr(saveMean).ptr(saveInvstd).ptr(or(dgamma, dummy))
+                    .ptr(or(dbeta, dummy)).ptr(workspace.coef());
+            launch("bn_backward_merge", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK),
+                    a, s);
+            launchDx(shape, vec, x, dy, dx, s);
+        });
+    }
+
+    private void checkRecords(Shape shape, DevicePointer records, int ranks, int recordFloats) {
+        if (ranks < 1) throw new IllegalArgumentException("ranks: expected >= 1, got " + ranks);
+        if (records == null) throw new IllegalArgumentException("records must not be null");
+        checkPointer("records", records, (long) ranks * recordFloats,
+                "(" + ranks + " records of " + recordFloats + " floats for " + shape + ")");
+    }
+
+    /** Bytes of workspace held now (grows to the largest shape seen). */
+    public long workspaceBytes() {
+        return workspace.bytes();
+    }
+
+    /** Frees the workspace and unloads the modules. Idempotent; later calls throw IllegalStateException. */
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        workspace.close();
+        backward.close();
+        forward.close();
+    }
+
+    // ---- launches ------------------------------------------------------------------------------------------------
+
+    private void launchStats(Shape shape, DevicePointer x, int flags, float eps, float momentum, DevicePointer gamma,
+                             DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
+                             DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dummy,
+                             DevicePointer coef, DeviceStream s) {
+        boolean vec = vectorizable(shape, x);
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
+        KernelArgs a = new KernelArgs().ptr(x);
+        reductionShapeArgs(a, shape, g);
+        a.ptr(workspace.partials()).ptr(workspace.counters())
+                .i64(shape.reductionSize()).f32(eps).f32(momentum).i32(flags)
+                .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy)).ptr(or(runningVar, dummy))
+                .ptr(or(saveMean, dummy)).ptr(or(saveInvstd, dummy)).ptr(coef);
+        launch(name("bn_stats", g.view(), vec), g.grid(), g.block(), a, s);
+    }
+
+    private void launchPrepare(Shape shape, int mode, float eps, DevicePointer gamma, DevicePointer beta,
+                               DevicePointer mean, DevicePointer varOrInvstd, DevicePointer dummy, DeviceStream s) {
+        int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0);
+        KernelArgs a = new KernelArgs().i32(mode).i32(shape.channels()).f32(eps).i32(flags)
+                .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(mean).ptr(varOrInvstd)
+                .ptr(workspace.coef()).ptr(workspace.aux());
+        launch("bn_prepare", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK), a, s);
+    }
+
+    private void launchApply(Shape shape, boolean vec, DevicePointer in, DevicePointer out, DeviceStream s) {
+        String kernel = name("bn_apply", LaunchGeometry.view(shape), vec);
+        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount(),
+                blocksPerSm(kernel));
+        KernelArgs a = new KernelArgs().ptr(in).ptr(out);
+        elementwiseShapeArgs(a, shape, g);
+        a.ptr(workspace.coef());
+        launch(kernel, g.grid(), g.block(), a, s);
+    }
+
+    private void launchBackwardReduce(Shape shape, DevicePointer x, DevicePointer dy, int flags, DevicePointer gamma,
+                                      DevicePointer mean, DevicePointer invstd, DevicePointer dgamma,
+                                      DevicePointer dbeta, DevicePointer dummy, DeviceStream s) {
+        boolean vec = vectorizable(shape, x, dy);
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
+        KernelArgs a = new KernelArgs().ptr(x).ptr(dy);
+        reductionShapeArgs(a, shape, g);
+        a.ptr(workspace.partials()).ptr(workspace.counters())
+                .i64(shape.reductionSize()).i32(flags)
+                .ptr(or(gamma, dummy)).ptr(mean).ptr(invstd).ptr(or(dgamma, dummy)).ptr(or(dbeta, dummy))
+                .ptr(workspace.coef());
+        launch(name("bn_backward_reduce", g.view(), vec), g.grid(), g.block(), a, s);
+    }
+
+    private void launchDx(Shape shape, boolean vec, DevicePointer x, DevicePointer dy, DevicePointer dx,
+                          DeviceStream s) {
+        String kernel = name("bn_dx", LaunchGeometry.view(shape), vec);
+        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount(),
+                blocksPerSm(kernel));
+        KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(dx);
+        elementwiseShapeArgs(a, shape, g);
+        a.ptr(workspace.coef());
+        launch(kernel, g.grid(), g.block(), a, s);
+    }
+
+    private void launch(String kernel, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream s) {
+        Kernel k = kernels.get(kernel);
+        device.launch(k, grid, block, 0, s, args);
+        launches.add(KernelLaunch.of(device, k, grid, block, blocksPerSm(kernel)));
+    }
+
+    /** Resident blocks per SM of a kernel with {@link LaunchGeometry#BLOCK} threads (every kernel here uses that many). */
+    private int blocksPerSm(String kernel) {
+        return blocksPerSm.computeIfAbsent(kernel,
+                k -> device.maxActiveBlocksPerMultiprocessor(kernels.get(k), LaunchGeometry.BLOCK, 0));
+    }
+
+    private static String name(String base, LaunchGeometry.View view, boolean vec) {
+        return base + (view == LaunchGeometry.View.CHANNELS_FIRST ? "_cf" : "_cl") + (vec ? "_vec4" : "");
+    }
+
+    /** The shape parameters of bn_stats_* / bn_backward_reduce_*: (C, N, inner, splits, chunk) or (rows, C, inner, chunk). */
+    private static void reductionShapeArgs(KernelArgs a, Shape shape, LaunchGeometry.Reduction g) {
+        if (g.view() == LaunchGeometry.View.CHANNELS_FIRST) {
+            a.i32(shape.channels()).i64(shape.batch()).i64(shape.inner()).i32(g.splits()).i64(g.chunk());
+        } else {
+            a.i64(g.rows()).i32(shape.channels()).i32(g.inner()).i64(g.chunk());
+        }
+    }
+
+    /** The shape parameters of bn_apply_* / bn_dx_*: (C, units, pieces, inner, chunk) or (rows, C, inner). */
+    private static void elementwiseShapeArgs(KernelArgs a, Shape shape, LaunchGeometry.Elementwise g) {
+        if (g.view() == LaunchGeometry.View.CHANNELS_FIRST) {
+            a.i32(shape.channels()).i32(g.units()).i32(g.pieces()).i64(shape.inner()).i32(g.chunk());
+        } else {
+            a.i64(g.rows()).i32(shape.channels()).i32(g.inner());
+        }
+    }
+
+    // ---- helpers -------------------------------------------------------------------------------------------------
+
+    private DeviceStream begin(DeviceStream stream) {
+        if (closed) throw new IllegalStateException("DeviceResidentBatchNorm is closed");
+        launches.clear();
+        return stream != null ? stream : device.defaultStream();
+    }
+
+    /** Grows the workspace for {@code shape} (both vector and scalar geometries) and returns a pointer for unused args. */
+    private DevicePointer prepareWorkspace(Shape shape, boolean reduction, DeviceStream stream) {
+        long partials = 0;
+        long counters = 0;
+        if (reduction) {
+            for (boolean vec : new boolean[]{false, true}) {
+                if (vec && !LaunchGeometry.vectorizable(shape)) continue;
+                LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
+                partials = Math.max(partials, g.partials());
+                counters = Math.max(counters, g.counters());
+            }
+        }
+        workspace.ensure(shape.channels(), partials, counters, stream);   // counters zeroed on the op's stream
+        // Never dereferenced: kernels read a flag before any optional pointer.
+        return workspace.coef();
+    }
+
+    private interface Launches {
+        void run();
+    }
+
+    /** Runs launches; on failure re-zeroes the arrival counters so that the next call starts clean. */
+    private void guarded(DeviceStream s, Launches launches) {
+        try {
+            launches.run();
+        } catch (RuntimeException e) {
+            try {
+                workspace.resetCounters(s);
+            } catch (RuntimeException suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw e;
+        }
+    }
+
+    /** Whether every tensor allows the float4 path for this shape. */
+    static boolean vectorizable(Shape shape, DevicePointer... tensors) {
+        if (!LaunchGeometry.vectorizable(shape)) return false;
+        for (DevicePointer p : tensors) {
+            if (!p.isAligned(16)) return false;
+        }
+        return true;
+    }
+
+    private static DevicePointer or(DevicePointer p, DevicePointer fallback) {
+        return p != null ? p : fallback;
+    }
+
+    /** One device pointer holds {@code floats} floats: open, on this device, 4-byte aligned, with room enough. */
+    private void checkPointer(String name, DevicePointer p, long floats, String why) {
+        if (p.buffer().isClosed()) throw new IllegalStateException(name + ": its device buffer is closed");
+        if (p.buffer().device() != device) {
+            throw new IllegalArgumentException(name + ": buffer belongs to device '" + p.buffer().device().name()
+                    + "', expected '" + device.name() + "'");
+        }
+        DeviceChecks.aligned4(name, p);
+        DeviceChecks.room(name, p, floats, why);
+    }
+}
