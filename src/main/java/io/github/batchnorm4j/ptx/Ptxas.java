@@ -3,9 +3,7 @@ package io.github.batchnorm4j.ptx;
 import io.github.batchnorm4j.gpu.Architecture;
 import io.github.batchnorm4j.gpu.DeviceException;
 import io.github.batchnorm4j.gpu.KernelResources;
-import jcuda.nvptxcompiler.JNvPTXCompiler;
-import jcuda.nvptxcompiler.nvPTXCompileResult;
-import jcuda.nvptxcompiler.nvPTXCompilerHandle;
+import io.github.batchnorm4j.gpu.PtxAssembler;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -14,19 +12,18 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
-import java.util.ArrayList;
 import java.util.HexFormat;
-import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
  * The resources of a kernel as the PTX assembler compiles it for an architecture: registers per thread, static
- * shared memory, stack frame, and the block-size limit of {@code .maxntid}. Uses the ptxas that JCuda bundles
- * ({@code jcuda.nvptxcompiler}, the compiler a CUDA 12 driver JIT-compiles our PTX with), so the emulator knows the
- * occupancy a GPU of that architecture would have, without a GPU.
+ * shared memory, stack frame, and the block-size limit of {@code .maxntid}. Uses the {@link PtxAssembler} on the
+ * class path (JCuda's bundled nvPTXCompiler, the compiler a CUDA 12 driver JIT-compiles our PTX with), so the emulator
+ * knows the occupancy a GPU of that architecture would have, without a GPU.
  *
  * <p>Each kernel is compiled on its own (the module's declarations plus its {@code .entry} and every {@code .func}),
  * so that a change to one kernel (a mutant, a kernel under development) recompiles only that kernel. Results are cached
@@ -41,11 +38,8 @@ final class Ptxas {
     private static final Pattern ENTRY_START = Pattern.compile("^(?:\\.visible\\s+|\\.weak\\s+)*\\.entry\\s+([A-Za-z_$][\\w$]*)");
     private static final Pattern FUNC_START = Pattern.compile("^(?:\\.visible\\s+|\\.weak\\s+|\\.extern\\s+)*\\.func\\b");
     private static final Pattern MAXNTID = Pattern.compile("\\.maxntid\\s+(\\d+)(?:\\s*,\\s*(\\d+))?(?:\\s*,\\s*(\\d+))?");
-    private static final Pattern REGISTERS = Pattern.compile("Used (\\d+) registers");
-    private static final Pattern SMEM = Pattern.compile("(\\d+) bytes smem");
-    private static final Pattern STACK = Pattern.compile("(\\d+) bytes stack frame");
     private static final Map<String, KernelResources> CACHE = new ConcurrentHashMap<>();
-    private static volatile String version;
+    private static volatile Optional<PtxAssembler> assembler;
     private static volatile String unavailable;
 
     private Ptxas() {
@@ -119,67 +113,24 @@ final class Ptxas {
     }
 
     private static synchronized String compilerVersion() {
-        if (version != null || unavailable != null) return version;
-        try {
-            JNvPTXCompiler.setExceptionsEnabled(false);
-            int[] major = new int[1];
-            int[] minor = new int[1];
-            int rc = JNvPTXCompiler.nvPTXCompilerGetVersion(major, minor);
-            if (rc != nvPTXCompileResult.NVPTXCOMPILE_SUCCESS) {
-                unavailable = "nvPTXCompilerGetVersion: " + nvPTXCompileResult.stringFor(rc);
-            } else {
-                version = major[0] + "." + minor[0];
-            }
-        } catch (LinkageError e) {
-            unavailable = "JCuda's nvPTXCompiler library did not load on this platform (" + e + ")";
+        if (assembler == null) {
+            String[] why = new String[1];
+            assembler = PtxAssembler.find(why);
+            unavailable = why[0];
         }
-        return version;
+        return assembler.map(PtxAssembler::version).orElse(null);
     }
 
     private static KernelResources compile(String moduleName, String entry, String text, Architecture arch,
                                            int maxntid, String v) {
-        nvPTXCompilerHandle h = new nvPTXCompilerHandle();
-        byte[] bytes = (text + "\0").getBytes(StandardCharsets.US_ASCII);
-        check(JNvPTXCompiler.nvPTXCompilerCreate(h, bytes.length - 1, bytes), "nvPTXCompilerCreate", moduleName, entry);
+        KernelResources r;
         try {
-            // The driver's JIT default: -O3 (ptxas' default level).
-            int rc = JNvPTXCompiler.nvPTXCompilerCompile(h, 2, new String[]{"--gpu-name=" + arch.smName(), "--verbose"});
-            if (rc != nvPTXCompileResult.NVPTXCOMPILE_SUCCESS) {
-                throw new DeviceException("ptxas " + v + " rejects kernel " + entry + " of module " + moduleName
-                        + " for " + arch.smName() + " (" + nvPTXCompileResult.stringFor(rc) + "): " + log(h, false).strip()
-                        + " (a driver would refuse to load this PTX)");
-            }
-            String info = log(h, true);
-            Matcher r = REGISTERS.matcher(info);
-            if (!r.find()) {
-                throw new DeviceException("ptxas " + v + " reported no register count for " + entry + " of "
-                        + moduleName + ":\n" + info);
-            }
-            Matcher s = SMEM.matcher(info);
-            Matcher st = STACK.matcher(info);
-            return new KernelResources(Integer.parseInt(r.group(1)), s.find() ? Integer.parseInt(s.group(1)) : 0,
-                    st.find() ? Integer.parseInt(st.group(1)) : 0, maxntid, "ptxas " + v + " for " + arch.smName());
-        } finally {
-            JNvPTXCompiler.nvPTXCompilerDestroy(h);
+            r = assembler.orElseThrow().compile(text, entry, arch);
+        } catch (DeviceException e) {
+            throw new DeviceException("kernel " + entry + " of module " + moduleName + ": " + e.getMessage(), e);
         }
-    }
-
-    private static void check(int rc, String call, String module, String entry) {
-        if (rc != nvPTXCompileResult.NVPTXCOMPILE_SUCCESS) {
-            throw new DeviceException(call + " failed for kernel " + entry + " of " + module + ": "
-                    + nvPTXCompileResult.stringFor(rc));
-        }
-    }
-
-    private static String log(nvPTXCompilerHandle h, boolean info) {
-        long[] size = new long[1];
-        if (info) JNvPTXCompiler.nvPTXCompilerGetInfoLogSize(h, size);
-        else JNvPTXCompiler.nvPTXCompilerGetErrorLogSize(h, size);
-        if (size[0] <= 0) return "";
-        byte[] b = new byte[(int) size[0] + 1];
-        if (info) JNvPTXCompiler.nvPTXCompilerGetInfoLog(h, b);
-        else JNvPTXCompiler.nvPTXCompilerGetErrorLog(h, b);
-        return new String(b, 0, (int) size[0], StandardCharsets.US_ASCII).replace("\0", "");
+        return new KernelResources(r.registersPerThread(), r.staticSharedBytes(), r.localBytesPerThread(), maxntid,
+                r.source());
     }
 
     // ---- disk cache: one small file per compiled kernel text -----------------------------------------------------
@@ -219,15 +170,5 @@ final class Ptxas {
         } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException("SHA-256 is missing from this JVM", e);
         }
-    }
-
-    /** For tests: the kernels of a module in order. */
-    static List<String> entries(String ptx) {
-        List<String> out = new ArrayList<>();
-        for (String line : ptx.split("\n")) {
-            Matcher e = ENTRY_START.matcher(line);
-            if (e.find()) out.add(e.group(1));
-        }
-        return out;
     }
 }
