@@ -26,10 +26,10 @@ struct BackwardFinish {
     const float* invstd;
     float* dgamma;
     float* dbeta;
-    float* coef;   // 4*C: p, a, b, c of bn_dx
+    float* coef;   // 4*C: rows p (the center), b, c, a of bn_dx (dx = a·dy + b·(x − p) + c)
 };
 
-__device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, float2 s, float mean) {
+__device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, float2 s, float center) {
     const int C = f.channels;
     const float invstd = f.invstd[c];
     const float dbeta = s.x;
@@ -40,7 +40,7 @@ __device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, 
         const float g = (f.flags & BN_HAS_GAMMA) ? f.gamma[c] : 1.0f;
         const float m = (float)f.count;
         const float a = g * invstd;
-        f.coef[c] = mean;
+        f.coef[c] = center;
         f.coef[C + c] = -a * invstd * dgamma / m;
         f.coef[2 * C + c] = -a * dbeta / m;
         f.coef[3 * C + c] = a;
@@ -53,7 +53,7 @@ __device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, 
     f.invstd = invstd; f.dgamma = dgamma; f.dbeta = dbeta; f.coef = coef;
 
 // ---- sums: what channel_reduce_cf / _cl (batchnorm_common.cuh) accumulate --------------------------------------
-// (Σdy, Σdy·(x − mean)) per channel, the saved mean being the reduction's centre; finish_backward at the end.
+// (Σdy, Σdy·(x − center)) per channel, center = the saved (or running) mean; finish_backward at the end.
 template <bool VEC>
 struct BackwardSumsOp {
     using Acc = float2;
@@ -68,53 +68,56 @@ struct BackwardSumsOp {
         return Item{load_unit<VEC>(x + e), load_unit<VEC>(dy + e)};
     }
     // Channels-first: the four values of a float4 are summed pairwise first, then added to the running sums.
-    __device__ __forceinline__ void push(float2& acc, const Item& v, float mu) const {
+    __device__ __forceinline__ void push(float2& acc, const Item& v, float center) const {
         if constexpr (VEC) {
             acc.x += (v.g.x + v.g.y) + (v.g.z + v.g.w);
-            acc.y += (v.g.x * (v.x.x - mu) + v.g.y * (v.x.y - mu)) + (v.g.z * (v.x.z - mu) + v.g.w * (v.x.w - mu));
+            acc.y += (v.g.x * (v.x.x - center) + v.g.y * (v.x.y - center))
+                   + (v.g.z * (v.x.z - center) + v.g.w * (v.x.w - center));
         } else {
             acc.x += v.g;
-            acc.y = fmaf(v.g, v.x - mu, acc.y);
+            acc.y = fmaf(v.g, v.x - center, acc.y);
         }
     }
-    __device__ __forceinline__ void push_row(float2 (&acc)[W], const Item& v, const float (&mu)[W]) const {
+    __device__ __forceinline__ void push_row(float2 (&acc)[W], const Item& v, const float (&center)[W]) const {
         #pragma unroll
         for (int k = 0; k < W; k++) {
             acc[k].x += component(v.g, k);
-            acc[k].y = fmaf(component(v.g, k), component(v.x, k) - mu[k], acc[k].y);
+            acc[k].y = fmaf(component(v.g, k), component(v.x, k) - center[k], acc[k].y);
         }
     }
     __device__ __forceinline__ void settle(float2 (&)[W]) const {}
-    __device__ __forceinline__ void finish(int c, const float2& s, float mu) const { finish_backward(f, c, s, mu); }
+    __device__ __forceinline__ void finish(int c, const float2& s, float center) const {
+        finish_backward(f, c, s, center);
+    }
 };
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_backward_reduce_cf(const float* __restrict__ x, const float* __restrict__ dy, int C, long long N, long long inner,
-                      long long splits, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
+                      int splits, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
     BWD_INIT(C)
     channel_reduce_cf(BackwardSumsOp<false>{x, dy, f}, mean, 1, C, N, inner, splits, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_backward_reduce_cf_vec4(const float* __restrict__ x, const float* __restrict__ dy, int C, long long N,
-                           long long inner, long long splits, long long chunk, float* partials, unsigned* counters,
+                           long long inner, int splits, long long chunk, float* partials, unsigned* counters,
                            BWD_PARAMS) {
     BWD_INIT(C)
     channel_reduce_cf(BackwardSumsOp<true>{x, dy, f}, mean, 1, C, N, inner, splits, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_backward_reduce_cl(const float* __restrict__ x, const float* __restrict__ dy, long long rows, int C,
+bn_backward_reduce_cl(const float* __restrict__ x, const float* __restrict__ dy, long long rows, int C, int inner,
                       long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
     BWD_INIT(C)
-    channel_reduce_cl(BackwardSumsOp<false>{x, dy, f}, mean, rows, C, chunk, partials, counters);
+    channel_reduce_cl(BackwardSumsOp<false>{x, dy, f}, mean, 1, rows, C, inner, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_backward_reduce_cl_vec4(const float* __restrict__ x, const float* __restrict__ dy, long long rows, int C,
-                           long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
+                           int inner, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
     BWD_INIT(C)
-    channel_reduce_cl(BackwardSumsOp<true>{x, dy, f}, mean, rows, C, chunk, partials, counters);
+    channel_reduce_cl(BackwardSumsOp<true>{x, dy, f}, mean, 1, rows, C, inner, chunk, partials, counters);
 }
 
 // ---- dx = a·dy + b·(x − p) + c, through channel_map_cf / _cl (batchnorm_common.cuh) -----------------------------
@@ -136,25 +139,25 @@ struct DxOp {
 };
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cf(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, long long planes,
-         long long inner, long long chunk, const float* __restrict__ coef) {
-    channel_map_cf(DxOp<false>{x, dy, dx}, C, planes, inner, chunk, coef);
+bn_dx_cf(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, unsigned units,
+         unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) {
+    channel_map_cf(DxOp<false>{x, dy, dx}, C, units, pieces, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cf_vec4(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, long long planes,
-              long long inner, long long chunk, const float* __restrict__ coef) {
-    channel_map_cf(DxOp<true>{x, dy, dx}, C, planes, inner, chunk, coef);
+bn_dx_cf_vec4(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, unsigned units,
+              unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) {
+    channel_map_cf(DxOp<true>{x, dy, dx}, C, units, pieces, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cl(const float* __restrict__ x, const float* __restrict__ dy, float* dx, long long rows, int C,
+bn_dx_cl(const float* __restrict__ x, const float* __restrict__ dy, float* dx, long long rows, int C, int inner,
          const float* __restrict__ coef) {
-    channel_map_cl(DxOp<false>{x, dy, dx}, rows, C, coef);
+    channel_map_cl(DxOp<false>{x, dy, dx}, rows, C, inner, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 bn_dx_cl_vec4(const float* __restrict__ x, const float* __restrict__ dy, float* dx, long long rows, int C,
-              const float* __restrict__ coef) {
-    channel_map_cl(DxOp<true>{x, dy, dx}, rows, C, coef);
+              int inner, const float* __restrict__ coef) {
+    channel_map_cl(DxOp<true>{x, dy, dx}, rows, C, inner, coef);
 }

@@ -9,10 +9,19 @@
 //                      as templates over a small functor: bn_stats_* and bn_backward_reduce_* differ only in it
 //   channel_map_cf/_cl the per-channel elementwise pass (coefficients broadcast or staged once, loads before stores),
 //                      likewise: bn_apply_* and bn_dx_* differ only in their functor
+//   The _cl skeletons take the "rows" view: rows of L = C*inner floats whose column k belongs to channel k / inner.
+//   inner = 1 is channels-last proper; the host also runs channels-first tensors with a small inner extent through
+//   them (the same memory: row n of [N, C, inner] is C runs of `inner` floats), so that warps read whole rows.
 //   flags and coefficient slots shared with the host (gpu/KernelConstants.java mirrors them)
 //
 // Conventions: every element offset is 64-bit (long long); a "unit" is one float (scalar path) or one float4
-// (vector path, only when the host has proven 16-byte alignment and the divisibility it needs).
+// (vector path, only when the host has proven 16-byte alignment and the divisibility it needs). Every kernel runs
+// blocks of at most BN_BLOCK threads (__launch_bounds__), which the trees below rely on.
+//
+// No dead code: a loop whose trip count is small for every geometry the host launches is kept rolled
+// (#pragma unroll 1), so that every instruction of the shipped PTX is reachable and executed by the emulator suite
+// (the coverage gate of EmulatorBatchNormOpsTest); the streaming loops keep BN_UNROLL loads in flight, and each of
+// their slots is live for large blocks.
 #pragma once
 
 // ---- flags passed by the host (keep in sync with gpu/KernelConstants.java) --------------------------------------
@@ -20,7 +29,7 @@
 #define BN_HAS_BETA      2   // beta pointer is valid (else beta = 0)
 #define BN_HAS_RUNNING   4   // update running_mean / running_var
 #define BN_WRITE_SAVED   8   // write save_mean / save_invstd
-#define BN_STATS_ONLY   16   // statistics op: write pivot, mean-pivot, M2 into coef[0..2] and nothing else
+#define BN_STATS_ONLY   16   // statistics op: write center, mean-center, M2 into coef[0..2] and nothing else
 #define BN_WANT_DGAMMA  32   // backward: write dgamma
 #define BN_WANT_DBETA   64   // backward: write dbeta
 #define BN_TRAIN_DX    128   // backward: write the training-mode dx coefficients into coef
@@ -31,12 +40,13 @@
 #define BN_PREP_EVAL_BACKWARD 2  // aux = invstd of running_var; coef = (0, gamma*invstd, 0) for dx = dy*gamma*invstd
 
 #define BN_WARP 32
-#define BN_UNROLL 4      // independent global loads each thread keeps in flight in the streaming loops
-#define BN_MAX_WARPS 32  // 1024 threads per block at most
+#define BN_UNROLL 4        // independent global loads each thread keeps in flight in the streaming loops
+#define BN_BLOCK 256       // threads per block at most (every kernel declares __launch_bounds__(BN_BLOCK))
+#define BN_BLOCK_WARPS 8   // BN_BLOCK / BN_WARP
 
 // ---- Welford / Chan ---------------------------------------------------------------------------------------------
-// Statistics of one channel over the values seen so far. Values are deviations from a per-channel pivot (the
-// channel's first element), so that |mean| >> std loses nothing: x - pivot is exact when both are within a factor
+// Statistics of one channel over the values seen so far. Values are deviations from a per-channel center (the
+// channel's first element), so that |mean| >> std loses nothing: x - center is exact when both are within a factor
 // of two (Sterbenz), and the accumulators only ever hold numbers of the size of the spread.
 struct Welford {
     float n;     // count (exact in float up to 2^24 per partial; larger partials lose nothing that matters for M2)
@@ -55,18 +65,21 @@ __device__ __forceinline__ void welford_push(Welford& w, float v, float inv_n1) 
     w.m2 = fmaf(d, v - w.mean, w.m2);
 }
 
-// Chan et al.: merge two disjoint partials. Empty partials merge exactly (returning the other side unchanged),
-// which keeps trees with idle threads deterministic.
-__device__ __forceinline__ Welford welford_merge(const Welford& a, const Welford& b) {
-    if (b.n == 0.f) return a;
-    if (a.n == 0.f) return b;
+// Chan et al.: merge two disjoint partials, b non-empty. An empty a (n = 0, mean = 0, M2 = 0) gives b exactly:
+// wb = 1, mean = fma(b.mean, 1, 0), and the correction d*(d*(0*1)) is 0, so no branch is needed for it.
+__device__ __forceinline__ Welford welford_combine(const Welford& a, const Welford& b) {
     Welford r;
     r.n = a.n + b.n;
-    float wb = b.n / r.n;
-    float d = b.mean - a.mean;
+    const float wb = b.n / r.n;
+    const float d = b.mean - a.mean;
     r.mean = fmaf(d, wb, a.mean);
-    r.m2 = a.m2 + b.m2 + d * d * a.n * wb;
+    r.m2 = a.m2 + b.m2 + d * (d * (a.n * wb));
     return r;
+}
+
+// Either side may be empty (idle threads in a tree).
+__device__ __forceinline__ Welford welford_merge(const Welford& a, const Welford& b) {
+    return b.n == 0.f ? a : welford_combine(a, b);
 }
 
 // Four values of the same channel (one float4), merged as a group: one division per four values.
@@ -75,13 +88,15 @@ __device__ __forceinline__ void welford_push4(Welford& w, float4 v) {
     float m4 = s * 0.25f;
     float a = v.x - m4, b = v.y - m4, c = v.z - m4, e = v.w - m4;
     Welford g; g.n = 4.f; g.mean = m4; g.m2 = (a * a + b * b) + (c * c + e * e);
-    w = welford_merge(w, g);
+    w = welford_combine(w, g);
 }
 
 // ---- reductions -------------------------------------------------------------------------------------------------
+// Shuffle trees over the first WIDTH lanes (offsets WIDTH/2, ..., 1); the result is valid in lane 0.
+template <int WIDTH>
 __device__ __forceinline__ Welford warp_reduce(Welford w) {
     #pragma unroll
-    for (int off = BN_WARP / 2; off > 0; off >>= 1) {
+    for (int off = WIDTH / 2; off > 0; off >>= 1) {
         Welford o;
         o.n = __shfl_down_sync(0xffffffffu, w.n, off);
         o.mean = __shfl_down_sync(0xffffffffu, w.mean, off);
@@ -91,9 +106,10 @@ __device__ __forceinline__ Welford warp_reduce(Welford w) {
     return w;
 }
 
+template <int WIDTH>
 __device__ __forceinline__ float2 warp_reduce(float2 s) {
     #pragma unroll
-    for (int off = BN_WARP / 2; off > 0; off >>= 1) {
+    for (int off = WIDTH / 2; off > 0; off >>= 1) {
         s.x += __shfl_down_sync(0xffffffffu, s.x, off);
         s.y += __shfl_down_sync(0xffffffffu, s.y, off);
     }
@@ -104,26 +120,30 @@ __device__ __forceinline__ float2 warp_reduce(float2 s) {
 // The reduction skeletons below are templates over the accumulator type T; these overloads are all they need of it:
 //   set_empty(T&)          the identity of merge2 (an empty partial)
 //   merge2(a, b)           combine two disjoint partials; a before b, and the skeletons fix that order
+//   combine2(a, b)         the same when b is known to be non-empty (no test for an empty b)
 //   partial_floats<T>, store_partial, load_partial<T>   one partial in the global workspace (see further down)
 // Welford: forward statistics (count, mean, M2). float2: backward sums (Σdy, Σdy·(x − mean)).
 __device__ __forceinline__ Welford merge2(const Welford& a, const Welford& b) { return welford_merge(a, b); }
 __device__ __forceinline__ float2 merge2(const float2& a, const float2& b) { return make_float2(a.x + b.x, a.y + b.y); }
+__device__ __forceinline__ Welford combine2(const Welford& a, const Welford& b) { return welford_combine(a, b); }
+__device__ __forceinline__ float2 combine2(const float2& a, const float2& b) { return merge2(a, b); }
 __device__ __forceinline__ void set_empty(Welford& w) { w = welford_empty(); }
 __device__ __forceinline__ void set_empty(float2& s) { s = make_float2(0.f, 0.f); }
 
-// Reduces over a 1-D block (blockDim.x a multiple of 32); the result is valid in thread 0.
+// Reduces over a 1-D block (blockDim.x a multiple of 32, at most BN_BLOCK); the result is valid in thread 0.
+// The second level merges at most BN_BLOCK_WARPS warp results, so its tree has 3 levels, not 5.
 // Begins with a barrier so that it may be called several times in a row on the same shared scratch.
 template <typename T>
-__device__ __forceinline__ T block_reduce(T v, T* scratch /* BN_MAX_WARPS entries */) {
+__device__ __forceinline__ T block_reduce(T v, T* scratch /* BN_BLOCK_WARPS entries */) {
     const int lane = threadIdx.x % BN_WARP, warp = threadIdx.x / BN_WARP, warps = blockDim.x / BN_WARP;
-    v = warp_reduce(v);
+    v = warp_reduce<BN_WARP>(v);
     __syncthreads();
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
     if (warp == 0) {
         T w;
         if (lane < warps) w = scratch[lane]; else set_empty(w);
-        v = warp_reduce(w);
+        v = warp_reduce<BN_BLOCK_WARPS>(w);
     }
     return v;
 }
@@ -211,52 +231,57 @@ template <> __device__ __forceinline__ float2 load_partial<float2>(const float* 
 }
 
 // ---- channel reductions: the structure shared by forward statistics and backward sums ---------------------------
-// Both reduce every value of a channel to one accumulator, relative to a per-channel "centre" (the forward pivot,
+// Both reduce every value of a channel to one accumulator, relative to a per-channel "center" (the forward center,
 // the backward mean), and hand it to a finishing step, the only place that writes outputs. What differs is a small
 // functor type Op (see ForwardStatsOp in batchnorm_forward.cu, BackwardSumsOp in batchnorm_backward.cu):
 //   Op::Acc                                accumulator (Welford or float2; the overloads above)
 //   Op::W                                  floats per unit: 4 on the vec4 path (16-byte loads), else 1
 //   Op::Item                               what one unit loads (x, or x and dy)
 //   Item op.load(long long e)              the unit at element offset e (64-bit)
-//   void op.push(Acc&, Item, float centre) channels-first: the W values of one unit belong to one channel
-//   void op.push_row(Acc (&)[W], Item, const float (&centre)[W])   channels-last: value k belongs to channel k
-//   void op.settle(Acc (&)[W])             channels-last: anything push_row kept outside the accumulators
-//   void op.finish(int c, Acc, float centre)   channel c's merged accumulator -> outputs
+//   void op.push(Acc&, Item, float center) channels-first: the W values of one unit belong to one channel
+//   void op.push_row(Acc (&)[W], Item, const float (&center)[W])   rows: value k is column k's
+//   void op.settle(Acc (&)[W])             rows: anything push_row kept outside the accumulators
+//   void op.finish(int c, Acc, float center)   channel c's merged accumulator -> outputs
 // The skeletons fix every order: each thread pushes its units in index order, trees have a fixed shape, and the
-// last-arriving block merges the partials in index order, so results are bitwise identical for any block schedule.
+// last-arriving block merges the partials in index order. The host derives the whole geometry (splits, chunk, block
+// shape) from the tensor's shape alone, never from the GPU, so results are bitwise identical for any block schedule
+// and on every GPU model.
 
-// Channels-first. 1-D grid of C*splits blocks: block b reduces units [s*chunk, (s+1)*chunk) of channel c = b / splits
-// (s = b % splits), the channel's M values being N runs of `inner` floats at stride C*inner. centre = centre_src[c *
-// centre_stride], loaded once per block. Partials are laid out [c][s][partial_floats]; counters[c] counts arrivals.
+// Channels-first. 1-D grid of C*splits blocks of BN_BLOCK threads: block b reduces units [s*chunk, (s+1)*chunk) of
+// channel c = b / splits (s = b % splits), the channel's M values being N runs of `inner` floats at stride C*inner.
+// center = center_src[c * center_stride], loaded once per block. Partials are laid out [c][s][partial_floats];
+// counters[c] counts arrivals.
 template <typename Op>
-__device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict__ centre_src, long long centre_stride,
-                                                  int C, long long N, long long inner, long long splits,
-                                                  long long chunk, float* partials, unsigned* counters) {
+__device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict__ center_src, long long center_stride,
+                                                  int C, long long N, long long inner, int splits, long long chunk,
+                                                  float* partials, unsigned* counters) {
     using Acc = typename Op::Acc;
     constexpr int W = Op::W, F = partial_floats<Acc>::value;
-    __shared__ Acc scratch[BN_MAX_WARPS];
-    __shared__ float centre_sh;
+    __shared__ Acc scratch[BN_BLOCK_WARPS];
+    __shared__ float center_sh;
     __shared__ unsigned last_sh;
-    const long long blk = blockIdx.x;
-    const int c = (int)(blk / splits);
-    const long long s = blk - (long long)c * splits;
-    if (threadIdx.x == 0) centre_sh = centre_src[(long long)c * centre_stride];
+    const int c = (int)(blockIdx.x / (unsigned)splits);   // 32-bit: gridDim.x < 2^31
+    const int s = (int)(blockIdx.x - (unsigned)c * (unsigned)splits);
+    if (threadIdx.x == 0) center_sh = center_src[(long long)c * center_stride];
     __syncthreads();
-    const float centre = centre_sh;
+    const float center = center_sh;
 
     const long long innerU = inner / W;        // units per run
     const long long total = N * innerU;        // units per channel
     const long long lo = s * chunk;
     const long long hi = min(lo + chunk, total);
-    const long long step = blockDim.x;
+    const unsigned step = blockDim.x;
     Acc acc;
     set_empty(acc);
     long long j = lo + threadIdx.x;
     if (j < hi) {
-        // Walk (n, i) incrementally: one division per thread, none per element.
+        // Walk (n, i) incrementally: one division per thread, none per element. A step of blockDim.x units moves
+        // q runs and r units (q = 0 when a run is longer than a step).
         long long n = j / innerU, i = j - n * innerU;
-        const long long q = step / innerU, r = step - q * innerU;
+        const unsigned q = innerU > step ? 0u : step / (unsigned)innerU;
+        const long long r = step - (long long)q * innerU;
         // BN_UNROLL independent loads in flight per thread, then the pushes in the same order as one at a time.
+        // Slot u is live when the block has more than u * blockDim.x units (chunk > 3 * 256 for every slot).
         for (; j < hi; j += BN_UNROLL * step) {
             typename Op::Item v[BN_UNROLL];
             #pragma unroll
@@ -267,103 +292,127 @@ __device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict
             }
             #pragma unroll
             for (int u = 0; u < BN_UNROLL; u++) {
-                if (j + u * step < hi) op.push(acc, v[u], centre);
+                if (j + u * step < hi) op.push(acc, v[u], center);
             }
         }
     }
     acc = block_reduce(acc, scratch);
-    if (splits == 1) {   // the block saw the whole channel: no workspace, no counter
-        if (threadIdx.x == 0) op.finish(c, acc, centre);
-        return;
+    if (splits > 1) {
+        if (threadIdx.x == 0) store_partial(partials + (long long)blockIdx.x * F, acc);
+        if (!last_block_arrives(counters + c, (unsigned)splits, &last_sh)) return;
+        // Fixed order: thread t merges partials t, t + blockDim, ... in sequence (starting from partial t itself,
+        // every later one non-empty), then the block tree. More than blockDim partials only for C <= 2.
+        const float* chan = partials + (long long)c * splits * F;
+        Acc m;
+        if ((int)threadIdx.x < splits) m = load_partial<Acc>(chan + F * threadIdx.x); else set_empty(m);
+        #pragma unroll 1
+        for (int k = threadIdx.x + step; k < splits; k += step) m = combine2(m, load_partial<Acc>(chan + F * k));
+        acc = block_reduce(m, scratch);
     }
-    if (threadIdx.x == 0) store_partial(partials + blk * F, acc);
-    if (!last_block_arrives(counters + c, (unsigned)splits, &last_sh)) return;
-    // Fixed order: thread t merges partials t, t + blockDim, ... in sequence, then the block tree.
-    Acc m;
-    set_empty(m);
-    const float* chan = partials + (long long)c * splits * F;
-    for (long long k = threadIdx.x; k < splits; k += blockDim.x) m = merge2(m, load_partial<Acc>(chan + F * k));
-    m = block_reduce(m, scratch);
-    if (threadIdx.x == 0) op.finish(c, m, centre);
+    if (threadIdx.x == 0) op.finish(c, acc, center);
 }
 
-// Channels-last, after tree_over_rows: the block's merged accumulators sit in sh[0 .. bx*W) in channel order. Finish
-// them with consecutive threads on consecutive channels, so the per-channel loads and stores are coalesced.
+// Rows view ([rows][L], L = C * inner floats, column k in channel k / inner). Blocks (bx, by), by a power of two,
+// bx * by <= BN_BLOCK; the bx * W columns of a block hold whole channels (the host makes bx * W a multiple of inner,
+// and at most BN_BLOCK channels per block); grid (ceil(L / (W * bx)), splits). Thread (tx, ty) owns column unit
+// gx*bx + tx and visits rows gy*chunk + ty, + by, ... below (gy+1)*chunk; the block merges its row groups in a
+// shared-memory tree, then each channel's `inner` columns in column order. The center of channel c is
+// center_src[c * center_stride], staged once per block. Partials are laid out [gy][C][partial_floats];
+// counters[gx] counts the arrivals of column block gx.
 template <typename Op>
-__device__ __forceinline__ void finish_block_cl(Op& op, const typename Op::Acc* sh, const float* centre_sh, int C,
-                                                int cbase) {
-    const int nthreads = blockDim.x * blockDim.y, tid = threadIdx.y * blockDim.x + threadIdx.x;
-    __syncthreads();
-    for (int i = tid; i < (int)blockDim.x * Op::W; i += nthreads) {
-        if (cbase + i < C) op.finish(cbase + i, sh[i], centre_sh[i]);
-    }
-}
-
-// Channels-last ([rows][C]). Blocks (bx, by), bx * by <= 256, by a power of two; grid (ceil(CU/bx), splits) with
-// CU = C / W channel units. Thread (tx, ty) owns channel unit gx*bx + tx and visits rows gy*chunk + ty, + by, ...
-// below (gy+1)*chunk; the block merges its row groups in a shared-memory tree. centre of channel c = centre_src[c],
-// staged once per block. Partials are laid out [gy][C][partial_floats]; counters[gx] counts the arrivals of column gx.
-template <typename Op>
-__device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict__ centre_src, long long rows, int C,
-                                                  long long chunk, float* partials, unsigned* counters) {
+__device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict__ center_src, long long center_stride,
+                                                  long long rows, int C, int inner, long long chunk, float* partials,
+                                                  unsigned* counters) {
     using Acc = typename Op::Acc;
     constexpr int W = Op::W, F = partial_floats<Acc>::value;
-    __shared__ Acc sh[256 * W];
-    __shared__ float centre_sh[256 * W];
+    __shared__ Acc sh[BN_BLOCK * W];
+    __shared__ Acc chan_sh[BN_BLOCK];
+    __shared__ float center_sh[BN_BLOCK * W];
     __shared__ unsigned last_sh;
     const int bx = blockDim.x, by = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
     const int tid = ty * bx + tx, nthreads = bx * by;
-    const int CU = C / W;
+    const int L = C * inner;                 // the host keeps C * inner < 2^31 on this path
     const int cu = blockIdx.x * bx + tx;
-    const bool active = cu < CU;
-    const int cbase = blockIdx.x * bx * W;   // first channel of this block; local channel i = tx*W + k
-    // Consecutive threads load consecutive channels' centres (coalesced), once per block.
-    for (int i = tid; i < bx * W; i += nthreads) centre_sh[i] = cbase + i < C ? centre_src[cbase + i] : 0.f;
+    const bool active = cu < L / W;
+    const int colbase = blockIdx.x * bx * W;  // first column of this block; local column i = tx*W + k
+    const int cbase = colbase / inner;        // first channel of this block
+    const int cpb = bx * W / inner;           // channels per block (the last block may have fewer below C)
+    // Consecutive threads load consecutive columns' centers (coalesced for inner = 1), once per block.
+    #pragma unroll 1
+    for (int i = tid; i < bx * W; i += nthreads) {
+        center_sh[i] = colbase + i < L ? center_src[(long long)((colbase + i) / inner) * center_stride] : 0.f;
+    }
     __syncthreads();
-    float centre[W];
+    float center[W];
     Acc acc[W];
     #pragma unroll
-    for (int k = 0; k < W; k++) { centre[k] = active ? centre_sh[tx * W + k] : 0.f; set_empty(acc[k]); }
+    for (int k = 0; k < W; k++) { center[k] = active ? center_sh[tx * W + k] : 0.f; set_empty(acc[k]); }
     const long long lo = (long long)blockIdx.y * chunk;
     const long long hi = min(lo + chunk, rows);
     if (active) {
+        // Slot u is live when the block has more than u * by rows.
         #pragma unroll 1
         for (long long r = lo + ty; r < hi; r += BN_UNROLL * by) {
             typename Op::Item v[BN_UNROLL];
             #pragma unroll
             for (int u = 0; u < BN_UNROLL; u++) {   // loads first: BN_UNROLL rows in flight
-                if (r + u * by < hi) v[u] = op.load((r + u * by) * C + (long long)cu * W);
+                if (r + u * by < hi) v[u] = op.load((r + u * by) * L + (long long)cu * W);
             }
             #pragma unroll
             for (int u = 0; u < BN_UNROLL; u++) {
-                if (r + u * by < hi) op.push_row(acc, v[u], centre);
+                if (r + u * by < hi) op.push_row(acc, v[u], center);
             }
         }
     }
     op.settle(acc);
     tree_over_rows<Acc, W>(acc, sh);
-    if (gridDim.y == 1) {   // one block row covers every row: no workspace, no counter
-        finish_block_cl(op, sh, centre_sh, C, cbase);
-        return;
-    }
-    if (ty == 0 && active) {
-        float* mine = partials + ((long long)blockIdx.y * C + (long long)cu * W) * F;
-        #pragma unroll
-        for (int k = 0; k < W; k++) store_partial(mine + F * k, acc[k]);
-    }
-    if (!last_block_arrives(counters + blockIdx.x, gridDim.y, &last_sh)) return;
-    // Fixed order: thread (tx, ty) merges partials ty, ty + by, ... in sequence, then the same tree over ty.
-    #pragma unroll
-    for (int k = 0; k < W; k++) set_empty(acc[k]);
-    if (active) {
-        for (long long g = ty; g < gridDim.y; g += by) {
-            const float* p = partials + (g * C + (long long)cu * W) * F;
-            #pragma unroll
-            for (int k = 0; k < W; k++) acc[k] = merge2(acc[k], load_partial<Acc>(p + F * k));
+    // sh[i] holds column i; merge each channel's columns in order (inner = 1: the columns are the channels).
+    const Acc* chans = sh;
+    if (inner > 1) {
+        __syncthreads();
+        #pragma unroll 1
+        for (int j = tid; j < cpb; j += nthreads) {
+            Acc a = sh[j * inner];
+            #pragma unroll 1
+            for (int k = 1; k < inner; k++) a = combine2(a, sh[j * inner + k]);
+            chan_sh[j] = a;
         }
+        chans = chan_sh;
     }
-    tree_over_rows<Acc, W>(acc, sh);
-    finish_block_cl(op, sh, centre_sh, C, cbase);
+    if (gridDim.y > 1) {
+        __syncthreads();
+        #pragma unroll 1
+        for (int j = tid; j < cpb; j += nthreads) {
+            if (cbase + j < C) store_partial(partials + ((long long)blockIdx.y * C + cbase + j) * F, chans[j]);
+        }
+        if (!last_block_arrives(counters + blockIdx.x, gridDim.y, &last_sh)) return;
+        // Fixed order: thread (tx, ty) merges, for channels j = tx*W + k of the block, partials ty, ty + by, ... in
+        // sequence (starting from partial ty itself), then the same tree over ty.
+        #pragma unroll
+        for (int k = 0; k < W; k++) {
+            const int j = tx * W + k;
+            const bool mine = j < cpb && cbase + j < C && ty < (int)gridDim.y;
+            if (mine) acc[k] = load_partial<Acc>(partials + ((long long)ty * C + cbase + j) * F); else set_empty(acc[k]);
+        }
+        #pragma unroll 1
+        for (int g = ty + by; g < (int)gridDim.y; g += by) {
+            #pragma unroll
+            for (int k = 0; k < W; k++) {
+                const int j = tx * W + k;
+                if (j < cpb && cbase + j < C) {
+                    acc[k] = combine2(acc[k], load_partial<Acc>(partials + ((long long)g * C + cbase + j) * F));
+                }
+            }
+        }
+        tree_over_rows<Acc, W>(acc, sh);
+        chans = sh;
+    }
+    // Consecutive threads finish consecutive channels, so the per-channel loads and stores are coalesced.
+    __syncthreads();
+    #pragma unroll 1
+    for (int j = tid; j < cpb; j += nthreads) {
+        if (cbase + j < C) op.finish(cbase + j, chans[j], center_sh[j * inner]);
+    }
 }
 
 // ---- per-channel elementwise passes: the structure shared by bn_apply_* and bn_dx_* ------------------------------
@@ -383,21 +432,21 @@ __device__ __forceinline__ void store_values(const Op& op, long long e, const ty
 }
 
 // Channels-first. Unit u = (plane, piece): plane = n*C + c (a run of `inner` floats), piece covers units
-// [piece*chunk, min((piece+1)*chunk, innerU)) of that run; chunk is a multiple of 32 chosen by the host. One warp per
-// unit, grid-stride over units, so each warp loads the K coefficients once per `chunk` units, not per element: lane 0
-// loads them and broadcasts them with shuffles.
+// [piece*chunk, min((piece+1)*chunk, innerU)) of that run; chunk is a multiple of 32 (at most 256) chosen by the host,
+// pieces = ceil(innerU / chunk), units = N*C*pieces (the host keeps units + the grid's warps below 2^32, so unit
+// indices are 32-bit: two 32-bit divisions per unit). One warp per unit, grid-stride over units, so each warp loads
+// the K coefficients once per `chunk` units, not per element: lane 0 loads them and broadcasts them with shuffles.
 template <typename Op>
-__device__ __forceinline__ void channel_map_cf(const Op& op, int C, long long planes, long long inner, long long chunk,
-                                               const float* __restrict__ coef) {
+__device__ __forceinline__ void channel_map_cf(const Op& op, int C, unsigned units, unsigned pieces, long long inner,
+                                               int chunk, const float* __restrict__ coef) {
     constexpr int W = Op::W, K = Op::K;
     const int lane = threadIdx.x % BN_WARP;
-    const long long warps = (long long)gridDim.x * (blockDim.x / BN_WARP);
+    const unsigned warps = gridDim.x * (blockDim.x / BN_WARP);
     const long long innerU = inner / W;
-    const long long pieces = (innerU + chunk - 1) / chunk;
-    const long long units = planes * pieces;
-    for (long long u = (long long)blockIdx.x * (blockDim.x / BN_WARP) + threadIdx.x / BN_WARP; u < units; u += warps) {
-        const long long plane = u / pieces, piece = u - plane * pieces;
-        const int c = (int)(plane % C);
+    #pragma unroll 1
+    for (unsigned u = blockIdx.x * (blockDim.x / BN_WARP) + threadIdx.x / BN_WARP; u < units; u += warps) {
+        const unsigned plane = u / pieces, piece = u - plane * pieces;
+        const int c = (int)(plane % (unsigned)C);
         float qc[K];
         #pragma unroll
         for (int j = 0; j < K; j++) qc[j] = 0.f;
@@ -412,8 +461,10 @@ __device__ __forceinline__ void channel_map_cf(const Op& op, int C, long long pl
             #pragma unroll
             for (int k = 0; k < W; k++) q[k][j] = v;   // one channel: the W floats of a unit share the coefficients
         }
-        const long long lo = piece * chunk, hi = min(lo + chunk, innerU);
-        const long long base = plane * innerU;
+        const long long lo = (long long)piece * chunk, hi = min(lo + chunk, innerU);
+        const long long base = (long long)plane * innerU;
+        // At most chunk / 128 <= 2 passes; slot u is live when a piece has more than 32 * u units.
+        #pragma unroll 1
         for (long long i0 = lo + lane; i0 < hi; i0 += BN_UNROLL * BN_WARP) {
             typename Op::Item v[BN_UNROLL];
             #pragma unroll
@@ -430,22 +481,24 @@ __device__ __forceinline__ void channel_map_cf(const Op& op, int C, long long pl
     }
 }
 
-// Channels-last. Grid (ceil(CU/bx), gy), blocks (bx, by) as channel_reduce_cl: thread (tx, ty) owns channel unit
-// gx*bx + tx and visits rows gy*by + ty, + gridDim.y*by, ... The block stages its coefficients in shared memory once,
-// consecutive threads on consecutive channels (coalesced).
+// Rows view, as channel_reduce_cl: grid (ceil(L / (W * bx)), gy), blocks (bx, by); thread (tx, ty) owns column unit
+// gx*bx + tx and visits rows gy*by + ty, + gridDim.y*by, ... The block stages the coefficients of its columns in
+// shared memory once, consecutive threads on consecutive columns (coalesced).
 template <typename Op>
-__device__ __forceinline__ void channel_map_cl(const Op& op, long long rows, int C, const float* __restrict__ coef) {
+__device__ __forceinline__ void channel_map_cl(const Op& op, long long rows, int C, int inner,
+                                               const float* __restrict__ coef) {
     constexpr int W = Op::W, K = Op::K;
-    __shared__ float sh[K][256 * W];
+    __shared__ float sh[K][BN_BLOCK * W];
     const int bx = blockDim.x, tx = threadIdx.x, ty = threadIdx.y;
     const int tid = ty * bx + tx, nthreads = bx * blockDim.y;
-    const int CU = C / W;
+    const int L = C * inner;
     const int cu = blockIdx.x * bx + tx;
-    const bool active = cu < CU;
-    const int cbase = blockIdx.x * bx * W;
+    const bool active = cu < L / W;
+    const int colbase = blockIdx.x * bx * W;
+    #pragma unroll 1
     for (int i = tid; i < bx * W; i += nthreads) {
-        const int c = cbase + i;
-        if (c < C) {
+        if (colbase + i < L) {
+            const int c = (colbase + i) / inner;
             #pragma unroll
             for (int j = 0; j < K; j++) sh[j][i] = coef[j * C + c];
         }
@@ -459,17 +512,19 @@ __device__ __forceinline__ void channel_map_cl(const Op& op, long long rows, int
         for (int j = 0; j < K; j++) q[k][j] = sh[j][tx * W + k];
     }
     const long long step = (long long)gridDim.y * blockDim.y;
+    // Slot u is live when a thread has more than u rows in one pass (rows > u * gridDim.y * by).
+    #pragma unroll 1
     for (long long r0 = (long long)blockIdx.y * blockDim.y + ty; r0 < rows; r0 += BN_UNROLL * step) {
         typename Op::Item v[BN_UNROLL];
         #pragma unroll
         for (int u = 0; u < BN_UNROLL; u++) {   // all loads before any store (out may alias an input)
             const long long r = r0 + u * step;
-            if (r < rows) v[u] = op.load(r * C + (long long)cu * W);
+            if (r < rows) v[u] = op.load(r * L + (long long)cu * W);
         }
         #pragma unroll
         for (int u = 0; u < BN_UNROLL; u++) {
             const long long r = r0 + u * step;
-            if (r < rows) store_values(op, r * C + (long long)cu * W, v[u], q);
+            if (r < rows) store_values(op, r * L + (long long)cu * W, v[u], q);
         }
     }
 }

@@ -22,8 +22,9 @@
 //   bn_apply_cl[_vec4]  the same over channels-last: 2-D blocks as bn_stats_cl, coefficients staged once per block
 //                       in shared memory, threads stride over rows. Traffic: 2 S.
 //
-// Statistics are taken of x - pivot (pivot = the channel's first element) and the apply coefficients keep the
-// pivot: y = (x - pivot) * scale + (beta - (mean - pivot) * scale), which equals (x - mean) * gamma * invstd + beta
+// Statistics are taken of x - center (center = the channel's first element; the name is the same wherever a value
+// is subtracted per channel before arithmetic, see batchnorm_common.cuh) and the apply coefficients keep it:
+// y = (x - center) * scale + (beta - (mean - center) * scale), which equals (x - mean) * gamma * invstd + beta
 // without the cancellation that x * scale + shift suffers when |mean| >> std.
 #include "batchnorm_common.cuh"
 
@@ -39,21 +40,21 @@ struct FinishArgs {
     float* running_var;
     float* save_mean;
     float* save_invstd;
-    float* coef;            // 3*C floats: p, a, b for bn_apply (or the statistics-only outputs)
+    float* coef;            // 3*C floats: p (center), a, b for bn_apply (or the statistics-only outputs)
     int channels;
 };
 
 // Turns one channel's merged statistics into every output. The only place outputs are written.
-__device__ __forceinline__ void finish_channel(const FinishArgs& f, int c, Welford w, float pivot) {
+__device__ __forceinline__ void finish_channel(const FinishArgs& f, int c, Welford w, float center) {
     const int C = f.channels;
     if (f.flags & BN_STATS_ONLY) {
-        f.coef[c] = pivot;
+        f.coef[c] = center;
         f.coef[C + c] = w.mean;
         f.coef[2 * C + c] = w.m2;
         return;
     }
     const float m = (float)f.count;
-    const float mean = pivot + w.mean;
+    const float mean = center + w.mean;
     const float var = w.m2 / m;                        // biased: what training normalizes with
     const float invstd = 1.0f / sqrtf(var + f.eps);    // IEEE sqrt and division: same bits on every GPU
     if (f.flags & BN_WRITE_SAVED) {
@@ -69,7 +70,7 @@ __device__ __forceinline__ void finish_channel(const FinishArgs& f, int c, Welfo
     const float g = (f.flags & BN_HAS_GAMMA) ? f.gamma[c] : 1.0f;
     const float b = (f.flags & BN_HAS_BETA) ? f.beta[c] : 0.0f;
     const float scale = g * invstd;
-    f.coef[c] = pivot;
+    f.coef[c] = center;
     f.coef[C + c] = scale;
     f.coef[2 * C + c] = fmaf(-w.mean, scale, b);
 }
@@ -82,7 +83,7 @@ __device__ __forceinline__ void finish_channel(const FinishArgs& f, int c, Welfo
     f.save_mean = save_mean; f.save_invstd = save_invstd; f.coef = coef; f.channels = (C_);
 
 // ---- statistics: what channel_reduce_cf / _cl (batchnorm_common.cuh) accumulate --------------------------------
-// Welford of x - pivot, pivot = the channel's first element (the reduction's centre); finish_channel at the end.
+// Welford of x - center, center = the channel's first element; finish_channel at the end.
 template <bool VEC>
 struct ForwardStatsOp {
     using Acc = Welford;
@@ -95,71 +96,71 @@ struct ForwardStatsOp {
     __device__ __forceinline__ Item load(long long e) const { return load_unit<VEC>(x + e); }
     // Channels-first: four values of one channel merge as a group (one division per four); one value updates in
     // place with a correctly rounded 1/n.
-    __device__ __forceinline__ void push(Welford& w, Item v, float pivot) const {
+    __device__ __forceinline__ void push(Welford& w, Item v, float center) const {
         if constexpr (VEC) {
-            welford_push4(w, make_float4(v.x - pivot, v.y - pivot, v.z - pivot, v.w - pivot));
+            welford_push4(w, make_float4(v.x - center, v.y - center, v.z - center, v.w - center));
         } else {
             w.n += 1.0f;
-            welford_push(w, v - pivot, __frcp_rn(w.n));
+            welford_push(w, v - center, __frcp_rn(w.n));
         }
     }
-    __device__ __forceinline__ void push_row(Welford (&w)[W], Item v, const float (&pivot)[W]) {
+    __device__ __forceinline__ void push_row(Welford (&w)[W], Item v, const float (&center)[W]) {
         n += 1.0f;
         const float inv = __frcp_rn(n);   // 1/n, correctly rounded, shared by the W channels
         #pragma unroll
-        for (int k = 0; k < W; k++) welford_push(w[k], component(v, k) - pivot[k], inv);
+        for (int k = 0; k < W; k++) welford_push(w[k], component(v, k) - center[k], inv);
     }
     __device__ __forceinline__ void settle(Welford (&w)[W]) const {
         #pragma unroll
         for (int k = 0; k < W; k++) w[k].n = n;
     }
-    __device__ __forceinline__ void finish(int c, const Welford& w, float pivot) const {
-        finish_channel(f, c, w, pivot);
+    __device__ __forceinline__ void finish(int c, const Welford& w, float center) const {
+        finish_channel(f, c, w, center);
     }
 };
 
-// Channels-first: the pivot of channel c is x[c * inner] (n = 0, i = 0).
+// Channels-first: the center of channel c is x[c * inner] (n = 0, i = 0).
 extern "C" __global__ void __launch_bounds__(256)
-bn_stats_cf(const float* __restrict__ x, int C, long long N, long long inner, long long splits, long long chunk,
+bn_stats_cf(const float* __restrict__ x, int C, long long N, long long inner, int splits, long long chunk,
             float* partials, unsigned* counters, FINISH_PARAMS) {
     FINISH_ARGS_INIT(C)
     channel_reduce_cf(ForwardStatsOp<false>{x, f, 0.f}, x, inner, C, N, inner, splits, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_stats_cf_vec4(const float* __restrict__ x, int C, long long N, long long inner, long long splits, long long chunk,
+bn_stats_cf_vec4(const float* __restrict__ x, int C, long long N, long long inner, int splits, long long chunk,
                  float* partials, unsigned* counters, FINISH_PARAMS) {
     FINISH_ARGS_INIT(C)
     channel_reduce_cf(ForwardStatsOp<true>{x, f, 0.f}, x, inner, C, N, inner, splits, chunk, partials, counters);
 }
 
-// Channels-last: the pivot of channel c is x[c] (row 0).
+// Rows view (channels-last, or channels-first with a small inner): the center of channel c is x[c * inner] (row 0).
 extern "C" __global__ void __launch_bounds__(256)
-bn_stats_cl(const float* __restrict__ x, long long rows, int C, long long chunk, float* partials, unsigned* counters,
-            FINISH_PARAMS) {
+bn_stats_cl(const float* __restrict__ x, long long rows, int C, int inner, long long chunk, float* partials,
+            unsigned* counters, FINISH_PARAMS) {
     FINISH_ARGS_INIT(C)
-    channel_reduce_cl(ForwardStatsOp<false>{x, f, 0.f}, x, rows, C, chunk, partials, counters);
+    channel_reduce_cl(ForwardStatsOp<false>{x, f, 0.f}, x, inner, rows, C, inner, chunk, partials, counters);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_stats_cl_vec4(const float* __restrict__ x, long long rows, int C, long long chunk, float* partials,
+bn_stats_cl_vec4(const float* __restrict__ x, long long rows, int C, int inner, long long chunk, float* partials,
                  unsigned* counters, FINISH_PARAMS) {
     FINISH_ARGS_INIT(C)
-    channel_reduce_cl(ForwardStatsOp<true>{x, f, 0.f}, x, rows, C, chunk, partials, counters);
+    channel_reduce_cl(ForwardStatsOp<true>{x, f, 0.f}, x, inner, rows, C, inner, chunk, partials, counters);
 }
 
 // ---- per-channel coefficients -----------------------------------------------------------------------------------
-// One thread per channel (1-D grid, any block size). `mean` and `spread` are running_mean/running_var
+// One thread per channel (1-D grid, any block size). `mean` and `var_or_invstd` are running_mean/running_var
 // (BN_PREP_EVAL_*) or the given mean/invstd (BN_PREP_NORMALIZE). Writes coef[0..2] = (p, a, b) for bn_apply and,
 // for BN_PREP_EVAL_BACKWARD, aux[c] = invstd for the backward sums.
 extern "C" __global__ void bn_prepare(int mode, int C, float eps, int flags, const float* __restrict__ gamma,
                                       const float* __restrict__ beta, const float* __restrict__ mean,
-                                      const float* __restrict__ spread, float* coef, float* aux) {
+                                      const float* __restrict__ var_or_invstd, float* coef, float* aux) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     const float g = (flags & BN_HAS_GAMMA) ? gamma[c] : 1.0f;
     const float b = (flags & BN_HAS_BETA) ? beta[c] : 0.0f;
-    const float invstd = mode == BN_PREP_NORMALIZE ? spread[c] : 1.0f / sqrtf(spread[c] + eps);
+    const float invstd = mode == BN_PREP_NORMALIZE ? var_or_invstd[c] : 1.0f / sqrtf(var_or_invstd[c] + eps);
     if (mode == BN_PREP_EVAL_BACKWARD) {
         aux[c] = invstd;
         coef[c] = 0.0f;
@@ -187,23 +188,23 @@ struct ApplyOp {
 };
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_apply_cf(const float* in, float* out, int C, long long planes, long long inner, long long chunk,
+bn_apply_cf(const float* in, float* out, int C, unsigned units, unsigned pieces, long long inner, int chunk,
             const float* __restrict__ coef) {
-    channel_map_cf(ApplyOp<false>{in, out}, C, planes, inner, chunk, coef);
+    channel_map_cf(ApplyOp<false>{in, out}, C, units, pieces, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_apply_cf_vec4(const float* in, float* out, int C, long long planes, long long inner, long long chunk,
+bn_apply_cf_vec4(const float* in, float* out, int C, unsigned units, unsigned pieces, long long inner, int chunk,
                  const float* __restrict__ coef) {
-    channel_map_cf(ApplyOp<true>{in, out}, C, planes, inner, chunk, coef);
+    channel_map_cf(ApplyOp<true>{in, out}, C, units, pieces, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_apply_cl(const float* in, float* out, long long rows, int C, const float* __restrict__ coef) {
-    channel_map_cl(ApplyOp<false>{in, out}, rows, C, coef);
+bn_apply_cl(const float* in, float* out, long long rows, int C, int inner, const float* __restrict__ coef) {
+    channel_map_cl(ApplyOp<false>{in, out}, rows, C, inner, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_apply_cl_vec4(const float* in, float* out, long long rows, int C, const float* __restrict__ coef) {
-    channel_map_cl(ApplyOp<true>{in, out}, rows, C, coef);
+bn_apply_cl_vec4(const float* in, float* out, long long rows, int C, int inner, const float* __restrict__ coef) {
+    channel_map_cl(ApplyOp<true>{in, out}, rows, C, inner, coef);
 }

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Compiles every cuda/*.cu into PTX under src/main/resources/io/github/batchnorm4j/ptx/<name>.ptx (DESIGN §3).
+# Compiles every cuda/*.cu into PTX under src/main/resources/io/github/batchnorm4j/ptx/<name>.ptx (DESIGN §3), or,
+# with --tests, the emulator's own test kernels src/test/cuda/*.cu into src/test/resources/ptx/<name>.ptx.
 #
-#   scripts/build-ptx.sh           regenerate the committed PTX
-#   scripts/build-ptx.sh --check   regenerate into a temporary folder and fail if it differs from the committed PTX
-#                                  (exits 0 with a message when nvcc is not installed: nothing can be checked then)
+#   scripts/build-ptx.sh [--tests]           regenerate the committed PTX
+#   scripts/build-ptx.sh [--tests] --check   regenerate into a temporary folder and fail if it differs from the
+#                                            committed PTX (exits 0 with a message when nvcc is not installed:
+#                                            nothing can be checked then)
 #
 # Flags: -ptx -arch=compute_75 -O3 (Turing and newer; the driver JIT-compiles for the GPU it runs on).
 # nvcc 13 stamps ".version 9.0", which only CUDA 13 drivers accept; JCuda 12.x users run CUDA 12 drivers, so the
@@ -18,12 +20,15 @@ nvcc="${NVCC:-nvcc}"
 ptx_version="8.0"
 
 mode=build
-case "${1:-}" in
-  "") ;;
-  --check) mode=check ;;
-  -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-  *) echo "error: unknown argument '$1' (expected nothing or --check)" >&2; exit 2 ;;
-esac
+rebuild="scripts/build-ptx.sh"
+for arg in "$@"; do
+  case "$arg" in
+    --tests) src="$root/src/test/cuda"; dest="$root/src/test/resources/ptx"; rebuild="scripts/build-ptx.sh --tests" ;;
+    --check) mode=check ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "error: unknown argument '$arg' (expected --tests and/or --check)" >&2; exit 2 ;;
+  esac
+done
 
 if ! command -v "$nvcc" >/dev/null 2>&1; then
   if [[ $mode == check ]]; then
@@ -46,7 +51,7 @@ compile_all() {  # $1 = output folder
   mkdir -p "$out"
   for cu in "${sources[@]}"; do
     name="$(basename "$cu" .cu)"
-    # Compile from inside cuda/ with a relative path: nvcc records nothing machine-specific then.
+    # Compile from inside the source folder with a relative path: nvcc records nothing machine-specific then.
     (cd "$src" && "$nvcc" -ptx -arch=compute_75 -O3 "$name.cu" -o "$out/$name.ptx.tmp")
     sed -E "s/^\.version [0-9]+\.[0-9]+\$/.version $ptx_version/" "$out/$name.ptx.tmp" > "$out/$name.ptx"
     rm -f "$out/$name.ptx.tmp"
@@ -71,14 +76,14 @@ status=0
 for cu in "${sources[@]}"; do
   name="$(basename "$cu" .cu)"
   if [[ ! -f "$dest/$name.ptx" ]]; then
-    echo "build-ptx --check: missing committed $name.ptx (run scripts/build-ptx.sh)"; status=1
+    echo "build-ptx --check: missing committed $name.ptx (run $rebuild)"; status=1
   elif ! diff -q "$tmp/$name.ptx" "$dest/$name.ptx" >/dev/null; then
-    echo "build-ptx --check: $name.ptx differs from what $name.cu compiles to (run scripts/build-ptx.sh):"
+    echo "build-ptx --check: $name.ptx differs from what $name.cu compiles to (run $rebuild):"
     diff -u "$dest/$name.ptx" "$tmp/$name.ptx" | head -40; status=1
   fi
 done
 for ptx in "$dest"/*.ptx; do
-  [[ -f "$src/$(basename "$ptx" .ptx).cu" ]] || { echo "build-ptx --check: $(basename "$ptx") has no source in cuda/"; status=1; }
+  [[ -f "$src/$(basename "$ptx" .ptx).cu" ]] || { echo "build-ptx --check: $(basename "$ptx") has no source in ${src#$root/}/"; status=1; }
 done
 (( status == 0 )) && echo "build-ptx --check: ${#sources[@]} PTX file(s) match their sources"
 exit $status

@@ -3,9 +3,9 @@ package io.github.batchnorm4j;
 /**
  * The argument validation of every batch-norm operation, in one order and with one set of messages, for any kind of
  * tensor argument: host arrays ({@link AbstractBatchNormOps}, {@link #HOST}) and device pointers
- * ({@code gpu.GpuBatchNorm}). Each method throws IllegalArgumentException naming the argument, the expected and the
- * actual value; none modifies its arguments. Backend-specific rules (e.g. the host API's ban on in-place calls) are
- * checked by the caller after these.
+ * ({@code gpu.DeviceResidentBatchNorm}). Each method throws IllegalArgumentException naming the argument, the expected
+ * and the actual value; none modifies its arguments. Backend-specific rules (e.g. the host API's ban on in-place calls)
+ * are checked by the caller after these.
  *
  * @param <T> the tensor argument's type (e.g. {@code float[]} or {@code DevicePointer})
  */
@@ -31,6 +31,37 @@ public final class ArgumentChecks<T> {
             throw new IllegalArgumentException(name + ": expected " + floats + " elements " + why + ", got " + a.length);
         }
     });
+
+    /**
+     * The checks for host arrays of any element type (float32 per-channel arrays beside {@code short[]} 16-bit
+     * tensors): each must be an array of exactly the expected number of elements.
+     */
+    public static final ArgumentChecks<Object> HOST_ANY = new ArgumentChecks<>((name, a, elements, why) -> {
+        int length = java.lang.reflect.Array.getLength(a);
+        if (length != elements) {
+            throw new IllegalArgumentException(name + ": expected " + elements + " elements " + why + ", got " + length);
+        }
+    });
+
+    /**
+     * Throws unless {@code dtype} is a 16-bit storage type (the {@code short[]} methods): "dtype must not be null" or
+     * "dtype: expected float16 or bfloat16 for short[] tensors ..., got float32".
+     */
+    public static void sixteenBit(DType dtype) {
+        if (dtype == null) throw new IllegalArgumentException("dtype must not be null");
+        if (!dtype.is16Bit()) {
+            throw new IllegalArgumentException("dtype: expected float16 or bfloat16 for short[] tensors (float32 data"
+                    + " goes through the float[] methods), got " + dtype);
+        }
+    }
+
+    /** Host API: an output array must not be an input ("in-place operation is not supported"). */
+    public static void distinct(String outName, Object out, String inName, Object in) {
+        if (out != null && out == in) {
+            throw new IllegalArgumentException(outName + " must not be the same array as " + inName
+                    + " (in-place operation is not supported)");
+        }
+    }
 
     private final SizeCheck<T> size;
 
@@ -80,6 +111,17 @@ public final class ArgumentChecks<T> {
                                 double momentum, T y, T saveMean, T saveInvstd) {
         tensor("x", shape, x);
         training(shape);
+        forwardTrainingPiece(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
+    }
+
+    /**
+     * The arguments of a training forward of one piece of a batch (micro-batch, rank) whose statistics come from the
+     * whole batch: everything {@link #forwardTraining} checks except M &gt; 1, which only the merged count must meet
+     * ({@link #mergedCount}).
+     */
+    public void forwardTrainingPiece(Shape shape, T x, T gamma, T beta, double eps, T runningMean, T runningVar,
+                                     double momentum, T y, T saveMean, T saveInvstd) {
+        tensor("x", shape, x);
         optionalChannels("gamma", shape, gamma);
         optionalChannels("beta", shape, beta);
         BatchNormOptions.checkEps(eps);
@@ -123,12 +165,61 @@ public final class ArgumentChecks<T> {
         tensor("x", shape, x);
         tensor("dy", shape, dy);
         training(shape);
+        backwardTrainingPiece(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+    }
+
+    /** {@link #backwardTraining}'s checks except M &gt; 1, for one piece of a batch (see {@link #forwardTrainingPiece}). */
+    public void backwardTrainingPiece(Shape shape, T x, T dy, T gamma, T saveMean, T saveInvstd, T dx, T dgamma,
+                                      T dbeta) {
+        tensor("x", shape, x);
+        tensor("dy", shape, dy);
         optionalChannels("gamma", shape, gamma);
         channels("saveMean", shape, saveMean);
         channels("saveInvstd", shape, saveInvstd);
         tensor("dx", shape, dx);
         optionalChannels("dgamma", shape, dgamma);
         optionalChannels("dbeta", shape, dbeta);
+    }
+
+    /** The arguments of {@link SplitBatchNormOps#gradientSums}. */
+    public void gradientSums(Shape shape, T x, T dy, T saveMean, T saveInvstd) {
+        tensor("x", shape, x);
+        tensor("dy", shape, dy);
+        channels("saveMean", shape, saveMean);
+        channels("saveInvstd", shape, saveInvstd);
+    }
+
+    /**
+     * Throws unless the merged count of a whole batch exceeds 1 (the training rule of {@link #training}, applied to
+     * the batch the statistics are taken over rather than to one piece of it).
+     *
+     * @param what names the merged quantity, e.g. "statistics" or "sums over all ranks"
+     */
+    public static void mergedCount(String what, long count) {
+        if (count < 2) {
+            throw new IllegalArgumentException(what + ": expected more than 1 value per channel when training, got "
+                    + count);
+        }
+    }
+
+    /** Throws unless the merged statistics describe the shape's C channels over more than one value. */
+    public static void statistics(String name, Shape shape, ChannelStatistics s) {
+        if (s == null) throw new IllegalArgumentException(name + " must not be null");
+        if (s.channels() != shape.channels()) {
+            throw new IllegalArgumentException(name + ": expected " + shape.channels() + " channels (of " + shape
+                    + "), got " + s.channels());
+        }
+        mergedCount(name + " (count)", s.count());
+    }
+
+    /** Throws unless the merged sums describe the shape's C channels over more than one value. */
+    public static void sums(String name, Shape shape, GradientSums s) {
+        if (s == null) throw new IllegalArgumentException(name + " must not be null");
+        if (s.channels() != shape.channels()) {
+            throw new IllegalArgumentException(name + ": expected " + shape.channels() + " channels (of " + shape
+                    + "), got " + s.channels());
+        }
+        mergedCount(name + " (count)", s.count());
     }
 
     /** The arguments of {@link BatchNormOps#backwardInference}. */

@@ -1,15 +1,20 @@
 package io.github.batchnorm4j;
 
-import io.github.batchnorm4j.cpu.CpuBatchNormOps;
-
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.Locale;
+import java.util.ServiceLoader;
 
 /**
- * Finds and opens backends by name: {@code cpu}, {@code cuda} (our kernels through JCuda), {@code cudnn} (the cuDNN
- * cross-check path), {@code emulator} (our kernels on the PTX emulator), and {@code auto}.
+ * The one registry of backends, used by the library, the command line and {@code train}: finds and opens them by
+ * name: {@code cpu}, {@code cuda} (our kernels through JCuda), {@code cudnn} (the cuDNN cross-check path),
+ * {@code emulator} (our kernels on the PTX emulator), and {@code auto}.
+ *
+ * <p>The providers are found with {@link ServiceLoader} (the jar's
+ * {@code META-INF/services/io.github.batchnorm4j.BackendProvider}, in that file's order), so this package names no
+ * implementation. {@link #register} adds one more for as long as
+ * its {@link Registration} is open (tests plant backends this way and take them out again).
  *
  * <p>{@code auto} picks {@code cuda} when a driver and a device are present, else {@code cpu};
  * {@link #describeAuto()} says which and why. The emulator is never chosen automatically: it is slow, and asked for by
@@ -22,36 +27,57 @@ public final class Backends {
     private static final List<BackendProvider> PROVIDERS = new ArrayList<>();
 
     static {
-        register(new BackendProvider() {
-            @Override
-            public String name() {
-                return "cpu";
-            }
-
-            @Override
-            public BackendInfo probe() {
-                return new BackendInfo("cpu", true, Runtime.getRuntime().availableProcessors() + " threads, Java "
-                        + Runtime.version());
-            }
-
-            @Override
-            public BatchNormOps open() {
-                return new CpuBatchNormOps();
-            }
-        });
-        // Further providers (cuda, cudnn, emulator) register here, in the order `info` lists them.
-        register(new io.github.batchnorm4j.cuda.CudaBackendProvider());
-        register(new io.github.batchnorm4j.cudnn.CudnnBackendProvider());
-        register(new io.github.batchnorm4j.gpu.EmulatorBackendProvider());
+        for (BackendProvider p : ServiceLoader.load(BackendProvider.class, Backends.class.getClassLoader())) {
+            PROVIDERS.removeIf(q -> q.name().equals(p.name()));
+            PROVIDERS.add(p);
+        }
     }
 
     private Backends() {
     }
 
-    /** Adds a provider (replacing one of the same name). */
-    public static synchronized void register(BackendProvider provider) {
-        PROVIDERS.removeIf(p -> p.name().equals(provider.name()));
+    /**
+     * An added provider, in the registry until {@link #close()}: closing puts back what its name meant before (the
+     * provider it replaced, or nothing). Close registrations in the reverse order of making them.
+     */
+    public static final class Registration implements AutoCloseable {
+        private final BackendProvider added;
+        private final BackendProvider replaced;
+        private boolean closed;
+
+        private Registration(BackendProvider added, BackendProvider replaced) {
+            this.added = added;
+            this.replaced = replaced;
+        }
+
+        /** Removes the provider (restoring the one it replaced). Idempotent. */
+        @Override
+        public void close() {
+            synchronized (Backends.class) {
+                if (closed) return;
+                closed = true;
+                int i = PROVIDERS.indexOf(added);
+                if (i < 0) return;
+                if (replaced != null) PROVIDERS.set(i, replaced);
+                else PROVIDERS.remove(i);
+            }
+        }
+    }
+
+    /**
+     * Adds a provider, replacing one of the same name in its place, until the returned registration is closed.
+     */
+    public static synchronized Registration register(BackendProvider provider) {
+        if (provider == null) throw new IllegalArgumentException("provider must not be null");
+        for (int i = 0; i < PROVIDERS.size(); i++) {
+            BackendProvider p = PROVIDERS.get(i);
+            if (p.name().equals(provider.name())) {
+                PROVIDERS.set(i, provider);
+                return new Registration(provider, p);
+            }
+        }
         PROVIDERS.add(provider);
+        return new Registration(provider, null);
     }
 
     /** The known providers, in registration order. */
@@ -99,14 +125,24 @@ public final class Backends {
     }
 
     /**
+     * The provider name that {@code name} stands for: {@code auto} resolved ({@link #resolveAuto()}), any other known
+     * name in lower case.
+     *
+     * @throws IllegalArgumentException for an unknown name, listing the known ones
+     */
+    public static String resolve(String name) {
+        if (name == null) throw new IllegalArgumentException("backend must not be null");
+        return name.equalsIgnoreCase(AUTO) ? resolveAuto() : provider(name).name();
+    }
+
+    /**
      * Opens a backend by name ({@code auto} resolves first).
      *
      * @throws BackendUnavailableException with the reason when it cannot be used here
      * @throws IllegalArgumentException    for an unknown name
      */
     public static BatchNormOps open(String name) {
-        String n = name.equalsIgnoreCase(AUTO) ? resolveAuto() : name;
-        return provider(n).open();
+        return provider(resolve(name)).open();
     }
 
     private static BackendInfo safeProbe(BackendProvider p) {

@@ -16,6 +16,12 @@ package io.github.batchnorm4j;
  *       mode, since they enter the mean).</li>
  *   <li>Accumulation is in at least float32 with Welford/Chan merging or exact double sums; never E[x²] − E[x]².</li>
  * </ul>
+ *
+ * <p><b>16-bit activations.</b> Each operation also takes x, y, dy and dx as {@code short[]} bit patterns of a
+ * {@link DType} (float16 or bfloat16) while every per-channel array stays float32: PyTorch's mixed-type batch norm.
+ * The result is the float32 computation on the exactly widened inputs, with y and dx rounded once to the storage type
+ * (see {@link DType}). The same validation applies; {@code dtype} must be {@link DType#FLOAT16} or
+ * {@link DType#BFLOAT16} ("dtype" is named otherwise).
  */
 public interface BatchNormOps extends AutoCloseable {
 
@@ -89,6 +95,87 @@ public interface BatchNormOps extends AutoCloseable {
      */
     void backwardInference(Shape shape, float[] x, float[] dy, float[] gamma, float[] runningMean, float[] runningVar,
                            double eps, float[] dx, float[] dgamma, float[] dbeta);
+
+    // ---- 16-bit activations --------------------------------------------------------------------------------------
+    // The defaults are correct for any backend: validate, widen x and dy exactly, run the float32 operation into
+    // scratch arrays, round y or dx once. They cost two float32 scratch tensors; backends with native 16-bit kernels
+    // override them (AbstractBatchNormOps routes them to do… methods).
+
+    /** {@link #statistics(Shape, float[])} of 16-bit x (exact: the statistics of the widened values). */
+    default ChannelStatistics statistics(Shape shape, DType dtype, short[] x) {
+        ArgumentChecks.sixteenBit(dtype);
+        ArgumentChecks.HOST_ANY.statistics(shape, x);
+        return statistics(shape, dtype.decode(x));
+    }
+
+    /**
+     * {@link #forwardTraining(Shape, float[], float[], float[], double, float[], float[], double, float[], float[],
+     * float[])} with x and y in {@code dtype}; y is rounded once to {@code dtype}, the statistics are float32.
+     */
+    default void forwardTraining(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, double eps,
+                                 float[] runningMean, float[] runningVar, double momentum,
+                                 short[] y, float[] saveMean, float[] saveInvstd) {
+        ArgumentChecks.sixteenBit(dtype);
+        ArgumentChecks.HOST_ANY.forwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y,
+                saveMean, saveInvstd);
+        ArgumentChecks.distinct("y", y, "x", x);
+        float[] y32 = new float[x.length];
+        forwardTraining(shape, dtype.decode(x), gamma, beta, eps, runningMean, runningVar, momentum, y32, saveMean,
+                saveInvstd);
+        dtype.encode(y32, y);
+    }
+
+    /** {@link #forwardInference(Shape, float[], float[], float[], float[], float[], double, float[])} in {@code dtype}. */
+    default void forwardInference(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta,
+                                  float[] runningMean, float[] runningVar, double eps, short[] y) {
+        ArgumentChecks.sixteenBit(dtype);
+        ArgumentChecks.HOST_ANY.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+        float[] y32 = new float[x.length];
+        forwardInference(shape, dtype.decode(x), gamma, beta, runningMean, runningVar, eps, y32);
+        dtype.encode(y32, y);
+    }
+
+    /** {@link #normalize(Shape, float[], float[], float[], float[], float[], float[])} in {@code dtype}. */
+    default void normalize(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, float[] mean,
+                           float[] invstd, short[] y) {
+        ArgumentChecks.sixteenBit(dtype);
+        ArgumentChecks.HOST_ANY.normalize(shape, x, gamma, beta, mean, invstd, y);
+        float[] y32 = new float[x.length];
+        normalize(shape, dtype.decode(x), gamma, beta, mean, invstd, y32);
+        dtype.encode(y32, y);
+    }
+
+    /**
+     * {@link #backwardTraining(Shape, float[], float[], float[], float[], float[], float[], float[], float[])} with x,
+     * dy and dx in {@code dtype}; dx is rounded once, dgamma and dbeta are float32.
+     */
+    default void backwardTraining(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma, float[] saveMean,
+                                  float[] saveInvstd, short[] dx, float[] dgamma, float[] dbeta) {
+        ArgumentChecks.sixteenBit(dtype);
+        ArgumentChecks.HOST_ANY.backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+        ArgumentChecks.distinct("dx", dx, "x", x);
+        ArgumentChecks.distinct("dx", dx, "dy", dy);
+        float[] dx32 = new float[x.length];
+        backwardTraining(shape, dtype.decode(x), dtype.decode(dy), gamma, saveMean, saveInvstd, dx32, dgamma, dbeta);
+        dtype.encode(dx32, dx);
+    }
+
+    /**
+     * {@link #backwardInference(Shape, float[], float[], float[], float[], float[], double, float[], float[], float[])}
+     * with x, dy and dx in {@code dtype}.
+     */
+    default void backwardInference(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
+                                   float[] runningMean, float[] runningVar, double eps, short[] dx, float[] dgamma,
+                                   float[] dbeta) {
+        ArgumentChecks.sixteenBit(dtype);
+        ArgumentChecks.HOST_ANY.backwardInference(shape, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma,
+                dbeta);
+        ArgumentChecks.distinct("dx", dx, "x", x);
+        float[] dx32 = new float[x.length];
+        backwardInference(shape, dtype.decode(x), dtype.decode(dy), gamma, runningMean, runningVar, eps, dx32, dgamma,
+                dbeta);
+        dtype.encode(dx32, dx);
+    }
 
     /** Releases backend resources (device buffers, handles). Idempotent. */
     @Override

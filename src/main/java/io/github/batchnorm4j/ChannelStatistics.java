@@ -107,16 +107,16 @@ public final class ChannelStatistics {
         if (other.count == 0) return this;
         if (count == 0) return other;
         long n = count + other.count;
-        double[] mu = new double[mean.length];
+        double[] mergedMean = new double[mean.length];
         double[] s = new double[mean.length];
         double wb = (double) other.count / n;
         double wab = (double) count * other.count / n;
         for (int c = 0; c < mean.length; c++) {
             double d = other.mean[c] - mean[c];
-            mu[c] = mean[c] + d * wb;
+            mergedMean[c] = mean[c] + d * wb;
             s[c] = m2[c] + other.m2[c] + d * d * wab;
         }
-        return new ChannelStatistics(n, mu, s);
+        return new ChannelStatistics(n, mergedMean, s);
     }
 
     @Override

@@ -54,28 +54,31 @@ public abstract class BatchNormOpsContractTest {
      * not a multiple of 32 or 256; channels-last with C % 4 ≠ 0; plain [N, C].
      */
     protected List<Shape> shapes() {
-        return List.of(
-                // channels-first
-                Shape.channelsFirst(2, 3, 5, 7),       // inner = 35 (odd), C = 3
-                Shape.channelsFirst(1, 1, 300),        // C = 1, N = 1 with spatial > 1
-                Shape.channelsFirst(4, 4, 9, 9),       // C = 4, inner = 81
-                Shape.channelsFirst(3, 5, 1),          // inner = 1, C = 5
-                Shape.channelsFirst(1, 4, 2),          // M = 2 (N = 1, spatial 2)
-                Shape.channelsFirst(2, 4099, 3),       // C = 4099, inner = 3
-                Shape.channelsFirst(5, 3, 13, 17),     // M = 1105: not a multiple of 32/256
-                Shape.channelsFirst(8, 5, 33, 31),     // M = 8184: enough work to split across threads/blocks
-                Shape.channelsFirst(2, 2, 3, 5, 7),    // NCDHW
-                // channels-last
-                Shape.channelsLast(2, 3),              // plain [N, C] with M = 2
-                Shape.channelsLast(7, 5),              // plain, C = 5
-                Shape.channelsLast(300, 1),            // C = 1
-                Shape.channelsLast(3, 5, 7, 3),        // NHWC, C = 3
-                Shape.channelsLast(2, 9, 9, 4),        // NHWC, C = 4
-                Shape.channelsLast(1, 17, 19, 5),      // N = 1 with spatial > 1, C % 4 != 0
-                Shape.channelsLast(2, 7, 4099),        // C = 4099, rows = 14
-                Shape.channelsLast(4, 33, 31, 6),      // rows = 4092: not a multiple of 32/256
-                Shape.channelsLast(2, 3, 5, 7, 3));    // NDHWC
+        return CONTRACT_SHAPES;
     }
+
+    /** The shape matrix of {@link #shapes()}, also used by the 16-bit contract ({@code MixedPrecisionContractTest}). */
+    public static final List<Shape> CONTRACT_SHAPES = List.of(
+        // channels-first
+        Shape.channelsFirst(2, 3, 5, 7),       // inner = 35 (odd), C = 3
+        Shape.channelsFirst(1, 1, 300),        // C = 1, N = 1 with spatial > 1
+        Shape.channelsFirst(4, 4, 9, 9),       // C = 4, inner = 81
+        Shape.channelsFirst(3, 5, 1),          // inner = 1, C = 5
+        Shape.channelsFirst(1, 4, 2),          // M = 2 (N = 1, spatial 2)
+        Shape.channelsFirst(2, 4099, 3),       // C = 4099, inner = 3
+        Shape.channelsFirst(5, 3, 13, 17),     // M = 1105: not a multiple of 32/256
+        Shape.channelsFirst(8, 5, 33, 31),     // M = 8184: enough work to split across threads/blocks
+        Shape.channelsFirst(2, 2, 3, 5, 7),    // NCDHW
+        // channels-last
+        Shape.channelsLast(2, 3),              // plain [N, C] with M = 2
+        Shape.channelsLast(7, 5),              // plain, C = 5
+        Shape.channelsLast(300, 1),            // C = 1
+        Shape.channelsLast(3, 5, 7, 3),        // NHWC, C = 3
+        Shape.channelsLast(2, 9, 9, 4),        // NHWC, C = 4
+        Shape.channelsLast(1, 17, 19, 5),      // N = 1 with spatial > 1, C % 4 != 0
+        Shape.channelsLast(2, 7, 4099),        // C = 4099, rows = 14
+        Shape.channelsLast(4, 33, 31, 6),      // rows = 4092: not a multiple of 32/256
+        Shape.channelsLast(2, 3, 5, 7, 3));    // NDHWC
 
     @BeforeAll
     void openBackend() {

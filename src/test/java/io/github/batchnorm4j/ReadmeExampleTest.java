@@ -16,7 +16,7 @@ import java.util.regex.Pattern;
 import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
 import io.github.batchnorm4j.gpu.DeviceStream;
-import io.github.batchnorm4j.gpu.GpuBatchNorm;
+import io.github.batchnorm4j.gpu.DeviceResidentBatchNorm;
 import io.github.batchnorm4j.ptx.EmulatedDevice;
 import org.junit.jupiter.api.Test;
 
@@ -110,7 +110,7 @@ class ReadmeExampleTest {
         float[] running = new float[2 * c];
         // BEGIN README device
         try (Device device = new EmulatedDevice();                // on a GPU: new CudaDevice(0)
-             GpuBatchNorm bn = new GpuBatchNorm(device);
+             DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(device);
              DeviceBuffer x = device.allocate(4L * n);
              DeviceBuffer y = device.allocate(4L * n);
              DeviceBuffer stats = device.allocate(4L * 4 * c)) {   // running mean, running var, saved mean, saved invstd

@@ -4,8 +4,6 @@ import io.github.batchnorm4j.BackendUnavailableException;
 import io.github.batchnorm4j.train.Dataset;
 import io.github.batchnorm4j.train.DigitsData;
 import io.github.batchnorm4j.train.FashionMnistData;
-import io.github.batchnorm4j.train.JsonText;
-import io.github.batchnorm4j.train.MetricsFiles;
 import io.github.batchnorm4j.train.Plots;
 import io.github.batchnorm4j.train.RunResult;
 import io.github.batchnorm4j.train.TrainBackend;
@@ -156,7 +154,7 @@ public final class TrainCommand implements Callable<Integer> {
 
     private String summaryJson(List<RunResult> runs, String backendName, Path dir, double seconds) {
         RunResult main = runs.get(0);
-        JsonText j = new JsonText().put("test_accuracy", main.testAccuracy());
+        Json j = Json.spaced().put("test_accuracy", main.testAccuracy());
         if (compare) {
             j.put("bn_test_accuracy", runs.get(0).testAccuracy()).put("plain_test_accuracy", runs.get(1).testAccuracy())
                     .put("high_lr", highLr)
@@ -190,7 +188,7 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     private static String label(boolean bn, float rate) {
-        return (bn ? "BN" : "plain") + " lr=" + JsonText.number(rate);
+        return (bn ? "BN" : "plain") + " lr=" + Json.number(rate);
     }
 
     private TrainBackend openBackend() {

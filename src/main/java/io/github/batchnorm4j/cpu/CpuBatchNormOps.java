@@ -1,7 +1,8 @@
 package io.github.batchnorm4j.cpu;
 
-import io.github.batchnorm4j.AbstractBatchNormOps;
+import io.github.batchnorm4j.AbstractSplitBatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
+import io.github.batchnorm4j.GradientSums;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
 import java.util.concurrent.ForkJoinPool;
@@ -18,23 +19,23 @@ import java.util.function.IntConsumer;
  * piece accumulates into its own per-channel partial arrays; the partials are merged in piece order, so the result
  * depends only on the shape and the thread count, never on scheduling.
  *
- * <p><b>Statistics</b> (one read of x). Per channel c, every piece sums d = x − K_c and d² in double, where
- * K_c is the channel's first value (a sample of the channel, the same for all pieces, so the partial sums simply
- * add). Then mean = K + Σd/M and M2 = Σd² − (Σd)²/M. This is the shifted single pass, not E[x²] − E[x]²: the
- * cancellation in M2 costs log2(1 + (mean − K)²/var) bits of the 53 a double holds, and K, being a value of the
- * channel, lies within a few standard deviations of the mean for any real data; even an outlier K 1000 standard
- * deviations away leaves ≈ 33 bits, more than float32 needs. (x − K is exact in double: both are floats.) The loops
- * are in {@link Kernels}: several independent accumulator chains, fused multiply-adds where the JVM has them, and
- * channels-last sums tiled so that blocks of 8 channels accumulate in registers.
+ * <p><b>Statistics</b> (one read of x). Per channel c, every piece sums d = x − K_c and d² in double, where the center
+ * K_c is the channel's first value (a sample of the channel, the same for all pieces, so the partial sums simply add).
+ * Then mean = K + Σd/M and M2 = Σd² − (Σd)²/M. This is the shifted single pass, not E[x²] − E[x]²: the cancellation in
+ * M2 costs log2(1 + (mean − K)²/var) bits of the 53 a double holds, and K, being a value of the channel, lies within a
+ * few standard deviations of the mean for any real data; even an outlier K 1000 standard deviations away leaves ≈ 33
+ * bits, more than float32 needs. (x − K is exact in double: both are floats.) The loops are in {@link ElementLoops}:
+ * several independent accumulator chains, fused multiply-adds where the JVM has them, and channels-last sums tiled so
+ * that blocks of 8 channels accumulate in registers.
  *
  * <p><b>Elementwise passes</b> run in float32 with per-channel coefficients hoisted out of the loops (channels-first:
  * one plain loop per run, which HotSpot vectorizes; channels-last: chunks of whole rows copied into scratch, one flat
- * loop over each with replicated coefficients, which HotSpot vectorizes too; see {@link Kernels}).
+ * loop over each with replicated coefficients, which HotSpot vectorizes too; see {@link ElementLoops}).
  * y = (x − hi)·scale + shift with mean = hi + lo split into a float and its remainder (shift = beta − lo·scale):
  * x·scale + (beta − mean·scale) would cancel when |mean| ≫ std. Backward: dx = dy·kdy + (x − mean)·kx + k0 with the
  * per-channel coefficients computed in double from the sums. The channels-last backward sums add groups of at most
  * 16 terms in float (Σdy compensated, as accurate as a double sum; Σdy·(x − mean) within 1e−6 of Σ|dy·(x − mean)|)
- * before adding them in double: the bound and the measurements are in {@link Kernels}.
+ * before adding them in double: the bound and the measurements are in {@link ElementLoops}.
  *
  * <p>Traffic in units of S = bytes of x: forward training 3 S (read x; read x, write y), eval 2 S, backward
  * training 5 S (read x, dy; read x, dy, write dx), eval backward 3 S (one fused pass).
@@ -42,7 +43,7 @@ import java.util.function.IntConsumer;
  * <p>The worker threads are daemon threads of a private {@link ForkJoinPool}; {@link #close()} shuts it down.
  * Calls may come from several threads at once.
  */
-public final class CpuBatchNormOps extends AbstractBatchNormOps {
+public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     /** Below this many elements per piece, splitting costs more than it saves. */
     static final int MIN_ELEMENTS_PER_TASK = 1 << 15;
 
@@ -162,22 +163,22 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
 
     // ---- operations -------------------------------------------------------------------------------------------------
 
-    /** Shifted sums Σ(x − K), Σ(x − K)² per channel and the resulting statistics. */
+    /** Centered sums Σ(x − center), Σ(x − center)² per channel and the resulting statistics. */
     private double[][] meanAndM2(Shape shape, float[] x) {
         View v = view(shape);
         int c = v.channels;
-        float[] k = new float[c];
-        for (int ch = 0; ch < c; ch++) k[ch] = x[v.channelsFirst ? ch * v.inner : ch];
+        float[] center = new float[c];   // the channel's first value
+        for (int ch = 0; ch < c; ch++) center[ch] = x[v.channelsFirst ? ch * v.inner : ch];
         int tasks = tasksFor(v.size);
         double[][] s1 = new double[tasks][c];
         double[][] s2 = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                Kernels.shiftedSumsChannelsFirst(x, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
-                        c, v.inner, k, s1[t], s2[t]);
+                ElementLoops.centeredSumsChannelsFirst(x, pieceStart(v.size, t, tasks),
+                        pieceStart(v.size, t + 1, tasks), c, v.inner, center, s1[t], s2[t]);
             } else {
-                Kernels.shiftedSumsChannelsLast(x, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
-                        c, k, s1[t], s2[t]);
+                ElementLoops.centeredSumsChannelsLast(x, pieceStart(v.rows, t, tasks),
+                        pieceStart(v.rows, t + 1, tasks), c, center, s1[t], s2[t]);
             }
         });
         double[] mean = new double[c];
@@ -190,7 +191,7 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
                 a += s1[t][ch];
                 q += s2[t][ch];
             }
-            mean[ch] = k[ch] + a / m;
+            mean[ch] = center[ch] + a / m;
             double sq = q - a * (a / m);
             m2[ch] = sq < 0 ? 0 : sq; // rounding can dip below 0 for a constant channel; NaN stays NaN
         }
@@ -208,10 +209,23 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
                                      float[] runningMean, float[] runningVar, double momentum,
                                      float[] y, float[] saveMean, float[] saveInvstd) {
         double[][] st = meanAndM2(shape, x);
-        double[] mean = st[0];
-        double[] m2 = st[1];
+        forward(shape, x, st[0], st[1], shape.reductionSize(), gamma, beta, eps, runningMean, runningVar, momentum, y,
+                saveMean, saveInvstd);
+    }
+
+    @Override
+    protected void doForwardWithStatistics(Shape shape, float[] x, ChannelStatistics statistics, float[] gamma,
+                                           float[] beta, double eps, float[] runningMean, float[] runningVar,
+                                           double momentum, float[] y, float[] saveMean, float[] saveInvstd) {
+        forward(shape, x, statistics.means(), statistics.m2s(), statistics.count(), gamma, beta, eps, runningMean,
+                runningVar, momentum, y, saveMean, saveInvstd);
+    }
+
+    /** The training forward from (mean, M2) over m values: y, the saved statistics and the running statistics. */
+    private void forward(Shape shape, float[] x, double[] mean, double[] m2, long m, float[] gamma, float[] beta,
+                         double eps, float[] runningMean, float[] runningVar, double momentum, float[] y,
+                         float[] saveMean, float[] saveInvstd) {
         int c = shape.channels();
-        long m = shape.reductionSize();
         float[] hi = new float[c];
         float[] scale = new float[c];
         float[] shift = new float[c];
@@ -267,10 +281,10 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
         int tasks = tasksFor(v.size);
         run(tasks, t -> {
             if (v.channelsFirst) {
-                Kernels.applyChannelsFirst(x, y, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
+                ElementLoops.applyChannelsFirst(x, y, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
                         v.channels, v.inner, center, scale, shift);
             } else {
-                Kernels.applyChannelsLast(x, y, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
+                ElementLoops.applyChannelsLast(x, y, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
                         v.channels, center, scale, shift);
             }
         });
@@ -285,11 +299,11 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
         double[][] sdyx = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                Kernels.gradientSumsChannelsFirst(x, dy, pieceStart(v.size, t, tasks),
+                ElementLoops.gradientSumsChannelsFirst(x, dy, pieceStart(v.size, t, tasks),
                         pieceStart(v.size, t + 1, tasks), c, v.inner, center, sdy[t], sdyx[t]);
             } else {
-                Kernels.gradientSumsChannelsLast(x, dy, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
-                        c, center, sdy[t], sdyx[t]);
+                ElementLoops.gradientSumsChannelsLast(x, dy, pieceStart(v.rows, t, tasks),
+                        pieceStart(v.rows, t + 1, tasks), c, center, sdy[t], sdyx[t]);
             }
         });
         double[] a = new double[c];
@@ -306,39 +320,56 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
     @Override
     protected void doBackwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
-        double[][] sums = gradientSums(shape, x, dy, saveMean);
+        GradientSums sums = doGradientSums(shape, x, dy, saveMean, saveInvstd);
+        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx);
         int c = shape.channels();
-        double m = shape.reductionSize();
+        for (int k = 0; k < c; k++) {
+            if (dgamma != null) dgamma[k] = (float) sums.sumDyXhat(k);
+            if (dbeta != null) dbeta[k] = (float) sums.sumDy(k);
+        }
+    }
+
+    @Override
+    protected GradientSums doGradientSums(Shape shape, float[] x, float[] dy, float[] saveMean, float[] saveInvstd) {
+        double[][] sums = gradientSums(shape, x, dy, saveMean);
+        double[] sumDyXhat = sums[1];
+        for (int k = 0; k < sumDyXhat.length; k++) sumDyXhat[k] *= saveInvstd[k];
+        return new GradientSums(shape.reductionSize(), sums[0], sumDyXhat);
+    }
+
+    @Override
+    protected void doBackwardWithSums(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
+                                      float[] saveInvstd, GradientSums sums, float[] dx) {
+        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx);
+    }
+
+    /** dx of the piece x from the sums of the whole batch (count M, Σdy, Σdy·xhat). */
+    private void dx(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean, float[] saveInvstd,
+                    GradientSums sums, float[] dx) {
+        int c = shape.channels();
+        double m = sums.count();
         // dx = g·is/M·(M·dy − dbeta − xhat·dgamma) = dy·(g·is) + (x − mean)·(−g·is²·dgamma/M) + (−g·is·dbeta/M)
         float[] kdy = new float[c];
         float[] kx = new float[c];
         float[] k0 = new float[c];
-        float[] dg = new float[c];
-        float[] db = new float[c];
         for (int k = 0; k < c; k++) {
             double is = saveInvstd[k];
             double g = gammaOf(gamma, k);
-            double sumDy = sums[0][k];
-            double sumDyXhat = sums[1][k] * is;
             kdy[k] = (float) (g * is);
-            kx[k] = (float) (-g * is * is * sumDyXhat / m);
-            k0[k] = (float) (-g * is * sumDy / m);
-            dg[k] = (float) sumDyXhat;
-            db[k] = (float) sumDy;
+            kx[k] = (float) (-g * is * is * sums.sumDyXhat(k) / m);
+            k0[k] = (float) (-g * is * sums.sumDy(k) / m);
         }
         View v = view(shape);
         int tasks = tasksFor(v.size);
         run(tasks, t -> {
             if (v.channelsFirst) {
-                Kernels.dxChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
+                ElementLoops.dxChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
                         c, v.inner, saveMean, kdy, kx, k0);
             } else {
-                Kernels.dxChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
+                ElementLoops.dxChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
                         c, saveMean, kdy, kx, k0);
             }
         });
-        if (dgamma != null) System.arraycopy(dg, 0, dgamma, 0, c);
-        if (dbeta != null) System.arraycopy(db, 0, dbeta, 0, c);
     }
 
     @Override
@@ -359,10 +390,10 @@ public final class CpuBatchNormOps extends AbstractBatchNormOps {
         double[][] sdyx = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                Kernels.evalBackwardChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks),
+                ElementLoops.evalBackwardChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks),
                         pieceStart(v.size, t + 1, tasks), c, v.inner, runningMean, kdy, sdy[t], sdyx[t]);
             } else {
-                Kernels.evalBackwardChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks),
+                ElementLoops.evalBackwardChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks),
                         pieceStart(v.rows, t + 1, tasks), c, runningMean, kdy, sdy[t], sdyx[t]);
             }
         });

@@ -1,14 +1,14 @@
 package io.github.batchnorm4j.cuda;
 
 import io.github.batchnorm4j.BackendInfo;
-import io.github.batchnorm4j.BackendProvider;
 import io.github.batchnorm4j.BackendUnavailableException;
 import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.gpu.DeviceBackendProvider;
 import io.github.batchnorm4j.gpu.DeviceException;
-import io.github.batchnorm4j.gpu.GpuBatchNormOps;
+import io.github.batchnorm4j.gpu.HostArrayBatchNormOps;
 
-/** The {@code cuda} backend: our kernels ({@link GpuBatchNormOps}) on GPU 0 through JCuda's driver API. */
-public final class CudaBackendProvider implements BackendProvider {
+/** The {@code cuda} backend: our kernels ({@link HostArrayBatchNormOps}) on GPU 0 through JCuda's driver API. */
+public final class CudaBackendProvider implements DeviceBackendProvider {
 
     @Override
     public String name() {
@@ -26,7 +26,13 @@ public final class CudaBackendProvider implements BackendProvider {
      */
     @Override
     public BatchNormOps open() {
-        return new GpuBatchNormOps("cuda", openGpu0(name(), CudaProbe.probe()), true);
+        return new HostArrayBatchNormOps("cuda", openDevice(), true);
+    }
+
+    /** GPU 0, when the probe finds it usable. */
+    @Override
+    public CudaDevice openDevice() {
+        return openGpu0(name(), CudaProbe.probe());
     }
 
     /**

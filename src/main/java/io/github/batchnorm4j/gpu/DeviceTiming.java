@@ -11,11 +11,11 @@ import java.util.function.Function;
 import static io.github.batchnorm4j.ArgumentChecks.HOST;
 
 /**
- * What every device backend's {@link DeviceResidentTiming} shares (our kernels in {@link GpuBatchNormOps}, cuDNN in
- * {@code cudnn.CudnnBatchNormOps}): the validation of {@link DeviceResidentTiming#prepareTiming}'s arguments, the
+ * What every device backend's {@link DeviceResidentTiming} shares (our kernels in {@link HostArrayBatchNormOps}, cuDNN
+ * in {@code cudnn.CudnnBatchNormOps}): the validation of {@link DeviceResidentTiming#prepareTiming}'s arguments, the
  * device buffers of one prepared operation ({@link #prepare}: inputs uploaded once, outputs allocated, all freed
- * together on close), and the device-to-device copy bench measures as the device's copy bandwidth. A backend only
- * says which of its device-resident calls runs on those buffers.
+ * together on close), and the device-to-device copy bench measures as the device's copy bandwidth. A backend only says
+ * which of its device-resident calls runs on those buffers.
  */
 public final class DeviceTiming {
 

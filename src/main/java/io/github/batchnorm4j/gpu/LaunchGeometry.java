@@ -4,32 +4,57 @@ import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
 
 /**
- * Launch geometry of every kernel, computed from the {@link Shape}, whether the 16-byte vector path is used, and the
- * device's SM count. Pure arithmetic, no device calls, so it is unit-testable and the same on the emulator and a GPU.
+ * Launch geometry of every kernel, computed from the {@link Shape} and whether the 16-byte vector path is used. Pure
+ * arithmetic, no device calls, so it is unit-testable and the same on the emulator and a GPU.
  *
- * <p>Reductions split each channel across enough blocks to fill the GPU ({@link #REDUCE_WAVES} blocks per SM in all)
- * but never below {@link #MIN_ELEMENTS_PER_SPLIT} values per block, so the per-block partials stay a negligible part
- * of the traffic. Elementwise passes use a few waves of 256-thread blocks and grid-stride loops.
+ * <p><b>Views.</b> The kernels see a tensor in one of two ways ({@link View}): channels-first runs ({@code _cf}
+ * kernels: N runs of {@code inner} floats per channel), or rows ({@code _cl} kernels: rows of {@code C·inner} floats,
+ * column k in channel k / inner). Channels-last tensors are rows with inner = 1; a channels-first tensor with
+ * {@code inner < }{@link #SMALL_INNER} is the same memory as N rows of C·inner floats, and reading it as rows keeps
+ * every lane of a warp on consecutive addresses, where the runs view would leave most lanes idle (inner = 1 is exactly
+ * a channels-last [N, C]).
+ *
+ * <p><b>Determinism on every GPU.</b> Everything that shapes a reduction's merge tree (the view, the block shape, the
+ * number of blocks per channel and the values each block reduces) is a function of the shape and the vector choice
+ * alone, never of the device: the same input gives the same bits on any GPU model and on the emulator. The split
+ * count fills the largest GPU we target ({@link #LARGEST_GPU_MULTIPROCESSORS} SMs, {@link #REDUCE_BLOCKS_PER_SM}
+ * resident blocks each: one wave there, slightly more than one on smaller GPUs) but never gives a block fewer than
+ * {@link #MIN_ELEMENTS_PER_SPLIT} values of a channel. Elementwise passes have no merge tree; their grids use the
+ * device's SM count.
  */
 public final class LaunchGeometry {
     /** Threads per block of every kernel (a multiple of 32; the kernels declare __launch_bounds__(256)). */
     public static final int BLOCK = 256;
     /** Warps per {@link #BLOCK}. */
     public static final int WARPS_PER_BLOCK = BLOCK / 32;
-    /** Target number of reduction blocks per SM. */
-    public static final int REDUCE_WAVES = 4;
+    /** SMs of the largest GPU the reductions are sized for (H100 SXM and H200: 132). */
+    public static final int LARGEST_GPU_MULTIPROCESSORS = 132;
+    /** Resident 256-thread reduction blocks per SM (their 50-74 registers allow 4). */
+    public static final int REDUCE_BLOCKS_PER_SM = 4;
+    /** Reduction blocks in all, aimed for when the tensor is large enough: one wave on the largest GPU. */
+    public static final long REDUCE_TARGET_BLOCKS = (long) REDUCE_BLOCKS_PER_SM * LARGEST_GPU_MULTIPROCESSORS;
     /** Target number of elementwise blocks per SM (8 resident blocks of 256 threads fill an SM). */
     public static final int ELEMENTWISE_WAVES = 8;
     /** Fewest values per channel a reduction block handles (partials then cost at most 24 B per 4 KiB read, 0.6 %). */
     public static final long MIN_ELEMENTS_PER_SPLIT = 1024;
-    /** Fewest rows per channels-last elementwise block (the block loads its coefficients once). */
+    /** Fewest rows per rows-view elementwise block (the block loads its coefficients once). */
     public static final long MIN_ROWS_PER_APPLY_BLOCK = 256;
     /** Longest per-warp run of units in channels-first elementwise passes (8 iterations of 32 lanes). */
     public static final long MAX_CF_CHUNK = 256;
+    /** Channels-first tensors with inner below this many floats run the rows-view kernels. */
+    public static final long SMALL_INNER = 128;
     /** The largest gridDim.y. */
     public static final int MAX_GRID_Y = 65535;
 
     private LaunchGeometry() {
+    }
+
+    /** How the kernels see a tensor. */
+    public enum View {
+        /** N runs of {@code inner} floats per channel ({@code _cf} kernels). */
+        CHANNELS_FIRST,
+        /** Rows of C·inner floats, column k in channel k / inner ({@code _cl} kernels). */
+        ROWS
     }
 
     /** ⌈a / b⌉ for a ≥ 0, b > 0. */
@@ -48,6 +73,14 @@ public final class LaunchGeometry {
         return ceilDiv(v, m) * m;
     }
 
+    static long gcd(long a, long b) {
+        return b == 0 ? a : gcd(b, a % b);
+    }
+
+    static long lcm(long a, long b) {
+        return a / gcd(a, b) * b;
+    }
+
     static int toIntGrid(long blocks, String what) {
         if (blocks > Integer.MAX_VALUE) throw new IllegalArgumentException(what + ": grid of " + blocks + " blocks is too large");
         return (int) Math.max(1, blocks);
@@ -58,58 +91,94 @@ public final class LaunchGeometry {
         return vec ? 4 : 1;
     }
 
+    /** The view the kernels use for {@code shape}. */
+    public static View view(Shape shape) {
+        if (shape.layout() != Layout.CHANNELS_FIRST) return View.ROWS;
+        long inner = shape.inner();
+        // The rows kernels index columns with 32-bit ints: C·inner plus a block of columns must fit.
+        return inner < SMALL_INNER && (long) shape.channels() * inner < Integer.MAX_VALUE - 4L * BLOCK
+                ? View.ROWS : View.CHANNELS_FIRST;
+    }
+
+    /** Columns per channel of the rows view (1 for channels-last; only meaningful for {@link View#ROWS}). */
+    static int rowsInner(Shape shape) {
+        return shape.layout() == Layout.CHANNELS_FIRST ? (int) shape.inner() : 1;
+    }
+
+    /** Rows of the rows view (N for channels-first, N·spatial for channels-last). */
+    static long rowsOf(Shape shape) {
+        return shape.layout() == Layout.CHANNELS_FIRST ? shape.batch() : shape.rows();
+    }
+
+    /**
+     * Whether the shape allows the float4 path (given 16-byte aligned tensors): every float4 must lie in one run
+     * (channels-first view: inner % 4 == 0) or one row (rows view: C·inner % 4 == 0).
+     */
+    public static boolean vectorizable(Shape shape) {
+        if (view(shape) == View.CHANNELS_FIRST) return shape.inner() % 4 == 0;
+        return (long) shape.channels() * rowsInner(shape) % 4 == 0;
+    }
+
     private static void checkVec(Shape shape, boolean vec) {
-        if (!vec) return;
-        long d = shape.layout() == Layout.CHANNELS_FIRST ? shape.inner() : shape.channels();
-        if (d % 4 != 0) {
-            throw new IllegalArgumentException("the float4 path needs " + (shape.layout() == Layout.CHANNELS_FIRST
-                    ? "inner" : "C") + " % 4 == 0, got " + d + " for shape " + shape);
+        if (vec && !vectorizable(shape)) {
+            throw new IllegalArgumentException("the float4 path needs " + (view(shape) == View.CHANNELS_FIRST
+                    ? "inner % 4 == 0" : "C·inner % 4 == 0 (rows of whole float4s)") + " for shape " + shape);
         }
     }
 
     /**
      * A per-channel reduction (bn_stats_*, bn_backward_reduce_*).
      *
+     * @param view     which kernels run
      * @param grid     grid dimensions
      * @param block    block dimensions
-     * @param splits   blocks per channel (cf) or per column of channels (cl)
-     * @param chunk    units (cf) or rows (cl) per block
+     * @param splits   blocks per channel (channels-first view) or per column of channels (rows view)
+     * @param chunk    units (channels-first view) or rows (rows view) per block
+     * @param rows     rows of the rows view (0 for the channels-first view)
+     * @param inner    columns per channel of the rows view (0 for the channels-first view)
      * @param partials partial records needed in the workspace (0 when splits == 1)
      * @param counters arrival counters needed in the workspace
      */
-    public record Reduction(Dim3 grid, Dim3 block, long splits, long chunk, long partials, long counters) {
+    public record Reduction(View view, Dim3 grid, Dim3 block, int splits, long chunk, long rows, int inner,
+                            long partials, long counters) {
     }
 
-    /** Geometry of a reduction over {@code shape}. */
-    public static Reduction reduction(Shape shape, boolean vec, int multiprocessors) {
+    /** Geometry of a reduction over {@code shape}: a function of the shape and {@code vec} alone. */
+    public static Reduction reduction(Shape shape, boolean vec) {
         checkVec(shape, vec);
-        long target = (long) REDUCE_WAVES * multiprocessors;
+        long target = REDUCE_TARGET_BLOCKS;
         int c = shape.channels();
-        if (shape.layout() == Layout.CHANNELS_FIRST) {
+        if (view(shape) == View.CHANNELS_FIRST) {
             long units = shape.batch() * (shape.inner() / unit(vec));
             long maxSplits = Math.max(1, shape.reductionSize() / MIN_ELEMENTS_PER_SPLIT);
             long splits = Math.min(Math.max(1, ceilDiv(target, c)), maxSplits);
             long chunk = ceilDiv(units, splits);
             splits = ceilDiv(units, chunk);
-            return new Reduction(Dim3.of(toIntGrid(c * splits, "reduction")), Dim3.of(BLOCK), splits, chunk,
-                    splits > 1 ? c * splits : 0, splits > 1 ? c : 0);
+            return new Reduction(View.CHANNELS_FIRST, Dim3.of(toIntGrid(c * splits, "reduction")), Dim3.of(BLOCK),
+                    (int) splits, chunk, 0, 0, splits > 1 ? c * splits : 0, splits > 1 ? c : 0);
         }
-        ChannelsLastBlock b = channelsLastBlock(c, vec);
-        long rows = shape.rows();
-        long maxSplits = Math.min(MAX_GRID_Y, Math.max(1, rows / MIN_ELEMENTS_PER_SPLIT));
+        RowsBlock b = rowsBlock(shape, vec);
+        long rows = rowsOf(shape);
+        long minRows = ceilDiv(MIN_ELEMENTS_PER_SPLIT, b.inner);
+        long maxSplits = Math.min(MAX_GRID_Y, Math.max(1, rows / minRows));
         long splits = Math.min(Math.max(1, ceilDiv(target, b.gridX)), maxSplits);
         long chunk = ceilDiv(rows, splits);
         splits = ceilDiv(rows, chunk);
-        return new Reduction(new Dim3(b.gridX, (int) splits, 1), Dim3.of(b.bx, b.by), splits, chunk,
-                splits > 1 ? splits * c : 0, splits > 1 ? b.gridX : 0);
+        return new Reduction(View.ROWS, new Dim3(b.gridX, (int) splits, 1), Dim3.of(b.bx, b.by), (int) splits, chunk,
+                rows, b.inner, splits > 1 ? splits * c : 0, splits > 1 ? b.gridX : 0);
     }
 
     /**
      * An elementwise pass (bn_apply_*, bn_dx_*).
      *
-     * @param chunk units per warp-sized piece of a plane (channels-first; a multiple of 32), unused for channels-last
+     * @param chunk  units per warp-sized piece of a plane (channels-first view; a multiple of 32), 0 for the rows view
+     * @param pieces pieces per plane, ⌈(inner / W) / chunk⌉ (channels-first view)
+     * @param units  warp units in all, N·C·pieces (channels-first view; below 2^31, so the kernel divides in 32 bits)
+     * @param rows   rows of the rows view (0 for the channels-first view)
+     * @param inner  columns per channel of the rows view (0 for the channels-first view)
      */
-    public record Elementwise(Dim3 grid, Dim3 block, long chunk) {
+    public record Elementwise(View view, Dim3 grid, Dim3 block, int chunk, int pieces, int units, long rows,
+                              int inner) {
     }
 
     /** Geometry of an elementwise pass over {@code shape}. */
@@ -117,20 +186,25 @@ public final class LaunchGeometry {
         checkVec(shape, vec);
         long target = (long) ELEMENTWISE_WAVES * multiprocessors;
         int c = shape.channels();
-        if (shape.layout() == Layout.CHANNELS_FIRST) {
+        if (view(shape) == View.CHANNELS_FIRST) {
             long innerU = shape.inner() / unit(vec);
             long pieces = ceilDiv(innerU, MAX_CF_CHUNK);
             long chunk = roundUp(ceilDiv(innerU, pieces), 32);
             pieces = ceilDiv(innerU, chunk);
             long units = shape.batch() * c * pieces;
             long blocks = Math.min(ceilDiv(units, WARPS_PER_BLOCK), target);
-            return new Elementwise(Dim3.of(toIntGrid(blocks, "elementwise")), Dim3.of(BLOCK), chunk);
+            if (units + blocks * WARPS_PER_BLOCK > Integer.MAX_VALUE) {   // 2^38 floats and more: no GPU holds them
+                throw new IllegalArgumentException("elementwise: " + units + " warp units for shape " + shape
+                        + " exceed the kernels' 32-bit unit index");
+            }
+            return new Elementwise(View.CHANNELS_FIRST, Dim3.of(toIntGrid(blocks, "elementwise")), Dim3.of(BLOCK),
+                    (int) chunk, (int) pieces, (int) units, 0, 0);
         }
-        ChannelsLastBlock b = channelsLastBlock(c, vec);
-        long rows = shape.rows();
+        RowsBlock b = rowsBlock(shape, vec);
+        long rows = rowsOf(shape);
         long gy = Math.min(Math.max(1, ceilDiv(target, b.gridX)),
                 Math.min(MAX_GRID_Y, ceilDiv(rows, Math.max(MIN_ROWS_PER_APPLY_BLOCK, b.by))));
-        return new Elementwise(new Dim3(b.gridX, (int) gy, 1), Dim3.of(b.bx, b.by), 0);
+        return new Elementwise(View.ROWS, new Dim3(b.gridX, (int) gy, 1), Dim3.of(b.bx, b.by), 0, 0, 0, rows, b.inner);
     }
 
     /** Threads per block for the per-channel bn_prepare kernel, and its grid. */
@@ -139,16 +213,29 @@ public final class LaunchGeometry {
     }
 
     /**
-     * Channels-last blocks: bx threads across channel units (a power of two ≤ 32, so a warp covers whole rows when
-     * C is small), by = 256 / bx row groups.
+     * Rows-view blocks: bx column units (the bx·W columns of a block hold whole channels), by = the largest power of
+     * two with bx·by ≤ 256 row groups, gridX column blocks.
      */
-    record ChannelsLastBlock(int bx, int by, int gridX) {
+    record RowsBlock(int bx, int by, int gridX, int inner) {
     }
 
-    static ChannelsLastBlock channelsLastBlock(int channels, boolean vec) {
-        int cu = vec ? channels / 4 : channels;
-        int bx = Math.min(32, nextPow2(cu));
-        int by = BLOCK / bx;
-        return new ChannelsLastBlock(bx, by, toIntGrid(ceilDiv(cu, bx), "channels-last"));
+    static RowsBlock rowsBlock(Shape shape, boolean vec) {
+        int w = unit(vec);
+        int inner = rowsInner(shape);
+        long lu = (long) shape.channels() * inner / w;   // column units per row
+        int bx;
+        if (inner == 1) {
+            // A power of two ≤ 32, so that a warp covers whole rows when C is small.
+            bx = (int) Math.min(32, nextPow2((int) Math.min(lu, 32)));
+        } else {
+            // Whole channels per block: a multiple of g units (lcm(inner, W) columns). Prefer a multiple of 32 units
+            // too (each warp then reads 32 consecutive units), else as many channel groups as fit in 256 threads.
+            long g = lcm(inner, w) / w;
+            long m = lcm(g, 32);
+            long x = m <= BLOCK ? m : g * (BLOCK / g);
+            bx = (int) Math.min(x, roundUp(lu, g));
+        }
+        int by = Integer.highestOneBit(BLOCK / bx);
+        return new RowsBlock(bx, by, toIntGrid(ceilDiv(lu, bx), "rows"), inner);
     }
 }

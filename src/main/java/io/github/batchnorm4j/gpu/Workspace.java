@@ -1,7 +1,7 @@
 package io.github.batchnorm4j.gpu;
 
 /**
- * Scratch device memory of the kernels, owned by one {@link GpuBatchNorm}: arrival counters, per-channel
+ * Scratch device memory of the kernels, owned by one {@link DeviceResidentBatchNorm}: arrival counters, per-channel
  * coefficients and block partials. It grows to the largest shape seen and is then reused by every call, so a training
  * loop allocates nothing per step.
  *

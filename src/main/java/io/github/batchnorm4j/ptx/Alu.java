@@ -608,9 +608,14 @@ final class Alu {
     static void cvt(long[] R, Insn in, int m) {
         int a = in.a * 32, d = in.d * 32;
         int dt = in.type, st = in.type2;
+        if (dt == PtxType.F16X2 || dt == PtxType.BF16X2) {
+            cvtPair(R, in, m);
+            return;
+        }
         int mode = in.mode & 0xFF;
         boolean intRound = (in.mode & 0x100) != 0;
         boolean dFloat = PtxType.isFloat(dt), sFloat = PtxType.isFloat(st);
+        boolean sHalf = st == PtxType.F16 || st == PtxType.BF16;
         for (int x = m; x != 0; x &= x - 1) {
             int l = lane(x);
             long v = R[a + l];
@@ -625,22 +630,44 @@ final class Alu {
             } else if (!sFloat) {
                 if (dt == PtxType.F32) r = fb(satF(FloatOps.intToFloat(v, st, mode), in.sat));
                 else if (dt == PtxType.F64) r = db(satD(FloatOps.intToDouble(v, st, mode), in.sat));
-                else r = FloatOps.floatToHalf(FloatOps.intToFloat(v, st, Op.RN), mode); // f16 (double rounding possible)
+                else r = toHalf(satD(FloatOps.intToDoubleRoundOdd(v, st), in.sat), dt, mode);
             } else {
                 double fv = srcFloat(v, st, in.ftz);
                 if (intRound) fv = FloatOps.roundIntegral(fv, mode);
-                if (dt == PtxType.F32) {
+                if (sHalf && Double.isNaN(fv) && (dt == PtxType.F32 || dt == PtxType.F64)) {
+                    // a 16-bit NaN widens to the canonical NaN (NVIDIA's __internal_half2float: sign and payload
+                    // dropped), not to a NaN carrying the 16-bit payload
+                    r = dt == PtxType.F32 ? 0x7FFF_FFFFL : 0x7FFF_FFFF_FFFF_FFFFL;
+                } else if (dt == PtxType.F32) {
                     float out = st == PtxType.F64 && !intRound ? FloatOps.roundToFloat(fv, 0, mode) : (float) fv;
                     if (in.ftz) out = FloatOps.ftz(out);
                     r = fb(satF(out, in.sat));
                 } else if (dt == PtxType.F64) {
                     r = db(satD(fv, in.sat));
-                } else { // f16
-                    float src = st == PtxType.F64 ? FloatOps.roundToFloat(fv, 0, Op.RZ) : (float) fv;
-                    r = FloatOps.floatToHalf(in.sat ? FloatOps.sat(src) : src, mode);
+                } else {
+                    // f16/bf16 destination: fv is the exact source value (f32, f64 or 16-bit), rounded once
+                    r = toHalf(satD(fv, in.sat), dt, intRound ? Op.RN : mode);
                 }
             }
             R[d + l] = r;
+        }
+    }
+
+    /** The exact value {@code x} rounded to a .f16 or .bf16 pattern. */
+    private static long toHalf(double x, int dt, int mode) {
+        return dt == PtxType.BF16 ? FloatOps.doubleToBf16(x, mode) : FloatOps.doubleToHalf(x, mode);
+    }
+
+    /** cvt.rn.f16x2.f32 / .bf16x2.f32 d, a, b: a converted to the upper half of d, b to the lower (PTX ISA). */
+    private static void cvtPair(long[] R, Insn in, int m) {
+        int a = in.a * 32, b = in.b * 32, d = in.d * 32;
+        int half = in.type == PtxType.BF16X2 ? PtxType.BF16 : PtxType.F16;
+        int mode = in.mode & 0xFF;
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = lane(x);
+            double hi = srcFloat(R[a + l], PtxType.F32, in.ftz);
+            double lo = srcFloat(R[b + l], PtxType.F32, in.ftz);
+            R[d + l] = (toHalf(satD(hi, in.sat), half, mode) << 16) | toHalf(satD(lo, in.sat), half, mode);
         }
     }
 
@@ -659,6 +686,7 @@ final class Alu {
                 return ftz ? FloatOps.ftz(f) : f;
             }
             case PtxType.F64: return dd(v);
+            case PtxType.BF16: return FloatOps.bf16ToFloat((int) v & 0xFFFF);
             default: return FloatOps.halfToFloat((int) v & 0xFFFF);
         }
     }

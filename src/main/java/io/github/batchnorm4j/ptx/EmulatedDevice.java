@@ -42,6 +42,8 @@ import java.util.function.IntUnaryOperator;
  *   <li>Leaks: {@link #close()} frees everything and, by default, throws a {@link DeviceException} listing the buffers
  *       that were still open ({@link EmulatorOptions#throwOnLeak()}); {@link #leakReport()} lists them either way.</li>
  * </ul>
+ * Coverage: given a {@link Coverage} (or with {@value Coverage#ENV} set), every launch adds its per-PTX-instruction
+ * execution counts to it.
  * Limits reported: {@code multiprocessorCount} from the options (132 by default), 1024 threads per block, 48 KiB
  * shared memory per block, 64 KiB with the opt-in (launches needing more fail), compute capability 9.0. A buffer
  * holds at most 2 GiB. Not thread-safe beyond method-level synchronization.
@@ -52,6 +54,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     static final int SHARED_OPTIN_LIMIT = 64 * 1024;
 
     private final EmulatorOptions options;
+    private final Coverage coverage;
     private final DeviceProperties properties;
     private final GlobalMemory memory = new GlobalMemory();
     private final Set<Buffer> buffers = new LinkedHashSet<>();
@@ -69,6 +72,15 @@ public final class EmulatedDevice implements MeasuringDevice {
     }
 
     public EmulatedDevice(EmulatorOptions options) {
+        this(options, Coverage.fromEnvironment().orElse(null));
+    }
+
+    /**
+     * A device whose launches add their per-instruction execution counts to {@code coverage} (null: none recorded,
+     * even when {@value Coverage#ENV} is set).
+     */
+    public EmulatedDevice(EmulatorOptions options, Coverage coverage) {
+        this.coverage = coverage;
         this.options = Objects.requireNonNull(options, "options");
         this.properties = new DeviceProperties(options.multiprocessorCount(), 1024, STATIC_SHARED_LIMIT,
                 SHARED_OPTIN_LIMIT, 32, 90);
@@ -76,6 +88,11 @@ public final class EmulatedDevice implements MeasuringDevice {
 
     public EmulatorOptions options() {
         return options;
+    }
+
+    /** The coverage this device records into, if any. */
+    public java.util.Optional<Coverage> coverage() {
+        return java.util.Optional.ofNullable(coverage);
     }
 
     @Override
@@ -269,10 +286,11 @@ public final class EmulatedDevice implements MeasuringDevice {
                     + SHARED_OPTIN_LIMIT + " available with the opt-in (CUDA_ERROR_INVALID_VALUE)");
         }
         byte[] params = marshal(fn, args, where);
-        Interpreter it = new Interpreter(fn, memory, options, grid, block, dynamicSharedBytes, params);
+        Interpreter it = new Interpreter(fn, memory, options, grid, block, dynamicSharedBytes, params, coverage != null);
         try {
             it.run();
         } finally {
+            if (coverage != null) it.addCoverageTo(coverage);
             TrafficMetrics t = it.metrics();
             launches.add(new LaunchRecord(fn.name, grid, block, t));
             metrics = metrics.plus(t);

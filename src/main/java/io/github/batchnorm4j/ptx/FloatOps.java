@@ -2,8 +2,6 @@ package io.github.batchnorm4j.ptx;
 
 import java.math.BigDecimal;
 import java.math.BigInteger;
-import java.math.MathContext;
-import java.math.RoundingMode;
 
 /**
  * Floating-point semantics of PTX that Java does not give directly: directed rounding (.rz/.rm/.rp), flush-to-zero,
@@ -226,6 +224,19 @@ final class FloatOps {
         return roundToFloat(f, cmp, mode);
     }
 
+    /**
+     * An integer as a double rounded to odd (toward zero, then the last bit set if anything was dropped): rounding that
+     * double once more to a format of at most 51 bits gives the correctly rounded result, with no double rounding.
+     */
+    static double intToDoubleRoundOdd(long v, int stype) {
+        BigDecimal exact = exactInt(v, stype);
+        double d = exact.doubleValue();
+        int cmp = exact.compareTo(new BigDecimal(d));
+        if (cmp == 0) return d;
+        double t = roundToDouble(d, cmp, Op.RZ);
+        return Double.longBitsToDouble(Double.doubleToRawLongBits(t) | 1L);
+    }
+
     static double intToDouble(long v, int stype, int mode) {
         BigDecimal exact = exactInt(v, stype);
         double d = exact.doubleValue();
@@ -234,7 +245,10 @@ final class FloatOps {
         return roundToDouble(d, cmp, mode);
     }
 
-    /** binary16 bits to float (exact). */
+    /**
+     * A float16 (binary16) pattern as a float (exact). NaN patterns give NaN; {@link Alu#cvt} writes the canonical
+     * NaN for them, as the hardware does.
+     */
     static float halfToFloat(int h) {
         int s = (h >>> 15) & 1, e = (h >>> 10) & 0x1F, m = h & 0x3FF;
         float v;
@@ -244,35 +258,65 @@ final class FloatOps {
         return s == 1 ? -v : v;
     }
 
+    /** A bfloat16 pattern as a float (exact: the upper half of the float's bits). */
+    static float bf16ToFloat(int h) {
+        return Float.intBitsToFloat((h & 0xFFFF) << 16);
+    }
+
+    /** The canonical NaN of a 16-bit result (cvt to .f16 or .bf16 of a NaN), as NVIDIA's conversions produce it. */
+    static final int CANONICAL_NAN_16 = 0x7FFF;
+
     /** float to binary16 bits with rounding mode (RN, RZ, RM, RP). */
     static int floatToHalf(float f, int mode) {
-        if (Float.isNaN(f)) return 0x7FFF;
-        int sign = Float.floatToRawIntBits(f) < 0 ? 0x8000 : 0;
-        double a = Math.abs((double) f);
-        if (Double.isInfinite(a)) return sign | 0x7C00;
-        // exact value a = k * 2^-24 granularity near zero; scale to the half's ulp
-        BigDecimal exact = new BigDecimal(a);
-        int exp = a == 0 ? -15 : Math.max(Math.getExponent(a), -14);
-        BigDecimal ulp = new BigDecimal(Math.scalb(1.0, exp - 10));
-        BigDecimal units = exact.divide(ulp, MathContext.DECIMAL128);
-        RoundingMode rm;
+        return toSixteenBits(f, mode, 5, 10);
+    }
+
+    /** The exact value {@code x} to binary16 bits with rounding mode, rounded once (no detour through float). */
+    static int doubleToHalf(double x, int mode) {
+        return toSixteenBits(x, mode, 5, 10);
+    }
+
+    /** The exact value {@code x} to bfloat16 bits with rounding mode (RN, RZ, RM, RP). */
+    static int doubleToBf16(double x, int mode) {
+        return toSixteenBits(x, mode, 8, 7);
+    }
+
+    /**
+     * Rounds the exact value x to a 16-bit format with {@code expBits} exponent and {@code fracBits} fraction bits: the
+     * exact value in units of the ulp of its binade, rounded to an integer in the requested
+     * direction, then assembled; an overflow becomes Inf or the largest finite value by the direction, as IEEE says.
+     */
+    private static int toSixteenBits(double x, int mode, int expBits, int fracBits) {
+        if (Double.isNaN(x)) return CANONICAL_NAN_16;
+        int bias = (1 << (expBits - 1)) - 1;
+        int inf = ((1 << expBits) - 1) << fracBits;
+        int sign = Double.doubleToRawLongBits(x) < 0 ? 0x8000 : 0;
+        double a = Math.abs(x);
+        if (Double.isInfinite(a)) return sign | inf;
+        int minExp = 1 - bias;
+        int exp = a == 0 ? minExp : Math.max(Math.getExponent(a), minExp);
+        double ulp = Math.scalb(1.0, exp - fracBits);
+        // a in units of its binade's ulp: a power-of-two scaling, exact in double; then rounded to an integer, exactly
+        double units = Math.scalb(a, fracBits - exp);
         boolean neg = sign != 0;
+        double rounded;
         switch (mode) {
-            case Op.RZ: rm = RoundingMode.DOWN; break;
-            case Op.RM: rm = neg ? RoundingMode.UP : RoundingMode.DOWN; break;
-            case Op.RP: rm = neg ? RoundingMode.DOWN : RoundingMode.UP; break;
-            default: rm = RoundingMode.HALF_EVEN;
+            case Op.RZ: rounded = Math.floor(units); break;
+            case Op.RM: rounded = neg ? Math.ceil(units) : Math.floor(units); break;
+            case Op.RP: rounded = neg ? Math.floor(units) : Math.ceil(units); break;
+            default: rounded = Math.rint(units); // ties to even
         }
-        long u = units.setScale(0, rm).longValueExact();
-        double val = u * Math.scalb(1.0, exp - 10);
-        if (val > 65504) {
+        long u = (long) rounded;
+        double val = u * ulp;
+        double max = Math.scalb(2.0 - Math.scalb(1.0, -fracBits), bias);
+        if (val > max) {
             boolean toInf = mode == Op.RN || (mode == Op.RP && !neg) || (mode == Op.RM && neg);
-            return sign | (toInf ? 0x7C00 : 0x7BFF);
+            return sign | (toInf ? inf : inf - 1);
         }
         if (val == 0) return sign;
         int e = Math.getExponent(val);
-        if (e < -14) return sign | (int) Math.round(val * 0x1p24); // subnormal
-        int m = (int) Math.round((val / Math.scalb(1.0, e) - 1) * 1024);
-        return sign | ((e + 15) << 10) | m;
+        if (e < minExp) return sign | (int) u; // subnormal: u units of the smallest ulp
+        int m = (int) Math.round((val / Math.scalb(1.0, e) - 1) * (1 << fracBits));
+        return sign | ((e + bias) << fracBits) | m;
     }
 }

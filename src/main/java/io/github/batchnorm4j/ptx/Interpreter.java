@@ -59,9 +59,11 @@ final class Interpreter {
     /** The memory-ordering check, or null when it is off. */
     private final MemoryOrder ordering;
     private final long[] shflSrc = new long[32];
+    /** Coverage of this launch, indexed by pc: threads that reached, and had the guard true (null when off). */
+    private final long[] covThreads, covTaken;
 
     Interpreter(PtxFunction fn, GlobalMemory gmem, EmulatorOptions opt, Dim3 grid, Dim3 block, int dynamicShared,
-                byte[] params) {
+                byte[] params, boolean coverage) {
         this.fn = fn;
         this.code = fn.code;
         this.opt = opt;
@@ -98,6 +100,13 @@ final class Interpreter {
         ordering = opt.orderCheck() ? new MemoryOrder(this, nthreads) : null;
         mem = new MemoryUnit(this, gmem, opt, params, shared, sharedBytes, local, localBytes, callParams,
                 callParamBytes, races, ordering);
+        covThreads = coverage ? new long[code.length] : null;
+        covTaken = coverage ? new long[code.length] : null;
+    }
+
+    /** Adds this launch's per-instruction counts to {@code c} (the launch must have been created with coverage). */
+    void addCoverageTo(Coverage c) {
+        c.add(fn, covThreads, covTaken);
     }
 
     TrafficMetrics metrics() {
@@ -226,6 +235,7 @@ final class Interpreter {
 
     private void runWarp(int w) {
         long[] R = regs[w];
+        final long[] covThreads = this.covThreads, covTaken = this.covTaken;
         regroup(w, 0, 0);
         int mask = gMask, pc = gPc, next = gNext;
         while (true) {
@@ -233,6 +243,10 @@ final class Interpreter {
             int m = mask;
             if (in.guard >= 0) m = guardMask(R, in, mask);
             threadInsns += Integer.bitCount(mask);
+            if (covThreads != null) {
+                covThreads[pc] += Integer.bitCount(mask);
+                covTaken[pc] += Integer.bitCount(m);
+            }
             switch (in.op) {
                 case Op.MOV: Alu.mov(R, in, m); break;
                 case Op.ADD: Alu.add(R, in, m); break;

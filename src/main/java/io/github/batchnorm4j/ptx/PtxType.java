@@ -15,11 +15,11 @@ final class PtxType {
             B8 = 2, B16 = 3, B32 = 4, B64 = 5,
             U8 = 6, U16 = 7, U32 = 8, U64 = 9,
             S8 = 10, S16 = 11, S32 = 12, S64 = 13,
-            F16 = 14, F32 = 15, F64 = 16, B128 = 17, F16X2 = 18, BF16 = 19;
+            F16 = 14, F32 = 15, F64 = 16, B128 = 17, F16X2 = 18, BF16 = 19, BF16X2 = 20;
 
     private static final String[] NAMES = {"", "pred", "b8", "b16", "b32", "b64", "u8", "u16", "u32", "u64",
-            "s8", "s16", "s32", "s64", "f16", "f32", "f64", "b128", "f16x2", "bf16"};
-    private static final int[] SIZES = {0, 1, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 2, 4, 8, 16, 4, 2};
+            "s8", "s16", "s32", "s64", "f16", "f32", "f64", "b128", "f16x2", "bf16", "bf16x2"};
+    private static final int[] SIZES = {0, 1, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 2, 4, 8, 16, 4, 2, 4};
 
     /** The code of a type name without its dot ("u32"), or -1. */
     static int of(String name) {
@@ -44,6 +44,11 @@ final class PtxType {
 
     static boolean isFloat(int t) {
         return t == F16 || t == F32 || t == F64 || t == BF16;
+    }
+
+    /** The 16-bit float types and their packed pairs, which only cvt and moves handle. */
+    static boolean isHalf(int t) {
+        return t == F16 || t == BF16 || t == F16X2 || t == BF16X2;
     }
 
     static boolean isInt(int t) {

@@ -41,6 +41,11 @@
  * {@link io.github.batchnorm4j.ptx.PtxCheck} lists them statically); leaks at device close. Shared memory starts each
  * block filled with 0xFF bytes (NaN floats, -1 integers) so reads before writes are visible.
  *
+ * <h2>Coverage</h2>
+ * {@link io.github.batchnorm4j.ptx.Coverage} counts, per kernel and PTX instruction, the threads that reached it and
+ * those whose guard was true; {@code BATCHNORM4J_COVERAGE=<folder>} records every device of a process and writes
+ * {@code coverage.tsv} and {@code coverage.txt} there at exit. Off, it costs one null test per warp-instruction.
+ *
  * <h2>Floating point</h2>
  * {@code .rn} arithmetic is Java's IEEE arithmetic ({@code Math.fma} for fma/mad); {@code .rz/.rm/.rp} are exact
  * (error-free transforms or BigDecimal); {@code .ftz} flushes f32 subnormal inputs and results; {@code .sat} clamps to
@@ -54,7 +59,11 @@
  * div/rem/min/max/abs/neg for integers; and/or/xor/not/cnot/shl/shr/bfe/bfi/popc/clz/brev/bfind/prmt (default mode)/sad/
  * shf/lop3; add/sub/mul/fma/mad/div/sqrt/rsqrt/rcp/ex2/lg2/sin/cos/tanh/min/max/abs/neg/copysign/testp for f32 and f64;
  * setp (all comparisons incl. unordered, .and/.or/.xor with negated predicate, two destinations), set, selp; cvt
- * between all integer and float types (f16 via cvt only); cvta, cvta.to, isspacep; ld/ldu/st on global, shared, local,
+ * between all integer and float types, .f16 and .bf16 included (each rounding mode, rounded once from the exact source;
+ * the pair forms cvt.rn.f16x2/.bf16x2.f32 d, a, b put a in the upper half; a 16-bit NaN widens to the canonical NaN
+ * 0x7FFFFFFF and any NaN narrows to 0x7FFF, as NVIDIA's conversions do; 16-bit values otherwise live in .b16 registers
+ * and move through mov/ld/st as raw bits, and inline-asm blocks may declare scoped registers without %); cvta, cvta.to,
+ * isspacep; ld/ldu/st on global, shared, local,
  * param, const and generic addresses, scalar and .v2/.v4, with .nc/.volatile/.relaxed/.acquire/.release/cache hints;
  * atom and red (add incl. .f32/.f64, min, max, inc, dec, cas, exch, and, or, xor) on global and shared; membar/fence
  * (their scope and the accesses' .nc/.cg/.volatile/.relaxed/.acquire/.release qualifiers feed the ordering check);
@@ -62,6 +71,6 @@
  * clamp and segment mask), vote (all/any/uni/ballot), match.any/.all, activemask; %clock/%clock64; bra, ret, exit, trap, nanosleep,
  * prefetch; call to .func (non-recursive, direct; linked into one code array, parameters through per-thread call frames).
  * Not implemented (fail when executed): indirect calls and external functions (vprintf), add.cc/addc/madc, mul24/mad24, redux,
- * bar.arrive, f16/bf16 arithmetic, 128-bit and .v8 accesses, texture/surface, tensor-core instructions.
+ * bar.arrive, f16/bf16 arithmetic (add/mul/fma/... .f16, .f16x2, .bf16, .bf16x2), cvt with .relu/.satfinite/.rs, 128-bit and .v8 accesses, texture/surface, tensor-core instructions.
  */
 package io.github.batchnorm4j.ptx;

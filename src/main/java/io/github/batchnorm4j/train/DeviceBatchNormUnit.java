@@ -2,21 +2,21 @@ package io.github.batchnorm4j.train;
 
 import io.github.batchnorm4j.BatchNormOptions;
 import io.github.batchnorm4j.Shape;
-import io.github.batchnorm4j.gpu.GpuBatchNorm;
+import io.github.batchnorm4j.gpu.DeviceResidentBatchNorm;
 
 import java.util.Arrays;
 
 import static io.github.batchnorm4j.train.DeviceTrainBackend.pointer;
 
 /**
- * {@link BatchNormUnit} on a device: the library's device-resident {@link GpuBatchNorm} over channels-last
+ * {@link BatchNormUnit} on a device: the library's device-resident {@link DeviceResidentBatchNorm} over channels-last
  * {@code [rows, C]} activations, with gamma, beta, their gradients, running statistics and the saved batch statistics
  * all in device memory (no copy per step). Semantics match {@link CpuBatchNormUnit} (PyTorch's BatchNorm1d with a
  * fixed momentum).
  */
 final class DeviceBatchNormUnit implements BatchNormUnit {
     private final DeviceTrainBackend backend;
-    private final GpuBatchNorm bn;
+    private final DeviceResidentBatchNorm bn;
     private final int channels;
     private final double eps;
     private final double momentum;
@@ -30,7 +30,8 @@ final class DeviceBatchNormUnit implements BatchNormUnit {
     private final DeviceTensor saveInvstd;
     private int savedRows = -1;
 
-    DeviceBatchNormUnit(DeviceTrainBackend backend, GpuBatchNorm bn, int channels, double eps, double momentum) {
+    DeviceBatchNormUnit(DeviceTrainBackend backend, DeviceResidentBatchNorm bn, int channels, double eps,
+                        double momentum) {
         if (channels < 1) throw new IllegalArgumentException("channels: expected >= 1, got " + channels);
         BatchNormOptions.checkEps(eps);
         BatchNormOptions.checkMomentum(momentum);
@@ -110,7 +111,7 @@ final class DeviceBatchNormUnit implements BatchNormUnit {
         return TensorChecks.batchNormInput(x, channels);
     }
 
-    /** Frees the unit's device buffers (not the shared GpuBatchNorm). Idempotent. */
+    /** Frees the unit's device buffers (not the shared DeviceResidentBatchNorm). Idempotent. */
     @Override
     public void close() {
         for (DeviceTensor t : new DeviceTensor[] {gamma, beta, gammaGrad, betaGrad, runningMean, runningVar,

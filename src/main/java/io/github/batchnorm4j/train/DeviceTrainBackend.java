@@ -4,7 +4,7 @@ import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
 import io.github.batchnorm4j.gpu.DevicePointer;
 import io.github.batchnorm4j.gpu.DeviceStream;
-import io.github.batchnorm4j.gpu.GpuBatchNorm;
+import io.github.batchnorm4j.gpu.DeviceResidentBatchNorm;
 
 import java.util.HashMap;
 import java.util.Map;
@@ -12,14 +12,15 @@ import java.util.Map;
 /**
  * {@link TrainBackend} on a {@link Device}: tensors in device memory, the GEMM of {@code train_sgemm}, the small
  * kernels of {@code cuda/train_kernels.cu} ({@link TrainKernels}) and the library's device-resident batch norm
- * ({@link GpuBatchNorm}), all queued on one stream. The same code runs on a real GPU (a JCuda device) and on the PTX
- * emulator, which is how CI tests the GPU training step.
+ * ({@link DeviceResidentBatchNorm}), all queued on one stream. The same code runs on a real GPU (a JCuda device) and on
+ * the PTX emulator, which is how CI tests the GPU training step.
  *
  * <p>Per step, only the labels go to the device ({@code rows} ints) and the per-row losses and hits come back
  * ({@code 2·rows} numbers, for the metrics); parameters, activations and gradients stay on the device. The GEMM is a
  * {@link DeviceGemm}: our PTX kernel by default, cuBLAS ({@link CublasGemm}) on a real GPU.
  *
- * <p>Owns the kernels, the batch-norm workspace and its scratch buffers, not the device. Not thread-safe.
+ * <p>Owns the kernels, the batch-norm workspace and its scratch buffers, and the device only when opened with
+ * {@code ownsDevice} (as {@link TrainBackends} does). Not thread-safe.
  */
 public final class DeviceTrainBackend implements TrainBackend {
     private final Device device;
@@ -27,7 +28,8 @@ public final class DeviceTrainBackend implements TrainBackend {
     private final TrainKernels kernels;
     private final DeviceGemm gemm;
     private final AutoCloseable gemmOwned;
-    private final GpuBatchNorm batchNorm;
+    private final boolean ownsDevice;
+    private final DeviceResidentBatchNorm batchNorm;
     private final Map<Long, Scratch> scratch = new HashMap<>();
     private boolean closed;
 
@@ -56,14 +58,29 @@ public final class DeviceTrainBackend implements TrainBackend {
      *             AutoCloseable this backend closes it
      */
     public DeviceTrainBackend(Device device, String name, DeviceGemm gemm) {
+        this(device, name, gemm, false);
+    }
+
+    /**
+     * @param name       what {@link #name()} reports ("cuda", "emulator")
+     * @param gemm       the GEMM to use (e.g. {@link CublasGemm}), or null for {@link TrainKernels#sgemm}; when it is
+     *                   AutoCloseable this backend closes it (also when this constructor throws)
+     * @param ownsDevice whether {@link #close()} also closes the device (last); when true, a constructor that throws
+     *                   has closed it already
+     */
+    public DeviceTrainBackend(Device device, String name, DeviceGemm gemm, boolean ownsDevice) {
         if (device == null) throw new IllegalArgumentException("device must not be null");
         this.device = device;
         this.name = name;
-        TrainKernels k = new TrainKernels(device);
+        this.ownsDevice = ownsDevice;
+        TrainKernels k = null;
         try {
-            this.batchNorm = new GpuBatchNorm(device);
+            k = new TrainKernels(device);
+            this.batchNorm = new DeviceResidentBatchNorm(device);
         } catch (RuntimeException e) {
-            k.close();
+            if (k != null) k.close();
+            if (gemm instanceof AutoCloseable ac) closeAfterFailure(ac, e);
+            if (ownsDevice) device.close();
             throw e;
         }
         this.kernels = k;
@@ -183,21 +200,36 @@ public final class DeviceTrainBackend implements TrainBackend {
         return new DeviceBatchNormUnit(this, batchNorm, channels, eps, momentum);
     }
 
-    /** Frees the scratch buffers, the batch-norm workspace and the kernel module (not the device). Idempotent. */
+    /**
+     * Frees the scratch buffers, the batch-norm workspace and the kernel module, then the device when this backend owns
+     * it. Idempotent.
+     */
     @Override
     public void close() {
         if (closed) return;
         closed = true;
-        for (Scratch s : scratch.values()) s.close();
-        scratch.clear();
-        batchNorm.close();
-        kernels.close();
-        if (gemmOwned != null) {
-            try {
-                gemmOwned.close();
-            } catch (Exception e) {
-                throw new IllegalStateException("closing the GEMM failed: " + e, e);
+        try {
+            for (Scratch s : scratch.values()) s.close();
+            scratch.clear();
+            batchNorm.close();
+            kernels.close();
+            if (gemmOwned != null) {
+                try {
+                    gemmOwned.close();
+                } catch (Exception e) {
+                    throw new IllegalStateException("closing the GEMM failed: " + e, e);
+                }
             }
+        } finally {
+            if (ownsDevice) device.close();
+        }
+    }
+
+    private static void closeAfterFailure(AutoCloseable resource, RuntimeException failure) {
+        try {
+            resource.close();
+        } catch (Exception suppressed) {
+            failure.addSuppressed(suppressed);
         }
     }
 

@@ -2,15 +2,16 @@ package io.github.batchnorm4j.train;
 
 /**
  * The handful of operations one training step of {@link Mlp} needs, so that the model is written once and runs on
- * the CPU ({@link CpuTrainBackend}) or, later, on a GPU (cuBLAS GEMM, the library's device-resident batch norm and
- * the small kernels of {@code cuda/train_kernels.cu}) without host copies inside a step.
+ * the CPU ({@link CpuTrainBackend}) or on a device ({@link DeviceTrainBackend}: a GPU through JCuda or the PTX
+ * emulator, with cuBLAS or our PTX GEMM, the library's device-resident batch norm and the small kernels of
+ * {@code cuda/train_kernels.cu}) without host copies inside a step.
  *
  * <p>All matrices are row-major float32 {@link Tensor}s allocated by this backend. Output tensors are overwritten
  * (except {@link #gemm} with beta ≠ 0, which accumulates as BLAS does). Shapes are checked: a mismatch is an
  * {@link IllegalArgumentException} naming the argument with expected and actual shape, before anything is written.
  */
 public interface TrainBackend extends AutoCloseable {
-    /** "cpu" (or "cuda" for a GPU implementation). */
+    /** The backend's name in {@link io.github.batchnorm4j.Backends}: "cpu", "cuda" or "emulator". */
     String name();
 
     /** A zero-filled {@code [rows, cols]} tensor. */

@@ -1,24 +1,24 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.BackendProvider;
 import io.github.batchnorm4j.BackendUnavailableException;
-
+import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.cuda.CudaDevice;
-import io.github.batchnorm4j.cuda.CudaProbe;
+import io.github.batchnorm4j.gpu.Device;
+import io.github.batchnorm4j.gpu.DeviceBackendProvider;
 import io.github.batchnorm4j.gpu.DeviceException;
-import io.github.batchnorm4j.ptx.EmulatedDevice;
-
-import java.util.Locale;
 
 /**
- * Opens a {@link TrainBackend} by name:
+ * Opens a {@link TrainBackend} for a backend of the library's one registry ({@link Backends}): the same names, probes
+ * and {@code auto} rule as every other command.
  * <ul>
  *   <li>{@code cpu}: {@link CpuTrainBackend};</li>
- *   <li>{@code cuda}: {@link DeviceTrainBackend} on GPU 0 through JCuda (cuBLAS GEMMs when libcublas loads, else our
- *       PTX GEMM), when the probe finds a driver and a device;</li>
- *   <li>{@code emulator}: the same GPU path on the PTX emulator: exact but slow, for checking, never chosen
- *       automatically;</li>
+ *   <li>a backend that runs our kernels on a device ({@link DeviceBackendProvider}: {@code cuda}, {@code emulator}):
+ *       {@link DeviceTrainBackend} on a device of its own (on a CUDA device cuBLAS GEMMs when libcublas loads, else
+ *       our PTX GEMM). The emulator is exact but slow, for checking, and never chosen automatically;</li>
  *   <li>{@code auto}: {@code cuda} when available, else {@code cpu}.</li>
  * </ul>
+ * Other backends ({@code cudnn}) compute batch norm only and cannot train.
  */
 public final class TrainBackends {
     private TrainBackends() {
@@ -26,67 +26,39 @@ public final class TrainBackends {
 
     /** The backend {@code auto} resolves to now, with the reason. */
     public static String describeAuto() {
-        CudaProbe.Result r = probeCuda();
-        return r.available() ? "auto -> cuda (" + r.detail() + ")" : "auto -> cpu (cuda unavailable: " + r.detail() + ")";
+        return Backends.describeAuto();
     }
 
     /**
-     * @throws IllegalArgumentException    for an unknown name
-     * @throws BackendUnavailableException for {@code cuda} where it cannot be used, with the reason
+     * @throws IllegalArgumentException    for an unknown name, or a backend that cannot train
+     * @throws BackendUnavailableException for a device backend that cannot be used here, with the reason
      */
     public static TrainBackend open(String name) {
-        if (name == null) throw new IllegalArgumentException("backend must not be null");
-        switch (name.toLowerCase(Locale.ROOT)) {
-            case "auto":
-                return probeCuda().available() ? openCuda() : new CpuTrainBackend();
-            case "cpu":
-                return new CpuTrainBackend();
-            case "emulator": {
-                EmulatedDevice device = new EmulatedDevice();
-                try {
-                    return new OwningDeviceBackend(new DeviceTrainBackend(device, "emulator"), device);
-                } catch (RuntimeException e) {
-                    device.close();
-                    throw e;
-                }
-            }
-            case "cuda":
-                return openCuda();
-            default:
-                throw new IllegalArgumentException("backend: expected auto, cpu, emulator or cuda, got '" + name + "'");
+        String resolved = Backends.resolve(name);
+        if (resolved.equals("cpu")) return new CpuTrainBackend();
+        BackendProvider provider = Backends.provider(resolved);
+        if (!(provider instanceof DeviceBackendProvider deviceProvider)) {
+            throw new IllegalArgumentException("backend: expected auto, cpu or a device backend (cuda, emulator) for "
+                    + "training, got '" + name + "'");
         }
-    }
-
-    private static CudaProbe.Result probeCuda() {
+        Device device = deviceProvider.openDevice();
+        DeviceGemm gemm;
         try {
-            return CudaProbe.probe();
+            gemm = device instanceof CudaDevice ? cublasOrNull() : null;
         } catch (RuntimeException | LinkageError e) {
-            return new CudaProbe.Result(false, "probe failed: " + e);
-        }
-    }
-
-    private static TrainBackend openCuda() {
-        CudaProbe.Result r = probeCuda();
-        if (!r.available()) throw new BackendUnavailableException("cuda", r.detail());
-        CudaDevice device;
-        try {
-            device = new CudaDevice(0);
-        } catch (DeviceException | LinkageError e) {
-            throw new BackendUnavailableException("cuda", "opening GPU 0 failed: " + e.getMessage(), e);
-        }
-        try {
-            DeviceGemm gemm;
-            try {
-                gemm = new CublasGemm();
-            } catch (DeviceException | LinkageError e) {
-                // No libcublas: our PTX GEMM is slower but gives the same results.
-                System.err.println("note: cuBLAS unavailable (" + e.getMessage() + "); using the PTX GEMM");
-                gemm = null;
-            }
-            return new OwningDeviceBackend(new DeviceTrainBackend(device, "cuda", gemm), device);
-        } catch (RuntimeException e) {
             device.close();
             throw e;
+        }
+        return new DeviceTrainBackend(device, resolved, gemm, true);
+    }
+
+    /** cuBLAS, or null (our PTX GEMM: slower, same results) where libcublas does not load. */
+    private static DeviceGemm cublasOrNull() {
+        try {
+            return new CublasGemm();
+        } catch (DeviceException | LinkageError e) {
+            System.err.println("note: cuBLAS unavailable (" + e.getMessage() + "); using the PTX GEMM");
+            return null;
         }
     }
 }

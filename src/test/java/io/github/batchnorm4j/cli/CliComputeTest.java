@@ -1,14 +1,16 @@
 package io.github.batchnorm4j.cli;
 
-import static io.github.batchnorm4j.cli.Tolerances.FORWARD;
-import static io.github.batchnorm4j.cli.Tolerances.GRADIENT;
-import static io.github.batchnorm4j.cli.Tolerances.assertClose;
+import static io.github.batchnorm4j.testing.Tolerances.assertDbeta;
+import static io.github.batchnorm4j.testing.Tolerances.assertDgamma;
+import static io.github.batchnorm4j.testing.Tolerances.assertDx;
+import static io.github.batchnorm4j.testing.Tolerances.assertForward;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.testing.Reference64;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -21,7 +23,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * forward and backward through the launcher on the CPU backend, on random .npy inputs of several layouts and ranks
- * (NCHW, NHWC, NC with M = 2, a 3-D input with C = 1, a 5-D channels-last input), against {@link Ref64}.
+ * (NCHW, NHWC, NC with M = 2, a 3-D input with C = 1, a 5-D channels-last input), against {@link Reference64} with
+ * the tolerances of {@link io.github.batchnorm4j.testing.Tolerances}.
  */
 class CliComputeTest {
     private static final double EPS = 1e-5;
@@ -91,18 +94,18 @@ class CliComputeTest {
                 "rm.npy", "--running-var", "rv.npy", "--layout", "NCHW", "--momentum", "0.3", "--backend", "cpu",
                 "--out", "fwd");
         assertTrue(fwd.stdout().contains("num_batches_tracked 1"), fwd::toString);
-        double[][] ref = Ref64.forwardTrain(shape, x, gamma, beta, EPS, rm, rv, 0.3);
-        assertClose("y", ref[0], load("fwd/y.npy", dims), FORWARD);
-        assertClose("save_mean", ref[1], load("fwd/save_mean.npy", 4), FORWARD);
-        assertClose("save_invstd", ref[2], load("fwd/save_invstd.npy", 4), FORWARD);
-        assertClose("running_mean", ref[3], load("fwd/running_mean.npy", 4), FORWARD);
-        assertClose("running_var", ref[4], load("fwd/running_var.npy", 4), FORWARD);
+        Reference64.Forward ref = Reference64.forwardTraining(shape, x, gamma, beta, EPS, rm, rv, 0.3);
+        assertForward("y", ref.y(), load("fwd/y.npy", dims));
+        assertForward("save_mean", ref.mean(), load("fwd/save_mean.npy", 4));
+        assertForward("save_invstd", ref.invstd(), load("fwd/save_invstd.npy", 4));
+        assertForward("running_mean", ref.runningMean(), load("fwd/running_mean.npy", 4));
+        assertForward("running_var", ref.runningVar(), load("fwd/running_var.npy", 4));
 
         ok("backward", "--x", "x.npy", "--dy", "dy.npy", "--gamma", "g.npy", "--backend", "cpu", "--out", "bwd");
-        double[][] grad = Ref64.backwardTrain(shape, x, dy, gamma, EPS);
-        assertClose("dx", grad[0], load("bwd/dx.npy", dims), GRADIENT);
-        assertClose("dgamma", grad[1], load("bwd/dgamma.npy", 4), GRADIENT);
-        assertClose("dbeta", grad[2], load("bwd/dbeta.npy", 4), GRADIENT);
+        Reference64.Backward grad = Reference64.backwardTraining(shape, x, dy, gamma, EPS);
+        assertDx(grad, load("bwd/dx.npy", dims));
+        assertDgamma(grad, load("bwd/dgamma.npy", 4));
+        assertDbeta(grad, load("bwd/dbeta.npy", 4));
     }
 
     /** A float64 .npy written byte by byte here (not by the code under test). */
@@ -147,19 +150,19 @@ class CliComputeTest {
                 "--layout", "NHWC", "--momentum", "cumulative", "--num-batches-tracked", "3", "--backend", "cpu",
                 "--out", "fwd");
         assertTrue(fwd.stdout().contains("num_batches_tracked 4"), fwd::toString);
-        double[][] ref = Ref64.forwardTrain(shape, x, null, null, EPS, rm, rv, 0.25);
-        assertClose("y", ref[0], load("fwd/y.npy", dims), FORWARD);
-        assertClose("save_mean", ref[1], load("fwd/save_mean.npy", 4), FORWARD);
-        assertClose("save_invstd", ref[2], load("fwd/save_invstd.npy", 4), FORWARD);
-        assertClose("running_mean", ref[3], load("fwd/running_mean.npy", 4), FORWARD);
-        assertClose("running_var", ref[4], load("fwd/running_var.npy", 4), FORWARD);
+        Reference64.Forward ref = Reference64.forwardTraining(shape, x, null, null, EPS, rm, rv, 0.25);
+        assertForward("y", ref.y(), load("fwd/y.npy", dims));
+        assertForward("save_mean", ref.mean(), load("fwd/save_mean.npy", 4));
+        assertForward("save_invstd", ref.invstd(), load("fwd/save_invstd.npy", 4));
+        assertForward("running_mean", ref.runningMean(), load("fwd/running_mean.npy", 4));
+        assertForward("running_var", ref.runningVar(), load("fwd/running_var.npy", 4));
 
         ok("backward", "--x", "x.npy", "--dy", "dy.npy", "--save-mean", "fwd/save_mean.npy", "--save-invstd",
                 "fwd/save_invstd.npy", "--layout", "NHWC", "--backend", "cpu", "--out", "bwd");
-        double[][] grad = Ref64.backwardTrain(shape, x, dy, null, EPS);
-        assertClose("dx", grad[0], load("bwd/dx.npy", dims), GRADIENT);
-        assertClose("dgamma", grad[1], load("bwd/dgamma.npy", 4), GRADIENT);
-        assertClose("dbeta", grad[2], load("bwd/dbeta.npy", 4), GRADIENT);
+        Reference64.Backward grad = Reference64.backwardTraining(shape, x, dy, null, EPS);
+        assertDx(grad, load("bwd/dx.npy", dims));
+        assertDgamma(grad, load("bwd/dgamma.npy", 4));
+        assertDbeta(grad, load("bwd/dbeta.npy", 4));
     }
 
     @Test
@@ -178,16 +181,16 @@ class CliComputeTest {
         save("dy.npy", dims, dy);
 
         ok("forward", "--x", "x.npy", "--layout", "NC", "--no-affine", "--backend", "cpu", "--out", "fwd");
-        double[][] ref = Ref64.forwardTrain(shape, x, null, null, EPS, new float[7], ones(7), 0.1);
-        assertClose("y", ref[0], load("fwd/y.npy", dims), FORWARD);
-        assertClose("save_invstd", ref[2], load("fwd/save_invstd.npy", 7), FORWARD);
-        assertClose("running_var (defaults 0/1, unbiased with M = 2)", ref[4], load("fwd/running_var.npy", 7), FORWARD);
+        Reference64.Forward ref = Reference64.forwardTraining(shape, x, null, null, EPS, new float[7], ones(7), 0.1);
+        assertForward("y", ref.y(), load("fwd/y.npy", dims));
+        assertForward("save_invstd", ref.invstd(), load("fwd/save_invstd.npy", 7));
+        assertForward("running_var (defaults 0/1, unbiased with M = 2)", ref.runningVar(), load("fwd/running_var.npy", 7));
 
         ok("backward", "--x", "x.npy", "--dy", "dy.npy", "--layout", "NC", "--backend", "cpu", "--out", "bwd");
-        double[][] grad = Ref64.backwardTrain(shape, x, dy, null, EPS);
-        assertClose("dx", grad[0], load("bwd/dx.npy", dims), GRADIENT);
-        assertClose("dgamma", grad[1], load("bwd/dgamma.npy", 7), GRADIENT);
-        assertClose("dbeta", grad[2], load("bwd/dbeta.npy", 7), GRADIENT);
+        Reference64.Backward grad = Reference64.backwardTraining(shape, x, dy, null, EPS);
+        assertDx(grad, load("bwd/dx.npy", dims));
+        assertDgamma(grad, load("bwd/dgamma.npy", 7));
+        assertDbeta(grad, load("bwd/dbeta.npy", 7));
     }
 
     @Test
@@ -210,16 +213,16 @@ class CliComputeTest {
 
         ok("forward", "--x", "x.npy", "--gamma", "g.npy", "--beta", "b.npy", "--running-mean", "rm.npy",
                 "--running-var", "rv.npy", "--layout", "NCL", "--mode", "eval", "--backend", "cpu", "--out", "fwd");
-        assertClose("y", Ref64.forwardEval(shape, x, gamma, beta, rm, rv, EPS), load("fwd/y.npy", dims), FORWARD);
+        assertForward("y", Reference64.forwardEval(shape, x, gamma, beta, rm, rv, EPS), load("fwd/y.npy", dims));
         assertFalse(Files.exists(dir.resolve("fwd/save_mean.npy")), "eval mode saves no statistics");
         assertFalse(Files.exists(dir.resolve("fwd/running_mean.npy")), "eval mode leaves running statistics alone");
 
         ok("backward", "--x", "x.npy", "--dy", "dy.npy", "--gamma", "g.npy", "--running-mean", "rm.npy",
                 "--running-var", "rv.npy", "--mode", "eval", "--layout", "NCL", "--backend", "cpu", "--out", "bwd");
-        double[][] grad = Ref64.backwardEval(shape, x, dy, gamma, rm, rv, EPS);
-        assertClose("dx", grad[0], load("bwd/dx.npy", dims), GRADIENT);
-        assertClose("dgamma", grad[1], load("bwd/dgamma.npy", 1), GRADIENT);
-        assertClose("dbeta", grad[2], load("bwd/dbeta.npy", 1), GRADIENT);
+        Reference64.Backward grad = Reference64.backwardEval(shape, x, dy, gamma, rm, rv, EPS);
+        assertDx(grad, load("bwd/dx.npy", dims));
+        assertDgamma(grad, load("bwd/dgamma.npy", 1));
+        assertDbeta(grad, load("bwd/dbeta.npy", 1));
     }
 
     @Test
@@ -237,15 +240,15 @@ class CliComputeTest {
 
         ok("forward", "--x", "x.npy", "--gamma", "g.npy", "--beta", "b.npy", "--layout", "NDHWC",
                 "--no-running-stats", "--backend", "cpu", "--out", "train");
-        double[][] ref = Ref64.forwardTrain(shape, x, gamma, beta, EPS, null, null, 0);
-        assertClose("y", ref[0], load("train/y.npy", dims), FORWARD);
-        assertClose("save_mean", ref[1], load("train/save_mean.npy", 5), FORWARD);
+        Reference64.Forward ref = Reference64.forwardTraining(shape, x, gamma, beta, EPS, null, null, 0);
+        assertForward("y", ref.y(), load("train/y.npy", dims));
+        assertForward("save_mean", ref.mean(), load("train/save_mean.npy", 5));
         assertFalse(Files.exists(dir.resolve("train/running_mean.npy")), "no running statistics tracked");
         assertFalse(Files.exists(dir.resolve("train/running_var.npy")), "no running statistics tracked");
 
         // Eval without tracked statistics normalizes with the batch statistics, as PyTorch does.
         ok("forward", "--x", "x.npy", "--gamma", "g.npy", "--beta", "b.npy", "--layout", "channels-last",
                 "--no-running-stats", "--mode", "eval", "--backend", "cpu", "--out", "eval");
-        assertClose("eval y", ref[0], load("eval/y.npy", dims), FORWARD);
+        assertForward("eval y", ref.y(), load("eval/y.npy", dims));
     }
 }

@@ -3,11 +3,12 @@ package io.github.batchnorm4j.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.testing.Reference64;
 import org.junit.jupiter.api.Test;
 
 /**
  * {@link Float64Check} (main code, used by {@code check} and {@code bench}) agrees with the tests' independent
- * {@link Ref64} to double precision on every check shape, so a wrong reference cannot make a wrong backend pass.
+ * float64 reference ({@link Reference64}) to double precision on every check shape, so a wrong reference cannot make a wrong backend pass.
  */
 class Float64CheckTest {
     private static final double EPS = 1e-3; // larger than the default so eps mistakes show
@@ -27,28 +28,28 @@ class Float64CheckTest {
             String at = " at " + s;
             Float64Check.Forward f = Float64Check.forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS,
                     in.runningMean(), in.runningVar(), 0.2);
-            double[][] r = Ref64.forwardTrain(s, in.x(), in.gamma(), in.beta(), EPS, in.runningMean(),
-                    in.runningVar(), 0.2);
-            same("y" + at, r[0], f.y());
-            same("mean" + at, r[1], f.mean());
-            same("invstd" + at, r[2], f.invstd());
-            same("running_mean" + at, r[3], f.runningMean());
-            same("running_var" + at, r[4], f.runningVar());
-            same("eval y" + at, Ref64.forwardEval(s, in.x(), in.gamma(), in.beta(), in.runningMean(),
+            Reference64.Forward r = Reference64.forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS,
+                    in.runningMean(), in.runningVar(), 0.2);
+            same("y" + at, r.y(), f.y());
+            same("mean" + at, r.mean(), f.mean());
+            same("invstd" + at, r.invstd(), f.invstd());
+            same("running_mean" + at, r.runningMean(), f.runningMean());
+            same("running_var" + at, r.runningVar(), f.runningVar());
+            same("eval y" + at, Reference64.forwardEval(s, in.x(), in.gamma(), in.beta(), in.runningMean(),
                     in.runningVar(), EPS), Float64Check.forwardInference(s, in.x(), in.gamma(), in.beta(),
                     in.runningMean(), in.runningVar(), EPS));
             Float64Check.Gradients g = Float64Check.backwardTraining(s, in.x(), in.dy(), in.gamma(), EPS);
-            double[][] rg = Ref64.backwardTrain(s, in.x(), in.dy(), in.gamma(), EPS);
-            same("dx" + at, rg[0], g.dx());
-            same("dgamma" + at, rg[1], g.dgamma());
-            same("dbeta" + at, rg[2], g.dbeta());
+            Reference64.Backward rg = Reference64.backwardTraining(s, in.x(), in.dy(), in.gamma(), EPS);
+            same("dx" + at, rg.dx(), g.dx());
+            same("dgamma" + at, rg.dgamma(), g.dgamma());
+            same("dbeta" + at, rg.dbeta(), g.dbeta());
             Float64Check.Gradients ge = Float64Check.backwardInference(s, in.x(), in.dy(), in.gamma(),
                     in.runningMean(), in.runningVar(), EPS);
-            double[][] rge = Ref64.backwardEval(s, in.x(), in.dy(), in.gamma(), in.runningMean(), in.runningVar(),
-                    EPS);
-            same("eval dx" + at, rge[0], ge.dx());
-            same("eval dgamma" + at, rge[1], ge.dgamma());
-            same("eval dbeta" + at, rge[2], ge.dbeta());
+            Reference64.Backward rge = Reference64.backwardEval(s, in.x(), in.dy(), in.gamma(), in.runningMean(),
+                    in.runningVar(), EPS);
+            same("eval dx" + at, rge.dx(), ge.dx());
+            same("eval dgamma" + at, rge.dgamma(), ge.dgamma());
+            same("eval dbeta" + at, rge.dbeta(), ge.dbeta());
         }
     }
 

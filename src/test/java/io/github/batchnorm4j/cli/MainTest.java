@@ -9,8 +9,8 @@ import io.github.batchnorm4j.BackendUnavailableException;
 import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.DeviceResidentTiming;
-import io.github.batchnorm4j.MeasuredOps;
 import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.gpu.MeasuredOps;
 import io.github.batchnorm4j.gpu.TrafficMetrics;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -18,11 +18,13 @@ import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.BooleanSupplier;
 import java.util.function.Supplier;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -30,11 +32,29 @@ import org.junit.jupiter.api.io.TempDir;
  * Exit-code mapping, and runs of {@link Main#run} in this JVM with planted backends, which only this JVM can register
  * (every other CLI test goes through the launcher): an unavailable backend (exit 3), a backend that measures its
  * traffic (bench's traffic_ratio and sector_efficiency, validation against the CPU backend) and a wrong one (bench
- * refuses to time it).
+ * refuses to time it). Each test takes its planted backends out of the registry again, and checks that it did.
  */
 class MainTest {
     @TempDir
     Path dir;
+
+    private final List<Backends.Registration> planted = new ArrayList<>();
+    private List<String> before;
+
+    @BeforeEach
+    void rememberTheRegistry() {
+        before = names();
+    }
+
+    @AfterEach
+    void removeThePlantedBackends() {
+        for (int i = planted.size() - 1; i >= 0; i--) planted.get(i).close();
+        assertEquals(before, names(), "the registry after the test, as before it");
+    }
+
+    private static List<String> names() {
+        return Backends.providers().stream().map(BackendProvider::name).toList();
+    }
 
     private static String errOf(Exception e, int expectedCode) {
         StringWriter sw = new StringWriter();
@@ -91,7 +111,7 @@ class MainTest {
 
     @Test
     void anUnavailableBackendIsExitThreeWithTheReason() throws Exception {
-        Backends.register(new Unavailable());
+        planted.add(Backends.register(new Unavailable()));
         Path x = dir.resolve("x.npy");
         Npy.write(x, new long[] {2, 3}, new float[] {1, 2, 3, 4, 5, 7});
 
@@ -111,17 +131,9 @@ class MainTest {
         assertTrue(all.out().contains("check: PASS"), all.out());
     }
 
-    /** A registered, available backend made by {@code factory}. */
-    private static void register(String name, Supplier<BatchNormOps> factory) {
-        register(name, () -> true, factory);
-    }
-
-    /**
-     * A registered backend made by {@code factory}, available only while {@code available} says so (so that other
-     * tests' {@code check} of all backends skip it).
-     */
-    private static void register(String name, BooleanSupplier available, Supplier<BatchNormOps> factory) {
-        Backends.register(new BackendProvider() {
+    /** A registered, available backend made by {@code factory}, for this test only. */
+    private void register(String name, Supplier<BatchNormOps> factory) {
+        planted.add(Backends.register(new BackendProvider() {
             @Override
             public String name() {
                 return name;
@@ -129,15 +141,14 @@ class MainTest {
 
             @Override
             public BackendInfo probe() {
-                return new BackendInfo(name, available.getAsBoolean(), "planted by MainTest");
+                return new BackendInfo(name, true, "planted by MainTest");
             }
 
             @Override
             public BatchNormOps open() {
-                if (!available.getAsBoolean()) throw new BackendUnavailableException(name, "planted by MainTest");
                 return factory.get();
             }
-        });
+        }));
     }
 
     /** CPU results, and fixed traffic: 3 S moved (S = 1440 bytes for 4,3,5,6), 80% sector efficiency. */
@@ -170,12 +181,6 @@ class MainTest {
         }
     }
 
-    /**
-     * The registry is global to this JVM and cannot forget a backend: the wrong backend is wrong only while this flag
-     * is set, so that a later `check` over all backends is not affected.
-     */
-    private static volatile boolean wrong;
-
     @Test
     void benchRefusesToTimeAWrongBackend() {
         register("wrong-for-test", () -> new DelegatingOps() {
@@ -188,17 +193,11 @@ class MainTest {
             public void forwardInference(Shape shape, float[] x, float[] gamma, float[] beta, float[] runningMean,
                                          float[] runningVar, double eps, float[] y) {
                 super.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
-                if (wrong) y[0] += 1e-3f;
+                y[0] += 1e-3f;
             }
         });
-        Run r;
-        wrong = true;
-        try {
-            r = inProcess("bench", "--backend", "wrong-for-test", "--shape", "4,3,5,6", "--op", "forward-eval",
-                    "--repeat", "2", "--json");
-        } finally {
-            wrong = false;
-        }
+        Run r = inProcess("bench", "--backend", "wrong-for-test", "--shape", "4,3,5,6", "--op", "forward-eval",
+                "--repeat", "2", "--json");
         assertEquals(Main.FAILED, r.code(), r.toString());
         assertTrue(r.err().strip().startsWith("error: bench wrong-for-test forward-eval"), r.err());
         assertTrue(r.err().contains("validation failed before timing"), r.err());
@@ -281,28 +280,12 @@ class MainTest {
         assertTrue(DeviceTimed.COPIES.get() >= BenchHarness.MIN_WARMUP_RUNS + 3, "the device copy was timed");
     }
 
-    /**
-     * While set, the planted backends of the check tests are available ("broken-for-test" then probes available but
-     * cannot be opened); unset, they are simply unavailable, and other tests' {@code check} of all backends skip them.
-     */
-    private static volatile boolean plantedAvailable;
-
-    /** Runs the command line with the planted backends available. */
-    private static Run whilePlantedAvailable(String... args) {
-        plantedAvailable = true;
-        try {
-            return inProcess(args);
-        } finally {
-            plantedAvailable = false;
-        }
-    }
-
     @Test
     void checkCountsABackendThatCannotBeOpenedAsAFailure() {
-        register("broken-for-test", () -> plantedAvailable, () -> {
+        register("broken-for-test", () -> {
             throw new IllegalStateException("kernel module failed to load");
         });
-        Run r = whilePlantedAvailable("check", "--backends", "broken-for-test");
+        Run r = inProcess("check", "--backends", "broken-for-test");
         assertEquals(Main.FAILED, r.code(), r.toString());
         assertTrue(r.out().contains("FAIL broken-for-test: could not be opened: java.lang.IllegalStateException: "
                 + "kernel module failed to load"), r.out());
@@ -312,7 +295,7 @@ class MainTest {
     @Test
     void checkPrintsThePairwiseTableWithFailuresAndUnsupportedOps() {
         // The CPU backend with no statistics() and forward eval off by 1e-3 relative at one element.
-        register("partial-for-test", () -> plantedAvailable, () -> new DelegatingOps() {
+        register("partial-for-test", () -> new DelegatingOps() {
             @Override
             public String name() {
                 return "partial-for-test";
@@ -330,7 +313,7 @@ class MainTest {
                 y[0] += 1e-3f * Math.max(1f, Math.abs(y[0]));
             }
         });
-        Run r = whilePlantedAvailable("check", "--backends", "cpu,partial-for-test");
+        Run r = inProcess("check", "--backends", "cpu,partial-for-test");
         assertEquals(Main.FAILED, r.code(), r.toString());
         List<String> out = r.out().lines().toList();
         int shapes = CrossCheck.shapes().size();

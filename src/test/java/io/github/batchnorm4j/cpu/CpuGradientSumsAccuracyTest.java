@@ -9,7 +9,7 @@ import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 /**
- * The channels-last gradient sums accumulate in float groups (see Kernels.gradientSumsChannelsLast); Σdy is
+ * The channels-last gradient sums accumulate in float groups (see ElementLoops.gradientSumsChannelsLast); Σdy is
  * compensated (two-sum) so that it stays as accurate as a double sum even when it cancels. This case makes a plain
  * float sum fail: dy alternates between about +1e4 and −1e4 down each channel, so the float partial sums swing between
  * ≈ 1e4 (ulp 2^−10) and ≈ 0, and every add at 1e4 drops the small parts, while the exact Σdy is only the sum of those

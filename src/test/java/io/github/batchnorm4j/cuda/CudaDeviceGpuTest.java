@@ -6,7 +6,7 @@ import io.github.batchnorm4j.gpu.DeviceModule;
 import io.github.batchnorm4j.gpu.DeviceStream;
 import io.github.batchnorm4j.gpu.Dim3;
 import io.github.batchnorm4j.gpu.KernelArgs;
-import org.junit.jupiter.api.BeforeAll;
+import io.github.batchnorm4j.testing.GpuTest;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
@@ -26,13 +26,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * {@link CudaDevice} that the fake cannot prove: JCuda's handling of offsets on device and host pointers, the kernel
  * parameter block, asynchronous copies from Java arrays, the dynamic-shared-memory opt-in, and real error codes.
  */
+@GpuTest
 class CudaDeviceGpuTest {
-
-    @BeforeAll
-    static void needsAGpu() {
-        CudaProbe.Result r = CudaProbe.probe();
-        assumeTrue(r.available(), "no GPU: " + r.detail());
-    }
 
     private static String ptx() throws IOException {
         try (InputStream in = CudaDeviceGpuTest.class.getResourceAsStream("device_smoke.ptx")) {

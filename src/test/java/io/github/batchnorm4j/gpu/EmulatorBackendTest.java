@@ -5,7 +5,6 @@ import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.ptx.EmulatedDevice;
-import io.github.batchnorm4j.MeasuredOps;
 import io.github.batchnorm4j.Shape;
 import org.junit.jupiter.api.Test;
 
@@ -23,7 +22,7 @@ class EmulatorBackendTest {
         assertTrue(info.available(), info.toString());
         try (BatchNormOps ops = Backends.open("emulator")) {
             assertEquals("emulator", ops.name());
-            assertInstanceOf(GpuBatchNormOps.class, ops);
+            assertInstanceOf(HostArrayBatchNormOps.class, ops);
         }
     }
 
@@ -60,7 +59,7 @@ class EmulatorBackendTest {
         float[] ones = {1, 1, 1, 1, 1, 1, 1, 1};
         float[] zeros = new float[8];
         EmulatedDevice dev = new EmulatedDevice();
-        try (GpuBatchNormOps ops = new GpuBatchNormOps("emulator", dev, true)) {
+        try (HostArrayBatchNormOps ops = new HostArrayBatchNormOps("emulator", dev, true)) {
             int live = dev.liveBufferCount();
             for (DeviceResidentTiming.Op op : DeviceResidentTiming.Op.values()) {
                 try (DeviceResidentTiming.Timed t = ops.prepareTiming(op, s, x, dy, ones, zeros, zeros.clone(),

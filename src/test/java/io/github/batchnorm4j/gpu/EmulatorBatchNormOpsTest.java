@@ -29,6 +29,7 @@ class EmulatorBatchNormOpsTest extends BatchNormOpsContractTest {
 
     @Override
     protected BatchNormOps openOps() {
-        return new GpuBatchNormOps("emulator", new EmulatedDevice(EmulatorOptions.defaults().withBlockOrderSeed(7)), true);
+        return new HostArrayBatchNormOps("emulator",
+                new EmulatedDevice(EmulatorOptions.defaults().withBlockOrderSeed(7)), true);
     }
 }

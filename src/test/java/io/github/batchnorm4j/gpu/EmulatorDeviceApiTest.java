@@ -23,9 +23,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The device-resident API ({@link GpuBatchNorm}) on the PTX emulator with every check on: misaligned sub-buffers
- * (scalar path) against the float64 reference, bitwise-identical results under different block orders, repeated
- * training steps without allocation, and the kernel paths each shape is meant to take.
+ * The device-resident API ({@link DeviceResidentBatchNorm}) on the PTX emulator with every check on: misaligned
+ * sub-buffers (scalar path) against the float64 reference, bitwise-identical results under different block orders,
+ * repeated training steps without allocation, and the kernel paths each shape is meant to take.
  */
 class EmulatorDeviceApiTest {
     private static final double EPS = 1e-5;
@@ -88,7 +88,7 @@ class EmulatorDeviceApiTest {
             return out;
         }
 
-        void train(GpuBatchNorm bn) {
+        void train(DeviceResidentBatchNorm bn) {
             bn.forwardTraining(shape, px, pg, pb, EPS, prm, prv, MOMENTUM, py, pmean, pinv, null);
             bn.backwardTraining(shape, px, pdy, pg, pmean, pinv, pdx, pdg, pdb, null);
         }
@@ -119,7 +119,7 @@ class EmulatorDeviceApiTest {
     @MethodSource("splitShapes")
     void misalignedSubBuffersTakeTheScalarPathAndMatchTheReference(Shape shape) {
         try (EmulatedDevice dev = new EmulatedDevice(EmulatorOptions.defaults().withBlockOrderSeed(3));
-             GpuBatchNorm bn = new GpuBatchNorm(dev);
+             DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev);
              Step st = new Step(dev, shape, 77, 4)) {
             int n = shape.elementCountAsInt();
             int c = shape.channels();
@@ -164,7 +164,7 @@ class EmulatorDeviceApiTest {
         boolean split = false;
         for (EmulatorOptions o : orders) {
             try (EmulatedDevice dev = new EmulatedDevice(o);
-                 GpuBatchNorm bn = new GpuBatchNorm(dev);
+                 DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev);
                  Step st = new Step(dev, shape, 99, 0)) {
                 st.train(bn);
                 runs.add(st.bits());
@@ -183,7 +183,7 @@ class EmulatorDeviceApiTest {
     @MethodSource("splitShapes")
     void repeatedStepsAllocateNothingAndRepeatExactly(Shape shape) {
         try (EmulatedDevice dev = new EmulatedDevice(EmulatorOptions.defaults());
-             GpuBatchNorm bn = new GpuBatchNorm(dev);
+             DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev);
              Step st = new Step(dev, shape, 5, 0)) {
             st.train(bn);
             int[] first = st.bits();

@@ -20,49 +20,55 @@ class LaunchGeometryTest {
 
     @Test
     void reductionsCoverEveryValueExactlyOnceWithValidBlocks() {
-        for (int sms : new int[]{1, 8, 132}) {
-            for (Shape s : SHAPES) {
-                for (boolean vec : new boolean[]{false, true}) {
-                    boolean ok = s.layout() == Layout.CHANNELS_FIRST ? s.inner() % 4 == 0 : s.channels() % 4 == 0;
-                    if (!ok) {
-                        assertThrows(IllegalArgumentException.class, () -> LaunchGeometry.reduction(s, true, sms));
-                        continue;
-                    }
-                    LaunchGeometry.Reduction g = LaunchGeometry.reduction(s, vec, sms);
-                    String at = s + " vec=" + vec + " sms=" + sms + ": " + g;
-                    assertEquals(0, g.block().volume() % 32, at);
-                    assertTrue(g.block().volume() <= LaunchGeometry.BLOCK, at);
-                    assertEquals(1, Integer.bitCount(g.block().y()), "by must be a power of two: " + at);
-                    long units = s.layout() == Layout.CHANNELS_FIRST ? s.batch() * s.inner() / (vec ? 4 : 1) : s.rows();
+        for (Shape s : SHAPES) {
+            for (boolean vec : new boolean[]{false, true}) {
+                if (vec && !LaunchGeometry.vectorizable(s)) {
+                    assertThrows(IllegalArgumentException.class, () -> LaunchGeometry.reduction(s, true));
+                    continue;
+                }
+                LaunchGeometry.Reduction g = LaunchGeometry.reduction(s, vec);
+                String at = s + " vec=" + vec + ": " + g;
+                if (g.view() == LaunchGeometry.View.CHANNELS_FIRST) assertEquals(0, g.block().volume() % 32, at);
+                assertTrue(g.block().volume() <= LaunchGeometry.BLOCK, at);
+                assertEquals(1, Integer.bitCount(g.block().y()), "by must be a power of two: " + at);
+                if (g.view() == LaunchGeometry.View.CHANNELS_FIRST) {
+                    long units = s.batch() * s.inner() / (vec ? 4 : 1);
                     assertTrue(g.chunk() * g.splits() >= units, "covers all: " + at);
                     assertTrue(g.chunk() * (g.splits() - 1) < units, "no empty block: " + at);
-                    if (s.layout() == Layout.CHANNELS_FIRST) {
-                        assertEquals(s.channels() * g.splits(), g.grid().volume(), at);
-                    } else {
-                        long cu = s.channels() / (vec ? 4 : 1);
-                        assertTrue((long) g.grid().x() * g.block().x() >= cu, at);
-                        assertEquals(g.splits(), g.grid().y(), at);
-                    }
-                    assertEquals(g.splits() > 1 ? s.channels() * g.splits() : 0, g.partials(), at);
+                    assertEquals(s.channels() * (long) g.splits(), g.grid().volume(), at);
+                } else {
+                    int w = vec ? 4 : 1;
+                    long cols = (long) s.channels() * g.inner();
+                    assertEquals(s.elementCount(), g.rows() * cols, "rows of C·inner floats: " + at);
+                    assertTrue(g.chunk() * g.splits() >= g.rows(), "covers all: " + at);
+                    assertTrue(g.chunk() * (g.splits() - 1) < g.rows(), "no empty block: " + at);
+                    assertTrue((long) g.grid().x() * g.block().x() * w >= cols, at);
+                    assertEquals(0, (long) g.block().x() * w % g.inner(), "whole channels per block: " + at);
+                    assertTrue((long) g.block().x() * w / g.inner() <= LaunchGeometry.BLOCK, "channels per block: " + at);
+                    assertEquals(g.splits(), g.grid().y(), at);
                 }
+                assertEquals(g.splits() > 1 ? s.channels() * (long) g.splits() : 0, g.partials(), at);
             }
         }
     }
 
+    /** Item 6 of issue 10: the merge tree of a reduction depends on the shape alone, never on the device. */
     @Test
-    void smallChannelCountsAreSplitToFillTheGpu() {
-        LaunchGeometry.Reduction g = LaunchGeometry.reduction(Shape.channelsFirst(32, 64, 56, 56), true, 132);
-        assertTrue(g.grid().volume() >= 132 * 2, "at least two blocks per SM: " + g);
-        g = LaunchGeometry.reduction(Shape.channelsFirst(1, 3, 224, 224), true, 132);
-        assertTrue(g.grid().volume() >= 132, "C = 3 still fills the GPU: " + g);
+    void reductionGeometryIsAFunctionOfTheShapeAlone() {
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(Shape.channelsFirst(48, 3, 64, 64), true);
+        assertEquals(176, g.splits(), "528 blocks for C = 3: " + g);
+        g = LaunchGeometry.reduction(Shape.channelsFirst(66, 1, 64, 64), true);
+        assertEquals(264, g.splits(), "C = 1: limited by 1024 values per block: " + g);
     }
 
     @Test
     void elementwiseChunksAreWarpMultiples() {
         for (Shape s : SHAPES) {
             LaunchGeometry.Elementwise e = LaunchGeometry.elementwise(s, false, 132);
-            assertEquals(0, e.block().volume() % 32, s.toString());
-            if (s.layout() == Layout.CHANNELS_FIRST) assertEquals(0, e.chunk() % 32, s + " " + e);
+            if (e.view() == LaunchGeometry.View.CHANNELS_FIRST) {
+                assertEquals(0, e.block().volume() % 32, s.toString());
+                assertEquals(0, e.chunk() % 32, s + " " + e);
+            }
         }
         assertEquals(7, LaunchGeometry.ceilDiv(13, 2));
         assertEquals(0, LaunchGeometry.ceilDiv(0, 5));

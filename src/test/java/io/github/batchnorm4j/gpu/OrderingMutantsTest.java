@@ -27,7 +27,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * fence before the arrival atomic, and the last block's fence before it reads the partials), every
  * {@code ld.global.cg} of a partial turned into {@code ld.global.nc} or a plain (L1-cached) {@code ld.global}, and every
  * counter reset ({@code st.global.u32 [counter], 0} after the arrival atomic) deleted. One mutant per run, on a shape
- * whose channels are split across 4 blocks, through {@link GpuBatchNorm} as the library runs them.
+ * whose channels are split across 4 blocks, through {@link DeviceResidentBatchNorm} as the library runs them.
  */
 class OrderingMutantsTest {
     private static final Pattern ENTRY = Pattern.compile("^\\.visible \\.entry (\\w+)\\(");
@@ -117,7 +117,7 @@ class OrderingMutantsTest {
         long skew = vec ? 0 : 4;   // a pointer 4 bytes off a 16-byte boundary takes the scalar kernels
         SplittableRandom rng = TestData.random(m.line());
         try (EmulatedDevice dev = new EmulatedDevice(options.withBlockOrderSeed(m.line()));
-             GpuBatchNorm bn = new GpuBatchNorm(dev, name -> mutate(name, m));
+             DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev, name -> mutate(name, m));
              DeviceBuffer x = dev.allocate(4L * n + 16); DeviceBuffer dy = dev.allocate(4L * n + 16);
              DeviceBuffer out = dev.allocate(4L * n + 16); DeviceBuffer ch = dev.allocate(4L * 6 * 64)) {
             DeviceStream s = dev.defaultStream();

@@ -154,7 +154,8 @@ final class RecordingDevice implements Device {
                 throw new DeviceException(kernel.name() + ": argument " + i + " points into a closed buffer");
             }
         }
-        if (block.volume() > props.maxThreadsPerBlock() || block.volume() % 32 != 0 || grid.y() > 65535) {
+        if (block.volume() > props.maxThreadsPerBlock() || block.x() > 1024 || block.y() > 1024 || block.z() > 64
+                || grid.y() > 65535 || grid.z() > 65535) {
             throw new DeviceException(kernel.name() + ": bad geometry grid " + grid + " block " + block);
         }
         launches.add(new Launch(kernel.name(), grid, block, args));

@@ -3,7 +3,6 @@ package io.github.batchnorm4j.gpu;
 import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.Layout;
-import io.github.batchnorm4j.MeasuredOps;
 import io.github.batchnorm4j.Shape;
 
 import java.util.Locale;

@@ -11,8 +11,9 @@ import java.util.Random;
 /**
  * Emulator speed (a benchmark, not a test): runs the reduce_sum test kernel (grid-stride loads, shuffles, shared
  * memory, a last-block merge) on a few million floats and prints thread-instructions per second on one core, with all
- * checks on and with all checks off. Validates the result against Java before timing. Rates are given per second of
- * wall time and per second of this thread's CPU time (the latter is what to compare on a shared, loaded machine).
+ * checks on, with all checks off, and with checks and {@link Coverage} on. Validates the result against Java before timing.
+ * Rates are given per second of wall time and per second of this thread's CPU time (the latter is what to compare on a
+ * shared, loaded machine).
  *
  * <pre>
  * mvn -q -o test-compile && java -cp target/classes:target/test-classes io.github.batchnorm4j.ptx.EmulatorBenchmark [n] [reps]
@@ -31,9 +32,11 @@ public final class EmulatorBenchmark {
         for (int i = 0; i < n; i++) x[i] = (float) r.nextGaussian();
         float expect = CorrectKernelsTest.referenceReduce(x, grid, block);
         String ptx = TestPtx.load("correct_kernels.ptx");
-        for (boolean checks : new boolean[]{true, false}) {
+        for (String mode : new String[]{"on", "off", "on+coverage"}) {
+            boolean checks = !mode.equals("off");
             EmulatorOptions opt = checks ? EmulatorOptions.defaults() : EmulatorOptions.defaults().withoutChecks();
-            try (EmulatedDevice dev = new EmulatedDevice(opt); DeviceBuffer dx = dev.allocate(4L * n);
+            Coverage coverage = mode.endsWith("coverage") ? new Coverage() : null;
+            try (EmulatedDevice dev = new EmulatedDevice(opt, coverage); DeviceBuffer dx = dev.allocate(4L * n);
                  DeviceBuffer partial = dev.allocate(4L * grid); DeviceBuffer counter = dev.allocate(4);
                  DeviceBuffer out = dev.allocate(4)) {
                 DeviceModule m = dev.loadModule("correct_kernels.ptx", ptx);
@@ -60,12 +63,12 @@ public final class EmulatorBenchmark {
                     best = Math.max(best, rate);
                     bestCpu = Math.max(bestCpu, cpuRate);
                     System.out.printf("checks %-3s rep %d: %,d thread-instructions in %.1f ms = %.1f M/s (%.1f M per"
-                                    + " CPU-second; loaded %,d B, sector efficiency %.3f)%n", checks ? "on" : "off", rep,
+                                    + " CPU-second; loaded %,d B, sector efficiency %.3f)%n", mode, rep,
                             t.threadInstructions(), (t1 - t0) / 1e6, rate / 1e6, cpuRate / 1e6,
                             t.globalBytesLoaded(), t.sectorEfficiency());
                 }
-                System.out.printf("BEST checks %s: %.1f M thread-instructions/s (%.1f M per CPU-second)%n",
-                        checks ? "on" : "off", best / 1e6, bestCpu / 1e6);
+                System.out.printf("BEST checks %s: %.1f M thread-instructions/s (%.1f M per CPU-second)%n", mode,
+                        best / 1e6, bestCpu / 1e6);
             }
         }
     }

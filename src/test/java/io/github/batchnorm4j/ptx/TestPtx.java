@@ -5,7 +5,7 @@ import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 
-/** Loads the committed PTX of the test kernels (src/test/cuda, built by scripts/build-test-ptx.sh). */
+/** Loads the committed PTX of the test kernels (src/test/cuda, built by scripts/build-ptx.sh --tests). */
 final class TestPtx {
     private TestPtx() {
     }

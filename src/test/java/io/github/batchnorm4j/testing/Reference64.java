@@ -252,6 +252,15 @@ public final class Reference64 {
         return backwardTraining(shape, wide(x), wide(dy), wide(gamma), wide(saveMean), wide(saveInvstd));
     }
 
+    /**
+     * Training-mode backward with the statistics of x itself (what {@code backward} computes when no saved statistics
+     * are given): mean and invstd = 1/sqrt(var + eps) as {@link #forwardTraining} finds them.
+     */
+    public static Backward backwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, double eps) {
+        Forward f = forwardTraining(shape, x, null, null, eps, null, null, 0);
+        return backwardTraining(shape, wide(x), wide(dy), wide(gamma), f.mean(), f.invstd());
+    }
+
     public static Backward backwardEval(Shape shape, float[] x, float[] dy, float[] gamma,
                                         float[] runningMean, float[] runningVar, double eps) {
         return backwardEval(shape, wide(x), wide(dy), wide(gamma), wide(runningMean), wide(runningVar), eps);

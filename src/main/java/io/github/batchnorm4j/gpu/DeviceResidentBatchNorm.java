@@ -2,7 +2,6 @@ package io.github.batchnorm4j.gpu;
 
 import io.github.batchnorm4j.ArgumentChecks;
 import io.github.batchnorm4j.ChannelStatistics;
-import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
 
 import java.util.HashMap;
@@ -29,15 +28,15 @@ import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
  * <p>Conventions (DESIGN §1): tensors are {@code shape.elementCount()} floats in the layout's memory order, per-channel
  * vectors C floats. A {@code null} gamma means 1 and a {@code null} beta means 0; {@code null} running statistics are
  * not tracked. Every pointer must be 4-byte aligned, lie on this device and leave enough room in its buffer; tensors
- * that are also 16-byte aligned (with inner % 4 == 0 channels-first, C % 4 == 0 channels-last) take the float4 path,
- * others (e.g. misaligned sub-buffers) the scalar path. Arguments are validated before anything is launched; a call
+ * that are also 16-byte aligned, in a shape {@link LaunchGeometry#vectorizable} accepts, take the float4 path, others
+ * (e.g. misaligned sub-buffers) the scalar path; the two paths may differ in the last bits of reductions. Arguments are validated before anything is launched; a call
  * that throws has written nothing, except that a failed launch may leave outputs partly written. Outputs may alias
  * their elementwise input (y = x, dx = dy), never another output.
  *
  * <p>Not thread-safe, and its workspace is shared by all its calls: use one instance per stream. Owns the loaded
  * modules and the workspace; {@link #close()} frees them (not the device).
  */
-public final class GpuBatchNorm implements AutoCloseable {
+public final class DeviceResidentBatchNorm implements AutoCloseable {
     private final Device device;
     private final DeviceModule forward;
     private final DeviceModule backward;
@@ -51,12 +50,12 @@ public final class GpuBatchNorm implements AutoCloseable {
      *
      * @throws DeviceException when a module cannot be found, read or loaded, or lacks a kernel
      */
-    public GpuBatchNorm(Device device) {
+    public DeviceResidentBatchNorm(Device device) {
         this(device, PtxModules::read);
     }
 
     /** Loads the modules whose PTX text {@code ptxOf} gives for each module name (tests load mutated PTX). */
-    GpuBatchNorm(Device device, UnaryOperator<String> ptxOf) {
+    DeviceResidentBatchNorm(Device device, UnaryOperator<String> ptxOf) {
         if (device == null) throw new IllegalArgumentException("device must not be null");
         this.device = device;
         DeviceModule f = null;
@@ -105,7 +104,7 @@ public final class GpuBatchNorm implements AutoCloseable {
         double[] mean = new double[c];
         double[] m2 = new double[c];
         for (int i = 0; i < c; i++) {
-            mean[i] = (double) out[i] + out[c + i];   // pivot + mean of deviations: keeps digits at |mean| >> std
+            mean[i] = (double) out[i] + out[c + i];   // center + mean of deviations: keeps digits at |mean| >> std
             m2[i] = Math.max(0, out[2 * c + i]);
         }
         return new ChannelStatistics(shape.reductionSize(), mean, m2);
@@ -227,25 +226,21 @@ public final class GpuBatchNorm implements AutoCloseable {
                              DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
                              DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dummy, DeviceStream s) {
         boolean vec = vectorizable(shape, x);
-        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, device.properties().multiprocessorCount());
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
         KernelArgs a = new KernelArgs().ptr(x);
-        if (shape.layout() == Layout.CHANNELS_FIRST) {
-            a.i32(shape.channels()).i64(shape.batch()).i64(shape.inner()).i64(g.splits()).i64(g.chunk());
-        } else {
-            a.i64(shape.rows()).i32(shape.channels()).i64(g.chunk());
-        }
+        reductionShapeArgs(a, shape, g);
         a.ptr(workspace.partials()).ptr(workspace.counters())
                 .i64(shape.reductionSize()).f32(eps).f32(momentum).i32(flags)
                 .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy)).ptr(or(runningVar, dummy))
                 .ptr(or(saveMean, dummy)).ptr(or(saveInvstd, dummy)).ptr(workspace.coef());
-        launch(name("bn_stats", shape, vec), g.grid(), g.block(), a, s);
+        launch(name("bn_stats", g.view(), vec), g.grid(), g.block(), a, s);
     }
 
     private void launchPrepare(Shape shape, int mode, float eps, DevicePointer gamma, DevicePointer beta,
-                               DevicePointer mean, DevicePointer spread, DevicePointer dummy, DeviceStream s) {
+                               DevicePointer mean, DevicePointer varOrInvstd, DevicePointer dummy, DeviceStream s) {
         int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0);
         KernelArgs a = new KernelArgs().i32(mode).i32(shape.channels()).f32(eps).i32(flags)
-                .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(mean).ptr(spread)
+                .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(mean).ptr(varOrInvstd)
                 .ptr(workspace.coef()).ptr(workspace.aux());
         launch("bn_prepare", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK), a, s);
     }
@@ -253,58 +248,64 @@ public final class GpuBatchNorm implements AutoCloseable {
     private void launchApply(Shape shape, boolean vec, DevicePointer in, DevicePointer out, DeviceStream s) {
         LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount());
         KernelArgs a = new KernelArgs().ptr(in).ptr(out);
-        if (shape.layout() == Layout.CHANNELS_FIRST) {
-            a.i32(shape.channels()).i64(shape.batch() * shape.channels()).i64(shape.inner()).i64(g.chunk());
-        } else {
-            a.i64(shape.rows()).i32(shape.channels());
-        }
+        elementwiseShapeArgs(a, shape, g);
         a.ptr(workspace.coef());
-        launch(name("bn_apply", shape, vec), g.grid(), g.block(), a, s);
+        launch(name("bn_apply", g.view(), vec), g.grid(), g.block(), a, s);
     }
 
     private void launchBackwardReduce(Shape shape, DevicePointer x, DevicePointer dy, int flags, DevicePointer gamma,
                                       DevicePointer mean, DevicePointer invstd, DevicePointer dgamma,
                                       DevicePointer dbeta, DevicePointer dummy, DeviceStream s) {
         boolean vec = vectorizable(shape, x, dy);
-        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, device.properties().multiprocessorCount());
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
         KernelArgs a = new KernelArgs().ptr(x).ptr(dy);
-        if (shape.layout() == Layout.CHANNELS_FIRST) {
-            a.i32(shape.channels()).i64(shape.batch()).i64(shape.inner()).i64(g.splits()).i64(g.chunk());
-        } else {
-            a.i64(shape.rows()).i32(shape.channels()).i64(g.chunk());
-        }
+        reductionShapeArgs(a, shape, g);
         a.ptr(workspace.partials()).ptr(workspace.counters())
                 .i64(shape.reductionSize()).i32(flags)
                 .ptr(or(gamma, dummy)).ptr(mean).ptr(invstd).ptr(or(dgamma, dummy)).ptr(or(dbeta, dummy))
                 .ptr(workspace.coef());
-        launch(name("bn_backward_reduce", shape, vec), g.grid(), g.block(), a, s);
+        launch(name("bn_backward_reduce", g.view(), vec), g.grid(), g.block(), a, s);
     }
 
     private void launchDx(Shape shape, boolean vec, DevicePointer x, DevicePointer dy, DevicePointer dx,
                           DeviceStream s) {
         LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount());
         KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(dx);
-        if (shape.layout() == Layout.CHANNELS_FIRST) {
-            a.i32(shape.channels()).i64(shape.batch() * shape.channels()).i64(shape.inner()).i64(g.chunk());
-        } else {
-            a.i64(shape.rows()).i32(shape.channels());
-        }
+        elementwiseShapeArgs(a, shape, g);
         a.ptr(workspace.coef());
-        launch(name("bn_dx", shape, vec), g.grid(), g.block(), a, s);
+        launch(name("bn_dx", g.view(), vec), g.grid(), g.block(), a, s);
     }
 
     private void launch(String kernel, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream s) {
         device.launch(kernels.get(kernel), grid, block, 0, s, args);
     }
 
-    private static String name(String base, Shape shape, boolean vec) {
-        return base + (shape.layout() == Layout.CHANNELS_FIRST ? "_cf" : "_cl") + (vec ? "_vec4" : "");
+    private static String name(String base, LaunchGeometry.View view, boolean vec) {
+        return base + (view == LaunchGeometry.View.CHANNELS_FIRST ? "_cf" : "_cl") + (vec ? "_vec4" : "");
+    }
+
+    /** The shape parameters of bn_stats_* / bn_backward_reduce_*: (C, N, inner, splits, chunk) or (rows, C, inner, chunk). */
+    private static void reductionShapeArgs(KernelArgs a, Shape shape, LaunchGeometry.Reduction g) {
+        if (g.view() == LaunchGeometry.View.CHANNELS_FIRST) {
+            a.i32(shape.channels()).i64(shape.batch()).i64(shape.inner()).i32(g.splits()).i64(g.chunk());
+        } else {
+            a.i64(g.rows()).i32(shape.channels()).i32(g.inner()).i64(g.chunk());
+        }
+    }
+
+    /** The shape parameters of bn_apply_* / bn_dx_*: (C, units, pieces, inner, chunk) or (rows, C, inner). */
+    private static void elementwiseShapeArgs(KernelArgs a, Shape shape, LaunchGeometry.Elementwise g) {
+        if (g.view() == LaunchGeometry.View.CHANNELS_FIRST) {
+            a.i32(shape.channels()).i32(g.units()).i32(g.pieces()).i64(shape.inner()).i32(g.chunk());
+        } else {
+            a.i64(g.rows()).i32(shape.channels()).i32(g.inner());
+        }
     }
 
     // ---- helpers -------------------------------------------------------------------------------------------------
 
     private DeviceStream begin(DeviceStream stream) {
-        if (closed) throw new IllegalStateException("GpuBatchNorm is closed");
+        if (closed) throw new IllegalStateException("DeviceResidentBatchNorm is closed");
         return stream != null ? stream : device.defaultStream();
     }
 
@@ -313,10 +314,9 @@ public final class GpuBatchNorm implements AutoCloseable {
         long partials = 0;
         long counters = 0;
         if (reduction) {
-            int sms = device.properties().multiprocessorCount();
             for (boolean vec : new boolean[]{false, true}) {
-                if (vec && !divisibleBy4(shape)) continue;
-                LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, sms);
+                if (vec && !LaunchGeometry.vectorizable(shape)) continue;
+                LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
                 partials = Math.max(partials, g.partials());
                 counters = Math.max(counters, g.counters());
             }
@@ -346,15 +346,11 @@ public final class GpuBatchNorm implements AutoCloseable {
 
     /** Whether every tensor allows the float4 path for this shape. */
     static boolean vectorizable(Shape shape, DevicePointer... tensors) {
-        if (!divisibleBy4(shape)) return false;
+        if (!LaunchGeometry.vectorizable(shape)) return false;
         for (DevicePointer p : tensors) {
             if (!p.isAligned(16)) return false;
         }
         return true;
-    }
-
-    private static boolean divisibleBy4(Shape shape) {
-        return shape.layout() == Layout.CHANNELS_FIRST ? shape.inner() % 4 == 0 : shape.channels() % 4 == 0;
     }
 
     private static DevicePointer or(DevicePointer p, DevicePointer fallback) {

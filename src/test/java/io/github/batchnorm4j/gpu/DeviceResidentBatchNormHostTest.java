@@ -15,7 +15,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * parameter list, invalid input is rejected before any launch, the vector path is chosen only when alignment allows,
  * and the workspace is allocated once per shape.
  */
-class GpuBatchNormHostTest {
+class DeviceResidentBatchNormHostTest {
     private static final List<Shape> SHAPES = List.of(Shape.channelsFirst(2, 3, 5, 7), Shape.channelsFirst(4, 8, 16),
             Shape.channelsFirst(32, 64, 56, 56), Shape.channelsLast(256, 1024), Shape.channelsLast(3, 5, 7, 3),
             Shape.channelsLast(2, 7, 4099), Shape.channelsFirst(1, 4099, 3));
@@ -27,7 +27,7 @@ class GpuBatchNormHostTest {
     @Test
     void everyOperationLaunchesWithArgumentsMatchingThePtx() {
         RecordingDevice dev = new RecordingDevice(132);
-        try (GpuBatchNorm bn = new GpuBatchNorm(dev)) {
+        try (DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev)) {
             for (Shape s : SHAPES) {
                 DeviceBuffer x = tensor(dev, s), dy = tensor(dev, s), y = tensor(dev, s);
                 DeviceBuffer ch = dev.allocate(s.channels() * 4L * 8 + 64);
@@ -49,14 +49,19 @@ class GpuBatchNormHostTest {
     @Test
     void vectorPathOnlyWhenAlignedAndDivisible() {
         RecordingDevice dev = new RecordingDevice(132);
-        Shape s = Shape.channelsFirst(4, 8, 16);
-        try (GpuBatchNorm bn = new GpuBatchNorm(dev)) {
+        Shape s = Shape.channelsFirst(4, 8, 128);
+        try (DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev)) {
             DeviceBuffer x = tensor(dev, s), y = tensor(dev, s), ch = dev.allocate(1024);
             bn.forwardTraining(s, x.pointer(), null, null, 1e-5, null, null, 0.1, y.pointer(), ch.at(0), ch.at(512), null);
             assertEquals(List.of("bn_stats_cf_vec4", "bn_apply_cf_vec4"), names(dev));
             dev.launches.clear();
             bn.forwardTraining(s, x.at(4), null, null, 1e-5, null, null, 0.1, y.pointer(), ch.at(0), ch.at(512), null);
             assertEquals(List.of("bn_stats_cf", "bn_apply_cf"), names(dev), "x misaligned by 4 bytes");
+            dev.launches.clear();
+            Shape small = Shape.channelsFirst(4, 8, 3);   // inner < 128: rows of C·inner = 24 floats, float4 ok
+            bn.forwardTraining(small, x.pointer(), null, null, 1e-5, null, null, 0.1, y.pointer(), ch.at(0), ch.at(512),
+                    null);
+            assertEquals(List.of("bn_stats_cl_vec4", "bn_apply_cl_vec4"), names(dev), "small inner runs as rows");
             dev.launches.clear();
             Shape odd = Shape.channelsLast(16, 6);
             bn.forwardTraining(odd, x.pointer(), null, null, 1e-5, null, null, 0.1, y.pointer(), ch.at(0), ch.at(512), null);
@@ -68,7 +73,7 @@ class GpuBatchNormHostTest {
     void invalidInputIsRejectedBeforeAnyLaunch() {
         RecordingDevice dev = new RecordingDevice(132);
         Shape s = Shape.channelsFirst(2, 3, 5);
-        try (GpuBatchNorm bn = new GpuBatchNorm(dev)) {
+        try (DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev)) {
             DeviceBuffer x = tensor(dev, s), y = tensor(dev, s), ch = dev.allocate(1024);
             DevicePointer m = ch.at(0), v = ch.at(256);
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () ->
@@ -98,7 +103,7 @@ class GpuBatchNormHostTest {
     void workspaceIsAllocatedOncePerShape() {
         RecordingDevice dev = new RecordingDevice(132);
         Shape s = Shape.channelsFirst(32, 64, 56, 56);
-        try (GpuBatchNorm bn = new GpuBatchNorm(dev)) {
+        try (DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev)) {
             DeviceBuffer x = tensor(dev, s), y = tensor(dev, s), dy = tensor(dev, s), ch = dev.allocate(64 * 4 * 8);
             DevicePointer[] c = new DevicePointer[8];
             for (int i = 0; i < 8; i++) c[i] = ch.at(i * 256L);
@@ -118,7 +123,7 @@ class GpuBatchNormHostTest {
     @Test
     void hostApiClosesAnOwnedDevice() {
         RecordingDevice dev = new RecordingDevice(8);
-        GpuBatchNormOps ops = new GpuBatchNormOps("recording", dev, true);
+        HostArrayBatchNormOps ops = new HostArrayBatchNormOps("recording", dev, true);
         ops.forwardInference(Shape.channelsLast(4, 3), new float[12], null, null, new float[3], new float[]{1, 1, 1},
                 1e-5, new float[12]);
         assertFalse(ops.lastOperationMetrics().isPresent(), "no metrics from a device that does not measure");

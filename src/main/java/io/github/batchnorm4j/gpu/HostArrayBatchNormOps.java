@@ -3,27 +3,26 @@ package io.github.batchnorm4j.gpu;
 import io.github.batchnorm4j.AbstractBatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.DeviceResidentTiming;
-import io.github.batchnorm4j.MeasuredOps;
 import io.github.batchnorm4j.Shape;
 
 import java.util.Optional;
 
 /**
  * Our CUDA kernels behind the host API {@link io.github.batchnorm4j.BatchNormOps}, over any {@link Device} (JCuda or
- * the PTX emulator): each call copies its float[] inputs to the device, runs {@link GpuBatchNorm}, and copies the
- * outputs back. Device staging buffers grow to the largest shape seen and are reused. Running statistics are copied
- * back only after every launch succeeded, so a failing call leaves the caller's arrays unchanged.
+ * the PTX emulator): each call copies its float[] inputs to the device, runs {@link DeviceResidentBatchNorm}, and
+ * copies the outputs back. Device staging buffers grow to the largest shape seen and are reused. Running statistics are
+ * copied back only after every launch succeeded, so a failing call leaves the caller's arrays unchanged.
  *
  * <p>On a {@link MeasuringDevice} (the emulator) every operation resets the metrics when it starts and records them
  * when it ends: {@link #lastOperationMetrics()} is the kernels' traffic only (host copies are not kernel traffic).
  * For {@code bench}, {@link #prepareTiming} uploads an operation's inputs once and runs it on the device-resident API.
  * Not thread-safe.
  */
-public final class GpuBatchNormOps extends AbstractBatchNormOps implements MeasuredOps, DeviceResidentTiming {
+public final class HostArrayBatchNormOps extends AbstractBatchNormOps implements MeasuredOps, DeviceResidentTiming {
     private final Device device;
     private final boolean ownsDevice;
     private final String name;
-    private final GpuBatchNorm kernels;
+    private final DeviceResidentBatchNorm kernels;
     private final Staging staging;
     private TrafficMetrics last;
 
@@ -33,14 +32,14 @@ public final class GpuBatchNormOps extends AbstractBatchNormOps implements Measu
      * @param ownsDevice whether {@link #close()} also closes the device
      * @throws DeviceException when the kernel modules cannot be loaded (the device is closed first if owned)
      */
-    public GpuBatchNormOps(String name, Device device, boolean ownsDevice) {
+    public HostArrayBatchNormOps(String name, Device device, boolean ownsDevice) {
         if (name == null || name.isBlank()) throw new IllegalArgumentException("name must not be empty");
         if (device == null) throw new IllegalArgumentException("device must not be null");
         this.name = name;
         this.device = device;
         this.ownsDevice = ownsDevice;
         try {
-            this.kernels = new GpuBatchNorm(device);
+            this.kernels = new DeviceResidentBatchNorm(device);
         } catch (RuntimeException e) {
             if (ownsDevice) device.close();
             throw e;
@@ -54,7 +53,7 @@ public final class GpuBatchNormOps extends AbstractBatchNormOps implements Measu
     }
 
     /** The device-resident API over the same device and modules (shares this object's workspace: same thread only). */
-    public GpuBatchNorm deviceApi() {
+    public DeviceResidentBatchNorm deviceApi() {
         return kernels;
     }
 

@@ -1,6 +1,4 @@
-package io.github.batchnorm4j;
-
-import io.github.batchnorm4j.gpu.TrafficMetrics;
+package io.github.batchnorm4j.gpu;
 
 import java.util.Optional;
 

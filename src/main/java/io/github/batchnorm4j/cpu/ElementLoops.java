@@ -12,7 +12,7 @@ package io.github.batchnorm4j.cpu;
  * <p>Accumulations are in double with several independent accumulators (the adds are latency-bound otherwise);
  * partial sums are added into the caller's per-piece arrays, never shared between threads. Nothing is allocated.
  */
-final class Kernels {
+final class ElementLoops {
     /**
      * Whether the JVM compiles Math.fma to the CPU's fused multiply-add (-XX:+UseFMA, on by default where the CPU has
      * it). The sums of squares and products use it when it does: one instruction instead of two, measured ≈ 1.3× on
@@ -50,7 +50,7 @@ final class Kernels {
      */
     static final int FLUSH_CHUNKS = 16;
 
-    private Kernels() {
+    private ElementLoops() {
     }
 
     /** Rows per channels-last chunk: at least one row, about {@link #CHUNK_FLOATS} floats. */
@@ -80,16 +80,16 @@ final class Kernels {
         return FMA ? Math.fma(a, b, q) : q + a * b;
     }
 
-    // ---- statistics: Σ(x − K), Σ(x − K)² ----------------------------------------------------------------------------
+    // ---- statistics: Σ(x − center), Σ(x − center)² ----------------------------------------------------------------
 
-    static void shiftedSumsChannelsFirst(float[] x, int lo, int hi, int channels, int inner, float[] shift,
+    static void centeredSumsChannelsFirst(float[] x, int lo, int hi, int channels, int inner, float[] center,
                                          double[] s1, double[] s2) {
         int pos = lo;
         long run = lo / inner;
         while (pos < hi) {
             int end = (int) Math.min(hi, (run + 1) * inner);
             int c = (int) (run % channels);
-            double k = shift[c];
+            double k = center[c];
             // 8 independent chains: an FMA has 4 cycles of latency and two ports, so fewer chains would stall.
             double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
             double q0 = 0, q1 = 0, q2 = 0, q3 = 0, q4 = 0, q5 = 0, q6 = 0, q7 = 0;
@@ -148,14 +148,14 @@ final class Kernels {
      * loop, and deviations of 2 chunks stored (=) rather than accumulated (+=); 2-chunk accumulation and 4-array sums
      * vectorized.
      */
-    static void shiftedSumsChannelsLast(float[] x, int r0, int r1, int channels, float[] shift,
+    static void centeredSumsChannelsLast(float[] x, int r0, int r1, int channels, float[] center,
                                         double[] s1, double[] s2) {
         for (int t0 = r0; t0 < r1; t0 += STATS_ROW_TILE) {
             int t1 = Math.min(r1, t0 + STATS_ROW_TILE);
             int c = 0;
             for (; c + 7 < channels; c += 8) {
-                double k0 = shift[c], k1 = shift[c + 1], k2 = shift[c + 2], k3 = shift[c + 3];
-                double k4 = shift[c + 4], k5 = shift[c + 5], k6 = shift[c + 6], k7 = shift[c + 7];
+                double k0 = center[c], k1 = center[c + 1], k2 = center[c + 2], k3 = center[c + 3];
+                double k4 = center[c + 4], k5 = center[c + 5], k6 = center[c + 6], k7 = center[c + 7];
                 double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
                 double q0 = 0, q1 = 0, q2 = 0, q3 = 0, q4 = 0, q5 = 0, q6 = 0, q7 = 0;
                 for (int i = t0 * channels + c, end = t1 * channels + c; i < end; i += channels) {
@@ -196,7 +196,7 @@ final class Kernels {
                 s2[c + 7] += q7;
             }
             for (; c < channels; c++) { // the last C % 8 channels
-                double k = shift[c];
+                double k = center[c];
                 double a = 0;
                 double q = 0;
                 for (int i = t0 * channels + c, end = t1 * channels + c; i < end; i += channels) {

@@ -1,17 +1,17 @@
-package io.github.batchnorm4j.gpu;
+package io.github.batchnorm4j.ptx;
 
 import io.github.batchnorm4j.BackendInfo;
-import io.github.batchnorm4j.BackendProvider;
 import io.github.batchnorm4j.BatchNormOps;
-import io.github.batchnorm4j.ptx.EmulatedDevice;
-import io.github.batchnorm4j.ptx.EmulatorOptions;
+import io.github.batchnorm4j.gpu.DeviceBackendProvider;
+import io.github.batchnorm4j.gpu.HostArrayBatchNormOps;
+import io.github.batchnorm4j.gpu.PtxModules;
 
 /**
- * The {@code emulator} backend: our kernels ({@link GpuBatchNormOps}, the shipped PTX) on the PTX emulator. Always
- * available, never chosen by {@code auto} (it is slow). Every check (memory, init, race, sync) is on unless the
+ * The {@code emulator} backend: our kernels ({@link HostArrayBatchNormOps}, the shipped PTX) on the PTX emulator.
+ * Always available, never chosen by {@code auto} (it is slow). Every check (memory, init, race, sync) is on unless the
  * environment variable {@value #CHECKS_ENV} is {@code off}, which speeds up traffic measurements of large shapes.
  */
-public final class EmulatorBackendProvider implements BackendProvider {
+public final class EmulatorBackendProvider implements DeviceBackendProvider {
     /** Set to {@code off} to run the emulator without its memory/init/race/sync checks. */
     public static final String CHECKS_ENV = "BATCHNORM4J_EMULATOR_CHECKS";
 
@@ -28,7 +28,13 @@ public final class EmulatorBackendProvider implements BackendProvider {
 
     @Override
     public BatchNormOps open() {
-        return new GpuBatchNormOps("emulator", new EmulatedDevice(options()), true);
+        return new HostArrayBatchNormOps("emulator", openDevice(), true);
+    }
+
+    /** A new emulated device with the checks this provider's environment asks for. */
+    @Override
+    public EmulatedDevice openDevice() {
+        return new EmulatedDevice(options());
     }
 
     private static boolean checksOn() {

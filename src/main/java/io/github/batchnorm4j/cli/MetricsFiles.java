@@ -1,4 +1,8 @@
-package io.github.batchnorm4j.train;
+package io.github.batchnorm4j.cli;
+
+import io.github.batchnorm4j.train.EpochMetrics;
+import io.github.batchnorm4j.train.RunResult;
+import io.github.batchnorm4j.train.TrainConfig;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -13,15 +17,15 @@ import java.util.Locale;
  * {@code metrics.json} (the configuration, then each run with its summary and epochs). Non-finite values (a diverged
  * run) are written as {@code NaN} in the CSV and {@code null} in the JSON.
  */
-public final class MetricsFiles {
-    public static final String CSV = "metrics.csv";
-    public static final String JSON = "metrics.json";
+final class MetricsFiles {
+    static final String CSV = "metrics.csv";
+    static final String JSON = "metrics.json";
 
     private MetricsFiles() {
     }
 
     /** Writes both files into {@code dir} (which must exist); returns their paths (csv, json). */
-    public static List<Path> write(Path dir, String dataset, String backend, List<RunResult> runs) throws IOException {
+    static List<Path> write(Path dir, String dataset, String backend, List<RunResult> runs) throws IOException {
         Path csv = dir.resolve(CSV);
         Path json = dir.resolve(JSON);
         Files.writeString(csv, csv(runs), StandardCharsets.UTF_8);
@@ -37,7 +41,7 @@ public final class MetricsFiles {
         for (RunResult r : runs) {
             for (EpochMetrics m : r.epochs()) {
                 b.append(r.label()).append(',').append(r.config().batchNorm()).append(',')
-                        .append(JsonText.number(r.config().lr())).append(',').append(m.epoch());
+                        .append(Json.number(r.config().lr())).append(',').append(m.epoch());
                 for (double v : new double[] {m.trainLoss(), m.trainAccuracy(), m.testLoss(), m.testAccuracy()}) {
                     b.append(',').append(csvNumber(v));
                 }
@@ -53,25 +57,24 @@ public final class MetricsFiles {
     }
 
     static String json(String dataset, String backend, List<RunResult> runs) {
-        List<String> rs = new ArrayList<>();
+        List<Json> rs = new ArrayList<>();
         for (RunResult r : runs) {
             TrainConfig c = r.config();
-            List<String> eps = new ArrayList<>();
+            List<Json> eps = new ArrayList<>();
             for (EpochMetrics m : r.epochs()) {
-                eps.add(new JsonText().put("epoch", m.epoch()).put("train_loss", m.trainLoss())
+                eps.add(Json.spaced().put("epoch", m.epoch()).put("train_loss", m.trainLoss())
                         .put("train_accuracy", m.trainAccuracy()).put("test_loss", m.testLoss())
-                        .put("test_accuracy", m.testAccuracy()).raw("dead_relu", JsonText.array(m.deadFraction()))
-                        .put("seconds", m.seconds()).toString());
+                        .put("test_accuracy", m.testAccuracy()).put("dead_relu", m.deadFraction())
+                        .put("seconds", m.seconds()));
             }
             double[] hidden = new double[c.hidden().length];
             for (int i = 0; i < hidden.length; i++) hidden[i] = c.hidden()[i];
-            rs.add(new JsonText().put("label", r.label()).put("batch_norm", c.batchNorm()).put("lr", c.lr())
+            rs.add(Json.spaced().put("label", r.label()).put("batch_norm", c.batchNorm()).put("lr", c.lr())
                     .put("momentum", c.momentum()).put("weight_decay", c.weightDecay()).put("batch_size", c.batchSize())
-                    .raw("hidden", JsonText.array(hidden)).put("seed", c.seed()).put("epochs", c.epochs())
+                    .put("hidden", hidden).put("seed", c.seed()).put("epochs", c.epochs())
                     .put("test_accuracy", r.testAccuracy()).put("seconds", r.seconds())
-                    .put("seconds_per_epoch", r.secondsPerEpoch()).raw("history", JsonText.arrayOf(eps)).toString());
+                    .put("seconds_per_epoch", r.secondsPerEpoch()).put("history", eps));
         }
-        return new JsonText().put("dataset", dataset).put("backend", backend).raw("runs", JsonText.arrayOf(rs))
-                .toString();
+        return Json.spaced().put("dataset", dataset).put("backend", backend).put("runs", rs).toString();
     }
 }
