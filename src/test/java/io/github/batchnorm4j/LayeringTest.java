@@ -12,7 +12,7 @@ import static com.tngtech.archunit.library.Architectures.layeredArchitecture;
 
 /**
  * The layering of docs/design.md ("Architecture"), checked on the compiled main classes: each package depends only on
- * the packages below it — API ← cpu, gpu ← cuda, ptx ← cudnn ← train ← cli — so the API package names no
+ * the packages below it — API ← cpu, gpu ← cuda, ptx, distributed ← cudnn ← train ← cli — so the API package names no
  * implementation (backends come from ServiceLoader), gpu knows no device implementation (no ptx, cuda, cudnn, no
  * JCuda), and no library package uses the command line, the training example, picocli, progressbar or XChart.
  */
@@ -22,7 +22,7 @@ class LayeringTest {
     private static final JavaClasses MAIN = new ClassFileImporter().importLocations(
             List.of(Location.of(BatchNorm.class.getProtectionDomain().getCodeSource().getLocation())));
     private static final String[] LIBRARY = {ROOT, ROOT + ".cpu..", ROOT + ".gpu..", ROOT + ".cuda..",
-            ROOT + ".cudnn..", ROOT + ".ptx.."};
+            ROOT + ".cudnn..", ROOT + ".ptx..", ROOT + ".distributed.."};
 
     @Test
     void eachPackageUsesOnlyThePackagesBelowIt() {
@@ -32,6 +32,7 @@ class LayeringTest {
                 .layer("gpu").definedBy(ROOT + ".gpu..")
                 .layer("cuda").definedBy(ROOT + ".cuda..")
                 .layer("ptx").definedBy(ROOT + ".ptx..")
+                .layer("distributed").definedBy(ROOT + ".distributed..")
                 .layer("cudnn").definedBy(ROOT + ".cudnn..")
                 .layer("train").definedBy(ROOT + ".train..")
                 .layer("cli").definedBy(ROOT + ".cli..")
@@ -40,9 +41,11 @@ class LayeringTest {
                 .whereLayer("gpu").mayOnlyAccessLayers("api")
                 .whereLayer("cuda").mayOnlyAccessLayers("api", "gpu")
                 .whereLayer("ptx").mayOnlyAccessLayers("api", "gpu")
+                .whereLayer("distributed").mayOnlyAccessLayers("api", "gpu")
                 .whereLayer("cudnn").mayOnlyAccessLayers("api", "gpu", "cuda")
-                .whereLayer("train").mayOnlyAccessLayers("api", "gpu", "cuda")
-                .whereLayer("cli").mayOnlyAccessLayers("api", "cpu", "gpu", "cuda", "ptx", "cudnn", "train")
+                .whereLayer("train").mayOnlyAccessLayers("api", "gpu", "cuda", "distributed")
+                .whereLayer("cli").mayOnlyAccessLayers("api", "cpu", "gpu", "cuda", "ptx", "cudnn", "train",
+                        "distributed")
                 .check(MAIN);
     }
 
@@ -56,7 +59,8 @@ class LayeringTest {
 
     @Test
     void onlyTheDevicePackagesUseJCuda() {
-        noClasses().that().resideInAnyPackage(ROOT, ROOT + ".cpu..", ROOT + ".gpu..", ROOT + ".ptx..")
+        noClasses().that().resideInAnyPackage(ROOT, ROOT + ".cpu..", ROOT + ".gpu..", ROOT + ".ptx..",
+                        ROOT + ".distributed..")
                 .should().dependOnClassesThat().resideInAnyPackage("jcuda..")
                 .because("gpu/ is written against the Device seam; cuda/ (and cudnn/, train's cuBLAS) wrap JCuda")
                 .check(MAIN);

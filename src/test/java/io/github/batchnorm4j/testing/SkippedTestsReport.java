@@ -8,8 +8,7 @@ import org.junit.platform.launcher.TestExecutionListener;
 import org.junit.platform.launcher.TestIdentifier;
 import org.junit.platform.launcher.TestPlan;
 
-import java.util.ArrayList;
-import java.util.List;
+import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.TreeMap;
 
@@ -20,37 +19,46 @@ import java.util.TreeMap;
  * resources), so Maven's test run, an IDE and the console launcher all print it.
  */
 public final class SkippedTestsReport implements TestExecutionListener {
-    private final Map<String, List<String>> byReason = new TreeMap<>();
-    private int aborted;
+    /** reason → class (or class.method) → how many tests it covers, in the order met. */
+    private final Map<String, Map<String, Integer>> skipped = new TreeMap<>();
 
+    /** A disabled class or test (a @GpuTest without a GPU): printed at once, and counted for the summary. */
     @Override
     public void executionSkipped(TestIdentifier test, String reason) {
-        String name = name(test);
-        System.out.println("[skipped] " + name + ": " + reason);
-        byReason.computeIfAbsent(reason, r -> new ArrayList<>()).add(name);
+        System.out.println("[skipped] " + name(test) + ": " + reason);
+        count(reason, name(test));
     }
 
+    /**
+     * A test stopped by a failed assumption (Assumptions.assume*, e.g. an operation a backend does not implement):
+     * counted per class and reason, printed in the summary only (a contract suite can skip dozens).
+     */
     @Override
     public void executionFinished(TestIdentifier test, TestExecutionResult result) {
-        // A failed assumption (Assumptions.assume*) aborts a test; say which, with the assumption's message.
-        if (result.getStatus() == TestExecutionResult.Status.ABORTED) {
-            aborted++;
-            System.out.println("[skipped] " + name(test) + ": " + result.getThrowable().map(Throwable::getMessage)
-                    .orElse("aborted"));
-        }
+        if (result.getStatus() != TestExecutionResult.Status.ABORTED) return;
+        String reason = result.getThrowable().map(Throwable::getMessage).orElse("aborted")
+                .replaceFirst("^Assumption failed: ", "");
+        String name = name(test);
+        count(reason, test.isContainer() ? name : name.substring(0, Math.max(0, name.lastIndexOf('.'))));
+    }
+
+    private void count(String reason, String where) {
+        skipped.computeIfAbsent(reason, r -> new LinkedHashMap<>()).merge(where, 1, Integer::sum);
     }
 
     @Override
     public void testPlanExecutionFinished(TestPlan plan) {
-        if (byReason.isEmpty() && aborted == 0) return;
-        System.out.println("[skipped] summary: " + byReason.values().stream().mapToInt(List::size).sum()
-                + " disabled" + (aborted > 0 ? ", " + aborted + " stopped by an assumption (listed above)" : "")
-                + (byReason.isEmpty() ? "" : ":"));
-        for (Map.Entry<String, List<String>> e : byReason.entrySet()) {
-            System.out.println("[skipped]   " + e.getValue().size() + " × " + e.getKey() + ": "
-                    + String.join(", ", e.getValue()));
+        if (skipped.isEmpty()) return;
+        System.out.println("[skipped] summary, by reason (GPU tests run where a GPU is: mvn -B test -Dgroups="
+                + GpuTest.TAG + "):");
+        for (Map.Entry<String, Map<String, Integer>> e : skipped.entrySet()) {
+            StringBuilder where = new StringBuilder();
+            for (Map.Entry<String, Integer> w : e.getValue().entrySet()) {
+                if (where.length() > 0) where.append(", ");
+                where.append(w.getKey()).append(w.getValue() > 1 ? " (" + w.getValue() + " tests)" : "");
+            }
+            System.out.println("[skipped]   " + e.getKey() + ": " + where);
         }
-        System.out.println("[skipped]   (GPU tests run where a GPU is: mvn -B test -Dgroups=" + GpuTest.TAG + ")");
     }
 
     /** Class, or class.method, by simple name; the display name for anything else. */
