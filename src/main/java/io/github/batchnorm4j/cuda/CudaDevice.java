@@ -316,8 +316,9 @@ public final class CudaDevice implements Device {
 
     /** cuFuncGetAttribute for the resources of {@code k} (registers, static shared and local bytes, block limit). */
     KernelResources resources(CudaKernel k) {
-        enter();
+        checkOpen();
         k.cudaModule().checkOpen();
+        bindContext();
         int regs = functionAttribute(k, CUfunction_attribute.CU_FUNC_ATTRIBUTE_NUM_REGS, "NUM_REGS");
         int shared = functionAttribute(k, CUfunction_attribute.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, "SHARED_SIZE_BYTES");
         int local = functionAttribute(k, CUfunction_attribute.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, "LOCAL_SIZE_BYTES");
@@ -334,7 +335,7 @@ public final class CudaDevice implements Device {
 
     @Override
     public int maxActiveBlocksPerMultiprocessor(Kernel kernel, int blockThreads, int dynamicSharedBytes) {
-        enter();
+        checkOpen();
         if (!(kernel instanceof CudaKernel k) || k.cudaModule().device() != this) {
             throw new IllegalArgumentException("kernel must come from a module loaded by this CudaDevice, got " + kernel);
         }
@@ -342,6 +343,7 @@ public final class CudaDevice implements Device {
         if (blockThreads < 1) throw new IllegalArgumentException("blockThreads must be >= 1, got " + blockThreads);
         if (dynamicSharedBytes < 0) throw new IllegalArgumentException("dynamicSharedBytes must be >= 0, got " + dynamicSharedBytes);
         int[] blocks = new int[1];
+        bindContext();
         CudaErrors.check(api.occupancyMaxActiveBlocksPerMultiprocessor(blocks, k.function(), blockThreads, dynamicSharedBytes),
                 "cuOccupancyMaxActiveBlocksPerMultiprocessor(kernel=" + k.name() + ", blockSize=" + blockThreads
                         + ", dynamicSMemSize=" + dynamicSharedBytes + ")");
