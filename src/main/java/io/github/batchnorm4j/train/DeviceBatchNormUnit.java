@@ -14,16 +14,12 @@ import static io.github.batchnorm4j.train.DeviceTrainBackend.pointer;
  * all in device memory (no copy per step). Semantics match {@link CpuBatchNormUnit} (PyTorch's BatchNorm1d with a
  * fixed momentum).
  */
-final class DeviceBatchNormUnit implements BatchNormUnit {
+final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
     private final DeviceTrainBackend backend;
     private final DeviceResidentBatchNorm bn;
     private final int channels;
     private final double eps;
     private final double momentum;
-    private final DeviceTensor gamma;
-    private final DeviceTensor beta;
-    private final DeviceTensor gammaGrad;
-    private final DeviceTensor betaGrad;
     private final DeviceTensor runningMean;
     private final DeviceTensor runningVar;
     private final DeviceTensor saveMean;
@@ -32,51 +28,34 @@ final class DeviceBatchNormUnit implements BatchNormUnit {
 
     DeviceBatchNormUnit(DeviceTrainBackend backend, DeviceResidentBatchNorm bn, int channels, double eps,
                         double momentum) {
-        if (channels < 1) throw new IllegalArgumentException("channels: expected >= 1, got " + channels);
-        BatchNormOptions.checkEps(eps);
-        BatchNormOptions.checkMomentum(momentum);
+        super(ones(backend, checked(channels, eps, momentum)), backend.allocate(1, channels),
+                backend.allocate(1, channels), backend.allocate(1, channels));
         this.backend = backend;
         this.bn = bn;
         this.channels = channels;
         this.eps = eps;
         this.momentum = momentum;
-        float[] ones = new float[channels];
-        Arrays.fill(ones, 1f);
-        gamma = backend.allocate(1, channels);
-        backend.upload(ones, gamma);
-        beta = backend.allocate(1, channels);
-        gammaGrad = backend.allocate(1, channels);
-        betaGrad = backend.allocate(1, channels);
         runningMean = backend.allocate(1, channels);
-        runningVar = backend.allocate(1, channels);
-        backend.upload(ones, runningVar);
+        runningVar = ones(backend, channels);
         saveMean = backend.allocate(1, channels);
         saveInvstd = backend.allocate(1, channels);
     }
 
-    @Override
-    public int channels() {
+    /** The arguments, checked before anything is allocated; returns {@code channels}. */
+    private static int checked(int channels, double eps, double momentum) {
+        if (channels < 1) throw new IllegalArgumentException("channels: expected >= 1, got " + channels);
+        BatchNormOptions.checkEps(eps);
+        BatchNormOptions.checkMomentum(momentum);
         return channels;
     }
 
-    @Override
-    public Tensor gamma() {
-        return gamma;
-    }
-
-    @Override
-    public Tensor beta() {
-        return beta;
-    }
-
-    @Override
-    public Tensor gammaGrad() {
-        return gammaGrad;
-    }
-
-    @Override
-    public Tensor betaGrad() {
-        return betaGrad;
+    /** A {@code [1, channels]} tensor of ones (gamma, and the running variance at start). */
+    private static DeviceTensor ones(DeviceTrainBackend backend, int channels) {
+        float[] ones = new float[channels];
+        Arrays.fill(ones, 1f);
+        DeviceTensor t = backend.allocate(1, channels);
+        backend.upload(ones, t);
+        return t;
     }
 
     @Override
