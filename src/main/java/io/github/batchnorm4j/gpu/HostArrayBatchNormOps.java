@@ -8,6 +8,16 @@ import io.github.batchnorm4j.Shape;
 
 import java.util.Optional;
 
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Slot.BETA;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Slot.GAMMA;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Slot.MEAN;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Slot.SAVE_INVSTD_OR_DBETA;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Slot.SAVE_MEAN_OR_DGAMMA;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Slot.VAR_OR_INVSTD;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Tensor.DY;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Tensor.OUT;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Tensor.X;
+
 /**
  * Our CUDA kernels behind the host API {@link io.github.batchnorm4j.BatchNormOps}, over any {@link Device} (JCuda or
  * the PTX emulator): each call copies its float[] inputs to the device, runs {@link DeviceResidentBatchNorm}, and
@@ -97,7 +107,7 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         Staged in = stage(shape, x, null, gamma, beta, runningMean, runningVar);
         begin();
         kernels.forwardTraining(shape, in.x(), in.gamma(), in.beta(), eps, in.mean(), in.varOrInvstd(), momentum,
-                staging.out(), staging.saveMeanOrDgamma(), staging.saveInvstdOrDbeta(), in.s());
+                staging.tensor(OUT), staging.slot(SAVE_MEAN_OR_DGAMMA), staging.slot(SAVE_INVSTD_OR_DBETA), in.s());
         end();
         downloadForward(in, y, saveMean, saveInvstd, runningMean, runningVar);
     }
@@ -111,9 +121,9 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         float[] invstd = new float[c];
         float[] newRm = runningMean == null ? null : new float[c];
         float[] newRv = runningVar == null ? null : new float[c];
-        device.copyToHost(staging.out(), y, 0, y.length, s);
-        device.copyToHost(staging.saveMeanOrDgamma(), mean, 0, mean.length, s);
-        device.copyToHost(staging.saveInvstdOrDbeta(), invstd, 0, invstd.length, s);
+        device.copyToHost(staging.tensor(OUT), y, 0, y.length, s);
+        device.copyToHost(staging.slot(SAVE_MEAN_OR_DGAMMA), mean, 0, mean.length, s);
+        device.copyToHost(staging.slot(SAVE_INVSTD_OR_DBETA), invstd, 0, invstd.length, s);
         if (newRm != null) {
             device.copyToHost(in.mean(), newRm, 0, newRm.length, s);
             device.copyToHost(in.varOrInvstd(), newRv, 0, newRv.length, s);
@@ -149,8 +159,8 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         device.copyToDevice(record, 0, staging.record(), record.length, in.s());
         begin();
         kernels.forwardWithRecords(shape, in.x(), staging.record(), 1, in.gamma(), in.beta(), eps, in.mean(),
-                in.varOrInvstd(), momentum, staging.out(), staging.saveMeanOrDgamma(), staging.saveInvstdOrDbeta(),
-                in.s());
+                in.varOrInvstd(), momentum, staging.tensor(OUT), staging.slot(SAVE_MEAN_OR_DGAMMA),
+                staging.slot(SAVE_INVSTD_OR_DBETA), in.s());
         end();
         downloadForward(in, y, saveMean, saveInvstd, runningMean, runningVar);
     }
@@ -187,9 +197,9 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         device.copyToDevice(record, 0, staging.record(), record.length, in.s());
         begin();
         kernels.backwardWithRecords(shape, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(), staging.record(),
-                1, staging.out(), null, null, in.s());
+                1, staging.tensor(OUT), null, null, in.s());
         end();
-        device.copyToHost(staging.out(), dx, 0, dx.length, in.s());
+        device.copyToHost(staging.tensor(OUT), dx, 0, dx.length, in.s());
     }
 
     @Override
@@ -198,9 +208,9 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         Staged in = stage(shape, x, null, gamma, beta, runningMean, runningVar);
         begin();
         kernels.forwardInference(shape, in.x(), in.gamma(), in.beta(), in.mean(), in.varOrInvstd(), eps,
-                staging.out(), in.s());
+                staging.tensor(OUT), in.s());
         end();
-        device.copyToHost(staging.out(), y, 0, y.length, in.s());
+        device.copyToHost(staging.tensor(OUT), y, 0, y.length, in.s());
     }
 
     @Override
@@ -208,9 +218,10 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
                                float[] y) {
         Staged in = stage(shape, x, null, gamma, beta, mean, invstd);
         begin();
-        kernels.normalize(shape, in.x(), in.gamma(), in.beta(), in.mean(), in.varOrInvstd(), staging.out(), in.s());
+        kernels.normalize(shape, in.x(), in.gamma(), in.beta(), in.mean(), in.varOrInvstd(), staging.tensor(OUT),
+                in.s());
         end();
-        device.copyToHost(staging.out(), y, 0, y.length, in.s());
+        device.copyToHost(staging.tensor(OUT), y, 0, y.length, in.s());
     }
 
     @Override
@@ -218,9 +229,9 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
                                       float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
         Staged in = stage(shape, x, dy, gamma, null, saveMean, saveInvstd);
         begin();
-        kernels.backwardTraining(shape, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(), staging.out(),
-                dgamma != null ? staging.saveMeanOrDgamma() : null, dbeta != null ? staging.saveInvstdOrDbeta() : null,
-                in.s());
+        kernels.backwardTraining(shape, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(), staging.tensor(OUT),
+                dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
+                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
     }
@@ -230,9 +241,9 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
                                        float[] runningVar, double eps, float[] dx, float[] dgamma, float[] dbeta) {
         Staged in = stage(shape, x, dy, gamma, null, runningMean, runningVar);
         begin();
-        kernels.backwardInference(shape, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(), eps, staging.out(),
-                dgamma != null ? staging.saveMeanOrDgamma() : null, dbeta != null ? staging.saveInvstdOrDbeta() : null,
-                in.s());
+        kernels.backwardInference(shape, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(), eps,
+                staging.tensor(OUT), dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
+                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
     }
@@ -248,9 +259,9 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
     }
 
     private void downloadGradients(DeviceStream s, float[] dx, float[] dgamma, float[] dbeta) {
-        device.copyToHost(staging.out(), dx, 0, dx.length, s);
-        if (dgamma != null) device.copyToHost(staging.saveMeanOrDgamma(), dgamma, 0, dgamma.length, s);
-        if (dbeta != null) device.copyToHost(staging.saveInvstdOrDbeta(), dbeta, 0, dbeta.length, s);
+        device.copyToHost(staging.tensor(OUT), dx, 0, dx.length, s);
+        if (dgamma != null) device.copyToHost(staging.slot(SAVE_MEAN_OR_DGAMMA), dgamma, 0, dgamma.length, s);
+        if (dbeta != null) device.copyToHost(staging.slot(SAVE_INVSTD_OR_DBETA), dbeta, 0, dbeta.length, s);
     }
 
     /**
@@ -269,9 +280,10 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
                          float[] varOrInvstd) {
         DeviceStream s = device.defaultStream();
         staging.ensure(shape);
-        return new Staged(s, upload(x, staging.x(), s), upload(dy, staging.dy(), s), upload(gamma, staging.gamma(), s),
-                upload(beta, staging.beta(), s), upload(mean, staging.mean(), s),
-                upload(varOrInvstd, staging.varOrInvstd(), s));
+        return new Staged(s, upload(x, staging.tensor(X), s), upload(dy, staging.tensor(DY), s),
+                upload(gamma, staging.slot(GAMMA), s), upload(beta, staging.slot(BETA), s),
+                upload(mean, staging.slot(MEAN), s),
+                upload(varOrInvstd, staging.slot(VAR_OR_INVSTD), s));
     }
 
     /** Copies {@code host} to {@code dst} and returns dst, or returns null for a null host array. */
@@ -293,18 +305,23 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         }
     }
 
+    /** The staging tensors: x, dy, and out (y of the forward operations, dx of the backward ones). */
+    enum Tensor { X, DY, OUT }
+
     /**
-     * Host-API staging buffers, grown to the largest shape seen: three tensors (x, dy, and out: y or dx), one buffer of
-     * six per-channel slots (each 256-byte aligned) and one record buffer (the split operations). The slots are named
-     * by what the operations put there; an operation uses those it needs.
+     * The per-channel staging slots, named by what the operations put there: inputs gamma, beta, a mean (running,
+     * given or saved) and its partner (the running variance in eval, a given or the saved invstd); outputs the saved
+     * mean or dgamma, the saved invstd or dbeta. An operation uses those it needs.
+     */
+    enum Slot { GAMMA, BETA, MEAN, VAR_OR_INVSTD, SAVE_MEAN_OR_DGAMMA, SAVE_INVSTD_OR_DBETA }
+
+    /**
+     * Host-API staging buffers, grown to the largest shape seen: the {@link Tensor}s, one buffer of the {@link Slot}s
+     * (each 256-byte aligned) and one record buffer (the split operations).
      */
     private static final class Staging implements AutoCloseable {
-        private enum Slot { GAMMA, BETA, MEAN, VAR_OR_INVSTD, SAVE_MEAN_OR_DGAMMA, SAVE_INVSTD_OR_DBETA }
-
         private final Device device;
-        private DeviceBuffer x;
-        private DeviceBuffer dy;
-        private DeviceBuffer out;
+        private final DeviceBuffer[] tensors = new DeviceBuffer[Tensor.values().length];
         private DeviceBuffer channels;
         private DeviceBuffer record;   // one statistics or gradient record (the split operations)
         private long elementCap;
@@ -319,9 +336,7 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
             int c = shape.channels();
             if (n > elementCap) {
                 closeTensors();
-                x = device.allocate(n * 4);
-                dy = device.allocate(n * 4);
-                out = device.allocate(n * 4);
+                for (int t = 0; t < tensors.length; t++) tensors[t] = device.allocate(n * 4);
                 elementCap = n;
             }
             if (c > channelCap) {
@@ -335,53 +350,16 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
             }
         }
 
-        DevicePointer x() {
-            return x.pointer();
+        DevicePointer tensor(Tensor t) {
+            return tensors[t.ordinal()].pointer();
         }
 
-        DevicePointer dy() {
-            return dy.pointer();
-        }
-
-        /** y of the forward operations, dx of the backward ones. */
-        DevicePointer out() {
-            return out.pointer();
+        DevicePointer slot(Slot slot) {
+            return channels.at(slot.ordinal() * slotBytes(channelCap));
         }
 
         DevicePointer record() {
             return record.pointer();
-        }
-
-        DevicePointer gamma() {
-            return slot(Slot.GAMMA);
-        }
-
-        DevicePointer beta() {
-            return slot(Slot.BETA);
-        }
-
-        /** Input: the running mean (updated in place by forward training), a given mean, or the saved mean. */
-        DevicePointer mean() {
-            return slot(Slot.MEAN);
-        }
-
-        /** Input: the running variance (updated in place by forward training), a given or the saved invstd. */
-        DevicePointer varOrInvstd() {
-            return slot(Slot.VAR_OR_INVSTD);
-        }
-
-        /** Output: the saved mean of forward training, dgamma of backward. */
-        DevicePointer saveMeanOrDgamma() {
-            return slot(Slot.SAVE_MEAN_OR_DGAMMA);
-        }
-
-        /** Output: the saved invstd of forward training, dbeta of backward. */
-        DevicePointer saveInvstdOrDbeta() {
-            return slot(Slot.SAVE_INVSTD_OR_DBETA);
-        }
-
-        private DevicePointer slot(Slot slot) {
-            return channels.at(slot.ordinal() * slotBytes(channelCap));
         }
 
         private static long slotBytes(int c) {
@@ -389,10 +367,10 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         }
 
         private void closeTensors() {
-            for (DeviceBuffer buf : new DeviceBuffer[]{x, dy, out}) {
-                if (buf != null) buf.close();
+            for (int t = 0; t < tensors.length; t++) {
+                if (tensors[t] != null) tensors[t].close();
+                tensors[t] = null;
             }
-            x = dy = out = null;
             elementCap = 0;
         }
 

@@ -5,40 +5,39 @@ package io.github.batchnorm4j.train;
  * backend's tensor type.
  */
 abstract class AbstractBatchNormUnit<T extends Tensor> implements BatchNormUnit {
-    protected final T gamma;
-    protected final T beta;
-    protected final T gammaGrad;
-    protected final T betaGrad;
 
-    AbstractBatchNormUnit(T gamma, T beta, T gammaGrad, T betaGrad) {
-        this.gamma = gamma;
-        this.beta = beta;
-        this.gammaGrad = gammaGrad;
-        this.betaGrad = betaGrad;
+    /** gamma, beta and their gradients, {@code [1, C]} each. */
+    record Parameters<T extends Tensor>(T gamma, T beta, T gammaGrad, T betaGrad) {
+    }
+
+    protected final Parameters<T> p;
+
+    AbstractBatchNormUnit(Parameters<T> parameters) {
+        this.p = parameters;
     }
 
     @Override
     public int channels() {
-        return gamma.cols();
+        return p.gamma().cols();
     }
 
     @Override
     public Tensor gamma() {
-        return gamma;
+        return p.gamma();
     }
 
     @Override
     public Tensor beta() {
-        return beta;
+        return p.beta();
     }
 
     @Override
     public Tensor gammaGrad() {
-        return gammaGrad;
+        return p.gammaGrad();
     }
 
     @Override
     public Tensor betaGrad() {
-        return betaGrad;
+        return p.betaGrad();
     }
 }

@@ -23,9 +23,9 @@ final class CpuBatchNormUnit extends AbstractBatchNormUnit<CpuTensor> {
     }
 
     private CpuBatchNormUnit(BatchNorm layer, DType dtype) {
-        super(new CpuTensor(1, layer.channels(), layer.gamma()), new CpuTensor(1, layer.channels(), layer.beta()),
-                new CpuTensor(1, layer.channels(), layer.gammaGrad()),
-                new CpuTensor(1, layer.channels(), layer.betaGrad()));
+        super(new Parameters<>(new CpuTensor(1, layer.channels(), layer.gamma()),
+                new CpuTensor(1, layer.channels(), layer.beta()), new CpuTensor(1, layer.channels(), layer.gammaGrad()),
+                new CpuTensor(1, layer.channels(), layer.betaGrad())));
         this.layer = layer;
         this.dtype = dtype;
     }

@@ -28,8 +28,8 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
 
     DeviceBatchNormUnit(DeviceTrainBackend backend, DeviceResidentBatchNorm bn, int channels, double eps,
                         double momentum) {
-        super(ones(backend, checked(channels, eps, momentum)), backend.allocate(1, channels),
-                backend.allocate(1, channels), backend.allocate(1, channels));
+        super(new Parameters<>(ones(backend, checked(channels, eps, momentum)), backend.allocate(1, channels),
+                backend.allocate(1, channels), backend.allocate(1, channels)));
         this.backend = backend;
         this.bn = bn;
         this.channels = channels;
@@ -63,13 +63,13 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
         Shape shape = shape(x);
         TensorChecks.sameShape("y", y, x);
         if (training) {
-            bn.forwardTraining(shape, pointer("x", x), gamma.pointer(), beta.pointer(), eps, runningMean.pointer(),
-                    runningVar.pointer(), momentum, pointer("y", y), saveMean.pointer(), saveInvstd.pointer(),
-                    backend.stream());
+            bn.forwardTraining(shape, pointer("x", x), p.gamma().pointer(), p.beta().pointer(), eps,
+                    runningMean.pointer(), runningVar.pointer(), momentum, pointer("y", y), saveMean.pointer(),
+                    saveInvstd.pointer(), backend.stream());
             savedRows = x.rows();
         } else {
-            bn.forwardInference(shape, pointer("x", x), gamma.pointer(), beta.pointer(), runningMean.pointer(),
-                    runningVar.pointer(), eps, pointer("y", y), backend.stream());
+            bn.forwardInference(shape, pointer("x", x), p.gamma().pointer(), p.beta().pointer(),
+                    runningMean.pointer(), runningVar.pointer(), eps, pointer("y", y), backend.stream());
         }
     }
 
@@ -82,8 +82,9 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
             throw new IllegalStateException("backward needs a training forward of the same shape first (saved "
                     + savedRows + " rows, got " + x.rows() + ")");
         }
-        bn.backwardTraining(shape, pointer("x", x), pointer("dy", dy), gamma.pointer(), saveMean.pointer(),
-                saveInvstd.pointer(), pointer("dx", dx), gammaGrad.pointer(), betaGrad.pointer(), backend.stream());
+        bn.backwardTraining(shape, pointer("x", x), pointer("dy", dy), p.gamma().pointer(), saveMean.pointer(),
+                saveInvstd.pointer(), pointer("dx", dx), p.gammaGrad().pointer(), p.betaGrad().pointer(),
+                backend.stream());
     }
 
     private Shape shape(Tensor x) {
@@ -93,8 +94,8 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
     /** Frees the unit's device buffers (not the shared DeviceResidentBatchNorm). Idempotent. */
     @Override
     public void close() {
-        for (DeviceTensor t : new DeviceTensor[] {gamma, beta, gammaGrad, betaGrad, runningMean, runningVar,
-                saveMean, saveInvstd}) {
+        for (DeviceTensor t : new DeviceTensor[] {p.gamma(), p.beta(), p.gammaGrad(), p.betaGrad(), runningMean,
+                runningVar, saveMean, saveInvstd}) {
             t.close();
         }
     }
