@@ -89,6 +89,10 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
         this.device = device;
         this.ownsDevice = ownsDevice;
         this.minEpsilon = minEpsilon;
+        // cudnnCreate binds the handle to the thread's current context: make it this device's (another CudaDevice
+        // may have been used last on this thread). Each operation later starts with this device's own calls
+        // (uploads), which make its context current again before cuDNN runs.
+        if (device instanceof io.github.batchnorm4j.cuda.CudaDevice cuda) cuda.makeCurrent();
         this.handle = new CudnnHandleOwner(api, device.defaultStream());
     }
 

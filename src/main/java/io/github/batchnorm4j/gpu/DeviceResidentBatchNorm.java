@@ -7,6 +7,7 @@ import io.github.batchnorm4j.SplitBatchNormOps;
 
 import java.util.HashMap;
 import java.util.Map;
+import java.util.function.UnaryOperator;
 
 import static io.github.batchnorm4j.gpu.KernelConstants.HAS_BETA;
 import static io.github.batchnorm4j.gpu.KernelConstants.HAS_GAMMA;
@@ -51,13 +52,18 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
      * @throws DeviceException when a module cannot be found, read or loaded, or lacks a kernel
      */
     public DeviceResidentBatchNorm(Device device) {
+        this(device, PtxModules::read);
+    }
+
+    /** Loads the modules whose PTX text {@code ptxOf} gives for each module name (tests load mutated PTX). */
+    DeviceResidentBatchNorm(Device device, UnaryOperator<String> ptxOf) {
         if (device == null) throw new IllegalArgumentException("device must not be null");
         this.device = device;
         DeviceModule f = null;
         DeviceModule b = null;
         try {
-            f = device.loadModule(PtxModules.FORWARD, PtxModules.read(PtxModules.FORWARD));
-            b = device.loadModule(PtxModules.BACKWARD, PtxModules.read(PtxModules.BACKWARD));
+            f = device.loadModule(PtxModules.FORWARD, ptxOf.apply(PtxModules.FORWARD));
+            b = device.loadModule(PtxModules.BACKWARD, ptxOf.apply(PtxModules.BACKWARD));
             for (String k : new String[]{"bn_stats_cf", "bn_stats_cl", "bn_apply_cf", "bn_apply_cl"}) {
                 kernels.put(k, f.kernel(k));
                 kernels.put(k + "_vec4", f.kernel(k + "_vec4"));
