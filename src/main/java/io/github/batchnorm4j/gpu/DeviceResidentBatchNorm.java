@@ -38,7 +38,7 @@ import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
  * <p>Not thread-safe, and its workspace is shared by all its calls: use one instance per stream. Owns the loaded
  * modules and the workspace; {@link #close()} frees them (not the device).
  */
-public final class DeviceResidentBatchNorm implements AutoCloseable {
+public final class DeviceResidentBatchNorm implements DeviceResidentOperations, AutoCloseable {
     private final Device device;
     private final DeviceModule forward;
     private final DeviceModule backward;
@@ -122,6 +122,7 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
      * @param momentum    weight of this batch in [0, 1] (resolve cumulative momentum first)
      * @param y           output tensor; saveMean, saveInvstd: outputs, C floats each
      */
+    @Override
     public void forwardTraining(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta, double eps,
                                 DevicePointer runningMean, DevicePointer runningVar, double momentum,
                                 DevicePointer y, DevicePointer saveMean, DevicePointer saveInvstd,
@@ -145,6 +146,7 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
     }
 
     /** Eval-mode forward with running statistics: y = (x − runningMean)/sqrt(runningVar + eps)·gamma + beta. */
+    @Override
     public void forwardInference(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta,
                                  DevicePointer runningMean, DevicePointer runningVar, double eps, DevicePointer y,
                                  DeviceStream stream) {
@@ -184,6 +186,7 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
      * @param dx     output tensor
      * @param dgamma output or null; dbeta: output or null
      */
+    @Override
     public void backwardTraining(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer gamma,
                                  DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dx,
                                  DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
