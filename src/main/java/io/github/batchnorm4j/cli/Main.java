@@ -4,6 +4,7 @@ import io.github.batchnorm4j.BackendUnavailableException;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -26,6 +27,7 @@ import picocli.CommandLine.Spec;
             BenchCommand.class,
             InfoCommand.class,
             TrainCommand.class,
+            ValidationReportCommand.class,
         })
 public final class Main implements Callable<Integer> {
     /** Success. */
@@ -61,7 +63,9 @@ public final class Main implements Callable<Integer> {
     @Override
     public Integer call() {
         throw new CommandLine.ParameterException(spec.commandLine(), "missing subcommand: expected one of "
-                + String.join(", ", spec.subcommands().keySet()));
+                + String.join(", ", spec.subcommands().entrySet().stream()
+                        .filter(e -> !e.getValue().getCommandSpec().usageMessage().hidden()).map(Map.Entry::getKey)
+                        .toList()));
     }
 
     /** Maps an exception of a subcommand to its exit code, printing the one-line message. */

@@ -47,7 +47,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     private final Map<String, Kernel> kernels = new HashMap<>();
     /** Blocks per SM of each kernel at {@link LaunchGeometry#BLOCK} threads, asked of the device once. */
     private final Map<String, Integer> blocksPerSm = new HashMap<>();
-    private final List<KernelLaunch> launches = new ArrayList<>();
+    private final List<Launched> launches = new ArrayList<>();
     private final Workspace workspace;
     private final ArgumentChecks<DevicePointer> checks = new ArgumentChecks<>(this::checkPointer);
     private boolean closed;
@@ -242,7 +242,15 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
      * the first operation).
      */
     public List<KernelLaunch> lastOperationLaunches() {
-        return List.copyOf(launches);
+        List<KernelLaunch> out = new ArrayList<>(launches.size());
+        for (Launched l : launches) {
+            out.add(KernelLaunch.of(device, kernels.get(l.kernel()), l.grid(), l.block(), blocksPerSm(l.kernel())));
+        }
+        return out;
+    }
+
+    /** A launch as made; its occupancy is asked of the device only when someone wants the record. */
+    private record Launched(String kernel, Dim3 grid, Dim3 block) {
     }
 
     // ---- the split operations: one piece of a batch whose statistics and sums are merged elsewhere ----------------
@@ -460,7 +468,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     private void launch(String kernel, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream s) {
         Kernel k = kernels.get(kernel);
         device.launch(k, grid, block, 0, s, args);
-        launches.add(KernelLaunch.of(device, k, grid, block, blocksPerSm(kernel)));
+        launches.add(new Launched(kernel, grid, block));
     }
 
     /** Resident blocks per SM of a kernel with {@link LaunchGeometry#BLOCK} threads (every kernel here uses that many). */

@@ -15,6 +15,7 @@ import io.github.batchnorm4j.gpu.KernelArgs;
 import io.github.batchnorm4j.gpu.KernelResources;
 import io.github.batchnorm4j.gpu.MeasuringDevice;
 import io.github.batchnorm4j.gpu.Occupancy;
+import io.github.batchnorm4j.gpu.PtxResources;
 import io.github.batchnorm4j.gpu.TrafficMetrics;
 
 import java.lang.invoke.MethodHandles;
@@ -311,7 +312,9 @@ public final class EmulatedDevice implements MeasuringDevice {
                     + fn.staticSharedBytes + " static + " + dynamicSharedBytes + " dynamic), more than the "
                     + properties.maxSharedMemoryPerBlockOptin() + " available with the opt-in (CUDA_ERROR_INVALID_VALUE)");
         }
-        KernelResources resources = k.resources();
+        // A block of at most 8 warps fits the register file whatever its register count (8 x 8192 = 65536), so the
+        // kernel is compiled for its registers only when the block is larger.
+        KernelResources resources = block.volume() <= 8 * 32 ? k.module.resourcesWithoutRegisters(fn) : k.resources();
         Occupancy.Result occupancy = Occupancy.of(properties, resources, (int) block.volume(), dynamicSharedBytes);
         if (occupancy.refusal() != null) {
             throw new DeviceException(where + " on " + options.architecture().smName() + ": " + occupancy.refusal()
@@ -482,6 +485,7 @@ public final class EmulatedDevice implements MeasuringDevice {
         final PtxModule parsed;
         final List<Allocation> vars;
         final Map<String, KernelResources> resources = new HashMap<>();
+        final Map<String, KernelResources> uncompiled = new HashMap<>();
         boolean closed;
 
         Module(String name, String ptx, PtxModule parsed, List<Allocation> vars) {
@@ -496,7 +500,7 @@ public final class EmulatedDevice implements MeasuringDevice {
             synchronized (EmulatedDevice.this) {
                 KernelResources r = resources.get(fn.name);
                 if (r == null) {
-                    r = Ptxas.resources(name, ptx, fn.name, options.architecture());
+                    r = PtxResources.of(name, ptx, fn.name, options.architecture());
                     if (!r.registersKnown()) { // no compiler here: our own parse of the shared declarations
                         r = new KernelResources(r.registersPerThread(), fn.staticSharedBytes, r.localBytesPerThread(),
                                 r.maxThreadsPerBlock(), r.source());
@@ -504,6 +508,18 @@ public final class EmulatedDevice implements MeasuringDevice {
                     resources.put(fn.name, r);
                 }
                 return r;
+            }
+        }
+
+        /** The resources known without compiling: registers UNKNOWN, unless already compiled. */
+        KernelResources resourcesWithoutRegisters(PtxFunction fn) {
+            synchronized (EmulatedDevice.this) {
+                KernelResources r = resources.get(fn.name);
+                if (r != null) return r;
+                return uncompiled.computeIfAbsent(fn.name, n -> new KernelResources(KernelResources.UNKNOWN,
+                        fn.staticSharedBytes, 0,
+                        PtxResources.maxntid(PtxResources.kernelText(ptx, n), Architecture.MAX_THREADS_PER_BLOCK),
+                        "not compiled (registers cannot limit a block of 256 threads or fewer)"));
             }
         }
 

@@ -373,7 +373,7 @@ public final class MutationRun {
             } else {
                 cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
                 cmd.addAll(List.of("-Xss8m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=4", "-cp",
-                        System.getProperty("java.class.path"), SuiteRunner.class.getName(), o.tests));
+                        System.getProperty("java.class.path"), io.github.batchnorm4j.testing.SuiteRunner.class.getName(), o.tests));
             }
             ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
             pb.environment().put("BATCHNORM4J_PTX_DIR", ptxDir.toAbsolutePath().toString());
