@@ -17,12 +17,12 @@
 # Exit code: 0 every step passed; 1 a step failed (tests, check, a bench validation, a timeout); 2 bad usage;
 # 3 no usable GPU (the reason on stderr; nothing else runs).
 #
-# --prepare (on a machine with Maven and the dependencies) writes target/gpu-validate-kit: the command-line jar, the
-# compiled tests and every test dependency (about 25 MB). With the kit present this script needs only Java: a lent GPU
+# --prepare (on a machine with Maven and the dependencies) writes target/gpu-validate-kit: the compiled classes and
+# tests and every test dependency (about 25 MB). With the kit present this script needs only Java: a lent GPU
 # machine without network carries target/gpu-validate-kit next to the working tree.
 #
 # Environment (for tests and special machines): JAVA_HOME; MVN (default "mvn -B"); BATCHNORM4J_CLI (the command line to
-# run, default: the kit's jar, else scripts/batchnorm4j); GPU_VALIDATE_TEST_COMMAND (replaces step 2);
+# run, default: the kit's, else scripts/batchnorm4j); GPU_VALIDATE_TEST_COMMAND (replaces step 2);
 # GPU_VALIDATE_SHAPES (semicolon-separated bench shapes, default "32,64,56,56;256,1024": a 4-D shape runs in both
 # layouts, a 2-D one as [N, C]).
 set -uo pipefail
@@ -50,12 +50,10 @@ read -r -a mvn_cmd <<< "${MVN:-mvn -B}"
 if [[ $prepare -eq 1 ]]; then
   set -e
   cd "$root"
-  "${mvn_cmd[@]}" -q package -DskipTests >&2
   "${mvn_cmd[@]}" -q test-compile >&2
   rm -rf "$kit"; mkdir -p "$kit/lib"
   "${mvn_cmd[@]}" -q org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
     -DincludeScope=test -DoutputDirectory="$kit/lib" >&2
-  cp target/batchnorm4j-cli.jar "$kit/"
   cp -r target/classes "$kit/classes"
   cp -r target/test-classes "$kit/test-classes"
   echo "gpu-validate: kit ready: $kit ($(du -sh "$kit" | cut -f1)); carry it to the GPU machine and run scripts/gpu-validate.sh"
@@ -64,8 +62,8 @@ fi
 
 if [[ -n "${BATCHNORM4J_CLI:-}" ]]; then
   read -r -a cli <<< "$BATCHNORM4J_CLI"
-elif [[ -f "$kit/batchnorm4j-cli.jar" ]]; then
-  cli=("$java_bin" -jar "$kit/batchnorm4j-cli.jar")
+elif [[ -d "$kit/classes" ]]; then
+  cli=("$java_bin" -cp "$kit/classes:$kit/lib/*" io.github.batchnorm4j.cli.Main)
 else
   cli=("$root/scripts/batchnorm4j")
 fi

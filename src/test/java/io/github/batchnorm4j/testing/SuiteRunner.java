@@ -78,7 +78,9 @@ public final class SuiteRunner {
         launcher.execute(plan, new TestExecutionListener() {
             @Override
             public void executionSkipped(TestIdentifier id, String reason) {
+                // A skipped class (e.g. @GpuTest without a GPU) skips every test in it.
                 if (id.isTest()) skipped.incrementAndGet();
+                else skipped.addAndGet(plan.getDescendants(id).stream().filter(TestIdentifier::isTest).count());
             }
 
             @Override
