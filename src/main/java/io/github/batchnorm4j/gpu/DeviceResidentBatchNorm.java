@@ -26,13 +26,14 @@ import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
  * queued on a {@link DeviceStream}, for GPU training loops. No allocation and no copy per call once a shape has been
  * seen: the kernels' workspace (counters, coefficients, block partials) grows to the largest shape and is reused.
  *
- * <p>Conventions (DESIGN §1): tensors are {@code shape.elementCount()} floats in the layout's memory order, per-channel
- * vectors C floats. A {@code null} gamma means 1 and a {@code null} beta means 0; {@code null} running statistics are
- * not tracked. Every pointer must be 4-byte aligned, lie on this device and leave enough room in its buffer; tensors
- * that are also 16-byte aligned, in a shape {@link LaunchGeometry#vectorizable} accepts, take the float4 path, others
- * (e.g. misaligned sub-buffers) the scalar path; the two paths may differ in the last bits of reductions. Arguments are validated before anything is launched; a call
- * that throws has written nothing, except that a failed launch may leave outputs partly written. Outputs may alias
- * their elementwise input (y = x, dx = dy), never another output.
+ * <p>Conventions (docs/design.md §1): tensors are {@code shape.elementCount()} floats in the layout's memory order,
+ * per-channel vectors C floats. A {@code null} gamma means 1 and a {@code null} beta means 0; {@code null} running
+ * statistics are not tracked. Every pointer must be 4-byte aligned, lie on this device and leave enough room in its
+ * buffer; tensors that are also 16-byte aligned, in a shape {@link LaunchGeometry#vectorizable} accepts, take the
+ * float4 path, others (e.g. misaligned sub-buffers) the scalar path; the two paths may differ in the last bits of
+ * reductions. Arguments are validated before anything is launched; a call that throws has written nothing, except that
+ * a failed launch may leave outputs partly written. Outputs may alias their elementwise input (y = x, dx = dy), never
+ * another output.
  *
  * <p>Not thread-safe, and its workspace is shared by all its calls: use one instance per stream. Owns the loaded
  * modules and the workspace; {@link #close()} frees them (not the device).

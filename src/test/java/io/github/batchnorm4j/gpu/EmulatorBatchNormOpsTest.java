@@ -12,9 +12,9 @@ import java.util.List;
 /**
  * The {@link BatchNormOpsContractTest} contract for our kernels: the shipped PTX on the PTX emulator with every check
  * on (memcheck, initcheck, racecheck, warp-sync check; a violation fails the call with a DeviceException) and blocks
- * in a shuffled order. Uses the full DESIGN §6 shape matrix of the contract suite (all small enough to emulate), plus
- * shapes that reach the kernels' other paths: float4 loads together with channels split across several blocks (the
- * last-arriving-block merge), and channels-last with more than one column of channel blocks.
+ * in a shuffled order. Uses the full docs/design.md §6 shape matrix of the contract suite (all small enough to
+ * emulate), plus shapes that reach the kernels' other paths: float4 loads together with channels split across several
+ * blocks (the last-arriving-block merge), and channels-last with more than one column of channel blocks.
  */
 class EmulatorBatchNormOpsTest extends BatchNormOpsContractTest {
     @Override
