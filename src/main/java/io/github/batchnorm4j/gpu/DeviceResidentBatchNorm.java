@@ -32,8 +32,9 @@ import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
  * buffer; tensors that are also 16-byte aligned, in a shape {@link LaunchGeometry#vectorizable} accepts, take the
  * float4 path, others (e.g. misaligned sub-buffers) the scalar path; the two paths may differ in the last bits of
  * reductions. Arguments are validated before anything is launched; a call that throws has written nothing, except that
- * a failed launch may leave outputs partly written. Outputs may alias their elementwise input (y = x, dx = dy), never
- * another output.
+ * a failed launch may leave outputs partly written. In place: y may be exactly x and dx exactly dy (same buffer and
+ * offset), with the same bits as out of place; any other overlap between an output and another argument is refused
+ * with an IllegalArgumentException naming both.
  *
  * <p>Not thread-safe, and its workspace is shared by all its calls: use one instance per stream. Owns the loaded
  * modules and the workspace; {@link #close()} frees them (not the device).
@@ -129,6 +130,11 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                                 DeviceStream stream) {
         DeviceStream s = begin(stream);
         checks.forwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
+        long t = tensorBytes(shape), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("gamma", gamma, c).input("beta", beta, c)
+                .output("runningMean", runningMean, c, null).output("runningVar", runningVar, c, null)
+                .output("y", y, t, "x").output("saveMean", saveMean, c, null).output("saveInvstd", saveInvstd, c, null)
+                .check();
         int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
                 | (runningMean != null ? HAS_RUNNING : 0);
         DevicePointer dummy = prepareWorkspace(shape, true, s);
@@ -147,6 +153,9 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                                  DeviceStream stream) {
         DeviceStream s = begin(stream);
         checks.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+        long t = tensorBytes(shape), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("gamma", gamma, c).input("beta", beta, c)
+                .input("runningMean", runningMean, c).input("runningVar", runningVar, c).output("y", y, t, "x").check();
         DevicePointer dummy = prepareWorkspace(shape, false, s);
         boolean vec = vectorizable(shape, x, y);
         guarded(s, () -> {
@@ -160,6 +169,9 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                           DevicePointer invstd, DevicePointer y, DeviceStream stream) {
         DeviceStream s = begin(stream);
         checks.normalize(shape, x, gamma, beta, mean, invstd, y);
+        long t = tensorBytes(shape), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("gamma", gamma, c).input("beta", beta, c).input("mean", mean, c)
+                .input("invstd", invstd, c).output("y", y, t, "x").check();
         DevicePointer dummy = prepareWorkspace(shape, false, s);
         boolean vec = vectorizable(shape, x, y);
         guarded(s, () -> {
@@ -181,6 +193,10 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                                  DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
         DeviceStream s = begin(stream);
         checks.backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+        long t = tensorBytes(shape), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("dy", dy, t).input("gamma", gamma, c).input("saveMean", saveMean, c)
+                .input("saveInvstd", saveInvstd, c).output("dx", dx, t, "dy").output("dgamma", dgamma, c, null)
+                .output("dbeta", dbeta, c, null).check();
         int flags = TRAIN_DX | (gamma != null ? HAS_GAMMA : 0) | (dgamma != null ? WANT_DGAMMA : 0)
                 | (dbeta != null ? WANT_DBETA : 0);
         DevicePointer dummy = prepareWorkspace(shape, true, s);
@@ -200,6 +216,10 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                                   DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
         DeviceStream s = begin(stream);
         checks.backwardInference(shape, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
+        long t = tensorBytes(shape), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("dy", dy, t).input("gamma", gamma, c)
+                .input("runningMean", runningMean, c).input("runningVar", runningVar, c).output("dx", dx, t, "dy")
+                .output("dgamma", dgamma, c, null).output("dbeta", dbeta, c, null).check();
         boolean sums = dgamma != null || dbeta != null;
         int flags = (dgamma != null ? WANT_DGAMMA : 0) | (dbeta != null ? WANT_DBETA : 0);
         DevicePointer dummy = prepareWorkspace(shape, sums, s);
@@ -487,6 +507,10 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
             }
             throw e;
         }
+    }
+
+    private static long tensorBytes(Shape shape) {
+        return 4L * shape.elementCount();
     }
 
     /** Whether every tensor allows the float4 path for this shape. */
