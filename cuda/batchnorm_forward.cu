@@ -57,10 +57,8 @@ __device__ __forceinline__ void finish_channel(const FinishArgs& f, int c, Welfo
     const float mean = center + w.mean;
     const float var = w.m2 / m;                        // biased: what training normalizes with
     const float invstd = 1.0f / sqrtf(var + f.eps);    // IEEE sqrt and division: same bits on every GPU
-    if (f.flags & BN_WRITE_SAVED) {
-        f.save_mean[c] = mean;
-        f.save_invstd[c] = invstd;
-    }
+    f.save_mean[c] = mean;
+    f.save_invstd[c] = invstd;
     if (f.flags & BN_HAS_RUNNING) {
         const float unbiased = w.m2 / (m - 1.0f);      // M/(M-1) * var, as PyTorch and cuDNN store it
         const float k = f.momentum;

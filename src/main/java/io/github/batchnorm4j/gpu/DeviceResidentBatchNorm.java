@@ -17,7 +17,6 @@ import static io.github.batchnorm4j.gpu.KernelConstants.STATS_ONLY;
 import static io.github.batchnorm4j.gpu.KernelConstants.TRAIN_DX;
 import static io.github.batchnorm4j.gpu.KernelConstants.WANT_DBETA;
 import static io.github.batchnorm4j.gpu.KernelConstants.WANT_DGAMMA;
-import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
 
 /**
  * The device-resident batch-norm API: the operations of {@link io.github.batchnorm4j.BatchNormOps} on device memory,
@@ -117,7 +116,7 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
                                 DeviceStream stream) {
         DeviceStream s = begin(stream);
         checks.forwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
-        int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
+        int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
                 | (runningMean != null ? HAS_RUNNING : 0);
         DevicePointer dummy = prepareWorkspace(shape, true, s);
         boolean vec = vectorizable(shape, x, y);
