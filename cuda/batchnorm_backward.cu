@@ -8,6 +8,10 @@
 //                       channel b / splits); float2 per thread, shuffle + shared-memory trees, partials merged by the
 //                       last-arriving block of the channel in index order. Traffic: reads x and dy once (2 S).
 //   bn_backward_reduce_cl[_vec4]  the same for channels-last, with the geometry of bn_stats_cl.
+//   bn_backward_merge   one thread per channel: adds `ranks` gradient records (count, Σdy, Σdy·xhat per channel, as
+//                       bn_backward_reduce_* write them into dbeta/dgamma without BN_TRAIN_DX) in record order and
+//                       finishes with the totals and the total count: data-parallel batch norm's merge step, and the
+//                       host API's backward with given sums (one record). Traffic: O(ranks * C).
 //   bn_dx_cf[_vec4], bn_dx_cl[_vec4]  dx = a·dy + b·(x − p) + c per channel, with the geometry of bn_apply_cf /
 //                       bn_apply_cl. Traffic: reads x and dy, writes dx (3 S).
 // The finishing step (only there are outputs written) turns the sums into dbeta = Σdy, dgamma = invstd·Σdy·(x−mean)
@@ -29,11 +33,11 @@ struct BackwardFinish {
     float* coef;   // 4*C: rows p (the center), b, c, a of bn_dx (dx = a·dy + b·(x − p) + c)
 };
 
-__device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, float2 s, float center) {
+// Turns one channel's (Σdy, Σdy·xhat) over f.count values into every output; the only place outputs are written.
+__device__ __forceinline__ void finish_backward_sums(const BackwardFinish& f, int c, float dbeta, float dgamma,
+                                                     float center) {
     const int C = f.channels;
     const float invstd = f.invstd[c];
-    const float dbeta = s.x;
-    const float dgamma = s.y * invstd;
     if (f.flags & BN_WANT_DGAMMA) f.dgamma[c] = dgamma;
     if (f.flags & BN_WANT_DBETA) f.dbeta[c] = dbeta;
     if (f.flags & BN_TRAIN_DX) {
@@ -45,6 +49,10 @@ __device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, 
         f.coef[2 * C + c] = -a * dbeta / m;
         f.coef[3 * C + c] = a;
     }
+}
+
+__device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, float2 s, float center) {
+    finish_backward_sums(f, c, s.x, s.y * f.invstd[c], center);
 }
 
 #define BWD_PARAMS long long count, int flags, const float* __restrict__ gamma, const float* __restrict__ mean, \
@@ -160,4 +168,31 @@ extern "C" __global__ void __launch_bounds__(256)
 bn_dx_cl_vec4(const float* __restrict__ x, const float* __restrict__ dy, float* dx, long long rows, int C,
               int inner, const float* __restrict__ coef) {
     channel_map_cl(DxOp<true>{x, dy, dx}, rows, C, inner, coef);
+}
+
+// ---- merge of gradient records (data-parallel batch norm) ---------------------------------------------------------
+// A record holds one piece's sums: 2 + 2*C floats, [count_hi, count_lo, Σdy[C], Σdy·xhat[C]], count = count_hi * 2^24
+// + count_lo; the last 2*C floats are what bn_backward_reduce_* write with dbeta = record + 2 and dgamma =
+// record + 2 + C. Records sit one after another, rank order; each channel adds them in that order (every rank runs
+// this on the same gathered records: the same bits) and finishes with the total count M: dgamma and dbeta are the
+// totals, and the dx coefficients use M of the whole batch.
+extern "C" __global__ void bn_backward_merge(int ranks, int C, const float* __restrict__ records, int flags,
+                                             const float* __restrict__ gamma, const float* __restrict__ mean,
+                                             const float* __restrict__ invstd, float* dgamma, float* dbeta,
+                                             float* coef) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    const long long stride = 2 + 2LL * C;
+    long long total = 0;
+    float sum_dy = 0.f;
+    float sum_dy_xhat = 0.f;
+    for (int r = 0; r < ranks; r++) {
+        const float* rec = records + r * stride;
+        total += (long long)rec[0] * 16777216LL + (long long)rec[1];
+        sum_dy += rec[2 + c];
+        sum_dy_xhat += rec[2 + C + c];
+    }
+    long long count = total;
+    BWD_INIT(C)
+    finish_backward_sums(f, c, sum_dy, sum_dy_xhat, mean[c]);
 }

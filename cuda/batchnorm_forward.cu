@@ -14,6 +14,11 @@
 //                       its channels, merges its row groups in a shared-memory tree, stores a partial per channel;
 //                       the last-arriving block of column gx merges the `splits` partials in index order and finishes.
 //                       Traffic: 1 S + 24 bytes per channel per block row. Deterministic as above.
+//   bn_stats_merge      one thread per channel: merges `ranks` statistics records (count, center, mean - center, M2
+//                       per channel, as bn_stats_* write them with BN_STATS_ONLY; the layout is in the kernel's
+//                       comment) with Chan's formula in record order, then finishes like bn_stats_*. The merge step
+//                       of data-parallel batch norm (every rank runs it on the same gathered records: the same bits)
+//                       and of the host API's forward with given statistics (one record). Traffic: O(ranks * C).
 //   bn_prepare          one thread per channel: per-channel coefficients for eval forward, normalize with given
 //                       statistics, and eval backward (BN_PREP_*). Traffic: O(C).
 //   bn_apply_cf[_vec4]  out = (in - p[c]) * a[c] + b[c] over a channels-first tensor. Work is cut into units of
@@ -205,4 +210,39 @@ bn_apply_cl(const float* in, float* out, long long rows, int C, int inner, const
 extern "C" __global__ void __launch_bounds__(256)
 bn_apply_cl_vec4(const float* in, float* out, long long rows, int C, int inner, const float* __restrict__ coef) {
     channel_map_cl(ApplyOp<true>{in, out}, rows, C, inner, coef);
+}
+
+// ---- merge of statistics records (data-parallel batch norm) -------------------------------------------------------
+// A record holds one piece's statistics: 2 + 3*C floats, [count_hi, count_lo, center[C], mean - center[C], M2[C]]
+// with count = count_hi * 2^24 + count_lo (both exact in float, so a record survives any copy of floats). The last
+// 3*C floats are what bn_stats_* write with BN_STATS_ONLY. Records sit one after another, rank order. Each channel
+// merges them in that order, relative to the center of the first non-empty record (pieces of one channel lie close
+// together, so center_r - center is exact by Sterbenz when |mean| >> std, as within one piece); the merged count goes
+// to the finishing step (variance M2/M, running variance M2/(M - 1) of the whole batch). A count below 2 is the
+// host's to refuse: it reads the counts before launching when its own piece has fewer than 2 values.
+extern "C" __global__ void bn_stats_merge(int ranks, int C, const float* __restrict__ records, float eps,
+                                          float momentum, int flags, const float* __restrict__ gamma,
+                                          const float* __restrict__ beta, float* running_mean, float* running_var,
+                                          float* save_mean, float* save_invstd, float* coef) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    const long long stride = 2 + 3LL * C;
+    long long total = 0;
+    float center = 0.f;
+    Welford acc = welford_empty();
+    for (int r = 0; r < ranks; r++) {
+        const float* rec = records + r * stride;
+        const long long n = (long long)rec[0] * 16777216LL + (long long)rec[1];
+        if (n == 0) continue;
+        if (total == 0) center = rec[2 + c];
+        Welford w;
+        w.n = (float)n;
+        w.mean = (rec[2 + c] - center) + rec[2 + C + c];
+        w.m2 = rec[2 + 2 * C + c];
+        acc = welford_merge(acc, w);
+        total += n;
+    }
+    long long count = total;
+    FINISH_ARGS_INIT(C)
+    finish_channel(f, c, acc, center);
 }

@@ -1,6 +1,7 @@
 package io.github.batchnorm4j.cli;
 
 import io.github.batchnorm4j.BackendUnavailableException;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.train.Dataset;
 import io.github.batchnorm4j.train.DigitsData;
 import io.github.batchnorm4j.train.FashionMnistData;
@@ -94,6 +95,12 @@ public final class TrainCommand implements Callable<Integer> {
             + " (the GPU path on the PTX emulator: same results, slow) (default: ${DEFAULT-VALUE})")
     String backend = "auto";
 
+    @Option(names = "--dtype", paramLabel = "float32|float16|bfloat16", converter = DTypeConverter.class,
+            description = "storage type of the activations between layers: float16 and bfloat16 train in mixed"
+                    + " precision (float32 master weights and arithmetic; float16 with dynamic loss scaling)"
+                    + " (default: float32)")
+    DType dtype = DType.FLOAT32;
+
     @Option(names = "--no-progress", description = "no progress bar even on a terminal")
     boolean noProgress;
 
@@ -107,7 +114,7 @@ public final class TrainCommand implements Callable<Integer> {
         try {
             if (compare && noBn) throw new IllegalArgumentException("--compare and --no-bn: expected at most one");
             TrainConfig base = new TrainConfig(hidden, !noBn, epochs, batchSize, lr, momentum, weightDecay, seed,
-                    1e-5, 0.1);
+                    1e-5, 0.1, dtype);
             if (compare) validateHighLr(base);
             Dataset.Split split = loadData();
             List<RunResult> runs = new ArrayList<>();
@@ -117,8 +124,8 @@ public final class TrainCommand implements Callable<Integer> {
                 backendName = be.name();
                 dir = outputDir(); // only once data and backend are known good: bad input leaves no folder behind
                 stdout.println(TrainProgress.fmt("data %s: %d training and %d test samples, %d features, %d classes;"
-                                + " backend %s", datasetName(), split.train().rows(), split.test().rows(),
-                        split.train().features(), split.train().classes(), backendName));
+                                + " backend %s, activations %s", datasetName(), split.train().rows(),
+                        split.test().rows(), split.train().features(), split.train().classes(), backendName, dtype));
                 TrainProgress progress = new TrainProgress(stdout, !noProgress && TrainProgress.interactive());
                 if (compare) {
                     for (float rate : new float[] {lr, highLr}) {
@@ -135,8 +142,10 @@ public final class TrainCommand implements Callable<Integer> {
             MetricsFiles.write(dir, datasetName(), backendName, runs);
             for (RunResult r : runs) {
                 stdout.println(TrainProgress.fmt("%-16s final test accuracy %.4f after %d epochs, %.3f s/epoch"
-                                + " (training), %.1f s in all", r.label(), r.testAccuracy(), r.epochs().size(),
-                        r.secondsPerEpoch(), r.seconds()));
+                                + " (training), %.1f s in all%s", r.label(), r.testAccuracy(), r.epochs().size(),
+                        r.secondsPerEpoch(), r.seconds(), dtype == DType.FLOAT16 ? TrainProgress.fmt(
+                                "; loss scale %s at the end, %d steps skipped", Json.number(r.lossScale()),
+                                r.skippedSteps()) : ""));
             }
             stdout.println("output: " + dir);
             double seconds = (System.nanoTime() - start) / 1e9;
@@ -163,7 +172,8 @@ public final class TrainCommand implements Callable<Integer> {
         }
         return j.put("batch_norm", main.config().batchNorm()).put("lr", lr).put("epochs", epochs)
                 .put("seconds", seconds).put("seconds_per_epoch", main.secondsPerEpoch())
-                .put("backend", backendName).put("dataset", datasetName()).put("out", dir.toString()).toString();
+                .put("backend", backendName).put("dataset", datasetName()).put("dtype", dtype.cliName())
+                .put("out", dir.toString()).toString();
     }
 
     /** Validates --high-lr before any work; TrainConfig's message would name --lr. */

@@ -3,6 +3,7 @@ package io.github.batchnorm4j.gpu;
 import io.github.batchnorm4j.ArgumentChecks;
 import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.SplitBatchNormOps;
 
 import java.util.HashMap;
 import java.util.Map;
@@ -61,6 +62,8 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
                 kernels.put(k + "_vec4", f.kernel(k + "_vec4"));
             }
             kernels.put("bn_prepare", f.kernel("bn_prepare"));
+            kernels.put("bn_stats_merge", f.kernel("bn_stats_merge"));
+            kernels.put("bn_backward_merge", b.kernel("bn_backward_merge"));
             for (String k : new String[]{"bn_backward_reduce_cf", "bn_backward_reduce_cl", "bn_dx_cf", "bn_dx_cl"}) {
                 kernels.put(k, b.kernel(k));
                 kernels.put(k + "_vec4", b.kernel(k + "_vec4"));
@@ -91,7 +94,8 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
         checks.statistics(shape, x);
         int c = shape.channels();
         DevicePointer dummy = prepareWorkspace(shape, true, s);
-        guarded(s, () -> launchStats(shape, x, STATS_ONLY, 0, 0, null, null, null, null, null, null, dummy, s));
+        guarded(s, () -> launchStats(shape, x, STATS_ONLY, 0, 0, null, null, null, null, null, null, dummy,
+                workspace.coef(), s));
         float[] out = new float[3 * c];
         device.copyToHost(workspace.coef(), out, 0, 3 * c, s);
         double[] mean = new double[c];
@@ -122,7 +126,7 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
         boolean vec = vectorizable(shape, x, y);
         guarded(s, () -> {
             launchStats(shape, x, flags, (float) eps, runningMean != null ? (float) momentum : 0f,
-                    gamma, beta, runningMean, runningVar, saveMean, saveInvstd, dummy, s);
+                    gamma, beta, runningMean, runningVar, saveMean, saveInvstd, dummy, workspace.coef(), s);
             launchApply(shape, vec, x, y, s);
         });
     }
@@ -198,6 +202,142 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
         });
     }
 
+    // ---- the split operations: one piece of a batch whose statistics and sums are merged elsewhere ----------------
+    // Data-parallel batch norm (distributed.DeviceResidentSyncBatchNorm) writes each rank's record, all-gathers the
+    // records and merges them on every rank in rank order; the host API runs the same kernels with one record. A
+    // record is a run of floats, so any all-gather of floats carries it: counts are split into two floats exact up to
+    // 2^24 each (count = hi·2^24 + lo, exact for counts below 2^48).
+
+    /** Floats of one statistics record: 2 + 3·C ([count_hi, count_lo, center[C], mean − center[C], M2[C]]). */
+    public static int statisticsRecordFloats(int channels) {
+        return 2 + 3 * channels;
+    }
+
+    /** Floats of one gradient record: 2 + 2·C ([count_hi, count_lo, Σdy[C], Σdy·xhat[C]]). */
+    public static int gradientRecordFloats(int channels) {
+        return 2 + 2 * channels;
+    }
+
+    /** The two floats of a record's count: hi·2^24 + lo, each exact in float. */
+    public static float[] countWords(long count) {
+        if (count < 0 || count >= 1L << 48) {
+            throw new IllegalArgumentException("count: expected [0, 2^48), got " + count);
+        }
+        return new float[] {(float) (count >>> 24), (float) (count & 0xFF_FFFFL)};
+    }
+
+    /** The count of a record from its two first floats (see {@link #countWords}). */
+    public static long countOf(float hi, float lo) {
+        return (long) hi * (1L << 24) + (long) lo;
+    }
+
+    /**
+     * The argument checks of this device's API (each pointer on this device, 4-byte aligned, with room enough), for a
+     * caller that must validate a whole operation before its first step (see {@code DeviceResidentSyncBatchNorm}).
+     */
+    public ArgumentChecks<DevicePointer> checks() {
+        return checks;
+    }
+
+    /**
+     * Writes this piece's statistics record ({@link #statisticsRecordFloats} floats) to {@code record}: its count M,
+     * and per channel its center (the first value), mean − center and M2, as the statistics kernel computes them.
+     * Ordered on the stream; copies the two count floats from the host.
+     */
+    public void statisticsRecord(Shape shape, DevicePointer x, DevicePointer record, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.statistics(shape, x);
+        checkPointer("record", record, statisticsRecordFloats(shape.channels()), "(2 + 3·C for " + shape + ")");
+        DevicePointer dummy = prepareWorkspace(shape, true, s);
+        float[] count = countWords(shape.reductionSize());
+        device.copyToDevice(count, 0, record, 2, s);
+        guarded(s, () -> launchStats(shape, x, STATS_ONLY, 0, 0, null, null, null, null, null, null, dummy,
+                record.plus(8), s));
+    }
+
+    /**
+     * Training forward of this piece with the statistics of the whole batch, merged from {@code ranks} consecutive
+     * statistics records with Chan's formula in record order (see {@link SplitBatchNormOps#forwardWithStatistics} for
+     * the outputs; the running variance uses the merged count). The records' merged count must exceed 1 (not checked
+     * here: it is on the device).
+     *
+     * @param records ranks·{@link #statisticsRecordFloats} floats
+     */
+    public void forwardWithRecords(Shape shape, DevicePointer x, DevicePointer records, int ranks,
+                                   DevicePointer gamma, DevicePointer beta, double eps, DevicePointer runningMean,
+                                   DevicePointer runningVar, double momentum, DevicePointer y, DevicePointer saveMean,
+                                   DevicePointer saveInvstd, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.forwardTrainingPiece(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean,
+                saveInvstd);
+        checkRecords(shape, records, ranks, statisticsRecordFloats(shape.channels()));
+        int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
+                | (runningMean != null ? HAS_RUNNING : 0);
+        DevicePointer dummy = prepareWorkspace(shape, false, s);
+        boolean vec = vectorizable(shape, x, y);
+        guarded(s, () -> {
+            KernelArgs a = new KernelArgs().i32(ranks).i32(shape.channels()).ptr(records).f32((float) eps)
+                    .f32(runningMean != null ? (float) momentum : 0f).i32(flags)
+                    .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy))
+                    .ptr(or(runningVar, dummy)).ptr(saveMean).ptr(saveInvstd).ptr(workspace.coef());
+            launch("bn_stats_merge", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK), a, s);
+            launchApply(shape, vec, x, y, s);
+        });
+    }
+
+    /**
+     * Writes this piece's gradient record ({@link #gradientRecordFloats} floats) to {@code record}: its count M, Σdy
+     * and Σdy·xhat per channel with xhat = (x − saveMean)·saveInvstd (the shared statistics). Ordered on the stream;
+     * copies the two count floats from the host.
+     */
+    public void gradientRecord(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer saveMean,
+                               DevicePointer saveInvstd, DevicePointer record, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.gradientSums(shape, x, dy, saveMean, saveInvstd);
+        int c = shape.channels();
+        checkPointer("record", record, gradientRecordFloats(c), "(2 + 2·C for " + shape + ")");
+        DevicePointer dummy = prepareWorkspace(shape, true, s);
+        device.copyToDevice(countWords(shape.reductionSize()), 0, record, 2, s);
+        DevicePointer dbeta = record.plus(8);
+        DevicePointer dgamma = record.plus(8 + 4L * c);
+        guarded(s, () -> launchBackwardReduce(shape, x, dy, WANT_DGAMMA | WANT_DBETA, null, saveMean, saveInvstd,
+                dgamma, dbeta, dummy, s));
+    }
+
+    /**
+     * Training-mode dx of this piece from the sums of the whole batch, added from {@code ranks} consecutive gradient
+     * records in record order: dx = gamma·invstd/M·(M·dy − Σdy − xhat·Σdy·xhat) with M the summed count; dgamma and
+     * dbeta (each optional) receive the totals.
+     *
+     * @param records ranks·{@link #gradientRecordFloats} floats
+     */
+    public void backwardWithRecords(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer gamma,
+                                    DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer records, int ranks,
+                                    DevicePointer dx, DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks.backwardTrainingPiece(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+        checkRecords(shape, records, ranks, gradientRecordFloats(shape.channels()));
+        int flags = TRAIN_DX | (gamma != null ? HAS_GAMMA : 0) | (dgamma != null ? WANT_DGAMMA : 0)
+                | (dbeta != null ? WANT_DBETA : 0);
+        DevicePointer dummy = prepareWorkspace(shape, false, s);
+        boolean vec = vectorizable(shape, x, dy, dx);
+        guarded(s, () -> {
+            KernelArgs a = new KernelArgs().i32(ranks).i32(shape.channels()).ptr(records).i32(flags)
+                    .ptr(or(gamma, dummy)).ptr(saveMean).ptr(saveInvstd).ptr(or(dgamma, dummy))
+                    .ptr(or(dbeta, dummy)).ptr(workspace.coef());
+            launch("bn_backward_merge", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK),
+                    a, s);
+            launchDx(shape, vec, x, dy, dx, s);
+        });
+    }
+
+    private void checkRecords(Shape shape, DevicePointer records, int ranks, int recordFloats) {
+        if (ranks < 1) throw new IllegalArgumentException("ranks: expected >= 1, got " + ranks);
+        if (records == null) throw new IllegalArgumentException("records must not be null");
+        checkPointer("records", records, (long) ranks * recordFloats,
+                "(" + ranks + " records of " + recordFloats + " floats for " + shape + ")");
+    }
+
     /** Bytes of workspace held now (grows to the largest shape seen). */
     public long workspaceBytes() {
         return workspace.bytes();
@@ -217,7 +357,8 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
 
     private void launchStats(Shape shape, DevicePointer x, int flags, float eps, float momentum, DevicePointer gamma,
                              DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
-                             DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dummy, DeviceStream s) {
+                             DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dummy,
+                             DevicePointer coef, DeviceStream s) {
         boolean vec = vectorizable(shape, x);
         LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
         KernelArgs a = new KernelArgs().ptr(x);
@@ -225,7 +366,7 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
         a.ptr(workspace.partials()).ptr(workspace.counters())
                 .i64(shape.reductionSize()).f32(eps).f32(momentum).i32(flags)
                 .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy)).ptr(or(runningVar, dummy))
-                .ptr(or(saveMean, dummy)).ptr(or(saveInvstd, dummy)).ptr(workspace.coef());
+                .ptr(or(saveMean, dummy)).ptr(or(saveInvstd, dummy)).ptr(coef);
         launch(name("bn_stats", g.view(), vec), g.grid(), g.block(), a, s);
     }
 

@@ -1,8 +1,9 @@
 package io.github.batchnorm4j.gpu;
 
-import io.github.batchnorm4j.AbstractBatchNormOps;
+import io.github.batchnorm4j.AbstractSplitBatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.DeviceResidentTiming;
+import io.github.batchnorm4j.GradientSums;
 import io.github.batchnorm4j.Shape;
 
 import java.util.Optional;
@@ -18,7 +19,7 @@ import java.util.Optional;
  * For {@code bench}, {@link #prepareTiming} uploads an operation's inputs once and runs it on the device-resident API.
  * Not thread-safe.
  */
-public final class HostArrayBatchNormOps extends AbstractBatchNormOps implements MeasuredOps, DeviceResidentTiming {
+public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps implements MeasuredOps, DeviceResidentTiming {
     private final Device device;
     private final boolean ownsDevice;
     private final String name;
@@ -121,10 +122,17 @@ public final class HostArrayBatchNormOps extends AbstractBatchNormOps implements
         kernels.forwardTraining(shape, staging.a.pointer(), g, b, eps, rm, rv, momentum, staging.out.pointer(),
                 staging.channel(4), staging.channel(5), s);
         end();
-        float[] mean = new float[shape.channels()];
-        float[] invstd = new float[shape.channels()];
-        float[] newRm = runningMean == null ? null : new float[shape.channels()];
-        float[] newRv = runningVar == null ? null : new float[shape.channels()];
+        downloadForward(s, y, rm, rv, saveMean, saveInvstd, runningMean, runningVar);
+    }
+
+    /** Copies y, the saved and the running statistics back; the caller's per-channel arrays only after every copy. */
+    private void downloadForward(DeviceStream s, float[] y, DevicePointer rm, DevicePointer rv, float[] saveMean,
+                                 float[] saveInvstd, float[] runningMean, float[] runningVar) {
+        int c = saveMean.length;
+        float[] mean = new float[c];
+        float[] invstd = new float[c];
+        float[] newRm = runningMean == null ? null : new float[c];
+        float[] newRv = runningVar == null ? null : new float[c];
         device.copyToHost(staging.out.pointer(), y, 0, y.length, s);
         device.copyToHost(staging.channel(4), mean, 0, mean.length, s);
         device.copyToHost(staging.channel(5), invstd, 0, invstd.length, s);
@@ -139,6 +147,87 @@ public final class HostArrayBatchNormOps extends AbstractBatchNormOps implements
             System.arraycopy(newRm, 0, runningMean, 0, newRm.length);
             System.arraycopy(newRv, 0, runningVar, 0, newRv.length);
         }
+    }
+
+    /**
+     * The merged statistics travel as one record ({@link DeviceResidentBatchNorm#statisticsRecordFloats}): center =
+     * the mean rounded to float, mean − center the remainder (so the mean keeps its digits at |mean| ≫ std), M2 and
+     * the count; the merge kernel with one record finishes exactly as the fused forward does.
+     */
+    @Override
+    protected void doForwardWithStatistics(Shape shape, float[] x, ChannelStatistics statistics, float[] gamma,
+                                           float[] beta, double eps, float[] runningMean, float[] runningVar,
+                                           double momentum, float[] y, float[] saveMean, float[] saveInvstd) {
+        DeviceStream s = device.defaultStream();
+        staging.ensure(shape);
+        upload(x, staging.a, s);
+        DevicePointer g = uploadChannels(gamma, 0, s);
+        DevicePointer b = uploadChannels(beta, 1, s);
+        DevicePointer rm = uploadChannels(runningMean, 2, s);
+        DevicePointer rv = uploadChannels(runningVar, 3, s);
+        int c = shape.channels();
+        float[] record = new float[DeviceResidentBatchNorm.statisticsRecordFloats(c)];
+        System.arraycopy(DeviceResidentBatchNorm.countWords(statistics.count()), 0, record, 0, 2);
+        for (int k = 0; k < c; k++) {
+            float center = (float) statistics.mean(k);
+            record[2 + k] = center;
+            record[2 + c + k] = (float) (statistics.mean(k) - center);
+            record[2 + 2 * c + k] = (float) statistics.m2(k);
+        }
+        device.copyToDevice(record, 0, staging.record.pointer(), record.length, s);
+        begin();
+        kernels.forwardWithRecords(shape, staging.a.pointer(), staging.record.pointer(), 1, g, b, eps, rm, rv,
+                momentum, staging.out.pointer(), staging.channel(4), staging.channel(5), s);
+        end();
+        downloadForward(s, y, rm, rv, saveMean, saveInvstd, runningMean, runningVar);
+    }
+
+    @Override
+    protected GradientSums doGradientSums(Shape shape, float[] x, float[] dy, float[] saveMean, float[] saveInvstd) {
+        DeviceStream s = device.defaultStream();
+        staging.ensure(shape);
+        upload(x, staging.a, s);
+        upload(dy, staging.b, s);
+        DevicePointer m = uploadChannels(saveMean, 2, s);
+        DevicePointer is = uploadChannels(saveInvstd, 3, s);
+        begin();
+        kernels.gradientRecord(shape, staging.a.pointer(), staging.b.pointer(), m, is, staging.record.pointer(), s);
+        end();
+        int c = shape.channels();
+        float[] record = new float[DeviceResidentBatchNorm.gradientRecordFloats(c)];
+        device.copyToHost(staging.record.pointer(), record, 0, record.length, s);
+        double[] sumDy = new double[c];
+        double[] sumDyXhat = new double[c];
+        for (int k = 0; k < c; k++) {
+            sumDy[k] = record[2 + k];
+            sumDyXhat[k] = record[2 + c + k];
+        }
+        return new GradientSums(shape.reductionSize(), sumDy, sumDyXhat);
+    }
+
+    @Override
+    protected void doBackwardWithSums(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
+                                      float[] saveInvstd, GradientSums sums, float[] dx) {
+        DeviceStream s = device.defaultStream();
+        staging.ensure(shape);
+        upload(x, staging.a, s);
+        upload(dy, staging.b, s);
+        DevicePointer g = uploadChannels(gamma, 0, s);
+        DevicePointer m = uploadChannels(saveMean, 2, s);
+        DevicePointer is = uploadChannels(saveInvstd, 3, s);
+        int c = shape.channels();
+        float[] record = new float[DeviceResidentBatchNorm.gradientRecordFloats(c)];
+        System.arraycopy(DeviceResidentBatchNorm.countWords(sums.count()), 0, record, 0, 2);
+        for (int k = 0; k < c; k++) {
+            record[2 + k] = (float) sums.sumDy(k);
+            record[2 + c + k] = (float) sums.sumDyXhat(k);
+        }
+        device.copyToDevice(record, 0, staging.record.pointer(), record.length, s);
+        begin();
+        kernels.backwardWithRecords(shape, staging.a.pointer(), staging.b.pointer(), g, m, is,
+                staging.record.pointer(), 1, staging.out.pointer(), null, null, s);
+        end();
+        device.copyToHost(staging.out.pointer(), dx, 0, dx.length, s);
     }
 
     @Override
@@ -258,6 +347,7 @@ public final class HostArrayBatchNormOps extends AbstractBatchNormOps implements
         DeviceBuffer b;
         DeviceBuffer out;
         DeviceBuffer channels;
+        DeviceBuffer record;   // one statistics or gradient record (the split operations)
         private long elementCap;
         private int channelCap;
 
@@ -278,7 +368,10 @@ public final class HostArrayBatchNormOps extends AbstractBatchNormOps implements
             if (c > channelCap) {
                 if (channels != null) channels.close();
                 channels = null;
+                if (record != null) record.close();
+                record = null;
                 channels = device.allocate(slotBytes(c) * CHANNEL_SLOTS);
+                record = device.allocate(4L * DeviceResidentBatchNorm.statisticsRecordFloats(c));
                 channelCap = c;
             }
         }
@@ -304,6 +397,8 @@ public final class HostArrayBatchNormOps extends AbstractBatchNormOps implements
             closeTensors();
             if (channels != null) channels.close();
             channels = null;
+            if (record != null) record.close();
+            record = null;
             channelCap = 0;
         }
     }

@@ -107,6 +107,15 @@ public final class EmulatedDevice implements MeasuringDevice {
         if (closed) throw new IllegalStateException("EmulatedDevice '" + name() + "' is closed");
     }
 
+    /** A stream given to an operation: one of this device's, not closed (null means the default stream). */
+    private void stream(DeviceStream s) {
+        if (s == null) return;
+        if (!(s instanceof Stream st) || st.device() != this) {
+            throw new IllegalArgumentException("stream must be a stream of this EmulatedDevice, got " + s);
+        }
+        if (st.closed) throw new IllegalStateException("stream is closed");
+    }
+
     // ------------------------------------------------------------ memory
 
     @Override
@@ -133,6 +142,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyToDevice(float[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         open();
+        stream(stream);
         DeviceChecks.hostRange("src", src, srcOffset, count);
         writeWords(dst, count, i -> Float.floatToRawIntBits(src[srcOffset + i]));
     }
@@ -140,6 +150,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyToDevice(int[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         open();
+        stream(stream);
         DeviceChecks.hostRange("src", src, srcOffset, count);
         writeWords(dst, count, i -> src[srcOffset + i]);
     }
@@ -178,6 +189,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyToHost(DevicePointer src, float[] dst, int dstOffset, int count, DeviceStream stream) {
         open();
+        stream(stream);
         DeviceChecks.hostRange("dst", dst, dstOffset, count);
         readWords(src, count, (i, bits) -> dst[dstOffset + i] = Float.intBitsToFloat(bits));
     }
@@ -185,6 +197,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyToHost(DevicePointer src, int[] dst, int dstOffset, int count, DeviceStream stream) {
         open();
+        stream(stream);
         DeviceChecks.hostRange("dst", dst, dstOffset, count);
         readWords(src, count, (i, bits) -> dst[dstOffset + i] = bits);
     }
@@ -192,6 +205,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream stream) {
         open();
+        stream(stream);
         DeviceChecks.byteCount(bytes);
         Allocation s = target(src, bytes, "src");
         Allocation d = target(dst, bytes, "dst");
@@ -203,6 +217,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void memset(DevicePointer dst, byte value, long bytes, DeviceStream stream) {
         open();
+        stream(stream);
         DeviceChecks.byteCount(bytes);
         Allocation a = target(dst, bytes, "dst");
         java.util.Arrays.fill(a.data, (int) dst.byteOffset(), (int) (dst.byteOffset() + bytes), value);
@@ -239,6 +254,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     public synchronized void launch(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream,
                                     KernelArgs args) {
         open();
+        stream(stream);
         Objects.requireNonNull(kernel, "kernel");
         Objects.requireNonNull(grid, "grid");
         Objects.requireNonNull(block, "block");
@@ -481,21 +497,28 @@ public final class EmulatedDevice implements MeasuringDevice {
 
     private final class Stream implements DeviceStream {
         private final boolean isDefault;
+        private volatile boolean closed;
 
         Stream(boolean isDefault) {
             this.isDefault = isDefault;
+        }
+
+        EmulatedDevice device() {
+            return EmulatedDevice.this;
         }
 
         @Override
         public void synchronize() {
             synchronized (EmulatedDevice.this) {
                 open();
+                if (closed) throw new IllegalStateException("stream is closed");
             }
         }
 
+        /** Nothing to release; a created stream becomes unusable, the default stream is the device's and stays. */
         @Override
         public void close() {
-            // nothing to release; the default stream is owned by the device and ignores close
+            if (!isDefault) closed = true;
         }
 
         @Override

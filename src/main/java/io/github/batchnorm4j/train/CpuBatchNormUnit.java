@@ -2,6 +2,7 @@ package io.github.batchnorm4j.train;
 
 import io.github.batchnorm4j.BatchNorm;
 import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.Shape;
 
 /**
@@ -15,8 +16,14 @@ final class CpuBatchNormUnit implements BatchNormUnit {
     private final CpuTensor beta;
     private final CpuTensor gammaGrad;
     private final CpuTensor betaGrad;
+    private final DType dtype;
 
-    CpuBatchNormUnit(BatchNormOps ops, int channels, double eps, double momentum) {
+    /**
+     * @param dtype the storage type of x, y, dy, dx: the layer computes on their (exact) float values and y and dx
+     *              are rounded once to it, which is the library's 16-bit batch norm
+     */
+    CpuBatchNormUnit(BatchNormOps ops, int channels, double eps, double momentum, DType dtype) {
+        this.dtype = dtype;
         layer = BatchNorm.builder(channels).eps(eps).momentum(momentum).build(ops);
         gamma = new CpuTensor(1, channels, layer.gamma());
         beta = new CpuTensor(1, channels, layer.beta());
@@ -59,7 +66,10 @@ final class CpuBatchNormUnit implements BatchNormUnit {
         TensorChecks.sameShape("y", y, x);
         if (training) layer.train();
         else layer.eval();
+        checkType("x", x);
+        checkType("y", y);
         layer.forward(shape(x), CpuTrainBackend.data("x", x), CpuTrainBackend.data("y", y));
+        CpuTrainBackend.cpu(y).storeRange(0, y.size());
     }
 
     @Override
@@ -67,8 +77,19 @@ final class CpuBatchNormUnit implements BatchNormUnit {
         TensorChecks.sameShape("dy", dy, x);
         TensorChecks.sameShape("dx", dx, x);
         layer.train();
+        checkType("x", x);
+        checkType("dy", dy);
+        checkType("dx", dx);
         layer.backward(shape(x), CpuTrainBackend.data("x", x), CpuTrainBackend.data("dy", dy),
                 CpuTrainBackend.data("dx", dx));
+        CpuTrainBackend.cpu(dx).storeRange(0, dx.size());
+    }
+
+    private void checkType(String name, Tensor t) {
+        if (t.dtype() != dtype) {
+            throw new IllegalArgumentException(name + ": expected a " + dtype + " tensor (the layer's storage type), got "
+                    + t.dtype());
+        }
     }
 
     private Shape shape(Tensor x) {

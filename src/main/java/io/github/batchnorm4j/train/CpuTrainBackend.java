@@ -1,5 +1,8 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.DType;
+import java.util.List;
+
 import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
 
@@ -25,9 +28,9 @@ public final class CpuTrainBackend implements TrainBackend {
     }
 
     @Override
-    public Tensor allocate(int rows, int cols) {
+    public Tensor allocate(int rows, int cols, DType dtype) {
         checkOpen();
-        return new CpuTensor(rows, cols);
+        return new CpuTensor(rows, cols, dtype);
     }
 
     @Override
@@ -35,6 +38,7 @@ public final class CpuTrainBackend implements TrainBackend {
         float[] d = data("dst", dst);
         TensorChecks.hostArray("src", src, dst);
         System.arraycopy(src, 0, d, 0, d.length);
+        cpu(dst).storeRange(0, d.length);
     }
 
     @Override
@@ -47,23 +51,28 @@ public final class CpuTrainBackend implements TrainBackend {
     @Override
     public void gemm(boolean transA, boolean transB, float alpha, Tensor a, Tensor b, float beta, Tensor c) {
         TensorChecks.GemmDims d = TensorChecks.gemm(transA, transB, a, b, c);
+        TensorChecks.sameType("b", b, a);
         CpuGemm.gemm(transA, transB, d.m(), d.n(), d.k(), alpha, data("a", a), data("b", b), beta, data("c", c));
+        cpu(c).storeRange(0, c.size());
     }
 
     @Override
     public void addBias(Tensor x, Tensor bias) {
         TensorChecks.rowVector("bias", bias, x.cols());
+        TensorChecks.float32("bias", bias);
         float[] xs = data("x", x), bs = data("bias", bias);
         int cols = x.cols();
         for (int r = 0, rows = x.rows(); r < rows; r++) {
             int o = r * cols;
             for (int j = 0; j < cols; j++) xs[o + j] += bs[j];
         }
+        cpu(x).storeRange(0, xs.length);
     }
 
     @Override
     public void sumRows(Tensor x, Tensor out) {
         TensorChecks.rowVector("out", out, x.cols());
+        TensorChecks.float32("out", out);
         float[] xs = data("x", x), os = data("out", out);
         int cols = x.cols();
         double[] acc = new double[cols];
@@ -77,6 +86,7 @@ public final class CpuTrainBackend implements TrainBackend {
     @Override
     public void reluForward(Tensor x, Tensor y) {
         TensorChecks.sameShape("y", y, x);
+        TensorChecks.sameType("y", y, x);
         float[] xs = data("x", x), ys = data("y", y);
         // Math.max propagates NaN, so a diverged run stays visibly NaN (x > 0 ? x : 0 would hide it as 0).
         for (int i = 0; i < xs.length; i++) ys[i] = Math.max(xs[i], 0f);
@@ -86,18 +96,28 @@ public final class CpuTrainBackend implements TrainBackend {
     public void reluBackward(Tensor y, Tensor dy, Tensor dx) {
         TensorChecks.sameShape("dy", dy, y);
         TensorChecks.sameShape("dx", dx, y);
+        TensorChecks.sameType("dx", dx, dy);
         float[] ys = data("y", y), dys = data("dy", dy), dxs = data("dx", dx);
         for (int i = 0; i < ys.length; i++) dxs[i] = ys[i] > 0f ? dys[i] : 0f;
     }
 
     @Override
-    public double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits) {
+    public void cast(Tensor src, Tensor dst) {
+        TensorChecks.sameShape("dst", dst, src);
+        float[] s = data("src", src), d = data("dst", dst);
+        System.arraycopy(s, 0, d, 0, s.length);
+        cpu(dst).storeRange(0, d.length);
+    }
+
+    @Override
+    public double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits, float gradScale) {
         TensorChecks.sameShape("dlogits", dlogits, logits);
         TensorChecks.labels(labels, logits);
         float[] z = data("logits", logits), g = data("dlogits", dlogits);
         int rows = logits.rows(), cols = logits.cols();
         double total = 0;
         double invRows = 1.0 / rows;
+        CpuTensor out = cpu(dlogits);
         for (int r = 0; r < rows; r++) {
             int o = r * cols;
             // Subtract the row maximum so exp never overflows.
@@ -109,7 +129,7 @@ public final class CpuTrainBackend implements TrainBackend {
             total += logSum - ((double) z[o + labels[r]] - max);
             for (int j = 0; j < cols; j++) {
                 double p = Math.exp((double) z[o + j] - max - logSum);
-                g[o + j] = (float) ((p - (j == labels[r] ? 1.0 : 0.0)) * invRows);
+                g[o + j] = out.store((float) ((p - (j == labels[r] ? 1.0 : 0.0)) * invRows) * gradScale);
             }
         }
         return total;
@@ -133,6 +153,8 @@ public final class CpuTrainBackend implements TrainBackend {
     public void sgdUpdate(Tensor param, Tensor grad, Tensor velocity, float lr, float momentum, float weightDecay) {
         TensorChecks.sameShape("grad", grad, param);
         TensorChecks.sameShape("velocity", velocity, param);
+        TensorChecks.float32("param", param);
+        TensorChecks.float32("grad", grad);
         float[] p = data("param", param), g = data("grad", grad), v = data("velocity", velocity);
         for (int i = 0; i < p.length; i++) {
             float gi = g[i] + weightDecay * p[i];
@@ -142,9 +164,23 @@ public final class CpuTrainBackend implements TrainBackend {
     }
 
     @Override
-    public BatchNormUnit batchNorm(int channels, double eps, double momentum) {
+    public boolean unscale(List<Tensor> grads, float invScale) {
+        boolean finite = true;
+        for (Tensor t : grads) {
+            TensorChecks.float32("grad", t);
+            float[] g = data("grad", t);
+            for (int i = 0; i < g.length; i++) {
+                g[i] *= invScale;
+                if (!Float.isFinite(g[i])) finite = false;
+            }
+        }
+        return finite;
+    }
+
+    @Override
+    public BatchNormUnit batchNorm(int channels, double eps, double momentum, DType dtype) {
         checkOpen();
-        return new CpuBatchNormUnit(ops, channels, eps, momentum);
+        return new CpuBatchNormUnit(ops, channels, eps, momentum, dtype);
     }
 
     @Override
@@ -156,6 +192,12 @@ public final class CpuTrainBackend implements TrainBackend {
 
     private void checkOpen() {
         if (closed) throw new IllegalStateException("training backend 'cpu' is closed");
+    }
+
+    /** A CPU tensor; a clear error for a tensor of another backend. */
+    static CpuTensor cpu(Tensor t) {
+        data("tensor", t);
+        return (CpuTensor) t;
     }
 
     /** The array of a CPU tensor; a clear error for a tensor of another backend. */

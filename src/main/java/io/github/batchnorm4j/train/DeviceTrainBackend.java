@@ -1,5 +1,8 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.DType;
+import java.util.List;
+
 import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
 import io.github.batchnorm4j.gpu.DevicePointer;
@@ -99,7 +102,13 @@ public final class DeviceTrainBackend implements TrainBackend {
 
     @Override
     public DeviceTensor allocate(int rows, int cols) {
+        return allocate(rows, cols, DType.FLOAT32);
+    }
+
+    @Override
+    public DeviceTensor allocate(int rows, int cols, DType dtype) {
         checkOpen();
+        if (dtype != DType.FLOAT32) throw sixteenBitsNotYet();
         long bytes = 4L * TensorChecks.elementCount(rows, cols);
         DeviceBuffer b = device.allocate(bytes);
         device.memset(b.pointer(), (byte) 0, bytes, stream());
@@ -152,7 +161,20 @@ public final class DeviceTrainBackend implements TrainBackend {
     }
 
     @Override
-    public double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits) {
+    public void cast(Tensor src, Tensor dst) {
+        TensorChecks.sameShape("dst", dst, src);
+        TensorChecks.sameType("dst", dst, src);
+        device.copyDeviceToDevice(pointer("src", src), pointer("dst", dst), 4L * src.size(), stream());
+    }
+
+    @Override
+    public boolean unscale(List<Tensor> grads, float invScale) {
+        throw sixteenBitsNotYet();
+    }
+
+    @Override
+    public double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits, float gradScale) {
+        if (gradScale != 1f) throw sixteenBitsNotYet();
         TensorChecks.sameShape("dlogits", dlogits, logits);
         Scratch s = launchSoftmax(logits, labels, pointer("dlogits", dlogits));
         float[] loss = new float[labels.length];
@@ -195,8 +217,9 @@ public final class DeviceTrainBackend implements TrainBackend {
     }
 
     @Override
-    public BatchNormUnit batchNorm(int channels, double eps, double momentum) {
+    public BatchNormUnit batchNorm(int channels, double eps, double momentum, DType dtype) {
         checkOpen();
+        if (dtype != DType.FLOAT32) throw sixteenBitsNotYet();
         return new DeviceBatchNormUnit(this, batchNorm, channels, eps, momentum);
     }
 
@@ -231,6 +254,11 @@ public final class DeviceTrainBackend implements TrainBackend {
         } catch (Exception suppressed) {
             failure.addSuppressed(suppressed);
         }
+    }
+
+    private UnsupportedOperationException sixteenBitsNotYet() {
+        return new UnsupportedOperationException("training backend '" + name + "': float16/bfloat16 training runs on"
+                + " the cpu training backend only, so far");
     }
 
     private void checkOpen() {

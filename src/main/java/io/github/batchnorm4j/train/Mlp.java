@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.DType;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.HashMap;
@@ -22,6 +23,13 @@ import java.util.Random;
  * weights are drawn in the same order with and without batch norm, so the same seed gives both networks the same
  * initial weights.
  *
+ * <p><b>Mixed precision</b> ({@code dtype} float16 or bfloat16), as PyTorch's autocast runs such a network: the
+ * activations and their gradients between layers (x, x·W, batch-norm output, ReLU output) are stored in the 16-bit type;
+ * the weights are float32 master copies, cast to 16 bits once per forward pass for the GEMMs, which accumulate in
+ * float32 and round their 16-bit outputs once; weight gradients come out of the GEMM in float32; biases, gamma, beta,
+ * their gradients and the batch-norm running statistics are float32, and so is the optimizer. The loss gradient can be
+ * scaled ({@link #computeGradients(float[], int[], float)}, see {@link GradScaler}).
+ *
  * <p>Activation buffers are allocated once per batch size and reused (a training run meets at most two sizes:
  * the batch and the last partial batch; evaluation two more). Not thread-safe.
  */
@@ -30,7 +38,10 @@ public final class Mlp implements AutoCloseable {
     private final int[] sizes;
     private final boolean batchNorm;
     private final int layers;
+    private final DType dtype;
     private final Tensor[] weights;
+    /** The 16-bit copies of the weights that the GEMMs read (the float32 masters themselves for float32). */
+    private final Tensor[] weightsLow;
     private final Tensor[] weightGrads;
     private final Tensor[] biases;
     private final Tensor[] biasGrads;
@@ -64,7 +75,18 @@ public final class Mlp implements AutoCloseable {
      */
     public Mlp(TrainBackend backend, int inputs, int[] hidden, int classes, boolean batchNorm, long seed,
                double bnEps, double bnMomentum) {
+        this(backend, inputs, hidden, classes, batchNorm, seed, bnEps, bnMomentum, DType.FLOAT32);
+    }
+
+    /**
+     * A network whose activations are stored in {@code dtype} (see the class comment on mixed precision); the same
+     * seed gives the same float32 initial weights for every dtype.
+     */
+    public Mlp(TrainBackend backend, int inputs, int[] hidden, int classes, boolean batchNorm, long seed,
+               double bnEps, double bnMomentum, DType dtype) {
         if (backend == null) throw new IllegalArgumentException("backend must not be null");
+        if (dtype == null) throw new IllegalArgumentException("dtype must not be null");
+        this.dtype = dtype;
         if (inputs < 1) throw new IllegalArgumentException("inputs: expected >= 1, got " + inputs);
         if (classes < 2) throw new IllegalArgumentException("classes: expected >= 2, got " + classes);
         if (hidden == null) throw new IllegalArgumentException("hidden must not be null");
@@ -79,6 +101,7 @@ public final class Mlp implements AutoCloseable {
         System.arraycopy(hidden, 0, sizes, 1, hidden.length);
         sizes[layers] = classes;
         weights = new Tensor[layers];
+        weightsLow = new Tensor[layers];
         weightGrads = new Tensor[layers];
         biases = new Tensor[layers];
         biasGrads = new Tensor[layers];
@@ -93,6 +116,7 @@ public final class Mlp implements AutoCloseable {
             for (int i = 0; i < w.length; i++) w[i] = (float) (rng.nextGaussian() * std);
             weights[l] = own(fanIn, fanOut);
             backend.upload(w, weights[l]);
+            weightsLow[l] = dtype == DType.FLOAT32 ? weights[l] : own(fanIn, fanOut, dtype);
             weightGrads[l] = own(fanIn, fanOut);
             parameters.add(new Parameter("fc" + (l + 1) + ".weight", weights[l], weightGrads[l], own(fanIn, fanOut)));
             if (output || !batchNorm) {
@@ -100,7 +124,7 @@ public final class Mlp implements AutoCloseable {
                 biasGrads[l] = own(1, fanOut);
                 parameters.add(new Parameter("fc" + (l + 1) + ".bias", biases[l], biasGrads[l], own(1, fanOut)));
             } else {
-                BatchNormUnit bn = backend.batchNorm(fanOut, bnEps, bnMomentum);
+                BatchNormUnit bn = backend.batchNorm(fanOut, bnEps, bnMomentum, dtype);
                 norms[l] = bn;
                 parameters.add(new Parameter("bn" + (l + 1) + ".gamma", bn.gamma(), bn.gammaGrad(), own(1, fanOut)));
                 parameters.add(new Parameter("bn" + (l + 1) + ".beta", bn.beta(), bn.betaGrad(), own(1, fanOut)));
@@ -109,9 +133,18 @@ public final class Mlp implements AutoCloseable {
     }
 
     private Tensor own(int rows, int cols) {
-        Tensor t = backend.allocate(rows, cols);
+        return own(rows, cols, DType.FLOAT32);
+    }
+
+    private Tensor own(int rows, int cols, DType type) {
+        Tensor t = backend.allocate(rows, cols, type);
         owned.add(t);
         return t;
+    }
+
+    /** The storage type of the activations. */
+    public DType dtype() {
+        return dtype;
     }
 
     /** Layer widths: inputs, hidden…, classes. */
@@ -141,11 +174,19 @@ public final class Mlp implements AutoCloseable {
      * @param labels one class per row (rows = labels.length, at least 2 with batch norm)
      */
     public StepResult computeGradients(float[] x, int[] labels) {
+        return computeGradients(x, labels, 1f);
+    }
+
+    /**
+     * {@link #computeGradients(float[], int[])} with the loss gradient multiplied by {@code lossScale}: every gradient
+     * comes out multiplied by it (unscale before the step, see {@link GradScaler}). The returned loss is not scaled.
+     */
+    public StepResult computeGradients(float[] x, int[] labels, float lossScale) {
         checkOpen();
         Activations a = activations(checkBatch(x, labels));
         forward(a, x, true);
         int last = layers - 1;
-        double loss = backend.softmaxCrossEntropy(a.z[last], labels, a.dz[last]);
+        double loss = backend.softmaxCrossEntropy(a.z[last], labels, a.dz[last], lossScale);
         int correct = backend.countCorrect(a.z[last], labels);
         for (int l = last; l >= 0; l--) {
             Tensor input = l == 0 ? a.x : a.h[l - 1];
@@ -153,7 +194,7 @@ public final class Mlp implements AutoCloseable {
             if (biases[l] != null) backend.sumRows(a.dz[l], biasGrads[l]);
             if (l == 0) break;
             int k = l - 1; // the hidden layer feeding layer l
-            backend.gemm(false, true, 1f, a.dz[l], weights[l], 0f, a.dh[k]);
+            backend.gemm(false, true, 1f, a.dz[l], weightsLow[l], 0f, a.dh[k]);
             if (batchNorm) {
                 backend.reluBackward(a.h[k], a.dh[k], a.da[k]);
                 norms[k].backward(a.z[k], a.da[k], a.dz[k]);
@@ -162,6 +203,13 @@ public final class Mlp implements AutoCloseable {
             }
         }
         return new StepResult(loss, correct, labels.length);
+    }
+
+    /** The gradient tensors of {@link #parameters()}, in the same order (all float32). */
+    public List<Tensor> gradients() {
+        List<Tensor> g = new ArrayList<>(parameters.size());
+        for (Parameter p : parameters) g.add(p.grad());
+        return g;
     }
 
     /** One SGD-with-momentum step over every parameter, from the gradients of {@link #computeGradients}. */
@@ -236,9 +284,12 @@ public final class Mlp implements AutoCloseable {
 
     private void forward(Activations a, float[] x, boolean training) {
         backend.upload(x, a.x);
+        if (dtype != DType.FLOAT32) {
+            for (int l = 0; l < layers; l++) backend.cast(weights[l], weightsLow[l]); // this step's 16-bit weights
+        }
         for (int l = 0; l < layers; l++) {
             Tensor input = l == 0 ? a.x : a.h[l - 1];
-            backend.gemm(false, false, 1f, input, weights[l], 0f, a.z[l]);
+            backend.gemm(false, false, 1f, input, weightsLow[l], 0f, a.z[l]);
             if (biases[l] != null) backend.addBias(a.z[l], biases[l]);
             if (l < layers - 1) {
                 Tensor pre = a.z[l];
@@ -277,16 +328,16 @@ public final class Mlp implements AutoCloseable {
         final Tensor[] dh = new Tensor[layers - 1];
 
         Activations(int rows) {
-            x = own(rows, sizes[0]);
+            x = own(rows, sizes[0], dtype);
             for (int l = 0; l < layers; l++) {
-                z[l] = own(rows, sizes[l + 1]);
-                dz[l] = own(rows, sizes[l + 1]);
+                z[l] = own(rows, sizes[l + 1], dtype);
+                dz[l] = own(rows, sizes[l + 1], dtype);
                 if (l < layers - 1) {
-                    h[l] = own(rows, sizes[l + 1]);
-                    dh[l] = own(rows, sizes[l + 1]);
+                    h[l] = own(rows, sizes[l + 1], dtype);
+                    dh[l] = own(rows, sizes[l + 1], dtype);
                     if (batchNorm) {
-                        bn[l] = own(rows, sizes[l + 1]);
-                        da[l] = own(rows, sizes[l + 1]);
+                        bn[l] = own(rows, sizes[l + 1], dtype);
+                        da[l] = own(rows, sizes[l + 1], dtype);
                     }
                 }
             }

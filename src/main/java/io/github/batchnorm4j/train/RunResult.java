@@ -9,10 +9,18 @@ import java.util.List;
  * @param config  its hyper-parameters
  * @param epochs  one entry per epoch, in order
  * @param seconds wall time of the whole run, evaluation included
+ * @param skippedSteps optimizer steps skipped by float16 loss scaling (Inf/NaN gradients; 0 without scaling)
+ * @param lossScale    the loss scale at the end (1 without scaling)
  */
-public record RunResult(String label, TrainConfig config, List<EpochMetrics> epochs, double seconds) {
+public record RunResult(String label, TrainConfig config, List<EpochMetrics> epochs, double seconds,
+                        int skippedSteps, float lossScale) {
     public RunResult {
         epochs = List.copyOf(epochs);
+    }
+
+    /** A run without loss scaling. */
+    public RunResult(String label, TrainConfig config, List<EpochMetrics> epochs, double seconds) {
+        this(label, config, epochs, seconds, 0, 1f);
     }
 
     /** The metrics of the last epoch. */

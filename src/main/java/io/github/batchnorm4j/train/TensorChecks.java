@@ -34,6 +34,22 @@ final class TensorChecks {
         }
     }
 
+    /** Throws unless {@code t} is float32 (master weights, gradients, per-channel tensors). */
+    static void float32(String name, Tensor t) {
+        if (t == null) throw new IllegalArgumentException(name + " must not be null");
+        if (t.dtype() != io.github.batchnorm4j.DType.FLOAT32) {
+            throw new IllegalArgumentException(name + ": expected a float32 tensor, got " + t.dtype() + " " + t);
+        }
+    }
+
+    /** Throws unless {@code t} has {@code like}'s storage type. */
+    static void sameType(String name, Tensor t, Tensor like) {
+        if (t.dtype() != like.dtype()) {
+            throw new IllegalArgumentException(name + ": expected a " + like.dtype() + " tensor (as " + like
+                    + "), got " + t.dtype());
+        }
+    }
+
     /** Throws unless {@code t} is {@code [1, cols]}. */
     static void rowVector(String name, Tensor t, int cols) {
         if (t == null) throw new IllegalArgumentException(name + " must not be null");

@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.DType;
 import java.util.Arrays;
 
 /**
@@ -15,12 +16,21 @@ import java.util.Arrays;
  * @param seed        seeds the initial weights and the batch order
  * @param bnEps       batch-norm epsilon
  * @param bnMomentum  batch-norm running-statistics momentum (weight of the new batch)
+ * @param dtype       the storage type of the activations and their gradients between layers: float32, or float16 /
+ *                    bfloat16 for mixed precision (float32 master weights and per-channel tensors, float32
+ *                    arithmetic, dynamic loss scaling for float16; see {@link Mlp} and {@link GradScaler})
  */
 public record TrainConfig(int[] hidden, boolean batchNorm, int epochs, int batchSize, float lr, float momentum,
-                          float weightDecay, long seed, double bnEps, double bnMomentum) {
+                          float weightDecay, long seed, double bnEps, double bnMomentum, DType dtype) {
     /** The defaults of {@code batchnorm4j train}: 256-256 hidden, batch norm, 20 epochs, batch 64, lr 0.05, m 0.9. */
     public static TrainConfig defaults() {
         return new TrainConfig(new int[] {256, 256}, true, 20, 64, 0.05f, 0.9f, 0f, 42L, 1e-5, 0.1);
+    }
+
+    /** A float32 configuration (activations in float32). */
+    public TrainConfig(int[] hidden, boolean batchNorm, int epochs, int batchSize, float lr, float momentum,
+                       float weightDecay, long seed, double bnEps, double bnMomentum) {
+        this(hidden, batchNorm, epochs, batchSize, lr, momentum, weightDecay, seed, bnEps, bnMomentum, DType.FLOAT32);
     }
 
     /** Validates every field; the message names the field with expected and actual value. */
@@ -37,6 +47,7 @@ public record TrainConfig(int[] hidden, boolean batchNorm, int epochs, int batch
         if (!(weightDecay >= 0) || Float.isInfinite(weightDecay)) {
             throw new IllegalArgumentException("weightDecay: expected a finite value >= 0, got " + weightDecay);
         }
+        if (dtype == null) throw new IllegalArgumentException("dtype must not be null");
     }
 
     @Override
@@ -45,22 +56,32 @@ public record TrainConfig(int[] hidden, boolean batchNorm, int epochs, int batch
     }
 
     public TrainConfig withBatchNorm(boolean bn) {
-        return new TrainConfig(hidden, bn, epochs, batchSize, lr, momentum, weightDecay, seed, bnEps, bnMomentum);
+        return new TrainConfig(hidden, bn, epochs, batchSize, lr, momentum, weightDecay, seed, bnEps, bnMomentum,
+                dtype);
     }
 
     public TrainConfig withLr(float newLr) {
-        return new TrainConfig(hidden, batchNorm, epochs, batchSize, newLr, momentum, weightDecay, seed, bnEps, bnMomentum);
+        return new TrainConfig(hidden, batchNorm, epochs, batchSize, newLr, momentum, weightDecay, seed, bnEps,
+                bnMomentum, dtype);
     }
 
     public TrainConfig withEpochs(int n) {
-        return new TrainConfig(hidden, batchNorm, n, batchSize, lr, momentum, weightDecay, seed, bnEps, bnMomentum);
+        return new TrainConfig(hidden, batchNorm, n, batchSize, lr, momentum, weightDecay, seed, bnEps, bnMomentum,
+                dtype);
+    }
+
+    /** The same run with activations stored in {@code t}. */
+    public TrainConfig withDtype(DType t) {
+        return new TrainConfig(hidden, batchNorm, epochs, batchSize, lr, momentum, weightDecay, seed, bnEps,
+                bnMomentum, t);
     }
 
     @Override
     public boolean equals(Object o) {
         return o instanceof TrainConfig c && Arrays.equals(c.hidden, hidden) && c.batchNorm == batchNorm
                 && c.epochs == epochs && c.batchSize == batchSize && c.lr == lr && c.momentum == momentum
-                && c.weightDecay == weightDecay && c.seed == seed && c.bnEps == bnEps && c.bnMomentum == bnMomentum;
+                && c.weightDecay == weightDecay && c.seed == seed && c.bnEps == bnEps && c.bnMomentum == bnMomentum
+                && c.dtype == dtype;
     }
 
     @Override
@@ -72,6 +93,6 @@ public record TrainConfig(int[] hidden, boolean batchNorm, int epochs, int batch
     public String toString() {
         return "TrainConfig{hidden=" + Arrays.toString(hidden) + ", batchNorm=" + batchNorm + ", epochs=" + epochs
                 + ", batchSize=" + batchSize + ", lr=" + lr + ", momentum=" + momentum + ", weightDecay=" + weightDecay
-                + ", seed=" + seed + "}";
+                + ", seed=" + seed + ", dtype=" + dtype + "}";
     }
 }

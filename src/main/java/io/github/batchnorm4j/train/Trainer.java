@@ -1,5 +1,7 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.DType;
+
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -40,8 +42,10 @@ public final class Trainer {
             throw new IllegalArgumentException("train: expected at least 2 rows, got " + n);
         }
         List<EpochMetrics> history = new ArrayList<>();
+        // float16 needs loss scaling (its range ends at 65504 and its subnormals at 6e-8); bfloat16 and float32 do not
+        GradScaler scaler = cfg.dtype() == DType.FLOAT16 ? new GradScaler() : null;
         try (Mlp model = new Mlp(backend, train.features(), cfg.hidden(), train.classes(), cfg.batchNorm(), cfg.seed(),
-                cfg.bnEps(), cfg.bnMomentum())) {
+                cfg.bnEps(), cfg.bnMomentum(), cfg.dtype())) {
             // A stream of its own (not the init generator) so that the order does not depend on the model's size.
             Random order = new Random(cfg.seed() ^ 0x5DEECE66DL);
             int[] index = Shuffle.identity(n);
@@ -60,7 +64,15 @@ public final class Trainer {
                     float[] xb = new float[rows * f];
                     int[] yb = new int[rows];
                     train.gather(index, from, to, xb, yb);
-                    Mlp.StepResult r = model.trainStep(xb, yb, cfg.lr(), cfg.momentum(), cfg.weightDecay());
+                    Mlp.StepResult r;
+                    if (scaler == null) {
+                        r = model.trainStep(xb, yb, cfg.lr(), cfg.momentum(), cfg.weightDecay());
+                    } else {
+                        r = model.computeGradients(xb, yb, scaler.scale());
+                        if (scaler.unscaleAndUpdate(backend, model.gradients())) {
+                            model.sgdStep(cfg.lr(), cfg.momentum(), cfg.weightDecay());
+                        }
+                    }
                     lossSum += r.lossSum();
                     correct += r.correct();
                     seen += rows;
@@ -74,6 +86,7 @@ public final class Trainer {
                 listener.epochFinished(label, m, cfg.epochs());
             }
         }
-        return new RunResult(label, cfg, history, (System.nanoTime() - start) / 1e9);
+        return new RunResult(label, cfg, history, (System.nanoTime() - start) / 1e9,
+                scaler == null ? 0 : scaler.skippedSteps(), scaler == null ? 1f : scaler.scale());
     }
 }

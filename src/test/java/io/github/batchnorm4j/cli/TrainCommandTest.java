@@ -159,6 +159,27 @@ class TrainCommandTest {
     }
 
     @Test
+    void dtypeTrainsInMixedPrecisionAndIsReported(@TempDir Path tmp) {
+        Result r = run("--dtype", "bfloat16", "--epochs", "1", "--hidden", "16", "--out", tmp.resolve("o").toString(),
+                "--no-progress", "--backend", "cpu");
+        assertEquals(0, r.exit(), r.err());
+        Map<String, Object> json = MiniJson.parseObject(r.lastLine());
+        assertEquals("bfloat16", json.get("dtype"));
+        assertTrue(r.out().contains("activations bfloat16"), r.out());
+
+        r = run("--dtype", "float16", "--epochs", "1", "--hidden", "16", "--out", tmp.resolve("h").toString(),
+                "--no-progress", "--backend", "cpu");
+        assertEquals(0, r.exit(), r.err());
+        assertTrue(r.out().contains("loss scale 65536 at the end, 0 steps skipped"), r.out());
+
+        r = run("--dtype", "int8", "--out", tmp.resolve("bad").toString());
+        assertEquals(2, r.exit());
+        assertTrue(r.err().contains("--dtype") && r.err().contains("expected float32, float16 or bfloat16, got 'int8'"),
+                r.err());
+        assertTrue(!Files.exists(tmp.resolve("bad")), "nothing written on bad input");
+    }
+
+    @Test
     void helpShowsTheHiddenSyntaxOnce() {
         String usage = new CommandLine(new TrainCommand()).getUsageMessage(CommandLine.Help.Ansi.OFF);
         assertTrue(usage.contains("--hidden=W1,W2,..."), usage);

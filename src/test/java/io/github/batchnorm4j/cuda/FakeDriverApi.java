@@ -29,6 +29,8 @@ final class FakeDriverApi implements DriverApi {
     final Map<String, Integer> failures = new HashMap<>();
     final Map<Integer, Integer> attributes = new HashMap<>();
     final Map<CUdeviceptr, byte[]> memory = new IdentityHashMap<>();
+    /** The .entry names of each loaded module's PTX. */
+    private final Map<CUmodule, java.util.Set<String>> entries = new IdentityHashMap<>();
     final List<CUdeviceptr> freed = new ArrayList<>();
     final Map<CUfunction, String> functions = new IdentityHashMap<>();
     final List<Launch> launches = new ArrayList<>();
@@ -166,11 +168,17 @@ final class FakeDriverApi implements DriverApi {
         return call("cuMemsetD8Async");
     }
 
-    @Override public int moduleLoadData(CUmodule module, String ptx) { return call("cuModuleLoadData"); }
+    @Override public int moduleLoadData(CUmodule module, String ptx) {
+        int r = call("cuModuleLoadData");
+        if (r == 0) entries.put(module, PtxSignatures.parse(ptx).keySet());
+        return r;
+    }
     @Override public int moduleUnload(CUmodule module) { return call("cuModuleUnload"); }
 
     @Override public int moduleGetFunction(CUfunction function, CUmodule module, String name) {
         int r = call("cuModuleGetFunction");
+        // As the driver does: a name that is no entry of the module is CUDA_ERROR_NOT_FOUND.
+        if (r == 0 && !entries.getOrDefault(module, java.util.Set.of()).contains(name)) r = CUresult.CUDA_ERROR_NOT_FOUND;
         if (r == 0) functions.put(function, name);
         return r;
     }

@@ -6,7 +6,7 @@ import io.github.batchnorm4j.cpu.CpuBatchNormOps;
 /** {@link SyncBatchNormContractTest} with a CPU backend per rank (two threads each, so the CPU's pieces split too). */
 class CpuSyncBatchNormTest extends SyncBatchNormContractTest {
     @Override
-    protected SplitBatchNormOps open(int rank, int k) {
+    protected SplitBatchNormOps open(int rank) {
         return new CpuBatchNormOps(2);
     }
 }

@@ -5,6 +5,7 @@ import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.SplitBatchNormOps;
 import io.github.batchnorm4j.testing.TestData;
 
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -24,8 +25,20 @@ import java.util.stream.Stream;
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 abstract class SyncBatchNormContractTest {
 
-    /** A backend for rank r of a group of k (a fresh device per rank where the backend has one). */
-    protected abstract SplitBatchNormOps open(int rank, int k);
+    private final SplitBatchNormOps[] backends = new SplitBatchNormOps[4];
+
+    /** Opens the backend of rank r (a device of its own where the backend has one); kept for the whole class. */
+    protected abstract SplitBatchNormOps open(int rank);
+
+    private synchronized SplitBatchNormOps backend(int rank) {
+        if (backends[rank] == null) backends[rank] = open(rank);
+        return backends[rank];
+    }
+
+    @AfterAll
+    void closeBackends() {
+        for (SplitBatchNormOps b : backends) if (b != null) b.close();
+    }
 
     /** The cases to run; a slow backend runs fewer. */
     protected List<SyncCase> cases() {
@@ -54,7 +67,8 @@ abstract class SyncBatchNormContractTest {
         List<Collective> group = InProcessCollective.group(k);
         List<SyncCase.Output> out = new ArrayList<>(Ranks.run(k, q -> {
             int r = reversed ? k - 1 - q : q;
-            try (SplitBatchNormOps local = open(r, k)) {
+            {
+                SplitBatchNormOps local = backend(r);
                 SyncBatchNormOps sync = new SyncBatchNormOps(local, group.get(r));
                 Shape shape = c.rankShape(r);
                 float[] x = c.slice(c.x, r);

@@ -1,9 +1,8 @@
 package io.github.batchnorm4j.train;
 
 import io.github.batchnorm4j.cuda.CudaDevice;
-import io.github.batchnorm4j.cuda.CudaProbe;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
-import org.junit.jupiter.api.BeforeAll;
+import io.github.batchnorm4j.testing.GpuTest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -11,19 +10,13 @@ import org.junit.jupiter.params.provider.CsvSource;
 import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * The GPU training path on a real GPU (skipped without one): cuBLAS GEMM against the CPU GEMM, and the same curves
  * as the CPU for a seed.
  */
+@GpuTest
 class CudaTrainGpuTest {
-    @BeforeAll
-    static void needGpu() {
-        CudaProbe.Result r = CudaProbe.probe();
-        assumeTrue(r.available(), "no GPU: " + r.detail());
-    }
-
     @ParameterizedTest(name = "transA={0} transB={1} m={2} n={3} k={4} beta={5}")
     @CsvSource({"false,false,37,19,70,0", "true,false,37,19,70,1", "false,true,64,256,256,0", "true,true,17,33,5,-2"})
     void cublasGemmMatchesTheCpuGemm(boolean ta, boolean tb, int m, int n, int k, float beta) {
