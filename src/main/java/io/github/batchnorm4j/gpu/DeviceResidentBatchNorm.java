@@ -271,7 +271,7 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
         checks.forwardTrainingPiece(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean,
                 saveInvstd);
         checkRecords(shape, records, ranks, statisticsRecordFloats(shape.channels()));
-        int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
+        int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
                 | (runningMean != null ? HAS_RUNNING : 0);
         DevicePointer dummy = prepareWorkspace(shape, false, s);
         boolean vec = vectorizable(shape, x, y);

@@ -57,7 +57,10 @@ final class Interpreter {
     long threadInsns;
     private final MemoryUnit mem;
     private final long[] shflSrc = new long[32];
-    /** Coverage of this launch, indexed by pc: threads that reached, and had the guard true (null when off). */
+    /**
+     * Coverage of this launch, indexed by pc: threads that reached an instruction, and threads that had its guard true
+     * (counted for guarded instructions only; null when coverage is off).
+     */
     private final long[] covThreads, covTaken;
 
     Interpreter(PtxFunction fn, GlobalMemory gmem, EmulatorOptions opt, Dim3 grid, Dim3 block, int dynamicShared,
@@ -232,12 +235,12 @@ final class Interpreter {
         while (true) {
             Insn in = code[pc];
             int m = mask;
-            if (in.guard >= 0) m = guardMask(R, in, mask);
-            threadInsns += Integer.bitCount(mask);
-            if (covThreads != null) {
-                covThreads[pc] += Integer.bitCount(mask);
-                covTaken[pc] += Integer.bitCount(m);
+            if (in.guard >= 0) {
+                m = guardMask(R, in, mask);
+                if (covTaken != null) covTaken[pc] += Integer.bitCount(m);
             }
+            threadInsns += Integer.bitCount(mask);
+            if (covThreads != null) covThreads[pc] += Integer.bitCount(mask);
             switch (in.op) {
                 case Op.MOV: Alu.mov(R, in, m); break;
                 case Op.ADD: Alu.add(R, in, m); break;
