@@ -13,7 +13,8 @@
 //                       finishes with the totals and the total count: data-parallel batch norm's merge step, and the
 //                       host API's backward with given sums (one record). Traffic: O(ranks * C).
 //   bn_dx_cf[_vec4], bn_dx_cl[_vec4]  dx = a·dy + b·(x − p) + c per channel, with the geometry of bn_apply_cf /
-//                       bn_apply_cl. Traffic: reads x and dy, writes dx (3 S).
+//                       bn_apply_cl. Traffic: reads x and dy, writes dx (3 S). dx may be dy (in place): dy is not
+//                       __restrict__, so it is read with plain coherent loads, not ld.global.nc.
 // The finishing step (only there are outputs written) turns the sums into dbeta = Σdy, dgamma = invstd·Σdy·(x−mean)
 // and, in training mode, the dx coefficients of
 //     dx = gamma·invstd/M · (M·dy − dbeta − xhat·dgamma)
@@ -139,7 +140,9 @@ struct DxOp {
     struct Item { Unit x, g; };
     static constexpr int W = VEC ? 4 : 1, K = 4;
     const float* __restrict__ x;
-    const float* __restrict__ dy;   // may be dx (element-wise in place): every unit is loaded before it is stored
+    // Not __restrict__: dy may be dx (in place, element-wise: every unit is loaded before it is stored). A restrict
+    // dy is read through the non-coherent path (ld.global.nc), which needs data read-only for the whole kernel.
+    const float* dy;
     float* out;
     __device__ __forceinline__ Item load(long long e) const {
         return Item{load_unit<VEC>(x + e), load_unit<VEC>(dy + e)};
@@ -150,25 +153,25 @@ struct DxOp {
 };
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cf(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, unsigned units,
+bn_dx_cf(const float* __restrict__ x, const float* dy, float* dx, int C, unsigned units,
          unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) {
     channel_map_cf(DxOp<false>{x, dy, dx}, C, units, pieces, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cf_vec4(const float* __restrict__ x, const float* __restrict__ dy, float* dx, int C, unsigned units,
+bn_dx_cf_vec4(const float* __restrict__ x, const float* dy, float* dx, int C, unsigned units,
               unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) {
     channel_map_cf(DxOp<true>{x, dy, dx}, C, units, pieces, inner, chunk, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cl(const float* __restrict__ x, const float* __restrict__ dy, float* dx, long long rows, int C, int inner,
+bn_dx_cl(const float* __restrict__ x, const float* dy, float* dx, long long rows, int C, int inner,
          const float* __restrict__ coef) {
     channel_map_cl(DxOp<false>{x, dy, dx}, rows, C, inner, coef);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cl_vec4(const float* __restrict__ x, const float* __restrict__ dy, float* dx, long long rows, int C,
+bn_dx_cl_vec4(const float* __restrict__ x, const float* dy, float* dx, long long rows, int C,
               int inner, const float* __restrict__ coef) {
     channel_map_cl(DxOp<true>{x, dy, dx}, rows, C, inner, coef);
 }

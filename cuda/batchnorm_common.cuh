@@ -24,7 +24,7 @@
 // their slots is live for large blocks.
 #pragma once
 
-// ---- flags passed by the host (keep in sync with gpu/KernelConstants.java) --------------------------------------
+// ---- flags passed by the host (gpu/KernelConstants.java mirrors them; KernelConstantsTest compares) -----------
 #define BN_HAS_GAMMA     1   // gamma pointer is valid (else gamma = 1)
 #define BN_HAS_BETA      2   // beta pointer is valid (else beta = 0)
 #define BN_HAS_RUNNING   4   // update running_mean / running_var
