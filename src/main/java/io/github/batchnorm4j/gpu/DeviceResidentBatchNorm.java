@@ -19,7 +19,6 @@ import static io.github.batchnorm4j.gpu.KernelConstants.STATS_ONLY;
 import static io.github.batchnorm4j.gpu.KernelConstants.TRAIN_DX;
 import static io.github.batchnorm4j.gpu.KernelConstants.WANT_DBETA;
 import static io.github.batchnorm4j.gpu.KernelConstants.WANT_DGAMMA;
-import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
 
 /**
  * The device-resident batch-norm API: the operations of {@link io.github.batchnorm4j.BatchNormOps} on device memory,
@@ -135,7 +134,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                 .output("runningMean", runningMean, c, null).output("runningVar", runningVar, c, null)
                 .output("y", y, t, "x").output("saveMean", saveMean, c, null).output("saveInvstd", saveInvstd, c, null)
                 .check();
-        int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
+        int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
                 | (runningMean != null ? HAS_RUNNING : 0);
         DevicePointer dummy = prepareWorkspace(shape, true, s);
         boolean vec = vectorizable(shape, x, y);
@@ -302,7 +301,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         checks.forwardTrainingPiece(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean,
                 saveInvstd);
         checkRecords(shape, records, ranks, statisticsRecordFloats(shape.channels()));
-        int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
+        int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
                 | (runningMean != null ? HAS_RUNNING : 0);
         DevicePointer dummy = prepareWorkspace(shape, false, s);
         boolean vec = vectorizable(shape, x, y);
