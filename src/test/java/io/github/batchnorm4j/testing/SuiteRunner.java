@@ -52,7 +52,8 @@ public final class SuiteRunner {
                 if (p.isBlank()) continue;
                 String glob = p.trim();
                 String regex = glob.replace(".", "\\.").replace("*", glob.contains(".") ? ".*" : "[^.]*");
-                regexes.add(glob.contains(".") ? "^" + regex + "$" : "^(.*\\.)?" + regex + "$");
+                // Nested test classes (Outer$Inner) belong to their outer class's pattern.
+                regexes.add((glob.contains(".") ? "^" + regex : "^(.*\\.)?" + regex) + "(\\$.*)?$");
             }
         }
         if (regexes.isEmpty()) {
