@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compiles every cuda/*.cu into PTX under src/main/resources/io/github/batchnorm4j/ptx/<name>.ptx (DESIGN §3), or,
+# Compiles every cuda/*.cu into PTX under src/main/resources/io/github/batchnorm4j/ptx/<name>.ptx (docs/design.md §3), or,
 # with --tests, the emulator's own test kernels src/test/cuda/*.cu into src/test/resources/ptx/<name>.ptx.
 #
 #   scripts/build-ptx.sh [--tests]           regenerate the committed PTX

@@ -25,14 +25,15 @@ import static io.github.batchnorm4j.gpu.KernelConstants.WANT_DGAMMA;
  * queued on a {@link DeviceStream}, for GPU training loops. No allocation and no copy per call once a shape has been
  * seen: the kernels' workspace (counters, coefficients, block partials) grows to the largest shape and is reused.
  *
- * <p>Conventions (DESIGN §1): tensors are {@code shape.elementCount()} floats in the layout's memory order, per-channel
- * vectors C floats. A {@code null} gamma means 1 and a {@code null} beta means 0; {@code null} running statistics are
- * not tracked. Every pointer must be 4-byte aligned, lie on this device and leave enough room in its buffer; tensors
- * that are also 16-byte aligned, in a shape {@link LaunchGeometry#vectorizable} accepts, take the float4 path, others
- * (e.g. misaligned sub-buffers) the scalar path; the two paths may differ in the last bits of reductions. Arguments are validated before anything is launched; a call
- * that throws has written nothing, except that a failed launch may leave outputs partly written. In place: y may be
- * exactly x and dx exactly dy (same buffer and offset), with the same bits as out of place; any other overlap between
- * an output and another argument is refused with an IllegalArgumentException naming both.
+ * <p>Conventions (docs/design.md §1): tensors are {@code shape.elementCount()} floats in the layout's memory order,
+ * per-channel vectors C floats. A {@code null} gamma means 1 and a {@code null} beta means 0; {@code null} running
+ * statistics are not tracked. Every pointer must be 4-byte aligned, lie on this device and leave enough room in its
+ * buffer; tensors that are also 16-byte aligned, in a shape {@link LaunchGeometry#vectorizable} accepts, take the
+ * float4 path, others (e.g. misaligned sub-buffers) the scalar path; the two paths may differ in the last bits of
+ * reductions. Arguments are validated before anything is launched; a call that throws has written nothing, except that
+ * a failed launch may leave outputs partly written. In place: y may be exactly x and dx exactly dy (same buffer and
+ * offset), with the same bits as out of place; any other overlap between an output and another argument is refused
+ * with an IllegalArgumentException naming both.
  *
  * <p>Not thread-safe, and its workspace is shared by all its calls: use one instance per stream. Owns the loaded
  * modules and the workspace; {@link #close()} frees them (not the device).

@@ -30,12 +30,13 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 /**
  * The {@link BatchNormOpsContractTest} contract for our kernels: the shipped PTX on the PTX emulator with every check
  * on (memcheck, initcheck, racecheck, warp-sync check; a violation fails the call with a DeviceException) and blocks
- * in shuffled orders, on emulated GPUs of the sizes the kernels meet: 132 SMs (H100 SXM; this class, the full DESIGN
- * §6 matrix), 1 SM, 108 (A100) and 114 (H100 PCIe) (nested classes, shapes chosen for the paths small matrices never
- * reach: more than 256 partials per channel, every unroll slot of every streaming loop, sizes one past and one short
- * of the vector width and of unroll multiples, channels-first tensors read as rows). Then {@link SameBitsOnEveryGpu}
- * checks that every GPU size gives the same bits. {@link SuiteCoverageGateTest}, at the end of {@code mvn test},
- * checks that these and the other emulator tests executed every reachable instruction of the batch-norm kernels.
+ * in shuffled orders, on emulated GPUs of the sizes the kernels meet: 132 SMs (H100 SXM; this class, the full
+ * docs/design.md §6 matrix), 1 SM, 108 (A100) and 114 (H100 PCIe) (nested classes, shapes chosen for the paths small
+ * matrices never reach: more than 256 partials per channel, every unroll slot of every streaming loop, sizes one past
+ * and one short of the vector width and of unroll multiples, channels-first tensors read as rows). Then
+ * {@link SameBitsOnEveryGpu} checks that every GPU size gives the same bits. {@link SuiteCoverageGateTest}, at the end
+ * of {@code mvn test}, checks that these and the other emulator tests executed every reachable instruction of the
+ * batch-norm kernels.
  */
 @TestClassOrder(ClassOrderer.OrderAnnotation.class)
 class EmulatorBatchNormOpsTest extends BatchNormOpsContractTest {
