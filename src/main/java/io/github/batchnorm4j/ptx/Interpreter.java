@@ -63,7 +63,7 @@ final class Interpreter {
     private final long[] covThreads, covTaken;
 
     Interpreter(PtxFunction fn, GlobalMemory gmem, EmulatorOptions opt, Dim3 grid, Dim3 block, int dynamicShared,
-                byte[] params, boolean coverage) {
+                byte[] params, boolean coverage, StreamScheduler.Footprint footprint) {
         this.fn = fn;
         this.code = fn.code;
         this.opt = opt;
@@ -99,7 +99,7 @@ final class Interpreter {
         races = raceCheck ? new SharedRaceDetector(shared.length, nwarps) : null;
         ordering = opt.orderCheck() ? new MemoryOrder(this, nthreads) : null;
         mem = new MemoryUnit(this, gmem, opt, params, shared, sharedBytes, local, localBytes, callParams,
-                callParamBytes, races, ordering);
+                callParamBytes, races, ordering, footprint);
         covThreads = coverage ? new long[code.length] : null;
         covTaken = coverage ? new long[code.length] : null;
     }

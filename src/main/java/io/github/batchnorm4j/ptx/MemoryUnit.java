@@ -21,6 +21,8 @@ final class MemoryUnit {
     private final int sharedBytes, localBytes, callParamBytes;
     private final SharedRaceDetector races;
     private final MemoryOrder ordering;
+    /** The buffer ranges this launch touches, for the cross-stream check (null when not recorded). */
+    private final StreamScheduler.Footprint footprint;
     long gLoaded, gStored, requested, sectorBytes, atomics;
     private final long[] sectors = new long[128];
     private final long[] addrs = new long[32];
@@ -28,7 +30,7 @@ final class MemoryUnit {
 
     MemoryUnit(Interpreter it, GlobalMemory gmem, EmulatorOptions opt, byte[] params, byte[] shared, int sharedBytes,
                byte[] local, int localBytes, byte[] callParams, int callParamBytes, SharedRaceDetector races,
-               MemoryOrder ordering) {
+               MemoryOrder ordering, StreamScheduler.Footprint footprint) {
         this.it = it;
         this.gmem = gmem;
         this.memCheck = opt.memoryCheck();
@@ -43,6 +45,7 @@ final class MemoryUnit {
         this.callParamBytes = callParamBytes;
         this.races = races;
         this.ordering = ordering;
+        this.footprint = footprint;
     }
 
 
@@ -285,8 +288,27 @@ final class MemoryUnit {
         }
         if (global) {
             if (ordering != null && in.space != Op.CONST) orderLoad(in, cnt, n, mixed ? null : first);
+            if (footprint != null) addFootprint(cnt, n, mixed ? null : first, false);
             gLoaded += (long) cnt * n;
             sectorStats(cnt, n);
+        }
+    }
+
+    /** Adds {@code addrs[0..cnt)} (n bytes each, all in {@code alloc} unless null) to the launch's footprint. */
+    private void addFootprint(int cnt, int n, Allocation alloc, boolean write) {
+        if (alloc != null) {
+            long lo = Long.MAX_VALUE, hi = Long.MIN_VALUE;
+            for (int i = 0; i < cnt; i++) {
+                long a = addrs[i];
+                if (a < lo) lo = a;
+                if (a > hi) hi = a;
+            }
+            footprint.add(alloc, lo - alloc.base, hi + n - alloc.base, write);
+        } else {
+            for (int i = 0; i < cnt; i++) {
+                Allocation a = gmem.find(addrs[i], n);
+                footprint.add(a, addrs[i] - a.base, addrs[i] + n - a.base, write);
+            }
         }
     }
 
@@ -318,6 +340,8 @@ final class MemoryUnit {
         int base = in.baseReg;
         int cnt = 0;
         boolean global = false;
+        Allocation first = null;
+        boolean mixed = false;
         for (int x = m; x != 0; x &= x - 1) {
             int l = Integer.numberOfTrailingZeros(x);
             long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
@@ -325,6 +349,8 @@ final class MemoryUnit {
             if (rAlloc != null) {
                 if (initCheck) rAlloc.markInit(rOff, n);
                 if (ordering != null) ordering.store(rAlloc, rOff, n, it.curWarp * 32 + l, in);
+                if (first == null) first = rAlloc;
+                else if (first != rAlloc) mixed = true;
                 global = true;
                 addrs[cnt++] = addr;
             } else if (raceCheck && rSpace == Op.SHARED) {
@@ -343,6 +369,7 @@ final class MemoryUnit {
             }
         }
         if (global) {
+            if (footprint != null) addFootprint(cnt, n, mixed ? null : first, true);
             gStored += (long) cnt * n;
             sectorStats(cnt, n);
         }
@@ -380,6 +407,7 @@ final class MemoryUnit {
             if (rAlloc != null) {
                 if (initCheck) checkInit(in, l, addr, size);
                 if (ordering != null) ordering.atomic(rAlloc, rOff, size, it.curWarp * 32 + l, in);
+                if (footprint != null) footprint.add(rAlloc, rOff, rOff + size, true);
                 gLoaded += size;
                 gStored += size;
             } else if (rSpace != Op.SHARED) {
