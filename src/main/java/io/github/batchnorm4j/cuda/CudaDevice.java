@@ -164,6 +164,28 @@ public final class CudaDevice implements Device {
     }
 
     /**
+     * The raw device address of {@code p} as a number (the CUdeviceptr value plus the byte offset), for a CUDA library
+     * bound through other Java bindings (NCCL through JavaCPP, which takes addresses as {@code Pointer}s). The buffer
+     * must stay open while the address is in use.
+     */
+    public static long rawAddress(DevicePointer p) {
+        if (p == null) throw new IllegalArgumentException("device pointer must not be null");
+        if (!(p.buffer() instanceof CudaBuffer b)) {
+            throw new IllegalArgumentException("expected a buffer allocated by a CudaDevice, got " + p.buffer());
+        }
+        return NativeHandles.of(b.base()) + p.byteOffset();
+    }
+
+    /**
+     * The CUstream behind a stream of a CudaDevice as a number: a {@code cudaStream_t} is the same
+     * {@code struct CUstream_st*} as a CUstream, so a runtime-API library takes it as is; 0 is the legacy default
+     * stream (this device's {@link #defaultStream()}).
+     */
+    public static long rawStreamHandle(DeviceStream s) {
+        return NativeHandles.of(streamHandle(s));
+    }
+
+    /**
      * The CUstream behind a stream of a CudaDevice (the legacy NULL stream for the default stream), for
      * {@code cudnnSetStream}/{@code cublasSetStream}.
      */

@@ -201,13 +201,35 @@ final class FakeDriverApi implements DriverApi {
 
     @Override public int memAlloc(CUdeviceptr ptr, long bytes) {
         int r = call("cuMemAlloc");
-        if (r == 0) memory.put(ptr, new byte[(int) bytes]);
+        if (r == 0) {
+            byte[] m = new byte[(int) bytes];
+            memory.put(ptr, m);
+            // A distinct, 256-aligned address per allocation, as the driver hands out (and NCCL is handed).
+            setHandle(ptr, nextAddress);
+            byAddress.put(nextAddress, m);
+            nextAddress += (bytes + 511) & ~255L;
+        }
         return r;
+    }
+
+    private long nextAddress = 0x7f00_0000_0000L;
+    private final java.util.TreeMap<Long, byte[]> byAddress = new java.util.TreeMap<>();
+
+    /** The bytes at a raw device address (base + offset), as a little-endian buffer positioned there. */
+    synchronized ByteBuffer at(long address, long bytes) {
+        Map.Entry<Long, byte[]> e = byAddress.floorEntry(address);
+        if (e == null || address - e.getKey() + bytes > e.getValue().length) {
+            throw new AssertionError("no allocation holds " + bytes + " bytes at 0x" + Long.toHexString(address));
+        }
+        ByteBuffer b = ByteBuffer.wrap(e.getValue()).order(ByteOrder.LITTLE_ENDIAN);
+        b.position((int) (address - e.getKey()));
+        return b;
     }
 
     @Override public int memFree(CUdeviceptr ptr) {
         int r = call("cuMemFree");
         if (memory.remove(ptr) == null) throw new AssertionError("double free or unknown address");
+        byAddress.remove(handle(ptr));
         freed.add(ptr);
         return r;
     }
@@ -284,6 +306,7 @@ final class FakeDriverApi implements DriverApi {
 
     @Override public int streamCreate(CUstream stream, int flags) {
         streamsCreated.add(stream);
+        setHandle(stream, 0x5_0000L + 0x100L * streamsCreated.size());
         return call("cuStreamCreate");
     }
 
