@@ -422,7 +422,7 @@ final class Interpreter {
                 if (races != null) races.warpSync(curWarp, mm & mask);
                 break;
             }
-            case Op.TRAP: throw fail(in, Integer.numberOfTrailingZeros(m), "trap executed");
+            case Op.TRAP: if (m != 0) throw fail(in, Integer.numberOfTrailingZeros(m), "trap executed"); break;
             case Op.UNSUPPORTED: throw fail(in, Integer.numberOfTrailingZeros(mask),
                     "unsupported instruction '" + in.text.split(" ")[0] + "'");
             default: throw fail(in, Integer.numberOfTrailingZeros(mask), "internal: unhandled op " + in.op);
