@@ -258,18 +258,14 @@ final class MemoryUnit {
         int size = in.memSize, n = size * in.vecN;
         int base = in.baseReg;
         int cnt = 0;
-        boolean global = false;
-        Allocation first = null;   // the allocation the global lanes read (the usual case), or null when several
-        boolean mixed = false;
+        Allocation last = null;
         for (int x = m; x != 0; x &= x - 1) {
             int l = Integer.numberOfTrailingZeros(x);
             long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
             resolve(in, l, addr, n, false);
             if (rAlloc != null) {
                 if (initCheck) checkInit(in, l, addr, n);
-                if (first == null) first = rAlloc;
-                else if (first != rAlloc) mixed = true;
-                global = true;
+                last = rAlloc;
                 lanes[cnt] = l;
                 addrs[cnt++] = addr;
             } else if (raceCheck && rSpace == Op.SHARED) {
@@ -286,12 +282,22 @@ final class MemoryUnit {
                 }
             }
         }
-        if (global) {
-            if (ordering != null && in.space != Op.CONST) orderLoad(in, cnt, n, mixed ? null : first);
-            if (footprint != null) addFootprint(cnt, n, mixed ? null : first, false);
+        if (last != null) {
+            if (ordering != null || footprint != null) {
+                Allocation one = sameAllocation(last, cnt, n);
+                if (ordering != null && in.space != Op.CONST) orderLoad(in, cnt, n, one);
+                if (footprint != null) addFootprint(cnt, n, one, false);
+            }
             gLoaded += (long) cnt * n;
             sectorStats(cnt, n);
         }
+    }
+
+    /** {@code a} if every one of {@code addrs[0..cnt)} (n bytes each) lies in it (the usual case), else null. */
+    private Allocation sameAllocation(Allocation a, int cnt, int n) {
+        long lo = a.base, hi = a.base + a.size - n;
+        for (int i = 0; i < cnt; i++) if (addrs[i] < lo || addrs[i] > hi) return null;
+        return a;
     }
 
     /** Adds {@code addrs[0..cnt)} (n bytes each, all in {@code alloc} unless null) to the launch's footprint. */
@@ -340,8 +346,7 @@ final class MemoryUnit {
         int base = in.baseReg;
         int cnt = 0;
         boolean global = false;
-        Allocation first = null;
-        boolean mixed = false;
+        Allocation last = null;
         for (int x = m; x != 0; x &= x - 1) {
             int l = Integer.numberOfTrailingZeros(x);
             long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
@@ -349,8 +354,7 @@ final class MemoryUnit {
             if (rAlloc != null) {
                 if (initCheck) rAlloc.markInit(rOff, n);
                 if (ordering != null) ordering.store(rAlloc, rOff, n, it.curWarp * 32 + l, in);
-                if (first == null) first = rAlloc;
-                else if (first != rAlloc) mixed = true;
+                last = rAlloc;
                 global = true;
                 addrs[cnt++] = addr;
             } else if (raceCheck && rSpace == Op.SHARED) {
@@ -369,7 +373,7 @@ final class MemoryUnit {
             }
         }
         if (global) {
-            if (footprint != null) addFootprint(cnt, n, mixed ? null : first, true);
+            if (footprint != null) addFootprint(cnt, n, sameAllocation(last, cnt, n), true);
             gStored += (long) cnt * n;
             sectorStats(cnt, n);
         }
