@@ -20,7 +20,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * and the arrival counters are zero again after a reduction that failed halfway.
  */
 class EmulatorStreamsTest {
-    private static final Shape SHAPE = Shape.channelsFirst(4, 3, 32, 32);   // 4 blocks per channel: counters in use
+    private static final Shape SHAPE = Shape.channelsFirst(8, 3, 32, 32);   // 2 float4 blocks per channel: counters in use
     private static final int N = SHAPE.elementCountAsInt(), C = SHAPE.channels();
 
     /** The tensors of one training step on one stream. */
