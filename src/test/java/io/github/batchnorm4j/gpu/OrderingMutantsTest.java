@@ -129,7 +129,8 @@ class OrderingMutantsTest {
         String kernel = m.kernel();
         boolean cf = kernel.contains("_cf");
         boolean vec = kernel.endsWith("_vec4");
-        Shape shape = cf ? (large ? Shape.channelsFirst(257, 1, 1024) : Shape.channelsFirst(4, 3, 32, 32))
+        // (a split block reads at least 1024 units: 257 splits of one channel need 257·1024 floats, or float4s)
+        Shape shape = cf ? (large ? Shape.channelsFirst(vec ? 1028 : 257, 1, 1024) : Shape.channelsFirst(16, 3, 32, 32))
                 : (large ? Shape.channelsFirst(1088, 4, 16) : Shape.channelsLast(2, 48, 48, 8));
         // large: more partials than threads per channel (cf) or than block rows (rows view, where the vec4 kernel's
         // thread 0 then merges all 4 channels of its block)
