@@ -8,6 +8,7 @@ import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUmodule;
 import jcuda.driver.CUresult;
+import jcuda.driver.CUevent;
 import jcuda.driver.CUstream;
 
 import java.nio.ByteBuffer;
@@ -316,4 +317,25 @@ final class FakeDriverApi implements DriverApi {
         streamsDestroyed.add(stream);
         return call("cuStreamDestroy");
     }
+
+    /** An event call: its name, the event, the stream (null for calls without one) and the flags. */
+    record EventCall(String name, CUevent event, CUstream stream, int flags) {
+    }
+
+    final List<EventCall> eventCalls = new ArrayList<>();
+
+    private int event(String name, CUevent event, CUstream stream, int flags) {
+        int r = call(name);
+        if (r == CUresult.CUDA_SUCCESS) eventCalls.add(new EventCall(name, event, stream, flags));
+        return r;
+    }
+
+    @Override public int streamWaitEvent(CUstream stream, CUevent event, int flags) {
+        return event("cuStreamWaitEvent", event, stream, flags);
+    }
+
+    @Override public int eventCreate(CUevent event, int flags) { return event("cuEventCreate", event, null, flags); }
+    @Override public int eventRecord(CUevent event, CUstream stream) { return event("cuEventRecord", event, stream, 0); }
+    @Override public int eventSynchronize(CUevent event) { return event("cuEventSynchronize", event, null, 0); }
+    @Override public int eventDestroy(CUevent event) { return event("cuEventDestroy", event, null, 0); }
 }
