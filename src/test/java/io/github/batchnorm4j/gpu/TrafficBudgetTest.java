@@ -13,7 +13,7 @@ import java.util.stream.Stream;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The traffic budgets of DESIGN §3 hold within 3 % on every view of the kernels: forward training moves 3 S, eval
+ * The traffic budgets of docs/design.md §3 hold within 3 % on every view of the kernels: forward training moves 3 S, eval
  * forward 2 S, backward 5 S (S = bytes of x), measured by the emulator (checks off: traffic only). The shapes cover the
  * channels-first runs (scalar and float4), channels-first tensors read as rows (inner 1, 3 and 49) and channels-last
  * rows, with several blocks per channel where the tensor is large enough.
