@@ -64,11 +64,23 @@ public final class ArgumentChecks<T> {
     }
 
     private final SizeCheck<T> size;
+    private final SizeCheck<T> channelSize;
 
     /** Checks with {@code size} deciding whether one non-null argument is large enough. */
     public ArgumentChecks(SizeCheck<T> size) {
-        if (size == null) throw new IllegalArgumentException("size must not be null");
-        this.size = size;
+        this(size, size);
+    }
+
+    /**
+     * Checks whose tensor arguments (x, y, dy, dx) and per-channel arguments are sized differently, e.g. device
+     * tensors of 16-bit elements beside float32 per-channel vectors: {@code tensorSize} checks the former,
+     * {@code channelSize} the latter; the count each receives is in elements of its kind.
+     */
+    public ArgumentChecks(SizeCheck<T> tensorSize, SizeCheck<T> channelSize) {
+        if (tensorSize == null) throw new IllegalArgumentException("tensorSize must not be null");
+        if (channelSize == null) throw new IllegalArgumentException("channelSize must not be null");
+        this.size = tensorSize;
+        this.channelSize = channelSize;
     }
 
     // ---- one argument --------------------------------------------------------------------------------------------
@@ -83,7 +95,7 @@ public final class ArgumentChecks<T> {
     /** Throws unless {@code a} holds C floats. */
     public void channels(String name, Shape shape, T a) {
         if (a == null) throw new IllegalArgumentException(name + " must not be null");
-        size.check(name, a, shape.channels(), "(one per channel of " + shape + ")");
+        channelSize.check(name, a, shape.channels(), "(one per channel of " + shape + ")");
     }
 
     /** Like {@link #channels} but null is allowed. */

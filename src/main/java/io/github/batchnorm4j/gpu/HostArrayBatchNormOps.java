@@ -2,6 +2,7 @@ package io.github.batchnorm4j.gpu;
 
 import io.github.batchnorm4j.AbstractSplitBatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.GradientSums;
 import io.github.batchnorm4j.Shape;
@@ -125,7 +126,10 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         downloadForward(s, y, rm, rv, saveMean, saveInvstd, runningMean, runningVar);
     }
 
-    /** Copies y, the saved and the running statistics back; the caller's per-channel arrays only after every copy. */
+    /**
+     * Copies y (unless null: the caller copies a 16-bit y itself), the saved and the running statistics back; the
+     * caller's per-channel arrays only after every copy.
+     */
     private void downloadForward(DeviceStream s, float[] y, DevicePointer rm, DevicePointer rv, float[] saveMean,
                                  float[] saveInvstd, float[] runningMean, float[] runningVar) {
         int c = saveMean.length;
@@ -133,7 +137,7 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         float[] invstd = new float[c];
         float[] newRm = runningMean == null ? null : new float[c];
         float[] newRv = runningVar == null ? null : new float[c];
-        device.copyToHost(staging.out.pointer(), y, 0, y.length, s);
+        if (y != null) device.copyToHost(staging.out.pointer(), y, 0, y.length, s);
         device.copyToHost(staging.channel(4), mean, 0, mean.length, s);
         device.copyToHost(staging.channel(5), invstd, 0, invstd.length, s);
         if (newRm != null) {
@@ -298,6 +302,122 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
                 staging.out.pointer(), dg, db, s);
         end();
         downloadGradients(s, dx, dgamma, dbeta);
+    }
+
+    // ---- 16-bit activations: the same staging, the kernels of the storage type ---------------------------------------
+
+    @Override
+    protected ChannelStatistics doStatistics(Shape shape, DType dtype, short[] x) {
+        DeviceStream s = device.defaultStream();
+        staging.ensure(shape);
+        upload(x, staging.a, s);
+        begin();
+        ChannelStatistics out = kernels.statistics(shape, dtype, staging.a.pointer(), s);
+        end();
+        return out;
+    }
+
+    @Override
+    protected void doForwardTraining(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, double eps,
+                                     float[] runningMean, float[] runningVar, double momentum, short[] y,
+                                     float[] saveMean, float[] saveInvstd) {
+        DeviceStream s = device.defaultStream();
+        staging.ensure(shape);
+        upload(x, staging.a, s);
+        DevicePointer g = uploadChannels(gamma, 0, s);
+        DevicePointer b = uploadChannels(beta, 1, s);
+        DevicePointer rm = uploadChannels(runningMean, 2, s);
+        DevicePointer rv = uploadChannels(runningVar, 3, s);
+        begin();
+        kernels.forwardTraining(shape, dtype, staging.a.pointer(), g, b, eps, rm, rv, momentum, staging.out.pointer(),
+                staging.channel(4), staging.channel(5), s);
+        end();
+        short[] out = new short[y.length];
+        device.copyToHost(staging.out.pointer(), out, 0, out.length, s);
+        downloadForward(s, null, rm, rv, saveMean, saveInvstd, runningMean, runningVar);
+        System.arraycopy(out, 0, y, 0, y.length);
+    }
+
+    @Override
+    protected void doForwardInference(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta,
+                                      float[] runningMean, float[] runningVar, double eps, short[] y) {
+        DeviceStream s = device.defaultStream();
+        staging.ensure(shape);
+        upload(x, staging.a, s);
+        DevicePointer g = uploadChannels(gamma, 0, s);
+        DevicePointer b = uploadChannels(beta, 1, s);
+        DevicePointer rm = uploadChannels(runningMean, 2, s);
+        DevicePointer rv = uploadChannels(runningVar, 3, s);
+        begin();
+        kernels.forwardInference(shape, dtype, staging.a.pointer(), g, b, rm, rv, eps, staging.out.pointer(), s);
+        end();
+        device.copyToHost(staging.out.pointer(), y, 0, y.length, s);
+    }
+
+    @Override
+    protected void doNormalize(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, float[] mean,
+                               float[] invstd, short[] y) {
+        DeviceStream s = device.defaultStream();
+        staging.ensure(shape);
+        upload(x, staging.a, s);
+        DevicePointer g = uploadChannels(gamma, 0, s);
+        DevicePointer b = uploadChannels(beta, 1, s);
+        DevicePointer m = uploadChannels(mean, 2, s);
+        DevicePointer is = uploadChannels(invstd, 3, s);
+        begin();
+        kernels.normalize(shape, dtype, staging.a.pointer(), g, b, m, is, staging.out.pointer(), s);
+        end();
+        device.copyToHost(staging.out.pointer(), y, 0, y.length, s);
+    }
+
+    @Override
+    protected void doBackwardTraining(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
+                                      float[] saveMean, float[] saveInvstd, short[] dx, float[] dgamma,
+                                      float[] dbeta) {
+        DeviceStream s = device.defaultStream();
+        staging.ensure(shape);
+        upload(x, staging.a, s);
+        upload(dy, staging.b, s);
+        DevicePointer g = uploadChannels(gamma, 0, s);
+        DevicePointer m = uploadChannels(saveMean, 2, s);
+        DevicePointer is = uploadChannels(saveInvstd, 3, s);
+        DevicePointer dg = dgamma != null ? staging.channel(4) : null;
+        DevicePointer db = dbeta != null ? staging.channel(5) : null;
+        begin();
+        kernels.backwardTraining(shape, dtype, staging.a.pointer(), staging.b.pointer(), g, m, is,
+                staging.out.pointer(), dg, db, s);
+        end();
+        downloadGradients(s, dx, dgamma, dbeta);
+    }
+
+    @Override
+    protected void doBackwardInference(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
+                                       float[] runningMean, float[] runningVar, double eps, short[] dx,
+                                       float[] dgamma, float[] dbeta) {
+        DeviceStream s = device.defaultStream();
+        staging.ensure(shape);
+        upload(x, staging.a, s);
+        upload(dy, staging.b, s);
+        DevicePointer g = uploadChannels(gamma, 0, s);
+        DevicePointer rm = uploadChannels(runningMean, 2, s);
+        DevicePointer rv = uploadChannels(runningVar, 3, s);
+        DevicePointer dg = dgamma != null ? staging.channel(4) : null;
+        DevicePointer db = dbeta != null ? staging.channel(5) : null;
+        begin();
+        kernels.backwardInference(shape, dtype, staging.a.pointer(), staging.b.pointer(), g, rm, rv, eps,
+                staging.out.pointer(), dg, db, s);
+        end();
+        downloadGradients(s, dx, dgamma, dbeta);
+    }
+
+    private void downloadGradients(DeviceStream s, short[] dx, float[] dgamma, float[] dbeta) {
+        device.copyToHost(staging.out.pointer(), dx, 0, dx.length, s);
+        if (dgamma != null) device.copyToHost(staging.channel(4), dgamma, 0, dgamma.length, s);
+        if (dbeta != null) device.copyToHost(staging.channel(5), dbeta, 0, dbeta.length, s);
+    }
+
+    private void upload(short[] host, DeviceBuffer dst, DeviceStream s) {
+        device.copyToDevice(host, 0, dst.pointer(), host.length, s);
     }
 
     @Override

@@ -48,6 +48,7 @@ import java.util.function.IntUnaryOperator;
  */
 public final class EmulatedDevice implements MeasuringDevice {
     private static final VarHandle I32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle I16 = MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
     static final int STATIC_SHARED_LIMIT = 48 * 1024;
     static final int SHARED_OPTIN_LIMIT = 64 * 1024;
 
@@ -200,6 +201,31 @@ public final class EmulatedDevice implements MeasuringDevice {
         stream(stream);
         DeviceChecks.hostRange("dst", dst, dstOffset, count);
         readWords(src, count, (i, bits) -> dst[dstOffset + i] = bits);
+    }
+
+    /** 16-bit elements, little-endian, byte-exact (the interface's default would go through int words). */
+    @Override
+    public synchronized void copyToDevice(short[] src, int srcOffset, DevicePointer dst, int count,
+                                          DeviceStream stream) {
+        open();
+        stream(stream);
+        DeviceChecks.hostRange("src", src, srcOffset, count);
+        Allocation a = target(dst, 2L * count, "dst");
+        int off = (int) dst.byteOffset();
+        for (int i = 0; i < count; i++) I16.set(a.data, off + 2 * i, src[srcOffset + i]);
+        a.markInit(off, 2L * count);
+    }
+
+    @Override
+    public synchronized void copyToHost(DevicePointer src, short[] dst, int dstOffset, int count,
+                                        DeviceStream stream) {
+        open();
+        stream(stream);
+        DeviceChecks.hostRange("dst", dst, dstOffset, count);
+        Allocation a = target(src, 2L * count, "src");
+        int off = (int) src.byteOffset();
+        checkInitialized(a, off, 2L * count, "copyToHost");
+        for (int i = 0; i < count; i++) dst[dstOffset + i] = (short) I16.get(a.data, off + 2 * i);
     }
 
     @Override
