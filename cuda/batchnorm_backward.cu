@@ -15,7 +15,8 @@
 //                       finishes with the totals and the total count: data-parallel batch norm's merge step, and the
 //                       host API's backward with given sums (one record). Traffic: O(ranks * C).
 //   bn_dx_cf[_vec4], bn_dx_cl[_vec4]  dx = a·dy + b·(x − p) + c per channel, with the geometry of bn_apply_cf /
-//                       bn_apply_cl. Traffic: reads x and dy, writes dx (3 S).
+//                       bn_apply_cl. Traffic: reads x and dy, writes dx (3 S). dx may be dy (in place): dy is not
+//                       __restrict__, so it is read with plain coherent loads, not ld.global.nc.
 // The finishing step (only there are outputs written) turns the sums into dbeta = Σdy, dgamma = invstd·Σdy·(x−mean)
 // and, in training mode, the dx coefficients of
 //     dx = gamma·invstd/M · (M·dy − dbeta − xhat·dgamma)
@@ -148,7 +149,9 @@ struct DxOp {
     struct Item { Unit x, g; };
     static constexpr int W = IO::W, K = 4;
     const S* __restrict__ x;
-    const S* __restrict__ dy;   // may be dx (element-wise in place): every unit is loaded before it is stored
+    // Not __restrict__: dy may be dx (in place, element-wise: every unit is loaded before it is stored). A restrict
+    // dy is read through the non-coherent path (ld.global.nc), which needs data read-only for the whole kernel.
+    const S* dy;
     S* out;
     __device__ __forceinline__ Item load(long long e) const {
         return Item{IO::load(x + e), IO::load(dy + e)};
@@ -160,22 +163,22 @@ struct DxOp {
 
 #define BN_DX_ENTRIES(S, SUF, V) \
 extern "C" __global__ void __launch_bounds__(256) \
-bn_dx_cf##SUF(const S* __restrict__ x, const S* __restrict__ dy, S* dx, int C, unsigned units, unsigned pieces, \
+bn_dx_cf##SUF(const S* __restrict__ x, const S* dy, S* dx, int C, unsigned units, unsigned pieces, \
               long long inner, int chunk, const float* __restrict__ coef) { \
     channel_map_cf(DxOp<S, false>{x, dy, dx}, C, units, pieces, inner, chunk, coef); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
-bn_dx_cf##SUF##V(const S* __restrict__ x, const S* __restrict__ dy, S* dx, int C, unsigned units, \
+bn_dx_cf##SUF##V(const S* __restrict__ x, const S* dy, S* dx, int C, unsigned units, \
                  unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) { \
     channel_map_cf(DxOp<S, true>{x, dy, dx}, C, units, pieces, inner, chunk, coef); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
-bn_dx_cl##SUF(const S* __restrict__ x, const S* __restrict__ dy, S* dx, long long rows, int C, int inner, \
+bn_dx_cl##SUF(const S* __restrict__ x, const S* dy, S* dx, long long rows, int C, int inner, \
               const float* __restrict__ coef) { \
     channel_map_cl(DxOp<S, false>{x, dy, dx}, rows, C, inner, coef); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
-bn_dx_cl##SUF##V(const S* __restrict__ x, const S* __restrict__ dy, S* dx, long long rows, int C, int inner, \
+bn_dx_cl##SUF##V(const S* __restrict__ x, const S* dy, S* dx, long long rows, int C, int inner, \
                  const float* __restrict__ coef) { \
     channel_map_cl(DxOp<S, true>{x, dy, dx}, rows, C, inner, coef); \
 }

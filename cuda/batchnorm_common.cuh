@@ -33,7 +33,7 @@
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 
-// ---- flags passed by the host (keep in sync with gpu/KernelConstants.java) --------------------------------------
+// ---- flags passed by the host (gpu/KernelConstants.java mirrors them; KernelConstantsTest compares) -----------
 #define BN_HAS_GAMMA     1   // gamma pointer is valid (else gamma = 1)
 #define BN_HAS_BETA      2   // beta pointer is valid (else beta = 0)
 #define BN_HAS_RUNNING   4   // update running_mean / running_var

@@ -1,6 +1,7 @@
 // Test kernels for the PTX emulator: correct reductions and histograms.
 // reduce_sum: each block sums its grid-stride slice with warp shuffles and shared memory,
-//   writes one partial per block; the last block to finish (atomic counter + fence) sums the partials.
+//   writes one partial per block; the last block to finish (fence + atomic counter, then a fence before it reads)
+//   sums the partials.
 // histogram: atomicAdd into shared bins, then into global bins.
 // welford_stats: per-channel mean/invstd with float math (rsqrt, div, fma), shfl modes.
 // warp_reduce_syncwarp: a warp-synchronous shared-memory reduction ordered by __syncwarp (race-check clean).
@@ -28,6 +29,7 @@ extern "C" __global__ void reduce_sum(const float* __restrict__ x, long long n, 
     }
     __syncthreads();
     if (isLast && threadIdx.x == 0) {
+        __threadfence();   // acquire: order the partial loads after the atomic that observed every block's release
         float t = 0.f;
         for (unsigned int b = 0; b < gridDim.x; b++) t += ((volatile float*)partials)[b];
         *out = t;

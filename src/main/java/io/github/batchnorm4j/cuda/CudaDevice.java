@@ -34,10 +34,16 @@ import java.util.Set;
  * kernel launches and streams. Every driver call is checked; a failure is a {@link DeviceException} naming the CUDA
  * error (e.g. {@code CUDA_ERROR_OUT_OF_MEMORY}), the call and, for launches, the kernel, grid and block.
  *
- * <p>Context: the device's <em>primary</em> context (cuDevicePrimaryCtxRetain), the one the CUDA runtime API, cuBLAS
- * and cuDNN use, so buffers allocated here can be handed to those libraries (see {@link #address} and
- * {@link #streamHandle}). It is made current on each thread the first time that thread uses this device, and released
- * (not destroyed: others may hold it) on {@link #close()}.
+ * <p>Context: the device's <em>primary</em> context (cuDevicePrimaryCtxRetain), the one the CUDA runtime API, cuBLAS,
+ * cuDNN and NCCL use, so buffers allocated here can be handed to those libraries (see {@link #address},
+ * {@link #streamHandle} and {@link #makeCurrent()}). Every method that calls the driver first asks the driver which
+ * context is current on the calling thread (cuCtxGetCurrent) and makes this device's current when it is not, and leaves
+ * it current (as cudaSetDevice would). So any interleaving is right: several CudaDevices on one thread, and another
+ * library or user code switching the thread's context between two calls. (Remembering "current on this thread" per
+ * device, as this class once did, runs device A's next call in device B's context once B was used on the thread.)
+ * Cost: one cuCtxGetCurrent per call, a read of the driver's thread-local state behind one JNI call — tens of
+ * nanoseconds against the microseconds of a launch or copy; cuCtxSetCurrent only when the context actually changes.
+ * The context is released (not destroyed: others may hold it) on {@link #close()}.
  *
  * <p>Streams: the {@link #defaultStream() default stream} is CUDA's legacy NULL stream, which orders itself with every
  * other blocking stream; {@link #createStream()} makes blocking streams (flags 0) for the same reason.
@@ -58,7 +64,6 @@ public final class CudaDevice implements Device {
     private final DeviceProperties properties;
     private final CudaStream defaultStream;
     private final Set<CudaBuffer> live = Collections.newSetFromMap(new IdentityHashMap<>());
-    private final ThreadLocal<Boolean> currentOnThread = ThreadLocal.withInitial(() -> Boolean.FALSE);
     private volatile boolean closed;
 
     /**
@@ -92,7 +97,6 @@ public final class CudaDevice implements Device {
             api.devicePrimaryCtxRelease(device); // do not leak the retain; the first error is the one to report
             throw e;
         }
-        currentOnThread.set(Boolean.TRUE);
         this.defaultStream = new CudaStream(this, new CUstream(), false);
     }
 
@@ -156,6 +160,28 @@ public final class CudaDevice implements Device {
     }
 
     /**
+     * The raw device address of {@code p} as a number (the CUdeviceptr value plus the byte offset), for a CUDA library
+     * bound through other Java bindings (NCCL through JavaCPP, which takes addresses as {@code Pointer}s). The buffer
+     * must stay open while the address is in use.
+     */
+    public static long rawAddress(DevicePointer p) {
+        if (p == null) throw new IllegalArgumentException("device pointer must not be null");
+        if (!(p.buffer() instanceof CudaBuffer b)) {
+            throw new IllegalArgumentException("expected a buffer allocated by a CudaDevice, got " + p.buffer());
+        }
+        return NativeHandles.of(b.base()) + p.byteOffset();
+    }
+
+    /**
+     * The CUstream behind a stream of a CudaDevice as a number: a {@code cudaStream_t} is the same
+     * {@code struct CUstream_st*} as a CUstream, so a runtime-API library takes it as is; 0 is the legacy default
+     * stream (this device's {@link #defaultStream()}).
+     */
+    public static long rawStreamHandle(DeviceStream s) {
+        return NativeHandles.of(streamHandle(s));
+    }
+
+    /**
      * The CUstream behind a stream of a CudaDevice (the legacy NULL stream for the default stream), for
      * {@code cudnnSetStream}/{@code cublasSetStream}.
      */
@@ -170,9 +196,10 @@ public final class CudaDevice implements Device {
 
     @Override
     public DeviceBuffer allocate(long bytes) {
-        enter();
+        checkOpen();
         if (bytes < 1) throw new IllegalArgumentException("bytes must be >= 1, got " + bytes);
         CUdeviceptr p = new CUdeviceptr();
+        bindContext();
         CudaErrors.check(api.memAlloc(p, bytes), "cuMemAlloc(bytes=" + bytes + ")");
         CudaBuffer b = new CudaBuffer(this, p, bytes);
         synchronized (live) {
@@ -186,7 +213,7 @@ public final class CudaDevice implements Device {
         synchronized (live) {
             if (!live.remove(b)) return; // the device already freed it while closing
         }
-        makeCurrent();
+        bindContext();
         CudaErrors.check(api.memFree(p), "cuMemFree(" + b.bytes() + " bytes)");
     }
 
@@ -199,30 +226,33 @@ public final class CudaDevice implements Device {
 
     @Override
     public void copyToDevice(float[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
-        enter();
+        checkOpen();
         DeviceChecks.hostRange("src", src, srcOffset, count);
         CudaBuffer b = target("dst", dst, (long) count * Float.BYTES);
         CUstream s = stream("stream", stream);
+        bindContext();
         CudaErrors.check(api.memcpyHtoDAsync(b.base(), dst.byteOffset(), src, srcOffset, count, s),
                 "cuMemcpyHtoDAsync(" + count + " floats to offset " + dst.byteOffset() + ")");
     }
 
     @Override
     public void copyToDevice(int[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
-        enter();
+        checkOpen();
         DeviceChecks.hostRange("src", src, srcOffset, count);
         CudaBuffer b = target("dst", dst, (long) count * Integer.BYTES);
         CUstream s = stream("stream", stream);
+        bindContext();
         CudaErrors.check(api.memcpyHtoDAsync(b.base(), dst.byteOffset(), src, srcOffset, count, s),
                 "cuMemcpyHtoDAsync(" + count + " ints to offset " + dst.byteOffset() + ")");
     }
 
     @Override
     public void copyToHost(DevicePointer src, float[] dst, int dstOffset, int count, DeviceStream stream) {
-        enter();
+        checkOpen();
         DeviceChecks.hostRange("dst", dst, dstOffset, count);
         CudaBuffer b = target("src", src, (long) count * Float.BYTES);
         CUstream s = stream("stream", stream);
+        bindContext();
         CudaErrors.check(api.memcpyDtoHAsync(dst, dstOffset, b.base(), src.byteOffset(), count, s),
                 "cuMemcpyDtoHAsync(" + count + " floats from offset " + src.byteOffset() + ")");
         // The interface promises a completed copy; this also surfaces errors of earlier asynchronous work.
@@ -231,10 +261,11 @@ public final class CudaDevice implements Device {
 
     @Override
     public void copyToHost(DevicePointer src, int[] dst, int dstOffset, int count, DeviceStream stream) {
-        enter();
+        checkOpen();
         DeviceChecks.hostRange("dst", dst, dstOffset, count);
         CudaBuffer b = target("src", src, (long) count * Integer.BYTES);
         CUstream s = stream("stream", stream);
+        bindContext();
         CudaErrors.check(api.memcpyDtoHAsync(dst, dstOffset, b.base(), src.byteOffset(), count, s),
                 "cuMemcpyDtoHAsync(" + count + " ints from offset " + src.byteOffset() + ")");
         CudaErrors.check(api.streamSynchronize(s), "cuStreamSynchronize(after cuMemcpyDtoHAsync)");
@@ -242,21 +273,23 @@ public final class CudaDevice implements Device {
 
     @Override
     public void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream stream) {
-        enter();
+        checkOpen();
         DeviceChecks.byteCount(bytes);
         CudaBuffer s = target("src", src, bytes);
         CudaBuffer d = target("dst", dst, bytes);
         CUstream st = stream("stream", stream);
+        bindContext();
         CudaErrors.check(api.memcpyDtoDAsync(d.base(), dst.byteOffset(), s.base(), src.byteOffset(), bytes, st),
                 "cuMemcpyDtoDAsync(bytes=" + bytes + ")");
     }
 
     @Override
     public void memset(DevicePointer dst, byte value, long bytes, DeviceStream stream) {
-        enter();
+        checkOpen();
         DeviceChecks.byteCount(bytes);
         CudaBuffer d = target("dst", dst, bytes);
         CUstream st = stream("stream", stream);
+        bindContext();
         CudaErrors.check(api.memsetD8Async(d.base(), dst.byteOffset(), value, bytes, st),
                 "cuMemsetD8Async(bytes=" + bytes + ")");
     }
@@ -265,10 +298,11 @@ public final class CudaDevice implements Device {
 
     @Override
     public DeviceModule loadModule(String name, String ptx) {
-        enter();
+        checkOpen();
         if (name == null) throw new IllegalArgumentException("module name must not be null");
         if (ptx == null || ptx.isEmpty()) throw new IllegalArgumentException("ptx of module " + name + " must not be empty");
         CUmodule m = new CUmodule();
+        bindContext();
         int r = api.moduleLoadData(m, ptx);
         String hint = null;
         if (r == CUresult.CUDA_ERROR_UNSUPPORTED_PTX_VERSION || r == CUresult.CUDA_ERROR_INVALID_PTX) {
@@ -280,8 +314,9 @@ public final class CudaDevice implements Device {
     }
 
     CUfunction getFunction(CUmodule module, String moduleName, String entry) {
-        enter();
+        checkOpen();
         CUfunction f = new CUfunction();
+        bindContext();
         CudaErrors.check(api.moduleGetFunction(f, module, entry),
                 "cuModuleGetFunction(module=" + moduleName + ", kernel=" + entry + ")");
         return f;
@@ -289,14 +324,14 @@ public final class CudaDevice implements Device {
 
     void unloadModule(CUmodule module, String moduleName) {
         if (closed) return; // the context went with the device
-        makeCurrent();
+        bindContext();
         CudaErrors.check(api.moduleUnload(module), "cuModuleUnload(module=" + moduleName + ")");
     }
 
     @Override
     public void launch(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream,
                        KernelArgs args) {
-        enter();
+        checkOpen();
         if (!(kernel instanceof CudaKernel k) || k.cudaModule().device() != this) {
             throw new IllegalArgumentException("kernel must come from a module loaded by this CudaDevice, got " + kernel);
         }
@@ -315,6 +350,7 @@ public final class CudaDevice implements Device {
         checkSignature(k, args, what);
         List<LaunchParam> params = marshal(args, what);
         CUstream s = stream("stream", stream);
+        bindContext();
         if (dynamicSharedBytes > SHARED_BYTES_WITHOUT_OPT_IN && dynamicSharedBytes > k.optedInSharedBytes) {
             CudaErrors.check(api.funcSetAttribute(k.function(),
                             CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, dynamicSharedBytes),
@@ -370,26 +406,29 @@ public final class CudaDevice implements Device {
 
     @Override
     public DeviceStream createStream() {
-        enter();
+        checkOpen();
         CUstream s = new CUstream();
+        bindContext();
         CudaErrors.check(api.streamCreate(s, 0), "cuStreamCreate(flags=0)");
         return new CudaStream(this, s, true);
     }
 
     void synchronizeStream(CudaStream s) {
-        enter();
+        checkOpen();
+        bindContext();
         CudaErrors.check(api.streamSynchronize(s.handle()), "cuStreamSynchronize");
     }
 
     void destroyStream(CUstream s) {
         if (closed) return;
-        makeCurrent();
+        bindContext();
         CudaErrors.check(api.streamDestroy(s), "cuStreamDestroy");
     }
 
     @Override
     public void synchronize() {
-        enter();
+        checkOpen();
+        bindContext();
         CudaErrors.check(api.ctxSynchronize(), "cuCtxSynchronize");
     }
 
@@ -398,7 +437,7 @@ public final class CudaDevice implements Device {
         List<CudaBuffer> leaked;
         synchronized (this) {
             if (closed) return;
-            makeCurrent();
+            bindContext();
             closed = true;
         }
         synchronized (live) {
@@ -435,16 +474,39 @@ public final class CudaDevice implements Device {
 
     // ---- helpers ----
 
-    private void enter() {
+    private void checkOpen() {
         if (closed) throw new IllegalStateException("CudaDevice " + name + " is closed");
-        makeCurrent();
     }
 
-    /** Makes the primary context current on this thread (once per thread: the context is per-thread state). */
-    private void makeCurrent() {
-        if (!currentOnThread.get()) {
+    /**
+     * Makes this device's primary context current on the calling thread, for handing its buffers and streams to another
+     * CUDA library (cuBLAS, cuDNN, NCCL: they run in the thread's current context). This device's own methods do it
+     * themselves.
+     *
+     * @throws IllegalStateException when the device is closed
+     */
+    public void makeCurrent() {
+        checkOpen();
+        bindContext();
+    }
+
+    /** The CudaDevice a stream belongs to (for libraries that are handed a stream, e.g. to make its context current). */
+    public static CudaDevice of(DeviceStream s) {
+        if (!(s instanceof CudaStream cs)) {
+            throw new IllegalArgumentException("expected a stream of a CudaDevice, got " + s);
+        }
+        return cs.device();
+    }
+
+    /**
+     * Makes the primary context current on this thread unless it already is. Asked of the driver every time: the
+     * thread's current context is the driver's state, which other devices and other libraries change too.
+     */
+    private void bindContext() {
+        CUcontext current = new CUcontext();
+        CudaErrors.check(api.ctxGetCurrent(current), "cuCtxGetCurrent");
+        if (!context.equals(current)) {
             CudaErrors.check(api.ctxSetCurrent(context), "cuCtxSetCurrent(primary context of device " + ordinal + ")");
-            currentOnThread.set(Boolean.TRUE);
         }
     }
 

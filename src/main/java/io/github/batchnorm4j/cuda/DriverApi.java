@@ -40,6 +40,9 @@ interface DriverApi {
 
     int ctxSetCurrent(CUcontext context);
 
+    /** cuCtxGetCurrent: fills {@code context} with the calling thread's current context (a null handle if none). */
+    int ctxGetCurrent(CUcontext context);
+
     int ctxSynchronize();
 
     int memAlloc(CUdeviceptr ptr, long bytes);

@@ -40,6 +40,7 @@ final class JCudaDriverApi implements DriverApi {
     @Override public int devicePrimaryCtxRetain(CUcontext context, CUdevice device) { return JCudaDriver.cuDevicePrimaryCtxRetain(context, device); }
     @Override public int devicePrimaryCtxRelease(CUdevice device) { return JCudaDriver.cuDevicePrimaryCtxRelease(device); }
     @Override public int ctxSetCurrent(CUcontext context) { return JCudaDriver.cuCtxSetCurrent(context); }
+    @Override public int ctxGetCurrent(CUcontext context) { return JCudaDriver.cuCtxGetCurrent(context); }
     @Override public int ctxSynchronize() { return JCudaDriver.cuCtxSynchronize(); }
     @Override public int memAlloc(CUdeviceptr ptr, long bytes) { return JCudaDriver.cuMemAlloc(ptr, bytes); }
     @Override public int memFree(CUdeviceptr ptr) { return JCudaDriver.cuMemFree(ptr); }

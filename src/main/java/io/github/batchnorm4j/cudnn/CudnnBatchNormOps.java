@@ -9,6 +9,7 @@ import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
 import io.github.batchnorm4j.gpu.DevicePointer;
+import io.github.batchnorm4j.gpu.DeviceResidentOperations;
 import io.github.batchnorm4j.gpu.DeviceStream;
 import io.github.batchnorm4j.gpu.DeviceTiming;
 import jcuda.jcudnn.JCudnn;
@@ -19,6 +20,7 @@ import java.util.Arrays;
 import java.util.Deque;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.function.UnaryOperator;
 
 /**
  * Batch norm through cuDNN ({@code cudnnBatchNormalizationForwardTraining / ForwardInference / Backward} in
@@ -87,6 +89,10 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
         this.device = device;
         this.ownsDevice = ownsDevice;
         this.minEpsilon = minEpsilon;
+        // cudnnCreate binds the handle to the thread's current context: make it this device's (another CudaDevice
+        // may have been used last on this thread). Each operation later starts with this device's own calls
+        // (uploads), which make its context current again before cuDNN runs.
+        if (device instanceof io.github.batchnorm4j.cuda.CudaDevice cuda) cuda.makeCurrent();
         this.handle = new CudnnHandleOwner(api, device.defaultStream());
     }
 
@@ -215,26 +221,13 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
                                float[] runningMean, float[] runningVar, float[] saveMean, float[] saveInvstd,
                                double eps, double momentum) {
         checkOpen();
+        // The generic checks first (the bridge repeats them), then cuDNN's own, all before any allocation.
         DeviceTiming.checkArguments(op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps,
                 momentum);
         checkEpsilon(eps);
-        TensorLayout4d.of(shape); // shapes cuDNN cannot describe fail here, before any allocation
-        DeviceStream s = device.defaultStream();
-        return DeviceTiming.prepare(device, op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean,
-                saveInvstd, p -> {
-                    Runnable call = switch (op) {
-                        case FORWARD_TRAINING -> () -> forwardTrainingOnDevice(shape, p.x(), p.gamma(), p.beta(), eps,
-                                p.runningMean(), p.runningVar(), momentum, p.out(), p.saveMean(), p.saveInvstd());
-                        case FORWARD_INFERENCE -> () -> forwardInferenceOnDevice(shape, p.x(), p.gamma(), p.beta(),
-                                p.runningMean(), p.runningVar(), eps, p.out());
-                        case BACKWARD_TRAINING -> () -> backwardTrainingOnDevice(shape, p.x(), p.dy(), p.gamma(),
-                                p.saveMean(), p.saveInvstd(), p.out(), p.dgamma(), p.dbeta());
-                    };
-                    return () -> {
-                        call.run();
-                        s.synchronize();
-                    };
-                });
+        TensorLayout4d.of(shape); // shapes cuDNN cannot describe fail here
+        return DeviceTiming.prepareTiming(device, onDefaultStream(), UnaryOperator.identity(), op, shape, x, dy,
+                gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps, momentum);
     }
 
     @Override
@@ -327,6 +320,34 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
                     BatchNormOptions.DEFAULT_EPS, saveMean, saveInvstd),
                     "cudnnBatchNormalizationBackward(shape=" + shape + ")");
         }
+    }
+
+    /** The *OnDevice operations as {@link DeviceResidentOperations}: cuDNN's handle runs on the default stream. */
+    private DeviceResidentOperations onDefaultStream() {
+        return new DeviceResidentOperations() {
+            @Override
+            public void forwardTraining(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta,
+                                        double eps, DevicePointer runningMean, DevicePointer runningVar,
+                                        double momentum, DevicePointer y, DevicePointer saveMean,
+                                        DevicePointer saveInvstd, DeviceStream stream) {
+                forwardTrainingOnDevice(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean,
+                        saveInvstd);
+            }
+
+            @Override
+            public void forwardInference(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta,
+                                         DevicePointer runningMean, DevicePointer runningVar, double eps,
+                                         DevicePointer y, DeviceStream stream) {
+                forwardInferenceOnDevice(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+            }
+
+            @Override
+            public void backwardTraining(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer gamma,
+                                         DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dx,
+                                         DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
+                backwardTrainingOnDevice(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+            }
+        };
     }
 
     private void checkDeviceCall(Shape shape) {

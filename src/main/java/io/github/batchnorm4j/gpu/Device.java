@@ -121,6 +121,17 @@ public interface Device extends AutoCloseable {
      */
     void launch(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream, KernelArgs args);
 
+    /**
+     * Declares that every kernel leaves the {@code bytes} bytes at {@code region} zero when it finishes, as the
+     * self-resetting arrival counters of a last-block reduction do. A device that can check it (the emulator) fails a
+     * launch that leaves a non-zero word there, naming the kernel and the word's last writer; a GPU ignores it. The
+     * declaration lasts as long as the buffer.
+     *
+     * @param bytes a multiple of 4, with {@code region} 4-byte aligned
+     */
+    default void declareSelfResetting(DevicePointer region, long bytes) {
+    }
+
     /** The stream that operations use when the caller has none of its own. Never closed by callers. */
     DeviceStream defaultStream();
 

@@ -9,6 +9,7 @@ import io.github.batchnorm4j.SplitBatchNormOps;
 import java.util.EnumMap;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.function.UnaryOperator;
 
 import static io.github.batchnorm4j.gpu.KernelConstants.HAS_BETA;
 import static io.github.batchnorm4j.gpu.KernelConstants.HAS_GAMMA;
@@ -32,8 +33,9 @@ import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
  * not tracked. Every pointer must be 4-byte aligned, lie on this device and leave enough room in its buffer; tensors
  * that are also 16-byte aligned, in a shape {@link LaunchGeometry#vectorizable} accepts, take the float4 path, others
  * (e.g. misaligned sub-buffers) the scalar path; the two paths may differ in the last bits of reductions. Arguments are validated before anything is launched; a call
- * that throws has written nothing, except that a failed launch may leave outputs partly written. Outputs may alias
- * their elementwise input (y = x, dx = dy), never another output.
+ * that throws has written nothing, except that a failed launch may leave outputs partly written. In place: y may be
+ * exactly x and dx exactly dy (same buffer and offset), with the same bits as out of place; any other overlap between
+ * an output and another argument is refused with an IllegalArgumentException naming both.
  *
  * <p><b>Storage types.</b> The operations also exist with a {@link DType}: x, y, dy and dx are then tensors of
  * float16 or bfloat16 elements (2-byte aligned, {@code elementCount} of them), per-channel vectors stay float32; the
@@ -44,7 +46,7 @@ import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
  * <p>Not thread-safe, and its workspace is shared by all its calls: use one instance per stream. Owns the loaded
  * modules and the workspace; {@link #close()} frees them (not the device).
  */
-public final class DeviceResidentBatchNorm implements AutoCloseable {
+public final class DeviceResidentBatchNorm implements DeviceResidentOperations, AutoCloseable {
     private final Device device;
     private final DeviceModule forward;
     private final DeviceModule backward;
@@ -61,13 +63,18 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
      * @throws DeviceException when a module cannot be found, read or loaded, or lacks a kernel
      */
     public DeviceResidentBatchNorm(Device device) {
+        this(device, PtxModules::read);
+    }
+
+    /** Loads the modules whose PTX text {@code ptxOf} gives for each module name (tests load mutated PTX). */
+    DeviceResidentBatchNorm(Device device, UnaryOperator<String> ptxOf) {
         if (device == null) throw new IllegalArgumentException("device must not be null");
         this.device = device;
         DeviceModule f = null;
         DeviceModule b = null;
         try {
-            f = device.loadModule(PtxModules.FORWARD, PtxModules.read(PtxModules.FORWARD));
-            b = device.loadModule(PtxModules.BACKWARD, PtxModules.read(PtxModules.BACKWARD));
+            f = device.loadModule(PtxModules.FORWARD, ptxOf.apply(PtxModules.FORWARD));
+            b = device.loadModule(PtxModules.BACKWARD, ptxOf.apply(PtxModules.BACKWARD));
             for (DType t : DType.values()) {
                 for (String k : new String[]{"bn_stats_cf", "bn_stats_cl", "bn_apply_cf", "bn_apply_cl"}) {
                     for (boolean vec : new boolean[]{false, true}) {
@@ -140,6 +147,7 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
      * @param momentum    weight of this batch in [0, 1] (resolve cumulative momentum first)
      * @param y           output tensor; saveMean, saveInvstd: outputs, C floats each
      */
+    @Override
     public void forwardTraining(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta, double eps,
                                 DevicePointer runningMean, DevicePointer runningVar, double momentum,
                                 DevicePointer y, DevicePointer saveMean, DevicePointer saveInvstd,
@@ -156,6 +164,11 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
         DeviceStream s = begin(stream);
         checks(dtype).forwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean,
                 saveInvstd);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("gamma", gamma, c).input("beta", beta, c)
+                .output("runningMean", runningMean, c, null).output("runningVar", runningVar, c, null)
+                .output("y", y, t, "x").output("saveMean", saveMean, c, null).output("saveInvstd", saveInvstd, c, null)
+                .check();
         int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
                 | (runningMean != null ? HAS_RUNNING : 0);
         DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
@@ -168,6 +181,7 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
     }
 
     /** Eval-mode forward with running statistics: y = (x − runningMean)/sqrt(runningVar + eps)·gamma + beta. */
+    @Override
     public void forwardInference(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta,
                                  DevicePointer runningMean, DevicePointer runningVar, double eps, DevicePointer y,
                                  DeviceStream stream) {
@@ -180,6 +194,9 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
                                  DeviceStream stream) {
         DeviceStream s = begin(stream);
         checks(dtype).forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("gamma", gamma, c).input("beta", beta, c)
+                .input("runningMean", runningMean, c).input("runningVar", runningVar, c).output("y", y, t, "x").check();
         DevicePointer dummy = prepareWorkspace(shape, dtype, false, s);
         boolean vec = vectorizable(shape, dtype, x, y);
         guarded(s, () -> {
@@ -199,6 +216,9 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
                           DevicePointer mean, DevicePointer invstd, DevicePointer y, DeviceStream stream) {
         DeviceStream s = begin(stream);
         checks(dtype).normalize(shape, x, gamma, beta, mean, invstd, y);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("gamma", gamma, c).input("beta", beta, c).input("mean", mean, c)
+                .input("invstd", invstd, c).output("y", y, t, "x").check();
         DevicePointer dummy = prepareWorkspace(shape, dtype, false, s);
         boolean vec = vectorizable(shape, dtype, x, y);
         guarded(s, () -> {
@@ -214,6 +234,7 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
      * @param dx     output tensor
      * @param dgamma output or null; dbeta: output or null
      */
+    @Override
     public void backwardTraining(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer gamma,
                                  DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dx,
                                  DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
@@ -226,6 +247,10 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
                                  DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
         DeviceStream s = begin(stream);
         checks(dtype).backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("dy", dy, t).input("gamma", gamma, c).input("saveMean", saveMean, c)
+                .input("saveInvstd", saveInvstd, c).output("dx", dx, t, "dy").output("dgamma", dgamma, c, null)
+                .output("dbeta", dbeta, c, null).check();
         int flags = TRAIN_DX | (gamma != null ? HAS_GAMMA : 0) | (dgamma != null ? WANT_DGAMMA : 0)
                 | (dbeta != null ? WANT_DBETA : 0);
         DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
@@ -253,6 +278,10 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
                                   DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
         DeviceStream s = begin(stream);
         checks(dtype).backwardInference(shape, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("dy", dy, t).input("gamma", gamma, c)
+                .input("runningMean", runningMean, c).input("runningVar", runningVar, c).output("dx", dx, t, "dy")
+                .output("dgamma", dgamma, c, null).output("dbeta", dbeta, c, null).check();
         boolean sums = dgamma != null || dbeta != null;
         int flags = (dgamma != null ? WANT_DGAMMA : 0) | (dbeta != null ? WANT_DBETA : 0);
         DevicePointer dummy = prepareWorkspace(shape, dtype, sums, s);
@@ -559,6 +588,10 @@ public final class DeviceResidentBatchNorm implements AutoCloseable {
             }
             throw e;
         }
+    }
+
+    private static long tensorBytes(Shape shape, DType dtype) {
+        return (long) dtype.bytes() * shape.elementCount();
     }
 
     /** Whether every tensor (of {@code dtype}) allows the 16-byte vector path for this shape. */

@@ -7,6 +7,7 @@ import io.github.batchnorm4j.Shape;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Function;
+import java.util.function.UnaryOperator;
 
 import static io.github.batchnorm4j.ArgumentChecks.HOST;
 
@@ -14,12 +15,44 @@ import static io.github.batchnorm4j.ArgumentChecks.HOST;
  * What every device backend's {@link DeviceResidentTiming} shares (our kernels in {@link HostArrayBatchNormOps}, cuDNN
  * in {@code cudnn.CudnnBatchNormOps}): the validation of {@link DeviceResidentTiming#prepareTiming}'s arguments, the
  * device buffers of one prepared operation ({@link #prepare}: inputs uploaded once, outputs allocated, all freed
- * together on close), and the device-to-device copy bench measures as the device's copy bandwidth. A backend only says
- * which of its device-resident calls runs on those buffers.
+ * together on close), and the device-to-device copy bench measures as the device's copy bandwidth. A backend hands
+ * over its {@link DeviceResidentOperations} ({@link #prepareTiming}); nothing else of the bridge is its own.
  */
 public final class DeviceTiming {
 
     private DeviceTiming() {
+    }
+
+    /**
+     * The whole of a backend's {@link DeviceResidentTiming#prepareTiming}: validates the arguments as the host API
+     * would, uploads the inputs once, and returns the operation run by {@code ops} on the device's default stream,
+     * returning once the device has finished it.
+     *
+     * @param measured wraps one run (our kernels reset and read the emulator's traffic metrics around it); a backend
+     *                 that measures nothing passes {@link UnaryOperator#identity()}
+     */
+    public static DeviceResidentTiming.Timed prepareTiming(Device device, DeviceResidentOperations ops,
+                                                           UnaryOperator<Runnable> measured,
+                                                           DeviceResidentTiming.Op op, Shape shape, float[] x,
+                                                           float[] dy, float[] gamma, float[] beta,
+                                                           float[] runningMean, float[] runningVar, float[] saveMean,
+                                                           float[] saveInvstd, double eps, double momentum) {
+        checkArguments(op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps, momentum);
+        DeviceStream s = device.defaultStream();
+        return prepare(device, op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean, saveInvstd, p -> {
+            Runnable call = switch (op) {
+                case FORWARD_TRAINING -> () -> ops.forwardTraining(shape, p.x(), p.gamma(), p.beta(), eps,
+                        p.runningMean(), p.runningVar(), momentum, p.out(), p.saveMean(), p.saveInvstd(), s);
+                case FORWARD_INFERENCE -> () -> ops.forwardInference(shape, p.x(), p.gamma(), p.beta(),
+                        p.runningMean(), p.runningVar(), eps, p.out(), s);
+                case BACKWARD_TRAINING -> () -> ops.backwardTraining(shape, p.x(), p.dy(), p.gamma(), p.saveMean(),
+                        p.saveInvstd(), p.out(), p.dgamma(), p.dbeta(), s);
+            };
+            return measured.apply(() -> {
+                call.run();
+                s.synchronize();
+            });
+        });
     }
 
     /**

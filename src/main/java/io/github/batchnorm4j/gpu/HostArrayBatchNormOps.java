@@ -9,6 +9,16 @@ import io.github.batchnorm4j.Shape;
 
 import java.util.Optional;
 
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Slot.BETA;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Slot.GAMMA;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Slot.MEAN;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Slot.SAVE_INVSTD_OR_DBETA;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Slot.SAVE_MEAN_OR_DGAMMA;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Slot.VAR_OR_INVSTD;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Tensor.DY;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Tensor.OUT;
+import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Tensor.X;
+
 /**
  * Our CUDA kernels behind the host API {@link io.github.batchnorm4j.BatchNormOps}, over any {@link Device} (JCuda or
  * the PTX emulator): each call copies its float[] inputs to the device, runs {@link DeviceResidentBatchNorm}, and
@@ -69,26 +79,11 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
                                float[] runningMean, float[] runningVar, float[] saveMean, float[] saveInvstd,
                                double eps, double momentum) {
         checkOpen();
-        DeviceTiming.checkArguments(op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps,
-                momentum);
-        DeviceStream s = device.defaultStream();
-        return DeviceTiming.prepare(device, op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean,
-                saveInvstd, p -> {
-                    Runnable call = switch (op) {
-                        case FORWARD_TRAINING -> () -> kernels.forwardTraining(shape, p.x(), p.gamma(), p.beta(), eps,
-                                p.runningMean(), p.runningVar(), momentum, p.out(), p.saveMean(), p.saveInvstd(), s);
-                        case FORWARD_INFERENCE -> () -> kernels.forwardInference(shape, p.x(), p.gamma(), p.beta(),
-                                p.runningMean(), p.runningVar(), eps, p.out(), s);
-                        case BACKWARD_TRAINING -> () -> kernels.backwardTraining(shape, p.x(), p.dy(), p.gamma(),
-                                p.saveMean(), p.saveInvstd(), p.out(), p.dgamma(), p.dbeta(), s);
-                    };
-                    return () -> {
-                        begin();
-                        call.run();
-                        s.synchronize();
-                        end();
-                    };
-                });
+        return DeviceTiming.prepareTiming(device, kernels, run -> () -> {
+            begin();
+            run.run();
+            end();
+        }, op, shape, x, dy, gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps, momentum);
     }
 
     @Override
@@ -99,11 +94,9 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
 
     @Override
     protected ChannelStatistics doStatistics(Shape shape, float[] x) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
+        Staged in = stage(shape, x, null, null, null, null, null);
         begin();
-        ChannelStatistics out = kernels.statistics(shape, staging.a.pointer(), s);
+        ChannelStatistics out = kernels.statistics(shape, in.x(), in.s());
         end();
         return out;
     }
@@ -112,37 +105,32 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
     protected void doForwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
                                      float[] runningMean, float[] runningVar, double momentum, float[] y,
                                      float[] saveMean, float[] saveInvstd) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
-        DevicePointer g = uploadChannels(gamma, 0, s);
-        DevicePointer b = uploadChannels(beta, 1, s);
-        DevicePointer rm = uploadChannels(runningMean, 2, s);
-        DevicePointer rv = uploadChannels(runningVar, 3, s);
+        Staged in = stage(shape, x, null, gamma, beta, runningMean, runningVar);
         begin();
-        kernels.forwardTraining(shape, staging.a.pointer(), g, b, eps, rm, rv, momentum, staging.out.pointer(),
-                staging.channel(4), staging.channel(5), s);
+        kernels.forwardTraining(shape, in.x(), in.gamma(), in.beta(), eps, in.mean(), in.varOrInvstd(), momentum,
+                staging.tensor(OUT), staging.slot(SAVE_MEAN_OR_DGAMMA), staging.slot(SAVE_INVSTD_OR_DBETA), in.s());
         end();
-        downloadForward(s, y, rm, rv, saveMean, saveInvstd, runningMean, runningVar);
+        downloadForward(in, y, saveMean, saveInvstd, runningMean, runningVar);
     }
 
     /**
-     * Copies y (unless null: the caller copies a 16-bit y itself), the saved and the running statistics back; the
+     * Copies y (unless null: a 16-bit y is copied by the caller), the saved and the running statistics back; the
      * caller's per-channel arrays only after every copy.
      */
-    private void downloadForward(DeviceStream s, float[] y, DevicePointer rm, DevicePointer rv, float[] saveMean,
-                                 float[] saveInvstd, float[] runningMean, float[] runningVar) {
+    private void downloadForward(Staged in, float[] y, float[] saveMean, float[] saveInvstd, float[] runningMean,
+                                 float[] runningVar) {
+        DeviceStream s = in.s();
         int c = saveMean.length;
         float[] mean = new float[c];
         float[] invstd = new float[c];
         float[] newRm = runningMean == null ? null : new float[c];
         float[] newRv = runningVar == null ? null : new float[c];
-        if (y != null) device.copyToHost(staging.out.pointer(), y, 0, y.length, s);
-        device.copyToHost(staging.channel(4), mean, 0, mean.length, s);
-        device.copyToHost(staging.channel(5), invstd, 0, invstd.length, s);
+        if (y != null) device.copyToHost(staging.tensor(OUT), y, 0, y.length, s);
+        device.copyToHost(staging.slot(SAVE_MEAN_OR_DGAMMA), mean, 0, mean.length, s);
+        device.copyToHost(staging.slot(SAVE_INVSTD_OR_DBETA), invstd, 0, invstd.length, s);
         if (newRm != null) {
-            device.copyToHost(rm, newRm, 0, newRm.length, s);
-            device.copyToHost(rv, newRv, 0, newRv.length, s);
+            device.copyToHost(in.mean(), newRm, 0, newRm.length, s);
+            device.copyToHost(in.varOrInvstd(), newRv, 0, newRv.length, s);
         }
         // Only now, with every copy done, touch the caller's per-channel state.
         System.arraycopy(mean, 0, saveMean, 0, mean.length);
@@ -162,13 +150,7 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
     protected void doForwardWithStatistics(Shape shape, float[] x, ChannelStatistics statistics, float[] gamma,
                                            float[] beta, double eps, float[] runningMean, float[] runningVar,
                                            double momentum, float[] y, float[] saveMean, float[] saveInvstd) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
-        DevicePointer g = uploadChannels(gamma, 0, s);
-        DevicePointer b = uploadChannels(beta, 1, s);
-        DevicePointer rm = uploadChannels(runningMean, 2, s);
-        DevicePointer rv = uploadChannels(runningVar, 3, s);
+        Staged in = stage(shape, x, null, gamma, beta, runningMean, runningVar);
         int c = shape.channels();
         float[] record = new float[DeviceResidentBatchNorm.statisticsRecordFloats(c)];
         System.arraycopy(DeviceResidentBatchNorm.countWords(statistics.count()), 0, record, 0, 2);
@@ -178,28 +160,24 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
             record[2 + c + k] = (float) (statistics.mean(k) - center);
             record[2 + 2 * c + k] = (float) statistics.m2(k);
         }
-        device.copyToDevice(record, 0, staging.record.pointer(), record.length, s);
+        device.copyToDevice(record, 0, staging.record(), record.length, in.s());
         begin();
-        kernels.forwardWithRecords(shape, staging.a.pointer(), staging.record.pointer(), 1, g, b, eps, rm, rv,
-                momentum, staging.out.pointer(), staging.channel(4), staging.channel(5), s);
+        kernels.forwardWithRecords(shape, in.x(), staging.record(), 1, in.gamma(), in.beta(), eps, in.mean(),
+                in.varOrInvstd(), momentum, staging.tensor(OUT), staging.slot(SAVE_MEAN_OR_DGAMMA),
+                staging.slot(SAVE_INVSTD_OR_DBETA), in.s());
         end();
-        downloadForward(s, y, rm, rv, saveMean, saveInvstd, runningMean, runningVar);
+        downloadForward(in, y, saveMean, saveInvstd, runningMean, runningVar);
     }
 
     @Override
     protected GradientSums doGradientSums(Shape shape, float[] x, float[] dy, float[] saveMean, float[] saveInvstd) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
-        upload(dy, staging.b, s);
-        DevicePointer m = uploadChannels(saveMean, 2, s);
-        DevicePointer is = uploadChannels(saveInvstd, 3, s);
+        Staged in = stage(shape, x, dy, null, null, saveMean, saveInvstd);
         begin();
-        kernels.gradientRecord(shape, staging.a.pointer(), staging.b.pointer(), m, is, staging.record.pointer(), s);
+        kernels.gradientRecord(shape, in.x(), in.dy(), in.mean(), in.varOrInvstd(), staging.record(), in.s());
         end();
         int c = shape.channels();
         float[] record = new float[DeviceResidentBatchNorm.gradientRecordFloats(c)];
-        device.copyToHost(staging.record.pointer(), record, 0, record.length, s);
+        device.copyToHost(staging.record(), record, 0, record.length, in.s());
         double[] sumDy = new double[c];
         double[] sumDyXhat = new double[c];
         for (int k = 0; k < c; k++) {
@@ -212,13 +190,7 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
     @Override
     protected void doBackwardWithSums(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, GradientSums sums, float[] dx) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
-        upload(dy, staging.b, s);
-        DevicePointer g = uploadChannels(gamma, 0, s);
-        DevicePointer m = uploadChannels(saveMean, 2, s);
-        DevicePointer is = uploadChannels(saveInvstd, 3, s);
+        Staged in = stage(shape, x, dy, gamma, null, saveMean, saveInvstd);
         int c = shape.channels();
         float[] record = new float[DeviceResidentBatchNorm.gradientRecordFloats(c)];
         System.arraycopy(DeviceResidentBatchNorm.countWords(sums.count()), 0, record, 0, 2);
@@ -226,93 +198,67 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
             record[2 + k] = (float) sums.sumDy(k);
             record[2 + c + k] = (float) sums.sumDyXhat(k);
         }
-        device.copyToDevice(record, 0, staging.record.pointer(), record.length, s);
+        device.copyToDevice(record, 0, staging.record(), record.length, in.s());
         begin();
-        kernels.backwardWithRecords(shape, staging.a.pointer(), staging.b.pointer(), g, m, is,
-                staging.record.pointer(), 1, staging.out.pointer(), null, null, s);
+        kernels.backwardWithRecords(shape, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(), staging.record(),
+                1, staging.tensor(OUT), null, null, in.s());
         end();
-        device.copyToHost(staging.out.pointer(), dx, 0, dx.length, s);
+        device.copyToHost(staging.tensor(OUT), dx, 0, dx.length, in.s());
     }
 
     @Override
     protected void doForwardInference(Shape shape, float[] x, float[] gamma, float[] beta, float[] runningMean,
                                       float[] runningVar, double eps, float[] y) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
-        DevicePointer g = uploadChannels(gamma, 0, s);
-        DevicePointer b = uploadChannels(beta, 1, s);
-        DevicePointer rm = uploadChannels(runningMean, 2, s);
-        DevicePointer rv = uploadChannels(runningVar, 3, s);
+        Staged in = stage(shape, x, null, gamma, beta, runningMean, runningVar);
         begin();
-        kernels.forwardInference(shape, staging.a.pointer(), g, b, rm, rv, eps, staging.out.pointer(), s);
+        kernels.forwardInference(shape, in.x(), in.gamma(), in.beta(), in.mean(), in.varOrInvstd(), eps,
+                staging.tensor(OUT), in.s());
         end();
-        device.copyToHost(staging.out.pointer(), y, 0, y.length, s);
+        device.copyToHost(staging.tensor(OUT), y, 0, y.length, in.s());
     }
 
     @Override
     protected void doNormalize(Shape shape, float[] x, float[] gamma, float[] beta, float[] mean, float[] invstd,
                                float[] y) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
-        DevicePointer g = uploadChannels(gamma, 0, s);
-        DevicePointer b = uploadChannels(beta, 1, s);
-        DevicePointer m = uploadChannels(mean, 2, s);
-        DevicePointer is = uploadChannels(invstd, 3, s);
+        Staged in = stage(shape, x, null, gamma, beta, mean, invstd);
         begin();
-        kernels.normalize(shape, staging.a.pointer(), g, b, m, is, staging.out.pointer(), s);
+        kernels.normalize(shape, in.x(), in.gamma(), in.beta(), in.mean(), in.varOrInvstd(), staging.tensor(OUT),
+                in.s());
         end();
-        device.copyToHost(staging.out.pointer(), y, 0, y.length, s);
+        device.copyToHost(staging.tensor(OUT), y, 0, y.length, in.s());
     }
 
     @Override
     protected void doBackwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
-        upload(dy, staging.b, s);
-        DevicePointer g = uploadChannels(gamma, 0, s);
-        DevicePointer m = uploadChannels(saveMean, 2, s);
-        DevicePointer is = uploadChannels(saveInvstd, 3, s);
-        DevicePointer dg = dgamma != null ? staging.channel(4) : null;
-        DevicePointer db = dbeta != null ? staging.channel(5) : null;
+        Staged in = stage(shape, x, dy, gamma, null, saveMean, saveInvstd);
         begin();
-        kernels.backwardTraining(shape, staging.a.pointer(), staging.b.pointer(), g, m, is, staging.out.pointer(),
-                dg, db, s);
+        kernels.backwardTraining(shape, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(), staging.tensor(OUT),
+                dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
+                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
         end();
-        downloadGradients(s, dx, dgamma, dbeta);
+        downloadGradients(in.s(), dx, dgamma, dbeta);
     }
 
     @Override
     protected void doBackwardInference(Shape shape, float[] x, float[] dy, float[] gamma, float[] runningMean,
                                        float[] runningVar, double eps, float[] dx, float[] dgamma, float[] dbeta) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
-        upload(dy, staging.b, s);
-        DevicePointer g = uploadChannels(gamma, 0, s);
-        DevicePointer rm = uploadChannels(runningMean, 2, s);
-        DevicePointer rv = uploadChannels(runningVar, 3, s);
-        DevicePointer dg = dgamma != null ? staging.channel(4) : null;
-        DevicePointer db = dbeta != null ? staging.channel(5) : null;
+        Staged in = stage(shape, x, dy, gamma, null, runningMean, runningVar);
         begin();
-        kernels.backwardInference(shape, staging.a.pointer(), staging.b.pointer(), g, rm, rv, eps,
-                staging.out.pointer(), dg, db, s);
+        kernels.backwardInference(shape, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(), eps,
+                staging.tensor(OUT), dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
+                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
         end();
-        downloadGradients(s, dx, dgamma, dbeta);
+        downloadGradients(in.s(), dx, dgamma, dbeta);
     }
 
-    // ---- 16-bit activations: the same staging, the kernels of the storage type ---------------------------------------
+    // ---- 16-bit activations: the same staging (each tensor holds n floats, so n halves fit), the 16-bit kernels -------
 
     @Override
     protected ChannelStatistics doStatistics(Shape shape, DType dtype, short[] x) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
+        Staged in = stage(shape, x, null, null, null, null, null);
         begin();
-        ChannelStatistics out = kernels.statistics(shape, dtype, staging.a.pointer(), s);
+        ChannelStatistics out = kernels.statistics(shape, dtype, in.x(), in.s());
         end();
         return out;
     }
@@ -321,103 +267,86 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
     protected void doForwardTraining(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, double eps,
                                      float[] runningMean, float[] runningVar, double momentum, short[] y,
                                      float[] saveMean, float[] saveInvstd) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
-        DevicePointer g = uploadChannels(gamma, 0, s);
-        DevicePointer b = uploadChannels(beta, 1, s);
-        DevicePointer rm = uploadChannels(runningMean, 2, s);
-        DevicePointer rv = uploadChannels(runningVar, 3, s);
+        Staged in = stage(shape, x, null, gamma, beta, runningMean, runningVar);
         begin();
-        kernels.forwardTraining(shape, dtype, staging.a.pointer(), g, b, eps, rm, rv, momentum, staging.out.pointer(),
-                staging.channel(4), staging.channel(5), s);
+        kernels.forwardTraining(shape, dtype, in.x(), in.gamma(), in.beta(), eps, in.mean(), in.varOrInvstd(),
+                momentum, staging.tensor(OUT), staging.slot(SAVE_MEAN_OR_DGAMMA), staging.slot(SAVE_INVSTD_OR_DBETA),
+                in.s());
         end();
         short[] out = new short[y.length];
-        device.copyToHost(staging.out.pointer(), out, 0, out.length, s);
-        downloadForward(s, null, rm, rv, saveMean, saveInvstd, runningMean, runningVar);
+        device.copyToHost(staging.tensor(OUT), out, 0, out.length, in.s());
+        downloadForward(in, null, saveMean, saveInvstd, runningMean, runningVar);
         System.arraycopy(out, 0, y, 0, y.length);
     }
 
     @Override
     protected void doForwardInference(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta,
                                       float[] runningMean, float[] runningVar, double eps, short[] y) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
-        DevicePointer g = uploadChannels(gamma, 0, s);
-        DevicePointer b = uploadChannels(beta, 1, s);
-        DevicePointer rm = uploadChannels(runningMean, 2, s);
-        DevicePointer rv = uploadChannels(runningVar, 3, s);
+        Staged in = stage(shape, x, null, gamma, beta, runningMean, runningVar);
         begin();
-        kernels.forwardInference(shape, dtype, staging.a.pointer(), g, b, rm, rv, eps, staging.out.pointer(), s);
+        kernels.forwardInference(shape, dtype, in.x(), in.gamma(), in.beta(), in.mean(), in.varOrInvstd(), eps,
+                staging.tensor(OUT), in.s());
         end();
-        device.copyToHost(staging.out.pointer(), y, 0, y.length, s);
+        device.copyToHost(staging.tensor(OUT), y, 0, y.length, in.s());
     }
 
     @Override
     protected void doNormalize(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, float[] mean,
                                float[] invstd, short[] y) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
-        DevicePointer g = uploadChannels(gamma, 0, s);
-        DevicePointer b = uploadChannels(beta, 1, s);
-        DevicePointer m = uploadChannels(mean, 2, s);
-        DevicePointer is = uploadChannels(invstd, 3, s);
+        Staged in = stage(shape, x, null, gamma, beta, mean, invstd);
         begin();
-        kernels.normalize(shape, dtype, staging.a.pointer(), g, b, m, is, staging.out.pointer(), s);
+        kernels.normalize(shape, dtype, in.x(), in.gamma(), in.beta(), in.mean(), in.varOrInvstd(),
+                staging.tensor(OUT), in.s());
         end();
-        device.copyToHost(staging.out.pointer(), y, 0, y.length, s);
+        device.copyToHost(staging.tensor(OUT), y, 0, y.length, in.s());
     }
 
     @Override
     protected void doBackwardTraining(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
                                       float[] saveMean, float[] saveInvstd, short[] dx, float[] dgamma,
                                       float[] dbeta) {
-        DeviceStream s = device.defaultStream();
-        staging.ensure(shape);
-        upload(x, staging.a, s);
-        upload(dy, staging.b, s);
-        DevicePointer g = uploadChannels(gamma, 0, s);
-        DevicePointer m = uploadChannels(saveMean, 2, s);
-        DevicePointer is = uploadChannels(saveInvstd, 3, s);
-        DevicePointer dg = dgamma != null ? staging.channel(4) : null;
-        DevicePointer db = dbeta != null ? staging.channel(5) : null;
+        Staged in = stage(shape, x, dy, gamma, null, saveMean, saveInvstd);
         begin();
-        kernels.backwardTraining(shape, dtype, staging.a.pointer(), staging.b.pointer(), g, m, is,
-                staging.out.pointer(), dg, db, s);
+        kernels.backwardTraining(shape, dtype, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(),
+                staging.tensor(OUT), dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
+                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
         end();
-        downloadGradients(s, dx, dgamma, dbeta);
+        downloadGradients(in.s(), dx, dgamma, dbeta);
     }
 
     @Override
     protected void doBackwardInference(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
                                        float[] runningMean, float[] runningVar, double eps, short[] dx,
                                        float[] dgamma, float[] dbeta) {
+        Staged in = stage(shape, x, dy, gamma, null, runningMean, runningVar);
+        begin();
+        kernels.backwardInference(shape, dtype, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(), eps,
+                staging.tensor(OUT), dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
+                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+        end();
+        downloadGradients(in.s(), dx, dgamma, dbeta);
+    }
+
+    /** {@link #stage} for 16-bit x and dy. */
+    private Staged stage(Shape shape, short[] x, short[] dy, float[] gamma, float[] beta, float[] mean,
+                         float[] varOrInvstd) {
         DeviceStream s = device.defaultStream();
         staging.ensure(shape);
-        upload(x, staging.a, s);
-        upload(dy, staging.b, s);
-        DevicePointer g = uploadChannels(gamma, 0, s);
-        DevicePointer rm = uploadChannels(runningMean, 2, s);
-        DevicePointer rv = uploadChannels(runningVar, 3, s);
-        DevicePointer dg = dgamma != null ? staging.channel(4) : null;
-        DevicePointer db = dbeta != null ? staging.channel(5) : null;
-        begin();
-        kernels.backwardInference(shape, dtype, staging.a.pointer(), staging.b.pointer(), g, rm, rv, eps,
-                staging.out.pointer(), dg, db, s);
-        end();
-        downloadGradients(s, dx, dgamma, dbeta);
+        DevicePointer px = staging.tensor(X);
+        device.copyToDevice(x, 0, px, x.length, s);
+        DevicePointer pdy = null;
+        if (dy != null) {
+            pdy = staging.tensor(DY);
+            device.copyToDevice(dy, 0, pdy, dy.length, s);
+        }
+        return new Staged(s, px, pdy, upload(gamma, staging.slot(GAMMA), s), upload(beta, staging.slot(BETA), s),
+                upload(mean, staging.slot(MEAN), s), upload(varOrInvstd, staging.slot(VAR_OR_INVSTD), s));
     }
 
     private void downloadGradients(DeviceStream s, short[] dx, float[] dgamma, float[] dbeta) {
-        device.copyToHost(staging.out.pointer(), dx, 0, dx.length, s);
-        if (dgamma != null) device.copyToHost(staging.channel(4), dgamma, 0, dgamma.length, s);
-        if (dbeta != null) device.copyToHost(staging.channel(5), dbeta, 0, dbeta.length, s);
-    }
-
-    private void upload(short[] host, DeviceBuffer dst, DeviceStream s) {
-        device.copyToDevice(host, 0, dst.pointer(), host.length, s);
+        device.copyToHost(staging.tensor(OUT), dx, 0, dx.length, s);
+        if (dgamma != null) device.copyToHost(staging.slot(SAVE_MEAN_OR_DGAMMA), dgamma, 0, dgamma.length, s);
+        if (dbeta != null) device.copyToHost(staging.slot(SAVE_INVSTD_OR_DBETA), dbeta, 0, dbeta.length, s);
     }
 
     @Override
@@ -431,20 +360,38 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
     }
 
     private void downloadGradients(DeviceStream s, float[] dx, float[] dgamma, float[] dbeta) {
-        device.copyToHost(staging.out.pointer(), dx, 0, dx.length, s);
-        if (dgamma != null) device.copyToHost(staging.channel(4), dgamma, 0, dgamma.length, s);
-        if (dbeta != null) device.copyToHost(staging.channel(5), dbeta, 0, dbeta.length, s);
+        device.copyToHost(staging.tensor(OUT), dx, 0, dx.length, s);
+        if (dgamma != null) device.copyToHost(staging.slot(SAVE_MEAN_OR_DGAMMA), dgamma, 0, dgamma.length, s);
+        if (dbeta != null) device.copyToHost(staging.slot(SAVE_INVSTD_OR_DBETA), dbeta, 0, dbeta.length, s);
     }
 
-    private void upload(float[] host, DeviceBuffer dst, DeviceStream s) {
-        device.copyToDevice(host, 0, dst.pointer(), host.length, s);
+    /**
+     * An operation's inputs on the device, in the staging buffers, on the default stream; an input given as null
+     * (absent, or not read by the operation) is a null pointer.
+     *
+     * @param mean        the per-channel mean the operation reads: running, given or saved
+     * @param varOrInvstd its partner: the running variance (eval), or the given or saved invstd
+     */
+    private record Staged(DeviceStream s, DevicePointer x, DevicePointer dy, DevicePointer gamma, DevicePointer beta,
+                          DevicePointer mean, DevicePointer varOrInvstd) {
     }
 
-    private DevicePointer uploadChannels(float[] host, int slot, DeviceStream s) {
+    /** Sizes the staging buffers for {@code shape} and uploads the given inputs into their slots. */
+    private Staged stage(Shape shape, float[] x, float[] dy, float[] gamma, float[] beta, float[] mean,
+                         float[] varOrInvstd) {
+        DeviceStream s = device.defaultStream();
+        staging.ensure(shape);
+        return new Staged(s, upload(x, staging.tensor(X), s), upload(dy, staging.tensor(DY), s),
+                upload(gamma, staging.slot(GAMMA), s), upload(beta, staging.slot(BETA), s),
+                upload(mean, staging.slot(MEAN), s),
+                upload(varOrInvstd, staging.slot(VAR_OR_INVSTD), s));
+    }
+
+    /** Copies {@code host} to {@code dst} and returns dst, or returns null for a null host array. */
+    private DevicePointer upload(float[] host, DevicePointer dst, DeviceStream s) {
         if (host == null) return null;
-        DevicePointer p = staging.channel(slot);
-        device.copyToDevice(host, 0, p, host.length, s);
-        return p;
+        device.copyToDevice(host, 0, dst, host.length, s);
+        return dst;
     }
 
     private void begin() {
@@ -459,15 +406,25 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         }
     }
 
-    /** Host-API staging buffers: tensors a (x), b (dy), out (y or dx), and six per-channel slots. */
+    /** The staging tensors: x, dy, and out (y of the forward operations, dx of the backward ones). */
+    enum Tensor { X, DY, OUT }
+
+    /**
+     * The per-channel staging slots, named by what the operations put there: inputs gamma, beta, a mean (running,
+     * given or saved) and its partner (the running variance in eval, a given or the saved invstd); outputs the saved
+     * mean or dgamma, the saved invstd or dbeta. An operation uses those it needs.
+     */
+    enum Slot { GAMMA, BETA, MEAN, VAR_OR_INVSTD, SAVE_MEAN_OR_DGAMMA, SAVE_INVSTD_OR_DBETA }
+
+    /**
+     * Host-API staging buffers, grown to the largest shape seen: the {@link Tensor}s, one buffer of the {@link Slot}s
+     * (each 256-byte aligned) and one record buffer (the split operations).
+     */
     private static final class Staging implements AutoCloseable {
-        private static final int CHANNEL_SLOTS = 6;
         private final Device device;
-        DeviceBuffer a;
-        DeviceBuffer b;
-        DeviceBuffer out;
-        DeviceBuffer channels;
-        DeviceBuffer record;   // one statistics or gradient record (the split operations)
+        private final DeviceBuffer[] tensors = new DeviceBuffer[Tensor.values().length];
+        private DeviceBuffer channels;
+        private DeviceBuffer record;   // one statistics or gradient record (the split operations)
         private long elementCap;
         private int channelCap;
 
@@ -480,9 +437,7 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
             int c = shape.channels();
             if (n > elementCap) {
                 closeTensors();
-                a = device.allocate(n * 4);
-                b = device.allocate(n * 4);
-                out = device.allocate(n * 4);
+                for (int t = 0; t < tensors.length; t++) tensors[t] = device.allocate(n * 4);
                 elementCap = n;
             }
             if (c > channelCap) {
@@ -490,14 +445,22 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
                 channels = null;
                 if (record != null) record.close();
                 record = null;
-                channels = device.allocate(slotBytes(c) * CHANNEL_SLOTS);
+                channels = device.allocate(slotBytes(c) * Slot.values().length);
                 record = device.allocate(4L * DeviceResidentBatchNorm.statisticsRecordFloats(c));
                 channelCap = c;
             }
         }
 
-        DevicePointer channel(int slot) {
-            return channels.at(slot * slotBytes(channelCap));
+        DevicePointer tensor(Tensor t) {
+            return tensors[t.ordinal()].pointer();
+        }
+
+        DevicePointer slot(Slot slot) {
+            return channels.at(slot.ordinal() * slotBytes(channelCap));
+        }
+
+        DevicePointer record() {
+            return record.pointer();
         }
 
         private static long slotBytes(int c) {
@@ -505,10 +468,10 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         }
 
         private void closeTensors() {
-            for (DeviceBuffer buf : new DeviceBuffer[]{a, b, out}) {
-                if (buf != null) buf.close();
+            for (int t = 0; t < tensors.length; t++) {
+                if (tensors[t] != null) tensors[t].close();
+                tensors[t] = null;
             }
-            a = b = out = null;
             elementCap = 0;
         }
 

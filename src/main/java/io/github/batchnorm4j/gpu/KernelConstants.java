@@ -2,7 +2,7 @@ package io.github.batchnorm4j.gpu;
 
 /**
  * Flags, modes and kernel names shared with the device code. The numeric values mirror the {@code #define}s of
- * {@code cuda/batchnorm_common.cuh}; change both together.
+ * {@code cuda/batchnorm_common.cuh}; change both together (KernelConstantsTest compares them).
  */
 final class KernelConstants {
     static final int HAS_GAMMA = 1;

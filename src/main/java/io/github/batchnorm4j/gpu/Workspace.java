@@ -32,6 +32,7 @@ final class Workspace implements AutoCloseable {
         DeviceBuffer fresh = device.allocate(bytes);
         try {
             device.memset(fresh.pointer(), (byte) 0, newCounters * 4, stream);
+            device.declareSelfResetting(fresh.pointer(), newCounters * 4);   // the emulator checks it after every launch
         } catch (RuntimeException e) {
             fresh.close();
             throw e;

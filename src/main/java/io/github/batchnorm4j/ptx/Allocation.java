@@ -13,6 +13,21 @@ final class Allocation {
     final String label;
     boolean freed;
 
+    // Per-launch state of the memory-ordering check (MemoryOrder), cleared when the launch ends.
+    /** The writer of each 4-byte word in the running launch (0: not written; see MemoryOrder), or null. */
+    int[] shadow;
+    /** The word range [orderLo, orderHi) of {@link #shadow} that the running launch wrote. */
+    int orderLo = Integer.MAX_VALUE, orderHi;
+    /** One bit per 4-byte word read through ld.global.nc in the running launch, or null; and the first such read. */
+    long[] ncRead;
+    int ncLine, ncBlock, ncThread;
+    /** Locations in this allocation that strong writes released in the running launch. */
+    int syncVars;
+    /** The MemoryOrder of the running launch once it touched this allocation. */
+    Object orderOwner;
+    /** Byte ranges {offset, length} that every launch must leave zero (EmulatedDevice#declareSelfResetting), or null. */
+    java.util.List<long[]> zeroBetweenLaunches;
+
     Allocation(long base, long size, String label) {
         if (size > Integer.MAX_VALUE - 64) {
             throw new IllegalArgumentException("the emulator allocates at most 2 GiB per buffer, asked " + size + " bytes");

@@ -33,7 +33,9 @@ import java.util.function.IntUnaryOperator;
  * <ul>
  *   <li>Everything is synchronous: streams are trivial and every call completes before it returns.</li>
  *   <li>Blocks run one after another in a seeded shuffled order ({@link EmulatorOptions}), so code relying on block
- *       order fails, and last-block patterns with atomics and fences work.</li>
+ *       order fails. Since a block always sees what earlier blocks wrote, the memory-ordering check reports reads a GPU
+ *       could serve stale: cross-block reads without a fence/atomic/fence chain or through L1, and .nc reads of data
+ *       the launch writes (see {@code MemoryOrder} and docs/emulator.md).</li>
  *   <li>Errors a GPU would report late or never (out-of-bounds, misaligned, uninitialized reads, shared-memory races,
  *       barrier divergence, unsupported instructions) throw a {@link DeviceException} from {@link #launch} naming
  *       kernel, PTX line, block, thread and address. Memory written before the error stays written.</li>
@@ -250,6 +252,22 @@ public final class EmulatedDevice implements MeasuringDevice {
         a.markInit(dst.byteOffset(), bytes);
     }
 
+    /**
+     * Every later launch fails if it leaves a non-zero 4-byte word in {@code [region, region + bytes)} (checked with
+     * {@link EmulatorOptions#orderCheck()}), naming the kernel and the word's last writer.
+     */
+    @Override
+    public synchronized void declareSelfResetting(DevicePointer region, long bytes) {
+        open();
+        Allocation a = target(region, bytes, "region");
+        if (region.byteOffset() % 4 != 0 || bytes % 4 != 0 || bytes < 4) {
+            throw new IllegalArgumentException("region: expected a 4-byte aligned offset and a positive multiple of 4"
+                    + " bytes, got offset " + region.byteOffset() + " and " + bytes + " bytes");
+        }
+        if (a.zeroBetweenLaunches == null) a.zeroBetweenLaunches = new ArrayList<>();
+        a.zeroBetweenLaunches.add(new long[]{region.byteOffset(), bytes});
+    }
+
     // ------------------------------------------------------------ modules and launches
 
     @Override
@@ -258,7 +276,12 @@ public final class EmulatedDevice implements MeasuringDevice {
         Objects.requireNonNull(name, "name");
         Objects.requireNonNull(ptx, "ptx");
         List<Allocation> vars = new ArrayList<>();
-        PtxModule parsed;
+        PtxModule parsed = ParsedModules.get(name, ptx);
+        if (parsed != null) {
+            Module m = new Module(name, parsed, vars);
+            modules.add(m);
+            return m;
+        }
         try {
             parsed = PtxParser.parse(name, ptx, (var, bytes, init) -> {
                 Allocation a = memory.allocate(bytes, "module variable " + var + " of " + name);
@@ -271,6 +294,7 @@ public final class EmulatedDevice implements MeasuringDevice {
             for (Allocation a : vars) memory.free(a); // a failed load leaves nothing behind
             throw e;
         }
+        if (vars.isEmpty()) ParsedModules.put(name, ptx, parsed); // no device addresses baked in: reusable
         Module m = new Module(name, parsed, vars);
         modules.add(m);
         return m;

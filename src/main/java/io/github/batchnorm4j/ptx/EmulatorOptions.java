@@ -10,6 +10,11 @@ package io.github.batchnorm4j.ptx;
  * @param raceCheck        shared-memory data races between barriers (threads of different warps)
  * @param syncCheck        warp-synchronous instructions (shfl/vote/bar.warp.sync) whose member mask names lanes that
  *                         are not converged at that instruction
+ * @param orderCheck       the memory-ordering model ({@link MemoryOrder}): reads of global bytes another block wrote in
+ *                         the same launch without a fence/atomic/fence chain or with a load that may hit a stale L1
+ *                         line, .nc reads of bytes written in the launch, stores to bytes read through .nc, and
+ *                         regions declared zero between launches ({@link EmulatedDevice#declareSelfResetting}) left
+ *                         non-zero
  * @param shuffleBlocks    run blocks in a pseudo-random order drawn from {@code blockOrderSeed}; false runs them in
  *                         linear block-index order
  * @param blockOrderSeed   seed of the block order
@@ -21,7 +26,7 @@ package io.github.batchnorm4j.ptx;
  *                         run one at a time); 2^34 by default
  */
 public record EmulatorOptions(boolean memoryCheck, boolean initCheck, boolean raceCheck, boolean syncCheck,
-                              boolean shuffleBlocks, long blockOrderSeed, int multiprocessorCount,
+                              boolean orderCheck, boolean shuffleBlocks, long blockOrderSeed, int multiprocessorCount,
                               boolean throwOnLeak, long maxBlockInstructions) {
 
     public EmulatorOptions {
@@ -35,54 +40,59 @@ public record EmulatorOptions(boolean memoryCheck, boolean initCheck, boolean ra
 
     /** Every check on, blocks shuffled with seed 1, 132 SMs, leaks thrown at close. */
     public static EmulatorOptions defaults() {
-        return new EmulatorOptions(true, true, true, true, true, 1L, 132, true, 1L << 34);
+        return new EmulatorOptions(true, true, true, true, true, true, 1L, 132, true, 1L << 34);
     }
 
     /** All checks off (for benchmarks). */
     public EmulatorOptions withoutChecks() {
-        return new EmulatorOptions(false, false, false, false, shuffleBlocks, blockOrderSeed, multiprocessorCount,
+        return new EmulatorOptions(false, false, false, false, false, shuffleBlocks, blockOrderSeed, multiprocessorCount,
                 throwOnLeak, maxBlockInstructions);
     }
 
     public EmulatorOptions withMemoryCheck(boolean on) {
-        return new EmulatorOptions(on, initCheck, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed,
+        return new EmulatorOptions(on, initCheck, raceCheck, syncCheck, orderCheck, shuffleBlocks, blockOrderSeed,
                 multiprocessorCount, throwOnLeak, maxBlockInstructions);
     }
 
     public EmulatorOptions withInitCheck(boolean on) {
-        return new EmulatorOptions(memoryCheck, on, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed,
+        return new EmulatorOptions(memoryCheck, on, raceCheck, syncCheck, orderCheck, shuffleBlocks, blockOrderSeed,
+                multiprocessorCount, throwOnLeak, maxBlockInstructions);
+    }
+
+    public EmulatorOptions withOrderCheck(boolean on) {
+        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, on, shuffleBlocks, blockOrderSeed,
                 multiprocessorCount, throwOnLeak, maxBlockInstructions);
     }
 
     public EmulatorOptions withRaceCheck(boolean on) {
-        return new EmulatorOptions(memoryCheck, initCheck, on, syncCheck, shuffleBlocks, blockOrderSeed,
+        return new EmulatorOptions(memoryCheck, initCheck, on, syncCheck, orderCheck, shuffleBlocks, blockOrderSeed,
                 multiprocessorCount, throwOnLeak, maxBlockInstructions);
     }
 
     /** Blocks in a shuffled order from this seed. */
     public EmulatorOptions withBlockOrderSeed(long seed) {
-        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, true, seed, multiprocessorCount,
+        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, orderCheck, true, seed, multiprocessorCount,
                 throwOnLeak, maxBlockInstructions);
     }
 
     /** Blocks in linear index order. */
     public EmulatorOptions withSequentialBlocks() {
-        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, false, blockOrderSeed,
+        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, orderCheck, false, blockOrderSeed,
                 multiprocessorCount, throwOnLeak, maxBlockInstructions);
     }
 
     public EmulatorOptions withMultiprocessorCount(int sms) {
-        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed, sms,
+        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, orderCheck, shuffleBlocks, blockOrderSeed, sms,
                 throwOnLeak, maxBlockInstructions);
     }
 
     public EmulatorOptions withMaxBlockInstructions(long max) {
-        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed,
+        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, orderCheck, shuffleBlocks, blockOrderSeed,
                 multiprocessorCount, throwOnLeak, max);
     }
 
     public EmulatorOptions withThrowOnLeak(boolean on) {
-        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, shuffleBlocks, blockOrderSeed,
+        return new EmulatorOptions(memoryCheck, initCheck, raceCheck, syncCheck, orderCheck, shuffleBlocks, blockOrderSeed,
                 multiprocessorCount, on, maxBlockInstructions);
     }
 }

@@ -28,6 +28,8 @@ final class Insn {
     /** Memory: state space, base register (-1: absolute), constant offset (includes a symbol's address). */
     int space, baseReg = -1;
     long offset;
+    /** Memory-ordering qualifiers of ld/st/atom/red ({@link Op} ORD_* flags). */
+    int order;
     /** Bytes per element and number of elements (1, 2 or 4) of a memory access. */
     int memSize, vecN = 1;
     /** Branch target pc, or the barrier's thread-count register. */
@@ -57,7 +59,7 @@ final class Insn {
         c.op = op; c.type = type; c.type2 = type2; c.mode = mode; c.boolOp = boolOp; c.ftz = ftz; c.sat = sat;
         c.d = d; c.d2 = d2; c.a = a; c.b = b; c.c = this.c; c.e = e; c.negA = negA; c.negB = negB; c.negC = negC;
         c.guard = guard; c.guardNeg = guardNeg; c.vec = vec == null ? null : vec.clone(); c.space = space;
-        c.baseReg = baseReg; c.offset = offset; c.memSize = memSize; c.vecN = vecN; c.target = target; c.uni = uni;
+        c.baseReg = baseReg; c.offset = offset; c.order = order; c.memSize = memSize; c.vecN = vecN; c.target = target; c.uni = uni;
         c.call = call; c.localSym = localSym; c.line = line; c.text = text;
         return c;
     }

@@ -461,11 +461,11 @@ final class InsnDecoder {
                     in.b = src(ops.get(2), type); in.c = src(ops.get(3), PtxType.PRED); break;
                 case "cvt": decodeCvt(in, ops, mods, types); break;
                 case "cvta": decodeCvta(in, ops, mods); break;
-                case "ld": case "ldu": decodeLdSt(in, ops, mods, true); break;
-                case "st": decodeLdSt(in, ops, mods, false); break;
-                case "atom": case "red": decodeAtom(in, ops, mods, base.equals("atom")); break;
+                case "ld": case "ldu": decodeLdSt(in, ops, mods, true); in.order = memoryOrder(mods, false, base.equals("ldu")); break;
+                case "st": decodeLdSt(in, ops, mods, false); in.order = memoryOrder(mods, false, false); break;
+                case "atom": case "red": decodeAtom(in, ops, mods, base.equals("atom")); in.order = memoryOrder(mods, true, false); break;
                 case "prefetch": case "prefetchu": case "discard": case "applypriority": in.op = Op.NOP; break;
-                case "membar": case "fence": in.op = Op.MEMBAR; break;
+                case "membar": case "fence": in.op = Op.MEMBAR; in.mode = deviceFence(base, mods) ? 1 : 0; break;
                 case "bar": case "barrier": decodeBar(in, ops, mods); break;
                 case "shfl": decodeShfl(in, ops, mods); break;
                 case "vote": decodeVote(in, ops, mods); break;
@@ -735,6 +735,34 @@ final class InsnDecoder {
         } else {
             in.a = src(regTok, in.type);
         }
+    }
+
+    /**
+     * The {@link Op} ORD_* flags of a global ld/st/atom/red (see the memory-ordering model in {@link MemoryOrder}): .nc
+     * and ldu take the non-coherent read-only path; .cg/.cv and every access that is morally strong at gpu scope
+     * (.volatile, .mmio, .relaxed/.acquire/.release/.acq_rel with .gpu or .sys, atomics unless scoped to the CTA or
+     * cluster) bypass L1; .acquire/.acq_rel and .release/.acq_rel add the fence of an acquire or release pattern.
+     */
+    static int memoryOrder(List<String> mods, boolean atomic, boolean uniform) {
+        boolean narrow = mods.contains("cta") || mods.contains("cluster");
+        boolean acquire = mods.contains("acquire") || mods.contains("acq_rel");
+        boolean release = mods.contains("release") || mods.contains("acq_rel");
+        boolean ordered = acquire || release || mods.contains("relaxed");
+        boolean strong = mods.contains("volatile") || mods.contains("mmio") || (ordered && !narrow) || (atomic && !narrow);
+        int f = 0;
+        if (mods.contains("nc") || uniform) f |= Op.ORD_NC;
+        if (strong || mods.contains("cg") || mods.contains("cv")) f |= Op.ORD_BYPASS;
+        if (strong) f |= Op.ORD_STRONG;
+        if (strong && acquire) f |= Op.ORD_ACQUIRE;
+        if (strong && release) f |= Op.ORD_RELEASE;
+        return f;
+    }
+
+    /** Whether a membar/fence orders memory for other blocks: membar.gl/.sys, fence.sc/.acq_rel at .gpu or .sys. */
+    static boolean deviceFence(String base, List<String> mods) {
+        if (base.equals("membar")) return mods.contains("gl") || mods.contains("sys");
+        if (mods.contains("proxy") || mods.contains("mbarrier_init")) return false;
+        return mods.contains("gpu") || mods.contains("sys");
     }
 
     private void decodeAtom(Insn in, List<String> ops, List<String> mods, boolean atom) {

@@ -56,6 +56,8 @@ final class Interpreter {
     // metrics
     long threadInsns;
     private final MemoryUnit mem;
+    /** The memory-ordering check, or null when it is off. */
+    private final MemoryOrder ordering;
     private final long[] shflSrc = new long[32];
     /** Coverage of this launch, indexed by pc: threads that reached, and had the guard true (null when off). */
     private final long[] covThreads, covTaken;
@@ -95,8 +97,9 @@ final class Interpreter {
             regs[w] = r;
         }
         races = raceCheck ? new SharedRaceDetector(shared.length, nwarps) : null;
+        ordering = opt.orderCheck() ? new MemoryOrder(this, nthreads) : null;
         mem = new MemoryUnit(this, gmem, opt, params, shared, sharedBytes, local, localBytes, callParams,
-                callParamBytes, races);
+                callParamBytes, races, ordering);
         covThreads = coverage ? new long[code.length] : null;
         covTaken = coverage ? new long[code.length] : null;
     }
@@ -124,7 +127,12 @@ final class Interpreter {
                 order[j] = t;
             }
         }
-        for (int b : order) runBlock(b);
+        try {
+            for (int b : order) runBlock(b);
+            if (ordering != null) ordering.checkZeroRegions(fn.name + " (module " + fn.moduleName + ")");
+        } finally {
+            if (ordering != null) ordering.finish();
+        }
     }
 
     private void runBlock(int linear) {
@@ -134,6 +142,7 @@ final class Interpreter {
         cz = linear / (grid.x() * grid.y());
         Arrays.fill(shared, 0, sharedBytes, (byte) 0xFF);
         if (races != null) races.newBlock();
+        if (ordering != null) ordering.newBlock(linear);
         Arrays.fill(barArrived, 0);
         blockStartInsns = threadInsns;
         for (int w = 0; w < nwarps; w++) initWarp(w);
@@ -402,7 +411,8 @@ final class Interpreter {
             case Op.LOP3: Alu.lop3(R, in, m); break;
             case Op.SAD: Alu.sad(R, in, m); break;
             case Op.MATCH: match(R, in, m); break;
-            case Op.MEMBAR: case Op.NOP: break;
+            case Op.MEMBAR: if (ordering != null && in.mode == 1 && m != 0) ordering.fence(curWarp, m); break;
+            case Op.NOP: break;
             case Op.SHFL: shfl(R, in, m, mask); break;
             case Op.VOTE: vote(R, in, m, mask); break;
             case Op.ACTIVEMASK: for (int x = m; x != 0; x &= x - 1) R[in.d * 32 + Integer.numberOfTrailingZeros(x)] = mask; break;
@@ -429,6 +439,25 @@ final class Interpreter {
 
     private String blockName() {
         return "(" + cx + "," + cy + "," + cz + ")";
+    }
+
+    /** Block {@code linear} of the grid as "(x,y,z)". */
+    String blockNameOf(int linear) {
+        return "(" + linear % grid.x() + "," + (linear / grid.x()) % grid.y() + "," + linear / (grid.x() * grid.y()) + ")";
+    }
+
+    /** Thread {@code t} (linear index in the block) as "(x,y,z)". */
+    String threadNameOf(int t) {
+        int bx = block.x(), by = block.y();
+        return "(" + (t % bx) + "," + ((t / bx) % by) + "," + (t / (bx * by)) + ")";
+    }
+
+    Dim3 gridDim() {
+        return grid;
+    }
+
+    Dim3 blockDim() {
+        return block;
     }
 
     DeviceException fail(Insn in, int lane, String what) {
@@ -529,6 +558,7 @@ final class Interpreter {
                 waiting[w] &= ~rel;
             }
             barArrived[id] = 0;
+            if (ordering != null) ordering.barrier();
             if (races != null) races.newEpoch(); // a barrier orders the shared-memory accesses before it against those after it
         }
         return released;

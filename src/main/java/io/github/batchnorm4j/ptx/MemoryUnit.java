@@ -20,12 +20,15 @@ final class MemoryUnit {
     private final byte[] params, shared, local, callParams;
     private final int sharedBytes, localBytes, callParamBytes;
     private final SharedRaceDetector races;
+    private final MemoryOrder ordering;
     long gLoaded, gStored, requested, sectorBytes, atomics;
     private final long[] sectors = new long[128];
     private final long[] addrs = new long[32];
+    private final int[] lanes = new int[32];
 
     MemoryUnit(Interpreter it, GlobalMemory gmem, EmulatorOptions opt, byte[] params, byte[] shared, int sharedBytes,
-               byte[] local, int localBytes, byte[] callParams, int callParamBytes, SharedRaceDetector races) {
+               byte[] local, int localBytes, byte[] callParams, int callParamBytes, SharedRaceDetector races,
+               MemoryOrder ordering) {
         this.it = it;
         this.gmem = gmem;
         this.memCheck = opt.memoryCheck();
@@ -39,6 +42,7 @@ final class MemoryUnit {
         this.callParams = callParams;
         this.callParamBytes = callParamBytes;
         this.races = races;
+        this.ordering = ordering;
     }
 
 
@@ -252,13 +256,18 @@ final class MemoryUnit {
         int base = in.baseReg;
         int cnt = 0;
         boolean global = false;
+        Allocation first = null;   // the allocation the global lanes read (the usual case), or null when several
+        boolean mixed = false;
         for (int x = m; x != 0; x &= x - 1) {
             int l = Integer.numberOfTrailingZeros(x);
             long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
             resolve(in, l, addr, n, false);
             if (rAlloc != null) {
                 if (initCheck) checkInit(in, l, addr, n);
+                if (first == null) first = rAlloc;
+                else if (first != rAlloc) mixed = true;
                 global = true;
+                lanes[cnt] = l;
                 addrs[cnt++] = addr;
             } else if (raceCheck && rSpace == Op.SHARED) {
                 raceAccess(in, l, rOff, n, 0);
@@ -275,8 +284,31 @@ final class MemoryUnit {
             }
         }
         if (global) {
+            if (ordering != null && in.space != Op.CONST) orderLoad(in, cnt, n, mixed ? null : first);
             gLoaded += (long) cnt * n;
             sectorStats(cnt, n);
+        }
+    }
+
+    /**
+     * The ordering model's part of a warp-level global load of {@code addrs[0..cnt)} (lanes {@code lanes[]}), all in
+     * {@code alloc} unless it is null. Memory that no block wrote in this launch needs no per-lane check (the common
+     * case: inputs), so that a streaming load costs one test here, plus the .nc bookkeeping.
+     */
+    private void orderLoad(Insn in, int cnt, int n, Allocation alloc) {
+        int t0 = it.curWarp * 32;
+        if (alloc == null || alloc.shadow != null || (in.order & Op.ORD_STRONG) != 0) {
+            for (int i = 0; i < cnt; i++) {
+                Allocation a = alloc != null ? alloc : gmem.find(addrs[i], n);
+                ordering.load(a, (int) (addrs[i] - a.base), n, t0 + lanes[i], in);
+            }
+        }
+        if ((in.order & Op.ORD_NC) != 0) {
+            if (alloc != null) {
+                ordering.markNc(alloc, addrs, 0, cnt, n, t0 + lanes[0], in);
+            } else {
+                for (int i = 0; i < cnt; i++) ordering.markNc(gmem.find(addrs[i], n), addrs, i, i + 1, n, t0 + lanes[i], in);
+            }
         }
     }
 
@@ -292,6 +324,7 @@ final class MemoryUnit {
             resolve(in, l, addr, n, true);
             if (rAlloc != null) {
                 if (initCheck) rAlloc.markInit(rOff, n);
+                if (ordering != null) ordering.store(rAlloc, rOff, n, it.curWarp * 32 + l, in);
                 global = true;
                 addrs[cnt++] = addr;
             } else if (raceCheck && rSpace == Op.SHARED) {
@@ -346,6 +379,7 @@ final class MemoryUnit {
             resolve(in, l, addr, size, true);
             if (rAlloc != null) {
                 if (initCheck) checkInit(in, l, addr, size);
+                if (ordering != null) ordering.atomic(rAlloc, rOff, size, it.curWarp * 32 + l, in);
                 gLoaded += size;
                 gStored += size;
             } else if (rSpace != Op.SHARED) {

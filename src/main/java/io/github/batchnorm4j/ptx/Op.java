@@ -45,6 +45,9 @@ final class Op {
     // shfl modes, vote modes.
     static final int SHFL_UP = 0, SHFL_DOWN = 1, SHFL_BFLY = 2, SHFL_IDX = 3;
     static final int VOTE_ALL = 0, VOTE_ANY = 1, VOTE_UNI = 2, VOTE_BALLOT = 3;
+    // Memory-ordering qualifiers of ld/st/atom/red (Insn.order; see MemoryOrder). MEMBAR's Insn.mode is 1 for a fence
+    // that orders memory for other blocks (gpu or sys scope), 0 for a CTA-scope or proxy fence.
+    static final int ORD_NC = 1, ORD_BYPASS = 2, ORD_STRONG = 4, ORD_ACQUIRE = 8, ORD_RELEASE = 16;
     // atom ops (Insn.mode).
     static final int A_ADD = 0, A_MIN = 1, A_MAX = 2, A_INC = 3, A_DEC = 4, A_CAS = 5, A_EXCH = 6, A_AND = 7,
             A_OR = 8, A_XOR = 9;

@@ -111,6 +111,7 @@ final class PtxParser {
         int line = 1, startLine = 1;
         int inner = 0; // braces opened inside the current statement (vector operands, initializers)
         int paren = 0;
+        boolean blank = true; // cur holds only whitespace (tracked, not recomputed per character: statements are long)
         int n = text.length();
         for (int i = 0; i < n; i++) {
             char ch = text.charAt(i);
@@ -129,35 +130,38 @@ final class PtxParser {
             if (ch == '"') { // strings (e.g. .pragma "nounroll") are kept whole
                 int end = text.indexOf('"', i + 1);
                 if (end < 0) end = n - 1;
-                if (cur.toString().isBlank()) startLine = line;
+                if (blank) startLine = line;
                 cur.append(text, i, end + 1);
+                blank = false;
                 i = end;
                 continue;
             }
             if (ch == '\n') {
                 // these directives end at the end of their line, without ';'
-                String tt = cur.toString().stripLeading();
+                String tt = blank ? "" : cur.toString().stripLeading();
                 if (tt.startsWith(".version") || tt.startsWith(".target") || tt.startsWith(".address_size")
                         || tt.startsWith(".file") || tt.startsWith(".loc")) {
                     flush(out, cur, startLine);
+                    blank = true;
                 }
                 line++;
             }
             if (ch == '(') paren++;
             if (ch == ')') paren--;
-            String sofar = cur.toString();
             if (ch == '{' && inner == 0 && paren == 0) {
-                String tt = sofar.trim();
+                String tt = cur.toString().trim();
                 boolean blockOpen = tt.isEmpty() || endsWithLabel(tt)
                         || (tt.startsWith(".") && !tt.contains("="));
                 if (blockOpen) {
                     flush(out, cur, startLine);
+                    blank = true;
                     out.add(new Stmt("{", line));
                     continue;
                 }
             }
             if (ch == '}' && inner == 0) {
                 flush(out, cur, startLine);
+                blank = true;
                 out.add(new Stmt("}", line));
                 continue;
             }
@@ -165,11 +169,14 @@ final class PtxParser {
             if (ch == '}') inner--;
             if (ch == ';' && inner == 0) {
                 flush(out, cur, startLine);
+                blank = true;
                 continue;
             }
-            if (sofar.isBlank() && !Character.isWhitespace(ch)) {
+            if (blank) {
+                if (Character.isWhitespace(ch)) continue;   // whitespace between statements is dropped
                 cur.setLength(0);
                 startLine = line;
+                blank = false;
             }
             cur.append(ch);
         }

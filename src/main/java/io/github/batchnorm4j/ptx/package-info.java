@@ -7,7 +7,8 @@
  * ({@code InsnDecoder}) into {@code Insn} objects: int opcodes specialised for hot cases, register indices, immediates
  * and symbol addresses turned into preloaded constant registers; {@code Linker} appends called {@code .func}s to an
  * entry's code. {@code Interpreter} executes a launch (scheduling, barriers, warp collectives), {@code MemoryUnit} its
- * memory instructions, checks and traffic counts, {@code SharedRaceDetector} the race check; {@code Alu} and
+ * memory instructions, checks and traffic counts, {@code SharedRaceDetector} the race check, {@code MemoryOrder}
+ * the memory-ordering check between blocks; {@code Alu} and
  * {@code FloatOps} hold instruction semantics. Speed: {@code EmulatorBenchmark} in the test sources.
  *
  * <h2>Execution model</h2>
@@ -31,7 +32,12 @@
  * (equal values are accepted, as racecheck only warns about them; read-then-write by another lane is not checked);
  * barrier divergence (lanes of a warp at
  * different barriers, or a barrier some threads exit without reaching); warp-synchronous instructions whose member
- * mask names lanes not converged at that instruction; unsupported instructions (named, with line, when executed;
+ * mask names lanes not converged at that instruction; memory ordering between blocks ({@code MemoryOrder}, see
+ * docs/emulator.md): a read of global bytes another block of the launch stored, unless the store was fenced and
+ * released by an atomic of its block that the reader's block acquired (atomic, barrier, fence) and the load bypasses
+ * L1 ({@code .cg/.cv/.volatile/.relaxed.gpu/.acquire.gpu}), a {@code .nc} load of bytes written in the launch or a
+ * store to bytes read through {@code .nc}, and regions declared self-resetting left non-zero after a launch;
+ * unsupported instructions (named, with line, when executed;
  * {@link io.github.batchnorm4j.ptx.PtxCheck} lists them statically); leaks at device close. Shared memory starts each
  * block filled with 0xFF bytes (NaN floats, -1 integers) so reads before writes are visible.
  *
@@ -59,7 +65,8 @@
  * and move through mov/ld/st as raw bits, and inline-asm blocks may declare scoped registers without %); cvta, cvta.to,
  * isspacep; ld/ldu/st on global, shared, local,
  * param, const and generic addresses, scalar and .v2/.v4, with .nc/.volatile/.relaxed/.acquire/.release/cache hints;
- * atom and red (add incl. .f32/.f64, min, max, inc, dec, cas, exch, and, or, xor) on global and shared; membar/fence;
+ * atom and red (add incl. .f32/.f64, min, max, inc, dec, cas, exch, and, or, xor) on global and shared; membar/fence
+ * (their scope and the accesses' .nc/.cg/.volatile/.relaxed/.acquire/.release qualifiers feed the ordering check);
  * bar.sync/barrier.sync (ids, thread counts), bar.red (popc/and/or), bar.warp.sync; shfl.sync (up/down/bfly/idx with
  * clamp and segment mask), vote (all/any/uni/ballot), match.any/.all, activemask; %clock/%clock64; bra, ret, exit, trap, nanosleep,
  * prefetch; call to .func (non-recursive, direct; linked into one code array, parameters through per-thread call frames).

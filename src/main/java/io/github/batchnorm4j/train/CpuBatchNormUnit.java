@@ -10,12 +10,8 @@ import io.github.batchnorm4j.Shape;
  * on a channels-last {@code [rows, C]} shape. gamma, beta and their gradients are the layer's live arrays wrapped as
  * tensors, so SGD updates the layer's parameters in place.
  */
-final class CpuBatchNormUnit implements BatchNormUnit {
+final class CpuBatchNormUnit extends AbstractBatchNormUnit<CpuTensor> {
     private final BatchNorm layer;
-    private final CpuTensor gamma;
-    private final CpuTensor beta;
-    private final CpuTensor gammaGrad;
-    private final CpuTensor betaGrad;
     private final DType dtype;
 
     /**
@@ -23,37 +19,15 @@ final class CpuBatchNormUnit implements BatchNormUnit {
      *              are rounded once to it, which is the library's 16-bit batch norm
      */
     CpuBatchNormUnit(BatchNormOps ops, int channels, double eps, double momentum, DType dtype) {
+        this(BatchNorm.builder(channels).eps(eps).momentum(momentum).build(ops), dtype);
+    }
+
+    private CpuBatchNormUnit(BatchNorm layer, DType dtype) {
+        super(new Parameters<>(new CpuTensor(1, layer.channels(), layer.gamma()),
+                new CpuTensor(1, layer.channels(), layer.beta()), new CpuTensor(1, layer.channels(), layer.gammaGrad()),
+                new CpuTensor(1, layer.channels(), layer.betaGrad())));
+        this.layer = layer;
         this.dtype = dtype;
-        layer = BatchNorm.builder(channels).eps(eps).momentum(momentum).build(ops);
-        gamma = new CpuTensor(1, channels, layer.gamma());
-        beta = new CpuTensor(1, channels, layer.beta());
-        gammaGrad = new CpuTensor(1, channels, layer.gammaGrad());
-        betaGrad = new CpuTensor(1, channels, layer.betaGrad());
-    }
-
-    @Override
-    public int channels() {
-        return layer.channels();
-    }
-
-    @Override
-    public Tensor gamma() {
-        return gamma;
-    }
-
-    @Override
-    public Tensor beta() {
-        return beta;
-    }
-
-    @Override
-    public Tensor gammaGrad() {
-        return gammaGrad;
-    }
-
-    @Override
-    public Tensor betaGrad() {
-        return betaGrad;
     }
 
     /** The underlying library layer (running statistics, num_batches_tracked). */

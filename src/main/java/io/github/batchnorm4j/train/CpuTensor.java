@@ -7,9 +7,7 @@ import io.github.batchnorm4j.DType;
  * share it without copies. A 16-bit tensor keeps its values in the float array too, each one a value of its type
  * (the backend rounds whenever it writes; see {@link #store}).
  */
-public final class CpuTensor implements Tensor {
-    private final int rows;
-    private final int cols;
+public final class CpuTensor extends AbstractTensor {
     private final float[] data;
     private final DType dtype;
 
@@ -30,6 +28,7 @@ public final class CpuTensor implements Tensor {
 
     /** Wraps {@code data} (not copied; its values must already be values of {@code dtype}). */
     public CpuTensor(int rows, int cols, float[] data, DType dtype) {
+        super(rows, cols); // checked just below: a constructor that throws leaves no object behind
         if (dtype == null) throw new IllegalArgumentException("dtype must not be null");
         int n = TensorChecks.elementCount(rows, cols);
         if (data == null) throw new IllegalArgumentException("data must not be null");
@@ -37,8 +36,6 @@ public final class CpuTensor implements Tensor {
             throw new IllegalArgumentException("data: expected " + n + " floats for [" + rows + ", " + cols
                     + "], got " + data.length);
         }
-        this.rows = rows;
-        this.cols = cols;
         this.data = data;
         this.dtype = dtype;
     }
@@ -59,16 +56,6 @@ public final class CpuTensor implements Tensor {
         for (int i = from; i < to; i++) data[i] = dtype.round(data[i]);
     }
 
-    @Override
-    public int rows() {
-        return rows;
-    }
-
-    @Override
-    public int cols() {
-        return cols;
-    }
-
     /** The live backing array. */
     public float[] data() {
         return data;
@@ -77,10 +64,5 @@ public final class CpuTensor implements Tensor {
     /** Nothing to release: the array belongs to the garbage collector. */
     @Override
     public void close() {
-    }
-
-    @Override
-    public String toString() {
-        return "[" + rows + ", " + cols + "]" + (dtype == DType.FLOAT32 ? "" : " " + dtype);
     }
 }

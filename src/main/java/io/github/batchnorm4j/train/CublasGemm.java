@@ -29,8 +29,8 @@ public final class CublasGemm implements DeviceGemm, AutoCloseable {
     private boolean closed;
 
     /**
-     * Creates the cuBLAS handle (in the current context: use the device once before, which makes its primary context
-     * current on this thread).
+     * Creates the cuBLAS handle in the thread's current context: call {@link CudaDevice#makeCurrent()} of the device
+     * it will serve first.
      *
      * @throws DeviceException when cuBLAS cannot be loaded or initialized
      */
@@ -54,6 +54,9 @@ public final class CublasGemm implements DeviceGemm, AutoCloseable {
         need("a", a, (long) m * k);
         need("b", b, (long) k * n);
         need("c", c, (long) m * n);
+        // cuBLAS runs in the thread's current context: make it the stream's device's (several devices, or another
+        // library, may have switched it since this device's last call).
+        CudaDevice.of(stream).makeCurrent();
         check(JCublas2.cublasSetStream(handle, new cudaStream_t(CudaDevice.streamHandle(stream))), "cublasSetStream");
         Plan p = plan(transA, transB, m, n, k);
         // The first column-major operand is our B, the second our A (see the class comment).

@@ -14,16 +14,12 @@ import static io.github.batchnorm4j.train.DeviceTrainBackend.pointer;
  * all in device memory (no copy per step). Semantics match {@link CpuBatchNormUnit} (PyTorch's BatchNorm1d with a
  * fixed momentum).
  */
-final class DeviceBatchNormUnit implements BatchNormUnit {
+final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
     private final DeviceTrainBackend backend;
     private final DeviceResidentBatchNorm bn;
     private final int channels;
     private final double eps;
     private final double momentum;
-    private final DeviceTensor gamma;
-    private final DeviceTensor beta;
-    private final DeviceTensor gammaGrad;
-    private final DeviceTensor betaGrad;
     private final DeviceTensor runningMean;
     private final DeviceTensor runningVar;
     private final DeviceTensor saveMean;
@@ -32,51 +28,34 @@ final class DeviceBatchNormUnit implements BatchNormUnit {
 
     DeviceBatchNormUnit(DeviceTrainBackend backend, DeviceResidentBatchNorm bn, int channels, double eps,
                         double momentum) {
-        if (channels < 1) throw new IllegalArgumentException("channels: expected >= 1, got " + channels);
-        BatchNormOptions.checkEps(eps);
-        BatchNormOptions.checkMomentum(momentum);
+        super(new Parameters<>(ones(backend, checked(channels, eps, momentum)), backend.allocate(1, channels),
+                backend.allocate(1, channels), backend.allocate(1, channels)));
         this.backend = backend;
         this.bn = bn;
         this.channels = channels;
         this.eps = eps;
         this.momentum = momentum;
-        float[] ones = new float[channels];
-        Arrays.fill(ones, 1f);
-        gamma = backend.allocate(1, channels);
-        backend.upload(ones, gamma);
-        beta = backend.allocate(1, channels);
-        gammaGrad = backend.allocate(1, channels);
-        betaGrad = backend.allocate(1, channels);
         runningMean = backend.allocate(1, channels);
-        runningVar = backend.allocate(1, channels);
-        backend.upload(ones, runningVar);
+        runningVar = ones(backend, channels);
         saveMean = backend.allocate(1, channels);
         saveInvstd = backend.allocate(1, channels);
     }
 
-    @Override
-    public int channels() {
+    /** The arguments, checked before anything is allocated; returns {@code channels}. */
+    private static int checked(int channels, double eps, double momentum) {
+        if (channels < 1) throw new IllegalArgumentException("channels: expected >= 1, got " + channels);
+        BatchNormOptions.checkEps(eps);
+        BatchNormOptions.checkMomentum(momentum);
         return channels;
     }
 
-    @Override
-    public Tensor gamma() {
-        return gamma;
-    }
-
-    @Override
-    public Tensor beta() {
-        return beta;
-    }
-
-    @Override
-    public Tensor gammaGrad() {
-        return gammaGrad;
-    }
-
-    @Override
-    public Tensor betaGrad() {
-        return betaGrad;
+    /** A {@code [1, channels]} tensor of ones (gamma, and the running variance at start). */
+    private static DeviceTensor ones(DeviceTrainBackend backend, int channels) {
+        float[] ones = new float[channels];
+        Arrays.fill(ones, 1f);
+        DeviceTensor t = backend.allocate(1, channels);
+        backend.upload(ones, t);
+        return t;
     }
 
     @Override
@@ -84,13 +63,13 @@ final class DeviceBatchNormUnit implements BatchNormUnit {
         Shape shape = shape(x);
         TensorChecks.sameShape("y", y, x);
         if (training) {
-            bn.forwardTraining(shape, pointer("x", x), gamma.pointer(), beta.pointer(), eps, runningMean.pointer(),
-                    runningVar.pointer(), momentum, pointer("y", y), saveMean.pointer(), saveInvstd.pointer(),
-                    backend.stream());
+            bn.forwardTraining(shape, pointer("x", x), p.gamma().pointer(), p.beta().pointer(), eps,
+                    runningMean.pointer(), runningVar.pointer(), momentum, pointer("y", y), saveMean.pointer(),
+                    saveInvstd.pointer(), backend.stream());
             savedRows = x.rows();
         } else {
-            bn.forwardInference(shape, pointer("x", x), gamma.pointer(), beta.pointer(), runningMean.pointer(),
-                    runningVar.pointer(), eps, pointer("y", y), backend.stream());
+            bn.forwardInference(shape, pointer("x", x), p.gamma().pointer(), p.beta().pointer(),
+                    runningMean.pointer(), runningVar.pointer(), eps, pointer("y", y), backend.stream());
         }
     }
 
@@ -103,8 +82,9 @@ final class DeviceBatchNormUnit implements BatchNormUnit {
             throw new IllegalStateException("backward needs a training forward of the same shape first (saved "
                     + savedRows + " rows, got " + x.rows() + ")");
         }
-        bn.backwardTraining(shape, pointer("x", x), pointer("dy", dy), gamma.pointer(), saveMean.pointer(),
-                saveInvstd.pointer(), pointer("dx", dx), gammaGrad.pointer(), betaGrad.pointer(), backend.stream());
+        bn.backwardTraining(shape, pointer("x", x), pointer("dy", dy), p.gamma().pointer(), saveMean.pointer(),
+                saveInvstd.pointer(), pointer("dx", dx), p.gammaGrad().pointer(), p.betaGrad().pointer(),
+                backend.stream());
     }
 
     private Shape shape(Tensor x) {
@@ -114,8 +94,8 @@ final class DeviceBatchNormUnit implements BatchNormUnit {
     /** Frees the unit's device buffers (not the shared DeviceResidentBatchNorm). Idempotent. */
     @Override
     public void close() {
-        for (DeviceTensor t : new DeviceTensor[] {gamma, beta, gammaGrad, betaGrad, runningMean, runningVar,
-                saveMean, saveInvstd}) {
+        for (DeviceTensor t : new DeviceTensor[] {p.gamma(), p.beta(), p.gammaGrad(), p.betaGrad(), runningMean,
+                runningVar, saveMean, saveInvstd}) {
             t.close();
         }
     }

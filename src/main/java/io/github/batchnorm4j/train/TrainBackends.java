@@ -44,7 +44,7 @@ public final class TrainBackends {
         Device device = deviceProvider.openDevice();
         DeviceGemm gemm;
         try {
-            gemm = device instanceof CudaDevice ? cublasOrNull() : null;
+            gemm = device instanceof CudaDevice cuda ? cublasOrNull(cuda) : null;
         } catch (RuntimeException | LinkageError e) {
             device.close();
             throw e;
@@ -52,9 +52,10 @@ public final class TrainBackends {
         return new DeviceTrainBackend(device, resolved, gemm, true);
     }
 
-    /** cuBLAS, or null (our PTX GEMM: slower, same results) where libcublas does not load. */
-    private static DeviceGemm cublasOrNull() {
+    /** cuBLAS on {@code device}, or null (our PTX GEMM: slower, same results) where libcublas does not load. */
+    private static DeviceGemm cublasOrNull(CudaDevice device) {
         try {
+            device.makeCurrent();   // the handle belongs to the context current when it is created
             return new CublasGemm();
         } catch (DeviceException | LinkageError e) {
             System.err.println("note: cuBLAS unavailable (" + e.getMessage() + "); using the PTX GEMM");

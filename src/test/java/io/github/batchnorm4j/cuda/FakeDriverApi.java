@@ -20,12 +20,21 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * A driver without a GPU: device memory is host byte arrays (so copies round-trip), every call is recorded by name,
- * and any call can be made to fail with a chosen CUresult. JCuda handle objects are compared by identity (their
- * native pointers are all 0 here).
+ * A driver without a GPU: device memory is host byte arrays (so copies round-trip), every call is recorded by name
+ * together with the context current on the calling thread, and any call can be made to fail with a chosen CUresult.
+ * JCuda handle objects are compared by identity (their native pointers are 0 here), except contexts: as the real
+ * driver does, the fake writes a handle into the CUcontext it fills (the primary context of ordinal k is
+ * {@link #primaryContext}(k)), keeps the current context per thread (cuCtxSetCurrent / cuCtxGetCurrent), and refuses
+ * to launch a kernel in a context other than the one its module was loaded in (CUDA_ERROR_INVALID_CONTEXT).
  */
 final class FakeDriverApi implements DriverApi {
     final List<String> calls = new ArrayList<>();
+    /** The context current on the calling thread at each call of {@link #calls} (0 = none). */
+    final List<Long> callContexts = new ArrayList<>();
+    private final ThreadLocal<Long> current = ThreadLocal.withInitial(() -> 0L);
+    private final Map<CUdevice, Integer> ordinals = new IdentityHashMap<>();
+    private final Map<CUmodule, Long> moduleContexts = new IdentityHashMap<>();
+    private final Map<CUfunction, Long> functionContexts = new IdentityHashMap<>();
     final Map<String, Integer> failures = new HashMap<>();
     final Map<Integer, Integer> attributes = new HashMap<>();
     final Map<CUdeviceptr, byte[]> memory = new IdentityHashMap<>();
@@ -56,9 +65,64 @@ final class FakeDriverApi implements DriverApi {
         attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, 0);
     }
 
+    /** The handle of ordinal k's primary context. */
+    static long primaryContext(int ordinal) {
+        return 0xC0_0000L + 0x1000L * ordinal;
+    }
+
+    /** What another library does behind our back: makes {@code handle} current on the calling thread. */
+    void foreignSetCurrent(long handle) {
+        current.set(handle);
+    }
+
+    /** The context current on the calling thread. */
+    long currentContext() {
+        return current.get();
+    }
+
+    /** The contexts current at the calls recorded since {@code mark} (a size of {@link #calls}), except the calls that
+     * query or set the context. */
+    synchronized java.util.Set<Long> contextsSince(int mark) {
+        java.util.Set<Long> out = new java.util.TreeSet<>();
+        for (int i = mark; i < calls.size(); i++) {
+            String c = calls.get(i);
+            if (!c.equals("cuCtxGetCurrent") && !c.equals("cuCtxSetCurrent")) out.add(callContexts.get(i));
+        }
+        return out;
+    }
+
+    private static final java.lang.reflect.Field NATIVE_POINTER;
+
+    static {
+        try {
+            NATIVE_POINTER = jcuda.NativePointerObject.class.getDeclaredField("nativePointer");
+            NATIVE_POINTER.setAccessible(true);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
+    /** Reads or writes a JCuda handle's native pointer, as the real driver's JNI layer does. */
+    static long handle(jcuda.NativePointerObject o) {
+        try {
+            return NATIVE_POINTER.getLong(o);
+        } catch (IllegalAccessException e) {
+            throw new AssertionError(e);
+        }
+    }
+
+    private static void setHandle(jcuda.NativePointerObject o, long value) {
+        try {
+            NATIVE_POINTER.setLong(o, value);
+        } catch (IllegalAccessException e) {
+            throw new AssertionError(e);
+        }
+    }
+
     /** Records the call and returns the failure planted for it, or CUDA_SUCCESS. */
-    private int call(String name) {
+    private synchronized int call(String name) {
         calls.add(name);
+        callContexts.add(current.get());
         Integer f = failures.get(name);
         return f == null ? CUresult.CUDA_SUCCESS : f;
     }
@@ -88,7 +152,10 @@ final class FakeDriverApi implements DriverApi {
         return call("cuDeviceGetCount");
     }
 
-    @Override public int deviceGet(CUdevice device, int ordinal) { return call("cuDeviceGet"); }
+    @Override public int deviceGet(CUdevice device, int ordinal) {
+        ordinals.put(device, ordinal);
+        return call("cuDeviceGet");
+    }
 
     @Override public int deviceGetName(byte[] name, CUdevice device) {
         byte[] b = deviceName.getBytes(StandardCharsets.UTF_8);
@@ -106,7 +173,10 @@ final class FakeDriverApi implements DriverApi {
 
     @Override public int devicePrimaryCtxRetain(CUcontext context, CUdevice device) {
         int r = call("cuDevicePrimaryCtxRetain");
-        if (r == 0) retained++;
+        if (r == 0) {
+            retained++;
+            setHandle(context, primaryContext(ordinals.getOrDefault(device, 0)));
+        }
         return r;
     }
 
@@ -115,18 +185,50 @@ final class FakeDriverApi implements DriverApi {
         return call("cuDevicePrimaryCtxRelease");
     }
 
-    @Override public int ctxSetCurrent(CUcontext context) { return call("cuCtxSetCurrent"); }
+    @Override public int ctxSetCurrent(CUcontext context) {
+        int r = call("cuCtxSetCurrent");
+        if (r == 0) current.set(handle(context));
+        return r;
+    }
+
+    @Override public int ctxGetCurrent(CUcontext context) {
+        int r = call("cuCtxGetCurrent");
+        if (r == 0) setHandle(context, current.get());
+        return r;
+    }
     @Override public int ctxSynchronize() { return call("cuCtxSynchronize"); }
 
     @Override public int memAlloc(CUdeviceptr ptr, long bytes) {
         int r = call("cuMemAlloc");
-        if (r == 0) memory.put(ptr, new byte[(int) bytes]);
+        if (r == 0) {
+            byte[] m = new byte[(int) bytes];
+            memory.put(ptr, m);
+            // A distinct, 256-aligned address per allocation, as the driver hands out (and NCCL is handed).
+            setHandle(ptr, nextAddress);
+            byAddress.put(nextAddress, m);
+            nextAddress += (bytes + 511) & ~255L;
+        }
         return r;
+    }
+
+    private long nextAddress = 0x7f00_0000_0000L;
+    private final java.util.TreeMap<Long, byte[]> byAddress = new java.util.TreeMap<>();
+
+    /** The bytes at a raw device address (base + offset), as a little-endian buffer positioned there. */
+    synchronized ByteBuffer at(long address, long bytes) {
+        Map.Entry<Long, byte[]> e = byAddress.floorEntry(address);
+        if (e == null || address - e.getKey() + bytes > e.getValue().length) {
+            throw new AssertionError("no allocation holds " + bytes + " bytes at 0x" + Long.toHexString(address));
+        }
+        ByteBuffer b = ByteBuffer.wrap(e.getValue()).order(ByteOrder.LITTLE_ENDIAN);
+        b.position((int) (address - e.getKey()));
+        return b;
     }
 
     @Override public int memFree(CUdeviceptr ptr) {
         int r = call("cuMemFree");
         if (memory.remove(ptr) == null) throw new AssertionError("double free or unknown address");
+        byAddress.remove(handle(ptr));
         freed.add(ptr);
         return r;
     }
@@ -169,6 +271,7 @@ final class FakeDriverApi implements DriverApi {
     }
 
     @Override public int moduleLoadData(CUmodule module, String ptx) {
+        moduleContexts.put(module, current.get());
         int r = call("cuModuleLoadData");
         if (r == 0) entries.put(module, PtxSignatures.parse(ptx).keySet());
         return r;
@@ -179,7 +282,10 @@ final class FakeDriverApi implements DriverApi {
         int r = call("cuModuleGetFunction");
         // As the driver does: a name that is no entry of the module is CUDA_ERROR_NOT_FOUND.
         if (r == 0 && !entries.getOrDefault(module, java.util.Set.of()).contains(name)) r = CUresult.CUDA_ERROR_NOT_FOUND;
-        if (r == 0) functions.put(function, name);
+        if (r == 0) {
+            functions.put(function, name);
+            functionContexts.put(function, moduleContexts.getOrDefault(module, 0L));
+        }
         return r;
     }
 
@@ -191,12 +297,15 @@ final class FakeDriverApi implements DriverApi {
     @Override public int launchKernel(CUfunction function, Dim3 grid, Dim3 block, int dynamicSharedBytes, CUstream stream,
                                       List<LaunchParam> params) {
         int r = call("cuLaunchKernel");
+        Long home = functionContexts.get(function);
+        if (r == 0 && home != null && home != current.get().longValue()) return CUresult.CUDA_ERROR_INVALID_CONTEXT;
         launches.add(new Launch(functions.get(function), grid, block, dynamicSharedBytes, stream, List.copyOf(params)));
         return r;
     }
 
     @Override public int streamCreate(CUstream stream, int flags) {
         streamsCreated.add(stream);
+        setHandle(stream, 0x5_0000L + 0x100L * streamsCreated.size());
         return call("cuStreamCreate");
     }
 

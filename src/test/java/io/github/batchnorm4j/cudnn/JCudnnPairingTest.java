@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.cudnn;
 
+import io.github.batchnorm4j.testing.ElfFile;
 import jcuda.JCudaVersion;
 import jcuda.LibUtils;
 import org.junit.jupiter.api.Test;

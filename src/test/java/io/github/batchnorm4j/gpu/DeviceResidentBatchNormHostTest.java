@@ -100,6 +100,44 @@ class DeviceResidentBatchNormHostTest {
     }
 
     @Test
+    void overlapsOtherThanExactInPlaceAreRejectedBeforeAnyLaunch() {
+        RecordingDevice dev = new RecordingDevice(132);
+        Shape s = Shape.channelsFirst(2, 3, 8);   // 48 floats, 192 bytes
+        try (DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev)) {
+            DeviceBuffer t = dev.allocate(4096), ch = dev.allocate(1024);
+            DevicePointer x = t.at(0), dy = t.at(1024), dx = t.at(2048), m = ch.at(0), v = ch.at(256);
+            // exact in place is allowed: y = x, dx = dy
+            bn.forwardTraining(s, x, null, null, 1e-5, null, null, 0.1, x, m, v, null);
+            bn.forwardInference(s, x, null, null, m, v, 1e-5, x, null);
+            bn.normalize(s, x, null, null, m, v, x, null);
+            bn.backwardTraining(s, x, dy, null, m, v, dy, ch.at(512), ch.at(768), null);
+            bn.backwardInference(s, x, dy, null, m, v, 1e-5, dy, null, null, null);
+            int launched = dev.launches.size();
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> bn.backwardTraining(s, x, dy, null, m, v, dy.plus(4), null, null, null));
+            assertTrue(e.getMessage().startsWith("dx (bytes [1028, 1220)) overlaps dy (bytes [1024, 1216))"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class,
+                    () -> bn.backwardTraining(s, x, dy, null, m, v, x, null, null, null));
+            assertTrue(e.getMessage().startsWith("dx (bytes [0, 192)) overlaps x (bytes [0, 192))"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class,
+                    () -> bn.forwardTraining(s, x, null, null, 1e-5, null, null, 0.1, dx, m, m.plus(4), null));
+            assertTrue(e.getMessage().startsWith("saveMean (bytes [0, 12)) overlaps saveInvstd (bytes [4, 16))"),
+                    e.getMessage());
+            e = assertThrows(IllegalArgumentException.class,
+                    () -> bn.forwardTraining(s, x, m, null, 1e-5, null, null, 0.1, dx, m, v, null));
+            assertTrue(e.getMessage().startsWith("saveMean (bytes [0, 12)) overlaps gamma (bytes [0, 12))"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class,
+                    () -> bn.forwardTraining(s, x, null, null, 1e-5, m, v, 0.1, dx, m, ch.at(512), null));
+            assertTrue(e.getMessage().contains("runningMean (bytes [0, 12)) overlaps saveMean"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class,
+                    () -> bn.backwardInference(s, x, dy, null, m, v, 1e-5, dx, v, null, null));
+            assertTrue(e.getMessage().startsWith("dgamma (bytes [256, 268)) overlaps runningVar"), e.getMessage());
+            assertTrue(e.getMessage().contains("an output may only be exactly its elementwise input (y = x, dx = dy)"));
+            assertEquals(launched, dev.launches.size(), "nothing may be launched for overlapping arguments");
+        }
+    }
+
+    @Test
     void workspaceIsAllocatedOncePerShape() {
         RecordingDevice dev = new RecordingDevice(132);
         Shape s = Shape.channelsFirst(32, 64, 56, 56);

@@ -1,4 +1,4 @@
-package io.github.batchnorm4j.cudnn;
+package io.github.batchnorm4j.testing;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -13,7 +13,7 @@ import java.util.Set;
  * DT_NEEDED entries of the dynamic section. Enough to ask "does this shared library export that symbol, and what does
  * it link against" without a GPU, without loading it and without binutils.
  */
-final class ElfFile {
+public final class ElfFile {
     private static final int SHT_DYNAMIC = 6;
     private static final int SHT_DYNSYM = 11;
     private static final long DT_NEEDED = 1;
@@ -21,7 +21,7 @@ final class ElfFile {
     private final ByteBuffer b;
     private final List<long[]> sections = new ArrayList<>(); // type, offset, size, link, entsize
 
-    ElfFile(byte[] bytes) {
+    public ElfFile(byte[] bytes) {
         b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
         if (bytes.length < 64 || b.getInt(0) != 0x464c457f) throw new IllegalArgumentException("not an ELF file");
         if (bytes[4] != 2) throw new IllegalArgumentException("not ELF64 (EI_CLASS = " + bytes[4] + ")");
@@ -37,7 +37,7 @@ final class ElfFile {
     }
 
     /** The machine field (62 = x86-64). */
-    int machine() {
+    public int machine() {
         return Short.toUnsignedInt(b.getShort(0x12));
     }
 
@@ -51,7 +51,7 @@ final class ElfFile {
     }
 
     /** Names of the symbols the dynamic symbol table defines (st_shndx != SHN_UNDEF). */
-    Set<String> definedDynamicSymbols() {
+    public Set<String> definedDynamicSymbols() {
         Set<String> out = new LinkedHashSet<>();
         for (long[] s : sections) {
             if (s[0] != SHT_DYNSYM) continue;
@@ -67,7 +67,7 @@ final class ElfFile {
     }
 
     /** The DT_NEEDED libraries, in order. */
-    List<String> needed() {
+    public List<String> needed() {
         List<String> out = new ArrayList<>();
         for (long[] s : sections) {
             if (s[0] != SHT_DYNAMIC) continue;
@@ -82,7 +82,7 @@ final class ElfFile {
     }
 
     /** Every NUL-terminated (or newline-NUL-terminated) printable ASCII string of at least {@code min} characters that starts with {@code prefix}. */
-    List<String> strings(String prefix, int min) {
+    public List<String> strings(String prefix, int min) {
         List<String> out = new ArrayList<>();
         byte[] p = prefix.getBytes(StandardCharsets.US_ASCII);
         int n = b.capacity();
