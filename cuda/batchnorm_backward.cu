@@ -23,6 +23,9 @@
 //        = A·dy + (−A·invstd·dgamma/M)·(x − mean) + (−A·dbeta/M),   A = gamma·invstd.
 // Eval-mode dx (dy·gamma·invstd) does not need x: the host runs bn_apply on dy with coefficients from bn_prepare.
 // Deterministic: fixed trees, partials merged in index order, no floating-point atomics.
+// build-ptx-flags: --fmad=false
+// (nvcc then gives every float add, sub and mul an explicit .rn, which the driver's JIT may not contract into an fma:
+// the PTX means the same bits on every GPU and in the emulator; every fma in these kernels is an explicit fmaf.)
 #include "batchnorm_common.cuh"
 
 struct BackwardFinish {
@@ -203,13 +206,16 @@ extern "C" __global__ void bn_backward_merge(int ranks, int C, const float* __re
     long long total = 0;
     float sum_dy = 0.f;
     float sum_dy_xhat = 0.f;
-    for (int r = 0; r < ranks; r++) {
+    int r = 0;
+    #pragma unroll 1   // a handful of ranks (at least one, so no zero-trip test): no unrolled copies
+    do {
         const float* rec = records + r * stride;
         total += (long long)rec[0] * 16777216LL + (long long)rec[1];
         sum_dy += rec[2 + c];
         sum_dy_xhat += rec[2 + C + c];
-    }
+    } while (++r < ranks);
     long long count = total;
     BWD_INIT(C)
+    f.flags |= BN_TRAIN_DX;   // a merge always writes the dx coefficients (no dead branch for the other case)
     finish_backward_sums(f, c, sum_dy, sum_dy_xhat, mean[c]);
 }

@@ -37,7 +37,7 @@
 #define BN_HAS_GAMMA     1   // gamma pointer is valid (else gamma = 1)
 #define BN_HAS_BETA      2   // beta pointer is valid (else beta = 0)
 #define BN_HAS_RUNNING   4   // update running_mean / running_var
-#define BN_WRITE_SAVED   8   // write save_mean / save_invstd
+                             // (8 is free: forward training always writes save_mean / save_invstd)
 #define BN_STATS_ONLY   16   // statistics op: write center, mean-center, M2 into coef[0..2] and nothing else
 #define BN_WANT_DGAMMA  32   // backward: write dgamma
 #define BN_WANT_DBETA   64   // backward: write dbeta
@@ -52,6 +52,7 @@
 #define BN_UNROLL 4        // independent global loads each thread keeps in flight in the streaming loops
 #define BN_BLOCK 256       // threads per block at most (every kernel declares __launch_bounds__(BN_BLOCK))
 #define BN_BLOCK_WARPS 8   // BN_BLOCK / BN_WARP
+#define BN_MAX_SPLITS (2 * BN_BLOCK)   // channels-first: blocks per channel at most (two partials per merging thread)
 
 // ---- Welford / Chan ---------------------------------------------------------------------------------------------
 // Statistics of one channel over the values seen so far. Values are deviations from a per-channel center (the
@@ -355,14 +356,14 @@ __device__ __forceinline__ void channel_reduce_cf(Op op, const CT* __restrict__ 
         for (; j < hi; j += BN_UNROLL * step) {
             typename Op::Item v[BN_UNROLL];
             #pragma unroll
-            for (int u = 0; u < BN_UNROLL; u++) {
-                if (j + u * step < hi) v[u] = op.load((((long long)n * C + c) * innerU + i) * W);
+            for (int u = 0; u < BN_UNROLL; u++) {   // slot 0 is live: j < hi
+                if (u == 0 || j + u * step < hi) v[u] = op.load((((long long)n * C + c) * innerU + i) * W);
                 i += r; n += q;
                 if (i >= innerU) { i -= innerU; n += 1; }
             }
             #pragma unroll
             for (int u = 0; u < BN_UNROLL; u++) {
-                if (j + u * step < hi) op.push(acc, v[u], center);
+                if (u == 0 || j + u * step < hi) op.push(acc, v[u], center);
             }
         }
     }
@@ -370,13 +371,13 @@ __device__ __forceinline__ void channel_reduce_cf(Op op, const CT* __restrict__ 
     if (splits > 1) {
         if (threadIdx.x == 0) store_partial(partials + (long long)blockIdx.x * F, acc);
         if (!last_block_arrives(counters + c, (unsigned)splits, &last_sh)) return;
-        // Fixed order: thread t merges partials t, t + blockDim, ... in sequence (starting from partial t itself,
-        // every later one non-empty), then the block tree. More than blockDim partials only for C <= 2.
+        // Fixed order: thread t merges partials t and t + blockDim (splits <= BN_MAX_SPLITS = 2 * blockDim, which
+        // the host guarantees; a second partial only for C <= 2), then the block tree.
         const float* chan = partials + (long long)c * splits * F;
+        const int k = threadIdx.x;
         Acc m;
-        if ((int)threadIdx.x < splits) m = load_partial<Acc>(chan + F * threadIdx.x); else set_empty(m);
-        #pragma unroll 1
-        for (int k = threadIdx.x + step; k < splits; k += step) m = combine2(m, load_partial<Acc>(chan + F * k));
+        if (k < splits) m = load_partial<Acc>(chan + F * k); else set_empty(m);
+        if (k + (int)step < splits) m = combine2(m, load_partial<Acc>(chan + F * (k + step)));
         acc = block_reduce(m, scratch);
     }
     if (threadIdx.x == 0) op.finish(c, acc, center);
@@ -407,10 +408,13 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const CT* __restrict__ 
     const int colbase = blockIdx.x * bx * W;  // first column of this block; local column i = tx*W + k
     const int cbase = colbase / inner;        // first channel of this block
     const int cpb = bx * W / inner;           // channels per block (the last block may have fewer below C)
-    // Consecutive threads load consecutive columns' centers (coalesced for inner = 1), once per block.
-    #pragma unroll 1
-    for (int i = tid; i < bx * W; i += nthreads) {
-        center_sh[i] = colbase + i < L ? to_float(center_src[(long long)((colbase + i) / inner) * center_stride]) : 0.f;
+    // Consecutive threads load consecutive columns' centers (coalesced for inner = 1), once per block: bx * W
+    // columns, nthreads >= bx threads, so W slots per thread.
+    #pragma unroll
+    for (int k = 0; k < W; k++) {
+        const int i = tid + k * nthreads;
+        if (i < bx * W) center_sh[i] = colbase + i < L
+            ? to_float(center_src[(long long)((colbase + i) / inner) * center_stride]) : 0.f;
     }
     __syncthreads();
     float center[W];
@@ -425,35 +429,34 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const CT* __restrict__ 
         for (long long r = lo + ty; r < hi; r += BN_UNROLL * by) {
             typename Op::Item v[BN_UNROLL];
             #pragma unroll
-            for (int u = 0; u < BN_UNROLL; u++) {   // loads first: BN_UNROLL rows in flight
-                if (r + u * by < hi) v[u] = op.load((r + u * by) * L + (long long)cu * W);
+            for (int u = 0; u < BN_UNROLL; u++) {   // loads first: BN_UNROLL rows in flight (slot 0: r < hi)
+                if (u == 0 || r + u * by < hi) v[u] = op.load((r + u * by) * L + (long long)cu * W);
             }
             #pragma unroll
             for (int u = 0; u < BN_UNROLL; u++) {
-                if (r + u * by < hi) op.push_row(acc, v[u], center);
+                if (u == 0 || r + u * by < hi) op.push_row(acc, v[u], center);
             }
         }
     }
     op.settle(acc);
     tree_over_rows<Acc, W>(acc, sh);
     // sh[i] holds column i; merge each channel's columns in order (inner = 1: the columns are the channels).
+    // Thread j handles channel j of the block (the host keeps cpb <= bx * by).
     const Acc* chans = sh;
     if (inner > 1) {
         __syncthreads();
-        #pragma unroll 1
-        for (int j = tid; j < cpb; j += nthreads) {
-            Acc a = sh[j * inner];
+        if (tid < cpb) {
+            Acc a = sh[tid * inner];
             #pragma unroll 1
-            for (int k = 1; k < inner; k++) a = combine2(a, sh[j * inner + k]);
-            chan_sh[j] = a;
+            for (int k = 1; k < inner; k++) a = combine2(a, sh[tid * inner + k]);
+            chan_sh[tid] = a;
         }
         chans = chan_sh;
     }
     if (gridDim.y > 1) {
         __syncthreads();
-        #pragma unroll 1
-        for (int j = tid; j < cpb; j += nthreads) {
-            if (cbase + j < C) store_partial(partials + ((long long)blockIdx.y * C + cbase + j) * F, chans[j]);
+        if (tid < cpb && cbase + tid < C) {
+            store_partial(partials + ((long long)blockIdx.y * C + cbase + tid) * F, chans[tid]);
         }
         if (!last_block_arrives(counters + blockIdx.x, gridDim.y, &last_sh)) return;
         // Fixed order: thread (tx, ty) merges, for channels j = tx*W + k of the block, partials ty, ty + by, ... in
@@ -479,10 +482,7 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const CT* __restrict__ 
     }
     // Consecutive threads finish consecutive channels, so the per-channel loads and stores are coalesced.
     __syncthreads();
-    #pragma unroll 1
-    for (int j = tid; j < cpb; j += nthreads) {
-        if (cbase + j < C) op.finish(cbase + j, chans[j], center_sh[j * inner]);
-    }
+    if (tid < cpb && cbase + tid < C) op.finish(cbase + tid, chans[tid], center_sh[tid * inner]);
 }
 
 // ---- per-channel elementwise passes: the structure shared by bn_apply_* and bn_dx_* ------------------------------
@@ -541,12 +541,12 @@ __device__ __forceinline__ void channel_map_cf(const Op& op, int C, unsigned uni
             #pragma unroll
             for (int u = 0; u < BN_UNROLL; u++) {   // all loads before any store (out may alias an input)
                 const long long i = i0 + u * BN_WARP;
-                if (i < hi) v[u] = op.load((base + i) * W);
+                if (u == 0 || i < hi) v[u] = op.load((base + i) * W);
             }
             #pragma unroll
             for (int u = 0; u < BN_UNROLL; u++) {
                 const long long i = i0 + u * BN_WARP;
-                if (i < hi) store_values(op, (base + i) * W, v[u], q);
+                if (u == 0 || i < hi) store_values(op, (base + i) * W, v[u], q);
             }
         }
     }
@@ -566,9 +566,10 @@ __device__ __forceinline__ void channel_map_cl(const Op& op, long long rows, int
     const int cu = blockIdx.x * bx + tx;
     const bool active = cu < L / W;
     const int colbase = blockIdx.x * bx * W;
-    #pragma unroll 1
-    for (int i = tid; i < bx * W; i += nthreads) {
-        if (colbase + i < L) {
+    #pragma unroll
+    for (int k = 0; k < W; k++) {   // bx * W columns, nthreads >= bx threads: W slots per thread
+        const int i = tid + k * nthreads;
+        if (i < bx * W && colbase + i < L) {
             const int c = (colbase + i) / inner;
             #pragma unroll
             for (int j = 0; j < K; j++) sh[j][i] = coef[j * C + c];
@@ -590,12 +591,12 @@ __device__ __forceinline__ void channel_map_cl(const Op& op, long long rows, int
         #pragma unroll
         for (int u = 0; u < BN_UNROLL; u++) {   // all loads before any store (out may alias an input)
             const long long r = r0 + u * step;
-            if (r < rows) v[u] = op.load(r * L + (long long)cu * W);
+            if (u == 0 || r < rows) v[u] = op.load(r * L + (long long)cu * W);
         }
         #pragma unroll
         for (int u = 0; u < BN_UNROLL; u++) {
             const long long r = r0 + u * step;
-            if (r < rows) store_values(op, r * L + (long long)cu * W, v[u], q);
+            if (u == 0 || r < rows) store_values(op, r * L + (long long)cu * W, v[u], q);
         }
     }
 }

@@ -35,6 +35,9 @@
 // is subtracted per channel before arithmetic, see batchnorm_common.cuh) and the apply coefficients keep it:
 // y = (x - center) * scale + (beta - (mean - center) * scale), which equals (x - mean) * gamma * invstd + beta
 // without the cancellation that x * scale + shift suffers when |mean| >> std.
+// build-ptx-flags: --fmad=false
+// (nvcc then gives every float add, sub and mul an explicit .rn, which the driver's JIT may not contract into an fma:
+// the PTX means the same bits on every GPU and in the emulator; every fma in these kernels is an explicit fmaf.)
 #include "batchnorm_common.cuh"
 
 // Parameters of the finishing step, shared by both layouts.
@@ -66,10 +69,8 @@ __device__ __forceinline__ void finish_channel(const FinishArgs& f, int c, Welfo
     const float mean = center + w.mean;
     const float var = w.m2 / m;                        // biased: what training normalizes with
     const float invstd = 1.0f / sqrtf(var + f.eps);    // IEEE sqrt and division: same bits on every GPU
-    if (f.flags & BN_WRITE_SAVED) {
-        f.save_mean[c] = mean;
-        f.save_invstd[c] = invstd;
-    }
+    f.save_mean[c] = mean;
+    f.save_invstd[c] = invstd;
     if (f.flags & BN_HAS_RUNNING) {
         const float unbiased = w.m2 / (m - 1.0f);      // M/(M-1) * var, as PyTorch and cuDNN store it
         const float k = f.momentum;
@@ -244,22 +245,25 @@ extern "C" __global__ void bn_stats_merge(int ranks, int C, const float* __restr
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     const long long stride = 2 + 3LL * C;
+    // Every record counts at least one value (a piece is a tensor, N >= 1) and ranks >= 1, so record 0's center is
+    // the reference and the loop needs neither a zero-trip test nor a skip: no branch the host can never take.
+    const float center = records[2 + c];
     long long total = 0;
-    float center = 0.f;
     Welford acc = welford_empty();
-    for (int r = 0; r < ranks; r++) {
+    int r = 0;
+    #pragma unroll 1   // a handful of ranks: no unrolled copies that few-rank runs never reach
+    do {
         const float* rec = records + r * stride;
         const long long n = (long long)rec[0] * 16777216LL + (long long)rec[1];
-        if (n == 0) continue;
-        if (total == 0) center = rec[2 + c];
         Welford w;
         w.n = (float)n;
         w.mean = (rec[2 + c] - center) + rec[2 + C + c];
         w.m2 = rec[2 + 2 * C + c];
-        acc = welford_merge(acc, w);
+        acc = welford_combine(acc, w);
         total += n;
-    }
+    } while (++r < ranks);
     long long count = total;
     FINISH_ARGS_INIT(C)
+    f.flags &= ~BN_STATS_ONLY;   // a merge finishes; it never writes a statistics record (no dead branch for it)
     finish_channel(f, c, acc, center);
 }

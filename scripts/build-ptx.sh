@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compiles every cuda/*.cu into PTX under src/main/resources/io/github/batchnorm4j/ptx/<name>.ptx (DESIGN §3), or,
+# Compiles every cuda/*.cu into PTX under src/main/resources/io/github/batchnorm4j/ptx/<name>.ptx (docs/design.md §3), or,
 # with --tests, the emulator's own test kernels src/test/cuda/*.cu into src/test/resources/ptx/<name>.ptx.
 #
 #   scripts/build-ptx.sh [--tests]           regenerate the committed PTX
@@ -7,7 +7,8 @@
 #                                            committed PTX (exits 0 with a message when nvcc is not installed:
 #                                            nothing can be checked then)
 #
-# Flags: -ptx -arch=compute_75 -O3 (Turing and newer; the driver JIT-compiles for the GPU it runs on).
+# Flags: -ptx -arch=compute_75 -O3 (Turing and newer; the driver JIT-compiles for the GPU it runs on), plus what a
+# source asks for on a line "// build-ptx-flags: <flags>" (the batch-norm kernels: --fmad=false, see cuda/README.md).
 # nvcc 13 stamps ".version 9.0", which only CUDA 13 drivers accept; JCuda 12.x users run CUDA 12 drivers, so the
 # header is restamped to ".version 8.0" (CUDA 12.0). PtxCompileTest proves the result is valid 8.0 PTX by compiling
 # it with JCuda's bundled nvPTXCompiler for sm_75..sm_90. Environment: NVCC overrides the compiler path.
@@ -52,7 +53,10 @@ compile_all() {  # $1 = output folder
   for cu in "${sources[@]}"; do
     name="$(basename "$cu" .cu)"
     # Compile from inside the source folder with a relative path: nvcc records nothing machine-specific then.
-    (cd "$src" && "$nvcc" -ptx -arch=compute_75 -O3 "$name.cu" -o "$out/$name.ptx.tmp")
+    local extra
+    extra="$(sed -n 's|^// build-ptx-flags: *||p' "$cu" | head -1)"
+    # shellcheck disable=SC2086  # the flags are words
+    (cd "$src" && "$nvcc" -ptx -arch=compute_75 -O3 $extra "$name.cu" -o "$out/$name.ptx.tmp")
     sed -E "s/^\.version [0-9]+\.[0-9]+\$/.version $ptx_version/" "$out/$name.ptx.tmp" > "$out/$name.ptx"
     rm -f "$out/$name.ptx.tmp"
     grep -q "^\.version $ptx_version\$" "$out/$name.ptx" || { echo "error: no .version line restamped in $name.ptx" >&2; exit 1; }

@@ -4,7 +4,7 @@ package io.github.batchnorm4j;
  * The functional batch-norm operations that every backend (CPU, our CUDA kernels, cuDNN, the PTX emulator) implements,
  * on host arrays. Stateless apart from backend resources; the stateful layer is {@link BatchNorm}.
  *
- * <p>Conventions for every method (DESIGN §1):
+ * <p>Conventions for every method (docs/design.md §1):
  * <ul>
  *   <li>{@code x}, {@code y}, {@code dy}, {@code dx} hold {@code shape.elementCount()} floats in the memory order of
  *       {@code shape.layout()}; per-channel arrays hold {@code shape.channels()} floats.</li>

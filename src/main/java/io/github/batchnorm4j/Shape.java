@@ -6,7 +6,7 @@ import java.util.Arrays;
  * The shape of a batch-norm input together with its {@link Layout}: which axis is the channel axis and how the
  * per-channel reduction walks memory. Immutable.
  *
- * <p>Terms used throughout the library (DESIGN §1):
+ * <p>Terms used throughout the library (docs/design.md §1):
  * <ul>
  *   <li>{@link #channels()} C, {@link #batch()} N, {@link #spatialSize()} = S1·…·Sk (1 for plain [N, C]).</li>
  *   <li>{@link #reductionSize()} M = N·S1·…·Sk: how many values each channel's statistics are taken over.</li>

@@ -32,9 +32,9 @@ import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * The contract of {@link BatchNormOps} (DESIGN §1), checked against the float64 {@link Reference64} for any backend.
- * A backend's test extends this class and implements {@link #openOps()}; a slow backend (the PTX emulator) overrides
- * {@link #shapes()} with a smaller matrix.
+ * The contract of {@link BatchNormOps} (docs/design.md §1), checked against the float64 {@link Reference64} for any
+ * backend. A backend's test extends this class and implements {@link #openOps()}; a slow backend (the PTX emulator)
+ * overrides {@link #shapes()} with a smaller matrix.
  *
  * <p>Every case draws fresh random inputs from a seed derived from the case, poisons every output with NaN before the
  * call (an unwritten element fails), and compares with {@link Tolerances}. The backend is opened once per class and
@@ -68,8 +68,8 @@ public abstract class BatchNormOpsContractTest {
     }
 
     /**
-     * The shape matrix of DESIGN §6: C = 1, 3, 4, 5, 4099; M = 2; inner = 1 and odd; N = 1 with spatial &gt; 1; rows
-     * not a multiple of 32 or 256; channels-last with C % 4 ≠ 0; plain [N, C].
+     * The shape matrix of docs/design.md §6: C = 1, 3, 4, 5, 4099; M = 2; inner = 1 and odd; N = 1 with spatial &gt; 1;
+     * rows not a multiple of 32 or 256; channels-last with C % 4 ≠ 0; plain [N, C].
      */
     protected List<Shape> shapes() {
         return CONTRACT_SHAPES;
@@ -505,7 +505,7 @@ public abstract class BatchNormOpsContractTest {
 
     // ---- bad input ----------------------------------------------------------------------------------------------
 
-    /** Every bad input of DESIGN §1: IllegalArgumentException naming the argument, and no array changed. */
+    /** Every bad input of docs/design.md §1: IllegalArgumentException naming the argument, and no array changed. */
     @Test
     void badForwardTrainingInputIsRejectedWithoutChangingState() {
         Shape shape = Shape.channelsFirst(2, 3, 4);

@@ -20,11 +20,11 @@ import picocli.CommandLine.Option;
  * {@code batchnorm4j bench}: times forward-train, forward-eval and backward (training) on one backend. Each op is
  * first validated (its output against the float64 computation on the CPU backend, or against the CPU backend for any
  * other backend), then warmed up, then timed {@code --repeat} times; the median is reported. Bandwidth is S-based
- * (S = bytes of x): 3 S forward-train, 2 S forward-eval, 5 S backward — the least traffic each op needs (DESIGN §3).
- * On the CPU backend the machine's copy bandwidth is measured in the same run (on a device backend that implements
+ * (S = bytes of x): 3 S forward-train, 2 S forward-eval, 5 S backward — the least traffic each op needs (docs/design.md
+ * §3). On the CPU backend the machine's copy bandwidth is measured in the same run (on a device backend that implements
  * {@link DeviceResidentTiming}, the device's) and each op is also shown as a fraction of it. Device backends are timed
- * on device-resident buffers when they implement {@link DeviceResidentTiming}. Backends implementing
- * {@link MeasuredOps} also report traffic_ratio and sector_efficiency.
+ * on device-resident buffers when they implement {@link DeviceResidentTiming}. Backends implementing {@link
+ * MeasuredOps} also report traffic_ratio and sector_efficiency.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Times the ops (median of --repeat runs after validation and warm-up) and reports S-based GB/s.",
@@ -58,7 +58,7 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--json", description = "One JSON object per line instead of a table.")
     boolean json;
 
-    /** Traffic of each op in units of S (the budget of DESIGN §3). */
+    /** Traffic of each op in units of S (the budget of docs/design.md §3). */
     static int trafficUnits(String op) {
         switch (op) {
             case "forward-train": return 3;

@@ -23,13 +23,13 @@ import java.util.Map;
  * {@link UnsupportedOperationException} for (cuDNN: backward-eval, statistics, normalize) is reported as unsupported,
  * not as a failure; any other exception is a failure of that row.
  *
- * <p>Pass marks: against float64, {@link #FORWARD_TOLERANCE} and {@link #GRADIENT_TOLERANCE} (DESIGN §6); between
- * two backends, {@link #PAIRWISE_FACTOR} times that, since each side may carry the whole float32 error allowed.
+ * <p>Pass marks: against float64, {@link #FORWARD_TOLERANCE} and {@link #GRADIENT_TOLERANCE} (docs/design.md §6);
+ * between two backends, {@link #PAIRWISE_FACTOR} times that, since each side may carry the whole float32 error allowed.
  */
 public final class CrossCheck {
-    /** Tolerance of forward outputs and statistics (max relative error against float64, DESIGN §6). */
+    /** Tolerance of forward outputs and statistics (max relative error against float64, docs/design.md §6). */
     public static final double FORWARD_TOLERANCE = 1e-5;
-    /** Tolerance of gradients (max relative error against float64, DESIGN §6). */
+    /** Tolerance of gradients (max relative error against float64, docs/design.md §6). */
     public static final double GRADIENT_TOLERANCE = 1e-4;
     /** Two float32 backends each within the float64 tolerance agree within twice it (triangle inequality). */
     public static final double PAIRWISE_FACTOR = 2;

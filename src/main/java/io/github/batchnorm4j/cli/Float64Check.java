@@ -4,8 +4,8 @@ import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
 
 /**
- * The float64 computation {@code batchnorm4j check} and {@code bench} compare backends against: DESIGN §1's formulas
- * evaluated in double, written to be read rather than to be fast (two passes over x, one element at a time).
+ * The float64 computation {@code batchnorm4j check} and {@code bench} compare backends against: docs/design.md §1's
+ * formulas evaluated in double, written to be read rather than to be fast (two passes over x, one element at a time).
  *
  * <p>It is deliberately independent of every backend and of the test-scope reference: it walks memory by computing
  * each element's channel from its flat index (channels-first: {@code (i / inner) % C}; channels-last: {@code i % C}).

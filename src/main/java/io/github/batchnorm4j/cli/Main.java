@@ -11,7 +11,8 @@ import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Spec;
 
 /**
- * The {@code batchnorm4j} command line (DESIGN §5, a stable interface): forward, backward, check, bench, info, train.
+ * The {@code batchnorm4j} command line (docs/design.md §5, a stable interface): forward, backward, check, bench, info,
+ * train.
  *
  * <p>Exit codes: {@link #OK} 0 success; {@link #FAILED} 1 a check or validation failed; {@link #BAD_INPUT} 2 bad usage
  * or bad input, with exactly one line on stderr starting with {@code error:}; {@link #UNAVAILABLE} 3 the backend asked

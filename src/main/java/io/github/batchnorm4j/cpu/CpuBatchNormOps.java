@@ -35,7 +35,7 @@ import java.util.function.IntConsumer;
  * x·scale + (beta − mean·scale) would cancel when |mean| ≫ std. Backward: dx = dy·kdy + (x − mean)·kx + k0 with the
  * per-channel coefficients computed in double from the sums. The channels-last backward sums add groups of at most
  * 16 terms in float (Σdy compensated, as accurate as a double sum; Σdy·(x − mean) within 1e−6 of Σ|dy·(x − mean)|)
- * before adding them in double: the bound and the measurements are in {@link ElementLoops}.
+ * before adding them in double: the bound is in {@link ElementLoops}, the measurements in docs/cpu-performance.md.
  *
  * <p>Traffic in units of S = bytes of x: forward training 3 S (read x; read x, write y), eval 2 S, backward
  * training 5 S (read x, dy; read x, dy, write dx), eval backward 3 S (one fused pass).

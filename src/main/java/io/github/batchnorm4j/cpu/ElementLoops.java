@@ -13,40 +13,21 @@ package io.github.batchnorm4j.cpu;
  * partial sums are added into the caller's per-piece arrays, never shared between threads. Nothing is allocated.
  */
 final class ElementLoops {
-    /**
-     * Whether the JVM compiles Math.fma to the CPU's fused multiply-add (-XX:+UseFMA, on by default where the CPU has
-     * it). The sums of squares and products use it when it does: one instruction instead of two, measured ≈ 1.3× on
-     * the statistics pass (7.2 → 9.6 GB/s on one core here). Without the intrinsic Math.fma falls back to BigDecimal,
-     * so the plain d·d + q is used. A static final flag: C2 folds the branch away.
-     */
+    /** Math.fma where the JVM compiles it to the CPU's instruction (≈ 1.3× on statistics; docs/cpu-performance.md). */
     static final boolean FMA = detectFma();
 
-    /**
-     * Rows per channels-last tile, chosen by measurement on one core for [32,56,56,64] (C = 64): the statistics pass
-     * (8-channel blocks) read 8.0 / 8.5 / 7.5 / 6.6 / 4.5 GB/s with 8 / 16 / 32 / 64 / 256 rows: short tiles keep the
-     * walk close to sequential.
-     */
+    /** Rows per channels-last statistics tile: short tiles keep the walk sequential (docs/cpu-performance.md). */
     static final int STATS_ROW_TILE = 16;
 
     /**
-     * Floats per channels-last chunk (whole rows, at least one): the elementwise passes and the gradient sums copy a
-     * chunk of rows into small scratch arrays and run one flat loop over it with per-channel coefficients replicated to
-     * the chunk's length. Why the copy: C2 (JDK 17) vectorizes a loop only when every array index in it has the same
-     * loop-invariant part, and a row loop mixes x[base + c] with coefficient[c]; measured in a standalone loop (L2
-     * resident), y[base + j] = (x[base + j] − m[j])·s[j] + t[j] costs 0.58 ns per element (scalar), the same loop on
-     * a scratch copy 0.20 ns including both copies (System.arraycopy is an intrinsic). Chunk size measured on one core,
-     * [32,56,56,64] (ms per apply pass): 64 floats 2.64, 128 2.21, 256 3.19, 512 3.57, 1024 4.67: short chunks won.
-     * Checked again in CpuSpeedMain (3 runs each, CPU time, one core): 256 floats gave channels-last forward-train
-     * 6.2-6.6 ms and backward 9.0-10.2 ms against 6.1-6.25 and 8.5-8.7 with 128. (Not explained; one suspect is 4 KiB
-     * aliasing between the scratch and coefficient arrays, which are allocated back to back, at the larger sizes.)
+     * Floats per channels-last chunk (whole rows, at least one), copied into scratch so that C2 vectorizes one flat
+     * loop with replicated coefficients; 128 measured best (docs/cpu-performance.md).
      */
     static final int CHUNK_FLOATS = 128;
 
     /**
-     * Chunks per flush of the float accumulators of the channels-last gradient sums: each float accumulator adds at
-     * most this many terms before it is added into its double accumulator (the error bound is in
-     * {@link #gradientSumsChannelsLast}). Measured in a standalone loop (plain float accumulators, ms per sums pass
-     * over [32,56,56,64], one core): 8 → 3.74, 16 → 3.46, 32 → 3.60.
+     * Chunks per flush of the float accumulators of the channels-last gradient sums into double (the error bound is
+     * in {@link #gradientSumsChannelsLast}); 16 measured best (docs/cpu-performance.md).
      */
     static final int FLUSH_CHUNKS = 16;
 
@@ -131,22 +112,7 @@ final class ElementLoops {
      * 8 channels keep their 16 sums in registers while walking down the tile's rows; the per-channel arrays are touched
      * once per tile instead of once per element (which cost two loads and two stores per element).
      *
-     * <p>Tried and not kept: float groups, vectorized. Chunks copied into scratch (see {@link #CHUNK_FLOATS}); each slot
-     * (row of the chunk, channel) of F = 16 chunks: float mean μ by a pairwise tree (exact for a constant slot), then
-     * a = Σ(v − μ) and q = Σ(v − μ)² in float, merged per group into double sums shifted by the slot's first μ
-     * (D1 += a + F·e, D2 += q + e·(2a + F·e), e = μ − K: exact identities), with a double fallback for pieces whose
-     * float squares overflow or underflow. Accurate: max error against float64 on [32,56,56,64] with adversarial
-     * channels (outlier first value 1e6, |mean| 1e4, std 1e−5 around 1, constant, steps) 2.5e−7 relative in M2 (this
-     * loop: 1e−9), 3e−10 std in the mean; constant channels exact. Not faster: with C2 of JDK 17 the pass costs
-     * 1.05 ms copying x into scratch (memory-bound), 0.37 ms for μ, 0.74 ms for a and q, and 0.86 ms for the double
-     * merge (scalar: float→double conversions do not vectorize; 2 ns per slot and group), ≈ 3.0 ms in all against
-     * 3.15 ms here (one core, CPU time, standalone); in CpuSpeedMain (3 alternating runs) the statistics pass read
-     * 8.6-9.2 GB/s against 8.4-8.6, channels-last forward-train 5.85-6.20 ms against 5.70-6.08: within noise. A second
-     * float level (8 groups merged in float, the double merge once per 128 values) was slower (7.0-8.1 GB/s). C2's
-     * vectorizer is fragile here: measured with -XX:-UseSuperWord for no change, these loops stayed scalar: all 16
-     * chunks in one loop body, a loop over 8 scratch arrays with μ used by 8 subtractions, deviations of 4 chunks per
-     * loop, and deviations of 2 chunks stored (=) rather than accumulated (+=); 2-chunk accumulation and 4-array sums
-     * vectorized.
+     * <p>Float groups (vectorized) were measured as accurate and not faster: docs/cpu-performance.md.
      */
     static void centeredSumsChannelsLast(float[] x, int r0, int r1, int channels, float[] center,
                                         double[] s1, double[] s2) {
@@ -230,9 +196,9 @@ final class ElementLoops {
 
     /**
      * Channels-last y, chunk by chunk (see {@link #CHUNK_FLOATS}): copy a chunk of x into scratch, one flat loop with
-     * the replicated coefficients (vectorized), copy it out to y. Measured on one core for [32,56,56,64] (CPU time of
-     * the pass): 3.0 ms two rows at a time (the previous loop), 2.2 ms by chunks of 128 floats. y may alias x: a chunk
-     * is read whole before it is written. The last rows (fewer than a chunk) go row by row.
+     * the replicated coefficients (vectorized), copy it out to y (2.2 ms against 3.0 ms row by row:
+     * docs/cpu-performance.md). y may alias x: a chunk is read whole before it is written. The last rows (fewer than a
+     * chunk) go row by row.
      */
     static void applyChannelsLast(float[] x, float[] y, int r0, int r1, int channels,
                                   float[] center, float[] scale, float[] shift) {
@@ -253,10 +219,8 @@ final class ElementLoops {
     }
 
     /**
-     * One chunk of {@link #applyChannelsLast}. A method of its own: called once per chunk, it gets a regular C2
-     * compilation with the flat loop vectorized. Inlined in the caller's loop (which runs once per piece, so C2
-     * compiles it on-stack) the channels-last forward-eval measured 14.3 and 15.7 GB/s (row loop: 14.7); as a method of
-     * its own 15.5 to 21.0 GB/s (one core, CPU time, same loads of other processes as the copy beside it).
+     * One chunk of {@link #applyChannelsLast}. A method of its own, called once per chunk, so that C2 compiles it
+     * regularly with the flat loop vectorized (on-stack inlined in the caller it was slower: docs/cpu-performance.md).
      */
     private static void applyChunk(float[] x, float[] y, int base, float[] s, float[] m, float[] a, float[] b) {
         int len = s.length;
@@ -319,14 +283,9 @@ final class ElementLoops {
      * whole sum, errs by at most (F + 1)·u·Σ|t| ≈ 1.0e−6·Σ|t| (the double adds after it are exact to 2^−53). In dx this
      * sum enters divided by M: the error it adds is at most ≈ 1.0e−6·|gamma·invstd·xhat|·mean|dy·xhat|, a millionth of
      * dx's own scale, whatever cancellation the sum has; in dgamma it is 1e−6 of Σ|dy·xhat|.
-     * Measured on [32,56,56,64], x ~ N(0.5, 1) and N(1e4, 1), dy ~ N(0, 1), max error against float64 (Probe in the
-     * commit message): dbeta relative 5.8e−8 (double sums: 5.8e−8; plain float groups: 8.8e−6), dgamma relative
-     * 9.8e−7 (double: 5.2e−8), dx on its scale 6.4e−7 (unchanged: float rounding of dx itself).
      *
-     * <p>Speed, one core, CPU time of the backward (sums + dx), from CpuSpeedMain: double sums row by row (the previous
-     * loop) 12.2 ms; plain float groups 7.3 ms; this loop 8.4 to 8.8 ms; two-sum on both sums (two loops) 9.6 ms; also
-     * compensating the rounding of x − center and of the product (a third loop, results equal to the double sums')
-     * 11.5 ms. Fusing those loops into one made C2 give up vectorizing it (3.0 ns per element instead of 0.6 in L1).
+     * <p>The measured errors and the speed of the alternatives (double sums, plain float groups, more compensation,
+     * fused loops) are in docs/cpu-performance.md.
      * The last rows (fewer than a chunk) go row by row in double.
      */
     static void gradientSumsChannelsLast(float[] x, float[] dy, int r0, int r1, int channels, float[] center,
@@ -409,9 +368,8 @@ final class ElementLoops {
 
     /**
      * Channels-last dx, chunk by chunk like {@link #applyChannelsLast}: x and dy copied into scratch, one flat loop
-     * with replicated coefficients, the result copied out. dx may alias x or dy: a chunk is read whole before it is
-     * written. Measured on one core, [32,56,56,64], CPU time of the pass: 4.3 ms two rows at a time (the previous
-     * loop), 3.7 ms by chunks of 128 floats.
+     * with replicated coefficients, the result copied out (3.7 ms against 4.3 ms two rows at a time:
+     * docs/cpu-performance.md). dx may alias x or dy: a chunk is read whole before it is written.
      */
     static void dxChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
                                float[] center, float[] kdy, float[] kx, float[] k0) {

@@ -15,11 +15,12 @@ import java.util.List;
  * The real {@link CudnnApi}: one JCudnn call per method. Only a machine with a GPU and cuDNN 9 runs it; review it line
  * by line.
  *
- * <p>Pairing (DESIGN §7): these are the org.jcuda:jcudnn 11.7.0 classes (the newest on Maven Central) running against
- * jcudnn-natives 12.6.0: {@code JCudnn.initialize()} loads {@code "JCudnn-" + JCudaVersion.get()}, and JCudaVersion
- * comes from the jcuda 12.6.0 jar, so the native library is {@code libJCudnn-12.6.0-linux-x86_64.so}, which links
- * {@code libcudnn.so.9}. JNI binds each {@code private static native ...Native} method by name when first called, so
- * every function listed in {@link #FUNCTIONS} is checked against that library's exports by {@code JCudnnPairingTest}.
+ * <p>Pairing (docs/design.md §7): these are the org.jcuda:jcudnn 11.7.0 classes (the newest on Maven Central) running
+ * against jcudnn-natives 12.6.0: {@code JCudnn.initialize()} loads {@code "JCudnn-" + JCudaVersion.get()}, and
+ * JCudaVersion comes from the jcuda 12.6.0 jar, so the native library is {@code libJCudnn-12.6.0-linux-x86_64.so},
+ * which links {@code libcudnn.so.9}. JNI binds each {@code private static native ...Native} method by name when first
+ * called, so every function listed in {@link #FUNCTIONS} is checked against that library's exports by {@code
+ * JCudnnPairingTest}.
  *
  * <p>Status codes are returned, never thrown: exceptions are disabled, and errors are named with cudnnGetErrorString
  * (the 11.7.0 classes' {@code cudnnStatus.stringFor} knows cuDNN 8's numbering, which cuDNN 9 changed).

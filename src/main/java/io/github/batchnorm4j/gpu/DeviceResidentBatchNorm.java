@@ -21,21 +21,21 @@ import static io.github.batchnorm4j.gpu.KernelConstants.STATS_ONLY;
 import static io.github.batchnorm4j.gpu.KernelConstants.TRAIN_DX;
 import static io.github.batchnorm4j.gpu.KernelConstants.WANT_DBETA;
 import static io.github.batchnorm4j.gpu.KernelConstants.WANT_DGAMMA;
-import static io.github.batchnorm4j.gpu.KernelConstants.WRITE_SAVED;
 
 /**
  * The device-resident batch-norm API: the operations of {@link io.github.batchnorm4j.BatchNormOps} on device memory,
  * queued on a {@link DeviceStream}, for GPU training loops. No allocation and no copy per call once a shape has been
  * seen: the kernels' workspace (counters, coefficients, block partials) grows to the largest shape and is reused.
  *
- * <p>Conventions (DESIGN §1): tensors are {@code shape.elementCount()} floats in the layout's memory order, per-channel
- * vectors C floats. A {@code null} gamma means 1 and a {@code null} beta means 0; {@code null} running statistics are
- * not tracked. Every pointer must be 4-byte aligned, lie on this device and leave enough room in its buffer; tensors
- * that are also 16-byte aligned, in a shape {@link LaunchGeometry#vectorizable} accepts, take the float4 path, others
- * (e.g. misaligned sub-buffers) the scalar path; the two paths may differ in the last bits of reductions. Arguments are validated before anything is launched; a call
- * that throws has written nothing, except that a failed launch may leave outputs partly written. In place: y may be
- * exactly x and dx exactly dy (same buffer and offset), with the same bits as out of place; any other overlap between
- * an output and another argument is refused with an IllegalArgumentException naming both.
+ * <p>Conventions (docs/design.md §1): tensors are {@code shape.elementCount()} floats in the layout's memory order,
+ * per-channel vectors C floats. A {@code null} gamma means 1 and a {@code null} beta means 0; {@code null} running
+ * statistics are not tracked. Every pointer must be 4-byte aligned, lie on this device and leave enough room in its
+ * buffer; tensors that are also 16-byte aligned, in a shape {@link LaunchGeometry#vectorizable} accepts, take the
+ * float4 path, others (e.g. misaligned sub-buffers) the scalar path; the two paths may differ in the last bits of
+ * reductions. Arguments are validated before anything is launched; a call that throws has written nothing, except that
+ * a failed launch may leave outputs partly written. In place: y may be exactly x and dx exactly dy (same buffer and
+ * offset), with the same bits as out of place; any other overlap between an output and another argument is refused
+ * with an IllegalArgumentException naming both.
  *
  * <p><b>Storage types.</b> The operations also exist with a {@link DType}: x, y, dy and dx are then tensors of
  * float16 or bfloat16 elements (2-byte aligned, {@code elementCount} of them), per-channel vectors stay float32; the
@@ -169,7 +169,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                 .output("runningMean", runningMean, c, null).output("runningVar", runningVar, c, null)
                 .output("y", y, t, "x").output("saveMean", saveMean, c, null).output("saveInvstd", saveInvstd, c, null)
                 .check();
-        int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
+        int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
                 | (runningMean != null ? HAS_RUNNING : 0);
         DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
         boolean vec = vectorizable(shape, dtype, x, y);
@@ -365,7 +365,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         checks.forwardTrainingPiece(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean,
                 saveInvstd);
         checkRecords(shape, records, ranks, statisticsRecordFloats(shape.channels()));
-        int flags = WRITE_SAVED | (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
+        int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
                 | (runningMean != null ? HAS_RUNNING : 0);
         DevicePointer dummy = prepareWorkspace(shape, DType.FLOAT32, false, s);
         boolean vec = vectorizable(shape, DType.FLOAT32, x, y);

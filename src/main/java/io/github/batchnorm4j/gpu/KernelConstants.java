@@ -8,7 +8,7 @@ final class KernelConstants {
     static final int HAS_GAMMA = 1;
     static final int HAS_BETA = 2;
     static final int HAS_RUNNING = 4;
-    static final int WRITE_SAVED = 8;
+    // 8 is free: forward training always writes the saved mean and invstd
     static final int STATS_ONLY = 16;
     static final int WANT_DGAMMA = 32;
     static final int WANT_DBETA = 64;

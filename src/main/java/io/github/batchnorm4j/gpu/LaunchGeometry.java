@@ -23,8 +23,8 @@ import io.github.batchnorm4j.Shape;
  * number of blocks per channel and the values each block reduces) is a function of the shape and the vector choice
  * alone, never of the device: the same input gives the same bits on any GPU model and on the emulator. The split
  * count fills the largest GPU we target ({@link #LARGEST_GPU_MULTIPROCESSORS} SMs, {@link #REDUCE_BLOCKS_PER_SM}
- * resident blocks each: one wave there, slightly more than one on smaller GPUs) but never gives a block fewer than
- * {@link #MIN_ELEMENTS_PER_SPLIT} values of a channel. Elementwise passes have no merge tree; their grids use the
+ * resident blocks each: one wave there, slightly more than one on smaller GPUs) but never gives a split block fewer
+ * than {@link #MIN_UNITS_PER_SPLIT} units (one full unroll iteration per thread). Elementwise passes have no merge tree; their grids use the
  * device's SM count.
  */
 public final class LaunchGeometry {
@@ -40,12 +40,20 @@ public final class LaunchGeometry {
     public static final long REDUCE_TARGET_BLOCKS = (long) REDUCE_BLOCKS_PER_SM * LARGEST_GPU_MULTIPROCESSORS;
     /** Target number of elementwise blocks per SM (8 resident blocks of 256 threads fill an SM). */
     public static final int ELEMENTWISE_WAVES = 8;
-    /** Fewest values per channel a reduction block handles (partials then cost at most 24 B per 4 KiB read, 0.6 %). */
-    public static final long MIN_ELEMENTS_PER_SPLIT = 1024;
+    /** Independent loads each thread of a streaming loop keeps in flight (BN_UNROLL in the kernels). */
+    public static final int UNROLL = 4;
+    /**
+     * Fewest units (floats, or float4s on the vector path) a reduction block reads when a channel is split: one full
+     * unroll iteration per thread, so that every split block keeps {@link #UNROLL} loads in flight per thread, and the
+     * partials cost at most 24 B per 4 KiB read (0.6 %).
+     */
+    public static final long MIN_UNITS_PER_SPLIT = (long) BLOCK * UNROLL;
     /** Fewest rows per rows-view elementwise block (the block loads its coefficients once). */
     public static final long MIN_ROWS_PER_APPLY_BLOCK = 256;
     /** Longest per-warp run of units in channels-first elementwise passes (8 iterations of 32 lanes). */
     public static final long MAX_CF_CHUNK = 256;
+    /** Most blocks per channel in the channels-first view: the merging block's threads take two partials each. */
+    public static final int MAX_CF_SPLITS = 2 * BLOCK;
     /** Channels-first tensors with inner below this many floats run the rows-view kernels. */
     public static final long SMALL_INNER = 128;
     /** The largest gridDim.y. */
@@ -176,8 +184,8 @@ public final class LaunchGeometry {
         int c = shape.channels();
         if (view(shape) == View.CHANNELS_FIRST) {
             long units = shape.batch() * (shape.inner() / unit(vec, dtype));
-            long maxSplits = Math.max(1, shape.reductionSize() / MIN_ELEMENTS_PER_SPLIT);
-            long splits = Math.min(Math.max(1, ceilDiv(target, c)), maxSplits);
+            long maxSplits = Math.max(1, units / MIN_UNITS_PER_SPLIT);
+            long splits = Math.min(Math.min(Math.max(1, ceilDiv(target, c)), maxSplits), MAX_CF_SPLITS);
             long chunk = ceilDiv(units, splits);
             splits = ceilDiv(units, chunk);
             return new Reduction(View.CHANNELS_FIRST, Dim3.of(toIntGrid(c * splits, "reduction")), Dim3.of(BLOCK),
@@ -185,7 +193,8 @@ public final class LaunchGeometry {
         }
         RowsBlock b = rowsBlock(shape, vec, dtype);
         long rows = rowsOf(shape);
-        long minRows = ceilDiv(MIN_ELEMENTS_PER_SPLIT, b.inner);
+        // A block of bx·by threads reads bx units per row: UNROLL rows per thread are MIN_UNITS_PER_SPLIT units.
+        long minRows = (long) UNROLL * b.by;
         long maxSplits = Math.min(MAX_GRID_Y, Math.max(1, rows / minRows));
         long splits = Math.min(Math.max(1, ceilDiv(target, b.gridX)), maxSplits);
         long chunk = ceilDiv(rows, splits);
@@ -271,6 +280,10 @@ public final class LaunchGeometry {
             bx = (int) Math.min(x, roundUp(lu, g));
         }
         int by = Integer.highestOneBit(BLOCK / bx);
+        if ((long) bx * w / inner > (long) bx * by) {   // the kernels give each channel of a block one thread
+            throw new IllegalStateException("rows block " + bx + "x" + by + " holds more channels than threads for "
+                    + shape);
+        }
         return new RowsBlock(bx, by, toIntGrid(ceilDiv(lu, bx), "rows"), inner);
     }
 }

@@ -34,7 +34,8 @@ import java.util.function.Predicate;
  *       PTX changes: rows are keyed by module, kernel, line and instruction text.</li>
  *   <li>Report: {@link #report} prints, per kernel, executed/total instructions and the never-executed lines.</li>
  * </ul>
- * Counting costs two array increments per executed warp-instruction and is absent when no Coverage is attached.
+ * Counting costs one array increment per executed warp-instruction (two for a guarded one) and a null test when no
+ * Coverage is attached.
  * Thread-safe: each launch counts into arrays of its own and adds them here once it ends.
  */
 public final class Coverage {
@@ -170,7 +171,8 @@ public final class Coverage {
         for (int i = 0, k = 0; i < code.length; i++) {
             if (synthetic(code[i])) continue;
             c.threads[k] += threads[i];
-            c.guardTrue[k++] += guardTrue[i];
+            // the interpreter counts guard-true threads of guarded instructions only: the others always run
+            c.guardTrue[k++] += code[i].guard >= 0 ? guardTrue[i] : threads[i];
         }
     }
 

@@ -27,7 +27,7 @@ import java.util.function.IntUnaryOperator;
 
 /**
  * A {@link Device} that interprets PTX on the CPU, with memory, initialization, race and barrier checks and traffic
- * metrics (DESIGN §4).
+ * metrics (docs/design.md §4).
  *
  * <p>Behaviour that differs from a GPU, on purpose:
  * <ul>

@@ -59,7 +59,10 @@ final class Interpreter {
     /** The memory-ordering check, or null when it is off. */
     private final MemoryOrder ordering;
     private final long[] shflSrc = new long[32];
-    /** Coverage of this launch, indexed by pc: threads that reached, and had the guard true (null when off). */
+    /**
+     * Coverage of this launch, indexed by pc: threads that reached an instruction, and threads that had its guard true
+     * (counted for guarded instructions only; null when coverage is off).
+     */
     private final long[] covThreads, covTaken;
 
     Interpreter(PtxFunction fn, GlobalMemory gmem, EmulatorOptions opt, Dim3 grid, Dim3 block, int dynamicShared,
@@ -241,12 +244,12 @@ final class Interpreter {
         while (true) {
             Insn in = code[pc];
             int m = mask;
-            if (in.guard >= 0) m = guardMask(R, in, mask);
-            threadInsns += Integer.bitCount(mask);
-            if (covThreads != null) {
-                covThreads[pc] += Integer.bitCount(mask);
-                covTaken[pc] += Integer.bitCount(m);
+            if (in.guard >= 0) {
+                m = guardMask(R, in, mask);
+                if (covTaken != null) covTaken[pc] += Integer.bitCount(m);
             }
+            threadInsns += Integer.bitCount(mask);
+            if (covThreads != null) covThreads[pc] += Integer.bitCount(mask);
             switch (in.op) {
                 case Op.MOV: Alu.mov(R, in, m); break;
                 case Op.ADD: Alu.add(R, in, m); break;

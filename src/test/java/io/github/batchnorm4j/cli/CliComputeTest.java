@@ -169,7 +169,7 @@ class CliComputeTest {
     void plainNcWithTwoRowsAndAffineOff() throws Exception {
         long[] dims = {2, 7};
         Shape shape = Shape.channelsLast(dims);
-        // M = 2 per channel: keep the two values of each channel apart (well-conditioned, DESIGN §6).
+        // M = 2 per channel: keep the two values of each channel apart (well-conditioned, docs/design.md §6).
         float[] x = new float[14];
         Random r = new Random(13);
         for (int c = 0; c < 7; c++) {

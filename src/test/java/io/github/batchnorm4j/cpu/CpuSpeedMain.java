@@ -13,12 +13,11 @@ import java.util.concurrent.ForkJoinTask;
  * shape in both layouts, and this machine's copy bandwidth measured in the same run, so every figure reads as a
  * fraction of it.
  *
- * <p>Effective bandwidth is S-based (DESIGN §3): forward training counts 3 S, backward 5 S, S = bytes of x. Copy
- * bandwidth counts bytes read + written of a float array of S bytes, copied with System.arraycopy by one thread and by
- * the backend's thread count (each thread a contiguous slice); the larger is the denominator. The measurements run
- * round robin (copy, copy, forward, backward per layout, repeated), so a shared machine's background load hits them
- * alike. Before timing, each
- * layout's saved mean and invstd are validated against the float64 reference.
+ * <p>Effective bandwidth is S-based (docs/design.md §3): forward training counts 3 S, backward 5 S, S = bytes of x.
+ * Copy bandwidth counts bytes read + written of a float array of S bytes, copied with System.arraycopy by one thread
+ * and by the backend's thread count (each thread a contiguous slice); the larger is the denominator. The measurements
+ * run round robin (copy, copy, forward, backward per layout, repeated), so a shared machine's background load hits them
+ * alike. Before timing, each layout's saved mean and invstd are validated against the float64 reference.
  *
  * <pre>
  * mvn -q -B -o test-compile

@@ -12,7 +12,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The channels-last statistics against the float64 reference at 1e−6 relative, on adversarial channels: a guard for
- * any faster summation scheme (float groups were tried and measured, see ElementLoops.centeredSumsChannelsLast; such a
+ * any faster summation scheme (float groups were tried and measured, see docs/cpu-performance.md; such a
  * scheme must pass this). Channel kinds (channel c is kind c % 8): plain N(0.5, 1);
  * first value an outlier 1e6 away from N(0, 1) (the old single-shift worry); |mean| = 1e4 with std 1; mean 1 with
  * std 1e−5 (a few hundred float ulps); constant (M2 must be exactly 0); an outlier −1e6 in the middle of the rows;

@@ -28,10 +28,10 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * DESIGN §7's pairing, proved without a GPU: the org.jcuda:jcudnn 11.7.0 classes load the native library named after
- * the core JCuda version (12.6.0), that library is in the jcudnn-natives 12.6.0 jar on our classpath, it links
- * libcudnn.so.9, and it exports the JNI entry point of every cuDNN function {@link JCudnnApi} calls, with the
- * parameter list the 11.7.0 classes pass. Nothing here initializes JCudnn (that would need libcudnn.so.9).
+ * docs/design.md §7's pairing, proved without a GPU: the org.jcuda:jcudnn 11.7.0 classes load the native library named
+ * after the core JCuda version (12.6.0), that library is in the jcudnn-natives 12.6.0 jar on our classpath, it links
+ * libcudnn.so.9, and it exports the JNI entry point of every cuDNN function {@link JCudnnApi} calls, with the parameter
+ * list the 11.7.0 classes pass. Nothing here initializes JCudnn (that would need libcudnn.so.9).
  */
 class JCudnnPairingTest {
 

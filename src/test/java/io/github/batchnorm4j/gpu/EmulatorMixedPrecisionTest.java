@@ -20,7 +20,7 @@ class EmulatorMixedPrecisionTest extends MixedPrecisionContractTest {
     @Override
     protected List<Shape> shapes() {
         List<Shape> s = new ArrayList<>(super.shapes());
-        s.add(Shape.channelsFirst(4, 3, 32, 32));   // inner 1024: _vec8 channels-first, 4 blocks per channel
+        s.add(Shape.channelsFirst(16, 3, 32, 32));  // inner 1024: _vec8 channels-first, 2 blocks per channel
         s.add(Shape.channelsFirst(8, 16, 4, 4));    // inner 16 < 128: rows view, C·inner = 256, _vec8 with inner > 1
         s.add(Shape.channelsLast(2, 48, 48, 24));   // C = 24: _vec8 rows, 3 units in blocks of 4 (one idle), 4 splits
         s.add(BIG);

@@ -18,9 +18,20 @@ class LaunchGeometryTest {
             Shape.channelsLast(256, 1024), Shape.channelsLast(2, 7, 4099), Shape.channelsLast(32, 56, 56, 64),
             Shape.channelsLast(1_000_000, 4));
 
+    /** Every small inner extent from 1 to past {@link LaunchGeometry#SMALL_INNER}, with few and many channels. */
+    private static List<Shape> smallInnerShapes() {
+        List<Shape> out = new java.util.ArrayList<>();
+        for (int inner = 1; inner <= LaunchGeometry.SMALL_INNER + 3; inner++) {
+            for (int c : new int[]{1, 2, 3, 4, 5, 8, 12, 64, 112, 1000}) out.add(Shape.channelsFirst(37, c, inner));
+        }
+        return out;
+    }
+
     @Test
     void reductionsCoverEveryValueExactlyOnceWithValidBlocks() {
-        for (Shape s : SHAPES) {
+        List<Shape> all = new java.util.ArrayList<>(SHAPES);
+        all.addAll(smallInnerShapes());
+        for (Shape s : all) {
             for (boolean vec : new boolean[]{false, true}) {
                 if (vec && !LaunchGeometry.vectorizable(s)) {
                     assertThrows(IllegalArgumentException.class, () -> LaunchGeometry.reduction(s, true));
@@ -36,6 +47,7 @@ class LaunchGeometryTest {
                     assertTrue(g.chunk() * g.splits() >= units, "covers all: " + at);
                     assertTrue(g.chunk() * (g.splits() - 1) < units, "no empty block: " + at);
                     assertEquals(s.channels() * (long) g.splits(), g.grid().volume(), at);
+                    assertTrue(g.splits() <= LaunchGeometry.MAX_CF_SPLITS, at);
                 } else {
                     int w = vec ? 4 : 1;
                     long cols = (long) s.channels() * g.inner();
@@ -44,7 +56,7 @@ class LaunchGeometryTest {
                     assertTrue(g.chunk() * (g.splits() - 1) < g.rows(), "no empty block: " + at);
                     assertTrue((long) g.grid().x() * g.block().x() * w >= cols, at);
                     assertEquals(0, (long) g.block().x() * w % g.inner(), "whole channels per block: " + at);
-                    assertTrue((long) g.block().x() * w / g.inner() <= LaunchGeometry.BLOCK, "channels per block: " + at);
+                    assertTrue((long) g.block().x() * w / g.inner() <= g.block().volume(), "a thread per channel: " + at);
                     assertEquals(g.splits(), g.grid().y(), at);
                 }
                 assertEquals(g.splits() > 1 ? s.channels() * (long) g.splits() : 0, g.partials(), at);
@@ -55,10 +67,14 @@ class LaunchGeometryTest {
     /** Item 6 of issue 10: the merge tree of a reduction depends on the shape alone, never on the device. */
     @Test
     void reductionGeometryIsAFunctionOfTheShapeAlone() {
-        LaunchGeometry.Reduction g = LaunchGeometry.reduction(Shape.channelsFirst(48, 3, 64, 64), true);
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(Shape.channelsFirst(200, 3, 64, 64), true);
         assertEquals(176, g.splits(), "528 blocks for C = 3: " + g);
+        g = LaunchGeometry.reduction(Shape.channelsFirst(48, 3, 64, 64), true);
+        assertEquals(48, g.splits(), "limited by 1024 float4 units per block: " + g);
         g = LaunchGeometry.reduction(Shape.channelsFirst(66, 1, 64, 64), true);
-        assertEquals(264, g.splits(), "C = 1: limited by 1024 values per block: " + g);
+        assertEquals(66, g.splits(), "C = 1: limited by 1024 float4 units per block: " + g);
+        g = LaunchGeometry.reduction(Shape.channelsFirst(66, 1, 64, 65), false);
+        assertEquals(268, g.splits(), "scalar: limited by 1024 floats per block: " + g);
     }
 
     @Test

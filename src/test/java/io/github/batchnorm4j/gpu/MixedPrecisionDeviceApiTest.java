@@ -30,7 +30,7 @@ class MixedPrecisionDeviceApiTest {
     static Stream<Arguments> splitCases() {
         List<Arguments> out = new ArrayList<>();
         for (DType t : new DType[] {DType.FLOAT16, DType.BFLOAT16}) {
-            out.add(Arguments.of(t, Shape.channelsFirst(2, 3, 32, 32), true));   // _vec8, 2 blocks per channel
+            out.add(Arguments.of(t, Shape.channelsFirst(16, 3, 32, 32), true));  // _vec8, 2 blocks per channel
             out.add(Arguments.of(t, Shape.channelsLast(2, 32, 32, 8), true));    // rows _vec8, 2 row splits
             out.add(Arguments.of(t, Shape.channelsFirst(2, 3, 41, 25), false));  // scalar channels-first, 2 blocks
         }

@@ -138,7 +138,10 @@ class OrderingMutantsTest {
         DType dtype = dtypeOf(kernel);
         boolean cf = kernel.contains("_cf");
         boolean vec = kernel.endsWith("_vec4") || kernel.endsWith("_vec8");
-        Shape shape = cf ? (large ? Shape.channelsFirst(257, 1, 1024) : Shape.channelsFirst(4, 3, 32, 32))
+        // (a split block reads at least 1024 units: 257 splits of one channel need 257·1024 elements, or vectors of 4
+        // floats or 8 halves; the 16-bit mutants are all caught by the small shapes, which run first)
+        int largeN = vec ? 257 * LaunchGeometry.unit(true, dtype) : 257;
+        Shape shape = cf ? (large ? Shape.channelsFirst(largeN, 1, 1024) : Shape.channelsFirst(16, 3, 32, 32))
                 : (large ? Shape.channelsFirst(1088, 4, 16) : Shape.channelsLast(2, 48, 48, 8));
         // large: more partials than threads per channel (cf) or than block rows (rows view, where the vec4 kernel's
         // thread 0 then merges all 4 channels of its block)

@@ -12,7 +12,8 @@ import java.util.SplittableRandom;
 /**
  * Prints the kernels' global-memory traffic per operation, measured by a {@link MeasuringDevice} backend (the
  * emulator): one JSON object per line with traffic_ratio = bytes moved / S (S = bytes of x) and sector_efficiency,
- * against the budget of DESIGN §3 (forward training ≤ 3 S, eval ≤ 2 S, backward ≤ 5 S). Not a test: run it by hand.
+ * against the budget of docs/design.md §3 (forward training ≤ 3 S, eval ≤ 2 S, backward ≤ 5 S). Not a test: run it by
+ * hand.
  *
  * <pre>
  * java -cp target/classes:target/test-classes:... io.github.batchnorm4j.gpu.TrafficReport [backend] [dtype=T]

@@ -13,8 +13,8 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * The float64 reference's backward formulas against central finite differences of its own forward, in double: with
  * the scalar loss L = Σ w·y for random w, dy = w and every gradient component is (L(θ + h) − L(θ − h))/2h. This
- * checks the backward formulas of DESIGN §1 independently of any backend (train mode: mean and var depend on x, so a
- * wrong formula for that dependence fails; eval mode: frozen statistics).
+ * checks the backward formulas of docs/design.md §1 independently of any backend (train mode: mean and var depend on x,
+ * so a wrong formula for that dependence fails; eval mode: frozen statistics).
  */
 class GradientCheckTest {
     private static final double EPS = 1e-3; // a larger eps than the default keeps the check sensitive to its place

@@ -4,9 +4,9 @@ import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
 
 /**
- * The float64 reference: the plain formulas of DESIGN §1, written to be obvious, never optimized, and never shared
- * with the code it checks. Every loop walks one channel's M values through {@link #index}, so the only layout-specific
- * code is that one function.
+ * The float64 reference: the plain formulas of docs/design.md §1, written to be obvious, never optimized, and never
+ * shared with the code it checks. Every loop walks one channel's M values through {@link #index}, so the only
+ * layout-specific code is that one function.
  *
  * <p>gamma == null means gamma = 1, beta == null means beta = 0 (affine off). The formulas take double arrays (the
  * finite-difference check perturbs inputs in double); the float32 overloads at the end widen exactly and delegate.

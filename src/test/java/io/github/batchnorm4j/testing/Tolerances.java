@@ -3,7 +3,7 @@ package io.github.batchnorm4j.testing;
 import static org.junit.jupiter.api.Assertions.fail;
 
 /**
- * The tolerances every backend is held to (DESIGN §6), and the one assertion that applies them.
+ * The tolerances every backend is held to (docs/design.md §6), and the one assertion that applies them.
  *
  * <p>An element passes when {@code |a − e| ≤ atol + rtol·|e|} with {@code atol = rtol · rms(expected)}. Why the
  * absolute part scales with the tensor: a float32 result is built from terms about as large as the tensor's typical

@@ -5,8 +5,8 @@ import java.util.Map;
 
 /**
  * The float64 reference of {@link Mlp}'s training-mode loss, written for clarity and never for speed: plain loops over
- * rows and columns, batch norm with biased variance (DESIGN §1), ReLU, softmax cross-entropy averaged over rows.
- * Parameters are named as {@link Mlp#parameters()} names them ("fc1.weight", "bn1.gamma", "fc3.bias", ...).
+ * rows and columns, batch norm with biased variance (docs/design.md §1), ReLU, softmax cross-entropy averaged over
+ * rows. Parameters are named as {@link Mlp#parameters()} names them ("fc1.weight", "bn1.gamma", "fc3.bias", ...).
  */
 final class ReferenceMlp {
     private ReferenceMlp() {
