@@ -302,8 +302,8 @@ template <> __device__ __forceinline__ float2 load_partial<float2>(const float* 
 
 // ---- channel reductions: the structure shared by forward statistics and backward sums ---------------------------
 // Both reduce every value of a channel to one accumulator, relative to a per-channel "center" (the forward center,
-// the backward mean; read from a tensor of type CT, the storage type or float), and hand it to a finishing step, the only place that writes outputs. What differs is a small
-// functor type Op (see ForwardStatsOp in batchnorm_forward.cu, BackwardSumsOp in batchnorm_backward.cu):
+// the backward mean; read from a tensor of type CT, the storage type or float), and hand it to a finishing step, the
+// only place that writes outputs. What differs is a small functor type Op (see ForwardStatsOp in batchnorm_forward.cu, BackwardSumsOp in batchnorm_backward.cu):
 //   Op::Acc                                accumulator (Welford or float2; the overloads above)
 //   Op::W                                  elements per unit: 16 bytes on the vector path (4 floats, 8 halves),
 //                                          else 1 (bn_io<S, VEC>::W)
@@ -398,29 +398,26 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const CT* __restrict__ 
     constexpr int W = Op::W, F = partial_floats<Acc>::value;
     __shared__ Acc sh[BN_BLOCK * W];
     __shared__ Acc chan_sh[BN_BLOCK];
-    __shared__ float center_sh[BN_BLOCK * W];
+    __shared__ float center_sh[BN_BLOCK];   // per channel of the block
     __shared__ unsigned last_sh;
     const int bx = blockDim.x, by = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
-    const int tid = ty * bx + tx, nthreads = bx * by;
+    const int tid = ty * bx + tx;
     const int L = C * inner;                 // the host keeps C * inner < 2^31 on this path
     const int cu = blockIdx.x * bx + tx;
     const bool active = cu < L / W;
     const int colbase = blockIdx.x * bx * W;  // first column of this block; local column i = tx*W + k
     const int cbase = colbase / inner;        // first channel of this block
     const int cpb = bx * W / inner;           // channels per block (the last block may have fewer below C)
-    // Consecutive threads load consecutive columns' centers (coalesced for inner = 1), once per block: bx * W
-    // columns, nthreads >= bx threads, so W slots per thread.
-    #pragma unroll
-    for (int k = 0; k < W; k++) {
-        const int i = tid + k * nthreads;
-        if (i < bx * W) center_sh[i] = colbase + i < L
-            ? to_float(center_src[(long long)((colbase + i) / inner) * center_stride]) : 0.f;
+    // Consecutive threads load consecutive channels' centers, once per block (thread j: channel j of the block; the
+    // host keeps cpb <= bx * by).
+    if (tid < cpb) {
+        center_sh[tid] = cbase + tid < C ? to_float(center_src[(long long)(cbase + tid) * center_stride]) : 0.f;
     }
     __syncthreads();
     float center[W];
     Acc acc[W];
     #pragma unroll
-    for (int k = 0; k < W; k++) { center[k] = active ? center_sh[tx * W + k] : 0.f; set_empty(acc[k]); }
+    for (int k = 0; k < W; k++) { center[k] = active ? center_sh[(tx * W + k) / inner] : 0.f; set_empty(acc[k]); }
     const long long lo = (long long)blockIdx.y * chunk;
     const long long hi = min(lo + chunk, rows);
     if (active) {
@@ -482,7 +479,7 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const CT* __restrict__ 
     }
     // Consecutive threads finish consecutive channels, so the per-channel loads and stores are coalesced.
     __syncthreads();
-    if (tid < cpb && cbase + tid < C) op.finish(cbase + tid, chans[tid], center_sh[tid * inner]);
+    if (tid < cpb && cbase + tid < C) op.finish(cbase + tid, chans[tid], center_sh[tid]);
 }
 
 // ---- per-channel elementwise passes: the structure shared by bn_apply_* and bn_dx_* ------------------------------
@@ -553,27 +550,23 @@ __device__ __forceinline__ void channel_map_cf(const Op& op, int C, unsigned uni
 }
 
 // Rows view, as channel_reduce_cl: grid (ceil(L / (W * bx)), gy), blocks (bx, by); thread (tx, ty) owns column unit
-// gx*bx + tx and visits rows gy*by + ty, + gridDim.y*by, ... The block stages the coefficients of its columns in
-// shared memory once, consecutive threads on consecutive columns (coalesced).
+// gx*bx + tx and visits rows gy*by + ty, + gridDim.y*by, ... The block stages the coefficients of its channels in
+// shared memory once, consecutive threads on consecutive channels (coalesced).
 template <typename Op>
 __device__ __forceinline__ void channel_map_cl(const Op& op, long long rows, int C, int inner,
                                                const float* __restrict__ coef) {
     constexpr int W = Op::W, K = Op::K;
-    __shared__ float sh[K][BN_BLOCK * W];
+    __shared__ float sh[K][BN_BLOCK];   // per channel of the block
     const int bx = blockDim.x, tx = threadIdx.x, ty = threadIdx.y;
-    const int tid = ty * bx + tx, nthreads = bx * blockDim.y;
+    const int tid = ty * bx + tx;
     const int L = C * inner;
     const int cu = blockIdx.x * bx + tx;
     const bool active = cu < L / W;
-    const int colbase = blockIdx.x * bx * W;
-    #pragma unroll
-    for (int k = 0; k < W; k++) {   // bx * W columns, nthreads >= bx threads: W slots per thread
-        const int i = tid + k * nthreads;
-        if (i < bx * W && colbase + i < L) {
-            const int c = (colbase + i) / inner;
-            #pragma unroll
-            for (int j = 0; j < K; j++) sh[j][i] = coef[j * C + c];
-        }
+    const int cbase = blockIdx.x * bx * W / inner;   // first channel of the block
+    const int cpb = bx * W / inner;                  // channels per block (at most bx * by: one thread each)
+    if (tid < cpb && cbase + tid < C) {
+        #pragma unroll
+        for (int j = 0; j < K; j++) sh[j][tid] = coef[j * C + cbase + tid];
     }
     __syncthreads();
     if (!active) return;
@@ -581,7 +574,7 @@ __device__ __forceinline__ void channel_map_cl(const Op& op, long long rows, int
     #pragma unroll
     for (int k = 0; k < W; k++) {
         #pragma unroll
-        for (int j = 0; j < K; j++) q[k][j] = sh[j][tx * W + k];
+        for (int j = 0; j < K; j++) q[k][j] = sh[j][(tx * W + k) / inner];
     }
     const long long step = (long long)gridDim.y * blockDim.y;
     // Slot u is live when a thread has more than u rows in one pass (rows > u * gridDim.y * by).

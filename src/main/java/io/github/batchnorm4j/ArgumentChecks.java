@@ -4,8 +4,14 @@ package io.github.batchnorm4j;
  * The argument validation of every batch-norm operation, in one order and with one set of messages, for any kind of
  * tensor argument: host arrays ({@link AbstractBatchNormOps}, {@link #HOST}) and device pointers
  * ({@code gpu.DeviceResidentBatchNorm}). Each method throws IllegalArgumentException naming the argument, the expected
- * and the actual value; none modifies its arguments. Backend-specific rules (e.g. the host API's ban on in-place calls)
- * are checked by the caller after these.
+ * and the actual value; none modifies its arguments.
+ *
+ * <p>Memory shared between arguments (checks made with an {@link OverlapCheck}, as {@link #HOST} and
+ * {@link #HOST_ANY} are): an output (y, dx, saveMean, saveInvstd, dgamma, dbeta, and the running statistics, which are
+ * read and rewritten) must not be any other argument, input or output. Two outputs in one array leave whichever was
+ * written last (runningMean = runningVar gives the variance twice, silently), and an output over an input changes the
+ * input while it is still being read. Inputs may share memory with each other (gamma = beta is fine). The
+ * device-resident API checks byte ranges itself ({@code gpu.Aliasing}), where y may be exactly x and dx exactly dy.
  *
  * @param <T> the tensor argument's type (e.g. {@code float[]} or {@code DevicePointer})
  */
@@ -25,12 +31,19 @@ public final class ArgumentChecks<T> {
         void check(String name, T arg, long floats, String why);
     }
 
-    /** The checks for host arrays: each must hold exactly the expected number of floats. */
+    /** Whether two arguments share memory: for arrays, whether they are the same array. */
+    @FunctionalInterface
+    public interface OverlapCheck<T> {
+        /** Whether {@code a} and {@code b} (both non-null) share memory. */
+        boolean shareMemory(T a, T b);
+    }
+
+    /** The checks for host arrays: each must hold exactly the expected number of floats; arrays overlap only whole. */
     public static final ArgumentChecks<float[]> HOST = new ArgumentChecks<>((name, a, floats, why) -> {
         if (a.length != floats) {
             throw new IllegalArgumentException(name + ": expected " + floats + " elements " + why + ", got " + a.length);
         }
-    });
+    }, (a, b) -> a == b);
 
     /**
      * The checks for host arrays of any element type (float32 per-channel arrays beside {@code short[]} 16-bit
@@ -41,7 +54,7 @@ public final class ArgumentChecks<T> {
         if (length != elements) {
             throw new IllegalArgumentException(name + ": expected " + elements + " elements " + why + ", got " + length);
         }
-    });
+    }, (a, b) -> a == b);
 
     /**
      * Throws unless {@code dtype} is a 16-bit storage type (the {@code short[]} methods): "dtype must not be null" or
@@ -55,32 +68,38 @@ public final class ArgumentChecks<T> {
         }
     }
 
-    /** Host API: an output array must not be an input ("in-place operation is not supported"). */
-    public static void distinct(String outName, Object out, String inName, Object in) {
-        if (out != null && out == in) {
-            throw new IllegalArgumentException(outName + " must not be the same array as " + inName
-                    + " (in-place operation is not supported)");
-        }
-    }
-
     private final SizeCheck<T> size;
     private final SizeCheck<T> channelSize;
+    private final OverlapCheck<T> overlap;
 
-    /** Checks with {@code size} deciding whether one non-null argument is large enough. */
+    /**
+     * Checks with {@code size} deciding whether one non-null argument is large enough; memory shared between
+     * arguments is then the caller's to check (the device-resident API's byte ranges).
+     */
     public ArgumentChecks(SizeCheck<T> size) {
-        this(size, size);
+        this(size, null);
+    }
+
+    /**
+     * Checks with {@code size} deciding whether one non-null argument is large enough and {@code overlap} whether two
+     * share memory (no output may share memory with another argument).
+     */
+    public ArgumentChecks(SizeCheck<T> size, OverlapCheck<T> overlap) {
+        this(size, size, overlap);
     }
 
     /**
      * Checks whose tensor arguments (x, y, dy, dx) and per-channel arguments are sized differently, e.g. device
      * tensors of 16-bit elements beside float32 per-channel vectors: {@code tensorSize} checks the former,
-     * {@code channelSize} the latter; the count each receives is in elements of its kind.
+     * {@code channelSize} the latter, each receiving the count in elements of its kind; {@code overlap} as above
+     * (may be null).
      */
-    public ArgumentChecks(SizeCheck<T> tensorSize, SizeCheck<T> channelSize) {
-        if (tensorSize == null) throw new IllegalArgumentException("tensorSize must not be null");
+    public ArgumentChecks(SizeCheck<T> tensorSize, SizeCheck<T> channelSize, OverlapCheck<T> overlap) {
+        if (tensorSize == null) throw new IllegalArgumentException("size must not be null");
         if (channelSize == null) throw new IllegalArgumentException("channelSize must not be null");
         this.size = tensorSize;
         this.channelSize = channelSize;
+        this.overlap = overlap;
     }
 
     // ---- one argument --------------------------------------------------------------------------------------------
@@ -149,6 +168,9 @@ public final class ArgumentChecks<T> {
         tensor("y", shape, y);
         channels("saveMean", shape, saveMean);
         channels("saveInvstd", shape, saveInvstd);
+        apart(in("x", x), in("gamma", gamma), in("beta", beta), out("runningMean", runningMean),
+                out("runningVar", runningVar), out("y", y), out("saveMean", saveMean),
+                out("saveInvstd", saveInvstd));
     }
 
     /** The arguments of {@link BatchNormOps#forwardInference}. */
@@ -160,6 +182,8 @@ public final class ArgumentChecks<T> {
         channels("runningVar", shape, runningVar);
         BatchNormOptions.checkEps(eps);
         tensor("y", shape, y);
+        apart(in("x", x), in("gamma", gamma), in("beta", beta), in("runningMean", runningMean),
+                in("runningVar", runningVar), out("y", y));
     }
 
     /** The arguments of {@link BatchNormOps#normalize}. */
@@ -170,6 +194,8 @@ public final class ArgumentChecks<T> {
         channels("mean", shape, mean);
         channels("invstd", shape, invstd);
         tensor("y", shape, y);
+        apart(in("x", x), in("gamma", gamma), in("beta", beta), in("mean", mean),
+                in("invstd", invstd), out("y", y));
     }
 
     /** The arguments of {@link BatchNormOps#backwardTraining}. */
@@ -191,6 +217,8 @@ public final class ArgumentChecks<T> {
         tensor("dx", shape, dx);
         optionalChannels("dgamma", shape, dgamma);
         optionalChannels("dbeta", shape, dbeta);
+        apart(in("x", x), in("dy", dy), in("gamma", gamma), in("saveMean", saveMean),
+                in("saveInvstd", saveInvstd), out("dx", dx), out("dgamma", dgamma), out("dbeta", dbeta));
     }
 
     /** The arguments of {@link SplitBatchNormOps#gradientSums}. */
@@ -246,5 +274,44 @@ public final class ArgumentChecks<T> {
         tensor("dx", shape, dx);
         optionalChannels("dgamma", shape, dgamma);
         optionalChannels("dbeta", shape, dbeta);
+        apart(in("x", x), in("dy", dy), in("gamma", gamma), in("runningMean", runningMean),
+                in("runningVar", runningVar), out("dx", dx), out("dgamma", dgamma), out("dbeta", dbeta));
+    }
+
+    // ---- memory shared between arguments -------------------------------------------------------------------------
+
+    /** One argument of an operation as the overlap check sees it; {@code value} may be null (not given). */
+    private record Arg<T>(String name, T value, boolean output) {
+    }
+
+    private static <T> Arg<T> in(String name, T value) {
+        return new Arg<>(name, value, false);
+    }
+
+    private static <T> Arg<T> out(String name, T value) {
+        return new Arg<>(name, value, true);
+    }
+
+    /**
+     * Throws when an output shares memory with any other argument (see the class comment); each pair is reported
+     * once, naming the later argument first. Runs after the size checks.
+     */
+    @SafeVarargs
+    private void apart(Arg<T>... args) {
+        if (overlap == null) return;
+        for (int i = 0; i < args.length; i++) {
+            Arg<T> o = args[i];
+            if (!o.output() || o.value() == null) continue;
+            for (int j = 0; j < args.length; j++) {
+                Arg<T> a = args[j];
+                if (j == i || a.value() == null || (a.output() && j > i)) continue;
+                if (!overlap.shareMemory(o.value(), a.value())) continue;
+                boolean elementwise = o.name().equals("y") && a.name().equals("x")
+                        || o.name().equals("dx") && (a.name().equals("x") || a.name().equals("dy"));
+                throw new IllegalArgumentException(o.name() + " must not be the same array as " + a.name()
+                        + (elementwise ? " (in-place operation is not supported)"
+                                       : ": every output needs an array of its own"));
+            }
+        }
     }
 }

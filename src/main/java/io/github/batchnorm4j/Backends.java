@@ -87,6 +87,7 @@ public final class Backends {
 
     /** The provider of {@code name}, or an IllegalArgumentException listing the known names. */
     public static synchronized BackendProvider provider(String name) {
+        if (name == null) throw new IllegalArgumentException("backend name must not be null");
         String n = name.toLowerCase(Locale.ROOT);
         for (BackendProvider p : PROVIDERS) {
             if (p.name().equals(n)) return p;
@@ -142,6 +143,7 @@ public final class Backends {
      * @throws IllegalArgumentException    for an unknown name
      */
     public static BatchNormOps open(String name) {
+        if (name == null) throw new IllegalArgumentException("backend name must not be null");
         return provider(resolve(name)).open();
     }
 

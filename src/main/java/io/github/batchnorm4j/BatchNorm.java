@@ -45,8 +45,9 @@ public final class BatchNorm {
     private BatchNorm(int channels, BatchNormOptions options, BatchNormOps ops) {
         if (channels < 1) throw new IllegalArgumentException("numFeatures: expected >= 1, got " + channels);
         this.channels = channels;
+        if (ops == null) throw new IllegalArgumentException("backend must not be null");
         this.options = Objects.requireNonNull(options, "options");
-        this.ops = Objects.requireNonNull(ops, "backend");
+        this.ops = ops;
         if (options.affine()) {
             gamma = new float[channels];
             Arrays.fill(gamma, 1f);
@@ -157,6 +158,7 @@ public final class BatchNorm {
      */
     public void forward(Shape shape, float[] x, float[] y) {
         checkShape(shape);
+        checkNotOwn("y", y);
         if (training || runningMean == null) {
             float[] newMean = null;
             float[] newVar = null;
@@ -199,6 +201,7 @@ public final class BatchNorm {
      */
     public void backward(Shape shape, float[] x, float[] dy, float[] dx) {
         checkShape(shape);
+        checkNotOwn("dx", dx);
         float[] dg = gammaGrad == null ? null : new float[channels];
         float[] db = betaGrad == null ? null : new float[channels];
         if (training || runningMean == null) {
@@ -225,6 +228,22 @@ public final class BatchNorm {
     /** A copy of the inverse standard deviation saved by the last training forward. */
     public float[] savedInvstd() {
         return saveInvstd.clone();
+    }
+
+    /**
+     * An output must not be one of this layer's live arrays: the layer rewrites them after the backend wrote the
+     * output (running statistics, gradients), and the output would overwrite a parameter.
+     */
+    private void checkNotOwn(String name, float[] out) {
+        if (out == null) return;
+        String[] names = {"gamma()", "beta()", "gammaGrad()", "betaGrad()", "runningMean()", "runningVar()"};
+        float[][] own = {gamma, beta, gammaGrad, betaGrad, runningMean, runningVar};
+        for (int i = 0; i < own.length; i++) {
+            if (out == own[i]) {
+                throw new IllegalArgumentException(name + " must not be this layer's " + names[i]
+                        + " array: the layer keeps its own state there; pass an array of your own");
+            }
+        }
     }
 
     private void checkShape(Shape shape) {

@@ -14,9 +14,12 @@ import java.util.Arrays;
  *   <li>channels-last: {@link #rows()} = M rows of C contiguous floats.</li>
  * </ul>
  * A 2-D [N, C] shape is always channels-last (a channels-first walk with inner = 1 would stride by C for nothing):
- * {@code channelsFirst(n, c)} and {@code channelsLast(n, c)} are equal. Element counts may exceed 2^31; they are longs.
+ * {@code channelsFirst(n, c)} and {@code channelsLast(n, c)} are equal. Element counts may exceed 2^31 (they are longs), up to {@link #MAX_ELEMENTS}.
  */
 public final class Shape {
+    /** The most elements a shape may have, 2^60: its size in bytes, even as float64, fits in a long. */
+    public static final long MAX_ELEMENTS = 1L << 60;
+
     private final long[] dims;
     private final Layout layout;
 
@@ -32,7 +35,13 @@ public final class Shape {
                 throw new IllegalArgumentException("shape: dimension " + i + " must be >= 1, got " + dims[i]
                         + " in " + Arrays.toString(dims));
             }
-            count = Math.multiplyExact(count, dims[i]);
+            // Checked before multiplying, so that no product overflows: byte offsets (4 or 8 bytes an element) must
+            // fit in a long everywhere, on the host and on the device.
+            if (count > MAX_ELEMENTS / dims[i]) {
+                throw new IllegalArgumentException("shape: expected at most 2^60 elements, got " + Arrays.toString(dims)
+                        + " with " + product(dims) + " elements");
+            }
+            count *= dims[i];
         }
         if (dims[channelAxis(layout, dims.length)] > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("shape: channel count must fit in an int, got "
@@ -40,6 +49,13 @@ public final class Shape {
         }
         this.layout = dims.length == 2 ? Layout.CHANNELS_LAST : layout;
         this.dims = dims.clone();
+    }
+
+    /** The exact product of positive dimensions, for messages (it may exceed a long). */
+    private static java.math.BigInteger product(long[] dims) {
+        java.math.BigInteger p = java.math.BigInteger.ONE;
+        for (long d : dims) p = p.multiply(java.math.BigInteger.valueOf(d));
+        return p;
     }
 
     private static int channelAxis(Layout layout, int rank) {
@@ -137,7 +153,8 @@ public final class Shape {
             try {
                 d[i] = Long.parseLong(parts[i].trim());
             } catch (NumberFormatException e) {
-                throw new IllegalArgumentException("shape: '" + parts[i] + "' in '" + text + "' is not an integer");
+                throw new IllegalArgumentException("shape: expected integers separated by commas, got '" + parts[i].trim()
+                        + "' in '" + text + "'" + (parts[i].trim().matches("\\d+") ? " (larger than 2^63 - 1)" : ""));
             }
         }
         return of(layout, d);

@@ -1,14 +1,18 @@
 package io.github.batchnorm4j.cli;
 
-import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.Shape;
 import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 /**
  * {@code batchnorm4j backward}: batch-norm backward of .npy tensors into {@code dx.npy}, {@code dgamma.npy} and
@@ -53,6 +57,9 @@ final class BackwardCommand implements Callable<Integer> {
     @Mixin
     BackendAndOutOptions target;
 
+    @Spec
+    CommandSpec spec;
+
     @Override
     public Integer call() throws Exception {
         Inputs.checkEps(eps);
@@ -65,7 +72,8 @@ final class BackwardCommand implements Callable<Integer> {
         if (mode == Mode.train && running.given()) {
             throw new IllegalArgumentException("--running-mean/--running-var apply to --mode eval only");
         }
-        NpyArray xa = Inputs.read("--x", x);
+        Inputs.checkOut(target.out);
+        NpyArray xa = Inputs.read("--x", x, 3); // x, dy and dx
         Shape shape = Inputs.shapeOf(xa, x, layout);
         int c = shape.channels();
         float[] dya = Inputs.likeX("--dy", dy, xa);
@@ -80,13 +88,22 @@ final class BackwardCommand implements Callable<Integer> {
         } else {
             Inputs.checkTrainable(shape);
         }
+        List<String> names = List.of("dx.npy", "dgamma.npy", "dbeta.npy");
+        Map<String, Path> inputs = new LinkedHashMap<>();
+        inputs.put("--x", x);
+        inputs.put("--dy", dy);
+        inputs.put("--gamma", gamma);
+        inputs.put("--save-mean", saveMean);
+        inputs.put("--save-invstd", saveInvstd);
+        inputs.put("--running-mean", running.runningMean);
+        inputs.put("--running-var", running.runningVar);
         float[] dx = new float[xa.data().length];
         float[] dgamma = new float[c];
         float[] dbeta = new float[c];
         String stats;
-        try (BatchNormOps ops = Backends.open(target.backend)) {
-            // Created once the backend is open: an unavailable backend (exit 3) leaves nothing behind.
-            Path dir = Inputs.outDir(target.out);
+        // Staged before the backend opens and removed on any failure (see ForwardCommand).
+        try (OutputFolder out = OutputFolder.prepare("--out", target.out, names, inputs);
+             BatchNormOps ops = Inputs.openBackend(target.backend)) {
             if (mode == Mode.train) {
                 stats = "saved statistics";
                 if (sm == null) {
@@ -100,12 +117,14 @@ final class BackwardCommand implements Callable<Integer> {
                 stats = "running statistics";
                 ops.backwardInference(shape, xa.data(), dya, g, rm, rv, eps, dx, dgamma, dbeta);
             }
-            Inputs.write(dir, "dx.npy", xa.dims(), dx);
-            Inputs.write(dir, "dgamma.npy", Inputs.vector(c), dgamma);
-            Inputs.write(dir, "dbeta.npy", Inputs.vector(c), dbeta);
-            System.out.println("backward " + mode + " on " + ops.name() + ": x (" + xa.dimsText() + ") "
-                    + shape.layout().cliName() + ", M = " + shape.reductionSize() + ", " + stats + " -> " + dir
-                    + ": dx.npy, dgamma.npy, dbeta.npy");
+            out.writeNpy("dx.npy", xa.dims(), dx);
+            out.writeNpy("dgamma.npy", Inputs.vector(c), dgamma);
+            out.writeNpy("dbeta.npy", Inputs.vector(c), dbeta);
+            out.commit();
+            spec.commandLine().getOut().println("backward " + mode + " on " + ops.name() + ": x (" + xa.dimsText()
+                    + ") " + shape.layout().cliName() + ", M = " + shape.reductionSize() + ", " + stats + " -> "
+                    + out.dir() + ": dx.npy, dgamma.npy, dbeta.npy");
+            spec.commandLine().getOut().flush();
         }
         return Main.OK;
     }

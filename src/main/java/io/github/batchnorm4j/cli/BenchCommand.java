@@ -76,14 +76,19 @@ final class BenchCommand implements Callable<Integer> {
         try {
             logical = Shape.parse(Layout.CHANNELS_FIRST, shape).dims();
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("--shape: " + e.getMessage());
+            throw new IllegalArgumentException(Inputs.asOption("--shape", "shape", e.getMessage()), e);
         }
         List<String> ops = op.equalsIgnoreCase("all") ? List.of("forward-train", "forward-eval", "backward")
                 : List.of(op.toLowerCase(Locale.ROOT));
         for (String o : ops) trafficUnits(o);
         List<Shape> shapes = new ArrayList<>();
         if (layout != null) {
-            Layout l = Layout.parse(layout);
+            Layout l;
+            try {
+                l = Layout.parse(layout);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(Inputs.asOption("--layout", "layout", e.getMessage()), e);
+            }
             int required = Layout.requiredRank(layout);
             if (required > 0 && required != logical.length) {
                 throw new IllegalArgumentException("--layout " + layout + " expects a " + required + "-D --shape, got "
@@ -94,7 +99,16 @@ final class BenchCommand implements Callable<Integer> {
             if (logical.length > 2) shapes.add(shapeIn(Layout.CHANNELS_FIRST, logical));
             shapes.add(shapeIn(Layout.CHANNELS_LAST, logical)); // a 2-D [N, C] is channels-last only
         }
-        for (Shape s : shapes) s.elementCountAsInt(); // too large for the host API: a usage error before any work
+        for (Shape s : shapes) {
+            try {
+                s.elementCountAsInt(); // too large for the host API: a usage error before any work
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("--shape " + shape + ": " + e.getMessage(), e);
+            }
+        }
+        // x, dy, y, dx, the reference result and the float64 check: at least 6 arrays of the size of x.
+        Inputs.requireMemory("--shape " + shape, 6 * shapes.get(0).elementCount() * Float.BYTES,
+                "at least 6 float32 arrays of " + shapes.get(0).elementCount() + " values");
         long m = shapes.get(0).reductionSize(); // the same in every layout
         if (m < 2 && (ops.contains("forward-train") || ops.contains("backward"))) {
             // PyTorch's rule for training; checked here so that the error comes before any output, not mid-table.
@@ -102,7 +116,7 @@ final class BenchCommand implements Callable<Integer> {
                     + "training (M = " + m + "); only --op forward-eval runs on it");
         }
 
-        try (BatchNormOps ops0 = Backends.open(backend); BenchSuite suite = new BenchSuite(ops0)) {
+        try (BatchNormOps ops0 = Inputs.openBackend(backend); BenchSuite suite = new BenchSuite(ops0)) {
             long bytes = shapes.get(0).elementCount() * Float.BYTES;
             BenchHarness.CopyBandwidth copy = suite.copyBandwidth(bytes, repeat);
             if (!json) {

@@ -104,12 +104,19 @@ final class CheckCommand implements Callable<Integer> {
     /** The names in --backends: unknown ones are exit 2, unavailable ones exit 3, both before anything runs. */
     private List<String> namedBackends() {
         Set<String> names = new LinkedHashSet<>();
-        for (String n : backends.split(",")) {
+        // -1: keep trailing empty names, so that ",," is refused like "cpu,,emulator" (split drops them otherwise).
+        for (String n : backends.split(",", -1)) {
             String name = n.strip().toLowerCase(Locale.ROOT);
             if (name.isEmpty()) throw new IllegalArgumentException("--backends: empty name in '" + backends + "'");
             names.add(name.equals(Backends.AUTO) ? Backends.resolveAuto() : name);
         }
-        for (String name : names) Backends.provider(name);
+        for (String name : names) {
+            try {
+                Backends.provider(name);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException(Inputs.asOption("--backends", "backend", e.getMessage()), e);
+            }
+        }
         List<BackendInfo> infos = Backends.probeAll();
         for (String name : names) {
             BackendInfo info = infos.stream().filter(i -> i.name().equals(name)).findFirst().orElseThrow(

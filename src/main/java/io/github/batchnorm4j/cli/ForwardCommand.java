@@ -1,16 +1,19 @@
 package io.github.batchnorm4j.cli;
 
-import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.BatchNormOptions;
 import io.github.batchnorm4j.Shape;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 /**
  * {@code batchnorm4j forward}: batch-norm forward of a .npy tensor. Writes {@code y.npy}; in training mode also
@@ -66,6 +69,9 @@ final class ForwardCommand implements Callable<Integer> {
     @Mixin
     BackendAndOutOptions target;
 
+    @Spec
+    CommandSpec spec;
+
     @Override
     public Integer call() throws Exception {
         // Validate everything cheap before reading tensors or opening a backend.
@@ -80,45 +86,58 @@ final class ForwardCommand implements Callable<Integer> {
         if (noRunningStats && running.given()) {
             throw new IllegalArgumentException("--running-mean/--running-var cannot be combined with --no-running-stats");
         }
-        NpyArray xa = Inputs.read("--x", x);
+        Inputs.checkOut(target.out);
+        NpyArray xa = Inputs.read("--x", x, 2); // x and y
         Shape shape = Inputs.shapeOf(xa, x, layout);
         int c = shape.channels();
         float[] g = Inputs.perChannel("--gamma", gamma, shape);
         float[] b = Inputs.perChannel("--beta", beta, shape);
         boolean tracked = !noRunningStats;
+        boolean batchStatistics = mode == Mode.train || !tracked; // eval without running statistics uses the batch's
         float[] rm = null;
         float[] rv = null;
         if (tracked) {
             rm = running.mean(shape);
             rv = running.variance(shape);
         }
-        if (mode == Mode.train) Inputs.checkTrainable(shape);
+        if (mode == Mode.train) {
+            Inputs.checkTrainable(shape);
+        } else if (!tracked && shape.reductionSize() < 2) {
+            throw new IllegalArgumentException("--mode eval --no-running-stats normalizes with the batch statistics:"
+                    + " expected more than 1 value per channel, got x " + shape + " (M = " + shape.reductionSize() + ")");
+        }
         // Affine on without files: gamma = 1, beta = 0, which is what null means to the backend.
         BatchNormOptions options = (m == null ? BatchNormOptions.builder().cumulativeMomentum()
                 : BatchNormOptions.builder().momentum(m)).eps(eps).build();
+        List<String> names = new ArrayList<>(List.of("y.npy"));
+        if (mode == Mode.train) names.addAll(List.of("save_mean.npy", "save_invstd.npy"));
+        if (mode == Mode.train && tracked) names.addAll(List.of("running_mean.npy", "running_var.npy"));
+        Map<String, Path> inputs = new LinkedHashMap<>();
+        inputs.put("--x", x);
+        inputs.put("--gamma", gamma);
+        inputs.put("--beta", beta);
+        inputs.put("--running-mean", running.runningMean);
+        inputs.put("--running-var", running.runningVar);
         float[] y = new float[xa.data().length];
-        List<String> written = new ArrayList<>();
         String detail;
-        try (BatchNormOps ops = Backends.open(target.backend)) {
-            // Created once the backend is open: an unavailable backend (exit 3) leaves nothing behind.
-            Path dir = Inputs.outDir(target.out);
-            if (mode == Mode.train || !tracked) {
+        // The output folder is checked and staged before the backend opens; an unavailable backend (exit 3), a
+        // failing computation or a failed write removes the staging folder: nothing is left behind.
+        try (OutputFolder out = OutputFolder.prepare("--out", target.out, names, inputs);
+             BatchNormOps ops = Inputs.openBackend(target.backend)) {
+            if (batchStatistics) {
                 float[] mean = new float[c];
                 float[] invstd = new float[c];
                 double factor = tracked && mode == Mode.train ? options.momentumFactor(numBatchesTracked + 1) : 0;
                 float[] newMean = mode == Mode.train && tracked ? rm.clone() : null;
                 float[] newVar = mode == Mode.train && tracked ? rv.clone() : null;
                 ops.forwardTraining(shape, xa.data(), g, b, eps, newMean, newVar, factor, y, mean, invstd);
-                Inputs.write(dir, "y.npy", xa.dims(), y);
-                written.add("y.npy");
+                out.writeNpy("y.npy", xa.dims(), y);
                 if (mode == Mode.train) {
-                    Inputs.write(dir, "save_mean.npy", Inputs.vector(c), mean);
-                    Inputs.write(dir, "save_invstd.npy", Inputs.vector(c), invstd);
-                    written.addAll(List.of("save_mean.npy", "save_invstd.npy"));
+                    out.writeNpy("save_mean.npy", Inputs.vector(c), mean);
+                    out.writeNpy("save_invstd.npy", Inputs.vector(c), invstd);
                     if (tracked) {
-                        Inputs.write(dir, "running_mean.npy", Inputs.vector(c), newMean);
-                        Inputs.write(dir, "running_var.npy", Inputs.vector(c), newVar);
-                        written.addAll(List.of("running_mean.npy", "running_var.npy"));
+                        out.writeNpy("running_mean.npy", Inputs.vector(c), newMean);
+                        out.writeNpy("running_var.npy", Inputs.vector(c), newVar);
                     }
                 }
                 detail = mode == Mode.train && tracked
@@ -127,13 +146,14 @@ final class ForwardCommand implements Callable<Integer> {
                         : "batch statistics, running statistics not tracked";
             } else {
                 ops.forwardInference(shape, xa.data(), g, b, rm, rv, eps, y);
-                Inputs.write(dir, "y.npy", xa.dims(), y);
-                written.add("y.npy");
+                out.writeNpy("y.npy", xa.dims(), y);
                 detail = "running statistics";
             }
-            System.out.println("forward " + mode + " on " + ops.name() + ": x (" + xa.dimsText() + ") "
-                    + shape.layout().cliName() + ", M = " + shape.reductionSize() + ", " + detail + " -> " + dir + ": "
-                    + String.join(", ", written));
+            out.commit();
+            spec.commandLine().getOut().println("forward " + mode + " on " + ops.name() + ": x (" + xa.dimsText()
+                    + ") " + shape.layout().cliName() + ", M = " + shape.reductionSize() + ", " + detail + " -> "
+                    + out.dir() + ": " + String.join(", ", names));
+            spec.commandLine().getOut().flush();
         }
         return Main.OK;
     }

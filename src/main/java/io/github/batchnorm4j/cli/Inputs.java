@@ -1,10 +1,18 @@
 package io.github.batchnorm4j.cli;
 
+import io.github.batchnorm4j.BackendUnavailableException;
+import io.github.batchnorm4j.Backends;
+import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.BatchNormOptions;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
 import java.io.IOException;
-import java.nio.file.Files;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.DirectoryNotEmptyException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.FileSystemException;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.NotDirectoryException;
 import java.nio.file.Path;
 import java.util.Arrays;
 
@@ -18,12 +26,75 @@ final class Inputs {
     }
 
     /** Reads a tensor given by {@code option} (e.g. "--x"). */
-    static NpyArray read(String option, Path file) throws IOException {
+    static NpyArray read(String option, Path file) {
+        return read(option, file, 1);
+    }
+
+    /**
+     * Reads a tensor given by {@code option}, after checking that {@code copies} arrays of its size fit in memory
+     * (the input and the outputs of its size). Every failure, I/O included, names the option and the file.
+     */
+    static NpyArray read(String option, Path file, int copies) {
+        if (file.toString().isEmpty()) throw new IllegalArgumentException(option + ": expected a .npy file, got an empty path");
         try {
-            return Npy.read(file);
+            return Npy.read(file, copies);
         } catch (NpyFormatException e) {
             throw new NpyFormatException(option + " " + e.getMessage());
+        } catch (IOException e) {
+            throw new IllegalArgumentException(option + " " + file + ": cannot read it: " + describe(e), e);
         }
+    }
+
+    /** Checks an output folder option cheaply before any input is read: not empty. The rest is OutputFolder's. */
+    static void checkOut(Path out) {
+        if (out.toString().isEmpty()) throw new IllegalArgumentException("--out: expected a folder, got an empty path");
+    }
+
+    /**
+     * Throws unless {@code bytes} more fit in the heap the JVM can still use: a size limit checked before allocating,
+     * with the number that would be needed.
+     *
+     * @param what   the option and value the memory is for, first words of the message
+     * @param detail what the bytes are, e.g. "3 float32 arrays of 1000 values"
+     */
+    static void requireMemory(String what, long bytes, String detail) {
+        if (bytes <= freeHeap()) return;
+        System.gc(); // garbage counts as used until collected: look again before refusing
+        long free = freeHeap();
+        if (bytes > free) {
+            throw new IllegalArgumentException(what + ": needs " + mib(bytes) + " of memory (" + detail + "), but the"
+                    + " JVM has " + mib(free) + " free of its " + mib(Runtime.getRuntime().maxMemory())
+                    + " maximum heap (raise it, e.g. BATCHNORM4J_JAVA_OPTS=-Xmx" + Math.max(2, (bytes * 3 / 2 >> 30) + 1)
+                    + "g, where the machine has the memory)");
+        }
+    }
+
+    private static long freeHeap() {
+        Runtime rt = Runtime.getRuntime();
+        return rt.maxMemory() - (rt.totalMemory() - rt.freeMemory());
+    }
+
+    /** Bytes in MiB, rounded up, e.g. "12 MiB"; counts past the heap are also shown in GiB. */
+    static String mib(long bytes) {
+        long mib = (bytes + (1 << 20) - 1) >> 20;
+        return mib < 10_240 ? mib + " MiB" : mib + " MiB (" + (mib >> 10) + " GiB)";
+    }
+
+    /** Opens a backend; an unknown name is an error about {@code --backend}. */
+    static BatchNormOps openBackend(String name) {
+        try {
+            return Backends.open(name);
+        } catch (BackendUnavailableException e) {
+            throw e;
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(asOption("--backend", "backend", e.getMessage()), e);
+        }
+    }
+
+    /** "backend: expected ..." as "--backend: expected ..." (and "shape must ..." as "--shape must ..."). */
+    static String asOption(String option, String field, String message) {
+        boolean named = message != null && (message.startsWith(field + ":") || message.startsWith(field + " "));
+        return named ? option + message.substring(field.length()) : message;
     }
 
     /**
@@ -31,7 +102,12 @@ final class Inputs {
      * channels-first and channels-last accept any rank ≥ 2 (a 2-D x is [N, C] either way).
      */
     static Shape shapeOf(NpyArray x, Path file, String layoutName) {
-        Layout layout = Layout.parse(layoutName);
+        Layout layout;
+        try {
+            layout = Layout.parse(layoutName);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(asOption("--layout", "layout", e.getMessage()), e);
+        }
         int rank = x.dims().length;
         int required = Layout.requiredRank(layoutName);
         if (required > 0 && rank != required) {
@@ -49,19 +125,31 @@ final class Inputs {
         }
     }
 
-    /** A per-channel vector (C values, any shape holding exactly C), or null when the option was not given. */
-    static float[] perChannel(String option, Path file, Shape shape) throws IOException {
+    /**
+     * A per-channel vector, or null when the option was not given: C values in a 1-D array (C,), or with extra axes of
+     * size 1 ((1, C), (C, 1), (1, C, 1, 1): the shapes NumPy code keeps parameters in to broadcast them over x). Any
+     * other shape holding C values, (2, 3) for C = 6, is refused: it is a matrix, most likely the wrong file.
+     * PyTorch's F.batch_norm checks only the count; its modules keep 1-D parameters, as this tool writes them.
+     */
+    static float[] perChannel(String option, Path file, Shape shape) {
         if (file == null) return null;
         NpyArray a = read(option, file);
         if (a.elementCount() != shape.channels()) {
             throw new IllegalArgumentException(option + " " + file + ": expected " + shape.channels()
                     + " values (one per channel of x " + shape + "), got shape (" + a.dimsText() + ")");
         }
+        int longAxes = 0;
+        for (long d : a.dims()) if (d != 1) longAxes++;
+        if (longAxes > 1) {
+            throw new IllegalArgumentException(option + " " + file + ": expected a vector of " + shape.channels()
+                    + " values, shape (" + shape.channels() + ",) or with axes of size 1 such as (1, "
+                    + shape.channels() + ", 1, 1), got shape (" + a.dimsText() + ")");
+        }
         return a.data();
     }
 
     /** A tensor that must have x's dimensions (dy). */
-    static float[] likeX(String option, Path file, NpyArray x) throws IOException {
+    static float[] likeX(String option, Path file, NpyArray x) {
         NpyArray a = read(option, file);
         if (!Arrays.equals(a.dims(), x.dims())) {
             throw new IllegalArgumentException(option + " " + file + ": expected the shape of x (" + x.dimsText()
@@ -107,18 +195,28 @@ final class Inputs {
         return m;
     }
 
-    /** Creates the output directory (and parents) when missing. */
-    static Path outDir(Path dir) throws IOException {
-        if (Files.exists(dir) && !Files.isDirectory(dir)) {
-            throw new IllegalArgumentException("--out " + dir + ": exists and is not a directory");
-        }
-        Files.createDirectories(dir);
-        return dir;
+    /**
+     * An I/O failure as a sentence: the file and the operating system's reason ("no such file or folder",
+     * "permission denied", "No space left on device"), never the exception's class name.
+     */
+    static String describe(IOException e) {
+        String file = e instanceof FileSystemException f && f.getFile() != null ? f.getFile() : null;
+        String reason = reason(e);
+        if (e instanceof FileSystemException f && f.getOtherFile() != null) file = file + " -> " + f.getOtherFile();
+        return file == null ? reason : file + ": " + reason;
     }
 
-    /** Writes a float32 .npy into the output directory. */
-    static void write(Path dir, String name, long[] dims, float[] data) throws IOException {
-        Npy.write(dir.resolve(name), dims, data);
+    /** The operating system's reason of an I/O failure, without the file (see {@link #describe}). */
+    static String reason(IOException e) {
+        String reason;
+        if (e instanceof NoSuchFileException) reason = "no such file or folder";
+        else if (e instanceof AccessDeniedException) reason = "permission denied";
+        else if (e instanceof NotDirectoryException) reason = "not a folder";
+        else if (e instanceof FileAlreadyExistsException) reason = "already exists";
+        else if (e instanceof DirectoryNotEmptyException) reason = "folder not empty";
+        else if (e instanceof FileSystemException f) reason = f.getReason() != null ? f.getReason() : "failed";
+        else reason = e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName();
+        return reason;
     }
 
     /** [C] as dims. */

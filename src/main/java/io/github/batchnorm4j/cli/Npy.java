@@ -1,6 +1,7 @@
 package io.github.batchnorm4j.cli;
 
 import java.io.IOException;
+import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
@@ -38,30 +39,46 @@ public final class Npy {
     }
 
     /**
-     * Reads a float32 or float64 array.
+     * Reads a float32 or float64 array. The file is read once, from start to end, so pipes and other files that
+     * cannot seek ({@code --x <(cat x.npy)}, {@code /dev/stdin}) are read like regular files.
      *
-     * @throws NpyFormatException naming the file when it is not a readable .npy of the accepted kinds, or is missing
+     * @throws NpyFormatException naming the file when it is not a readable .npy of the accepted kinds, is missing,
+     *                            or holds more values than this JVM's memory (see {@link #read(Path, int)})
      * @throws IOException        on an I/O failure
      */
     public static NpyArray read(Path file) throws IOException {
+        return read(file, 1);
+    }
+
+    /**
+     * Reads a float32 or float64 array, first checking (from the header, before allocating) that {@code copies}
+     * float arrays of its size fit in the JVM's free heap: a command that will also allocate an output of the same
+     * size asks for 2, so that a too-large input is a clear error naming the memory needed, not an
+     * OutOfMemoryError halfway through.
+     */
+    public static NpyArray read(Path file, int copies) throws IOException {
         if (!Files.exists(file)) throw new NpyFormatException(file + ": no such file");
         if (Files.isDirectory(file)) throw new NpyFormatException(file + ": is a directory, expected a .npy file");
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
-            ByteBuffer prefix = readFully(ch, 0, 8, file, "the magic string and version");
+        // The size of a regular file is known before reading: a truncated file is refused without allocating.
+        long size = Files.isRegularFile(file) ? Files.size(file) : -1;
+        try (InputStream in = Files.newInputStream(file)) {
+            byte[] prefix = readFully(in, 8, file, "the magic string and version");
             for (int i = 0; i < MAGIC.length; i++) {
-                if (prefix.get(i) != MAGIC[i]) {
+                if (prefix[i] != MAGIC[i]) {
                     throw new NpyFormatException(file + ": not a .npy file (missing the \\x93NUMPY magic string)");
                 }
             }
-            int major = prefix.get(6) & 0xff;
-            int minor = prefix.get(7) & 0xff;
+            int major = prefix[6] & 0xff;
+            int minor = prefix[7] & 0xff;
             long headerLen;
             long headerStart;
             if (major == 1 && minor == 0) {
-                headerLen = readFully(ch, 8, 2, file, "the header length").getShort(0) & 0xffff;
+                headerLen = ByteBuffer.wrap(readFully(in, 2, file, "the header length")).order(ByteOrder.LITTLE_ENDIAN)
+                        .getShort(0) & 0xffff;
                 headerStart = 10;
             } else if ((major == 2 || major == 3) && minor == 0) {
-                headerLen = readFully(ch, 8, 4, file, "the header length").getInt(0) & 0xffffffffL;
+                headerLen = ByteBuffer.wrap(readFully(in, 4, file, "the header length")).order(ByteOrder.LITTLE_ENDIAN)
+                        .getInt(0) & 0xffffffffL;
                 headerStart = 12;
             } else {
                 throw new NpyFormatException(file + ": unsupported .npy format version " + major + "." + minor
@@ -70,30 +87,53 @@ public final class Npy {
             if (headerLen > 16 << 20) {
                 throw new NpyFormatException(file + ": implausible header length " + headerLen);
             }
-            ByteBuffer hb = readFully(ch, headerStart, (int) headerLen, file, "the header");
-            byte[] hbytes = new byte[(int) headerLen];
-            hb.get(0, hbytes);
+            byte[] hbytes = readFully(in, (int) headerLen, file, "the header");
             // Versions 1 and 2 are latin-1; 3 is UTF-8. The keys and values we accept are ASCII either way.
             String header = new String(hbytes, major == 3 ? StandardCharsets.UTF_8 : StandardCharsets.ISO_8859_1);
             Header h = parseHeader(header, file);
             long count = 1;
-            for (long d : h.dims) count = Math.multiplyExact(count, d);
-            if (count > Integer.MAX_VALUE - 8) {
-                throw new NpyFormatException(file + ": " + count + " elements are too many for a Java array");
+            for (long d : h.dims) {
+                if (d != 0 && count > MAX_ELEMENTS / d) {
+                    throw new NpyFormatException(file + ": shape " + dimsText(h.dims) + " has more than " + MAX_ELEMENTS
+                            + " elements: too many for a Java array");
+                }
+                count *= d;
+            }
+            if (count > MAX_ELEMENTS) {
+                throw new NpyFormatException(file + ": shape " + dimsText(h.dims) + " has " + count + " elements:"
+                        + " too many for a Java array (at most " + MAX_ELEMENTS + ")");
             }
             long dataStart = headerStart + headerLen;
             long expected = count * h.itemSize;
-            long actual = ch.size() - dataStart;
-            if (actual != expected) {
+            if (size >= 0 && size - dataStart != expected) {
+                long actual = size - dataStart;
                 throw new NpyFormatException(file + ": expected " + expected + " data bytes for shape "
                         + dimsText(h.dims) + " of " + h.descr + ", found " + actual
                         + (actual < expected ? " (truncated)" : " (trailing bytes)"));
             }
+            requireMemory(file, h.dims, count, copies);
             float[] data = new float[(int) count];
-            readData(ch, dataStart, h.itemSize, data, file);
+            readData(in, h.itemSize, data, file, expected);
+            if (in.read() >= 0) {
+                throw new NpyFormatException(file + ": expected " + expected + " data bytes for shape "
+                        + dimsText(h.dims) + " of " + h.descr + ", found more (trailing bytes)");
+            }
             return new NpyArray(h.dims, data, h.itemSize == 4 ? "<f4" : "<f8");
         } catch (NoSuchFileException e) {
             throw new NpyFormatException(file + ": no such file");
+        }
+    }
+
+    /** The most elements a .npy file may hold here: a Java array's limit. */
+    static final long MAX_ELEMENTS = Integer.MAX_VALUE - 8;
+
+    /** Throws unless {@code copies} float arrays of {@code count} elements fit in the heap the JVM can still use. */
+    private static void requireMemory(Path file, long[] dims, long count, int copies) {
+        try {
+            Inputs.requireMemory(file + ": shape " + dimsText(dims), count * 4 * copies, copies + " float32 array"
+                    + (copies > 1 ? "s" : "") + " of " + count + " values");
+        } catch (IllegalArgumentException e) {
+            throw new NpyFormatException(e.getMessage());
         }
     }
 
@@ -117,7 +157,8 @@ public final class Npy {
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                 StandardOpenOption.TRUNCATE_EXISTING)) {
             writeFully(ch, ByteBuffer.wrap(header));
-            ByteBuffer buf = ByteBuffer.allocate(CHUNK).order(ByteOrder.LITTLE_ENDIAN);
+            ByteBuffer buf = ByteBuffer.allocate(Math.min(CHUNK, 4 * Math.max(1, data.length)))
+                    .order(ByteOrder.LITTLE_ENDIAN);
             int i = 0;
             while (i < data.length) {
                 buf.clear();
@@ -160,6 +201,21 @@ public final class Npy {
         return out.array();
     }
 
+    /**
+     * Header text for a one-line message: control and non-ASCII characters as \\xNN (a corrupted header may hold
+     * newlines or NEL, which would break the error line in two), at most 200 characters.
+     */
+    static String printable(String text) {
+        StringBuilder b = new StringBuilder();
+        String t = text.strip();
+        for (int i = 0; i < t.length() && b.length() < 200; i++) {
+            char c = t.charAt(i);
+            if (c >= 0x20 && c < 0x7f) b.append(c);
+            else b.append(String.format("\\x%02x", (int) c & 0xff));
+        }
+        return b.length() >= 200 ? b + "..." : b.toString();
+    }
+
     record Header(String descr, int itemSize, long[] dims) {
     }
 
@@ -169,13 +225,13 @@ public final class Npy {
         try {
             dict = new DictParser(header).parse();
         } catch (IllegalStateException e) {
-            throw new NpyFormatException(file + ": malformed .npy header (" + e.getMessage() + "): " + header.strip());
+            throw new NpyFormatException(file + ": malformed .npy header (" + e.getMessage() + "): " + printable(header));
         }
         for (String key : new String[] {"descr", "fortran_order", "shape"}) {
             if (!dict.containsKey(key)) throw new NpyFormatException(file + ": .npy header lacks '" + key + "'");
         }
         if (!(dict.get("descr") instanceof String descr)) {
-            throw new NpyFormatException(file + ": unsupported dtype " + dict.get("descr")
+            throw new NpyFormatException(file + ": unsupported dtype " + printable(String.valueOf(dict.get("descr")))
                     + " (structured arrays are not supported; expected '<f4' or '<f8')");
         }
         if (!(dict.get("fortran_order") instanceof Boolean fortran)) {
@@ -189,11 +245,11 @@ public final class Npy {
             case "<f4": case "|f4": itemSize = 4; break;
             case "<f8": case "|f8": itemSize = 8; break;
             case ">f4": case ">f8":
-                throw new NpyFormatException(file + ": big-endian dtype '" + descr
+                throw new NpyFormatException(file + ": big-endian dtype '" + printable(descr)
                         + "' is not supported: expected little-endian float32 ('<f4') or float64 ('<f8')"
                         + " (in numpy: a.astype('<f4'))");
             default:
-                throw new NpyFormatException(file + ": unsupported dtype '" + descr
+                throw new NpyFormatException(file + ": unsupported dtype '" + printable(descr)
                         + "': expected little-endian float32 ('<f4') or float64 ('<f8')");
         }
         if (fortran) {
@@ -203,34 +259,34 @@ public final class Npy {
         return new Header(descr, itemSize, dims);
     }
 
-    private static void readData(FileChannel ch, long start, int itemSize, float[] out, Path file) throws IOException {
-        ByteBuffer buf = ByteBuffer.allocate(CHUNK).order(ByteOrder.LITTLE_ENDIAN);
-        long pos = start;
+    private static void readData(InputStream in, int itemSize, float[] out, Path file, long expected)
+            throws IOException {
+        byte[] chunk = new byte[(int) Math.min(CHUNK, expected)]; // small files: no 1 MiB buffer per read
+        ByteBuffer buf = ByteBuffer.wrap(chunk).order(ByteOrder.LITTLE_ENDIAN);
+        long read = 0;
         int i = 0;
         while (i < out.length) {
             int n = Math.min(CHUNK / itemSize, out.length - i);
-            buf.clear().limit(n * itemSize);
-            while (buf.hasRemaining()) {
-                int r = ch.read(buf, pos + buf.position());
-                if (r < 0) throw new NpyFormatException(file + ": unexpected end of file in the data");
+            int bytes = n * itemSize;
+            int got = in.readNBytes(chunk, 0, bytes);
+            if (got < bytes) {
+                throw new NpyFormatException(file + ": expected " + expected + " data bytes, found " + (read + got)
+                        + " (truncated)");
             }
-            buf.flip();
             if (itemSize == 4) {
+                buf.clear();
                 buf.asFloatBuffer().get(out, i, n);
             } else {
                 for (int k = 0; k < n; k++) out[i + k] = (float) buf.getDouble(k * 8);
             }
-            pos += (long) n * itemSize;
+            read += bytes;
             i += n;
         }
     }
 
-    private static ByteBuffer readFully(FileChannel ch, long pos, int len, Path file, String what) throws IOException {
-        ByteBuffer b = ByteBuffer.allocate(len).order(ByteOrder.LITTLE_ENDIAN);
-        while (b.hasRemaining()) {
-            int r = ch.read(b, pos + b.position());
-            if (r < 0) throw new NpyFormatException(file + ": not a .npy file (too short to hold " + what + ")");
-        }
+    private static byte[] readFully(InputStream in, int len, Path file, String what) throws IOException {
+        byte[] b = in.readNBytes(len);
+        if (b.length < len) throw new NpyFormatException(file + ": not a .npy file (too short to hold " + what + ")");
         return b;
     }
 
@@ -324,7 +380,12 @@ public final class Npy {
                 int start = i;
                 while (i < s.length() && Character.isDigit(s.charAt(i))) i++;
                 if (start == i) throw new IllegalStateException("expected an integer in the shape at offset " + i);
-                dims.add(Long.parseLong(s.substring(start, i)));
+                String digits = s.substring(start, i);
+                try {
+                    dims.add(Long.parseLong(digits));
+                } catch (NumberFormatException e) {
+                    throw new IllegalStateException("shape dimension " + digits + " is larger than 2^63 - 1");
+                }
                 if (i < s.length() && s.charAt(i) == 'L') i++;
                 skip();
                 if (peek() == ',') i++;

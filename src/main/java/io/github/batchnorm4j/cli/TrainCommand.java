@@ -3,6 +3,7 @@ package io.github.batchnorm4j.cli;
 import io.github.batchnorm4j.BackendUnavailableException;
 import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.train.Dataset;
+import io.github.batchnorm4j.train.Mlp;
 import io.github.batchnorm4j.train.DigitsData;
 import io.github.batchnorm4j.train.FashionMnistData;
 import io.github.batchnorm4j.train.Plots;
@@ -23,6 +24,7 @@ import java.nio.file.Path;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -113,16 +115,27 @@ public final class TrainCommand implements Callable<Integer> {
         System.setProperty("java.awt.headless", "true");
         try {
             if (compare && noBn) throw new IllegalArgumentException("--compare and --no-bn: expected at most one");
+            if (hidden.length == 0) {
+                // The model allows none (softmax regression), but then there is no batch norm to train or plot.
+                throw new IllegalArgumentException("--hidden: expected at least one width, got none");
+            }
+            if (out != null && out.toString().isEmpty()) {
+                throw new IllegalArgumentException("--out: expected a folder, got an empty path");
+            }
             TrainConfig base = new TrainConfig(hidden, !noBn, epochs, batchSize, lr, momentum, weightDecay, seed,
                     1e-5, 0.1, dtype);
             if (compare) validateHighLr(base);
             Dataset.Split split = loadData();
+            checkSplit(split);
+            checkMemory(split);
             List<RunResult> runs = new ArrayList<>();
             String backendName;
-            Path dir;
-            try (TrainBackend be = openBackend()) {
+            // The output folder is checked and staged (a hidden folder beside or inside it) before any training, so
+            // that an unwritable --out fails in a second, not after the training; the files appear together at the
+            // end, and a failure or Ctrl-C leaves nothing behind.
+            try (OutputFolder folder = OutputFolder.prepare("--out", outputDir(), OUTPUT_FILES, Map.of());
+                 TrainBackend be = openBackend()) {
                 backendName = be.name();
-                dir = outputDir(); // only once data and backend are known good: bad input leaves no folder behind
                 stdout.println(TrainProgress.fmt("data %s: %d training and %d test samples, %d features, %d classes;"
                                 + " backend %s, activations %s", datasetName(), split.train().rows(),
                         split.test().rows(), split.train().features(), split.train().classes(), backendName, dtype));
@@ -137,28 +150,87 @@ public final class TrainCommand implements Callable<Integer> {
                 } else {
                     runs.add(Trainer.train(be, split, base, label(base.batchNorm(), lr), progress));
                 }
+                folder.write("the plots", d -> Plots.write(d, datasetName(), runs));
+                folder.write("the metrics", d -> MetricsFiles.write(d, datasetName(), backendName, runs));
+                folder.commit();
+                Path dir = folder.dir();
+                for (RunResult r : runs) {
+                    stdout.println(TrainProgress.fmt("%-16s final test accuracy %.4f after %d epochs, %.3f s/epoch"
+                                    + " (training), %.1f s in all%s", r.label(), r.testAccuracy(), r.epochs().size(),
+                            r.secondsPerEpoch(), r.seconds(), dtype == DType.FLOAT16 ? TrainProgress.fmt(
+                                    "; loss scale %s at the end, %d steps skipped", Json.number(r.lossScale()),
+                                    r.skippedSteps()) : ""));
+                }
+                stdout.println("output: " + dir);
+                double seconds = (System.nanoTime() - start) / 1e9;
+                stdout.println(summaryJson(runs, backendName, dir, seconds));
+                stdout.flush();
             }
-            Plots.write(dir, datasetName(), runs);
-            MetricsFiles.write(dir, datasetName(), backendName, runs);
-            for (RunResult r : runs) {
-                stdout.println(TrainProgress.fmt("%-16s final test accuracy %.4f after %d epochs, %.3f s/epoch"
-                                + " (training), %.1f s in all%s", r.label(), r.testAccuracy(), r.epochs().size(),
-                        r.secondsPerEpoch(), r.seconds(), dtype == DType.FLOAT16 ? TrainProgress.fmt(
-                                "; loss scale %s at the end, %d steps skipped", Json.number(r.lossScale()),
-                                r.skippedSteps()) : ""));
-            }
-            stdout.println("output: " + dir);
-            double seconds = (System.nanoTime() - start) / 1e9;
-            stdout.println(summaryJson(runs, backendName, dir, seconds));
-            stdout.flush();
             return 0;
         } catch (BackendUnavailableException e) {
             return Main.error(stderr, Main.UNAVAILABLE, e.getMessage());
         } catch (IllegalArgumentException e) {
             return Main.error(stderr, Main.BAD_INPUT, withOptionName(e.getMessage()));
         } catch (IOException e) {
-            return Main.error(stderr, Main.BAD_INPUT, e.toString());
+            return Main.error(stderr, Main.BAD_INPUT, Inputs.describe(e));
         }
+    }
+
+    /** The files train writes into its output folder. */
+    static final List<String> OUTPUT_FILES = concat(Plots.FILES, List.of(MetricsFiles.CSV, MetricsFiles.JSON));
+
+    private static List<String> concat(List<String> a, List<String> b) {
+        List<String> all = new ArrayList<>(a);
+        all.addAll(b);
+        return List.copyOf(all);
+    }
+
+    /** Both sets must have rows: an empty test set (a tiny --test-fraction) would fail only after the training. */
+    private void checkSplit(Dataset.Split split) {
+        int all = split.train().rows() + split.test().rows();
+        if (split.test().rows() < 1) {
+            throw new IllegalArgumentException("--test-fraction: expected a fraction that holds out at least 1 of the"
+                    + " " + all + " samples for testing, got " + testFraction + " (0 test samples)");
+        }
+        if (split.train().rows() < 2) {
+            throw new IllegalArgumentException("--test-fraction: expected a fraction that leaves at least 2 of the "
+                    + all + " samples for training, got " + testFraction + " (" + split.train().rows()
+                    + " training samples)");
+        }
+    }
+
+    /**
+     * The model's host memory, from --hidden and the data, against the JVM's heap, before anything is allocated: a
+     * width too large is a clear error with the memory needed, not an OutOfMemoryError (or an integer overflow)
+     * after minutes of work. Device backends keep the same tensors in device memory (the emulator's is this heap).
+     */
+    private void checkMemory(Dataset.Split split) {
+        int features = split.train().features();
+        int classes = split.train().classes();
+        int[] sizes = new int[hidden.length + 2];
+        sizes[0] = features;
+        System.arraycopy(hidden, 0, sizes, 1, hidden.length);
+        sizes[sizes.length - 1] = classes;
+        for (int l = 0; l + 1 < sizes.length; l++) {
+            long weights = (long) sizes[l] * sizes[l + 1];
+            if (weights > Integer.MAX_VALUE - 8) {
+                throw new IllegalArgumentException("--hidden " + hiddenText() + ": layer " + (l + 1) + " has "
+                        + sizes[l] + " x " + sizes[l + 1] + " = " + weights + " weights; at most "
+                        + (Integer.MAX_VALUE - 8) + " fit in one array");
+            }
+        }
+        int evalRows = Math.min(split.test().rows(), Trainer.EVAL_CHUNK);
+        long bytes = Mlp.estimatedBytes(sizes, !noBn || compare, batchSize, evalRows);
+        if (backend.equalsIgnoreCase("cpu") || backend.equalsIgnoreCase("emulator")) {
+            Inputs.requireMemory("--hidden " + hiddenText(), bytes, "weights, gradients, momentum and activations"
+                    + " of a " + Arrays.toString(sizes) + " network at batch size " + batchSize);
+        }
+    }
+
+    private String hiddenText() {
+        StringBuilder b = new StringBuilder();
+        for (int h : hidden) b.append(b.length() > 0 ? "," : "").append(h);
+        return b.toString();
     }
 
     private String summaryJson(List<RunResult> runs, String backendName, Path dir, double seconds) {
@@ -227,17 +299,12 @@ public final class TrainCommand implements Callable<Integer> {
         return FashionMnistData.load(dir);
     }
 
-    private Path outputDir() throws IOException {
-        Path dir = out;
-        if (dir == null) {
-            String stamp = LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
-            dir = Path.of("runs", "train-" + stamp);
-            for (int i = 2; Files.exists(dir); i++) dir = Path.of("runs", "train-" + stamp + "-" + i);
-        }
-        if (Files.exists(dir) && !Files.isDirectory(dir)) {
-            throw new IllegalArgumentException("--out: expected a folder, got the file " + dir);
-        }
-        Files.createDirectories(dir);
+    /** --out, or a new runs/train-<date>-<time> (numbered when that exists); created by OutputFolder. */
+    private Path outputDir() {
+        if (out != null) return out;
+        String stamp = LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
+        Path dir = Path.of("runs", "train-" + stamp);
+        for (int i = 2; Files.exists(dir); i++) dir = Path.of("runs", "train-" + stamp + "-" + i);
         return dir;
     }
 }

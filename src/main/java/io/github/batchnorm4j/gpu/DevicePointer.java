@@ -1,7 +1,5 @@
 package io.github.batchnorm4j.gpu;
 
-import java.util.Objects;
-
 /**
  * A location in device memory: a buffer and a byte offset into it. Views of sub-ranges (including misaligned ones) are
  * pointers with non-zero offsets. Because buffers are 256-byte aligned, the alignment of the address is the alignment
@@ -12,7 +10,7 @@ import java.util.Objects;
  */
 public record DevicePointer(DeviceBuffer buffer, long byteOffset) {
     public DevicePointer {
-        Objects.requireNonNull(buffer, "buffer");
+        if (buffer == null) throw new IllegalArgumentException("buffer must not be null");
         if (byteOffset < 0 || byteOffset > buffer.bytes()) {
             throw new IllegalArgumentException("byteOffset must be in [0, " + buffer.bytes() + "], got " + byteOffset);
         }

@@ -102,7 +102,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         typedChecks.put(DType.FLOAT32, checks);
         for (DType t : new DType[]{DType.FLOAT16, DType.BFLOAT16}) {
             typedChecks.put(t, new ArgumentChecks<>((name, p, n, why) -> checkPointer(name, p, n, t, why),
-                    this::checkPointer));
+                    this::checkPointer, null));
         }
     }
 

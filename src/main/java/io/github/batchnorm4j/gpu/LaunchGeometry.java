@@ -24,7 +24,8 @@ import io.github.batchnorm4j.Shape;
  * alone, never of the device: the same input gives the same bits on any GPU model and on the emulator. The split
  * count fills the largest GPU we target ({@link #LARGEST_GPU_MULTIPROCESSORS} SMs, {@link #REDUCE_BLOCKS_PER_SM}
  * resident blocks each: one wave there, slightly more than one on smaller GPUs) but never gives a split block fewer
- * than {@link #MIN_UNITS_PER_SPLIT} units (one full unroll iteration per thread). Elementwise passes have no merge tree; their grids use the
+ * than {@link #MIN_UNITS_PER_SPLIT} units (one full unroll iteration per thread), nor, in the rows view, fewer than
+ * {@link #MIN_VALUES_PER_SPLIT} values of a channel (partials stay below 0.6 % of the traffic). Elementwise passes have no merge tree; their grids use the
  * device's SM count.
  */
 public final class LaunchGeometry {
@@ -48,6 +49,11 @@ public final class LaunchGeometry {
      * partials cost at most 24 B per 4 KiB read (0.6 %).
      */
     public static final long MIN_UNITS_PER_SPLIT = (long) BLOCK * UNROLL;
+    /**
+     * Fewest values of a channel a split block of the rows view reads (its partials then cost at most 24 B per
+     * 4 KiB read, 0.6 %).
+     */
+    public static final long MIN_VALUES_PER_SPLIT = 1024;
     /** Fewest rows per rows-view elementwise block (the block loads its coefficients once). */
     public static final long MIN_ROWS_PER_APPLY_BLOCK = 256;
     /** Longest per-warp run of units in channels-first elementwise passes (8 iterations of 32 lanes). */
@@ -193,8 +199,8 @@ public final class LaunchGeometry {
         }
         RowsBlock b = rowsBlock(shape, vec, dtype);
         long rows = rowsOf(shape);
-        // A block of bx·by threads reads bx units per row: UNROLL rows per thread are MIN_UNITS_PER_SPLIT units.
-        long minRows = (long) UNROLL * b.by;
+        // Each channel of a block has `inner` values per row; UNROLL rows per thread at least.
+        long minRows = Math.max((long) UNROLL * b.by, ceilDiv(MIN_VALUES_PER_SPLIT, b.inner));
         long maxSplits = Math.min(MAX_GRID_Y, Math.max(1, rows / minRows));
         long splits = Math.min(Math.max(1, ceilDiv(target, b.gridX)), maxSplits);
         long chunk = ceilDiv(rows, splits);

@@ -61,7 +61,13 @@ public final class EmulatedDevice implements MeasuringDevice {
     private final Set<Buffer> buffers = new LinkedHashSet<>();
     private final Set<Module> modules = new LinkedHashSet<>();
     private final Stream defaultStream = new Stream(true);
-    private final List<LaunchRecord> launches = new ArrayList<>();
+    /**
+     * The most launches {@link #launchHistory()} keeps: the oldest go first. Unbounded, it grew by a record per launch
+     * (about 740 bytes per training step) for as long as a device lived: the leak soak (LeakSoakMain) found it.
+     */
+    public static final int LAUNCH_HISTORY_LIMIT = 1024;
+
+    private final java.util.ArrayDeque<LaunchRecord> launches = new java.util.ArrayDeque<>();
     private final List<String> leaks = new ArrayList<>();
     private TrafficMetrics metrics = TrafficMetrics.ZERO;
     private long bufferCount;
@@ -340,7 +346,8 @@ public final class EmulatedDevice implements MeasuringDevice {
         } finally {
             if (coverage != null) it.addCoverageTo(coverage);
             TrafficMetrics t = it.metrics();
-            launches.add(new LaunchRecord(fn.name, grid, block, t));
+            if (launches.size() == LAUNCH_HISTORY_LIMIT) launches.removeFirst();
+            launches.addLast(new LaunchRecord(fn.name, grid, block, t));
             metrics = metrics.plus(t);
         }
     }
@@ -406,7 +413,10 @@ public final class EmulatedDevice implements MeasuringDevice {
         launches.clear();
     }
 
-    /** Every launch since the last {@link #resetMetrics()}, in order (unmodifiable copy). */
+    /**
+     * The launches since the last {@link #resetMetrics()}, in order (unmodifiable copy): all of them, up to the last
+     * {@link #LAUNCH_HISTORY_LIMIT}. {@link #metrics()} counts every launch.
+     */
     public synchronized List<LaunchRecord> launchHistory() {
         return List.copyOf(launches);
     }

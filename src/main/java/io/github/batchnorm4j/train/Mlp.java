@@ -132,6 +132,28 @@ public final class Mlp implements AutoCloseable {
         }
     }
 
+    /**
+     * About how many bytes a model of these layer widths holds during training, for a size check before anything is
+     * allocated: per layer the weights, their gradients, their momentum and the initial values drawn on the host
+     * (4 floats per weight), and per batch size met (the batch, the last partial batch, and two evaluation chunks) the
+     * input and, per layer, up to 6 activation tensors (pre-activation, its gradient, batch-norm output and gradient,
+     * ReLU output and gradient).
+     *
+     * @param sizes inputs, hidden widths…, classes
+     */
+    public static long estimatedBytes(int[] sizes, boolean batchNorm, int batchSize, int evalRows) {
+        double weights = 0;
+        double activations = sizes[0];
+        for (int l = 0; l + 1 < sizes.length; l++) {
+            weights += (double) sizes[l] * sizes[l + 1];
+            boolean hiddenLayer = l + 2 < sizes.length;
+            activations += (double) sizes[l + 1] * (hiddenLayer ? (batchNorm ? 6 : 4) : 2);
+        }
+        double rows = 2.0 * batchSize + 2.0 * evalRows;
+        double bytes = 4 * (4 * weights + rows * activations);
+        return bytes >= Long.MAX_VALUE ? Long.MAX_VALUE : (long) bytes;
+    }
+
     private Tensor own(int rows, int cols) {
         return own(rows, cols, DType.FLOAT32);
     }

@@ -11,11 +11,29 @@ import org.knowm.xchart.style.Styler;
 import org.knowm.xchart.style.lines.SeriesLines;
 import org.knowm.xchart.style.markers.SeriesMarkers;
 
+import javax.imageio.IIOImage;
 import javax.imageio.ImageIO;
+import javax.imageio.ImageReader;
+import javax.imageio.ImageTypeSpecifier;
+import javax.imageio.ImageWriteParam;
+import javax.imageio.ImageWriter;
+import javax.imageio.metadata.IIOMetadata;
+import javax.imageio.metadata.IIOMetadataNode;
+import javax.imageio.stream.ImageInputStream;
+import javax.imageio.stream.ImageOutputStream;
+import org.w3c.dom.Node;
 import java.awt.Color;
 import java.awt.Graphics2D;
 import java.awt.image.BufferedImage;
 import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+import java.util.Locale;
+import java.io.OutputStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
@@ -47,6 +65,10 @@ public final class Plots {
     private Plots() {
     }
 
+    /** The names of the files {@link #write} writes. */
+    public static final List<String> FILES = List.of("loss.png", "accuracy.png", "dead_relu.png",
+            "dead_relu_epochs.png", "summary.png");
+
     /** Writes the five PNG files into {@code dir}; returns their paths. */
     public static List<Path> write(Path dir, String dataset, List<RunResult> runs) throws IOException {
         System.setProperty("java.awt.headless", "true");
@@ -54,11 +76,12 @@ public final class Plots {
         BufferedImage acc = BitmapEncoder.getBufferedImage(accuracyChart(dataset, runs));
         BufferedImage dead = BitmapEncoder.getBufferedImage(deadChart(dataset, runs));
         BufferedImage deadEpochs = BitmapEncoder.getBufferedImage(deadEpochChart(dataset, runs));
+        String digest = dataDigest(runs);
         List<Path> out = new ArrayList<>();
-        out.add(save(loss, dir.resolve("loss.png")));
-        out.add(save(acc, dir.resolve("accuracy.png")));
-        out.add(save(dead, dir.resolve("dead_relu.png")));
-        out.add(save(deadEpochs, dir.resolve("dead_relu_epochs.png")));
+        out.add(save(loss, dir.resolve("loss.png"), digest));
+        out.add(save(acc, dir.resolve("accuracy.png"), digest));
+        out.add(save(dead, dir.resolve("dead_relu.png"), digest));
+        out.add(save(deadEpochs, dir.resolve("dead_relu_epochs.png"), digest));
         BufferedImage all = new BufferedImage(2 * WIDTH, 2 * HEIGHT, BufferedImage.TYPE_INT_RGB);
         Graphics2D g = all.createGraphics();
         try {
@@ -69,12 +92,87 @@ public final class Plots {
         } finally {
             g.dispose();
         }
-        out.add(save(all, dir.resolve("summary.png")));
+        out.add(save(all, dir.resolve("summary.png"), digest));
         return out;
     }
 
-    private static Path save(BufferedImage img, Path p) throws IOException {
-        if (!ImageIO.write(img, "png", p.toFile())) throw new IOException("no PNG writer for " + p);
+    /** The PNG text keyword under which every chart carries {@link #dataDigest} of the data it shows. */
+    public static final String DATA_KEYWORD = "batchnorm4j-data";
+
+    /**
+     * A digest of everything the charts show (per run: its label, and per epoch the training loss, test accuracy
+     * and dead fractions, at 6 significant digits), written into each PNG as a text chunk: two charts with the same
+     * digest plot the same numbers, whatever fonts drew them. The documentation's plot is checked against a fresh
+     * run this way (DocsFiguresTest).
+     */
+    public static String dataDigest(List<RunResult> runs) {
+        StringBuilder b = new StringBuilder();
+        for (RunResult r : runs) {
+            b.append(r.label()).append('\n');
+            for (EpochMetrics m : r.epochs()) {
+                b.append(String.format(Locale.ROOT, "%d %.6g %.6g", m.epoch(), m.trainLoss(), m.testAccuracy()));
+                for (double d : m.deadFraction()) b.append(String.format(Locale.ROOT, " %.6g", d));
+                b.append('\n');
+            }
+        }
+        try {
+            byte[] h = MessageDigest.getInstance("SHA-256").digest(b.toString().getBytes(StandardCharsets.UTF_8));
+            return HexFormat.of().formatHex(h, 0, 16);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is required of every Java platform", e);
+        }
+    }
+
+    /** The {@link #DATA_KEYWORD} text of a PNG written by this class, or null when it has none. */
+    public static String readDataDigest(Path png) throws IOException {
+        try (InputStream raw = Files.newInputStream(png); ImageInputStream in = ImageIO.createImageInputStream(raw)) {
+            ImageReader reader = ImageIO.getImageReadersByFormatName("png").next();
+            try {
+                reader.setInput(in);
+                Node root = reader.getImageMetadata(0).getAsTree(PNG_FORMAT);
+                for (Node n = root.getFirstChild(); n != null; n = n.getNextSibling()) {
+                    if (!n.getNodeName().equals("tEXt")) continue;
+                    for (Node e = n.getFirstChild(); e != null; e = e.getNextSibling()) {
+                        Node k = e.getAttributes().getNamedItem("keyword");
+                        if (k != null && k.getNodeValue().equals(DATA_KEYWORD)) {
+                            return e.getAttributes().getNamedItem("value").getNodeValue();
+                        }
+                    }
+                }
+                return null;
+            } finally {
+                reader.dispose();
+            }
+        }
+    }
+
+    private static final String PNG_FORMAT = "javax_imageio_png_1.0";
+
+    /**
+     * Writes a PNG with the data digest as a text chunk, through an ordinary output stream, so that a failure is an
+     * I/O exception naming the file and the reason (ImageIO's own file output says only "Can't create an
+     * ImageOutputStream!"), and without ImageIO's cache file in the temporary folder.
+     */
+    private static Path save(BufferedImage img, Path p, String digest) throws IOException {
+        ImageIO.setUseCache(false);
+        ImageWriter writer = ImageIO.getImageWritersByFormatName("png").next();
+        try (OutputStream out = Files.newOutputStream(p);
+             ImageOutputStream ios = ImageIO.createImageOutputStream(out)) {
+            ImageWriteParam param = writer.getDefaultWriteParam();
+            IIOMetadata meta = writer.getDefaultImageMetadata(ImageTypeSpecifier.createFromRenderedImage(img), param);
+            IIOMetadataNode entry = new IIOMetadataNode("tEXtEntry");
+            entry.setAttribute("keyword", DATA_KEYWORD);
+            entry.setAttribute("value", digest);
+            IIOMetadataNode text = new IIOMetadataNode("tEXt");
+            text.appendChild(entry);
+            IIOMetadataNode root = new IIOMetadataNode(PNG_FORMAT);
+            root.appendChild(text);
+            meta.mergeTree(PNG_FORMAT, root);
+            writer.setOutput(ios);
+            writer.write(null, new IIOImage(img, null, meta), param);
+        } finally {
+            writer.dispose();
+        }
         return p;
     }
 

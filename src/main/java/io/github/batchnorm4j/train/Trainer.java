@@ -15,7 +15,8 @@ import java.util.Random;
  */
 public final class Trainer {
     /** Rows per forward pass when evaluating. */
-    static final int EVAL_CHUNK = 1000;
+    /** Rows per forward pass of the evaluation. */
+    public static final int EVAL_CHUNK = 1000;
 
     private Trainer() {
     }

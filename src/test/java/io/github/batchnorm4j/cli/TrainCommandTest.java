@@ -1,26 +1,23 @@
 package io.github.batchnorm4j.cli;
 
 import io.github.batchnorm4j.train.MiniJson;
-import io.github.batchnorm4j.train.Plots;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;
 
-import javax.imageio.ImageIO;
-import java.awt.image.BufferedImage;
-import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.List;
 import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** {@code train} end to end through picocli: files written, PNGs decodable, the last line a JSON object. */
+/**
+ * {@code train} through picocli: one run, the emulator path, bad input (the full --compare run and its files are
+ * DocsFiguresTest's).
+ */
 class TrainCommandTest {
     record Result(int exit, String out, String err) {
         String lastLine() {
@@ -36,60 +33,6 @@ class TrainCommandTest {
         cl.setErr(new PrintWriter(err));
         int code = cl.execute(args);
         return new Result(code, out.toString(), err.toString());
-    }
-
-    @Test
-    void compareWritesPlotsMetricsAndAJsonLastLine(@TempDir Path tmp) throws IOException {
-        System.setProperty("java.awt.headless", "true");
-        Path dir = tmp.resolve("run");
-        Result r = run("--compare", "--epochs", "2", "--hidden", "32,16", "--batch-size", "50", "--out", dir.toString(),
-                "--no-progress", "--backend", "cpu");
-        assertEquals(0, r.exit(), r.err());
-
-        Map<String, Object> json = MiniJson.parseObject(r.lastLine());
-        for (String k : List.of("test_accuracy", "bn_test_accuracy", "plain_test_accuracy", "epochs", "seconds",
-                "backend", "out")) {
-            assertTrue(json.containsKey(k), "missing key " + k + " in " + r.lastLine());
-        }
-        assertEquals(2.0, json.get("epochs"));
-        assertEquals("cpu", json.get("backend"));
-        assertEquals(dir.toString(), json.get("out"));
-        assertEquals(json.get("bn_test_accuracy"), json.get("test_accuracy"));
-        double acc = (Double) json.get("bn_test_accuracy");
-        assertTrue(acc > 0.5 && acc <= 1, "bn accuracy " + acc);
-        assertTrue(r.out().contains("output: " + dir), r.out());
-        assertTrue(r.out().contains("[BN lr=0.05] epoch  2/2"), r.out());
-        assertTrue(r.out().contains("[plain lr=0.5] epoch  1/2"), r.out());
-
-        for (String png : List.of("loss.png", "accuracy.png", "dead_relu.png", "dead_relu_epochs.png")) {
-            BufferedImage img = decode(dir.resolve(png));
-            assertEquals(Plots.WIDTH, img.getWidth(), png);
-            assertEquals(Plots.HEIGHT, img.getHeight(), png);
-        }
-        BufferedImage summary = decode(dir.resolve("summary.png"));
-        assertEquals(2 * Plots.WIDTH, summary.getWidth());
-        assertEquals(2 * Plots.HEIGHT, summary.getHeight());
-
-        List<String> csv = Files.readAllLines(dir.resolve("metrics.csv"));
-        assertEquals(1 + 4 * 2, csv.size(), "header + 4 runs × 2 epochs");
-        assertTrue(csv.get(0).startsWith("run,batch_norm,lr,epoch,train_loss"), csv.get(0));
-        assertTrue(csv.get(0).contains("dead_relu_layer1,dead_relu_layer2"), csv.get(0));
-        for (String line : csv) assertEquals(csv.get(0).split(",").length, line.split(",").length, line);
-
-        Map<String, Object> metrics = MiniJson.parseObject(Files.readString(dir.resolve("metrics.json")));
-        List<?> runs = (List<?>) metrics.get("runs");
-        assertEquals(4, runs.size());
-        Map<?, ?> first = (Map<?, ?>) runs.get(0);
-        assertEquals(true, first.get("batch_norm"));
-        assertEquals(2, ((List<?>) first.get("history")).size());
-        assertEquals(acc, (Double) first.get("test_accuracy"), 1e-6, "summary and metrics.json agree");
-    }
-
-    private static BufferedImage decode(Path p) throws IOException {
-        assertTrue(Files.size(p) > 1000, p + " is too small to be a chart");
-        BufferedImage img = ImageIO.read(p.toFile());
-        assertNotNull(img, p + " does not decode as an image");
-        return img;
     }
 
     @Test
