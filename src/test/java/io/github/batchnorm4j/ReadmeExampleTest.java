@@ -21,9 +21,9 @@ import io.github.batchnorm4j.ptx.EmulatedDevice;
 import org.junit.jupiter.api.Test;
 
 /**
- * The README's API examples, compiled and run. The code between the BEGIN/END README markers below must be the
- * README's code block of the same name, line for line (indentation aside): {@link #readmeShowsExactlyThisCode}
- * fails when either side changes alone.
+ * The API examples of the README and docs/usage.md, compiled and run. The code between the BEGIN/END README markers
+ * below must be the code block of the same name (in README.md or a page of docs/), line for line (indentation aside):
+ * {@link #readmeShowsExactlyThisCode} fails when either side changes alone.
  */
 class ReadmeExampleTest {
     private static final Path README = Path.of("README.md");
@@ -158,14 +158,31 @@ class ReadmeExampleTest {
         throw new AssertionError("block not found: " + what);
     }
 
+    /** The README, or the page under docs/ that shows the example {@code name} (exactly one of them). */
+    private static List<String> pageShowing(String name) throws IOException {
+        List<Path> pages = new ArrayList<>(List.of(README));
+        try (var docs = Files.list(Path.of("docs"))) {
+            docs.filter(p -> p.toString().endsWith(".md")).sorted().forEach(pages::add);
+        }
+        List<String> found = null;
+        for (Path p : pages) {
+            List<String> lines = Files.readAllLines(p);
+            if (lines.contains("<!-- example: " + name + " -->")) {
+                assertTrue(found == null, "example '" + name + "' is shown twice (again in " + p + ")");
+                found = lines;
+            }
+        }
+        assertTrue(found != null, "no page shows <!-- example: " + name + " --> (README.md, docs/*.md)");
+        return found;
+    }
+
     @Test
     void readmeShowsExactlyThisCode() throws IOException {
-        List<String> readme = Files.readAllLines(README);
         List<String> self = Files.readAllLines(SELF);
         for (String name : new String[] {"layer", "functional", "device"}) {
-            // In the README: the ```java fence after <!-- example: NAME -->.
+            // In the README or a page of docs/: the ```java fence after <!-- example: NAME -->.
+            List<String> readme = pageShowing(name);
             int marker = readme.indexOf("<!-- example: " + name + " -->");
-            assertTrue(marker >= 0, "README lacks <!-- example: " + name + " -->");
             assertEquals("```java", readme.get(marker + 1), "a java block follows the marker");
             List<String> inReadme = block(readme.subList(marker + 1, readme.size()), Pattern.compile("^```java$"),
                     Pattern.compile("^```$"), "README " + name);
