@@ -12,8 +12,9 @@ package io.github.batchnorm4j.gpu;
  *   <li>Sizes and offsets are in bytes unless a parameter says elements.</li>
  *   <li>{@link #allocate} returns memory aligned to at least 256 bytes (as {@code cuMemAlloc} does), so the alignment of
  *       a {@link DevicePointer} is the alignment of its byte offset.</li>
- *   <li>Operations taking a {@link DeviceStream} are ordered on that stream and may return before they complete
- *       (the emulator completes them at once). Copies to the host are complete when the method returns.</li>
+ *   <li>Operations taking a {@link DeviceStream} are ordered on that stream and may return before they complete.
+ *       Copies to the host are complete when the method returns (they wait for the stream). An error of work that ran
+ *       after its call returned is reported by a later call that waits for it.</li>
  *   <li>Every failure is a {@link DeviceException} naming the call (and, for launches, the kernel, grid and block).</li>
  * </ul>
  * A device is owned by one object; {@link #close()} is idempotent and any later call throws
@@ -135,10 +136,13 @@ public interface Device extends AutoCloseable {
     /** The stream that operations use when the caller has none of its own. Never closed by callers. */
     DeviceStream defaultStream();
 
-    /** Creates a stream owned by the caller. */
+    /** Creates a stream owned by the caller (unordered with other created streams; see {@link DeviceStream}). */
     DeviceStream createStream();
 
-    /** Waits until all work on all streams of this device is complete. */
+    /** Creates an event owned by the caller, for ordering work between streams (see {@link DeviceEvent}). */
+    DeviceEvent createEvent();
+
+    /** Waits until all work on all streams of this device is complete (and reports errors of that work). */
     void synchronize();
 
     /** Releases the device (and reports leaked allocations where the implementation can). Idempotent. */

@@ -8,6 +8,8 @@ import io.github.batchnorm4j.SplitBatchNormOps;
 
 import java.util.EnumMap;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.Iterator;
 import java.util.Map;
 import java.util.function.UnaryOperator;
 
@@ -43,15 +45,23 @@ import static io.github.batchnorm4j.gpu.KernelConstants.WANT_DGAMMA;
  * The 16-byte vector path moves 8 halves per load ({@link LaunchGeometry#vectorizable(Shape, DType)}). The
  * data-parallel record methods are float32 only.
  *
- * <p>Not thread-safe, and its workspace is shared by all its calls: use one instance per stream. Owns the loaded
- * modules and the workspace; {@link #close()} frees them (not the device).
+ * <p>Streams: every stream this object is called with gets its own workspace (allocated at the first call on it,
+ * freed once that stream is closed or by {@link #close()}), so calls on different streams never share scratch memory
+ * and may run concurrently; ordering the tensors two streams share is the caller's job (events). Within one stream
+ * the reductions' arrival counters are zero whenever no launch runs: the last block of each channel resets them, and
+ * after a failed call they are zeroed again on the stream (the emulator checks both after every launch). Not
+ * thread-safe: call it from one thread at a time. Owns the loaded modules and the workspaces; {@link #close()} frees
+ * them (not the device).
  */
 public final class DeviceResidentBatchNorm implements DeviceResidentOperations, AutoCloseable {
     private final Device device;
     private final DeviceModule forward;
     private final DeviceModule backward;
     private final Map<String, Kernel> kernels = new HashMap<>();
-    private final Workspace workspace;
+    /** One workspace per stream used: work on two streams may overlap, so they must not share counters or partials. */
+    private final Map<DeviceStream, Workspace> workspaces = new IdentityHashMap<>();
+    /** The workspace of the stream of the call running now (set by {@link #begin}). */
+    private Workspace workspace;
     private final ArgumentChecks<DevicePointer> checks = new ArgumentChecks<>(this::checkPointer);
     /** Per storage type: tensors of that type, per-channel vectors of float32. */
     private final Map<DType, ArgumentChecks<DevicePointer>> typedChecks = new EnumMap<>(DType.class);
@@ -98,7 +108,6 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         }
         this.forward = f;
         this.backward = b;
-        this.workspace = new Workspace(device);
         typedChecks.put(DType.FLOAT32, checks);
         for (DType t : new DType[]{DType.FLOAT16, DType.BFLOAT16}) {
             typedChecks.put(t, new ArgumentChecks<>((name, p, n, why) -> checkPointer(name, p, n, t, why),
@@ -433,9 +442,11 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                 "(" + ranks + " records of " + recordFloats + " floats for " + shape + ")");
     }
 
-    /** Bytes of workspace held now (grows to the largest shape seen). */
+    /** Bytes of workspace held now, over all streams (each grows to the largest shape seen on its stream). */
     public long workspaceBytes() {
-        return workspace.bytes();
+        long bytes = 0;
+        for (Workspace w : workspaces.values()) bytes += w.bytes();
+        return bytes;
     }
 
     /** Frees the workspace and unloads the modules. Idempotent; later calls throw IllegalStateException. */
@@ -443,7 +454,8 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     public void close() {
         if (closed) return;
         closed = true;
-        workspace.close();
+        for (Workspace w : workspaces.values()) w.close();
+        workspaces.clear();
         backward.close();
         forward.close();
     }
@@ -550,9 +562,20 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
 
     // ---- helpers -------------------------------------------------------------------------------------------------
 
+    /** Checks the state, picks the stream (null: the default stream) and makes its workspace the current one. */
     private DeviceStream begin(DeviceStream stream) {
         if (closed) throw new IllegalStateException("DeviceResidentBatchNorm is closed");
-        return stream != null ? stream : device.defaultStream();
+        DeviceStream s = stream != null ? stream : device.defaultStream();
+        if (s.isClosed()) throw new IllegalStateException("stream: " + s + " is closed");
+        for (Iterator<Map.Entry<DeviceStream, Workspace>> it = workspaces.entrySet().iterator(); it.hasNext(); ) {
+            Map.Entry<DeviceStream, Workspace> e = it.next();
+            if (e.getKey().isClosed()) {   // its work has been queued; freeing waits for it (cuMemFree synchronizes)
+                e.getValue().close();
+                it.remove();
+            }
+        }
+        workspace = workspaces.computeIfAbsent(s, k -> new Workspace(device));
+        return s;
     }
 
     /** Grows the workspace for {@code shape} (both vector and scalar geometries) and returns a pointer for unused args. */

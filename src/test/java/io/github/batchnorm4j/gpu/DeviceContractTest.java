@@ -202,6 +202,50 @@ public abstract class DeviceContractTest {
     }
 
     @Test
+    void anEventOrdersWorkOfOneStreamBeforeWorkOfAnother() {
+        Random rnd = new Random(8);
+        float[] src = new float[64];
+        for (int i = 0; i < src.length; i++) src[i] = (float) rnd.nextGaussian();
+        try (Device d = open(); DeviceBuffer b = d.allocate(256); DeviceStream a = d.createStream();
+             DeviceStream c = d.createStream(); DeviceEvent e = d.createEvent()) {
+            c.waitFor(e);   // never recorded: nothing to wait for
+            e.synchronize();
+            d.copyToDevice(src, 0, b.pointer(), 64, a);
+            e.record(a);
+            c.waitFor(e);
+            float[] out = new float[64];
+            d.copyToHost(b.pointer(), out, 0, 64, c);
+            assertArrayEquals(src, out, "c waited for a's copy");
+            e.record(d.defaultStream());
+            e.synchronize();
+            d.synchronize();
+        }
+    }
+
+    @Test
+    void eventsCloseOnceAndEventsOfAnotherDeviceAreRejected() {
+        try (Device d = open(); Device other = open(); DeviceStream a = d.createStream()) {
+            DeviceEvent foreign = other.createEvent();
+            assertThrows(IllegalArgumentException.class, () -> a.waitFor(foreign));
+            assertThrows(IllegalArgumentException.class, () -> a.waitFor(null));
+            foreign.close();
+            DeviceEvent e = d.createEvent();
+            e.record(a);
+            e.close();
+            e.close(); // harmless
+            assertThrows(IllegalStateException.class, () -> e.record(a));
+            assertThrows(IllegalStateException.class, () -> a.waitFor(e));
+            assertThrows(IllegalStateException.class, e::synchronize);
+            a.close();
+            assertTrue(a.isClosed());
+            assertFalse(d.defaultStream().isClosed());
+            try (DeviceEvent f = d.createEvent()) {
+                assertThrows(IllegalStateException.class, () -> f.record(a), "a closed stream");
+            }
+        }
+    }
+
+    @Test
     void launchesAreValidatedBeforeAnythingRuns() {
         try (Device d = open(); DeviceBuffer x = d.allocate(64);
              DeviceModule m = d.loadModule("device_smoke.ptx", smokePtx())) {
