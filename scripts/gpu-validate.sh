@@ -94,7 +94,7 @@ step() {
 }
 
 # 1. Is there a GPU?
-step info 60 info.json "${cli[@]}" info --json
+step info 30 info.json "${cli[@]}" info --json
 cuda_line=$(grep -o '{"name":"cuda","available":[a-z]*,"detail":"[^"]*"' "$out/info.json" 2>/dev/null | head -1)
 if [[ "$cuda_line" != *'"available":true'* ]]; then
   reason=$(sed -e 's/.*"detail":"//' -e 's/"$//' <<< "$cuda_line")
@@ -114,22 +114,22 @@ fi
 
 # 2. The GPU-tagged tests.
 if [[ -n "${GPU_VALIDATE_TEST_COMMAND:-}" ]]; then
-  step tests 210 tests.log bash -c "$GPU_VALIDATE_TEST_COMMAND"
+  step tests 180 tests.log bash -c "$GPU_VALIDATE_TEST_COMMAND"
 elif [[ -d "$kit/test-classes" ]]; then
-  step tests 210 tests.log "$java_bin" -cp "$kit/test-classes:$kit/classes:$kit/lib/*" \
+  step tests 180 tests.log "$java_bin" -cp "$kit/test-classes:$kit/classes:$kit/lib/*" \
     io.github.batchnorm4j.testing.SuiteRunner --tag gpu --all 'io.github.batchnorm4j.*'
 else
-  step tests 210 tests.log bash -c "cd '$root' && ${mvn_cmd[*]} test -Dgroups=gpu"
+  step tests 180 tests.log bash -c "cd '$root' && ${mvn_cmd[*]} test -Dgroups=gpu"
 fi
 
 # 3. Cross-check against float64 and each other.
-step check 90 check.jsonl "${cli[@]}" check --backends "$backends" --json
+step check 60 check.jsonl "${cli[@]}" check --backends "$backends" --json
 
 # 4. Bandwidth, ours and cuDNN's, with the device copy of the same size.
 IFS=';' read -r -a shapes <<< "${GPU_VALIDATE_SHAPES:-32,64,56,56;256,1024}"
 for b in "${bench_backends[@]}"; do
   for i in "${!shapes[@]}"; do
-    step "bench-$b-$i" 45 "bench-$b-$i.jsonl" "${cli[@]}" bench --backend "$b" --shape "${shapes[$i]}" \
+    step "bench-$b-$i" 40 "bench-$b-$i.jsonl" "${cli[@]}" bench --backend "$b" --shape "${shapes[$i]}" \
       --repeat "$repeat" --json
   done
 done

@@ -6,6 +6,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Stream;
 
@@ -24,23 +25,31 @@ class PtxCompileTest {
     @Test
     void everyShippedModuleCompilesWithoutSpillsOnEveryArchitecture() {
         assertTrue(PtxResources.unavailableReason() == null, "no PTX assembler: " + PtxResources.unavailableReason());
+        // One job per (module, kernel, architecture), on all cores: the compilations are independent, and the three
+        // storage types tripled the batch-norm PTX. Each kernel compiles on its own, through the cache the emulator's
+        // occupancy uses (so this test also warms it, and costs nothing on a second run with the same PTX).
+        record Job(String module, String ptx, String entry, Architecture arch) {
+        }
+        List<Job> jobs = new ArrayList<>();
         for (String module : shippedModules()) {
             String ptx = PtxModules.read(module);
             assertTrue(ptx.contains("\n.version 8.0\n"), module + ": expected the restamped header '.version 8.0'");
             List<String> entries = PtxModules.entryNames(ptx);
             assertFalse(entries.isEmpty(), module + ": no .entry found");
             for (Architecture arch : Architecture.values()) {
-                for (String e : entries) {
-                    // Each kernel on its own, through the cache the emulator's occupancy uses (so this test also warms
-                    // it, and costs nothing on a second run with the same PTX).
-                    KernelResources r = PtxResources.of(module, ptx, e, arch);
-                    assertTrue(r.registersKnown(), module + " " + e + " " + arch.smName() + ": " + r);
-                    assertEquals(0, r.localBytesPerThread(), module + " " + e + " " + arch.smName()
-                            + ": a stack frame (register spills or local arrays): " + r);
-                    System.out.printf("%-22s %-28s %s registers=%d smem=%d%n", module, e, arch.smName(),
-                            r.registersPerThread(), r.staticSharedBytes());
-                }
+                for (String e : entries) jobs.add(new Job(module, ptx, e, arch));
             }
+        }
+        List<KernelResources> results = jobs.parallelStream().map(j -> PtxResources.of(j.module(), j.ptx(), j.entry(),
+                j.arch())).toList();
+        for (int i = 0; i < jobs.size(); i++) {
+            Job j = jobs.get(i);
+            KernelResources r = results.get(i);
+            String at = j.module() + " " + j.entry() + " " + j.arch().smName();
+            assertTrue(r.registersKnown(), at + ": " + r);
+            assertEquals(0, r.localBytesPerThread(), at + ": a stack frame (register spills or local arrays): " + r);
+            System.out.printf("%-22s %-28s %s registers=%d smem=%d%n", j.module(), j.entry(), j.arch().smName(),
+                    r.registersPerThread(), r.staticSharedBytes());
         }
     }
 
