@@ -87,6 +87,27 @@ class PtxMutatorTest {
     }
 
     @Test
+    void theSixtyFourBitDivisionDispatchIsEquivalentBelow2To32() {
+        String ptx = String.join("\n", ".version 8.0", ".visible .entry d(", ")", "{",
+                "\tor.b64  \t%rd63, %rd205, %rd40;",           // 5
+                "\tand.b64  \t%rd64, %rd63, -4294967296;",     // 6
+                "\tsetp.eq.s64 \t%p4, %rd64, 0;",              // 7
+                "\t@%p4 bra \t$L__BB0_8;",                     // 8
+                "\tdiv.s64 \t%rd204, %rd205, %rd40;",          // 9: the 64-bit path itself is not dispatch
+                "$L__BB0_8:", "\tret;", "}", "");
+        List<PtxMutant> ms = PtxMutator.mutants("d.ptx", ptx);
+        for (PtxMutant m : ms) {
+            if (m.line() >= 5 && m.line() <= 8) assertEquals(PtxMutator.DIVISION_DISPATCH, m.equivalent(), m.id());
+            else assertNull(m.equivalent(), m.id());
+        }
+        assertTrue(ms.stream().anyMatch(m -> m.line() == 9), "div.s64 has mutants of its own");
+        // The same lines without the branch are not the idiom.
+        String noBranch = ptx.replace("\t@%p4 bra \t$L__BB0_8;", "\tselp.b64 \t%rd1, %rd2, %rd3, %p4;");
+        assertTrue(PtxMutator.mutants("d.ptx", noBranch).stream().allMatch(m -> m.equivalent() == null
+                || !m.equivalent().equals(PtxMutator.DIVISION_DISPATCH)));
+    }
+
+    @Test
     void applyChangesExactlyOneLineAndChecksTheOriginal() {
         List<PtxMutant> ms = PtxMutator.mutants("k.ptx", PTX);
         for (PtxMutant m : ms) {
