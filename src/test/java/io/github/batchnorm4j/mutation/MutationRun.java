@@ -69,6 +69,7 @@ public final class MutationRun {
         Path out = Path.of("target/mutation");
         Path coverage;         // executed lines; null: every line counts as executed
         Path equivalents;      // hand-classified equivalent mutants
+        java.util.Set<String> lines;   // module:line to mutate; null: every line
         boolean resume;
         boolean list;
         /** Where progress and the final table go (tests silence it). */
@@ -125,6 +126,7 @@ public final class MutationRun {
                 case "--out" -> o.out = Path.of(v);
                 case "--coverage" -> o.coverage = Path.of(v);
                 case "--equivalents" -> o.equivalents = Path.of(v);
+                case "--lines" -> o.lines = new java.util.HashSet<>(List.of(v.split(",")));
                 default -> throw new IllegalArgumentException("unknown option " + a + " (see --help)");
             }
         }
@@ -155,6 +157,7 @@ public final class MutationRun {
               --timeout SECONDS   per mutant (default: 5 x the unmutated run + 60 s); a timeout counts as killed
               --jobs J            mutants run at once (default 1)
               --coverage FILE     executed PTX lines; mutants on other lines are skipped as never executed
+              --lines M:L,...     only the mutants of these lines (e.g. batchnorm_backward.ptx:1694), to rerun survivors
               --equivalents FILE  hand-classified equivalent mutants (tab-separated: module:line, mutated text,
                                   reason); matching survivors are reported as equivalent with that reason
               --out DIR           results.jsonl, report.json, report.txt (default target/mutation)
@@ -181,7 +184,9 @@ public final class MutationRun {
         List<PtxMutant> all = new ArrayList<>();
         for (String m : o.modules) {
             for (PtxMutant x : PtxMutator.mutants(m, ptx.get(m))) {
-                if (o.operators.contains(x.operator())) all.add(x);
+                if (o.operators.contains(x.operator()) && (o.lines == null || o.lines.contains(m + ":" + x.line()))) {
+                    all.add(x);
+                }
             }
         }
         Path work = Files.createTempDirectory("bn4j-mutants");
