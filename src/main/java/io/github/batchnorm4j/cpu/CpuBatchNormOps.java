@@ -4,6 +4,7 @@ import io.github.batchnorm4j.AbstractSplitBatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.GradientSums;
 import io.github.batchnorm4j.Layout;
+import io.github.batchnorm4j.ReluMask;
 import io.github.batchnorm4j.Shape;
 import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.ForkJoinTask;
@@ -407,6 +408,62 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             if (dgamma != null) dgamma[k] = (float) (b * invstd[k]);
             if (dbeta != null) dbeta[k] = (float) a;
         }
+    }
+
+    // ---- fused batch norm + (add) + ReLU ---------------------------------------------------------------------------
+    // The same results as BatchNormOps' composition, bit for bit (y of the unfused op, then the same float32 add and
+    // comparison), without its scratch tensors: the epilogue runs in place on y, and backward's gated dy goes to dz
+    // when the caller wants it (the CPU cannot fail after validation, so writing dz first keeps outputs whole).
+    // Traffic (units of S): forward training 3 S + the epilogue's read of y (and z) and write of y; backward training
+    // the gating pass (read dy, write g) + 5 S.
+
+    @Override
+    protected void doForwardTrainingRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta, double eps,
+                                         float[] runningMean, float[] runningVar, double momentum, float[] y,
+                                         int[] mask, float[] saveMean, float[] saveInvstd) {
+        doForwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
+        reluEpilogue(y, z, mask);
+    }
+
+    @Override
+    protected void doForwardInferenceRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta,
+                                          float[] runningMean, float[] runningVar, double eps, float[] y,
+                                          int[] mask) {
+        doForwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+        reluEpilogue(y, z, mask);
+    }
+
+    @Override
+    protected void doBackwardTrainingRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                          float[] saveMean, float[] saveInvstd, float[] dx, float[] dz,
+                                          float[] dgamma, float[] dbeta) {
+        float[] g = gated(dy, mask, dz);
+        doBackwardTraining(shape, x, g, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+    }
+
+    @Override
+    protected void doBackwardInferenceRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                           float[] runningMean, float[] runningVar, double eps, float[] dx,
+                                           float[] dz, float[] dgamma, float[] dbeta) {
+        float[] g = gated(dy, mask, dz);
+        doBackwardInference(shape, x, g, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
+    }
+
+    /** y = relu(y + z) in place and the mask, in pieces of whole 32-element words across threads. */
+    private void reluEpilogue(float[] y, float[] z, int[] mask) {
+        int words = (y.length + 31) >>> 5;
+        int tasks = tasksFor(y.length);
+        run(tasks, t -> ReluMask.apply(y, z, y, mask, 32 * pieceStart(words, t, tasks),
+                Math.min(y.length, 32 * pieceStart(words, t + 1, tasks))));
+    }
+
+    /** dy gated by the mask, into dz when given (it is the residual's gradient), else into a scratch array. */
+    private float[] gated(float[] dy, int[] mask, float[] dz) {
+        float[] g = dz != null ? dz : new float[dy.length];
+        int tasks = tasksFor(dy.length);
+        run(tasks, t -> ReluMask.gate(dy, mask, g, pieceStart(dy.length, t, tasks),
+                pieceStart(dy.length, t + 1, tasks)));
+        return g;
     }
 
     private static View view(Shape shape) {
