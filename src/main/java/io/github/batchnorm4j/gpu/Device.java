@@ -48,6 +48,57 @@ public interface Device extends AutoCloseable {
     /** Copies {@code count} ints from device memory at {@code src} to {@code dst[dstOffset..]}; complete on return. */
     void copyToHost(DevicePointer src, int[] dst, int dstOffset, int count, DeviceStream stream);
 
+    /**
+     * Copies {@code count} 16-bit elements (float16/bfloat16 bit patterns) from {@code src[srcOffset..]} to device
+     * memory at {@code dst} (2-byte aligned). The default packs element pairs into one int copy and writes an odd last
+     * element with two one-byte memsets; implementations may copy the shorts directly.
+     */
+    default void copyToDevice(short[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
+        DeviceChecks.hostRange("src", src, srcOffset, count);
+        DeviceChecks.room("dst", dst, count, io.github.batchnorm4j.DType.FLOAT16, "");
+        int pairs = count / 2;
+        if (pairs > 0) {
+            int[] words = new int[pairs];
+            for (int i = 0; i < pairs; i++) {
+                words[i] = (src[srcOffset + 2 * i] & 0xFFFF) | (src[srcOffset + 2 * i + 1] << 16); // little-endian
+            }
+            copyToDevice(words, 0, dst, pairs, stream);
+        }
+        if (count % 2 == 1) {
+            short last = src[srcOffset + count - 1];
+            DevicePointer p = dst.plus(2L * (count - 1));
+            memset(p, (byte) last, 1, stream);
+            memset(p.plus(1), (byte) (last >> 8), 1, stream);
+        }
+    }
+
+    /**
+     * Copies {@code count} 16-bit elements from device memory at {@code src} to {@code dst[dstOffset..]}; complete on
+     * return. The default copies element pairs as ints and an odd last element through a 4-byte scratch buffer.
+     */
+    default void copyToHost(DevicePointer src, short[] dst, int dstOffset, int count, DeviceStream stream) {
+        DeviceChecks.hostRange("dst", dst, dstOffset, count);
+        DeviceChecks.room("src", src, count, io.github.batchnorm4j.DType.FLOAT16, "");
+        int pairs = count / 2;
+        if (pairs > 0) {
+            int[] words = new int[pairs];
+            copyToHost(src, words, 0, pairs, stream);
+            for (int i = 0; i < pairs; i++) {
+                dst[dstOffset + 2 * i] = (short) words[i];
+                dst[dstOffset + 2 * i + 1] = (short) (words[i] >>> 16);
+            }
+        }
+        if (count % 2 == 1) {
+            try (DeviceBuffer scratch = allocate(4)) {
+                memset(scratch.pointer(), (byte) 0, 4, stream);
+                copyDeviceToDevice(src.plus(2L * (count - 1)), scratch.pointer(), 2, stream);
+                int[] word = new int[1];
+                copyToHost(scratch.pointer(), word, 0, 1, stream);
+                dst[dstOffset + count - 1] = (short) word[0];
+            }
+        }
+    }
+
     /** Copies {@code bytes} between two device locations (ordered on {@code stream}). */
     void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream stream);
 

@@ -58,6 +58,7 @@ import java.util.Set;
  */
 public final class EmulatedDevice implements MeasuringDevice {
     private static final VarHandle I32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle I16 = MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
     static final int STATIC_SHARED_LIMIT = 48 * 1024;
     static final int SHARED_OPTIN_LIMIT = 64 * 1024;
 
@@ -237,6 +238,31 @@ public final class EmulatedDevice implements MeasuringDevice {
         readWords(q, "copyToHost of " + count + " ints", src, count, (i, bits) -> dst[dstOffset + i] = bits);
     }
 
+    /** 16-bit elements, little-endian, byte-exact (the interface's default would go through int words). */
+    @Override
+    public synchronized void copyToDevice(short[] src, int srcOffset, DevicePointer dst, int count,
+                                          DeviceStream stream) {
+        open();
+        stream(stream);
+        DeviceChecks.hostRange("src", src, srcOffset, count);
+        Allocation a = target(dst, 2L * count, "dst");
+        int off = (int) dst.byteOffset();
+        for (int i = 0; i < count; i++) I16.set(a.data, off + 2 * i, src[srcOffset + i]);
+        a.markInit(off, 2L * count);
+    }
+
+    @Override
+    public synchronized void copyToHost(DevicePointer src, short[] dst, int dstOffset, int count,
+                                        DeviceStream stream) {
+        open();
+        stream(stream);
+        DeviceChecks.hostRange("dst", dst, dstOffset, count);
+        Allocation a = target(src, 2L * count, "src");
+        int off = (int) src.byteOffset();
+        checkInitialized(a, off, 2L * count, "copyToHost");
+        for (int i = 0; i < count; i++) dst[dstOffset + i] = (short) I16.get(a.data, off + 2 * i);
+    }
+
     @Override
     public synchronized void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream stream) {
         open();
@@ -291,7 +317,12 @@ public final class EmulatedDevice implements MeasuringDevice {
         Objects.requireNonNull(name, "name");
         Objects.requireNonNull(ptx, "ptx");
         List<Allocation> vars = new ArrayList<>();
-        PtxModule parsed;
+        PtxModule parsed = ParsedModules.get(name, ptx);
+        if (parsed != null) {
+            Module m = new Module(name, parsed, vars);
+            modules.add(m);
+            return m;
+        }
         try {
             parsed = PtxParser.parse(name, ptx, (var, bytes, init) -> {
                 Allocation a = memory.allocate(bytes, "module variable " + var + " of " + name);
@@ -304,6 +335,7 @@ public final class EmulatedDevice implements MeasuringDevice {
             for (Allocation a : vars) memory.free(a); // a failed load leaves nothing behind
             throw e;
         }
+        if (vars.isEmpty()) ParsedModules.put(name, ptx, parsed); // no device addresses baked in: reusable
         Module m = new Module(name, parsed, vars);
         modules.add(m);
         return m;

@@ -97,6 +97,36 @@ public abstract class DeviceContractTest {
         }
     }
 
+    /** float16/bfloat16 tensors: odd and even counts, 2-byte (not 4-byte) aligned addresses, nothing written outside. */
+    @Test
+    void sixteenBitCopiesRoundTripAtAnyEvenOffset() {
+        Random rnd = new Random(7);
+        short[] src = new short[41];
+        for (int i = 0; i < src.length; i++) src[i] = (short) rnd.nextInt();
+        try (Device d = open(); DeviceBuffer b = d.allocate(256)) {
+            for (int[] c : new int[][]{{0, 0, 41}, {3, 2, 17}, {1, 6, 8}, {0, 130, 1}, {5, 0, 0}}) {
+                int srcOffset = c[0], byteOffset = c[1], count = c[2];
+                d.memset(b.pointer(), (byte) 0x5A, 256, d.defaultStream());
+                d.copyToDevice(src, srcOffset, b.at(byteOffset), count, d.defaultStream());
+                short[] out = new short[count + 2];
+                Arrays.fill(out, (short) 0x7E00);
+                d.copyToHost(b.at(byteOffset), out, 1, count, d.defaultStream());
+                for (int i = 0; i < count; i++) assertEquals(src[srcOffset + i], out[1 + i], "element " + i);
+                assertEquals((short) 0x7E00, out[0], "nothing written before dstOffset");
+                assertEquals((short) 0x7E00, out[count + 1], "nothing written after the count");
+                if (count > 0) {
+                    short[] after = new short[1];
+                    d.copyToHost(b.at(byteOffset + 2L * count), after, 0, 1, d.defaultStream());
+                    assertEquals((short) 0x5A5A, after[0], "the device element after the copy is untouched");
+                }
+            }
+            assertThrows(IllegalArgumentException.class,
+                    () -> d.copyToDevice(src, 0, b.at(200), 40, d.defaultStream()));
+            assertThrows(IllegalArgumentException.class,
+                    () -> d.copyToHost(b.pointer(), new short[3], 1, 3, d.defaultStream()));
+        }
+    }
+
     @Test
     void badRangesAreRejectedNamingTheArgument() {
         try (Device d = open(); DeviceBuffer b = d.allocate(64)) {
