@@ -124,6 +124,7 @@ final class BenchSuite implements AutoCloseable {
                         mask, mean, invstd);
                 body.run();
                 metrics = metrics();
+                launches = launches();
                 err = forwardTrainReluErrors(in, z, y, mask, mean, invstd, rm, rv);
                 break;
             }
@@ -134,6 +135,7 @@ final class BenchSuite implements AutoCloseable {
                         in.runningVar(), EPS, y, mask);
                 body.run();
                 metrics = metrics();
+                launches = launches();
                 double[] v = Float64Check.preActivation(Float64Check.forwardInference(s, in.x(), in.gamma(),
                         in.beta(), in.runningMean(), in.runningVar(), EPS), z);
                 err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, false);
@@ -156,6 +158,7 @@ final class BenchSuite implements AutoCloseable {
                         dgamma, dbeta);
                 body.run();
                 metrics = metrics();
+                launches = launches();
                 err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, true);
                 float[] g = Float64Check.gate(in.dy(), mask);
                 if (isCpu()) {
