@@ -24,9 +24,11 @@ import java.util.function.IntConsumer;
  * Then mean = K + Σd/M and M2 = Σd² − (Σd)²/M. This is the shifted single pass, not E[x²] − E[x]²: the cancellation in
  * M2 costs log2(1 + (mean − K)²/var) bits of the 53 a double holds, and K, being a value of the channel, lies within a
  * few standard deviations of the mean for any real data; even an outlier K 1000 standard deviations away leaves ≈ 33
- * bits, more than float32 needs. (x − K is exact in double: both are floats.) The loops are in {@link ElementLoops}:
- * several independent accumulator chains, fused multiply-adds where the JVM has them, and channels-last sums tiled so
- * that blocks of 8 channels accumulate in registers.
+ * bits, more than float32 needs. (x − K is exact in double: both are floats.) The loops ({@link PieceLoops}) are
+ * {@link VectorLoops} where the Vector API is present ({@link #VECTOR_AVAILABLE}: floats widened into double vectors,
+ * lanes folded in a fixed order) and {@link ElementLoops} otherwise (several independent scalar accumulator chains,
+ * fused multiply-adds where the JVM has them, channels-last sums tiled so that blocks of 8 channels accumulate in
+ * registers).
  *
  * <p><b>Elementwise passes</b> run in float32 with per-channel coefficients hoisted out of the loops (channels-first:
  * one plain loop per run, which HotSpot vectorizes; channels-last: chunks of whole rows copied into scratch, one flat
