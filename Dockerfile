@@ -50,7 +50,9 @@ COPY --from=jre /opt/java/openjdk /opt/java/openjdk
 
 # One layer: fontconfig and one font (Java2D needs them to draw the text of the PNG charts that `train` writes,
 # headless); the forward-compatibility package out (see NVIDIA_REQUIRE_CUDA above; dpkg fails loudly should
-# anything depend on it); the unprivileged user and its working directory. The two packages' versions are not
+# anything depend on it); a check that the base image's NCCL (libnccl2, which NVIDIA's runtime images carry and its
+# base images do not) is there, since data-parallel batch norm across processes (NcclCollective) loads it; the
+# unprivileged user and its working directory. The two packages' versions are not
 # pinned (linter rule ER0012, hadolint's DL3008): Ubuntu's archive drops superseded versions, so a pin would
 # break the build, and the pinned base image already fixes the Ubuntu release.
 # linter ignore=ER0012
@@ -58,6 +60,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends fontconfig fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/* \
     && dpkg --purge cuda-compat-12-6 \
+    && { ldconfig -p | grep -q 'libnccl\.so\.2 ' || { echo 'libnccl.so.2 (NCCL) missing from the base image' >&2; exit 1; }; } \
     && useradd --no-log-init --create-home --uid 10001 --user-group --shell /usr/sbin/nologin batchnorm4j \
     && install -d -o batchnorm4j -g batchnorm4j /work
 

@@ -1,7 +1,9 @@
 // batchnorm_backward.cu: per-channel gradient sums and the dx pass.
 //
 // Entry points (extern "C"; "_vec4" variants need 16-byte aligned tensors and inner % 4 == 0 (channels-first) or
-// C % 4 == 0 (channels-last), else the host uses the scalar ones):
+// C % 4 == 0 (channels-last), else the host uses the scalar ones). bn_backward_reduce_* and bn_dx_* exist once per
+// storage type of x, dy and dx: float, __half ("_f16") and __nv_bfloat16 ("_bf16"), with "_vec8" variants for 8
+// halves per 16 bytes (see batchnorm_forward.cu); sums, coefficients and arithmetic are float, dx is rounded once.
 //
 //   bn_backward_reduce_cf[_vec4]  channels-first sums Σdy and Σdy·(x − mean) per channel, with the geometry of
 //                       bn_stats_cf (1-D grid of C*splits blocks of 256 threads, units [s*chunk, (s+1)*chunk) of
@@ -66,35 +68,41 @@ __device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, 
 
 // ---- sums: what channel_reduce_cf / _cl (batchnorm_common.cuh) accumulate --------------------------------------
 // (Σdy, Σdy·(x − center)) per channel, center = the saved (or running) mean; finish_backward at the end.
-template <bool VEC>
+template <typename S, bool VEC>
 struct BackwardSumsOp {
     using Acc = float2;
-    using Unit = typename bn_unit<VEC>::type;
+    using IO = bn_io<S, VEC>;
+    using Unit = typename IO::Unit;
     struct Item { Unit x, g; };
-    static constexpr int W = VEC ? 4 : 1;
-    const float* __restrict__ x;
-    const float* __restrict__ dy;
+    static constexpr int W = IO::W;
+    const S* __restrict__ x;
+    const S* __restrict__ dy;
     BackwardFinish f;
 
     __device__ __forceinline__ Item load(long long e) const {
-        return Item{load_unit<VEC>(x + e), load_unit<VEC>(dy + e)};
+        return Item{IO::load(x + e), IO::load(dy + e)};
     }
-    // Channels-first: the four values of a float4 are summed pairwise first, then added to the running sums.
+    // Channels-first: the W values of a unit are summed pairwise first, then added to the running sums.
     __device__ __forceinline__ void push(float2& acc, const Item& v, float center) const {
-        if constexpr (VEC) {
-            acc.x += (v.g.x + v.g.y) + (v.g.z + v.g.w);
-            acc.y += (v.g.x * (v.x.x - center) + v.g.y * (v.x.y - center))
-                   + (v.g.z * (v.x.z - center) + v.g.w * (v.x.w - center));
+        if constexpr (W > 1) {
+            float g[W], p[W];
+            #pragma unroll
+            for (int k = 0; k < W; k++) {
+                g[k] = IO::get(v.g, k);
+                p[k] = g[k] * (IO::get(v.x, k) - center);
+            }
+            acc.x += tree_sum<W>(g);
+            acc.y += tree_sum<W>(p);
         } else {
-            acc.x += v.g;
-            acc.y = fmaf(v.g, v.x - center, acc.y);
+            acc.x += IO::get(v.g, 0);
+            acc.y = fmaf(IO::get(v.g, 0), IO::get(v.x, 0) - center, acc.y);
         }
     }
     __device__ __forceinline__ void push_row(float2 (&acc)[W], const Item& v, const float (&center)[W]) const {
         #pragma unroll
         for (int k = 0; k < W; k++) {
-            acc[k].x += component(v.g, k);
-            acc[k].y = fmaf(component(v.g, k), component(v.x, k) - center[k], acc[k].y);
+            acc[k].x += IO::get(v.g, k);
+            acc[k].y = fmaf(IO::get(v.g, k), IO::get(v.x, k) - center[k], acc[k].y);
         }
     }
     __device__ __forceinline__ void settle(float2 (&)[W]) const {}
@@ -103,78 +111,84 @@ struct BackwardSumsOp {
     }
 };
 
-extern "C" __global__ void __launch_bounds__(256)
-bn_backward_reduce_cf(const float* __restrict__ x, const float* __restrict__ dy, int C, long long N, long long inner,
-                      int splits, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
-    BWD_INIT(C)
-    channel_reduce_cf(BackwardSumsOp<false>{x, dy, f}, mean, 1, C, N, inner, splits, chunk, partials, counters);
+// One set of four entry points per storage type (see batchnorm_forward.cu for SUF and V).
+#define BN_BACKWARD_REDUCE_ENTRIES(S, SUF, V) \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_backward_reduce_cf##SUF(const S* __restrict__ x, const S* __restrict__ dy, int C, long long N, long long inner, \
+                           int splits, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) { \
+    BWD_INIT(C) \
+    channel_reduce_cf(BackwardSumsOp<S, false>{x, dy, f}, mean, 1, C, N, inner, splits, chunk, partials, counters); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_backward_reduce_cf##SUF##V(const S* __restrict__ x, const S* __restrict__ dy, int C, long long N, \
+                              long long inner, int splits, long long chunk, float* partials, unsigned* counters, \
+                              BWD_PARAMS) { \
+    BWD_INIT(C) \
+    channel_reduce_cf(BackwardSumsOp<S, true>{x, dy, f}, mean, 1, C, N, inner, splits, chunk, partials, counters); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_backward_reduce_cl##SUF(const S* __restrict__ x, const S* __restrict__ dy, long long rows, int C, int inner, \
+                           long long chunk, float* partials, unsigned* counters, BWD_PARAMS) { \
+    BWD_INIT(C) \
+    channel_reduce_cl(BackwardSumsOp<S, false>{x, dy, f}, mean, 1, rows, C, inner, chunk, partials, counters); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_backward_reduce_cl##SUF##V(const S* __restrict__ x, const S* __restrict__ dy, long long rows, int C, \
+                              int inner, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) { \
+    BWD_INIT(C) \
+    channel_reduce_cl(BackwardSumsOp<S, true>{x, dy, f}, mean, 1, rows, C, inner, chunk, partials, counters); \
 }
 
-extern "C" __global__ void __launch_bounds__(256)
-bn_backward_reduce_cf_vec4(const float* __restrict__ x, const float* __restrict__ dy, int C, long long N,
-                           long long inner, int splits, long long chunk, float* partials, unsigned* counters,
-                           BWD_PARAMS) {
-    BWD_INIT(C)
-    channel_reduce_cf(BackwardSumsOp<true>{x, dy, f}, mean, 1, C, N, inner, splits, chunk, partials, counters);
-}
-
-extern "C" __global__ void __launch_bounds__(256)
-bn_backward_reduce_cl(const float* __restrict__ x, const float* __restrict__ dy, long long rows, int C, int inner,
-                      long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
-    BWD_INIT(C)
-    channel_reduce_cl(BackwardSumsOp<false>{x, dy, f}, mean, 1, rows, C, inner, chunk, partials, counters);
-}
-
-extern "C" __global__ void __launch_bounds__(256)
-bn_backward_reduce_cl_vec4(const float* __restrict__ x, const float* __restrict__ dy, long long rows, int C,
-                           int inner, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) {
-    BWD_INIT(C)
-    channel_reduce_cl(BackwardSumsOp<true>{x, dy, f}, mean, 1, rows, C, inner, chunk, partials, counters);
-}
+BN_BACKWARD_REDUCE_ENTRIES(float, , _vec4)
+BN_BACKWARD_REDUCE_ENTRIES(__half, _f16, _vec8)
+BN_BACKWARD_REDUCE_ENTRIES(__nv_bfloat16, _bf16, _vec8)
 
 // ---- dx = a·dy + b·(x − p) + c, through channel_map_cf / _cl (batchnorm_common.cuh) -----------------------------
-// coef rows (written by finish_backward): p, b, c, a.
-template <bool VEC>
+// coef rows (written by finish_backward): p, b, c, a. Computed in float, rounded once to S when stored.
+template <typename S, bool VEC>
 struct DxOp {
-    using Unit = typename bn_unit<VEC>::type;
+    using IO = bn_io<S, VEC>;
+    using Unit = typename IO::Unit;
     struct Item { Unit x, g; };
-    static constexpr int W = VEC ? 4 : 1, K = 4;
-    const float* __restrict__ x;
+    static constexpr int W = IO::W, K = 4;
+    const S* __restrict__ x;
     // Not __restrict__: dy may be dx (in place, element-wise: every unit is loaded before it is stored). A restrict
     // dy is read through the non-coherent path (ld.global.nc), which needs data read-only for the whole kernel.
-    const float* dy;
-    float* out;
+    const S* dy;
+    S* out;
     __device__ __forceinline__ Item load(long long e) const {
-        return Item{load_unit<VEC>(x + e), load_unit<VEC>(dy + e)};
+        return Item{IO::load(x + e), IO::load(dy + e)};
     }
     __device__ __forceinline__ float value(const Item& v, int k, const float (&q)[K]) const {
-        return fmaf(q[3], component(v.g, k), fmaf(q[1], component(v.x, k) - q[0], q[2]));
+        return fmaf(q[3], IO::get(v.g, k), fmaf(q[1], IO::get(v.x, k) - q[0], q[2]));
     }
 };
 
-extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cf(const float* __restrict__ x, const float* dy, float* dx, int C, unsigned units,
-         unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) {
-    channel_map_cf(DxOp<false>{x, dy, dx}, C, units, pieces, inner, chunk, coef);
+#define BN_DX_ENTRIES(S, SUF, V) \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_dx_cf##SUF(const S* __restrict__ x, const S* dy, S* dx, int C, unsigned units, unsigned pieces, \
+              long long inner, int chunk, const float* __restrict__ coef) { \
+    channel_map_cf(DxOp<S, false>{x, dy, dx}, C, units, pieces, inner, chunk, coef); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_dx_cf##SUF##V(const S* __restrict__ x, const S* dy, S* dx, int C, unsigned units, \
+                 unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) { \
+    channel_map_cf(DxOp<S, true>{x, dy, dx}, C, units, pieces, inner, chunk, coef); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_dx_cl##SUF(const S* __restrict__ x, const S* dy, S* dx, long long rows, int C, int inner, \
+              const float* __restrict__ coef) { \
+    channel_map_cl(DxOp<S, false>{x, dy, dx}, rows, C, inner, coef); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_dx_cl##SUF##V(const S* __restrict__ x, const S* dy, S* dx, long long rows, int C, int inner, \
+                 const float* __restrict__ coef) { \
+    channel_map_cl(DxOp<S, true>{x, dy, dx}, rows, C, inner, coef); \
 }
 
-extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cf_vec4(const float* __restrict__ x, const float* dy, float* dx, int C, unsigned units,
-              unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) {
-    channel_map_cf(DxOp<true>{x, dy, dx}, C, units, pieces, inner, chunk, coef);
-}
-
-extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cl(const float* __restrict__ x, const float* dy, float* dx, long long rows, int C, int inner,
-         const float* __restrict__ coef) {
-    channel_map_cl(DxOp<false>{x, dy, dx}, rows, C, inner, coef);
-}
-
-extern "C" __global__ void __launch_bounds__(256)
-bn_dx_cl_vec4(const float* __restrict__ x, const float* dy, float* dx, long long rows, int C,
-              int inner, const float* __restrict__ coef) {
-    channel_map_cl(DxOp<true>{x, dy, dx}, rows, C, inner, coef);
-}
+BN_DX_ENTRIES(float, , _vec4)
+BN_DX_ENTRIES(__half, _f16, _vec8)
+BN_DX_ENTRIES(__nv_bfloat16, _bf16, _vec8)
 
 // ---- merge of gradient records (data-parallel batch norm) ---------------------------------------------------------
 // A record holds one piece's sums: 2 + 2*C floats, [count_hi, count_lo, Σdy[C], Σdy·xhat[C]], count = count_hi * 2^24

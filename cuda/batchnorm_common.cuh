@@ -14,15 +14,24 @@
 //   them (the same memory: row n of [N, C, inner] is C runs of `inner` floats), so that warps read whole rows.
 //   flags and coefficient slots shared with the host (gpu/KernelConstants.java mirrors them)
 //
-// Conventions: every element offset is 64-bit (long long); a "unit" is one float (scalar path) or one float4
-// (vector path, only when the host has proven 16-byte alignment and the divisibility it needs). Every kernel runs
-// blocks of at most BN_BLOCK threads (__launch_bounds__), which the trees below rely on.
+//   bn_io<S, VEC>      the storage type S of the activation tensors (float, __half, __nv_bfloat16) and the unit the
+//                      kernels load: one element, or 16 bytes (a float4, or 8 halves in a uint4)
+//
+// Conventions: every element offset is 64-bit (long long); a "unit" is one element (scalar path) or 16 bytes of
+// elements (vector path: W = 4 floats or 8 halves, only when the host has proven 16-byte alignment and the
+// divisibility it needs). Activations (x, y, dy, dx) are stored as S; everything else (per-channel tensors, partials,
+// coefficients) is float, and all arithmetic is float: a 16-bit value is widened exactly when loaded and a result
+// rounded once (to nearest even) when stored. Every kernel runs blocks of at most BN_BLOCK threads
+// (__launch_bounds__), which the trees below rely on.
 //
 // No dead code: a loop whose trip count is small for every geometry the host launches is kept rolled
 // (#pragma unroll 1), so that every instruction of the shipped PTX is reachable and executed by the emulator suite
 // (the coverage gate of EmulatorBatchNormOpsTest); the streaming loops keep BN_UNROLL loads in flight, and each of
 // their slots is live for large blocks.
 #pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
 
 // ---- flags passed by the host (gpu/KernelConstants.java mirrors them; KernelConstantsTest compares) -----------
 #define BN_HAS_GAMMA     1   // gamma pointer is valid (else gamma = 1)
@@ -83,12 +92,27 @@ __device__ __forceinline__ Welford welford_merge(const Welford& a, const Welford
     return b.n == 0.f ? a : welford_combine(a, b);
 }
 
-// Four values of the same channel (one float4), merged as a group: one division per four values.
-__device__ __forceinline__ void welford_push4(Welford& w, float4 v) {
-    float s = (v.x + v.y) + (v.z + v.w);
-    float m4 = s * 0.25f;
-    float a = v.x - m4, b = v.y - m4, c = v.z - m4, e = v.w - m4;
-    Welford g; g.n = 4.f; g.mean = m4; g.m2 = (a * a + b * b) + (c * c + e * e);
+// Pairwise sum of W values ((a0 + a1) + (a2 + a3)) + ...: a fixed tree, so results do not depend on the compiler.
+template <int W>
+__device__ __forceinline__ float tree_sum(const float (&a)[W]) {
+    if constexpr (W == 1) {
+        return a[0];
+    } else {
+        float h[W / 2];
+        #pragma unroll
+        for (int k = 0; k < W / 2; k++) h[k] = a[2 * k] + a[2 * k + 1];
+        return tree_sum<W / 2>(h);
+    }
+}
+
+// W values of the same channel (one 16-byte unit: 4 floats or 8 halves), merged as a group: one division per W values.
+template <int W>
+__device__ __forceinline__ void welford_push_group(Welford& w, const float (&v)[W]) {
+    const float m = tree_sum<W>(v) * (1.0f / W);   // 1/W is a power of two: exact
+    float sq[W];
+    #pragma unroll
+    for (int k = 0; k < W; k++) { const float d = v[k] - m; sq[k] = d * d; }
+    Welford g; g.n = (float)W; g.mean = m; g.m2 = tree_sum<W>(sq);
     w = welford_combine(w, g);
 }
 
@@ -153,24 +177,69 @@ __device__ __forceinline__ T block_reduce(T v, T* scratch /* BN_BLOCK_WARPS entr
 // Partials written by other blocks of this launch: read through L2 (not a possibly stale L1 line).
 __device__ __forceinline__ float load_cg(const float* p) { return __ldcg(p); }
 
-__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
-__device__ __forceinline__ void store4(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
+// ---- storage types ----------------------------------------------------------------------------------------------
+// to_float widens a stored value exactly; from_float<S> rounds once to nearest even (cvt.rn.f16.f32 for __half; on
+// compute_75, integer code for __nv_bfloat16, which newer GPUs run as well since the PTX is compute_75).
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename S> __device__ __forceinline__ S from_float(float v);
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
 
-// One unit of a tensor: a float (scalar path) or a float4 (vec4 path); component(v, k) is its k-th float (k is a
-// constant after unrolling, so the selection costs nothing).
-template <bool VEC> struct bn_unit { using type = float; };
-template <> struct bn_unit<true> { using type = float4; };
-__device__ __forceinline__ float component(float v, int) { return v; }
-__device__ __forceinline__ float component(const float4& v, int k) {
-    return k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w;
-}
-template <bool VEC> __device__ __forceinline__ typename bn_unit<VEC>::type load_unit(const float* p) {
-    if constexpr (VEC) return load4(p); else return *p;
-}
-// The unit made of W = 4 (vec4) or 1 floats, stored with one (16-byte) store.
-template <bool VEC> __device__ __forceinline__ void store_unit(float* p, const float (&o)[VEC ? 4 : 1]) {
-    if constexpr (VEC) store4(p, make_float4(o[0], o[1], o[2], o[3])); else *p = o[0];
-}
+// One unit of a tensor stored as S: Unit (what one load returns), W (elements per unit), load, get(v, k) (element k
+// as a float; k is a constant after unrolling, so the selection costs nothing) and store (W floats, rounded to S,
+// with one store).
+template <typename S, bool VEC> struct bn_io;
+
+template <> struct bn_io<float, false> {
+    using Unit = float;
+    static constexpr int W = 1;
+    static __device__ __forceinline__ Unit load(const float* p) { return *p; }
+    static __device__ __forceinline__ float get(Unit v, int) { return v; }
+    static __device__ __forceinline__ void store(float* p, const float (&o)[W]) { *p = o[0]; }
+};
+
+template <> struct bn_io<float, true> {
+    using Unit = float4;
+    static constexpr int W = 4;
+    static __device__ __forceinline__ Unit load(const float* p) { return *reinterpret_cast<const float4*>(p); }
+    static __device__ __forceinline__ float get(const Unit& v, int k) {
+        return k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w;
+    }
+    static __device__ __forceinline__ void store(float* p, const float (&o)[W]) {
+        *reinterpret_cast<float4*>(p) = make_float4(o[0], o[1], o[2], o[3]);
+    }
+};
+
+// 16-bit, one element: ld/st.global.u16 and one conversion.
+template <typename H> struct bn_io<H, false> {
+    using Unit = H;
+    static constexpr int W = 1;
+    static __device__ __forceinline__ Unit load(const H* p) { return *p; }
+    static __device__ __forceinline__ float get(Unit v, int) { return to_float(v); }
+    static __device__ __forceinline__ void store(H* p, const float (&o)[W]) { *p = from_float<H>(o[0]); }
+};
+
+// 16-bit, 8 elements in 16 bytes: one ld/st.global.v4.u32; the halves are unpacked and packed in registers.
+template <typename H> struct bn_io<H, true> {
+    using Unit = uint4;
+    static constexpr int W = 8;
+    static __device__ __forceinline__ Unit load(const H* p) { return *reinterpret_cast<const uint4*>(p); }
+    static __device__ __forceinline__ float get(const Unit& v, int k) {
+        return to_float(reinterpret_cast<const H*>(&v)[k]);
+    }
+    static __device__ __forceinline__ void store(H* p, const float (&o)[W]) {
+        uint4 u;
+        H* h = reinterpret_cast<H*>(&u);
+        #pragma unroll
+        for (int k = 0; k < W; k++) h[k] = from_float<H>(o[k]);
+        *reinterpret_cast<uint4*>(p) = u;
+    }
+};
 
 // ---- last-arriving block ----------------------------------------------------------------------------------------
 // Called by every thread of the block after the block's partial has been stored (by any of its threads). Returns
@@ -233,10 +302,11 @@ template <> __device__ __forceinline__ float2 load_partial<float2>(const float* 
 
 // ---- channel reductions: the structure shared by forward statistics and backward sums ---------------------------
 // Both reduce every value of a channel to one accumulator, relative to a per-channel "center" (the forward center,
-// the backward mean), and hand it to a finishing step, the only place that writes outputs. What differs is a small
-// functor type Op (see ForwardStatsOp in batchnorm_forward.cu, BackwardSumsOp in batchnorm_backward.cu):
+// the backward mean; read from a tensor of type CT, the storage type or float), and hand it to a finishing step, the
+// only place that writes outputs. What differs is a small functor type Op (see ForwardStatsOp in batchnorm_forward.cu, BackwardSumsOp in batchnorm_backward.cu):
 //   Op::Acc                                accumulator (Welford or float2; the overloads above)
-//   Op::W                                  floats per unit: 4 on the vec4 path (16-byte loads), else 1
+//   Op::W                                  elements per unit: 16 bytes on the vector path (4 floats, 8 halves),
+//                                          else 1 (bn_io<S, VEC>::W)
 //   Op::Item                               what one unit loads (x, or x and dy)
 //   Item op.load(long long e)              the unit at element offset e (64-bit)
 //   void op.push(Acc&, Item, float center) channels-first: the W values of one unit belong to one channel
@@ -252,8 +322,8 @@ template <> __device__ __forceinline__ float2 load_partial<float2>(const float* 
 // channel c = b / splits (s = b % splits), the channel's M values being N runs of `inner` floats at stride C*inner.
 // center = center_src[c * center_stride], loaded once per block. Partials are laid out [c][s][partial_floats];
 // counters[c] counts arrivals.
-template <typename Op>
-__device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict__ center_src, long long center_stride,
+template <typename Op, typename CT>
+__device__ __forceinline__ void channel_reduce_cf(Op op, const CT* __restrict__ center_src, long long center_stride,
                                                   int C, long long N, long long inner, int splits, long long chunk,
                                                   float* partials, unsigned* counters) {
     using Acc = typename Op::Acc;
@@ -263,7 +333,7 @@ __device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict
     __shared__ unsigned last_sh;
     const int c = (int)(blockIdx.x / (unsigned)splits);   // 32-bit: gridDim.x < 2^31
     const int s = (int)(blockIdx.x - (unsigned)c * (unsigned)splits);
-    if (threadIdx.x == 0) center_sh = center_src[(long long)c * center_stride];
+    if (threadIdx.x == 0) center_sh = to_float(center_src[(long long)c * center_stride]);
     __syncthreads();
     const float center = center_sh;
 
@@ -320,8 +390,8 @@ __device__ __forceinline__ void channel_reduce_cf(Op op, const float* __restrict
 // shared-memory tree, then each channel's `inner` columns in column order. The center of channel c is
 // center_src[c * center_stride], staged once per block. Partials are laid out [gy][C][partial_floats];
 // counters[gx] counts the arrivals of column block gx.
-template <typename Op>
-__device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict__ center_src, long long center_stride,
+template <typename Op, typename CT>
+__device__ __forceinline__ void channel_reduce_cl(Op op, const CT* __restrict__ center_src, long long center_stride,
                                                   long long rows, int C, int inner, long long chunk, float* partials,
                                                   unsigned* counters) {
     using Acc = typename Op::Acc;
@@ -340,7 +410,9 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict
     const int cpb = bx * W / inner;           // channels per block (the last block may have fewer below C)
     // Consecutive threads load consecutive channels' centers, once per block (thread j: channel j of the block; the
     // host keeps cpb <= bx * by).
-    if (tid < cpb) center_sh[tid] = cbase + tid < C ? center_src[(long long)(cbase + tid) * center_stride] : 0.f;
+    if (tid < cpb) {
+        center_sh[tid] = cbase + tid < C ? to_float(center_src[(long long)(cbase + tid) * center_stride]) : 0.f;
+    }
     __syncthreads();
     float center[W];
     Acc acc[W];
@@ -414,16 +486,17 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const float* __restrict
 // out = f(unit, coefficients of its channel), K coefficients per channel stored as K rows of C floats (coef[q*C + c]).
 // The functor type Op (ApplyOp in batchnorm_forward.cu, DxOp in batchnorm_backward.cu) supplies:
 //   Op::K, Op::W, Op::Item, Item op.load(long long e)   as for the reductions
-//   float op.value(const Item& v, int k, const float (&q)[K])   output float k of unit v, q its channel's coefficients
-//   float* op.out                                             the output tensor (may alias an input element-wise:
-//                                                             every unit is read before it is written)
+//   Op::IO                                     bn_io<S, VEC> of the output: store rounds the W values once to S
+//   float op.value(const Item& v, int k, const float (&q)[K])   output value k of unit v, q its channel's coefficients
+//   S* op.out                                  the output tensor (may alias an input element-wise: every unit is
+//                                              read before it is written)
 template <typename Op>
 __device__ __forceinline__ void store_values(const Op& op, long long e, const typename Op::Item& v,
                                              const float (&q)[Op::W][Op::K]) {
     float o[Op::W];
     #pragma unroll
     for (int k = 0; k < Op::W; k++) o[k] = op.value(v, k, q[k]);
-    store_unit<Op::W == 4>(op.out + e, o);
+    Op::IO::store(op.out + e, o);
 }
 
 // Channels-first. Unit u = (plane, piece): plane = n*C + c (a run of `inner` floats), piece covers units

@@ -1,7 +1,11 @@
 // batchnorm_forward.cu: per-channel statistics, coefficient preparation and the normalize-apply pass.
 //
 // Entry points (all extern "C"; "_vec4" variants need 16-byte aligned tensors and inner % 4 == 0 (channels-first)
-// or C % 4 == 0 (channels-last); the host picks them, else the scalar ones):
+// or C % 4 == 0 (channels-last); the host picks them, else the scalar ones). The streaming kernels (bn_stats_*,
+// bn_apply_*) exist once per storage type of x and y: float (the names below), __half ("_f16": bn_stats_cf_f16, ...)
+// and __nv_bfloat16 ("_bf16"), whose vector variants "_vec8" move 8 halves per 16-byte load or store (inner % 8 == 0,
+// or C·inner % 8 == 0 for the rows view). Statistics, coefficients and arithmetic are float for every type; y is
+// rounded once to its type when stored. Traffic in units of S = bytes of x in its own type.
 //
 //   bn_stats_cf[_vec4]  channels-first statistics. 1-D grid of C*splits blocks of 256 threads: block b reduces
 //                       units [s*chunk, (s+1)*chunk) of channel c = b / splits (s = b % splits), where the channel's
@@ -90,31 +94,35 @@ __device__ __forceinline__ void finish_channel(const FinishArgs& f, int c, Welfo
 
 // ---- statistics: what channel_reduce_cf / _cl (batchnorm_common.cuh) accumulate --------------------------------
 // Welford of x - center, center = the channel's first element; finish_channel at the end.
-template <bool VEC>
+template <typename S, bool VEC>
 struct ForwardStatsOp {
     using Acc = Welford;
-    using Item = typename bn_unit<VEC>::type;
-    static constexpr int W = VEC ? 4 : 1;
-    const float* __restrict__ x;
+    using IO = bn_io<S, VEC>;
+    using Item = typename IO::Unit;
+    static constexpr int W = IO::W;
+    const S* __restrict__ x;
     FinishArgs f;
-    float n;   // channels-last: rows pushed so far, shared by the W channels of a thread (one 1/n per row)
+    float n;   // rows view: rows pushed so far, shared by the W channels of a thread (one 1/n per row)
 
-    __device__ __forceinline__ Item load(long long e) const { return load_unit<VEC>(x + e); }
-    // Channels-first: four values of one channel merge as a group (one division per four); one value updates in
-    // place with a correctly rounded 1/n.
-    __device__ __forceinline__ void push(Welford& w, Item v, float center) const {
-        if constexpr (VEC) {
-            welford_push4(w, make_float4(v.x - center, v.y - center, v.z - center, v.w - center));
+    __device__ __forceinline__ Item load(long long e) const { return IO::load(x + e); }
+    // Channels-first: the W values of a unit merge as a group (one division per W); one value updates in place with
+    // a correctly rounded 1/n.
+    __device__ __forceinline__ void push(Welford& w, const Item& v, float center) const {
+        if constexpr (W > 1) {
+            float d[W];
+            #pragma unroll
+            for (int k = 0; k < W; k++) d[k] = IO::get(v, k) - center;
+            welford_push_group<W>(w, d);
         } else {
             w.n += 1.0f;
-            welford_push(w, v - center, __frcp_rn(w.n));
+            welford_push(w, IO::get(v, 0) - center, __frcp_rn(w.n));
         }
     }
-    __device__ __forceinline__ void push_row(Welford (&w)[W], Item v, const float (&center)[W]) {
+    __device__ __forceinline__ void push_row(Welford (&w)[W], const Item& v, const float (&center)[W]) {
         n += 1.0f;
         const float inv = __frcp_rn(n);   // 1/n, correctly rounded, shared by the W channels
         #pragma unroll
-        for (int k = 0; k < W; k++) welford_push(w[k], component(v, k) - center[k], inv);
+        for (int k = 0; k < W; k++) welford_push(w[k], IO::get(v, k) - center[k], inv);
     }
     __device__ __forceinline__ void settle(Welford (&w)[W]) const {
         #pragma unroll
@@ -125,35 +133,38 @@ struct ForwardStatsOp {
     }
 };
 
-// Channels-first: the center of channel c is x[c * inner] (n = 0, i = 0).
-extern "C" __global__ void __launch_bounds__(256)
-bn_stats_cf(const float* __restrict__ x, int C, long long N, long long inner, int splits, long long chunk,
-            float* partials, unsigned* counters, FINISH_PARAMS) {
-    FINISH_ARGS_INIT(C)
-    channel_reduce_cf(ForwardStatsOp<false>{x, f, 0.f}, x, inner, C, N, inner, splits, chunk, partials, counters);
+// Channels-first: the center of channel c is x[c * inner] (n = 0, i = 0). Rows view (channels-last, or
+// channels-first with a small inner): the center of channel c is x[c * inner] (row 0). One set of four entry points
+// per storage type (SUF: "" float, "_f16" __half, "_bf16" __nv_bfloat16; V: "_vec4" for float4, "_vec8" for 8 halves).
+#define BN_STATS_ENTRIES(S, SUF, V) \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_stats_cf##SUF(const S* __restrict__ x, int C, long long N, long long inner, int splits, long long chunk, \
+                 float* partials, unsigned* counters, FINISH_PARAMS) { \
+    FINISH_ARGS_INIT(C) \
+    channel_reduce_cf(ForwardStatsOp<S, false>{x, f, 0.f}, x, inner, C, N, inner, splits, chunk, partials, counters); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_stats_cf##SUF##V(const S* __restrict__ x, int C, long long N, long long inner, int splits, long long chunk, \
+                    float* partials, unsigned* counters, FINISH_PARAMS) { \
+    FINISH_ARGS_INIT(C) \
+    channel_reduce_cf(ForwardStatsOp<S, true>{x, f, 0.f}, x, inner, C, N, inner, splits, chunk, partials, counters); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_stats_cl##SUF(const S* __restrict__ x, long long rows, int C, int inner, long long chunk, float* partials, \
+                 unsigned* counters, FINISH_PARAMS) { \
+    FINISH_ARGS_INIT(C) \
+    channel_reduce_cl(ForwardStatsOp<S, false>{x, f, 0.f}, x, inner, rows, C, inner, chunk, partials, counters); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_stats_cl##SUF##V(const S* __restrict__ x, long long rows, int C, int inner, long long chunk, float* partials, \
+                    unsigned* counters, FINISH_PARAMS) { \
+    FINISH_ARGS_INIT(C) \
+    channel_reduce_cl(ForwardStatsOp<S, true>{x, f, 0.f}, x, inner, rows, C, inner, chunk, partials, counters); \
 }
 
-extern "C" __global__ void __launch_bounds__(256)
-bn_stats_cf_vec4(const float* __restrict__ x, int C, long long N, long long inner, int splits, long long chunk,
-                 float* partials, unsigned* counters, FINISH_PARAMS) {
-    FINISH_ARGS_INIT(C)
-    channel_reduce_cf(ForwardStatsOp<true>{x, f, 0.f}, x, inner, C, N, inner, splits, chunk, partials, counters);
-}
-
-// Rows view (channels-last, or channels-first with a small inner): the center of channel c is x[c * inner] (row 0).
-extern "C" __global__ void __launch_bounds__(256)
-bn_stats_cl(const float* __restrict__ x, long long rows, int C, int inner, long long chunk, float* partials,
-            unsigned* counters, FINISH_PARAMS) {
-    FINISH_ARGS_INIT(C)
-    channel_reduce_cl(ForwardStatsOp<false>{x, f, 0.f}, x, inner, rows, C, inner, chunk, partials, counters);
-}
-
-extern "C" __global__ void __launch_bounds__(256)
-bn_stats_cl_vec4(const float* __restrict__ x, long long rows, int C, int inner, long long chunk, float* partials,
-                 unsigned* counters, FINISH_PARAMS) {
-    FINISH_ARGS_INIT(C)
-    channel_reduce_cl(ForwardStatsOp<true>{x, f, 0.f}, x, inner, rows, C, inner, chunk, partials, counters);
-}
+BN_STATS_ENTRIES(float, , _vec4)
+BN_STATS_ENTRIES(__half, _f16, _vec8)
+BN_STATS_ENTRIES(__nv_bfloat16, _bf16, _vec8)
 
 // ---- per-channel coefficients -----------------------------------------------------------------------------------
 // One thread per channel (1-D grid, any block size). `mean` and `var_or_invstd` are running_mean/running_var
@@ -180,40 +191,44 @@ extern "C" __global__ void bn_prepare(int mode, int C, float eps, int flags, con
 }
 
 // ---- apply: out = (in - p) * a + b, through channel_map_cf / _cl (batchnorm_common.cuh) ---------------------------
-// coef rows: p, a, b (from the statistics' finishing step or bn_prepare).
-template <bool VEC>
+// coef rows: p, a, b (from the statistics' finishing step or bn_prepare). The value is computed in float and rounded
+// once to S when stored.
+template <typename S, bool VEC>
 struct ApplyOp {
-    using Item = typename bn_unit<VEC>::type;
-    static constexpr int W = VEC ? 4 : 1, K = 3;
-    const float* in;   // not __restrict__: in may be out (in-place apply)
-    float* out;
-    __device__ __forceinline__ Item load(long long e) const { return load_unit<VEC>(in + e); }
+    using IO = bn_io<S, VEC>;
+    using Item = typename IO::Unit;
+    static constexpr int W = IO::W, K = 3;
+    const S* in;   // not __restrict__: in may be out (in-place apply)
+    S* out;
+    __device__ __forceinline__ Item load(long long e) const { return IO::load(in + e); }
     __device__ __forceinline__ float value(const Item& v, int k, const float (&q)[K]) const {
-        return fmaf(component(v, k) - q[0], q[1], q[2]);
+        return fmaf(IO::get(v, k) - q[0], q[1], q[2]);
     }
 };
 
-extern "C" __global__ void __launch_bounds__(256)
-bn_apply_cf(const float* in, float* out, int C, unsigned units, unsigned pieces, long long inner, int chunk,
-            const float* __restrict__ coef) {
-    channel_map_cf(ApplyOp<false>{in, out}, C, units, pieces, inner, chunk, coef);
+#define BN_APPLY_ENTRIES(S, SUF, V) \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_apply_cf##SUF(const S* in, S* out, int C, unsigned units, unsigned pieces, long long inner, int chunk, \
+                 const float* __restrict__ coef) { \
+    channel_map_cf(ApplyOp<S, false>{in, out}, C, units, pieces, inner, chunk, coef); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_apply_cf##SUF##V(const S* in, S* out, int C, unsigned units, unsigned pieces, long long inner, int chunk, \
+                    const float* __restrict__ coef) { \
+    channel_map_cf(ApplyOp<S, true>{in, out}, C, units, pieces, inner, chunk, coef); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_apply_cl##SUF(const S* in, S* out, long long rows, int C, int inner, const float* __restrict__ coef) { \
+    channel_map_cl(ApplyOp<S, false>{in, out}, rows, C, inner, coef); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_apply_cl##SUF##V(const S* in, S* out, long long rows, int C, int inner, const float* __restrict__ coef) { \
+    channel_map_cl(ApplyOp<S, true>{in, out}, rows, C, inner, coef); \
 }
 
-extern "C" __global__ void __launch_bounds__(256)
-bn_apply_cf_vec4(const float* in, float* out, int C, unsigned units, unsigned pieces, long long inner, int chunk,
-                 const float* __restrict__ coef) {
-    channel_map_cf(ApplyOp<true>{in, out}, C, units, pieces, inner, chunk, coef);
-}
-
-extern "C" __global__ void __launch_bounds__(256)
-bn_apply_cl(const float* in, float* out, long long rows, int C, int inner, const float* __restrict__ coef) {
-    channel_map_cl(ApplyOp<false>{in, out}, rows, C, inner, coef);
-}
-
-extern "C" __global__ void __launch_bounds__(256)
-bn_apply_cl_vec4(const float* in, float* out, long long rows, int C, int inner, const float* __restrict__ coef) {
-    channel_map_cl(ApplyOp<true>{in, out}, rows, C, inner, coef);
-}
+BN_APPLY_ENTRIES(float, , _vec4)
+BN_APPLY_ENTRIES(__half, _f16, _vec8)
+BN_APPLY_ENTRIES(__nv_bfloat16, _bf16, _vec8)
 
 // ---- merge of statistics records (data-parallel batch norm) -------------------------------------------------------
 // A record holds one piece's statistics: 2 + 3*C floats, [count_hi, count_lo, center[C], mean - center[C], M2[C]]

@@ -69,6 +69,7 @@ public final class ArgumentChecks<T> {
     }
 
     private final SizeCheck<T> size;
+    private final SizeCheck<T> channelSize;
     private final OverlapCheck<T> overlap;
 
     /**
@@ -84,8 +85,20 @@ public final class ArgumentChecks<T> {
      * share memory (no output may share memory with another argument).
      */
     public ArgumentChecks(SizeCheck<T> size, OverlapCheck<T> overlap) {
-        if (size == null) throw new IllegalArgumentException("size must not be null");
-        this.size = size;
+        this(size, size, overlap);
+    }
+
+    /**
+     * Checks whose tensor arguments (x, y, dy, dx) and per-channel arguments are sized differently, e.g. device
+     * tensors of 16-bit elements beside float32 per-channel vectors: {@code tensorSize} checks the former,
+     * {@code channelSize} the latter, each receiving the count in elements of its kind; {@code overlap} as above
+     * (may be null).
+     */
+    public ArgumentChecks(SizeCheck<T> tensorSize, SizeCheck<T> channelSize, OverlapCheck<T> overlap) {
+        if (tensorSize == null) throw new IllegalArgumentException("size must not be null");
+        if (channelSize == null) throw new IllegalArgumentException("channelSize must not be null");
+        this.size = tensorSize;
+        this.channelSize = channelSize;
         this.overlap = overlap;
     }
 
@@ -101,7 +114,7 @@ public final class ArgumentChecks<T> {
     /** Throws unless {@code a} holds C floats. */
     public void channels(String name, Shape shape, T a) {
         if (a == null) throw new IllegalArgumentException(name + " must not be null");
-        size.check(name, a, shape.channels(), "(one per channel of " + shape + ")");
+        channelSize.check(name, a, shape.channels(), "(one per channel of " + shape + ")");
     }
 
     /** Like {@link #channels} but null is allowed. */

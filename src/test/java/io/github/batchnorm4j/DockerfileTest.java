@@ -135,6 +135,25 @@ class DockerfileTest {
                 + " must be a runtime variant (not base, which lacks cuBLAS, nor devel)");
     }
 
+    /**
+     * NCCL (NcclCollective): JavaCPP's CUDA presets link libcudart.so of their CUDA major version and the system's
+     * libnccl.so.2, which the runtime variant of NVIDIA's images carries (the Dockerfile also checks for it while
+     * building).
+     */
+    @Test
+    void runtimeBaseCarriesTheCudaRuntimeAndNcclThatTheNcclBindingsLink() {
+        String presets = pomText("javacpp.cuda.version");
+        int presetsMajor = Integer.parseInt(presets.substring(0, presets.indexOf('.')));
+        Stage runtime = dockerfile.finalStage();
+        Matcher m = CUDA_IMAGE.matcher(runtime.image());
+        assertTrue(m.matches(), runtime.image());
+        assertEquals(presetsMajor, Integer.parseInt(m.group(1)), "line " + runtime.line() + ": CUDA major version of "
+                + runtime.image() + " must equal that of JavaCPP's CUDA presets (javacpp.cuda.version " + presets + ")");
+        assertEquals("runtime", m.group(6), "only the runtime variant carries libnccl2");
+        assertTrue(runtime.all("RUN").stream().anyMatch(r -> r.arguments().contains("libnccl\\.so\\.2")),
+                "the runtime stage checks that libnccl.so.2 is there");
+    }
+
     @Test
     void everyBaseImageIsPinnedToAFullVersion() {
         for (Stage stage : dockerfile.stages()) {

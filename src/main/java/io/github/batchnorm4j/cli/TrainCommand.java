@@ -103,6 +103,12 @@ public final class TrainCommand implements Callable<Integer> {
                     + " (default: float32)")
     DType dtype = DType.FLOAT32;
 
+    @Option(names = "--devices", paramLabel = "K", description = "data parallel over K devices of --backend (GPUs 0..K-1,"
+            + " K emulated devices, or K CPU backends), one thread each: every global batch of --batch-size rows is"
+            + " cut into K slices, batch norm is synchronized across them and the gradients are summed, so the run is"
+            + " that of one device with the same batch; float32 only (default: ${DEFAULT-VALUE})")
+    int devices = 1;
+
     @Option(names = "--no-progress", description = "no progress bar even on a terminal")
     boolean noProgress;
 
@@ -125,6 +131,7 @@ public final class TrainCommand implements Callable<Integer> {
             TrainConfig base = new TrainConfig(hidden, !noBn, epochs, batchSize, lr, momentum, weightDecay, seed,
                     1e-5, 0.1, dtype);
             if (compare) validateHighLr(base);
+            validateDevices();
             Dataset.Split split = loadData();
             checkSplit(split);
             checkMemory(split);
@@ -134,21 +141,25 @@ public final class TrainCommand implements Callable<Integer> {
             // that an unwritable --out fails in a second, not after the training; the files appear together at the
             // end, and a failure or Ctrl-C leaves nothing behind.
             try (OutputFolder folder = OutputFolder.prepare("--out", outputDir(), OUTPUT_FILES, Map.of());
-                 TrainBackend be = openBackend()) {
+                 RankBackends ranks = openBackends()) {
+                List<TrainBackend> backends = ranks.list();
+                TrainBackend be = backends.get(0);
                 backendName = be.name();
                 stdout.println(TrainProgress.fmt("data %s: %d training and %d test samples, %d features, %d classes;"
-                                + " backend %s, activations %s", datasetName(), split.train().rows(),
-                        split.test().rows(), split.train().features(), split.train().classes(), backendName, dtype));
+                                + " backend %s%s, activations %s", datasetName(), split.train().rows(),
+                        split.test().rows(), split.train().features(), split.train().classes(), backendName,
+                        devices > 1 ? " on " + devices + " devices (data parallel, synchronized batch norm)" : "",
+                        dtype));
                 TrainProgress progress = new TrainProgress(stdout, !noProgress && TrainProgress.interactive());
                 if (compare) {
                     for (float rate : new float[] {lr, highLr}) {
                         for (boolean bn : new boolean[] {true, false}) {
                             TrainConfig c = base.withBatchNorm(bn).withLr(rate);
-                            runs.add(Trainer.train(be, split, c, label(bn, rate), progress));
+                            runs.add(Trainer.trainDataParallel(backends, split, c, label(bn, rate), progress));
                         }
                     }
                 } else {
-                    runs.add(Trainer.train(be, split, base, label(base.batchNorm(), lr), progress));
+                    runs.add(Trainer.trainDataParallel(backends, split, base, label(base.batchNorm(), lr), progress));
                 }
                 folder.write("the plots", d -> Plots.write(d, datasetName(), runs));
                 folder.write("the metrics", d -> MetricsFiles.write(d, datasetName(), backendName, runs));
@@ -244,7 +255,8 @@ public final class TrainCommand implements Callable<Integer> {
         }
         return j.put("batch_norm", main.config().batchNorm()).put("lr", lr).put("epochs", epochs)
                 .put("seconds", seconds).put("seconds_per_epoch", main.secondsPerEpoch())
-                .put("backend", backendName).put("dataset", datasetName()).put("dtype", dtype.cliName())
+                .put("backend", backendName).put("devices", devices).put("dataset", datasetName())
+                .put("dtype", dtype.cliName())
                 .put("out", dir.toString()).toString();
     }
 
@@ -273,11 +285,52 @@ public final class TrainCommand implements Callable<Integer> {
         return (bn ? "BN" : "plain") + " lr=" + Json.number(rate);
     }
 
-    private TrainBackend openBackend() {
+    /** --devices against the other options, before any work. */
+    private void validateDevices() {
+        if (devices < 1) throw new IllegalArgumentException("--devices: expected >= 1, got " + devices);
+        if (devices > 1 && dtype != DType.FLOAT32) {
+            throw new IllegalArgumentException("--dtype: data-parallel training (--devices " + devices
+                    + ") supports float32 only, got " + dtype.cliName());
+        }
+        if (devices > batchSize) {
+            throw new IllegalArgumentException("--batch-size: expected at least one row per device (--devices "
+                    + devices + "), got " + batchSize);
+        }
+    }
+
+    /** The backends of the ranks, one per device; closing closes them all. */
+    private record RankBackends(List<TrainBackend> list) implements AutoCloseable {
+        @Override
+        public void close() {
+            RuntimeException first = null;
+            for (TrainBackend b : list) {
+                try {
+                    b.close();
+                } catch (RuntimeException e) {
+                    if (first == null) first = e;
+                }
+            }
+            if (first != null) throw first;
+        }
+    }
+
+    /** One backend per device (rank); all or none: a failure closes the ones already open. */
+    private RankBackends openBackends() {
         if (backend.equalsIgnoreCase("auto")) {
             spec.commandLine().getErr().println(TrainBackends.describeAuto());
         }
-        return TrainBackends.open(backend);
+        RankBackends out = new RankBackends(new ArrayList<>());
+        try {
+            for (int r = 0; r < devices; r++) out.list().add(TrainBackends.open(backend, r));
+        } catch (RuntimeException e) {
+            try {
+                out.close();
+            } catch (RuntimeException suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw e;
+        }
+        return out;
     }
 
     private String datasetName() {

@@ -35,6 +35,18 @@ public final class CudaBackendProvider implements DeviceBackendProvider {
         return openGpu0(name(), CudaProbe.probe());
     }
 
+    /** GPU {@code ordinal}, when the probe finds CUDA usable and the machine has that many GPUs. */
+    @Override
+    public CudaDevice openDevice(int ordinal) {
+        CudaProbe.Result probe = CudaProbe.probe();
+        if (!probe.available()) throw new BackendUnavailableException(name(), probe.detail());
+        try {
+            return new CudaDevice(ordinal);
+        } catch (DeviceException | LinkageError e) {
+            throw new BackendUnavailableException(name(), "opening GPU " + ordinal + " failed: " + e.getMessage(), e);
+        }
+    }
+
     /**
      * Opens GPU 0 for the backend {@code backend} (cuda and cudnn share this); the caller owns the device.
      *

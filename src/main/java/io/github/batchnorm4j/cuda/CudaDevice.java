@@ -7,6 +7,7 @@ import io.github.batchnorm4j.gpu.DeviceException;
 import io.github.batchnorm4j.gpu.DeviceModule;
 import io.github.batchnorm4j.gpu.DevicePointer;
 import io.github.batchnorm4j.gpu.DeviceProperties;
+import io.github.batchnorm4j.gpu.DeviceEvent;
 import io.github.batchnorm4j.gpu.DeviceStream;
 import io.github.batchnorm4j.gpu.Dim3;
 import io.github.batchnorm4j.gpu.Kernel;
@@ -19,6 +20,8 @@ import jcuda.driver.CUfunction;
 import jcuda.driver.CUfunction_attribute;
 import jcuda.driver.CUmodule;
 import jcuda.driver.CUresult;
+import jcuda.driver.CUevent;
+import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUstream;
 
 import java.nio.charset.StandardCharsets;
@@ -46,7 +49,8 @@ import java.util.Set;
  * The context is released (not destroyed: others may hold it) on {@link #close()}.
  *
  * <p>Streams: the {@link #defaultStream() default stream} is CUDA's legacy NULL stream, which orders itself with every
- * other blocking stream; {@link #createStream()} makes blocking streams (flags 0) for the same reason.
+ * other blocking stream; {@link #createStream()} makes blocking streams (flags 0) for the same reason;
+ * {@link #createEvent()} makes events without timing, for {@link DeviceStream#waitFor}.
  *
  * <p>Ownership: buffers, modules and streams belong to their caller and are closed by it; closing the device frees any
  * buffer still open and then reports those leaks as a DeviceException. Not thread-safe for concurrent use of one
@@ -411,6 +415,45 @@ public final class CudaDevice implements Device {
         bindContext();
         CudaErrors.check(api.streamCreate(s, 0), "cuStreamCreate(flags=0)");
         return new CudaStream(this, s, true);
+    }
+
+    /** Events without timing (CU_EVENT_DISABLE_TIMING): ordering only, the cheapest kind. */
+    @Override
+    public DeviceEvent createEvent() {
+        checkOpen();
+        CUevent e = new CUevent();
+        bindContext();
+        CudaErrors.check(api.eventCreate(e, CUevent_flags.CU_EVENT_DISABLE_TIMING), "cuEventCreate(flags=DISABLE_TIMING)");
+        return new CudaEvent(this, e);
+    }
+
+    void recordEvent(CudaEvent e, DeviceStream stream) {
+        checkOpen();
+        CUstream s = stream("stream", stream);
+        bindContext();
+        CudaErrors.check(api.eventRecord(e.handle(), s), "cuEventRecord");
+    }
+
+    void synchronizeEvent(CudaEvent e) {
+        checkOpen();
+        bindContext();
+        CudaErrors.check(api.eventSynchronize(e.handle()), "cuEventSynchronize");
+    }
+
+    void destroyEvent(CUevent e) {
+        if (closed) return; // the context went with the device
+        bindContext();
+        CudaErrors.check(api.eventDestroy(e), "cuEventDestroy");
+    }
+
+    void streamWaitEvent(CudaStream s, DeviceEvent event) {
+        checkOpen();
+        if (!(event instanceof CudaEvent e) || e.device() != this) {
+            throw new IllegalArgumentException("event must be an event of this CudaDevice, got " + event);
+        }
+        CUstream handle = s.handle();
+        bindContext();
+        CudaErrors.check(api.streamWaitEvent(handle, e.handle(), 0), "cuStreamWaitEvent");
     }
 
     void synchronizeStream(CudaStream s) {

@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.cuda;
 
+import io.github.batchnorm4j.gpu.DeviceEvent;
 import io.github.batchnorm4j.gpu.DeviceStream;
 import jcuda.driver.CUstream;
 
@@ -29,6 +30,21 @@ final class CudaStream implements DeviceStream {
     @Override
     public void synchronize() {
         device.synchronizeStream(this);
+    }
+
+    @Override
+    public void waitFor(DeviceEvent event) {
+        device.streamWaitEvent(this, event);
+    }
+
+    @Override
+    public synchronized boolean isClosed() {
+        return closed;
+    }
+
+    @Override
+    public String toString() {
+        return owned ? "stream of " + device.name() + (isClosed() ? " (closed)" : "") : "default stream of " + device.name();
     }
 
     @Override

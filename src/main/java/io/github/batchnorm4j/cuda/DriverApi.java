@@ -4,6 +4,7 @@ import io.github.batchnorm4j.gpu.Dim3;
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUevent;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUmodule;
 import jcuda.driver.CUstream;
@@ -78,4 +79,14 @@ interface DriverApi {
     int streamSynchronize(CUstream stream);
 
     int streamDestroy(CUstream stream);
+
+    int streamWaitEvent(CUstream stream, CUevent event, int flags);
+
+    int eventCreate(CUevent event, int flags);
+
+    int eventRecord(CUevent event, CUstream stream);
+
+    int eventSynchronize(CUevent event);
+
+    int eventDestroy(CUevent event);
 }

@@ -6,6 +6,7 @@ import jcuda.Sizeof;
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUevent;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUmodule;
 import jcuda.driver.CUstream;
@@ -94,4 +95,9 @@ final class JCudaDriverApi implements DriverApi {
     @Override public int streamCreate(CUstream stream, int flags) { return JCudaDriver.cuStreamCreate(stream, flags); }
     @Override public int streamSynchronize(CUstream stream) { return JCudaDriver.cuStreamSynchronize(stream); }
     @Override public int streamDestroy(CUstream stream) { return JCudaDriver.cuStreamDestroy(stream); }
+    @Override public int streamWaitEvent(CUstream stream, CUevent event, int flags) { return JCudaDriver.cuStreamWaitEvent(stream, event, flags); }
+    @Override public int eventCreate(CUevent event, int flags) { return JCudaDriver.cuEventCreate(event, flags); }
+    @Override public int eventRecord(CUevent event, CUstream stream) { return JCudaDriver.cuEventRecord(event, stream); }
+    @Override public int eventSynchronize(CUevent event) { return JCudaDriver.cuEventSynchronize(event); }
+    @Override public int eventDestroy(CUevent event) { return JCudaDriver.cuEventDestroy(event); }
 }

@@ -12,8 +12,9 @@ package io.github.batchnorm4j.gpu;
  *   <li>Sizes and offsets are in bytes unless a parameter says elements.</li>
  *   <li>{@link #allocate} returns memory aligned to at least 256 bytes (as {@code cuMemAlloc} does), so the alignment of
  *       a {@link DevicePointer} is the alignment of its byte offset.</li>
- *   <li>Operations taking a {@link DeviceStream} are ordered on that stream and may return before they complete
- *       (the emulator completes them at once). Copies to the host are complete when the method returns.</li>
+ *   <li>Operations taking a {@link DeviceStream} are ordered on that stream and may return before they complete.
+ *       Copies to the host are complete when the method returns (they wait for the stream). An error of work that ran
+ *       after its call returned is reported by a later call that waits for it.</li>
  *   <li>Every failure is a {@link DeviceException} naming the call (and, for launches, the kernel, grid and block).</li>
  * </ul>
  * A device is owned by one object; {@link #close()} is idempotent and any later call throws
@@ -46,6 +47,57 @@ public interface Device extends AutoCloseable {
 
     /** Copies {@code count} ints from device memory at {@code src} to {@code dst[dstOffset..]}; complete on return. */
     void copyToHost(DevicePointer src, int[] dst, int dstOffset, int count, DeviceStream stream);
+
+    /**
+     * Copies {@code count} 16-bit elements (float16/bfloat16 bit patterns) from {@code src[srcOffset..]} to device
+     * memory at {@code dst} (2-byte aligned). The default packs element pairs into one int copy and writes an odd last
+     * element with two one-byte memsets; implementations may copy the shorts directly.
+     */
+    default void copyToDevice(short[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
+        DeviceChecks.hostRange("src", src, srcOffset, count);
+        DeviceChecks.room("dst", dst, count, io.github.batchnorm4j.DType.FLOAT16, "");
+        int pairs = count / 2;
+        if (pairs > 0) {
+            int[] words = new int[pairs];
+            for (int i = 0; i < pairs; i++) {
+                words[i] = (src[srcOffset + 2 * i] & 0xFFFF) | (src[srcOffset + 2 * i + 1] << 16); // little-endian
+            }
+            copyToDevice(words, 0, dst, pairs, stream);
+        }
+        if (count % 2 == 1) {
+            short last = src[srcOffset + count - 1];
+            DevicePointer p = dst.plus(2L * (count - 1));
+            memset(p, (byte) last, 1, stream);
+            memset(p.plus(1), (byte) (last >> 8), 1, stream);
+        }
+    }
+
+    /**
+     * Copies {@code count} 16-bit elements from device memory at {@code src} to {@code dst[dstOffset..]}; complete on
+     * return. The default copies element pairs as ints and an odd last element through a 4-byte scratch buffer.
+     */
+    default void copyToHost(DevicePointer src, short[] dst, int dstOffset, int count, DeviceStream stream) {
+        DeviceChecks.hostRange("dst", dst, dstOffset, count);
+        DeviceChecks.room("src", src, count, io.github.batchnorm4j.DType.FLOAT16, "");
+        int pairs = count / 2;
+        if (pairs > 0) {
+            int[] words = new int[pairs];
+            copyToHost(src, words, 0, pairs, stream);
+            for (int i = 0; i < pairs; i++) {
+                dst[dstOffset + 2 * i] = (short) words[i];
+                dst[dstOffset + 2 * i + 1] = (short) (words[i] >>> 16);
+            }
+        }
+        if (count % 2 == 1) {
+            try (DeviceBuffer scratch = allocate(4)) {
+                memset(scratch.pointer(), (byte) 0, 4, stream);
+                copyDeviceToDevice(src.plus(2L * (count - 1)), scratch.pointer(), 2, stream);
+                int[] word = new int[1];
+                copyToHost(scratch.pointer(), word, 0, 1, stream);
+                dst[dstOffset + count - 1] = (short) word[0];
+            }
+        }
+    }
 
     /** Copies {@code bytes} between two device locations (ordered on {@code stream}). */
     void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream stream);
@@ -84,10 +136,13 @@ public interface Device extends AutoCloseable {
     /** The stream that operations use when the caller has none of its own. Never closed by callers. */
     DeviceStream defaultStream();
 
-    /** Creates a stream owned by the caller. */
+    /** Creates a stream owned by the caller (unordered with other created streams; see {@link DeviceStream}). */
     DeviceStream createStream();
 
-    /** Waits until all work on all streams of this device is complete. */
+    /** Creates an event owned by the caller, for ordering work between streams (see {@link DeviceEvent}). */
+    DeviceEvent createEvent();
+
+    /** Waits until all work on all streams of this device is complete (and reports errors of that work). */
     void synchronize();
 
     /** Releases the device (and reports leaked allocations where the implementation can). Idempotent. */

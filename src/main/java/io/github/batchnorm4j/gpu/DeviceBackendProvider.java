@@ -15,4 +15,15 @@ public interface DeviceBackendProvider extends BackendProvider {
      * @throws io.github.batchnorm4j.BackendUnavailableException with the reason when it cannot be used here
      */
     Device openDevice();
+
+    /**
+     * Opens device {@code ordinal} of this backend (data-parallel training opens 0 … K−1); the caller owns it.
+     * By default only device 0 exists.
+     *
+     * @throws io.github.batchnorm4j.BackendUnavailableException when there is no such device here, with the reason
+     */
+    default Device openDevice(int ordinal) {
+        if (ordinal == 0) return openDevice();
+        throw new io.github.batchnorm4j.BackendUnavailableException(name(), "it has one device, not " + (ordinal + 1));
+    }
 }

@@ -17,6 +17,11 @@ public final class DeviceChecks {
     }
 
     /** Throws unless {@code a} is not null and {@code count} elements from {@code offset} lie inside it. */
+    public static void hostRange(String name, short[] a, int offset, int count) {
+        hostRange(name, a == null, a == null ? 0 : a.length, offset, count);
+    }
+
+    /** Throws unless {@code a} is not null and {@code count} elements from {@code offset} lie inside it. */
     public static void hostRange(String name, int[] a, int offset, int count) {
         hostRange(name, a == null, a == null ? 0 : a.length, offset, count);
     }
@@ -40,6 +45,32 @@ public final class DeviceChecks {
         if (p.remaining() < floats * 4) {
             throw new IllegalArgumentException(name + ": expected room for " + floats + " floats"
                     + (why.isEmpty() ? "" : " " + why) + ", got " + p.remaining() + " bytes");
+        }
+    }
+
+    /**
+     * Throws unless {@code p} is not null and holds {@code elements} elements of {@code dtype} from p on.
+     *
+     * @param why where the count comes from, e.g. "for shape …", or "" (part of the message)
+     */
+    public static void room(String name, DevicePointer p, long elements, io.github.batchnorm4j.DType dtype,
+                            String why) {
+        if (dtype == io.github.batchnorm4j.DType.FLOAT32) {
+            room(name, p, elements, why);
+            return;
+        }
+        if (p == null) throw new IllegalArgumentException(name + " must not be null");
+        if (p.remaining() < elements * dtype.bytes()) {
+            throw new IllegalArgumentException(name + ": expected room for " + elements + " " + dtype + " elements"
+                    + (why.isEmpty() ? "" : " " + why) + ", got " + p.remaining() + " bytes");
+        }
+    }
+
+    /** Throws unless {@code p} (not null) is aligned to {@code bytes} (the element size of its tensor). */
+    public static void aligned(String name, DevicePointer p, int bytes) {
+        if (!p.isAligned(bytes)) {
+            throw new IllegalArgumentException(name + ": expected a " + bytes + "-byte aligned address, got byte offset "
+                    + p.byteOffset());
         }
     }
 

@@ -2,10 +2,14 @@ package io.github.batchnorm4j.gpu;
 
 import io.github.batchnorm4j.ArgumentChecks;
 import io.github.batchnorm4j.ChannelStatistics;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.SplitBatchNormOps;
 
+import java.util.EnumMap;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.Iterator;
 import java.util.Map;
 import java.util.function.UnaryOperator;
 
@@ -35,16 +39,32 @@ import static io.github.batchnorm4j.gpu.KernelConstants.WANT_DGAMMA;
  * offset), with the same bits as out of place; any other overlap between an output and another argument is refused
  * with an IllegalArgumentException naming both.
  *
- * <p>Not thread-safe, and its workspace is shared by all its calls: use one instance per stream. Owns the loaded
- * modules and the workspace; {@link #close()} frees them (not the device).
+ * <p><b>Storage types.</b> The operations also exist with a {@link DType}: x, y, dy and dx are then tensors of
+ * float16 or bfloat16 elements (2-byte aligned, {@code elementCount} of them), per-channel vectors stay float32; the
+ * kernels widen on load, compute in float32 and round y and dx once when they store (PyTorch's mixed-type batch norm).
+ * The 16-byte vector path moves 8 halves per load ({@link LaunchGeometry#vectorizable(Shape, DType)}). The
+ * data-parallel record methods are float32 only.
+ *
+ * <p>Streams: every stream this object is called with gets its own workspace (allocated at the first call on it,
+ * freed once that stream is closed or by {@link #close()}), so calls on different streams never share scratch memory
+ * and may run concurrently; ordering the tensors two streams share is the caller's job (events). Within one stream
+ * the reductions' arrival counters are zero whenever no launch runs: the last block of each channel resets them, and
+ * after a failed call they are zeroed again on the stream (the emulator checks both after every launch). Not
+ * thread-safe: call it from one thread at a time. Owns the loaded modules and the workspaces; {@link #close()} frees
+ * them (not the device).
  */
 public final class DeviceResidentBatchNorm implements DeviceResidentOperations, AutoCloseable {
     private final Device device;
     private final DeviceModule forward;
     private final DeviceModule backward;
     private final Map<String, Kernel> kernels = new HashMap<>();
-    private final Workspace workspace;
+    /** One workspace per stream used: work on two streams may overlap, so they must not share counters or partials. */
+    private final Map<DeviceStream, Workspace> workspaces = new IdentityHashMap<>();
+    /** The workspace of the stream of the call running now (set by {@link #begin}). */
+    private Workspace workspace;
     private final ArgumentChecks<DevicePointer> checks = new ArgumentChecks<>(this::checkPointer);
+    /** Per storage type: tensors of that type, per-channel vectors of float32. */
+    private final Map<DType, ArgumentChecks<DevicePointer>> typedChecks = new EnumMap<>(DType.class);
     private boolean closed;
 
     /**
@@ -65,17 +85,22 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         try {
             f = device.loadModule(PtxModules.FORWARD, ptxOf.apply(PtxModules.FORWARD));
             b = device.loadModule(PtxModules.BACKWARD, ptxOf.apply(PtxModules.BACKWARD));
-            for (String k : new String[]{"bn_stats_cf", "bn_stats_cl", "bn_apply_cf", "bn_apply_cl"}) {
-                kernels.put(k, f.kernel(k));
-                kernels.put(k + "_vec4", f.kernel(k + "_vec4"));
+            for (DType t : DType.values()) {
+                for (String k : new String[]{"bn_stats_cf", "bn_stats_cl", "bn_apply_cf", "bn_apply_cl"}) {
+                    for (boolean vec : new boolean[]{false, true}) {
+                        kernels.put(name(k, t, vec), f.kernel(name(k, t, vec)));
+                    }
+                }
+                for (String k : new String[]{"bn_backward_reduce_cf", "bn_backward_reduce_cl", "bn_dx_cf",
+                        "bn_dx_cl"}) {
+                    for (boolean vec : new boolean[]{false, true}) {
+                        kernels.put(name(k, t, vec), b.kernel(name(k, t, vec)));
+                    }
+                }
             }
             kernels.put("bn_prepare", f.kernel("bn_prepare"));
             kernels.put("bn_stats_merge", f.kernel("bn_stats_merge"));
             kernels.put("bn_backward_merge", b.kernel("bn_backward_merge"));
-            for (String k : new String[]{"bn_backward_reduce_cf", "bn_backward_reduce_cl", "bn_dx_cf", "bn_dx_cl"}) {
-                kernels.put(k, b.kernel(k));
-                kernels.put(k + "_vec4", b.kernel(k + "_vec4"));
-            }
         } catch (RuntimeException e) {
             if (b != null) b.close();
             if (f != null) f.close();
@@ -83,7 +108,11 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         }
         this.forward = f;
         this.backward = b;
-        this.workspace = new Workspace(device);
+        typedChecks.put(DType.FLOAT32, checks);
+        for (DType t : new DType[]{DType.FLOAT16, DType.BFLOAT16}) {
+            typedChecks.put(t, new ArgumentChecks<>((name, p, n, why) -> checkPointer(name, p, n, t, why),
+                    this::checkPointer, null));
+        }
     }
 
     /** The device this runs on. */
@@ -98,11 +127,16 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
      * to the host (and waits for the stream).
      */
     public ChannelStatistics statistics(Shape shape, DevicePointer x, DeviceStream stream) {
+        return statistics(shape, DType.FLOAT32, x, stream);
+    }
+
+    /** {@link #statistics(Shape, DevicePointer, DeviceStream)} of x stored in {@code dtype}. */
+    public ChannelStatistics statistics(Shape shape, DType dtype, DevicePointer x, DeviceStream stream) {
         DeviceStream s = begin(stream);
-        checks.statistics(shape, x);
+        checks(dtype).statistics(shape, x);
         int c = shape.channels();
-        DevicePointer dummy = prepareWorkspace(shape, true, s);
-        guarded(s, () -> launchStats(shape, x, STATS_ONLY, 0, 0, null, null, null, null, null, null, dummy,
+        DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
+        guarded(s, () -> launchStats(shape, dtype, x, STATS_ONLY, 0, 0, null, null, null, null, null, null, dummy,
                 workspace.coef(), s));
         float[] out = new float[3 * c];
         device.copyToHost(workspace.coef(), out, 0, 3 * c, s);
@@ -127,21 +161,31 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                                 DevicePointer runningMean, DevicePointer runningVar, double momentum,
                                 DevicePointer y, DevicePointer saveMean, DevicePointer saveInvstd,
                                 DeviceStream stream) {
+        forwardTraining(shape, DType.FLOAT32, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean,
+                saveInvstd, stream);
+    }
+
+    /** Training-mode forward with x and y stored in {@code dtype} (y rounded once); statistics float32. */
+    public void forwardTraining(Shape shape, DType dtype, DevicePointer x, DevicePointer gamma, DevicePointer beta,
+                                double eps, DevicePointer runningMean, DevicePointer runningVar, double momentum,
+                                DevicePointer y, DevicePointer saveMean, DevicePointer saveInvstd,
+                                DeviceStream stream) {
         DeviceStream s = begin(stream);
-        checks.forwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
-        long t = tensorBytes(shape), c = 4L * shape.channels();
+        checks(dtype).forwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean,
+                saveInvstd);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
         new Aliasing().input("x", x, t).input("gamma", gamma, c).input("beta", beta, c)
                 .output("runningMean", runningMean, c, null).output("runningVar", runningVar, c, null)
                 .output("y", y, t, "x").output("saveMean", saveMean, c, null).output("saveInvstd", saveInvstd, c, null)
                 .check();
         int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
                 | (runningMean != null ? HAS_RUNNING : 0);
-        DevicePointer dummy = prepareWorkspace(shape, true, s);
-        boolean vec = vectorizable(shape, x, y);
+        DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
+        boolean vec = vectorizable(shape, dtype, x, y);
         guarded(s, () -> {
-            launchStats(shape, x, flags, (float) eps, runningMean != null ? (float) momentum : 0f,
+            launchStats(shape, dtype, x, flags, (float) eps, runningMean != null ? (float) momentum : 0f,
                     gamma, beta, runningMean, runningVar, saveMean, saveInvstd, dummy, workspace.coef(), s);
-            launchApply(shape, vec, x, y, s);
+            launchApply(shape, dtype, vec, x, y, s);
         });
     }
 
@@ -150,32 +194,45 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     public void forwardInference(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta,
                                  DevicePointer runningMean, DevicePointer runningVar, double eps, DevicePointer y,
                                  DeviceStream stream) {
+        forwardInference(shape, DType.FLOAT32, x, gamma, beta, runningMean, runningVar, eps, y, stream);
+    }
+
+    /** Eval-mode forward with x and y stored in {@code dtype}. */
+    public void forwardInference(Shape shape, DType dtype, DevicePointer x, DevicePointer gamma, DevicePointer beta,
+                                 DevicePointer runningMean, DevicePointer runningVar, double eps, DevicePointer y,
+                                 DeviceStream stream) {
         DeviceStream s = begin(stream);
-        checks.forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
-        long t = tensorBytes(shape), c = 4L * shape.channels();
+        checks(dtype).forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
         new Aliasing().input("x", x, t).input("gamma", gamma, c).input("beta", beta, c)
                 .input("runningMean", runningMean, c).input("runningVar", runningVar, c).output("y", y, t, "x").check();
-        DevicePointer dummy = prepareWorkspace(shape, false, s);
-        boolean vec = vectorizable(shape, x, y);
+        DevicePointer dummy = prepareWorkspace(shape, dtype, false, s);
+        boolean vec = vectorizable(shape, dtype, x, y);
         guarded(s, () -> {
             launchPrepare(shape, PREP_EVAL_FORWARD, (float) eps, gamma, beta, runningMean, runningVar, dummy, s);
-            launchApply(shape, vec, x, y, s);
+            launchApply(shape, dtype, vec, x, y, s);
         });
     }
 
     /** Applies given statistics: y = (x − mean)·invstd·gamma + beta. */
     public void normalize(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta, DevicePointer mean,
                           DevicePointer invstd, DevicePointer y, DeviceStream stream) {
+        normalize(shape, DType.FLOAT32, x, gamma, beta, mean, invstd, y, stream);
+    }
+
+    /** Applies given statistics to x stored in {@code dtype}; y in {@code dtype}. */
+    public void normalize(Shape shape, DType dtype, DevicePointer x, DevicePointer gamma, DevicePointer beta,
+                          DevicePointer mean, DevicePointer invstd, DevicePointer y, DeviceStream stream) {
         DeviceStream s = begin(stream);
-        checks.normalize(shape, x, gamma, beta, mean, invstd, y);
-        long t = tensorBytes(shape), c = 4L * shape.channels();
+        checks(dtype).normalize(shape, x, gamma, beta, mean, invstd, y);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
         new Aliasing().input("x", x, t).input("gamma", gamma, c).input("beta", beta, c).input("mean", mean, c)
                 .input("invstd", invstd, c).output("y", y, t, "x").check();
-        DevicePointer dummy = prepareWorkspace(shape, false, s);
-        boolean vec = vectorizable(shape, x, y);
+        DevicePointer dummy = prepareWorkspace(shape, dtype, false, s);
+        boolean vec = vectorizable(shape, dtype, x, y);
         guarded(s, () -> {
             launchPrepare(shape, PREP_NORMALIZE, 1f, gamma, beta, mean, invstd, dummy, s);
-            launchApply(shape, vec, x, y, s);
+            launchApply(shape, dtype, vec, x, y, s);
         });
     }
 
@@ -190,19 +247,26 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     public void backwardTraining(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer gamma,
                                  DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dx,
                                  DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
+        backwardTraining(shape, DType.FLOAT32, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta, stream);
+    }
+
+    /** Training-mode backward with x, dy and dx stored in {@code dtype} (dx rounded once); dgamma, dbeta float32. */
+    public void backwardTraining(Shape shape, DType dtype, DevicePointer x, DevicePointer dy, DevicePointer gamma,
+                                 DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dx,
+                                 DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
         DeviceStream s = begin(stream);
-        checks.backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
-        long t = tensorBytes(shape), c = 4L * shape.channels();
+        checks(dtype).backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
         new Aliasing().input("x", x, t).input("dy", dy, t).input("gamma", gamma, c).input("saveMean", saveMean, c)
                 .input("saveInvstd", saveInvstd, c).output("dx", dx, t, "dy").output("dgamma", dgamma, c, null)
                 .output("dbeta", dbeta, c, null).check();
         int flags = TRAIN_DX | (gamma != null ? HAS_GAMMA : 0) | (dgamma != null ? WANT_DGAMMA : 0)
                 | (dbeta != null ? WANT_DBETA : 0);
-        DevicePointer dummy = prepareWorkspace(shape, true, s);
-        boolean vec = vectorizable(shape, x, dy, dx);
+        DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
+        boolean vec = vectorizable(shape, dtype, x, dy, dx);
         guarded(s, () -> {
-            launchBackwardReduce(shape, x, dy, flags, gamma, saveMean, saveInvstd, dgamma, dbeta, dummy, s);
-            launchDx(shape, vec, x, dy, dx, s);
+            launchBackwardReduce(shape, dtype, x, dy, flags, gamma, saveMean, saveInvstd, dgamma, dbeta, dummy, s);
+            launchDx(shape, dtype, vec, x, dy, dx, s);
         });
     }
 
@@ -213,22 +277,31 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     public void backwardInference(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer gamma,
                                   DevicePointer runningMean, DevicePointer runningVar, double eps, DevicePointer dx,
                                   DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
+        backwardInference(shape, DType.FLOAT32, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta,
+                stream);
+    }
+
+    /** Eval-mode backward with x, dy and dx stored in {@code dtype}. */
+    public void backwardInference(Shape shape, DType dtype, DevicePointer x, DevicePointer dy, DevicePointer gamma,
+                                  DevicePointer runningMean, DevicePointer runningVar, double eps, DevicePointer dx,
+                                  DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
         DeviceStream s = begin(stream);
-        checks.backwardInference(shape, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
-        long t = tensorBytes(shape), c = 4L * shape.channels();
+        checks(dtype).backwardInference(shape, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
         new Aliasing().input("x", x, t).input("dy", dy, t).input("gamma", gamma, c)
                 .input("runningMean", runningMean, c).input("runningVar", runningVar, c).output("dx", dx, t, "dy")
                 .output("dgamma", dgamma, c, null).output("dbeta", dbeta, c, null).check();
         boolean sums = dgamma != null || dbeta != null;
         int flags = (dgamma != null ? WANT_DGAMMA : 0) | (dbeta != null ? WANT_DBETA : 0);
-        DevicePointer dummy = prepareWorkspace(shape, sums, s);
-        boolean vec = vectorizable(shape, dy, dx);
+        DevicePointer dummy = prepareWorkspace(shape, dtype, sums, s);
+        boolean vec = vectorizable(shape, dtype, dy, dx);
         guarded(s, () -> {
             launchPrepare(shape, PREP_EVAL_BACKWARD, (float) eps, gamma, null, runningMean, runningVar, dummy, s);
             if (sums) {
-                launchBackwardReduce(shape, x, dy, flags, null, runningMean, workspace.aux(), dgamma, dbeta, dummy, s);
+                launchBackwardReduce(shape, dtype, x, dy, flags, null, runningMean, workspace.aux(), dgamma, dbeta,
+                        dummy, s);
             }
-            launchApply(shape, vec, dy, dx, s);
+            launchApply(shape, dtype, vec, dy, dx, s);
         });
     }
 
@@ -278,11 +351,11 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         DeviceStream s = begin(stream);
         checks.statistics(shape, x);
         checkPointer("record", record, statisticsRecordFloats(shape.channels()), "(2 + 3·C for " + shape + ")");
-        DevicePointer dummy = prepareWorkspace(shape, true, s);
+        DevicePointer dummy = prepareWorkspace(shape, DType.FLOAT32, true, s);
         float[] count = countWords(shape.reductionSize());
         device.copyToDevice(count, 0, record, 2, s);
-        guarded(s, () -> launchStats(shape, x, STATS_ONLY, 0, 0, null, null, null, null, null, null, dummy,
-                record.plus(8), s));
+        guarded(s, () -> launchStats(shape, DType.FLOAT32, x, STATS_ONLY, 0, 0, null, null, null, null, null, null,
+                dummy, record.plus(8), s));
     }
 
     /**
@@ -303,15 +376,15 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         checkRecords(shape, records, ranks, statisticsRecordFloats(shape.channels()));
         int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
                 | (runningMean != null ? HAS_RUNNING : 0);
-        DevicePointer dummy = prepareWorkspace(shape, false, s);
-        boolean vec = vectorizable(shape, x, y);
+        DevicePointer dummy = prepareWorkspace(shape, DType.FLOAT32, false, s);
+        boolean vec = vectorizable(shape, DType.FLOAT32, x, y);
         guarded(s, () -> {
             KernelArgs a = new KernelArgs().i32(ranks).i32(shape.channels()).ptr(records).f32((float) eps)
                     .f32(runningMean != null ? (float) momentum : 0f).i32(flags)
                     .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy))
                     .ptr(or(runningVar, dummy)).ptr(saveMean).ptr(saveInvstd).ptr(workspace.coef());
             launch("bn_stats_merge", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK), a, s);
-            launchApply(shape, vec, x, y, s);
+            launchApply(shape, DType.FLOAT32, vec, x, y, s);
         });
     }
 
@@ -326,11 +399,12 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         checks.gradientSums(shape, x, dy, saveMean, saveInvstd);
         int c = shape.channels();
         checkPointer("record", record, gradientRecordFloats(c), "(2 + 2·C for " + shape + ")");
-        DevicePointer dummy = prepareWorkspace(shape, true, s);
+        DevicePointer dummy = prepareWorkspace(shape, DType.FLOAT32, true, s);
         device.copyToDevice(countWords(shape.reductionSize()), 0, record, 2, s);
         DevicePointer dbeta = record.plus(8);
         DevicePointer dgamma = record.plus(8 + 4L * c);
-        guarded(s, () -> launchBackwardReduce(shape, x, dy, WANT_DGAMMA | WANT_DBETA, null, saveMean, saveInvstd,
+        guarded(s, () -> launchBackwardReduce(shape, DType.FLOAT32, x, dy, WANT_DGAMMA | WANT_DBETA, null, saveMean,
+                saveInvstd,
                 dgamma, dbeta, dummy, s));
     }
 
@@ -349,15 +423,15 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         checkRecords(shape, records, ranks, gradientRecordFloats(shape.channels()));
         int flags = TRAIN_DX | (gamma != null ? HAS_GAMMA : 0) | (dgamma != null ? WANT_DGAMMA : 0)
                 | (dbeta != null ? WANT_DBETA : 0);
-        DevicePointer dummy = prepareWorkspace(shape, false, s);
-        boolean vec = vectorizable(shape, x, dy, dx);
+        DevicePointer dummy = prepareWorkspace(shape, DType.FLOAT32, false, s);
+        boolean vec = vectorizable(shape, DType.FLOAT32, x, dy, dx);
         guarded(s, () -> {
             KernelArgs a = new KernelArgs().i32(ranks).i32(shape.channels()).ptr(records).i32(flags)
                     .ptr(or(gamma, dummy)).ptr(saveMean).ptr(saveInvstd).ptr(or(dgamma, dummy))
                     .ptr(or(dbeta, dummy)).ptr(workspace.coef());
             launch("bn_backward_merge", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK),
                     a, s);
-            launchDx(shape, vec, x, dy, dx, s);
+            launchDx(shape, DType.FLOAT32, vec, x, dy, dx, s);
         });
     }
 
@@ -368,9 +442,11 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                 "(" + ranks + " records of " + recordFloats + " floats for " + shape + ")");
     }
 
-    /** Bytes of workspace held now (grows to the largest shape seen). */
+    /** Bytes of workspace held now, over all streams (each grows to the largest shape seen on its stream). */
     public long workspaceBytes() {
-        return workspace.bytes();
+        long bytes = 0;
+        for (Workspace w : workspaces.values()) bytes += w.bytes();
+        return bytes;
     }
 
     /** Frees the workspace and unloads the modules. Idempotent; later calls throw IllegalStateException. */
@@ -378,26 +454,27 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     public void close() {
         if (closed) return;
         closed = true;
-        workspace.close();
+        for (Workspace w : workspaces.values()) w.close();
+        workspaces.clear();
         backward.close();
         forward.close();
     }
 
     // ---- launches ------------------------------------------------------------------------------------------------
 
-    private void launchStats(Shape shape, DevicePointer x, int flags, float eps, float momentum, DevicePointer gamma,
-                             DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
-                             DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dummy,
-                             DevicePointer coef, DeviceStream s) {
-        boolean vec = vectorizable(shape, x);
-        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
+    private void launchStats(Shape shape, DType dtype, DevicePointer x, int flags, float eps, float momentum,
+                             DevicePointer gamma, DevicePointer beta, DevicePointer runningMean,
+                             DevicePointer runningVar, DevicePointer saveMean, DevicePointer saveInvstd,
+                             DevicePointer dummy, DevicePointer coef, DeviceStream s) {
+        boolean vec = vectorizable(shape, dtype, x);
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, dtype);
         KernelArgs a = new KernelArgs().ptr(x);
         reductionShapeArgs(a, shape, g);
         a.ptr(workspace.partials()).ptr(workspace.counters())
                 .i64(shape.reductionSize()).f32(eps).f32(momentum).i32(flags)
                 .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy)).ptr(or(runningVar, dummy))
                 .ptr(or(saveMean, dummy)).ptr(or(saveInvstd, dummy)).ptr(coef);
-        launch(name("bn_stats", g.view(), vec), g.grid(), g.block(), a, s);
+        launch(name("bn_stats", g.view(), dtype, vec), g.grid(), g.block(), a, s);
     }
 
     private void launchPrepare(Shape shape, int mode, float eps, DevicePointer gamma, DevicePointer beta,
@@ -409,43 +486,60 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         launch("bn_prepare", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK), a, s);
     }
 
-    private void launchApply(Shape shape, boolean vec, DevicePointer in, DevicePointer out, DeviceStream s) {
-        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount());
+    private void launchApply(Shape shape, DType dtype, boolean vec, DevicePointer in, DevicePointer out,
+                             DeviceStream s) {
+        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount(),
+                dtype);
         KernelArgs a = new KernelArgs().ptr(in).ptr(out);
         elementwiseShapeArgs(a, shape, g);
         a.ptr(workspace.coef());
-        launch(name("bn_apply", g.view(), vec), g.grid(), g.block(), a, s);
+        launch(name("bn_apply", g.view(), dtype, vec), g.grid(), g.block(), a, s);
     }
 
-    private void launchBackwardReduce(Shape shape, DevicePointer x, DevicePointer dy, int flags, DevicePointer gamma,
-                                      DevicePointer mean, DevicePointer invstd, DevicePointer dgamma,
-                                      DevicePointer dbeta, DevicePointer dummy, DeviceStream s) {
-        boolean vec = vectorizable(shape, x, dy);
-        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
+    private void launchBackwardReduce(Shape shape, DType dtype, DevicePointer x, DevicePointer dy, int flags,
+                                      DevicePointer gamma, DevicePointer mean, DevicePointer invstd,
+                                      DevicePointer dgamma, DevicePointer dbeta, DevicePointer dummy, DeviceStream s) {
+        boolean vec = vectorizable(shape, dtype, x, dy);
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, dtype);
         KernelArgs a = new KernelArgs().ptr(x).ptr(dy);
         reductionShapeArgs(a, shape, g);
         a.ptr(workspace.partials()).ptr(workspace.counters())
                 .i64(shape.reductionSize()).i32(flags)
                 .ptr(or(gamma, dummy)).ptr(mean).ptr(invstd).ptr(or(dgamma, dummy)).ptr(or(dbeta, dummy))
                 .ptr(workspace.coef());
-        launch(name("bn_backward_reduce", g.view(), vec), g.grid(), g.block(), a, s);
+        launch(name("bn_backward_reduce", g.view(), dtype, vec), g.grid(), g.block(), a, s);
     }
 
-    private void launchDx(Shape shape, boolean vec, DevicePointer x, DevicePointer dy, DevicePointer dx,
+    private void launchDx(Shape shape, DType dtype, boolean vec, DevicePointer x, DevicePointer dy, DevicePointer dx,
                           DeviceStream s) {
-        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount());
+        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount(),
+                dtype);
         KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(dx);
         elementwiseShapeArgs(a, shape, g);
         a.ptr(workspace.coef());
-        launch(name("bn_dx", g.view(), vec), g.grid(), g.block(), a, s);
+        launch(name("bn_dx", g.view(), dtype, vec), g.grid(), g.block(), a, s);
     }
 
     private void launch(String kernel, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream s) {
         device.launch(kernels.get(kernel), grid, block, 0, s, args);
     }
 
-    private static String name(String base, LaunchGeometry.View view, boolean vec) {
-        return base + (view == LaunchGeometry.View.CHANNELS_FIRST ? "_cf" : "_cl") + (vec ? "_vec4" : "");
+    private static String name(String base, LaunchGeometry.View view, DType dtype, boolean vec) {
+        return name(base + (view == LaunchGeometry.View.CHANNELS_FIRST ? "_cf" : "_cl"), dtype, vec);
+    }
+
+    /**
+     * The entry point of a kernel family ("bn_stats_cf", ...) for a storage type and path: float32 keeps the plain
+     * names ("bn_stats_cf", "bn_stats_cf_vec4"), the 16-bit types add "_f16" / "_bf16" and, for their 16-byte vector
+     * path of 8 halves, "_vec8".
+     */
+    static String name(String family, DType dtype, boolean vec) {
+        String type = switch (dtype) {
+            case FLOAT32 -> "";
+            case FLOAT16 -> "_f16";
+            case BFLOAT16 -> "_bf16";
+        };
+        return family + type + (vec ? "_vec" + LaunchGeometry.unit(true, dtype) : "");
     }
 
     /** The shape parameters of bn_stats_* / bn_backward_reduce_*: (C, N, inner, splits, chunk) or (rows, C, inner, chunk). */
@@ -468,19 +562,30 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
 
     // ---- helpers -------------------------------------------------------------------------------------------------
 
+    /** Checks the state, picks the stream (null: the default stream) and makes its workspace the current one. */
     private DeviceStream begin(DeviceStream stream) {
         if (closed) throw new IllegalStateException("DeviceResidentBatchNorm is closed");
-        return stream != null ? stream : device.defaultStream();
+        DeviceStream s = stream != null ? stream : device.defaultStream();
+        if (s.isClosed()) throw new IllegalStateException("stream: " + s + " is closed");
+        for (Iterator<Map.Entry<DeviceStream, Workspace>> it = workspaces.entrySet().iterator(); it.hasNext(); ) {
+            Map.Entry<DeviceStream, Workspace> e = it.next();
+            if (e.getKey().isClosed()) {   // its work has been queued; freeing waits for it (cuMemFree synchronizes)
+                e.getValue().close();
+                it.remove();
+            }
+        }
+        workspace = workspaces.computeIfAbsent(s, k -> new Workspace(device));
+        return s;
     }
 
     /** Grows the workspace for {@code shape} (both vector and scalar geometries) and returns a pointer for unused args. */
-    private DevicePointer prepareWorkspace(Shape shape, boolean reduction, DeviceStream stream) {
+    private DevicePointer prepareWorkspace(Shape shape, DType dtype, boolean reduction, DeviceStream stream) {
         long partials = 0;
         long counters = 0;
         if (reduction) {
             for (boolean vec : new boolean[]{false, true}) {
-                if (vec && !LaunchGeometry.vectorizable(shape)) continue;
-                LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
+                if (vec && !LaunchGeometry.vectorizable(shape, dtype)) continue;
+                LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, dtype);
                 partials = Math.max(partials, g.partials());
                 counters = Math.max(counters, g.counters());
             }
@@ -508,13 +613,13 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         }
     }
 
-    private static long tensorBytes(Shape shape) {
-        return 4L * shape.elementCount();
+    private static long tensorBytes(Shape shape, DType dtype) {
+        return (long) dtype.bytes() * shape.elementCount();
     }
 
-    /** Whether every tensor allows the float4 path for this shape. */
-    static boolean vectorizable(Shape shape, DevicePointer... tensors) {
-        if (!LaunchGeometry.vectorizable(shape)) return false;
+    /** Whether every tensor (of {@code dtype}) allows the 16-byte vector path for this shape. */
+    static boolean vectorizable(Shape shape, DType dtype, DevicePointer... tensors) {
+        if (!LaunchGeometry.vectorizable(shape, dtype)) return false;
         for (DevicePointer p : tensors) {
             if (!p.isAligned(16)) return false;
         }
@@ -525,14 +630,27 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         return p != null ? p : fallback;
     }
 
+    private ArgumentChecks<DevicePointer> checks(DType dtype) {
+        if (dtype == null) throw new IllegalArgumentException("dtype must not be null");
+        return typedChecks.get(dtype);
+    }
+
     /** One device pointer holds {@code floats} floats: open, on this device, 4-byte aligned, with room enough. */
     private void checkPointer(String name, DevicePointer p, long floats, String why) {
+        checkPointer(name, p, floats, DType.FLOAT32, why);
+    }
+
+    /**
+     * One device pointer holds {@code elements} elements of {@code dtype}: open, on this device, aligned to the element
+     * (4 bytes for float32), with room enough.
+     */
+    private void checkPointer(String name, DevicePointer p, long elements, DType dtype, String why) {
         if (p.buffer().isClosed()) throw new IllegalStateException(name + ": its device buffer is closed");
         if (p.buffer().device() != device) {
             throw new IllegalArgumentException(name + ": buffer belongs to device '" + p.buffer().device().name()
                     + "', expected '" + device.name() + "'");
         }
-        DeviceChecks.aligned4(name, p);
-        DeviceChecks.room(name, p, floats, why);
+        DeviceChecks.aligned(name, p, dtype.bytes());
+        DeviceChecks.room(name, p, elements, dtype, why);
     }
 }

@@ -2,6 +2,7 @@ package io.github.batchnorm4j.gpu;
 
 import io.github.batchnorm4j.AbstractSplitBatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.GradientSums;
 import io.github.batchnorm4j.Shape;
@@ -112,7 +113,10 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         downloadForward(in, y, saveMean, saveInvstd, runningMean, runningVar);
     }
 
-    /** Copies y, the saved and the running statistics back; the caller's per-channel arrays only after every copy. */
+    /**
+     * Copies y (unless null: a 16-bit y is copied by the caller), the saved and the running statistics back; the
+     * caller's per-channel arrays only after every copy.
+     */
     private void downloadForward(Staged in, float[] y, float[] saveMean, float[] saveInvstd, float[] runningMean,
                                  float[] runningVar) {
         DeviceStream s = in.s();
@@ -121,7 +125,7 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         float[] invstd = new float[c];
         float[] newRm = runningMean == null ? null : new float[c];
         float[] newRv = runningVar == null ? null : new float[c];
-        device.copyToHost(staging.tensor(OUT), y, 0, y.length, s);
+        if (y != null) device.copyToHost(staging.tensor(OUT), y, 0, y.length, s);
         device.copyToHost(staging.slot(SAVE_MEAN_OR_DGAMMA), mean, 0, mean.length, s);
         device.copyToHost(staging.slot(SAVE_INVSTD_OR_DBETA), invstd, 0, invstd.length, s);
         if (newRm != null) {
@@ -246,6 +250,103 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
                 dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
+    }
+
+    // ---- 16-bit activations: the same staging (each tensor holds n floats, so n halves fit), the 16-bit kernels -------
+
+    @Override
+    protected ChannelStatistics doStatistics(Shape shape, DType dtype, short[] x) {
+        Staged in = stage(shape, x, null, null, null, null, null);
+        begin();
+        ChannelStatistics out = kernels.statistics(shape, dtype, in.x(), in.s());
+        end();
+        return out;
+    }
+
+    @Override
+    protected void doForwardTraining(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, double eps,
+                                     float[] runningMean, float[] runningVar, double momentum, short[] y,
+                                     float[] saveMean, float[] saveInvstd) {
+        Staged in = stage(shape, x, null, gamma, beta, runningMean, runningVar);
+        begin();
+        kernels.forwardTraining(shape, dtype, in.x(), in.gamma(), in.beta(), eps, in.mean(), in.varOrInvstd(),
+                momentum, staging.tensor(OUT), staging.slot(SAVE_MEAN_OR_DGAMMA), staging.slot(SAVE_INVSTD_OR_DBETA),
+                in.s());
+        end();
+        short[] out = new short[y.length];
+        device.copyToHost(staging.tensor(OUT), out, 0, out.length, in.s());
+        downloadForward(in, null, saveMean, saveInvstd, runningMean, runningVar);
+        System.arraycopy(out, 0, y, 0, y.length);
+    }
+
+    @Override
+    protected void doForwardInference(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta,
+                                      float[] runningMean, float[] runningVar, double eps, short[] y) {
+        Staged in = stage(shape, x, null, gamma, beta, runningMean, runningVar);
+        begin();
+        kernels.forwardInference(shape, dtype, in.x(), in.gamma(), in.beta(), in.mean(), in.varOrInvstd(), eps,
+                staging.tensor(OUT), in.s());
+        end();
+        device.copyToHost(staging.tensor(OUT), y, 0, y.length, in.s());
+    }
+
+    @Override
+    protected void doNormalize(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, float[] mean,
+                               float[] invstd, short[] y) {
+        Staged in = stage(shape, x, null, gamma, beta, mean, invstd);
+        begin();
+        kernels.normalize(shape, dtype, in.x(), in.gamma(), in.beta(), in.mean(), in.varOrInvstd(),
+                staging.tensor(OUT), in.s());
+        end();
+        device.copyToHost(staging.tensor(OUT), y, 0, y.length, in.s());
+    }
+
+    @Override
+    protected void doBackwardTraining(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
+                                      float[] saveMean, float[] saveInvstd, short[] dx, float[] dgamma,
+                                      float[] dbeta) {
+        Staged in = stage(shape, x, dy, gamma, null, saveMean, saveInvstd);
+        begin();
+        kernels.backwardTraining(shape, dtype, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(),
+                staging.tensor(OUT), dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
+                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+        end();
+        downloadGradients(in.s(), dx, dgamma, dbeta);
+    }
+
+    @Override
+    protected void doBackwardInference(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
+                                       float[] runningMean, float[] runningVar, double eps, short[] dx,
+                                       float[] dgamma, float[] dbeta) {
+        Staged in = stage(shape, x, dy, gamma, null, runningMean, runningVar);
+        begin();
+        kernels.backwardInference(shape, dtype, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(), eps,
+                staging.tensor(OUT), dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
+                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+        end();
+        downloadGradients(in.s(), dx, dgamma, dbeta);
+    }
+
+    /** {@link #stage} for 16-bit x and dy. */
+    private Staged stage(Shape shape, short[] x, short[] dy, float[] gamma, float[] beta, float[] mean,
+                         float[] varOrInvstd) {
+        DeviceStream s = device.defaultStream();
+        staging.ensure(shape);
+        DevicePointer px = staging.tensor(X);
+        device.copyToDevice(x, 0, px, x.length, s);
+        DevicePointer pdy = null;
+        if (dy != null) {
+            pdy = staging.tensor(DY);
+            device.copyToDevice(dy, 0, pdy, dy.length, s);
+        }
+        return new Staged(s, px, pdy, upload(gamma, staging.slot(GAMMA), s), upload(beta, staging.slot(BETA), s),
+                upload(mean, staging.slot(MEAN), s), upload(varOrInvstd, staging.slot(VAR_OR_INVSTD), s));
+    }
+
+    private void downloadGradients(DeviceStream s, short[] dx, float[] dgamma, float[] dbeta) {
+        device.copyToHost(staging.tensor(OUT), dx, 0, dx.length, s);
+        if (dgamma != null) device.copyToHost(staging.slot(SAVE_MEAN_OR_DGAMMA), dgamma, 0, dgamma.length, s);
+        if (dbeta != null) device.copyToHost(staging.slot(SAVE_INVSTD_OR_DBETA), dbeta, 0, dbeta.length, s);
     }
 
     @Override

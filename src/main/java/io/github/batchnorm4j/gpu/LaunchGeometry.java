@@ -1,11 +1,16 @@
 package io.github.batchnorm4j.gpu;
 
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
 
 /**
  * Launch geometry of every kernel, computed from the {@link Shape} and whether the 16-byte vector path is used. Pure
  * arithmetic, no device calls, so it is unit-testable and the same on the emulator and a GPU.
+ *
+ * <p><b>Storage types.</b> A unit is one element (scalar path) or 16 bytes (vector path): 4 floats, or 8 halves
+ * of float16/bfloat16 tensors ({@link #unit(boolean, DType)}); every count below is in elements or units of the
+ * tensor's own type, so a 16-bit tensor's blocks move the same number of elements per thread with half the bytes.
  *
  * <p><b>Views.</b> The kernels see a tensor in one of two ways ({@link View}): channels-first runs ({@code _cf}
  * kernels: N runs of {@code inner} floats per channel), or rows ({@code _cl} kernels: rows of {@code C·inner} floats,
@@ -100,9 +105,14 @@ public final class LaunchGeometry {
         return (int) Math.max(1, blocks);
     }
 
-    /** Floats (or float4s) per unit. */
+    /** Float32 elements per unit: 4 on the vector path, else 1. */
     static int unit(boolean vec) {
-        return vec ? 4 : 1;
+        return unit(vec, DType.FLOAT32);
+    }
+
+    /** Elements per unit: 16 bytes' worth on the vector path (4 floats, 8 halves), else 1. */
+    public static int unit(boolean vec, DType dtype) {
+        return vec ? 16 / dtype.bytes() : 1;
     }
 
     /** The view the kernels use for {@code shape}. */
@@ -129,14 +139,25 @@ public final class LaunchGeometry {
      * (channels-first view: inner % 4 == 0) or one row (rows view: C·inner % 4 == 0).
      */
     public static boolean vectorizable(Shape shape) {
-        if (view(shape) == View.CHANNELS_FIRST) return shape.inner() % 4 == 0;
-        return (long) shape.channels() * rowsInner(shape) % 4 == 0;
+        return vectorizable(shape, DType.FLOAT32);
     }
 
-    private static void checkVec(Shape shape, boolean vec) {
-        if (vec && !vectorizable(shape)) {
-            throw new IllegalArgumentException("the float4 path needs " + (view(shape) == View.CHANNELS_FIRST
-                    ? "inner % 4 == 0" : "C·inner % 4 == 0 (rows of whole float4s)") + " for shape " + shape);
+    /**
+     * Whether the shape allows the 16-byte vector path for tensors of {@code dtype} (given 16-byte aligned tensors):
+     * every vector of W = {@link #unit(boolean, DType)} elements lies in one run or one row.
+     */
+    public static boolean vectorizable(Shape shape, DType dtype) {
+        int w = unit(true, dtype);
+        if (view(shape) == View.CHANNELS_FIRST) return shape.inner() % w == 0;
+        return (long) shape.channels() * rowsInner(shape) % w == 0;
+    }
+
+    private static void checkVec(Shape shape, boolean vec, DType dtype) {
+        if (vec && !vectorizable(shape, dtype)) {
+            int w = unit(true, dtype);
+            throw new IllegalArgumentException("the 16-byte vector path of " + dtype + " needs " + (view(shape)
+                    == View.CHANNELS_FIRST ? "inner % " + w + " == 0" : "C·inner % " + w + " == 0 (rows of whole"
+                    + " vectors)") + " for shape " + shape);
         }
     }
 
@@ -157,13 +178,18 @@ public final class LaunchGeometry {
                             long partials, long counters) {
     }
 
-    /** Geometry of a reduction over {@code shape}: a function of the shape and {@code vec} alone. */
+    /** Geometry of a float32 reduction over {@code shape}: a function of the shape and {@code vec} alone. */
     public static Reduction reduction(Shape shape, boolean vec) {
-        checkVec(shape, vec);
+        return reduction(shape, vec, DType.FLOAT32);
+    }
+
+    /** Geometry of a reduction over {@code shape} stored in {@code dtype}: a function of these three alone. */
+    public static Reduction reduction(Shape shape, boolean vec, DType dtype) {
+        checkVec(shape, vec, dtype);
         long target = REDUCE_TARGET_BLOCKS;
         int c = shape.channels();
         if (view(shape) == View.CHANNELS_FIRST) {
-            long units = shape.batch() * (shape.inner() / unit(vec));
+            long units = shape.batch() * (shape.inner() / unit(vec, dtype));
             long maxSplits = Math.max(1, units / MIN_UNITS_PER_SPLIT);
             long splits = Math.min(Math.min(Math.max(1, ceilDiv(target, c)), maxSplits), MAX_CF_SPLITS);
             long chunk = ceilDiv(units, splits);
@@ -171,7 +197,7 @@ public final class LaunchGeometry {
             return new Reduction(View.CHANNELS_FIRST, Dim3.of(toIntGrid(c * splits, "reduction")), Dim3.of(BLOCK),
                     (int) splits, chunk, 0, 0, splits > 1 ? c * splits : 0, splits > 1 ? c : 0);
         }
-        RowsBlock b = rowsBlock(shape, vec);
+        RowsBlock b = rowsBlock(shape, vec, dtype);
         long rows = rowsOf(shape);
         // Each channel of a block has `inner` values per row; UNROLL rows per thread at least.
         long minRows = Math.max((long) UNROLL * b.by, ceilDiv(MIN_VALUES_PER_SPLIT, b.inner));
@@ -196,13 +222,18 @@ public final class LaunchGeometry {
                               int inner) {
     }
 
-    /** Geometry of an elementwise pass over {@code shape}. */
+    /** Geometry of an elementwise pass over a float32 tensor of {@code shape}. */
     public static Elementwise elementwise(Shape shape, boolean vec, int multiprocessors) {
-        checkVec(shape, vec);
+        return elementwise(shape, vec, multiprocessors, DType.FLOAT32);
+    }
+
+    /** Geometry of an elementwise pass over a tensor of {@code shape} stored in {@code dtype}. */
+    public static Elementwise elementwise(Shape shape, boolean vec, int multiprocessors, DType dtype) {
+        checkVec(shape, vec, dtype);
         long target = (long) ELEMENTWISE_WAVES * multiprocessors;
         int c = shape.channels();
         if (view(shape) == View.CHANNELS_FIRST) {
-            long innerU = shape.inner() / unit(vec);
+            long innerU = shape.inner() / unit(vec, dtype);
             long pieces = ceilDiv(innerU, MAX_CF_CHUNK);
             long chunk = roundUp(ceilDiv(innerU, pieces), 32);
             pieces = ceilDiv(innerU, chunk);
@@ -215,7 +246,7 @@ public final class LaunchGeometry {
             return new Elementwise(View.CHANNELS_FIRST, Dim3.of(toIntGrid(blocks, "elementwise")), Dim3.of(BLOCK),
                     (int) chunk, (int) pieces, (int) units, 0, 0);
         }
-        RowsBlock b = rowsBlock(shape, vec);
+        RowsBlock b = rowsBlock(shape, vec, dtype);
         long rows = rowsOf(shape);
         long gy = Math.min(Math.max(1, ceilDiv(target, b.gridX)),
                 Math.min(MAX_GRID_Y, ceilDiv(rows, Math.max(MIN_ROWS_PER_APPLY_BLOCK, b.by))));
@@ -235,7 +266,11 @@ public final class LaunchGeometry {
     }
 
     static RowsBlock rowsBlock(Shape shape, boolean vec) {
-        int w = unit(vec);
+        return rowsBlock(shape, vec, DType.FLOAT32);
+    }
+
+    static RowsBlock rowsBlock(Shape shape, boolean vec, DType dtype) {
+        int w = unit(vec, dtype);
         int inner = rowsInner(shape);
         long lu = (long) shape.channels() * inner / w;   // column units per row
         int bx;

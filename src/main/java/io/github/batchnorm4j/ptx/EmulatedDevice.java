@@ -2,6 +2,7 @@ package io.github.batchnorm4j.ptx;
 
 import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
+import io.github.batchnorm4j.gpu.DeviceEvent;
 import io.github.batchnorm4j.gpu.DeviceChecks;
 import io.github.batchnorm4j.gpu.DeviceException;
 import io.github.batchnorm4j.gpu.DeviceModule;
@@ -18,12 +19,12 @@ import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Objects;
 import java.util.Set;
-import java.util.function.IntUnaryOperator;
 
 /**
  * A {@link Device} that interprets PTX on the CPU, with memory, initialization, race and barrier checks and traffic
@@ -31,14 +32,21 @@ import java.util.function.IntUnaryOperator;
  *
  * <p>Behaviour that differs from a GPU, on purpose:
  * <ul>
- *   <li>Everything is synchronous: streams are trivial and every call completes before it returns.</li>
+ *   <li>Streams ({@link StreamScheduler}): work on the default stream runs before the call returns (after everything
+ *       queued on other streams, as CUDA's legacy NULL stream orders itself); work on created streams is queued and
+ *       runs in a seeded interleaving, ordered only by the stream's own order, events, host synchronization and the
+ *       default stream. With {@link EmulatorOptions#orderCheck()}, a buffer region touched by two streams with
+ *       nothing ordering the accesses (a write and any other access) is an error naming both streams, both operations
+ *       and the region. An error of queued work is thrown by the next call that waits for its stream, and the stream
+ *       stays failed.</li>
  *   <li>Blocks run one after another in a seeded shuffled order ({@link EmulatorOptions}), so code relying on block
  *       order fails. Since a block always sees what earlier blocks wrote, the memory-ordering check reports reads a GPU
  *       could serve stale: cross-block reads without a fence/atomic/fence chain or through L1, and .nc reads of data
  *       the launch writes (see {@code MemoryOrder} and docs/emulator.md).</li>
  *   <li>Errors a GPU would report late or never (out-of-bounds, misaligned, uninitialized reads, shared-memory races,
- *       barrier divergence, unsupported instructions) throw a {@link DeviceException} from {@link #launch} naming
- *       kernel, PTX line, block, thread and address. Memory written before the error stays written.</li>
+ *       barrier divergence, unsupported instructions) throw a {@link DeviceException} naming kernel, PTX line, block,
+ *       thread and address: from {@link #launch} on the default stream, from the next call that waits for a created
+ *       stream otherwise. Memory written before the error stays written.</li>
  *   <li>Leaks: {@link #close()} frees everything and, by default, throws a {@link DeviceException} listing the buffers
  *       that were still open ({@link EmulatorOptions#throwOnLeak()}); {@link #leakReport()} lists them either way.</li>
  * </ul>
@@ -50,6 +58,7 @@ import java.util.function.IntUnaryOperator;
  */
 public final class EmulatedDevice implements MeasuringDevice {
     private static final VarHandle I32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle I16 = MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
     static final int STATIC_SHARED_LIMIT = 48 * 1024;
     static final int SHARED_OPTIN_LIMIT = 64 * 1024;
 
@@ -59,7 +68,8 @@ public final class EmulatedDevice implements MeasuringDevice {
     private final GlobalMemory memory = new GlobalMemory();
     private final Set<Buffer> buffers = new LinkedHashSet<>();
     private final Set<Module> modules = new LinkedHashSet<>();
-    private final Stream defaultStream = new Stream(true);
+    private final StreamScheduler streams;
+    private final Stream defaultStream;
     /**
      * The most launches {@link #launchHistory()} keeps: the oldest go first. Unbounded, it grew by a record per launch
      * (about 740 bytes per training step) for as long as a device lived: the leak soak (LeakSoakMain) found it.
@@ -90,6 +100,8 @@ public final class EmulatedDevice implements MeasuringDevice {
         this.options = Objects.requireNonNull(options, "options");
         this.properties = new DeviceProperties(options.multiprocessorCount(), 1024, STATIC_SHARED_LIMIT,
                 SHARED_OPTIN_LIMIT, 32, 90);
+        this.streams = new StreamScheduler(options.orderCheck(), options.blockOrderSeed());
+        this.defaultStream = new Stream(streams.defaultQueue());
     }
 
     public EmulatorOptions options() {
@@ -115,13 +127,21 @@ public final class EmulatedDevice implements MeasuringDevice {
         if (closed) throw new IllegalStateException("EmulatedDevice '" + name() + "' is closed");
     }
 
-    /** A stream given to an operation: one of this device's, not closed (null means the default stream). */
-    private void stream(DeviceStream s) {
-        if (s == null) return;
+    /** The queue of a stream given to an operation: one of this device's, not closed (null means the default stream). */
+    private StreamScheduler.Queue stream(DeviceStream s) {
+        if (s == null) return streams.defaultQueue();
         if (!(s instanceof Stream st) || st.device() != this) {
             throw new IllegalArgumentException("stream must be a stream of this EmulatedDevice, got " + s);
         }
-        if (st.closed) throw new IllegalStateException("stream is closed");
+        if (st.closed) throw new IllegalStateException(st + " is closed");
+        return st.queue;
+    }
+
+    /** The footprint of a copy or memset: one byte range of one buffer. */
+    private static StreamScheduler.Footprint range(Allocation a, long off, long bytes, boolean write) {
+        StreamScheduler.Footprint f = new StreamScheduler.Footprint();
+        if (bytes > 0) f.add(a, off, off + bytes, write);
+        return f;
     }
 
     // ------------------------------------------------------------ memory
@@ -150,25 +170,29 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyToDevice(float[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         open();
-        stream(stream);
+        StreamScheduler.Queue q = stream(stream);
         DeviceChecks.hostRange("src", src, srcOffset, count);
-        writeWords(dst, count, i -> Float.floatToRawIntBits(src[srcOffset + i]));
+        int[] words = new int[count];   // staged now, as a copy from pageable memory is: src may change after return
+        for (int i = 0; i < count; i++) words[i] = Float.floatToRawIntBits(src[srcOffset + i]);
+        writeWords(q, "copyToDevice of " + count + " floats", dst, words);
     }
 
     @Override
     public synchronized void copyToDevice(int[] src, int srcOffset, DevicePointer dst, int count, DeviceStream stream) {
         open();
-        stream(stream);
+        StreamScheduler.Queue q = stream(stream);
         DeviceChecks.hostRange("src", src, srcOffset, count);
-        writeWords(dst, count, i -> src[srcOffset + i]);
+        writeWords(q, "copyToDevice of " + count + " ints", dst, Arrays.copyOfRange(src, srcOffset, srcOffset + count));
     }
 
-    /** Writes {@code count} 32-bit words (word i is {@code bits.applyAsInt(i)}) at dst and marks them initialized. */
-    private void writeWords(DevicePointer dst, int count, IntUnaryOperator bits) {
-        Allocation a = target(dst, 4L * count, "dst");
+    /** Queues the write of {@code words} at dst (marking them initialized when it runs). */
+    private void writeWords(StreamScheduler.Queue q, String what, DevicePointer dst, int[] words) {
+        Allocation a = target(dst, 4L * words.length, "dst");
         int off = (int) dst.byteOffset();
-        for (int i = 0; i < count; i++) I32.set(a.data, off + 4 * i, bits.applyAsInt(i));
-        a.markInit(off, 4L * count);
+        streams.submit(q, what, fp -> {
+            for (int i = 0; i < words.length; i++) I32.set(a.data, off + 4 * i, words[i]);
+            a.markInit(off, 4L * words.length);
+        }, range(a, off, 4L * words.length, true));
     }
 
     /** Receives word i of a copy to the host. */
@@ -176,12 +200,15 @@ public final class EmulatedDevice implements MeasuringDevice {
         void put(int i, int bits);
     }
 
-    /** Reads {@code count} initialized 32-bit words at src into {@code sink}. */
-    private void readWords(DevicePointer src, int count, WordSink sink) {
+    /** Reads {@code count} initialized 32-bit words at src into {@code sink}, after the work queued before on q. */
+    private void readWords(StreamScheduler.Queue q, String what, DevicePointer src, int count, WordSink sink) {
         Allocation a = target(src, 4L * count, "src");
         int off = (int) src.byteOffset();
-        checkInitialized(a, off, 4L * count, "copyToHost");
-        for (int i = 0; i < count; i++) sink.put(i, (int) I32.get(a.data, off + 4 * i));
+        streams.submit(q, what, fp -> {
+            checkInitialized(a, off, 4L * count, "copyToHost");
+            for (int i = 0; i < count; i++) sink.put(i, (int) I32.get(a.data, off + 4 * i));
+        }, range(a, off, 4L * count, false));
+        streams.syncQueue(q);   // complete when it returns
     }
 
     private void checkInitialized(Allocation a, long off, long bytes, String what) {
@@ -197,39 +224,73 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void copyToHost(DevicePointer src, float[] dst, int dstOffset, int count, DeviceStream stream) {
         open();
-        stream(stream);
+        StreamScheduler.Queue q = stream(stream);
         DeviceChecks.hostRange("dst", dst, dstOffset, count);
-        readWords(src, count, (i, bits) -> dst[dstOffset + i] = Float.intBitsToFloat(bits));
+        readWords(q, "copyToHost of " + count + " floats", src, count,
+                (i, bits) -> dst[dstOffset + i] = Float.intBitsToFloat(bits));
     }
 
     @Override
     public synchronized void copyToHost(DevicePointer src, int[] dst, int dstOffset, int count, DeviceStream stream) {
         open();
+        StreamScheduler.Queue q = stream(stream);
+        DeviceChecks.hostRange("dst", dst, dstOffset, count);
+        readWords(q, "copyToHost of " + count + " ints", src, count, (i, bits) -> dst[dstOffset + i] = bits);
+    }
+
+    /** 16-bit elements, little-endian, byte-exact (the interface's default would go through int words). */
+    @Override
+    public synchronized void copyToDevice(short[] src, int srcOffset, DevicePointer dst, int count,
+                                          DeviceStream stream) {
+        open();
+        stream(stream);
+        DeviceChecks.hostRange("src", src, srcOffset, count);
+        Allocation a = target(dst, 2L * count, "dst");
+        int off = (int) dst.byteOffset();
+        for (int i = 0; i < count; i++) I16.set(a.data, off + 2 * i, src[srcOffset + i]);
+        a.markInit(off, 2L * count);
+    }
+
+    @Override
+    public synchronized void copyToHost(DevicePointer src, short[] dst, int dstOffset, int count,
+                                        DeviceStream stream) {
+        open();
         stream(stream);
         DeviceChecks.hostRange("dst", dst, dstOffset, count);
-        readWords(src, count, (i, bits) -> dst[dstOffset + i] = bits);
+        Allocation a = target(src, 2L * count, "src");
+        int off = (int) src.byteOffset();
+        checkInitialized(a, off, 2L * count, "copyToHost");
+        for (int i = 0; i < count; i++) dst[dstOffset + i] = (short) I16.get(a.data, off + 2 * i);
     }
 
     @Override
     public synchronized void copyDeviceToDevice(DevicePointer src, DevicePointer dst, long bytes, DeviceStream stream) {
         open();
-        stream(stream);
+        StreamScheduler.Queue q = stream(stream);
         DeviceChecks.byteCount(bytes);
         Allocation s = target(src, bytes, "src");
         Allocation d = target(dst, bytes, "dst");
-        checkInitialized(s, src.byteOffset(), bytes, "copyDeviceToDevice");
-        System.arraycopy(s.data, (int) src.byteOffset(), d.data, (int) dst.byteOffset(), (int) bytes);
-        d.markInit(dst.byteOffset(), bytes);
+        long so = src.byteOffset(), doff = dst.byteOffset();
+        StreamScheduler.Footprint f = range(s, so, bytes, false);
+        if (bytes > 0) f.add(d, doff, doff + bytes, true);
+        streams.submit(q, "copyDeviceToDevice of " + bytes + " bytes", fp -> {
+            checkInitialized(s, so, bytes, "copyDeviceToDevice");
+            System.arraycopy(s.data, (int) so, d.data, (int) doff, (int) bytes);
+            d.markInit(doff, bytes);
+        }, f);
     }
 
     @Override
     public synchronized void memset(DevicePointer dst, byte value, long bytes, DeviceStream stream) {
         open();
-        stream(stream);
+        StreamScheduler.Queue q = stream(stream);
         DeviceChecks.byteCount(bytes);
         Allocation a = target(dst, bytes, "dst");
-        java.util.Arrays.fill(a.data, (int) dst.byteOffset(), (int) (dst.byteOffset() + bytes), value);
-        a.markInit(dst.byteOffset(), bytes);
+        long off = dst.byteOffset();
+        streams.submit(q, "memset of " + bytes + " bytes", fp -> {
+            Arrays.fill(a.data, (int) off, (int) (off + bytes), value);
+            a.markInit(off, bytes);
+        }, range(a, off, bytes, true));
     }
 
     /**
@@ -256,7 +317,12 @@ public final class EmulatedDevice implements MeasuringDevice {
         Objects.requireNonNull(name, "name");
         Objects.requireNonNull(ptx, "ptx");
         List<Allocation> vars = new ArrayList<>();
-        PtxModule parsed;
+        PtxModule parsed = ParsedModules.get(name, ptx);
+        if (parsed != null) {
+            Module m = new Module(name, parsed, vars);
+            modules.add(m);
+            return m;
+        }
         try {
             parsed = PtxParser.parse(name, ptx, (var, bytes, init) -> {
                 Allocation a = memory.allocate(bytes, "module variable " + var + " of " + name);
@@ -269,6 +335,7 @@ public final class EmulatedDevice implements MeasuringDevice {
             for (Allocation a : vars) memory.free(a); // a failed load leaves nothing behind
             throw e;
         }
+        if (vars.isEmpty()) ParsedModules.put(name, ptx, parsed); // no device addresses baked in: reusable
         Module m = new Module(name, parsed, vars);
         modules.add(m);
         return m;
@@ -278,7 +345,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     public synchronized void launch(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream,
                                     KernelArgs args) {
         open();
-        stream(stream);
+        StreamScheduler.Queue q = stream(stream);
         Objects.requireNonNull(kernel, "kernel");
         Objects.requireNonNull(grid, "grid");
         Objects.requireNonNull(block, "block");
@@ -308,16 +375,19 @@ public final class EmulatedDevice implements MeasuringDevice {
                     + SHARED_OPTIN_LIMIT + " available with the opt-in (CUDA_ERROR_INVALID_VALUE)");
         }
         byte[] params = marshal(fn, args, where);
-        Interpreter it = new Interpreter(fn, memory, options, grid, block, dynamicSharedBytes, params, coverage != null);
-        try {
-            it.run();
-        } finally {
-            if (coverage != null) it.addCoverageTo(coverage);
-            TrafficMetrics t = it.metrics();
-            if (launches.size() == LAUNCH_HISTORY_LIMIT) launches.removeFirst();
-            launches.addLast(new LaunchRecord(fn.name, grid, block, t));
-            metrics = metrics.plus(t);
-        }
+        streams.submit(q, "launch of " + fn.name + " (grid " + grid + ", block " + block + ")", fp -> {
+            Interpreter it = new Interpreter(fn, memory, options, grid, block, dynamicSharedBytes, params,
+                    coverage != null, fp);
+            try {
+                it.run();
+            } finally {
+                if (coverage != null) it.addCoverageTo(coverage);
+                TrafficMetrics t = it.metrics();
+                if (launches.size() == LAUNCH_HISTORY_LIMIT) launches.removeFirst();
+                launches.addLast(new LaunchRecord(fn.name, grid, block, t, q.name()));
+                metrics = metrics.plus(t);
+            }
+        }, null);
     }
 
     private byte[] marshal(PtxFunction fn, KernelArgs args, String where) {
@@ -362,30 +432,41 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized DeviceStream createStream() {
         open();
-        return new Stream(false);
+        return new Stream(streams.newQueue());
+    }
+
+    @Override
+    public synchronized DeviceEvent createEvent() {
+        open();
+        return new Event();
     }
 
     @Override
     public synchronized void synchronize() {
         open();
+        streams.syncAll();
     }
 
+    /** Everything measured so far, after running the work still queued on any stream. */
     @Override
     public synchronized TrafficMetrics metrics() {
+        streams.drainAll();
         return metrics;
     }
 
     @Override
     public synchronized void resetMetrics() {
+        streams.drainAll();
         metrics = TrafficMetrics.ZERO;
         launches.clear();
     }
 
     /**
-     * The launches since the last {@link #resetMetrics()}, in order (unmodifiable copy): all of them, up to the last
-     * {@link #LAUNCH_HISTORY_LIMIT}. {@link #metrics()} counts every launch.
+     * The launches since the last {@link #resetMetrics()}, in the order they ran (unmodifiable copy): all of them, up
+     * to the last {@link #LAUNCH_HISTORY_LIMIT}. {@link #metrics()} counts every launch.
      */
     public synchronized List<LaunchRecord> launchHistory() {
+        streams.drainAll();
         return List.copyOf(launches);
     }
 
@@ -402,12 +483,18 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void close() {
         if (closed) return;
+        streams.drainAll();   // queued work completes before the memory goes, as on a GPU
         closed = true;
+        DeviceException unreported = streams.takeUnreported();
         for (Buffer b : new ArrayList<>(buffers)) {
             leaks.add(b.alloc.label);
             b.release();
         }
         for (Module m : new ArrayList<>(modules)) m.close();
+        if (unreported != null) {
+            throw new DeviceException("EmulatedDevice closed; work queued earlier had failed and no call reported it: "
+                    + unreported.getMessage(), unreported);
+        }
         if (!leaks.isEmpty() && options.throwOnLeak()) {
             throw new DeviceException("EmulatedDevice closed with " + leaks.size() + " leaked allocation(s): "
                     + String.join(", ", leaks));
@@ -447,10 +534,13 @@ public final class EmulatedDevice implements MeasuringDevice {
             buffers.remove(this);
         }
 
+        /** Frees the memory once the work queued on any stream has run (cuMemFree synchronizes the device too). */
         @Override
         public void close() {
             synchronized (EmulatedDevice.this) {
-                if (!bufClosed) release();
+                if (bufClosed) return;
+                if (!closed) streams.drainAll();
+                release();
             }
         }
 
@@ -503,6 +593,7 @@ public final class EmulatedDevice implements MeasuringDevice {
         public void close() {
             synchronized (EmulatedDevice.this) {
                 if (closed) return;
+                if (!EmulatedDevice.this.closed) streams.drainAll();   // queued launches of it run first
                 closed = true;
                 for (Allocation a : vars) memory.free(a);
                 modules.remove(this);
@@ -523,12 +614,13 @@ public final class EmulatedDevice implements MeasuringDevice {
         return m.unsupported();
     }
 
+    /** A stream: the default stream (queue 0) or a created one, whose queue runs in the scheduler's interleaving. */
     private final class Stream implements DeviceStream {
-        private final boolean isDefault;
+        final StreamScheduler.Queue queue;
         private volatile boolean closed;
 
-        Stream(boolean isDefault) {
-            this.isDefault = isDefault;
+        Stream(StreamScheduler.Queue queue) {
+            this.queue = queue;
         }
 
         EmulatedDevice device() {
@@ -539,19 +631,87 @@ public final class EmulatedDevice implements MeasuringDevice {
         public void synchronize() {
             synchronized (EmulatedDevice.this) {
                 open();
-                if (closed) throw new IllegalStateException("stream is closed");
+                if (closed) throw new IllegalStateException(this + " is closed");
+                streams.syncQueue(queue);
             }
         }
 
-        /** Nothing to release; a created stream becomes unusable, the default stream is the device's and stays. */
+        @Override
+        public void waitFor(DeviceEvent event) {
+            synchronized (EmulatedDevice.this) {
+                open();
+                if (closed) throw new IllegalStateException(this + " is closed");
+                streams.waitFor(queue, event(event).captured());
+            }
+        }
+
+        @Override
+        public boolean isClosed() {
+            return closed;
+        }
+
+        /** Work already queued still runs (at the next synchronization); the default stream ignores close. */
         @Override
         public void close() {
-            if (!isDefault) closed = true;
+            if (queue.id != 0) closed = true;
         }
 
         @Override
         public String toString() {
-            return isDefault ? "default stream" : "stream";
+            return queue.name() + " of " + name() + (closed ? " (closed)" : "");
+        }
+    }
+
+    private Event event(DeviceEvent e) {
+        if (!(e instanceof Event ev) || ev.device() != this) {
+            throw new IllegalArgumentException("event must be an event of this EmulatedDevice, got " + e);
+        }
+        return ev;
+    }
+
+    /** An event: the capture of its last record (null before the first). */
+    private final class Event implements DeviceEvent {
+        private StreamScheduler.Token token;
+        private boolean closed;
+
+        EmulatedDevice device() {
+            return EmulatedDevice.this;
+        }
+
+        StreamScheduler.Token captured() {
+            if (closed) throw new IllegalStateException("event is closed");
+            return token;
+        }
+
+        @Override
+        public void record(DeviceStream stream) {
+            synchronized (EmulatedDevice.this) {
+                open();
+                if (closed) throw new IllegalStateException("event is closed");
+                StreamScheduler.Queue q = stream(stream);
+                token = streams.record(q);
+            }
+        }
+
+        @Override
+        public void synchronize() {
+            synchronized (EmulatedDevice.this) {
+                open();
+                StreamScheduler.Token t = captured();
+                if (t != null) streams.syncToken(t);
+            }
+        }
+
+        @Override
+        public void close() {
+            synchronized (EmulatedDevice.this) {
+                closed = true;
+            }
+        }
+
+        @Override
+        public String toString() {
+            return "event of " + name() + (closed ? " (closed)" : "");
         }
     }
 }

@@ -37,6 +37,13 @@ public final class EmulatorBackendProvider implements DeviceBackendProvider {
         return new EmulatedDevice(options());
     }
 
+    /** A new emulated device: there are as many as asked for. */
+    @Override
+    public EmulatedDevice openDevice(int ordinal) {
+        if (ordinal < 0) throw new IllegalArgumentException("ordinal: expected >= 0, got " + ordinal);
+        return openDevice();
+    }
+
     private static boolean checksOn() {
         return !"off".equalsIgnoreCase(System.getenv(CHECKS_ENV));
     }

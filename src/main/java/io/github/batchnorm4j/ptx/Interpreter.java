@@ -66,7 +66,7 @@ final class Interpreter {
     private final long[] covThreads, covTaken;
 
     Interpreter(PtxFunction fn, GlobalMemory gmem, EmulatorOptions opt, Dim3 grid, Dim3 block, int dynamicShared,
-                byte[] params, boolean coverage) {
+                byte[] params, boolean coverage, StreamScheduler.Footprint footprint) {
         this.fn = fn;
         this.code = fn.code;
         this.opt = opt;
@@ -102,7 +102,7 @@ final class Interpreter {
         races = raceCheck ? new SharedRaceDetector(shared.length, nwarps) : null;
         ordering = opt.orderCheck() ? new MemoryOrder(this, nthreads) : null;
         mem = new MemoryUnit(this, gmem, opt, params, shared, sharedBytes, local, localBytes, callParams,
-                callParamBytes, races, ordering);
+                callParamBytes, races, ordering, footprint);
         covThreads = coverage ? new long[code.length] : null;
         covTaken = coverage ? new long[code.length] : null;
     }
@@ -425,7 +425,7 @@ final class Interpreter {
                 if (races != null) races.warpSync(curWarp, mm & mask);
                 break;
             }
-            case Op.TRAP: throw fail(in, Integer.numberOfTrailingZeros(m), "trap executed");
+            case Op.TRAP: if (m != 0) throw fail(in, Integer.numberOfTrailingZeros(m), "trap executed"); break;
             case Op.UNSUPPORTED: throw fail(in, Integer.numberOfTrailingZeros(mask),
                     "unsupported instruction '" + in.text.split(" ")[0] + "'");
             default: throw fail(in, Integer.numberOfTrailingZeros(mask), "internal: unhandled op " + in.op);

@@ -10,6 +10,7 @@ import io.github.batchnorm4j.gpu.TrafficMetrics;
  * @param grid    grid dimensions
  * @param block   block dimensions
  * @param metrics its traffic and instruction counts ({@code launches} = 1)
+ * @param stream  the stream it ran on ("the default stream", "stream #1", ...)
  */
-public record LaunchRecord(String kernel, Dim3 grid, Dim3 block, TrafficMetrics metrics) {
+public record LaunchRecord(String kernel, Dim3 grid, Dim3 block, TrafficMetrics metrics, String stream) {
 }

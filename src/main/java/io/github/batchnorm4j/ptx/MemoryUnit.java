@@ -21,6 +21,8 @@ final class MemoryUnit {
     private final int sharedBytes, localBytes, callParamBytes;
     private final SharedRaceDetector races;
     private final MemoryOrder ordering;
+    /** The buffer ranges this launch touches, for the cross-stream check (null when not recorded). */
+    private final StreamScheduler.Footprint footprint;
     long gLoaded, gStored, requested, sectorBytes, atomics;
     private final long[] sectors = new long[128];
     private final long[] addrs = new long[32];
@@ -28,7 +30,7 @@ final class MemoryUnit {
 
     MemoryUnit(Interpreter it, GlobalMemory gmem, EmulatorOptions opt, byte[] params, byte[] shared, int sharedBytes,
                byte[] local, int localBytes, byte[] callParams, int callParamBytes, SharedRaceDetector races,
-               MemoryOrder ordering) {
+               MemoryOrder ordering, StreamScheduler.Footprint footprint) {
         this.it = it;
         this.gmem = gmem;
         this.memCheck = opt.memoryCheck();
@@ -43,6 +45,7 @@ final class MemoryUnit {
         this.callParamBytes = callParamBytes;
         this.races = races;
         this.ordering = ordering;
+        this.footprint = footprint;
     }
 
 
@@ -255,18 +258,14 @@ final class MemoryUnit {
         int size = in.memSize, n = size * in.vecN;
         int base = in.baseReg;
         int cnt = 0;
-        boolean global = false;
-        Allocation first = null;   // the allocation the global lanes read (the usual case), or null when several
-        boolean mixed = false;
+        Allocation last = null;
         for (int x = m; x != 0; x &= x - 1) {
             int l = Integer.numberOfTrailingZeros(x);
             long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
             resolve(in, l, addr, n, false);
             if (rAlloc != null) {
                 if (initCheck) checkInit(in, l, addr, n);
-                if (first == null) first = rAlloc;
-                else if (first != rAlloc) mixed = true;
-                global = true;
+                last = rAlloc;
                 lanes[cnt] = l;
                 addrs[cnt++] = addr;
             } else if (raceCheck && rSpace == Op.SHARED) {
@@ -283,10 +282,39 @@ final class MemoryUnit {
                 }
             }
         }
-        if (global) {
-            if (ordering != null && in.space != Op.CONST) orderLoad(in, cnt, n, mixed ? null : first);
+        if (last != null) {
+            if (ordering != null || footprint != null) {
+                Allocation one = sameAllocation(last, cnt, n);
+                if (ordering != null && in.space != Op.CONST) orderLoad(in, cnt, n, one);
+                if (footprint != null) addFootprint(cnt, n, one, false);
+            }
             gLoaded += (long) cnt * n;
             sectorStats(cnt, n);
+        }
+    }
+
+    /** {@code a} if every one of {@code addrs[0..cnt)} (n bytes each) lies in it (the usual case), else null. */
+    private Allocation sameAllocation(Allocation a, int cnt, int n) {
+        long lo = a.base, hi = a.base + a.size - n;
+        for (int i = 0; i < cnt; i++) if (addrs[i] < lo || addrs[i] > hi) return null;
+        return a;
+    }
+
+    /** Adds {@code addrs[0..cnt)} (n bytes each, all in {@code alloc} unless null) to the launch's footprint. */
+    private void addFootprint(int cnt, int n, Allocation alloc, boolean write) {
+        if (alloc != null) {
+            long lo = Long.MAX_VALUE, hi = Long.MIN_VALUE;
+            for (int i = 0; i < cnt; i++) {
+                long a = addrs[i];
+                if (a < lo) lo = a;
+                if (a > hi) hi = a;
+            }
+            footprint.add(alloc, lo - alloc.base, hi + n - alloc.base, write);
+        } else {
+            for (int i = 0; i < cnt; i++) {
+                Allocation a = gmem.find(addrs[i], n);
+                footprint.add(a, addrs[i] - a.base, addrs[i] + n - a.base, write);
+            }
         }
     }
 
@@ -318,6 +346,7 @@ final class MemoryUnit {
         int base = in.baseReg;
         int cnt = 0;
         boolean global = false;
+        Allocation last = null;
         for (int x = m; x != 0; x &= x - 1) {
             int l = Integer.numberOfTrailingZeros(x);
             long addr = (base >= 0 ? R[base * 32 + l] : 0) + in.offset;
@@ -325,6 +354,7 @@ final class MemoryUnit {
             if (rAlloc != null) {
                 if (initCheck) rAlloc.markInit(rOff, n);
                 if (ordering != null) ordering.store(rAlloc, rOff, n, it.curWarp * 32 + l, in);
+                last = rAlloc;
                 global = true;
                 addrs[cnt++] = addr;
             } else if (raceCheck && rSpace == Op.SHARED) {
@@ -343,6 +373,7 @@ final class MemoryUnit {
             }
         }
         if (global) {
+            if (footprint != null) addFootprint(cnt, n, sameAllocation(last, cnt, n), true);
             gStored += (long) cnt * n;
             sectorStats(cnt, n);
         }
@@ -380,6 +411,7 @@ final class MemoryUnit {
             if (rAlloc != null) {
                 if (initCheck) checkInit(in, l, addr, size);
                 if (ordering != null) ordering.atomic(rAlloc, rOff, size, it.curWarp * 32 + l, in);
+                if (footprint != null) footprint.add(rAlloc, rOff, rOff + size, true);
                 gLoaded += size;
                 gStored += size;
             } else if (rSpace != Op.SHARED) {

@@ -1,5 +1,9 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.SplitBatchNormOps;
+import io.github.batchnorm4j.distributed.Collective;
+import io.github.batchnorm4j.distributed.SyncBatchNormOps;
+
 import io.github.batchnorm4j.DType;
 import java.util.List;
 
@@ -110,13 +114,14 @@ public final class CpuTrainBackend implements TrainBackend {
     }
 
     @Override
-    public double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits, float gradScale) {
+    public double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits, float gradScale, int meanOver) {
         TensorChecks.sameShape("dlogits", dlogits, logits);
         TensorChecks.labels(labels, logits);
+        TensorChecks.meanOver(meanOver, logits);
         float[] z = data("logits", logits), g = data("dlogits", dlogits);
         int rows = logits.rows(), cols = logits.cols();
         double total = 0;
-        double invRows = 1.0 / rows;
+        double invRows = 1.0 / meanOver;
         CpuTensor out = cpu(dlogits);
         for (int r = 0; r < rows; r++) {
             int o = r * cols;
@@ -181,6 +186,36 @@ public final class CpuTrainBackend implements TrainBackend {
     public BatchNormUnit batchNorm(int channels, double eps, double momentum, DType dtype) {
         checkOpen();
         return new CpuBatchNormUnit(ops, channels, eps, momentum, dtype);
+    }
+
+    /** Through the collective's host all-gather (each float widened to double, exactly), summed in rank order. */
+    @Override
+    public void sumAcrossRanks(Tensor t, Collective collective) {
+        checkOpen();
+        if (collective == null) throw new IllegalArgumentException("collective must not be null");
+        TensorChecks.float32("t", t);
+        float[] v = data("t", t);
+        int n = v.length;
+        double[] mine = new double[n];
+        for (int i = 0; i < n; i++) mine[i] = v[i];
+        double[] all = new double[n * collective.worldSize()];
+        collective.allGather(mine, all);
+        for (int i = 0; i < n; i++) {
+            double s = 0;
+            for (int r = 0; r < collective.worldSize(); r++) s += all[r * n + i];
+            v[i] = (float) s;
+        }
+        cpu(t).storeRange(0, n);
+    }
+
+    @Override
+    public BatchNormUnit syncBatchNorm(int channels, double eps, double momentum, Collective collective) {
+        checkOpen();
+        if (collective == null) throw new IllegalArgumentException("collective must not be null");
+        if (!(ops instanceof SplitBatchNormOps split)) {
+            throw new IllegalStateException("the CPU backend '" + ops.name() + "' cannot split its batch norm");
+        }
+        return new CpuBatchNormUnit(new SyncBatchNormOps(split, collective), channels, eps, momentum, DType.FLOAT32);
     }
 
     @Override

@@ -1,5 +1,8 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.distributed.Collective;
+import io.github.batchnorm4j.distributed.DeviceResidentSyncBatchNorm;
+
 import io.github.batchnorm4j.BatchNormOptions;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.gpu.DeviceResidentBatchNorm;
@@ -17,6 +20,8 @@ import static io.github.batchnorm4j.train.DeviceTrainBackend.pointer;
 final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
     private final DeviceTrainBackend backend;
     private final DeviceResidentBatchNorm bn;
+    /** Data-parallel: the training forward and backward go through it (owned: closed with this unit); else null. */
+    private final DeviceResidentSyncBatchNorm sync;
     private final int channels;
     private final double eps;
     private final double momentum;
@@ -28,10 +33,17 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
 
     DeviceBatchNormUnit(DeviceTrainBackend backend, DeviceResidentBatchNorm bn, int channels, double eps,
                         double momentum) {
+        this(backend, bn, null, channels, eps, momentum);
+    }
+
+    /** @param collective the data-parallel group to synchronize over, or null for plain batch norm */
+    DeviceBatchNormUnit(DeviceTrainBackend backend, DeviceResidentBatchNorm bn, Collective collective, int channels,
+                        double eps, double momentum) {
         super(new Parameters<>(ones(backend, checked(channels, eps, momentum)), backend.allocate(1, channels),
                 backend.allocate(1, channels), backend.allocate(1, channels)));
         this.backend = backend;
         this.bn = bn;
+        this.sync = collective == null ? null : new DeviceResidentSyncBatchNorm(bn, collective);
         this.channels = channels;
         this.eps = eps;
         this.momentum = momentum;
@@ -62,7 +74,12 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
     public void forward(Tensor x, Tensor y, boolean training) {
         Shape shape = shape(x);
         TensorChecks.sameShape("y", y, x);
-        if (training) {
+        if (training && sync != null) {
+            sync.forwardTraining(shape, pointer("x", x), p.gamma().pointer(), p.beta().pointer(), eps,
+                    runningMean.pointer(), runningVar.pointer(), momentum, pointer("y", y), saveMean.pointer(),
+                    saveInvstd.pointer(), backend.stream());
+            savedRows = x.rows();
+        } else if (training) {
             bn.forwardTraining(shape, pointer("x", x), p.gamma().pointer(), p.beta().pointer(), eps,
                     runningMean.pointer(), runningVar.pointer(), momentum, pointer("y", y), saveMean.pointer(),
                     saveInvstd.pointer(), backend.stream());
@@ -82,6 +99,12 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
             throw new IllegalStateException("backward needs a training forward of the same shape first (saved "
                     + savedRows + " rows, got " + x.rows() + ")");
         }
+        if (sync != null) {
+            sync.backwardTraining(shape, pointer("x", x), pointer("dy", dy), p.gamma().pointer(), saveMean.pointer(),
+                    saveInvstd.pointer(), pointer("dx", dx), p.gammaGrad().pointer(), p.betaGrad().pointer(),
+                    backend.stream());
+            return;
+        }
         bn.backwardTraining(shape, pointer("x", x), pointer("dy", dy), p.gamma().pointer(), saveMean.pointer(),
                 saveInvstd.pointer(), pointer("dx", dx), p.gammaGrad().pointer(), p.betaGrad().pointer(),
                 backend.stream());
@@ -94,6 +117,7 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
     /** Frees the unit's device buffers (not the shared DeviceResidentBatchNorm). Idempotent. */
     @Override
     public void close() {
+        if (sync != null) sync.close();
         for (DeviceTensor t : new DeviceTensor[] {p.gamma(), p.beta(), p.gammaGrad(), p.betaGrad(), runningMean,
                 runningVar, saveMean, saveInvstd}) {
             t.close();

@@ -1,5 +1,7 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.distributed.Collective;
+
 import io.github.batchnorm4j.DType;
 import java.util.List;
 
@@ -34,6 +36,8 @@ public final class DeviceTrainBackend implements TrainBackend {
     private final boolean ownsDevice;
     private final DeviceResidentBatchNorm batchNorm;
     private final Map<Long, Scratch> scratch = new HashMap<>();
+    /** sumAcrossRanks' gathered copies, by element count. */
+    private final Map<Long, DeviceBuffer> gathered = new HashMap<>();
     private boolean closed;
 
     /** Per-shape buffers of the softmax kernel: labels, per-row losses and hits, and a throw-away gradient. */
@@ -173,10 +177,11 @@ public final class DeviceTrainBackend implements TrainBackend {
     }
 
     @Override
-    public double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits, float gradScale) {
+    public double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits, float gradScale, int meanOver) {
         if (gradScale != 1f) throw sixteenBitsNotYet();
         TensorChecks.sameShape("dlogits", dlogits, logits);
-        Scratch s = launchSoftmax(logits, labels, pointer("dlogits", dlogits));
+        TensorChecks.meanOver(meanOver, logits);
+        Scratch s = launchSoftmax(logits, labels, pointer("dlogits", dlogits), meanOver);
         float[] loss = new float[labels.length];
         device.copyToHost(s.loss().pointer(), loss, 0, loss.length, stream());
         double total = 0;
@@ -187,7 +192,7 @@ public final class DeviceTrainBackend implements TrainBackend {
     @Override
     public int countCorrect(Tensor logits, int[] labels) {
         // The softmax kernel computes the hits too; a scratch gradient keeps the caller's tensors untouched.
-        Scratch s = launchSoftmax(logits, labels, null);
+        Scratch s = launchSoftmax(logits, labels, null, logits.rows());
         int[] hits = new int[labels.length];
         device.copyToHost(s.correct().pointer(), hits, 0, hits.length, stream());
         int n = 0;
@@ -196,7 +201,7 @@ public final class DeviceTrainBackend implements TrainBackend {
     }
 
     /** Launches the softmax kernel; a null dlogits writes the gradient into scratch. */
-    private Scratch launchSoftmax(Tensor logits, int[] labels, DevicePointer dlogits) {
+    private Scratch launchSoftmax(Tensor logits, int[] labels, DevicePointer dlogits, int meanOver) {
         TensorChecks.labels(labels, logits);
         int rows = logits.rows(), cols = logits.cols();
         Scratch s = scratch.computeIfAbsent(((long) rows << 32) | cols, key -> new Scratch(device.allocate(4L * rows),
@@ -204,7 +209,7 @@ public final class DeviceTrainBackend implements TrainBackend {
         device.copyToDevice(labels, 0, s.labels().pointer(), labels.length, stream());
         kernels.softmaxCrossEntropy(pointer("logits", logits), s.labels().pointer(),
                 dlogits != null ? dlogits : s.grad().pointer(), s.loss().pointer(), s.correct().pointer(), rows, cols,
-                stream());
+                meanOver, stream());
         return s;
     }
 
@@ -224,6 +229,30 @@ public final class DeviceTrainBackend implements TrainBackend {
     }
 
     /**
+     * All-gathers {@code t} into a scratch buffer ({@code worldSize} rows of t's size) on the backend's stream, then
+     * sums those rows into {@code t} with {@code train_bias_grad} (rank order, double accumulation).
+     */
+    @Override
+    public void sumAcrossRanks(Tensor t, Collective collective) {
+        checkOpen();
+        if (collective == null) throw new IllegalArgumentException("collective must not be null");
+        TensorChecks.float32("t", t);
+        DevicePointer p = pointer("t", t);
+        int n = t.size();
+        int k = collective.worldSize();
+        DeviceBuffer all = gathered.computeIfAbsent((long) n * k, key -> device.allocate(4L * key));
+        collective.allGather(p, all.pointer(), n, stream());
+        kernels.biasGrad(all.pointer(), p, k, n, stream());
+    }
+
+    @Override
+    public BatchNormUnit syncBatchNorm(int channels, double eps, double momentum, Collective collective) {
+        checkOpen();
+        if (collective == null) throw new IllegalArgumentException("collective must not be null");
+        return new DeviceBatchNormUnit(this, batchNorm, collective, channels, eps, momentum);
+    }
+
+    /**
      * Frees the scratch buffers, the batch-norm workspace and the kernel module, then the device when this backend owns
      * it. Idempotent.
      */
@@ -234,6 +263,8 @@ public final class DeviceTrainBackend implements TrainBackend {
         try {
             for (Scratch s : scratch.values()) s.close();
             scratch.clear();
+            for (DeviceBuffer b : gathered.values()) b.close();
+            gathered.clear();
             batchNorm.close();
             kernels.close();
             if (gemmOwned != null) {

@@ -1,5 +1,7 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.distributed.Collective;
+
 import io.github.batchnorm4j.DType;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -49,6 +51,8 @@ public final class Mlp implements AutoCloseable {
     private final List<Parameter> parameters = new ArrayList<>();
     private final List<Tensor> owned = new ArrayList<>();
     private final Map<Integer, Activations> buffers = new HashMap<>();
+    /** Data-parallel training: the group this replica belongs to, or null. */
+    private final Collective collective;
     private boolean closed;
 
     /** The result of one training step on a batch. */
@@ -84,8 +88,23 @@ public final class Mlp implements AutoCloseable {
      */
     public Mlp(TrainBackend backend, int inputs, int[] hidden, int classes, boolean batchNorm, long seed,
                double bnEps, double bnMomentum, DType dtype) {
+        this(backend, inputs, hidden, classes, batchNorm, seed, bnEps, bnMomentum, dtype, null);
+    }
+
+    /**
+     * One replica of a data-parallel network over the ranks of {@code collective} (null: a network of its own): the
+     * same seed gives every replica the same weights; its batch norms are synchronized
+     * ({@link TrainBackend#syncBatchNorm}) and {@link #computeGradients(float[], int[], float, int)} sums the weight and
+     * bias gradients across the ranks, so every replica takes the same step. Float32 only.
+     */
+    public Mlp(TrainBackend backend, int inputs, int[] hidden, int classes, boolean batchNorm, long seed,
+               double bnEps, double bnMomentum, DType dtype, Collective collective) {
         if (backend == null) throw new IllegalArgumentException("backend must not be null");
         if (dtype == null) throw new IllegalArgumentException("dtype must not be null");
+        if (collective != null && dtype != DType.FLOAT32) {
+            throw new IllegalArgumentException("dtype: data-parallel training supports float32 only, got " + dtype);
+        }
+        this.collective = collective;
         this.dtype = dtype;
         if (inputs < 1) throw new IllegalArgumentException("inputs: expected >= 1, got " + inputs);
         if (classes < 2) throw new IllegalArgumentException("classes: expected >= 2, got " + classes);
@@ -124,7 +143,8 @@ public final class Mlp implements AutoCloseable {
                 biasGrads[l] = own(1, fanOut);
                 parameters.add(new Parameter("fc" + (l + 1) + ".bias", biases[l], biasGrads[l], own(1, fanOut)));
             } else {
-                BatchNormUnit bn = backend.batchNorm(fanOut, bnEps, bnMomentum, dtype);
+                BatchNormUnit bn = collective == null ? backend.batchNorm(fanOut, bnEps, bnMomentum, dtype)
+                        : backend.syncBatchNorm(fanOut, bnEps, bnMomentum, collective);
                 norms[l] = bn;
                 parameters.add(new Parameter("bn" + (l + 1) + ".gamma", bn.gamma(), bn.gammaGrad(), own(1, fanOut)));
                 parameters.add(new Parameter("bn" + (l + 1) + ".beta", bn.beta(), bn.betaGrad(), own(1, fanOut)));
@@ -204,11 +224,21 @@ public final class Mlp implements AutoCloseable {
      * comes out multiplied by it (unscale before the step, see {@link GradScaler}). The returned loss is not scaled.
      */
     public StepResult computeGradients(float[] x, int[] labels, float lossScale) {
+        return computeGradients(x, labels, lossScale, labels.length);
+    }
+
+    /**
+     * {@link #computeGradients(float[], int[], float)} of this replica's rows of a data-parallel batch of
+     * {@code globalRows} rows: the loss gradient is that of the mean over the global batch, and with a collective the
+     * weight and bias gradients are summed across the ranks (batch norm's are whole-batch sums already), so that every
+     * replica ends with the gradient of the global batch. The returned loss and hits are this replica's rows'.
+     */
+    public StepResult computeGradients(float[] x, int[] labels, float lossScale, int globalRows) {
         checkOpen();
         Activations a = activations(checkBatch(x, labels));
         forward(a, x, true);
         int last = layers - 1;
-        double loss = backend.softmaxCrossEntropy(a.z[last], labels, a.dz[last], lossScale);
+        double loss = backend.softmaxCrossEntropy(a.z[last], labels, a.dz[last], lossScale, globalRows);
         int correct = backend.countCorrect(a.z[last], labels);
         for (int l = last; l >= 0; l--) {
             Tensor input = l == 0 ? a.x : a.h[l - 1];
@@ -222,6 +252,12 @@ public final class Mlp implements AutoCloseable {
                 norms[k].backward(a.z[k], a.da[k], a.dz[k]);
             } else {
                 backend.reluBackward(a.h[k], a.dh[k], a.dz[k]);
+            }
+        }
+        if (collective != null) {
+            for (int l = 0; l < layers; l++) {   // a fixed order, the same on every rank
+                backend.sumAcrossRanks(weightGrads[l], collective);
+                if (biases[l] != null) backend.sumAcrossRanks(biasGrads[l], collective);
             }
         }
         return new StepResult(loss, correct, labels.length);

@@ -103,4 +103,12 @@ final class TensorChecks {
         if (x.cols() != channels) throw new IllegalArgumentException("x: expected " + channels + " columns, got " + x);
         return Shape.channelsLast(x.rows(), x.cols());
     }
+
+    /** The divisor of a mean loss: at least the rows of {@code logits} (a part of a larger batch at most). */
+    static void meanOver(int meanOver, Tensor logits) {
+        if (meanOver < logits.rows()) {
+            throw new IllegalArgumentException("meanOver: expected at least the " + logits.rows() + " rows of logits, got "
+                    + meanOver);
+        }
+    }
 }

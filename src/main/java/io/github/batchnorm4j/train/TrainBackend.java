@@ -1,5 +1,7 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.distributed.Collective;
+
 import io.github.batchnorm4j.DType;
 import java.util.List;
 
@@ -76,7 +78,33 @@ public interface TrainBackend extends AutoCloseable {
      * is rounded to dlogits' type: the loss scaling of mixed-precision training (PyTorch's GradScaler multiplies the
      * loss; the gradient of the scaled loss is the scaled gradient). The returned loss is not scaled.
      */
-    double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits, float gradScale);
+    default double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits, float gradScale) {
+        return softmaxCrossEntropy(logits, labels, dlogits, gradScale, logits.rows());
+    }
+
+    /**
+     * {@link #softmaxCrossEntropy(Tensor, int[], Tensor, float)} whose gradient is that of the mean over
+     * {@code meanOver} rows, of which these are a part: dlogits = (softmax(z) − onehot(label))·gradScale / meanOver.
+     * In data-parallel training each rank passes the global batch size, so that its rows' gradients are exactly
+     * their share of the global mean loss and the ranks' weight gradients add up to the single-device gradient.
+     *
+     * @param meanOver ≥ rows
+     */
+    double softmaxCrossEntropy(Tensor logits, int[] labels, Tensor dlogits, float gradScale, int meanOver);
+
+    /**
+     * Data-parallel reduction: replaces {@code t} (float32) on every rank by the sum of every rank's {@code t}, added in
+     * rank order in double and rounded once, so every rank holds the same bits. Every rank of {@code collective} calls
+     * it with a tensor of the same shape.
+     */
+    void sumAcrossRanks(Tensor t, Collective collective);
+
+    /**
+     * A batch-norm layer synchronized over the ranks of {@code collective} (data-parallel training): training mode
+     * normalizes each rank's rows with the statistics of every rank's rows, and its gamma and beta gradients are
+     * those of the whole batch, the same on every rank (no {@link #sumAcrossRanks} for them). Float32 activations.
+     */
+    BatchNormUnit syncBatchNorm(int channels, double eps, double momentum, Collective collective);
 
     /** Number of rows whose arg-max column equals the label (ties and NaN resolve to the lowest index). */
     int countCorrect(Tensor logits, int[] labels);

@@ -34,6 +34,17 @@ public final class TrainBackends {
      * @throws BackendUnavailableException for a device backend that cannot be used here, with the reason
      */
     public static TrainBackend open(String name) {
+        return open(name, 0);
+    }
+
+    /**
+     * The backend on device {@code ordinal} (GPU k for cuda, a fresh emulated device, a CPU backend of its own), for
+     * rank {@code ordinal} of data-parallel training.
+     *
+     * @throws IllegalArgumentException    for an unknown name, or a backend that cannot train
+     * @throws BackendUnavailableException for a device that cannot be used here (e.g. fewer GPUs), with the reason
+     */
+    public static TrainBackend open(String name, int ordinal) {
         String resolved = Backends.resolve(name);
         if (resolved.equals("cpu")) return new CpuTrainBackend();
         BackendProvider provider = Backends.provider(resolved);
@@ -41,7 +52,7 @@ public final class TrainBackends {
             throw new IllegalArgumentException("backend: expected auto, cpu or a device backend (cuda, emulator) for "
                     + "training, got '" + name + "'");
         }
-        Device device = deviceProvider.openDevice();
+        Device device = deviceProvider.openDevice(ordinal);
         DeviceGemm gemm;
         try {
             gemm = device instanceof CudaDevice cuda ? cublasOrNull(cuda) : null;

@@ -107,6 +107,16 @@ public final class TrainKernels implements AutoCloseable {
     public void softmaxCrossEntropy(DevicePointer logits, DevicePointer labels, DevicePointer dlogits,
                                     DevicePointer loss, DevicePointer correct, int rows, int classes,
                                     DeviceStream stream) {
+        softmaxCrossEntropy(logits, labels, dlogits, loss, correct, rows, classes, rows, stream);
+    }
+
+    /** The same with the gradient of the mean over {@code meanOver} ≥ rows rows (a rank's share of a global batch). */
+    public void softmaxCrossEntropy(DevicePointer logits, DevicePointer labels, DevicePointer dlogits,
+                                    DevicePointer loss, DevicePointer correct, int rows, int classes, int meanOver,
+                                    DeviceStream stream) {
+        if (meanOver < rows) {
+            throw new IllegalArgumentException("meanOver: expected at least rows = " + rows + ", got " + meanOver);
+        }
         long n = matrix(rows, classes);
         floats("logits", logits, n);
         floats("dlogits", dlogits, n);
@@ -115,7 +125,7 @@ public final class TrainKernels implements AutoCloseable {
         floats("correct", correct, rows);
         device.launch(softmaxXent, Dim3.of(blocks(rows)), Dim3.of(BLOCK), 0, stream,
                 new KernelArgs().ptr(logits).ptr(labels).ptr(dlogits).ptr(loss).ptr(correct).i32(rows).i32(classes)
-                        .f64(1.0 / rows));
+                        .f64(1.0 / meanOver));
     }
 
     /** SGD with momentum over n parameters: g = grad + wd·p; v = m·v + g; p −= lr·v. Modifies p and v. */

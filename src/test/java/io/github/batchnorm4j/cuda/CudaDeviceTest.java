@@ -4,12 +4,14 @@ import io.github.batchnorm4j.gpu.DeviceBuffer;
 import io.github.batchnorm4j.gpu.DeviceException;
 import io.github.batchnorm4j.gpu.DeviceModule;
 import io.github.batchnorm4j.gpu.DeviceProperties;
+import io.github.batchnorm4j.gpu.DeviceEvent;
 import io.github.batchnorm4j.gpu.DeviceStream;
 import io.github.batchnorm4j.gpu.Dim3;
 import io.github.batchnorm4j.gpu.Kernel;
 import io.github.batchnorm4j.gpu.KernelArgs;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction_attribute;
+import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUresult;
 import org.junit.jupiter.api.Test;
 
@@ -270,6 +272,41 @@ class CudaDeviceTest {
             d.defaultStream().close();
             d.defaultStream().synchronize();
             assertEquals(1, fake.streamsDestroyed.size());
+        }
+    }
+
+    @Test
+    void eventsAreCreatedWithoutTimingRecordedWaitedOnAndDestroyedOnce() {
+        try (CudaDevice d = open()) {
+            DeviceStream a = d.createStream();
+            DeviceStream b = d.createStream();
+            DeviceEvent e = d.createEvent();
+            e.record(a);
+            b.waitFor(e);
+            e.synchronize();
+            e.record(d.defaultStream());
+            e.close();
+            e.close();
+            List<String> names = fake.eventCalls.stream().map(FakeDriverApi.EventCall::name).toList();
+            assertEquals(List.of("cuEventCreate", "cuEventRecord", "cuStreamWaitEvent", "cuEventSynchronize",
+                    "cuEventRecord", "cuEventDestroy"), names);
+            FakeDriverApi.EventCall create = fake.eventCalls.get(0);
+            assertEquals(CUevent_flags.CU_EVENT_DISABLE_TIMING, create.flags(), "ordering only: no timing");
+            for (FakeDriverApi.EventCall c : fake.eventCalls) assertSame(create.event(), c.event(), c.name());
+            assertSame(CudaDevice.streamHandle(a), fake.eventCalls.get(1).stream(), "recorded on a");
+            assertSame(CudaDevice.streamHandle(b), fake.eventCalls.get(2).stream(), "b waits");
+            assertEquals(0, fake.eventCalls.get(2).flags());
+            assertSame(CudaDevice.streamHandle(d.defaultStream()), fake.eventCalls.get(4).stream());
+            assertThrows(IllegalStateException.class, e::synchronize, "closed");
+            assertThrows(IllegalStateException.class, () -> b.waitFor(e), "closed");
+            assertThrows(IllegalArgumentException.class, () -> b.waitFor(null));
+            a.close();
+            assertThrows(IllegalStateException.class, () -> d.createEvent().record(a), "a closed stream");
+            fake.failures.put("cuStreamWaitEvent", CUresult.CUDA_ERROR_INVALID_HANDLE);
+            DeviceEvent f = d.createEvent();
+            DeviceException x = assertThrows(DeviceException.class, () -> b.waitFor(f));
+            assertEquals("cuStreamWaitEvent failed: CUDA_ERROR_INVALID_HANDLE", x.getMessage());
+            b.close();
         }
     }
 

@@ -8,6 +8,7 @@ import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUmodule;
 import jcuda.driver.CUresult;
+import jcuda.driver.CUevent;
 import jcuda.driver.CUstream;
 
 import java.nio.ByteBuffer;
@@ -20,7 +21,8 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * A driver without a GPU: device memory is host byte arrays (so copies round-trip), every call is recorded by name
+ * A driver without a GPU (safe to share between threads: several ranks' devices in one test): device memory is host
+ * byte arrays (so copies round-trip), every call is recorded by name
  * together with the context current on the calling thread, and any call can be made to fail with a chosen CUresult.
  * JCuda handle objects are compared by identity (their native pointers are 0 here), except contexts: as the real
  * driver does, the fake writes a handle into the CUcontext it fills (the primary context of ordinal k is
@@ -131,7 +133,7 @@ final class FakeDriverApi implements DriverApi {
         return calls.stream().filter(name::equals).count();
     }
 
-    private ByteBuffer mem(CUdeviceptr p, long offset, long bytes) {
+    private synchronized ByteBuffer mem(CUdeviceptr p, long offset, long bytes) {
         byte[] m = memory.get(p);
         if (m == null) throw new AssertionError("address not allocated (or freed): " + p);
         if (offset < 0 || offset + bytes > m.length) throw new AssertionError("out of bounds: " + offset + "+" + bytes);
@@ -152,7 +154,7 @@ final class FakeDriverApi implements DriverApi {
         return call("cuDeviceGetCount");
     }
 
-    @Override public int deviceGet(CUdevice device, int ordinal) {
+    @Override public synchronized int deviceGet(CUdevice device, int ordinal) {
         ordinals.put(device, ordinal);
         return call("cuDeviceGet");
     }
@@ -171,7 +173,7 @@ final class FakeDriverApi implements DriverApi {
         return call("cuDeviceGetAttribute");
     }
 
-    @Override public int devicePrimaryCtxRetain(CUcontext context, CUdevice device) {
+    @Override public synchronized int devicePrimaryCtxRetain(CUcontext context, CUdevice device) {
         int r = call("cuDevicePrimaryCtxRetain");
         if (r == 0) {
             retained++;
@@ -180,7 +182,7 @@ final class FakeDriverApi implements DriverApi {
         return r;
     }
 
-    @Override public int devicePrimaryCtxRelease(CUdevice device) {
+    @Override public synchronized int devicePrimaryCtxRelease(CUdevice device) {
         released++;
         return call("cuDevicePrimaryCtxRelease");
     }
@@ -198,7 +200,7 @@ final class FakeDriverApi implements DriverApi {
     }
     @Override public int ctxSynchronize() { return call("cuCtxSynchronize"); }
 
-    @Override public int memAlloc(CUdeviceptr ptr, long bytes) {
+    @Override public synchronized int memAlloc(CUdeviceptr ptr, long bytes) {
         int r = call("cuMemAlloc");
         if (r == 0) {
             byte[] m = new byte[(int) bytes];
@@ -225,7 +227,7 @@ final class FakeDriverApi implements DriverApi {
         return b;
     }
 
-    @Override public int memFree(CUdeviceptr ptr) {
+    @Override public synchronized int memFree(CUdeviceptr ptr) {
         int r = call("cuMemFree");
         if (memory.remove(ptr) == null) throw new AssertionError("double free or unknown address");
         byAddress.remove(handle(ptr));
@@ -270,7 +272,7 @@ final class FakeDriverApi implements DriverApi {
         return call("cuMemsetD8Async");
     }
 
-    @Override public int moduleLoadData(CUmodule module, String ptx) {
+    @Override public synchronized int moduleLoadData(CUmodule module, String ptx) {
         moduleContexts.put(module, current.get());
         int r = call("cuModuleLoadData");
         if (r == 0) entries.put(module, PtxSignatures.parse(ptx).keySet());
@@ -278,7 +280,7 @@ final class FakeDriverApi implements DriverApi {
     }
     @Override public int moduleUnload(CUmodule module) { return call("cuModuleUnload"); }
 
-    @Override public int moduleGetFunction(CUfunction function, CUmodule module, String name) {
+    @Override public synchronized int moduleGetFunction(CUfunction function, CUmodule module, String name) {
         int r = call("cuModuleGetFunction");
         // As the driver does: a name that is no entry of the module is CUDA_ERROR_NOT_FOUND.
         if (r == 0 && !entries.getOrDefault(module, java.util.Set.of()).contains(name)) r = CUresult.CUDA_ERROR_NOT_FOUND;
@@ -289,12 +291,12 @@ final class FakeDriverApi implements DriverApi {
         return r;
     }
 
-    @Override public int funcSetAttribute(CUfunction function, int attribute, int value) {
+    @Override public synchronized int funcSetAttribute(CUfunction function, int attribute, int value) {
         funcAttributes.add(new int[] {attribute, value});
         return call("cuFuncSetAttribute");
     }
 
-    @Override public int launchKernel(CUfunction function, Dim3 grid, Dim3 block, int dynamicSharedBytes, CUstream stream,
+    @Override public synchronized int launchKernel(CUfunction function, Dim3 grid, Dim3 block, int dynamicSharedBytes, CUstream stream,
                                       List<LaunchParam> params) {
         int r = call("cuLaunchKernel");
         Long home = functionContexts.get(function);
@@ -303,7 +305,7 @@ final class FakeDriverApi implements DriverApi {
         return r;
     }
 
-    @Override public int streamCreate(CUstream stream, int flags) {
+    @Override public synchronized int streamCreate(CUstream stream, int flags) {
         streamsCreated.add(stream);
         setHandle(stream, 0x5_0000L + 0x100L * streamsCreated.size());
         return call("cuStreamCreate");
@@ -311,8 +313,29 @@ final class FakeDriverApi implements DriverApi {
 
     @Override public int streamSynchronize(CUstream stream) { return call("cuStreamSynchronize"); }
 
-    @Override public int streamDestroy(CUstream stream) {
+    @Override public synchronized int streamDestroy(CUstream stream) {
         streamsDestroyed.add(stream);
         return call("cuStreamDestroy");
     }
+
+    /** An event call: its name, the event, the stream (null for calls without one) and the flags. */
+    record EventCall(String name, CUevent event, CUstream stream, int flags) {
+    }
+
+    final List<EventCall> eventCalls = new ArrayList<>();
+
+    private int event(String name, CUevent event, CUstream stream, int flags) {
+        int r = call(name);
+        if (r == CUresult.CUDA_SUCCESS) eventCalls.add(new EventCall(name, event, stream, flags));
+        return r;
+    }
+
+    @Override public int streamWaitEvent(CUstream stream, CUevent event, int flags) {
+        return event("cuStreamWaitEvent", event, stream, flags);
+    }
+
+    @Override public int eventCreate(CUevent event, int flags) { return event("cuEventCreate", event, null, flags); }
+    @Override public int eventRecord(CUevent event, CUstream stream) { return event("cuEventRecord", event, stream, 0); }
+    @Override public int eventSynchronize(CUevent event) { return event("cuEventSynchronize", event, null, 0); }
+    @Override public int eventDestroy(CUevent event) { return event("cuEventDestroy", event, null, 0); }
 }

@@ -22,6 +22,8 @@ final class HostDevice implements Device {
     boolean closed;
     private final DeviceStream stream = new DeviceStream() {
         @Override public void synchronize() { }
+        @Override public void waitFor(io.github.batchnorm4j.gpu.DeviceEvent e) { }
+        @Override public boolean isClosed() { return false; }
         @Override public void close() { }
     };
 
@@ -111,6 +113,14 @@ final class HostDevice implements Device {
 
     @Override public DeviceStream defaultStream() { return stream; }
     @Override public DeviceStream createStream() { return stream; }
+    /** Synchronous: every operation is complete when it returns, so events have nothing to wait for. */
+    @Override public io.github.batchnorm4j.gpu.DeviceEvent createEvent() {
+        return new io.github.batchnorm4j.gpu.DeviceEvent() {
+            @Override public void record(DeviceStream s) { }
+            @Override public void synchronize() { }
+            @Override public void close() { }
+        };
+    }
     @Override public void synchronize() { }
     @Override public void close() { closed = true; }
 }

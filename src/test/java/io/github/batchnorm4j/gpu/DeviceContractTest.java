@@ -97,6 +97,36 @@ public abstract class DeviceContractTest {
         }
     }
 
+    /** float16/bfloat16 tensors: odd and even counts, 2-byte (not 4-byte) aligned addresses, nothing written outside. */
+    @Test
+    void sixteenBitCopiesRoundTripAtAnyEvenOffset() {
+        Random rnd = new Random(7);
+        short[] src = new short[41];
+        for (int i = 0; i < src.length; i++) src[i] = (short) rnd.nextInt();
+        try (Device d = open(); DeviceBuffer b = d.allocate(256)) {
+            for (int[] c : new int[][]{{0, 0, 41}, {3, 2, 17}, {1, 6, 8}, {0, 130, 1}, {5, 0, 0}}) {
+                int srcOffset = c[0], byteOffset = c[1], count = c[2];
+                d.memset(b.pointer(), (byte) 0x5A, 256, d.defaultStream());
+                d.copyToDevice(src, srcOffset, b.at(byteOffset), count, d.defaultStream());
+                short[] out = new short[count + 2];
+                Arrays.fill(out, (short) 0x7E00);
+                d.copyToHost(b.at(byteOffset), out, 1, count, d.defaultStream());
+                for (int i = 0; i < count; i++) assertEquals(src[srcOffset + i], out[1 + i], "element " + i);
+                assertEquals((short) 0x7E00, out[0], "nothing written before dstOffset");
+                assertEquals((short) 0x7E00, out[count + 1], "nothing written after the count");
+                if (count > 0) {
+                    short[] after = new short[1];
+                    d.copyToHost(b.at(byteOffset + 2L * count), after, 0, 1, d.defaultStream());
+                    assertEquals((short) 0x5A5A, after[0], "the device element after the copy is untouched");
+                }
+            }
+            assertThrows(IllegalArgumentException.class,
+                    () -> d.copyToDevice(src, 0, b.at(200), 40, d.defaultStream()));
+            assertThrows(IllegalArgumentException.class,
+                    () -> d.copyToHost(b.pointer(), new short[3], 1, 3, d.defaultStream()));
+        }
+    }
+
     @Test
     void badRangesAreRejectedNamingTheArgument() {
         try (Device d = open(); DeviceBuffer b = d.allocate(64)) {
@@ -168,6 +198,50 @@ public abstract class DeviceContractTest {
             d.defaultStream().close(); // never closed by callers: a no-op
             d.defaultStream().synchronize();
             d.copyToDevice(new float[]{1, 2, 3, 4}, 0, b.pointer(), 4, d.defaultStream());
+        }
+    }
+
+    @Test
+    void anEventOrdersWorkOfOneStreamBeforeWorkOfAnother() {
+        Random rnd = new Random(8);
+        float[] src = new float[64];
+        for (int i = 0; i < src.length; i++) src[i] = (float) rnd.nextGaussian();
+        try (Device d = open(); DeviceBuffer b = d.allocate(256); DeviceStream a = d.createStream();
+             DeviceStream c = d.createStream(); DeviceEvent e = d.createEvent()) {
+            c.waitFor(e);   // never recorded: nothing to wait for
+            e.synchronize();
+            d.copyToDevice(src, 0, b.pointer(), 64, a);
+            e.record(a);
+            c.waitFor(e);
+            float[] out = new float[64];
+            d.copyToHost(b.pointer(), out, 0, 64, c);
+            assertArrayEquals(src, out, "c waited for a's copy");
+            e.record(d.defaultStream());
+            e.synchronize();
+            d.synchronize();
+        }
+    }
+
+    @Test
+    void eventsCloseOnceAndEventsOfAnotherDeviceAreRejected() {
+        try (Device d = open(); Device other = open(); DeviceStream a = d.createStream()) {
+            DeviceEvent foreign = other.createEvent();
+            assertThrows(IllegalArgumentException.class, () -> a.waitFor(foreign));
+            assertThrows(IllegalArgumentException.class, () -> a.waitFor(null));
+            foreign.close();
+            DeviceEvent e = d.createEvent();
+            e.record(a);
+            e.close();
+            e.close(); // harmless
+            assertThrows(IllegalStateException.class, () -> e.record(a));
+            assertThrows(IllegalStateException.class, () -> a.waitFor(e));
+            assertThrows(IllegalStateException.class, e::synchronize);
+            a.close();
+            assertTrue(a.isClosed());
+            assertFalse(d.defaultStream().isClosed());
+            try (DeviceEvent f = d.createEvent()) {
+                assertThrows(IllegalStateException.class, () -> f.record(a), "a closed stream");
+            }
         }
     }
 

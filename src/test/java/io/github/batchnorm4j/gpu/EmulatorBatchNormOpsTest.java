@@ -82,7 +82,12 @@ class EmulatorBatchNormOpsTest extends BatchNormOpsContractTest {
                     Shape.channelsFirst(128, 4, 49),         // vec4 rows view: 6 row splits > 4 row groups
                     Shape.channelsFirst(2048, 5, 3),         // scalar rows view of inner 3: 15 columns, 5 channels
                     Shape.channelsFirst(2048, 8, 6),         // vec4 rows view of inner 6: float4s straddle channels
-                    Shape.channelsFirst(64, 128, 3));        // vec4 rows view: 384 columns staged by 192 threads
+                    Shape.channelsFirst(64, 128, 3),         // vec4 rows view: 384 columns staged by 192 threads
+                    // Elementwise runs whose last unit sits exactly at a slot's bound (lane + 32u == piece end), so a
+                    // slot reading one unit too far writes the next channel's first element: scalar, second pass,
+                    // slots 1, 2, 3; float4, first pass, slots 1, 2, 3.
+                    Shape.channelsFirst(4, 6, 180), Shape.channelsFirst(4, 6, 212), Shape.channelsFirst(4, 6, 244),
+                    Shape.channelsFirst(4, 6, 200), Shape.channelsFirst(4, 6, 328), Shape.channelsFirst(4, 6, 456));
         }
 
         @Override

@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.gpu;
 
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.ptx.EmulatedDevice;
 import io.github.batchnorm4j.ptx.EmulatorOptions;
@@ -30,6 +31,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * of each kernel also turned into a plain {@code ld.global} (the check that catches it is the same for every load). One
  * mutant per run, on shapes whose channels are split across 4 blocks or across more blocks than the last block has
  * threads (which the merge loop's loads need), through {@link DeviceResidentBatchNorm} as the library runs them.
+ * The float16 and bfloat16 kernels are instantiations of the same templates (their ordering instructions are the
+ * float32 kernels', line for line): each gets the first mutant of each kind, run through the 16-bit operations.
  */
 class OrderingMutantsTest {
     private static final Pattern ENTRY = Pattern.compile("^\\.visible \\.entry (\\w+)\\(");
@@ -46,6 +49,7 @@ class OrderingMutantsTest {
     static Stream<Mutant> mutants() {
         List<Mutant> out = new ArrayList<>();
         Set<String> plainDone = new java.util.HashSet<>();
+        Set<String> sixteenDone = new java.util.HashSet<>();   // (kernel, kind) of the 16-bit kernels already mutated
         for (String module : List.of(PtxModules.FORWARD, PtxModules.BACKWARD)) {
             String[] lines = PtxModules.read(module).split("\n", -1);
             String kernel = null;
@@ -74,16 +78,20 @@ class OrderingMutantsTest {
                 }
             }
         }
-        return out.stream();
+        return out.stream().filter(m -> dtypeOf(m.kernel()) == DType.FLOAT32
+                || sixteenDone.add(m.kernel() + "/" + m.kind()));
     }
 
     @Test
     void everyOrderingInstructionOfTheReductionsIsMutated() {
-        List<Mutant> all = mutants().toList();
+        List<Mutant> all = mutants().filter(m -> dtypeOf(m.kernel()) == DType.FLOAT32).toList();
         assertEquals(16, all.stream().filter(m -> m.kind().equals("fence deleted")).count(), "membar.gl");
         assertEquals(8, all.stream().filter(m -> m.kind().equals("ld.cg -> ld")).count(), "kernels with ld.global.cg");
         assertEquals(70, all.stream().filter(m -> m.kind().equals("ld.cg -> ld.nc")).count(), "ld.global.cg");
         assertEquals(8, all.stream().filter(m -> m.kind().equals("counter reset deleted")).count(), "counter resets");
+        // each of the 16 reduction kernels of the 16-bit types: one mutant of each of the four kinds
+        List<Mutant> sixteen = mutants().filter(m -> dtypeOf(m.kernel()) != DType.FLOAT32).toList();
+        assertEquals(16 * 4, sixteen.size(), "16-bit mutants: " + sixteen);
     }
 
     @ParameterizedTest(name = "{0}")
@@ -127,14 +135,17 @@ class OrderingMutantsTest {
      */
     private static void run(Mutant m, EmulatorOptions options, boolean large) {
         String kernel = m.kernel();
+        DType dtype = dtypeOf(kernel);
         boolean cf = kernel.contains("_cf");
-        boolean vec = kernel.endsWith("_vec4");
-        // (a split block reads at least 1024 units: 257 splits of one channel need 257·1024 floats, or float4s)
-        Shape shape = cf ? (large ? Shape.channelsFirst(vec ? 1028 : 257, 1, 1024) : Shape.channelsFirst(16, 3, 32, 32))
+        boolean vec = kernel.endsWith("_vec4") || kernel.endsWith("_vec8");
+        // (a split block reads at least 1024 units: 257 splits of one channel need 257·1024 elements, or vectors of 4
+        // floats or 8 halves; the 16-bit mutants are all caught by the small shapes, which run first)
+        int largeN = vec ? 257 * LaunchGeometry.unit(true, dtype) : 257;
+        Shape shape = cf ? (large ? Shape.channelsFirst(largeN, 1, 1024) : Shape.channelsFirst(16, 3, 32, 32))
                 : (large ? Shape.channelsFirst(1088, 4, 16) : Shape.channelsLast(2, 48, 48, 8));
         // large: more partials than threads per channel (cf) or than block rows (rows view, where the vec4 kernel's
         // thread 0 then merges all 4 channels of its block)
-        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec);
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, dtype);
         if (large ? g.splits() <= g.block().volume() / g.block().x() : g.splits() < 2) {
             throw new AssertionError(shape + ": " + g + ": adjust the shapes of this test");
         }
@@ -147,21 +158,31 @@ class OrderingMutantsTest {
              DeviceBuffer x = dev.allocate(4L * n + 16); DeviceBuffer dy = dev.allocate(4L * n + 16);
              DeviceBuffer out = dev.allocate(4L * n + 16); DeviceBuffer ch = dev.allocate(4L * 6 * 64)) {
             DeviceStream s = dev.defaultStream();
-            dev.copyToDevice(TestData.perChannelNormal(rng, shape), 0, x.at(skew), n, s);
-            dev.copyToDevice(TestData.normal(rng, n, 0, 1), 0, dy.at(skew), n, s);
+            if (dtype == DType.FLOAT32) {
+                dev.copyToDevice(TestData.perChannelNormal(rng, shape), 0, x.at(skew), n, s);
+                dev.copyToDevice(TestData.normal(rng, n, 0, 1), 0, dy.at(skew), n, s);
+            } else {
+                dev.copyToDevice(dtype.encode(TestData.perChannelNormal(rng, shape)), 0, x.at(skew), n, s);
+                dev.copyToDevice(dtype.encode(TestData.normal(rng, n, 0, 1)), 0, dy.at(skew), n, s);
+            }
             DevicePointer mean = ch.at(0), invstd = ch.at(256);
             dev.copyToDevice(TestData.normal(rng, c, 0, 1), 0, mean, c, s);
             dev.copyToDevice(TestData.uniform(rng, c, 0.5, 1.5), 0, invstd, c, s);
             if (kernel.startsWith("bn_stats")) {
-                bn.forwardTraining(shape, x.at(skew), null, null, 1e-5, null, null, 0.1, out.at(skew), ch.at(512),
-                        ch.at(768), s);
+                bn.forwardTraining(shape, dtype, x.at(skew), null, null, 1e-5, null, null, 0.1, out.at(skew),
+                        ch.at(512), ch.at(768), s);
             } else {
-                bn.backwardTraining(shape, x.at(skew), dy.at(skew), null, mean, invstd, out.at(skew), ch.at(1024),
-                        ch.at(1280), s);
+                bn.backwardTraining(shape, dtype, x.at(skew), dy.at(skew), null, mean, invstd, out.at(skew),
+                        ch.at(1024), ch.at(1280), s);
             }
             List<String> launched = dev.launchHistory().stream().map(r -> r.kernel()).toList();
             if (!launched.contains(kernel)) throw new AssertionError("ran " + launched + ", not " + kernel);
         }
+    }
+
+    /** The storage type a kernel's name says ("_f16", "_bf16", else float32). */
+    static DType dtypeOf(String kernel) {
+        return kernel.contains("_bf16") ? DType.BFLOAT16 : kernel.contains("_f16") ? DType.FLOAT16 : DType.FLOAT32;
     }
 
     /**

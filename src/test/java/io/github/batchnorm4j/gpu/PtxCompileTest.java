@@ -41,32 +41,39 @@ class PtxCompileTest {
         int[] minor = new int[1];
         check(JNvPTXCompiler.nvPTXCompilerGetVersion(major, minor), "nvPTXCompilerGetVersion", "");
         System.out.println("nvPTXCompiler " + major[0] + "." + minor[0]);
+        // One compilation per (module, architecture), on all cores: the handles are independent, and the three
+        // storage types tripled the batch-norm PTX.
+        List<String[]> jobs = new ArrayList<>();
         for (String module : shippedModules()) {
             String ptx = PtxModules.read(module);
             assertTrue(ptx.contains("\n.version 8.0\n"), module + ": expected the restamped header '.version 8.0'");
-            List<String> entries = PtxModules.entryNames(ptx);
-            assertFalse(entries.isEmpty(), module + ": no .entry found");
-            for (String arch : ARCHS) {
-                String log = compile(module, ptx, arch);
-                List<String> seen = new ArrayList<>();
-                for (String fnLog : log.split("(?=info {4}: Compiling entry function|ptxas info {4}: Compiling entry function)")) {
-                    Matcher f = FUNCTION.matcher(fnLog);
-                    if (!f.find()) continue;
-                    String fn = f.group(1);
-                    seen.add(fn);
-                    Matcher s = SPILL.matcher(fnLog);
-                    if (s.find() && (Integer.parseInt(s.group(1)) != 0 || Integer.parseInt(s.group(2)) != 0)) {
-                        fail(module + " " + fn + " " + arch + ": spills registers: " + s.group());
-                    }
-                    Matcher st = STACK.matcher(fnLog);
-                    Matcher r = REGISTERS.matcher(fnLog);
-                    System.out.printf("%-22s %-28s %s registers=%s stack=%s%n", module, fn, arch,
-                            r.find() ? r.group(1) : "?", st.find() ? st.group(1) : "?");
+            assertFalse(PtxModules.entryNames(ptx).isEmpty(), module + ": no .entry found");
+            for (String arch : ARCHS) jobs.add(new String[] {module, ptx, arch});
+        }
+        List<String> logs = jobs.parallelStream().map(j -> compile(j[0], j[1], j[2])).toList();
+        for (int i = 0; i < jobs.size(); i++) {
+            String module = jobs.get(i)[0];
+            String arch = jobs.get(i)[2];
+            String log = logs.get(i);
+            List<String> entries = PtxModules.entryNames(jobs.get(i)[1]);
+            List<String> seen = new ArrayList<>();
+            for (String fnLog : log.split("(?=info {4}: Compiling entry function|ptxas info {4}: Compiling entry function)")) {
+                Matcher f = FUNCTION.matcher(fnLog);
+                if (!f.find()) continue;
+                String fn = f.group(1);
+                seen.add(fn);
+                Matcher s = SPILL.matcher(fnLog);
+                if (s.find() && (Integer.parseInt(s.group(1)) != 0 || Integer.parseInt(s.group(2)) != 0)) {
+                    fail(module + " " + fn + " " + arch + ": spills registers: " + s.group());
                 }
-                for (String e : entries) {
-                    assertTrue(seen.contains(e), module + " " + arch + ": no compile report for kernel " + e
-                            + " in the info log:\n" + log);
-                }
+                Matcher st = STACK.matcher(fnLog);
+                Matcher r = REGISTERS.matcher(fnLog);
+                System.out.printf("%-22s %-28s %s registers=%s stack=%s%n", module, fn, arch,
+                        r.find() ? r.group(1) : "?", st.find() ? st.group(1) : "?");
+            }
+            for (String e : entries) {
+                assertTrue(seen.contains(e), module + " " + arch + ": no compile report for kernel " + e
+                        + " in the info log:\n" + log);
             }
         }
     }

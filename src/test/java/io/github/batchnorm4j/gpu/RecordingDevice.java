@@ -167,9 +167,37 @@ final class RecordingDevice implements Device {
         }
 
         @Override
+        public void waitFor(DeviceEvent event) {
+            if (event == null) throw new IllegalArgumentException("event must not be null");
+        }
+
+        @Override
+        public boolean isClosed() {
+            return false;
+        }
+
+        @Override
         public void close() {
         }
     };
+
+    /** Work completes when it is queued here, so an event has nothing to wait for. */
+    @Override
+    public DeviceEvent createEvent() {
+        return new DeviceEvent() {
+            @Override
+            public void record(DeviceStream s) {
+            }
+
+            @Override
+            public void synchronize() {
+            }
+
+            @Override
+            public void close() {
+            }
+        };
+    }
 
     @Override
     public DeviceStream defaultStream() {

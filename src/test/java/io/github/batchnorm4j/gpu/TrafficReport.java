@@ -2,6 +2,7 @@ package io.github.batchnorm4j.gpu;
 
 import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
 
@@ -15,9 +16,11 @@ import java.util.SplittableRandom;
  * hand.
  *
  * <pre>
- * java -cp target/classes:target/test-classes:... io.github.batchnorm4j.gpu.TrafficReport [backend] [layout:shape]...
- * e.g. TrafficReport emulator channels-first:32,64,56,56 channels-last:32,56,56,64 channels-last:256,1024
+ * java -cp target/classes:target/test-classes:... io.github.batchnorm4j.gpu.TrafficReport [backend] [dtype=T]
+ *     [layout:shape]...
+ * e.g. TrafficReport emulator dtype=float16 channels-first:32,64,56,56 channels-last:32,56,56,64 channels-last:256,1024
  * </pre>
+ * With {@code dtype=float16} or {@code bfloat16} the 16-bit operations run and S counts bytes of that type.
  */
 public final class TrafficReport {
     private TrafficReport() {
@@ -25,7 +28,13 @@ public final class TrafficReport {
 
     public static void main(String[] args) {
         String backend = args.length > 0 ? args[0] : "emulator";
-        String[] shapes = args.length > 1 ? java.util.Arrays.copyOfRange(args, 1, args.length)
+        int first = 1;
+        DType dtype = DType.FLOAT32;
+        if (args.length > 1 && args[1].startsWith("dtype=")) {
+            dtype = DType.parse(args[1].substring("dtype=".length()));
+            first = 2;
+        }
+        String[] shapes = args.length > first ? java.util.Arrays.copyOfRange(args, first, args.length)
                 : new String[]{"channels-first:32,64,56,56", "channels-last:32,56,56,64", "channels-last:256,1024"};
         try (BatchNormOps ops = Backends.open(backend)) {
             if (!(ops instanceof MeasuredOps measured)) {
@@ -34,7 +43,8 @@ public final class TrafficReport {
             for (String spec : shapes) {
                 String[] parts = spec.split(":");
                 Shape shape = Shape.parse(Layout.parse(parts[0]), parts[1]);
-                run(ops, measured, shape);
+                if (dtype == DType.FLOAT32) run(ops, measured, shape);
+                else run16(ops, measured, shape, dtype);
             }
         }
     }
@@ -71,6 +81,42 @@ public final class TrafficReport {
         t0 = System.nanoTime();
         ops.backwardTraining(shape, x, dy, gamma, mean, invstd, y, new float[c], new float[c]);
         print("backward", shape, bytes, measured, t0);
+    }
+
+    /** The same three operations on 16-bit x, y, dy, dx: S = 2 bytes per element. */
+    private static void run16(BatchNormOps ops, MeasuredOps measured, Shape shape, DType dtype) {
+        int n = shape.elementCountAsInt();
+        int c = shape.channels();
+        SplittableRandom rng = new SplittableRandom(42);
+        short[] x = new short[n];
+        short[] dy = new short[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = dtype.encode((float) (rng.nextGaussian() * 2 + 3));
+            dy[i] = dtype.encode((float) rng.nextGaussian());
+        }
+        float[] gamma = new float[c];
+        float[] beta = new float[c];
+        float[] rm = new float[c];
+        float[] rv = new float[c];
+        for (int i = 0; i < c; i++) {
+            gamma[i] = (float) (1 + 0.1 * rng.nextGaussian());
+            beta[i] = (float) rng.nextGaussian();
+            rv[i] = 1;
+        }
+        short[] y = new short[n];
+        float[] mean = new float[c];
+        float[] invstd = new float[c];
+        long bytes = (long) dtype.bytes() * n;
+        String suffix = "-" + dtype.cliName();
+        long t0 = System.nanoTime();
+        ops.forwardTraining(shape, dtype, x, gamma, beta, 1e-5, rm, rv, 0.1, y, mean, invstd);
+        print("forward-train" + suffix, shape, bytes, measured, t0);
+        t0 = System.nanoTime();
+        ops.forwardInference(shape, dtype, x, gamma, beta, rm, rv, 1e-5, y);
+        print("forward-eval" + suffix, shape, bytes, measured, t0);
+        t0 = System.nanoTime();
+        ops.backwardTraining(shape, dtype, x, dy, gamma, mean, invstd, y, new float[c], new float[c]);
+        print("backward" + suffix, shape, bytes, measured, t0);
     }
 
     private static void print(String op, Shape shape, long bytes, MeasuredOps measured, long t0) {

@@ -14,6 +14,19 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 class MiscSemanticsTest {
 
     @Test
+    void aTrapWhosePredicateIsFalseInEveryLaneDoesNothing() {
+        long[][] in = new long[64][];
+        for (int t = 0; t < 64; t++) in[t] = new long[]{t, 0, 0, 0};
+        long[][] out = PtxHarness.run("setp.gt.u64 %p0, %in0, 100; @%p0 trap; mov.b64 %out0, 7;", in);
+        for (int t = 0; t < 64; t++) assertEquals(7, out[t][0], "thread " + t);
+        io.github.batchnorm4j.gpu.DeviceException e = org.junit.jupiter.api.Assertions.assertThrows(
+                io.github.batchnorm4j.gpu.DeviceException.class,
+                () -> PtxHarness.run("setp.eq.u64 %p0, %in0, 37; @%p0 trap;", in));
+        org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().contains("trap executed; block (0,0,0) thread (37,0,0)"),
+                e.getMessage());
+    }
+
+    @Test
     void halfPrecisionConversions() {
         float[] vals = {1f, 65504f, 1e-7f, 0.1f, -2.5f, 70000f, 0f, -0f, 5.9604645e-8f, 3.0517578e-5f};
         int[] halves = {0x3C00, 0x7BFF, 0x0002, 0x2E66, 0xC100, 0x7C00, 0x0000, 0x8000, 0x0001, 0x0200};

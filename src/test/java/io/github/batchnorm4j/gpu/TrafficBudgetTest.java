@@ -1,0 +1,59 @@
+package io.github.batchnorm4j.gpu;
+
+import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.ptx.EmulatedDevice;
+import io.github.batchnorm4j.ptx.EmulatorOptions;
+import io.github.batchnorm4j.testing.TestData;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.util.SplittableRandom;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The traffic budgets of docs/design.md §3 hold within 3 % on every view of the kernels: forward training moves 3 S, eval
+ * forward 2 S, backward 5 S (S = bytes of x), measured by the emulator (checks off: traffic only). The shapes cover the
+ * channels-first runs (scalar and float4), channels-first tensors read as rows (inner 1, 3 and 49) and channels-last
+ * rows, with several blocks per channel where the tensor is large enough.
+ */
+class TrafficBudgetTest {
+    static Stream<Shape> shapes() {
+        return Stream.of(
+                Shape.channelsFirst(4096, 64, 1, 1),   // inner 1: the channels-last kernels
+                Shape.channelsFirst(256, 64, 3),       // inner 3: rows of 192 floats
+                Shape.channelsFirst(64, 64, 7, 7),     // inner 49: rows of 245-column blocks
+                Shape.channelsFirst(16, 32, 28, 28),   // float4 runs, split channels
+                Shape.channelsFirst(8, 3, 33, 65),     // scalar runs, split channels
+                Shape.channelsLast(32, 14, 14, 64),    // float4 rows
+                Shape.channelsLast(2048, 131));        // scalar rows, two column blocks
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("shapes")
+    void forwardEvalAndBackwardMoveTheirBudget(Shape s) {
+        try (HostArrayBatchNormOps ops = new HostArrayBatchNormOps("emulator",
+                new EmulatedDevice(EmulatorOptions.defaults().withoutChecks()), true)) {
+            SplittableRandom r = TestData.random(s.hashCode());
+            int n = s.elementCountAsInt(), c = s.channels();
+            float[] x = TestData.perChannelNormal(r, s), dy = TestData.normal(r, n, 0, 1);
+            float[] g = TestData.uniform(r, c, 0.5, 1.5), b = TestData.normal(r, c, 0, 1);
+            float[] rm = TestData.normal(r, c, 0, 1), rv = TestData.uniform(r, c, 0.5, 2);
+            float[] y = new float[n], mean = new float[c], invstd = new float[c];
+            ops.forwardTraining(s, x, g, b, 1e-5, rm, rv, 0.1, y, mean, invstd);
+            assertBudget("forward training", 3, ops, n);
+            ops.forwardInference(s, x, g, b, rm, rv, 1e-5, y);
+            assertBudget("forward eval", 2, ops, n);
+            ops.backwardTraining(s, x, dy, g, mean, invstd, y, new float[c], new float[c]);
+            assertBudget("backward", 5, ops, n);
+        }
+    }
+
+    private static void assertBudget(String op, double budget, HostArrayBatchNormOps ops, int n) {
+        TrafficMetrics m = ops.lastOperationMetrics().orElseThrow();
+        double ratio = m.bytesMoved() / (4.0 * n);
+        assertTrue(ratio >= budget && ratio <= 1.03 * budget, op + ": " + ratio + " S moved, budget " + budget
+                + " S within 3 % (" + m + ")");
+    }
+}
