@@ -6,9 +6,10 @@ import java.util.Arrays;
  * Per-channel partial statistics as mergeable triples (count, mean, M2), where M2 = Σ(x − mean)². Immutable.
  *
  * <p>Two partials of disjoint data merge exactly (Chan et al.): n = na + nb, d = mean_b − mean_a,
- * mean = mean_a + d·nb/n, M2 = M2a + M2b + d²·na·nb/n. This is how micro-batches (or, later, several GPUs through an
- * all-reduce of the triples) combine their statistics before normalizing with
- * {@link BatchNormOps#normalize}. The count is the same for every channel.
+ * mean = mean_a + d·nb/n, M2 = M2a + M2b + d²·na·nb/n. This is how micro-batches, and the ranks of data-parallel
+ * batch norm ({@code distributed.SyncBatchNormOps}: an all-gather of the triples, merged in rank order), combine their
+ * statistics before {@link SplitBatchNormOps#forwardWithStatistics} normalizes each piece with them. The count is the
+ * same for every channel.
  */
 public final class ChannelStatistics {
     private final long count;

@@ -5,6 +5,8 @@ import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.gpu.Dim3;
+import io.github.batchnorm4j.gpu.KernelLaunch;
 import io.github.batchnorm4j.gpu.MeasuredOps;
 import io.github.batchnorm4j.gpu.TrafficMetrics;
 import java.io.PrintWriter;
@@ -24,9 +26,10 @@ import picocli.CommandLine.Option;
  * §3). Warm-up is by time ({@code --warmup}, whatever the tensor size). On the CPU backend the machine's copy
  * bandwidth is measured in the same run, as the fastest of the Java copies {@link BenchHarness#measureCopy} tries (on a
  * device backend that implements {@link DeviceResidentTiming}, the device's) and each op is also shown as a fraction
- * of it. Device backends are timed
- * on device-resident buffers when they implement {@link DeviceResidentTiming}. Backends implementing {@link
- * MeasuredOps} also report traffic_ratio and sector_efficiency.
+ * of it. Device backends are timed on device-resident buffers when they implement {@link DeviceResidentTiming}.
+ * Backends implementing {@link MeasuredOps} also report traffic_ratio and sector_efficiency; backends running our
+ * kernels ({@link io.github.batchnorm4j.gpu.LaunchReporting}: cuda, emulator) list each kernel of an op with its grid,
+ * block, registers, resident blocks per SM, occupancy and waves (JSON: a "kernels" array).
  */
 @Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Times the ops (median of --repeat runs after validation and warm-up) and reports S-based GB/s.",
@@ -186,6 +189,15 @@ final class BenchCommand implements Callable<Integer> {
                 row.put("traffic_ratio", (double) m.get().bytesMoved() / bytes)
                         .put("sector_efficiency", m.get().sectorEfficiency());
             }
+            if (!r.launches().isEmpty()) {
+                List<Json> kernels = new ArrayList<>();
+                for (KernelLaunch k : r.launches()) {
+                    kernels.add(new Json().put("kernel", k.kernel()).put("grid", dims(k.grid())).put("block", dims(k.block()))
+                            .put("registers", k.registersPerThread() < 0 ? null : k.registersPerThread())
+                            .put("blocks_per_sm", k.blocksPerSm()).put("occupancy", k.occupancy()).put("waves", k.waves()));
+                }
+                row.put("kernels", kernels);
+            }
             System.out.println(row);
         } else {
             System.out.printf(Locale.ROOT, "%-14s %-15s %-16s %10.3f %8.3g %10s %12.2e%s%n", o, s.layout().cliName(),
@@ -194,7 +206,22 @@ final class BenchCommand implements Callable<Integer> {
                     r.maxRelError(),
                     m.map(t -> String.format(Locale.ROOT, " %11.3f %11.3f", (double) t.bytesMoved() / bytes,
                             t.sectorEfficiency())).orElse(""));
+            for (KernelLaunch k : r.launches()) {
+                System.out.printf(Locale.ROOT, "    %-26s grid %-12s block %-8s %8s %3d blocks/SM %6.1f%% occupancy %6.2f waves%n",
+                        k.kernel(), CrossCheck.dimsText(dimsArray(k.grid())), CrossCheck.dimsText(dimsArray(k.block())),
+                        k.registersPerThread() < 0 ? "? regs" : k.registersPerThread() + " regs", k.blocksPerSm(),
+                        100 * k.occupancy(), k.waves());
+            }
         }
+    }
+
+    /** [x, y, z] without trailing 1s, e.g. [528] or [8, 99]. */
+    private static List<Integer> dims(Dim3 d) {
+        return d.z() > 1 ? List.of(d.x(), d.y(), d.z()) : d.y() > 1 ? List.of(d.x(), d.y()) : List.of(d.x());
+    }
+
+    private static long[] dimsArray(Dim3 d) {
+        return dims(d).stream().mapToLong(Integer::longValue).toArray();
     }
 
     /** Bytes for people: "1440 B", "4.61 kB", "25.7 MB", "1.03 GB" (powers of 1000, like GB/s). */

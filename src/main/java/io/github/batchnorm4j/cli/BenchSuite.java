@@ -4,9 +4,12 @@ import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.gpu.KernelLaunch;
+import io.github.batchnorm4j.gpu.LaunchReporting;
 import io.github.batchnorm4j.gpu.MeasuredOps;
 import io.github.batchnorm4j.gpu.TrafficMetrics;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Optional;
 
 /**
@@ -42,9 +45,10 @@ final class BenchSuite implements AutoCloseable {
      * @param timing      timings (null when validation failed: nothing is timed)
      * @param metrics     traffic of the validation run when the backend measures it
      * @param timed       "host" (the float[] API) or "device" (device-resident, inputs uploaded once)
+     * @param launches    the kernels of the validation run with their occupancy, when the backend reports them
      */
     record Result(double maxRelError, double tolerance, String worst, BenchHarness.Timing timing,
-                  Optional<TrafficMetrics> metrics, String timed) {
+                  Optional<TrafficMetrics> metrics, String timed, List<KernelLaunch> launches) {
         boolean valid() {
             return maxRelError <= tolerance;
         }
@@ -62,12 +66,14 @@ final class BenchSuite implements AutoCloseable {
         Runnable body;
         Errors err;
         Optional<TrafficMetrics> metrics;
+        List<KernelLaunch> launches;
         switch (op) {
             case "forward-train": {
                 body = () -> ops.forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS, rm, rv, MOMENTUM, y, mean,
                         invstd);
                 body.run();
                 metrics = metrics();
+                launches = launches();
                 err = forwardTrainErrors(in, y, mean, invstd, rm, rv);
                 break;
             }
@@ -76,6 +82,7 @@ final class BenchSuite implements AutoCloseable {
                         EPS, y);
                 body.run();
                 metrics = metrics();
+                launches = launches();
                 err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, false);
                 if (isCpu()) {
                     err.add("y", y, Float64Check.forwardInference(s, in.x(), in.gamma(), in.beta(), in.runningMean(),
@@ -96,6 +103,7 @@ final class BenchSuite implements AutoCloseable {
                 body = () -> ops.backwardTraining(s, in.x(), in.dy(), in.gamma(), mean, invstd, dx, dgamma, dbeta);
                 body.run();
                 metrics = metrics();
+                launches = launches();
                 err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, true);
                 if (isCpu()) {
                     Float64Check.Gradients g = Float64Check.backwardTraining(s, in.x(), in.dy(), in.gamma(), EPS);
@@ -113,7 +121,7 @@ final class BenchSuite implements AutoCloseable {
                 throw new IllegalArgumentException("op: unknown '" + op + "'");
         }
         if (!(err.worstError <= err.tolerance)) {
-            return new Result(err.worstError, err.tolerance, err.worstName, null, metrics, null);
+            return new Result(err.worstError, err.tolerance, err.worstName, null, metrics, null, launches);
         }
         if (ops instanceof DeviceResidentTiming d) {
             DeviceResidentTiming.Op dop = op.equals("forward-train") ? DeviceResidentTiming.Op.FORWARD_TRAINING
@@ -123,11 +131,11 @@ final class BenchSuite implements AutoCloseable {
             try (DeviceResidentTiming.Timed timed = d.prepareTiming(dop, s, in.x(), in.dy(), in.gamma(), in.beta(),
                     in.runningMean(), in.runningVar(), mean, invstd, EPS, MOMENTUM)) {
                 BenchHarness.Timing t = BenchHarness.time(timed::run, repeat, warmupNanos);
-                return new Result(err.worstError, err.tolerance, err.worstName, t, metrics, "device");
+                return new Result(err.worstError, err.tolerance, err.worstName, t, metrics, "device", launches);
             }
         }
         BenchHarness.Timing t = BenchHarness.time(body, repeat, warmupNanos);
-        return new Result(err.worstError, err.tolerance, err.worstName, t, metrics, "host");
+        return new Result(err.worstError, err.tolerance, err.worstName, t, metrics, "host", launches);
     }
 
     /**
@@ -207,6 +215,10 @@ final class BenchSuite implements AutoCloseable {
     private BatchNormOps cpu() {
         if (cpu == null) cpu = Backends.open("cpu");
         return cpu;
+    }
+
+    private List<KernelLaunch> launches() {
+        return ops instanceof LaunchReporting r ? r.lastOperationLaunches() : List.of();
     }
 
     private Optional<TrafficMetrics> metrics() {

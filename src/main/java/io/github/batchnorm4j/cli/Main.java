@@ -5,6 +5,7 @@ import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import java.math.BigDecimal;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -32,6 +33,7 @@ import picocli.CommandLine.Spec;
             BenchCommand.class,
             InfoCommand.class,
             TrainCommand.class,
+            ValidationReportCommand.class,
         })
 public final class Main implements Callable<Integer> {
     /** Success. */
@@ -145,7 +147,9 @@ public final class Main implements Callable<Integer> {
     @Override
     public Integer call() {
         throw new CommandLine.ParameterException(spec.commandLine(), "missing subcommand: expected one of "
-                + String.join(", ", spec.subcommands().keySet()));
+                + String.join(", ", spec.subcommands().entrySet().stream()
+                        .filter(e -> !e.getValue().getCommandSpec().usageMessage().hidden()).map(Map.Entry::getKey)
+                        .toList()));
     }
 
     /** Maps an exception of a subcommand to its exit code, printing the one-line message. */

@@ -12,6 +12,7 @@ import io.github.batchnorm4j.gpu.DeviceStream;
 import io.github.batchnorm4j.gpu.Dim3;
 import io.github.batchnorm4j.gpu.Kernel;
 import io.github.batchnorm4j.gpu.KernelArgs;
+import io.github.batchnorm4j.gpu.KernelResources;
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdevice_attribute;
@@ -121,7 +122,14 @@ public final class CudaDevice implements Device {
         int warp = attribute(api, device, ordinal, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_WARP_SIZE, "WARP_SIZE");
         int major = attribute(api, device, ordinal, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, "COMPUTE_CAPABILITY_MAJOR");
         int minor = attribute(api, device, ordinal, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, "COMPUTE_CAPABILITY_MINOR");
-        return new DeviceProperties(sms, threads, shared, Math.max(shared, optin), warp, major * 10 + minor);
+        int threadsPerSm = attribute(api, device, ordinal, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR, "MAX_THREADS_PER_MULTIPROCESSOR");
+        int blocksPerSm = attribute(api, device, ordinal, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_BLOCKS_PER_MULTIPROCESSOR, "MAX_BLOCKS_PER_MULTIPROCESSOR");
+        int regsPerSm = attribute(api, device, ordinal, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_MULTIPROCESSOR, "MAX_REGISTERS_PER_MULTIPROCESSOR");
+        int regsPerBlock = attribute(api, device, ordinal, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_BLOCK, "MAX_REGISTERS_PER_BLOCK");
+        int sharedPerSm = attribute(api, device, ordinal, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR, "MAX_SHARED_MEMORY_PER_MULTIPROCESSOR");
+        int reserved = attribute(api, device, ordinal, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_RESERVED_SHARED_MEMORY_PER_BLOCK, "RESERVED_SHARED_MEMORY_PER_BLOCK");
+        return new DeviceProperties(sms, threads, shared, Math.max(shared, optin), warp, major * 10 + minor,
+                threadsPerSm, blocksPerSm, regsPerSm, regsPerBlock, sharedPerSm, reserved);
     }
 
     private static int attribute(DriverApi api, CUdevice device, int ordinal, int attribute, String attributeName) {
@@ -330,6 +338,42 @@ public final class CudaDevice implements Device {
         if (closed) return; // the context went with the device
         bindContext();
         CudaErrors.check(api.moduleUnload(module), "cuModuleUnload(module=" + moduleName + ")");
+    }
+
+    /** cuFuncGetAttribute for the resources of {@code k} (registers, static shared and local bytes, block limit). */
+    KernelResources resources(CudaKernel k) {
+        checkOpen();
+        k.cudaModule().checkOpen();
+        bindContext();
+        int regs = functionAttribute(k, CUfunction_attribute.CU_FUNC_ATTRIBUTE_NUM_REGS, "NUM_REGS");
+        int shared = functionAttribute(k, CUfunction_attribute.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, "SHARED_SIZE_BYTES");
+        int local = functionAttribute(k, CUfunction_attribute.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, "LOCAL_SIZE_BYTES");
+        int threads = functionAttribute(k, CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, "MAX_THREADS_PER_BLOCK");
+        return new KernelResources(regs, shared, local, threads, "cuFuncGetAttribute on " + name);
+    }
+
+    private int functionAttribute(CudaKernel k, int attribute, String attributeName) {
+        int[] v = new int[1];
+        CudaErrors.check(api.funcGetAttribute(v, attribute, k.function()),
+                "cuFuncGetAttribute(CU_FUNC_ATTRIBUTE_" + attributeName + ", kernel=" + k.name() + ")");
+        return v[0];
+    }
+
+    @Override
+    public int maxActiveBlocksPerMultiprocessor(Kernel kernel, int blockThreads, int dynamicSharedBytes) {
+        checkOpen();
+        if (!(kernel instanceof CudaKernel k) || k.cudaModule().device() != this) {
+            throw new IllegalArgumentException("kernel must come from a module loaded by this CudaDevice, got " + kernel);
+        }
+        k.cudaModule().checkOpen();
+        if (blockThreads < 1) throw new IllegalArgumentException("blockThreads must be >= 1, got " + blockThreads);
+        if (dynamicSharedBytes < 0) throw new IllegalArgumentException("dynamicSharedBytes must be >= 0, got " + dynamicSharedBytes);
+        int[] blocks = new int[1];
+        bindContext();
+        CudaErrors.check(api.occupancyMaxActiveBlocksPerMultiprocessor(blocks, k.function(), blockThreads, dynamicSharedBytes),
+                "cuOccupancyMaxActiveBlocksPerMultiprocessor(kernel=" + k.name() + ", blockSize=" + blockThreads
+                        + ", dynamicSMemSize=" + dynamicSharedBytes + ")");
+        return blocks[0];
     }
 
     @Override

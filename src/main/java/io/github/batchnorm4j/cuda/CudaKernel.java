@@ -2,6 +2,7 @@ package io.github.batchnorm4j.cuda;
 
 import io.github.batchnorm4j.gpu.DeviceModule;
 import io.github.batchnorm4j.gpu.Kernel;
+import io.github.batchnorm4j.gpu.KernelResources;
 import jcuda.driver.CUfunction;
 
 /** An entry point of a {@link CudaModule}, with its PTX parameter list (null when the PTX text could not be read). */
@@ -28,6 +29,11 @@ final class CudaKernel implements Kernel {
     @Override
     public DeviceModule module() {
         return module;
+    }
+
+    @Override
+    public KernelResources resources() {
+        return module.device().resources(this);
     }
 
     CudaModule cudaModule() {

@@ -70,6 +70,11 @@ interface DriverApi {
 
     int funcSetAttribute(CUfunction function, int attribute, int value);
 
+    int funcGetAttribute(int[] value, int attribute, CUfunction function);
+
+    /** cuOccupancyMaxActiveBlocksPerMultiprocessor. */
+    int occupancyMaxActiveBlocksPerMultiprocessor(int[] blocks, CUfunction function, int blockSize, long dynamicSharedBytes);
+
     /** cuLaunchKernel; {@code params} are already marshalled, in declaration order (see {@link LaunchParam}). */
     int launchKernel(CUfunction function, Dim3 grid, Dim3 block, int dynamicSharedBytes, CUstream stream,
                      List<LaunchParam> params);

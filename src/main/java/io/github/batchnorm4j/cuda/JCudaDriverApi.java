@@ -84,6 +84,13 @@ final class JCudaDriverApi implements DriverApi {
     @Override public int moduleUnload(CUmodule module) { return JCudaDriver.cuModuleUnload(module); }
     @Override public int moduleGetFunction(CUfunction function, CUmodule module, String name) { return JCudaDriver.cuModuleGetFunction(function, module, name); }
     @Override public int funcSetAttribute(CUfunction function, int attribute, int value) { return JCudaDriver.cuFuncSetAttribute(function, attribute, value); }
+    @Override public int funcGetAttribute(int[] value, int attribute, CUfunction function) { return JCudaDriver.cuFuncGetAttribute(value, attribute, function); }
+
+    @Override
+    public int occupancyMaxActiveBlocksPerMultiprocessor(int[] blocks, CUfunction function, int blockSize,
+                                                         long dynamicSharedBytes) {
+        return JCudaDriver.cuOccupancyMaxActiveBlocksPerMultiprocessor(blocks, function, blockSize, dynamicSharedBytes);
+    }
 
     @Override
     public int launchKernel(CUfunction function, Dim3 grid, Dim3 block, int dynamicSharedBytes, CUstream stream,

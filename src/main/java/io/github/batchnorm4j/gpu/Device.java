@@ -123,6 +123,17 @@ public interface Device extends AutoCloseable {
     void launch(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream, KernelArgs args);
 
     /**
+     * How many blocks of {@code kernel} with {@code blockThreads} threads and {@code dynamicSharedBytes} of dynamic
+     * shared memory can be resident on one SM at once ({@code cuOccupancyMaxActiveBlocksPerMultiprocessor} on a GPU,
+     * {@link Occupancy} on the emulator); 0 when such a launch would be refused. Times
+     * {@link DeviceProperties#multiprocessorCount()}, it is how many blocks can be co-resident on the device: one full
+     * wave of a grid-stride kernel, and the largest grid a grid-wide barrier may wait on.
+     *
+     * @throws DeviceException on a driver error
+     */
+    int maxActiveBlocksPerMultiprocessor(Kernel kernel, int blockThreads, int dynamicSharedBytes);
+
+    /**
      * Declares that every kernel leaves the {@code bytes} bytes at {@code region} zero when it finishes, as the
      * self-resetting arrival counters of a last-block reduction do. A device that can check it (the emulator) fails a
      * launch that leaves a non-zero word there, naming the kernel and the word's last writer; a GPU ignores it. The

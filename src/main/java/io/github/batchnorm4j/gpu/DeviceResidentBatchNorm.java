@@ -6,10 +6,12 @@ import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.SplitBatchNormOps;
 
+import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.HashMap;
 import java.util.IdentityHashMap;
 import java.util.Iterator;
+import java.util.List;
 import java.util.Map;
 import java.util.function.UnaryOperator;
 
@@ -58,6 +60,9 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     private final DeviceModule forward;
     private final DeviceModule backward;
     private final Map<String, Kernel> kernels = new HashMap<>();
+    /** Blocks per SM of each kernel at {@link LaunchGeometry#BLOCK} threads, asked of the device once. */
+    private final Map<String, Integer> blocksPerSm = new HashMap<>();
+    private final List<Launched> launches = new ArrayList<>();
     /** One workspace per stream used: work on two streams may overlap, so they must not share counters or partials. */
     private final Map<DeviceStream, Workspace> workspaces = new IdentityHashMap<>();
     /** The workspace of the stream of the call running now (set by {@link #begin}). */
@@ -305,6 +310,22 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         });
     }
 
+    /**
+     * The kernels the last operation launched, with grid, block, registers, occupancy and waves (a copy; empty before
+     * the first operation).
+     */
+    public List<KernelLaunch> lastOperationLaunches() {
+        List<KernelLaunch> out = new ArrayList<>(launches.size());
+        for (Launched l : launches) {
+            out.add(KernelLaunch.of(device, kernels.get(l.kernel()), l.grid(), l.block(), blocksPerSm(l.kernel())));
+        }
+        return out;
+    }
+
+    /** A launch as made; its occupancy is asked of the device only when someone wants the record. */
+    private record Launched(String kernel, Dim3 grid, Dim3 block) {
+    }
+
     // ---- the split operations: one piece of a batch whose statistics and sums are merged elsewhere ----------------
     // Data-parallel batch norm (distributed.DeviceResidentSyncBatchNorm) writes each rank's record, all-gathers the
     // records and merges them on every rank in rank order; the host API runs the same kernels with one record. A
@@ -488,12 +509,13 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
 
     private void launchApply(Shape shape, DType dtype, boolean vec, DevicePointer in, DevicePointer out,
                              DeviceStream s) {
+        String kernel = name("bn_apply", LaunchGeometry.view(shape), dtype, vec);
         LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount(),
-                dtype);
+                blocksPerSm(kernel), dtype);
         KernelArgs a = new KernelArgs().ptr(in).ptr(out);
         elementwiseShapeArgs(a, shape, g);
         a.ptr(workspace.coef());
-        launch(name("bn_apply", g.view(), dtype, vec), g.grid(), g.block(), a, s);
+        launch(kernel, g.grid(), g.block(), a, s);
     }
 
     private void launchBackwardReduce(Shape shape, DType dtype, DevicePointer x, DevicePointer dy, int flags,
@@ -512,16 +534,25 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
 
     private void launchDx(Shape shape, DType dtype, boolean vec, DevicePointer x, DevicePointer dy, DevicePointer dx,
                           DeviceStream s) {
+        String kernel = name("bn_dx", LaunchGeometry.view(shape), dtype, vec);
         LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount(),
-                dtype);
+                blocksPerSm(kernel), dtype);
         KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(dx);
         elementwiseShapeArgs(a, shape, g);
         a.ptr(workspace.coef());
-        launch(name("bn_dx", g.view(), dtype, vec), g.grid(), g.block(), a, s);
+        launch(kernel, g.grid(), g.block(), a, s);
     }
 
     private void launch(String kernel, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream s) {
-        device.launch(kernels.get(kernel), grid, block, 0, s, args);
+        Kernel k = kernels.get(kernel);
+        device.launch(k, grid, block, 0, s, args);
+        launches.add(new Launched(kernel, grid, block));
+    }
+
+    /** Resident blocks per SM of a kernel with {@link LaunchGeometry#BLOCK} threads (every kernel here uses that many). */
+    private int blocksPerSm(String kernel) {
+        return blocksPerSm.computeIfAbsent(kernel,
+                k -> device.maxActiveBlocksPerMultiprocessor(kernels.get(k), LaunchGeometry.BLOCK, 0));
     }
 
     private static String name(String base, LaunchGeometry.View view, DType dtype, boolean vec) {
@@ -565,6 +596,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     /** Checks the state, picks the stream (null: the default stream) and makes its workspace the current one. */
     private DeviceStream begin(DeviceStream stream) {
         if (closed) throw new IllegalStateException("DeviceResidentBatchNorm is closed");
+        launches.clear();
         DeviceStream s = stream != null ? stream : device.defaultStream();
         if (s.isClosed()) throw new IllegalStateException("stream: " + s + " is closed");
         for (Iterator<Map.Entry<DeviceStream, Workspace>> it = workspaces.entrySet().iterator(); it.hasNext(); ) {

@@ -7,6 +7,7 @@ import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.GradientSums;
 import io.github.batchnorm4j.Shape;
 
+import java.util.List;
 import java.util.Optional;
 
 import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Slot.BETA;
@@ -30,7 +31,8 @@ import static io.github.batchnorm4j.gpu.HostArrayBatchNormOps.Tensor.X;
  * For {@code bench}, {@link #prepareTiming} uploads an operation's inputs once and runs it on the device-resident API.
  * Not thread-safe.
  */
-public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps implements MeasuredOps, DeviceResidentTiming {
+public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps implements MeasuredOps, DeviceResidentTiming,
+        LaunchReporting {
     private final Device device;
     private final boolean ownsDevice;
     private final String name;
@@ -72,6 +74,11 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
     @Override
     public Optional<TrafficMetrics> lastOperationMetrics() {
         return Optional.ofNullable(last);
+    }
+
+    @Override
+    public List<KernelLaunch> lastOperationLaunches() {
+        return kernels.lastOperationLaunches();
     }
 
     @Override

@@ -25,8 +25,10 @@ import io.github.batchnorm4j.Shape;
  * count fills the largest GPU we target ({@link #LARGEST_GPU_MULTIPROCESSORS} SMs, {@link #REDUCE_BLOCKS_PER_SM}
  * resident blocks each: one wave there, slightly more than one on smaller GPUs) but never gives a split block fewer
  * than {@link #MIN_UNITS_PER_SPLIT} units (one full unroll iteration per thread), nor, in the rows view, fewer than
- * {@link #MIN_VALUES_PER_SPLIT} values of a channel (partials stay below 0.6 % of the traffic). Elementwise passes have no merge tree; their grids use the
- * device's SM count.
+ * {@link #MIN_VALUES_PER_SPLIT} values of a channel (partials stay below 0.6 % of the traffic). Elementwise passes
+ * have no merge tree: grid-stride loops over one full wave of 256-thread blocks, as many as the device holds at once
+ * ({@code blocksPerSm × SMs}, where blocksPerSm is the kernel's real occupancy,
+ * {@link Device#maxActiveBlocksPerMultiprocessor}: 3–6 for our kernels on sm_90 because of their 40–74 registers).
  */
 public final class LaunchGeometry {
     /** Threads per block of every kernel (a multiple of 32; the kernels declare __launch_bounds__(256)). */
@@ -39,8 +41,6 @@ public final class LaunchGeometry {
     public static final int REDUCE_BLOCKS_PER_SM = 4;
     /** Reduction blocks in all, aimed for when the tensor is large enough: one wave on the largest GPU. */
     public static final long REDUCE_TARGET_BLOCKS = (long) REDUCE_BLOCKS_PER_SM * LARGEST_GPU_MULTIPROCESSORS;
-    /** Target number of elementwise blocks per SM (8 resident blocks of 256 threads fill an SM). */
-    public static final int ELEMENTWISE_WAVES = 8;
     /** Independent loads each thread of a streaming loop keeps in flight (BN_UNROLL in the kernels). */
     public static final int UNROLL = 4;
     /**
@@ -222,15 +222,21 @@ public final class LaunchGeometry {
                               int inner) {
     }
 
-    /** Geometry of an elementwise pass over a float32 tensor of {@code shape}. */
-    public static Elementwise elementwise(Shape shape, boolean vec, int multiprocessors) {
-        return elementwise(shape, vec, multiprocessors, DType.FLOAT32);
+    /**
+     * Geometry of an elementwise pass over a float32 tensor of {@code shape}: at most one wave of resident blocks.
+     *
+     * @param multiprocessors the device's SM count
+     * @param blocksPerSm     blocks of this kernel resident per SM at once ({@link Device#maxActiveBlocksPerMultiprocessor}
+     *                        for a {@link #BLOCK}-thread block; values below 1 count as 1)
+     */
+    public static Elementwise elementwise(Shape shape, boolean vec, int multiprocessors, int blocksPerSm) {
+        return elementwise(shape, vec, multiprocessors, blocksPerSm, DType.FLOAT32);
     }
 
-    /** Geometry of an elementwise pass over a tensor of {@code shape} stored in {@code dtype}. */
-    public static Elementwise elementwise(Shape shape, boolean vec, int multiprocessors, DType dtype) {
+    /** Geometry of an elementwise pass over a tensor of {@code shape} stored in {@code dtype} (see above). */
+    public static Elementwise elementwise(Shape shape, boolean vec, int multiprocessors, int blocksPerSm, DType dtype) {
         checkVec(shape, vec, dtype);
-        long target = (long) ELEMENTWISE_WAVES * multiprocessors;
+        long target = (long) Math.max(1, blocksPerSm) * multiprocessors;
         int c = shape.channels();
         if (view(shape) == View.CHANNELS_FIRST) {
             long innerU = shape.inner() / unit(vec, dtype);

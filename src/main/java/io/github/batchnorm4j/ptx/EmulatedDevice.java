@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.ptx;
 
+import io.github.batchnorm4j.gpu.Architecture;
 import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
 import io.github.batchnorm4j.gpu.DeviceEvent;
@@ -12,7 +13,10 @@ import io.github.batchnorm4j.gpu.DeviceStream;
 import io.github.batchnorm4j.gpu.Dim3;
 import io.github.batchnorm4j.gpu.Kernel;
 import io.github.batchnorm4j.gpu.KernelArgs;
+import io.github.batchnorm4j.gpu.KernelResources;
 import io.github.batchnorm4j.gpu.MeasuringDevice;
+import io.github.batchnorm4j.gpu.Occupancy;
+import io.github.batchnorm4j.gpu.PtxResources;
 import io.github.batchnorm4j.gpu.TrafficMetrics;
 
 import java.lang.invoke.MethodHandles;
@@ -21,8 +25,10 @@ import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 
@@ -52,15 +58,21 @@ import java.util.Set;
  * </ul>
  * Coverage: given a {@link Coverage} (or with {@value Coverage#ENV} set), every launch adds its per-PTX-instruction
  * execution counts to it.
- * Limits reported: {@code multiprocessorCount} from the options (132 by default), 1024 threads per block, 48 KiB
- * shared memory per block, 64 KiB with the opt-in (launches needing more fail), compute capability 9.0. A buffer
- * holds at most 2 GiB. Not thread-safe beyond method-level synchronization.
+ * Limits reported: those of the options' {@link Architecture} (sm_90 by default: 1024 threads per block, 48 KiB
+ * shared memory per block, 227 KiB with the opt-in, 2048 threads and 32 blocks per SM) with the options'
+ * {@code multiprocessorCount} (132 by default).
+ *
+ * <p>Occupancy as on that GPU: each kernel's registers come from ptxas for that architecture ({@link Kernel#resources()},
+ * compiled when first asked, cached), {@link #maxActiveBlocksPerMultiprocessor} is NVIDIA's occupancy arithmetic
+ * ({@link Occupancy}), and a launch a GPU would refuse (registers × threads beyond the register file, more threads than
+ * {@code .maxntid} or the device allows, more shared memory than a block may have) throws a DeviceException naming
+ * the kernel, grid, block and limit. A buffer holds at most 2 GiB. Not thread-safe beyond method-level
+ * synchronization.
  */
 public final class EmulatedDevice implements MeasuringDevice {
     private static final VarHandle I32 = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
     private static final VarHandle I16 = MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
     static final int STATIC_SHARED_LIMIT = 48 * 1024;
-    static final int SHARED_OPTIN_LIMIT = 64 * 1024;
 
     private final EmulatorOptions options;
     private final Coverage coverage;
@@ -98,8 +110,7 @@ public final class EmulatedDevice implements MeasuringDevice {
     public EmulatedDevice(EmulatorOptions options, Coverage coverage) {
         this.coverage = coverage;
         this.options = Objects.requireNonNull(options, "options");
-        this.properties = new DeviceProperties(options.multiprocessorCount(), 1024, STATIC_SHARED_LIMIT,
-                SHARED_OPTIN_LIMIT, 32, 90);
+        this.properties = options.architecture().properties(options.multiprocessorCount());
         this.streams = new StreamScheduler(options.orderCheck(), options.blockOrderSeed());
         this.defaultStream = new Stream(streams.defaultQueue());
     }
@@ -115,7 +126,7 @@ public final class EmulatedDevice implements MeasuringDevice {
 
     @Override
     public String name() {
-        return "PTX emulator (" + properties.multiprocessorCount() + " SMs)";
+        return "PTX emulator (" + options.architecture().smName() + ", " + properties.multiprocessorCount() + " SMs)";
     }
 
     @Override
@@ -319,7 +330,7 @@ public final class EmulatedDevice implements MeasuringDevice {
         List<Allocation> vars = new ArrayList<>();
         PtxModule parsed = ParsedModules.get(name, ptx);
         if (parsed != null) {
-            Module m = new Module(name, parsed, vars);
+            Module m = new Module(name, ptx, parsed, vars);
             modules.add(m);
             return m;
         }
@@ -336,7 +347,7 @@ public final class EmulatedDevice implements MeasuringDevice {
             throw e;
         }
         if (vars.isEmpty()) ParsedModules.put(name, ptx, parsed); // no device addresses baked in: reusable
-        Module m = new Module(name, parsed, vars);
+        Module m = new Module(name, ptx, parsed, vars);
         modules.add(m);
         return m;
     }
@@ -369,10 +380,18 @@ public final class EmulatedDevice implements MeasuringDevice {
                     + STATIC_SHARED_LIMIT);
         }
         long totalShared = (long) (dynamicSharedBytes > 0 ? fn.dynamicSharedOffset : fn.staticSharedBytes) + dynamicSharedBytes;
-        if (totalShared > SHARED_OPTIN_LIMIT) {
+        if (totalShared > properties.maxSharedMemoryPerBlockOptin()) {
             throw new DeviceException(where + ": needs " + totalShared + " bytes of shared memory per block ("
                     + fn.staticSharedBytes + " static + " + dynamicSharedBytes + " dynamic), more than the "
-                    + SHARED_OPTIN_LIMIT + " available with the opt-in (CUDA_ERROR_INVALID_VALUE)");
+                    + properties.maxSharedMemoryPerBlockOptin() + " available with the opt-in (CUDA_ERROR_INVALID_VALUE)");
+        }
+        // A block of at most 8 warps fits the register file whatever its register count (8 x 8192 = 65536), so the
+        // kernel is compiled for its registers only when the block is larger.
+        KernelResources resources = block.volume() <= 8 * 32 ? k.module.resourcesWithoutRegisters(fn) : k.resources();
+        Occupancy.Result occupancy = Occupancy.of(properties, resources, (int) block.volume(), dynamicSharedBytes);
+        if (occupancy.refusal() != null) {
+            throw new DeviceException(where + " on " + options.architecture().smName() + ": " + occupancy.refusal()
+                    + " [" + resources.registersPerThread() + " registers per thread from " + resources.source() + "]");
         }
         byte[] params = marshal(fn, args, where);
         streams.submit(q, "launch of " + fn.name + " (grid " + grid + ", block " + block + ")", fp -> {
@@ -420,6 +439,16 @@ public final class EmulatedDevice implements MeasuringDevice {
             MemoryUnit.write(out, p.offset(), p.size(), bits);
         }
         return out;
+    }
+
+    @Override
+    public synchronized int maxActiveBlocksPerMultiprocessor(Kernel kernel, int blockThreads, int dynamicSharedBytes) {
+        open();
+        Objects.requireNonNull(kernel, "kernel");
+        if (!(kernel instanceof EKernel k) || k.module.device() != this) {
+            throw new IllegalArgumentException("kernel " + kernel.name() + " was not loaded on this device");
+        }
+        return Occupancy.of(properties, k.resources(), blockThreads, dynamicSharedBytes).blocksPerSm();
     }
 
     // ------------------------------------------------------------ streams, metrics, close
@@ -552,14 +581,46 @@ public final class EmulatedDevice implements MeasuringDevice {
 
     private final class Module implements DeviceModule {
         final String name;
+        final String ptx;
         final PtxModule parsed;
         final List<Allocation> vars;
+        final Map<String, KernelResources> resources = new HashMap<>();
+        final Map<String, KernelResources> uncompiled = new HashMap<>();
         boolean closed;
 
-        Module(String name, PtxModule parsed, List<Allocation> vars) {
+        Module(String name, String ptx, PtxModule parsed, List<Allocation> vars) {
             this.name = name;
+            this.ptx = ptx;
             this.parsed = parsed;
             this.vars = vars;
+        }
+
+        /** The kernel's registers and shared memory as ptxas compiles it for this device's architecture. */
+        KernelResources resources(PtxFunction fn) {
+            synchronized (EmulatedDevice.this) {
+                KernelResources r = resources.get(fn.name);
+                if (r == null) {
+                    r = PtxResources.of(name, ptx, fn.name, options.architecture());
+                    if (!r.registersKnown()) { // no compiler here: our own parse of the shared declarations
+                        r = new KernelResources(r.registersPerThread(), fn.staticSharedBytes, r.localBytesPerThread(),
+                                r.maxThreadsPerBlock(), r.source());
+                    }
+                    resources.put(fn.name, r);
+                }
+                return r;
+            }
+        }
+
+        /** The resources known without compiling: registers UNKNOWN, unless already compiled. */
+        KernelResources resourcesWithoutRegisters(PtxFunction fn) {
+            synchronized (EmulatedDevice.this) {
+                KernelResources r = resources.get(fn.name);
+                if (r != null) return r;
+                return uncompiled.computeIfAbsent(fn.name, n -> new KernelResources(KernelResources.UNKNOWN,
+                        fn.staticSharedBytes, 0,
+                        PtxResources.maxntid(PtxResources.kernelText(ptx, n), Architecture.MAX_THREADS_PER_BLOCK),
+                        "not compiled (registers cannot limit a block of 256 threads or fewer)"));
+            }
         }
 
         EmulatedDevice device() {
@@ -605,6 +666,11 @@ public final class EmulatedDevice implements MeasuringDevice {
         @Override
         public String name() {
             return fn.name;
+        }
+
+        @Override
+        public KernelResources resources() {
+            return module.resources(fn);
         }
     }
 

@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.cuda;
 
+import io.github.batchnorm4j.gpu.Architecture;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
 import io.github.batchnorm4j.gpu.DeviceException;
 import io.github.batchnorm4j.gpu.DeviceModule;
@@ -48,7 +49,9 @@ class CudaDeviceTest {
         fake.deviceName = "NVIDIA H100 PCIe";
         try (CudaDevice d = open()) {
             assertEquals("NVIDIA H100 PCIe", d.name());
-            assertEquals(new DeviceProperties(114, 1024, 48 * 1024, 227 * 1024, 32, 90), d.properties());
+            assertEquals(new DeviceProperties(114, 1024, 48 * 1024, 227 * 1024, 32, 90, 2048, 32, 65536, 65536,
+                    228 * 1024, 1024), d.properties());
+            assertEquals(Architecture.SM_90.properties(114), d.properties(), "an H100 reports the sm_90 table");
             assertEquals(1, fake.retained);
             assertEquals(1, fake.count("cuCtxSetCurrent"));
             assertEquals(1, fake.count("cuInit"));

@@ -46,6 +46,11 @@ final class FakeDriverApi implements DriverApi {
     final Map<CUfunction, String> functions = new IdentityHashMap<>();
     final List<Launch> launches = new ArrayList<>();
     final List<int[]> funcAttributes = new ArrayList<>();
+    /** cuFuncGetAttribute answers by attribute (the same for every function). */
+    final Map<Integer, Integer> functionAttributes = new HashMap<>();
+    /** Occupancy queries as "kernel blockSize dynamicSharedBytes", and the answer every query gets. */
+    final List<String> occupancyQueries = new ArrayList<>();
+    int occupancyAnswer = 6;
     final List<CUstream> streamsCreated = new ArrayList<>();
     final List<CUstream> streamsDestroyed = new ArrayList<>();
     String deviceName = "Fake GPU";
@@ -65,6 +70,12 @@ final class FakeDriverApi implements DriverApi {
         attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_WARP_SIZE, 32);
         attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, 9);
         attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, 0);
+        attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR, 2048);
+        attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_BLOCKS_PER_MULTIPROCESSOR, 32);
+        attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_MULTIPROCESSOR, 65536);
+        attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_BLOCK, 65536);
+        attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR, 228 * 1024);
+        attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_RESERVED_SHARED_MEMORY_PER_BLOCK, 1024);
     }
 
     /** The handle of ordinal k's primary context. */
@@ -294,6 +305,20 @@ final class FakeDriverApi implements DriverApi {
     @Override public synchronized int funcSetAttribute(CUfunction function, int attribute, int value) {
         funcAttributes.add(new int[] {attribute, value});
         return call("cuFuncSetAttribute");
+    }
+
+    @Override public synchronized int funcGetAttribute(int[] value, int attribute, CUfunction function) {
+        Integer v = functionAttributes.get(attribute);
+        if (v == null) return CUresult.CUDA_ERROR_INVALID_VALUE;
+        value[0] = v;
+        return call("cuFuncGetAttribute");
+    }
+
+    @Override public synchronized int occupancyMaxActiveBlocksPerMultiprocessor(int[] blocks, CUfunction function, int blockSize,
+                                                                   long dynamicSharedBytes) {
+        occupancyQueries.add(functions.get(function) + " " + blockSize + " " + dynamicSharedBytes);
+        blocks[0] = occupancyAnswer;
+        return call("cuOccupancyMaxActiveBlocksPerMultiprocessor");
     }
 
     @Override public synchronized int launchKernel(CUfunction function, Dim3 grid, Dim3 block, int dynamicSharedBytes, CUstream stream,

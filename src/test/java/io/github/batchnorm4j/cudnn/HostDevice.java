@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.cudnn;
 
+import io.github.batchnorm4j.gpu.Architecture;
 import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceBuffer;
 import io.github.batchnorm4j.gpu.DeviceModule;
@@ -68,7 +69,11 @@ final class HostDevice implements Device {
     }
 
     @Override public String name() { return "host memory"; }
-    @Override public DeviceProperties properties() { return new DeviceProperties(1, 1024, 48 * 1024, 48 * 1024, 32, 90); }
+    @Override public DeviceProperties properties() { return Architecture.SM_90.properties(1); }
+
+    @Override public int maxActiveBlocksPerMultiprocessor(Kernel kernel, int blockThreads, int dynamicSharedBytes) {
+        throw new UnsupportedOperationException("host memory runs no kernels");
+    }
 
     @Override public DeviceBuffer allocate(long bytes) {
         if (closed) throw new IllegalStateException("closed");

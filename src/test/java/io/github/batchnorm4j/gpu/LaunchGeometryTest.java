@@ -80,7 +80,7 @@ class LaunchGeometryTest {
     @Test
     void elementwiseChunksAreWarpMultiples() {
         for (Shape s : SHAPES) {
-            LaunchGeometry.Elementwise e = LaunchGeometry.elementwise(s, false, 132);
+            LaunchGeometry.Elementwise e = LaunchGeometry.elementwise(s, false, 132, 6);
             if (e.view() == LaunchGeometry.View.CHANNELS_FIRST) {
                 assertEquals(0, e.block().volume() % 32, s.toString());
                 assertEquals(0, e.chunk() % 32, s + " " + e);
@@ -88,5 +88,21 @@ class LaunchGeometryTest {
         }
         assertEquals(7, LaunchGeometry.ceilDiv(13, 2));
         assertEquals(0, LaunchGeometry.ceilDiv(0, 5));
+    }
+
+    @Test
+    void elementwiseGridsAreOneWaveOfResidentBlocks() {
+        // Large tensors: exactly the blocks the device holds at once, whatever the occupancy.
+        for (int perSm : new int[]{3, 6}) {
+            LaunchGeometry.Elementwise cf = LaunchGeometry.elementwise(Shape.channelsFirst(32, 64, 56, 56), true, 132, perSm);
+            assertEquals(132L * perSm, cf.grid().volume(), "channels-first, " + perSm + " blocks per SM: " + cf);
+            LaunchGeometry.Elementwise cl = LaunchGeometry.elementwise(Shape.channelsLast(1_000_000, 4), true, 132, perSm);
+            assertEquals(132L * perSm, cl.grid().volume(), "channels-last, " + perSm + " blocks per SM: " + cl);
+        }
+        // Fewer rows than 256 per block would need: fewer blocks (392 for 100352 rows), never more than a wave.
+        assertEquals(392, LaunchGeometry.elementwise(Shape.channelsLast(32, 56, 56, 64), true, 132, 6).grid().volume());
+        // Small tensors need fewer blocks than a wave; an occupancy of 0 (a refused kernel) still gives a grid.
+        assertEquals(1, LaunchGeometry.elementwise(Shape.channelsFirst(2, 3, 5, 7), false, 132, 6).grid().volume());
+        assertEquals(132, LaunchGeometry.elementwise(Shape.channelsFirst(32, 64, 56, 56), true, 132, 0).grid().volume());
     }
 }

@@ -23,7 +23,7 @@ final class RecordingDevice implements Device {
     private boolean closed;
 
     RecordingDevice(int sms) {
-        props = new DeviceProperties(sms, 1024, 48 * 1024, 64 * 1024, 32, 90);
+        props = Architecture.SM_90.properties(sms);
     }
 
     @Override
@@ -125,7 +125,7 @@ final class RecordingDevice implements Device {
             public Kernel kernel(String entryName) {
                 if (!params.containsKey(entryName)) throw new DeviceException(name + " has no entry " + entryName);
                 DeviceModule mod = this;
-                return new RecordedKernel(entryName, mod, params.get(entryName));
+                return new RecordedKernel(entryName, mod, params.get(entryName), RecordingDevice.this);
             }
 
             @Override
@@ -134,7 +134,20 @@ final class RecordingDevice implements Device {
         };
     }
 
-    record RecordedKernel(String name, DeviceModule module, List<Integer> paramSizes) implements Kernel {
+    /** What every kernel claims to use (40 registers by default: 6 blocks of 256 threads per SM on sm_90). */
+    KernelResources resources = new KernelResources(40, 512, 0, 256, "recording device");
+
+    record RecordedKernel(String name, DeviceModule module, List<Integer> paramSizes, RecordingDevice device)
+            implements Kernel {
+        @Override
+        public KernelResources resources() {
+            return device.resources;
+        }
+    }
+
+    @Override
+    public int maxActiveBlocksPerMultiprocessor(Kernel kernel, int blockThreads, int dynamicSharedBytes) {
+        return Occupancy.of(props, kernel.resources(), blockThreads, dynamicSharedBytes).blocksPerSm();
     }
 
     @Override

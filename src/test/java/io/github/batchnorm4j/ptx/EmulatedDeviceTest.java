@@ -27,9 +27,10 @@ class EmulatedDeviceTest {
             assertEquals(8, dev.properties().multiprocessorCount());
             assertEquals(1024, dev.properties().maxThreadsPerBlock());
             assertEquals(48 * 1024, dev.properties().maxSharedMemoryPerBlock());
-            assertEquals(64 * 1024, dev.properties().maxSharedMemoryPerBlockOptin());
+            assertEquals(227 * 1024, dev.properties().maxSharedMemoryPerBlockOptin());
             assertEquals(90, dev.properties().computeCapability());
-            assertTrue(dev.name().contains("8 SMs"));
+            assertEquals(2048, dev.properties().maxThreadsPerMultiprocessor());
+            assertTrue(dev.name().contains("sm_90, 8 SMs"), dev.name());
         }
         try (EmulatedDevice dev = new EmulatedDevice()) {
             assertEquals(132, dev.properties().multiprocessorCount());
@@ -101,8 +102,8 @@ class EmulatedDeviceTest {
                     dev.defaultStream(), new KernelArgs().ptr(in).i32(3))), "argument 1 (t_out, .u64, 8 bytes) given as I32");
             assertMentions(assertThrows(DeviceException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(2048), 0,
                     dev.defaultStream(), new KernelArgs().ptr(in).ptr(out))), "2048 threads", "launch of t");
-            assertMentions(assertThrows(DeviceException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(32), 70_000,
-                    dev.defaultStream(), new KernelArgs().ptr(in).ptr(out))), "70000 dynamic", "65536");
+            assertMentions(assertThrows(DeviceException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(32), 240_000,
+                    dev.defaultStream(), new KernelArgs().ptr(in).ptr(out))), "240000 dynamic", "232448");
             assertThrows(IllegalArgumentException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(32), 0,
                     dev.defaultStream(), new KernelArgs().ptr(in).ptr(foreign)));
             m.close();
