@@ -23,19 +23,20 @@ import picocli.CommandLine.Option;
  * first validated (its output against the float64 computation on the CPU backend, or against the CPU backend for any
  * other backend), then warmed up, then timed {@code --repeat} times; the median is reported. Bandwidth is S-based
  * (S = bytes of x): 3 S forward-train, 2 S forward-eval, 5 S backward — the least traffic each op needs (docs/design.md
- * §3). On the CPU backend the machine's copy bandwidth is measured in the same run (on a device backend that implements
- * {@link DeviceResidentTiming}, the device's) and each op is also shown as a fraction of it. The fused batch norm + add
- * + ReLU ops run with a residual and count the budgets of {@link #trafficUnits}. Device backends are timed
- * on device-resident buffers when they implement {@link DeviceResidentTiming}. Backends implementing
- * {@link MeasuredOps} also report traffic_ratio and sector_efficiency; backends running our kernels
- * ({@link io.github.batchnorm4j.gpu.LaunchReporting}: cuda, emulator) list each kernel of an op with its grid, block,
- * registers, resident blocks per SM, occupancy and waves (JSON: a "kernels" array).
+ * §3). Warm-up is by time ({@code --warmup}, whatever the tensor size). On the CPU backend the machine's copy
+ * bandwidth is measured in the same run, as the fastest of the Java copies {@link BenchHarness#measureCopy} tries (on a
+ * device backend that implements {@link DeviceResidentTiming}, the device's) and each op is also shown as a fraction
+ * of it. The fused batch norm + add + ReLU ops run with a residual and count the budgets of {@link #trafficUnits}.
+ * Device backends are timed on device-resident buffers when they implement {@link DeviceResidentTiming}.
+ * Backends implementing {@link MeasuredOps} also report traffic_ratio and sector_efficiency; backends running our
+ * kernels ({@link io.github.batchnorm4j.gpu.LaunchReporting}: cuda, emulator) list each kernel of an op with its grid,
+ * block, registers, resident blocks per SM, occupancy and waves (JSON: a "kernels" array).
  */
 @Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Times the ops (median of --repeat runs after validation and warm-up) and reports S-based GB/s.",
             "GB/s counts 3 S forward-train, 2 S forward-eval, 5 S backward (S = bytes of x), 4 S + S/32 "
                 + "forward-train-relu, 3 S + S/32 forward-eval-relu, 6 S + S/32 backward-relu. On the CPU backend the "
-                + "machine's copy bandwidth is measured in the same run."})
+                + "machine's copy bandwidth (the fastest Java copy) is measured in the same run."})
 final class BenchCommand implements Callable<Integer> {
     /** Validation tolerances against a float32 CPU result: both sides carry float32 error. */
     static final double CROSS_BACKEND_FACTOR = 2;
@@ -61,6 +62,11 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--repeat", defaultValue = "10", paramLabel = "R",
             description = "Timed runs per op; the median is reported (default: ${DEFAULT-VALUE}).")
     int repeat;
+
+    @Option(names = "--warmup", defaultValue = "0.5", paramLabel = "SECONDS",
+            description = "Warm-up of each op before timing, by time whatever the tensor size (at least 2 runs; "
+                    + "default: ${DEFAULT-VALUE}).")
+    double warmup;
 
     @Option(names = "--json", description = "One JSON object per line instead of a table.")
     boolean json;
@@ -92,6 +98,9 @@ final class BenchCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         if (repeat < 1) throw new IllegalArgumentException("--repeat: expected >= 1, got " + repeat);
+        if (!(warmup >= 0 && warmup <= 3600)) {
+            throw new IllegalArgumentException("--warmup: expected seconds in [0, 3600], got " + warmup);
+        }
         long[] logical;
         try {
             logical = Shape.parse(Layout.CHANNELS_FIRST, shape).dims();
@@ -135,19 +144,23 @@ final class BenchCommand implements Callable<Integer> {
                     + "training (M = " + m + "); only --op forward-eval runs on it");
         }
 
-        try (BatchNormOps ops0 = Inputs.openBackend(backend); BenchSuite suite = new BenchSuite(ops0)) {
+        try (BatchNormOps ops0 = Inputs.openBackend(backend); BenchSuite suite = new BenchSuite(ops0,
+                (long) (warmup * 1e9))) {
             long bytes = shapes.get(0).elementCount() * Float.BYTES;
             BenchHarness.CopyBandwidth copy = suite.copyBandwidth(bytes, repeat);
             if (!json) {
                 System.out.printf(Locale.ROOT, "bench %s: shape %s, S = %s (bytes of x), median of %d runs after "
-                        + "validation and warm-up, timing %s%n", ops0.name(), shape, size(bytes), repeat,
-                        ops0 instanceof DeviceResidentTiming ? "the device-resident ops (inputs uploaded once)"
-                                : "the host API");
+                        + "validation and %.3g s of warm-up per op, timing %s%n", ops0.name(), shape, size(bytes),
+                        repeat, warmup, ops0 instanceof DeviceResidentTiming
+                                ? "the device-resident ops (inputs uploaded once)" : "the host API");
+                System.out.println("GB/s = traffic charged / median time: forward-train 3 S (x read twice, y written), "
+                        + "forward-eval 2 S (x read, y written), backward 5 S (x and dy read twice, dx written); the "
+                        + "fused ops with a residual z: forward-train-relu 4 S + S/32 (x twice, z, y, the mask), "
+                        + "forward-eval-relu 3 S + S/32, backward-relu 6 S + S/32 (x, dy, mask; x, dz read, dx written)");
                 if (copy != null) {
-                    System.out.printf(Locale.ROOT, "copy: %.3g GB/s (read + write; %s copying %s like x, median %.4g ms)%n",
-                            copy.gbps(), copy.threads() == 0 ? "on the device"
-                                    : copy.threads() + " thread" + (copy.threads() == 1 ? "" : "s"),
-                            size(copy.bytes()), copy.timing().medianMs());
+                    System.out.printf(Locale.ROOT, "copy: %.3g GB/s (read + write; %s copying %s like x, median %.4g ms)%s%n",
+                            copy.gbps(), copy.method(), size(copy.bytes()), copy.timing().medianMs(),
+                            copy.others().isEmpty() ? "" : "; slower: " + String.join(", ", copy.others()));
                 }
                 System.out.printf("%-18s %-15s %-16s %10s %8s %10s %12s%s%n", "op", "layout", "shape", "median_ms",
                         "GB/s", copy != null ? "% of copy" : "", "max_rel_err",
@@ -156,7 +169,7 @@ final class BenchCommand implements Callable<Integer> {
                 Json row = new Json().put("backend", ops0.name()).put("op", "copy").put("layout", null)
                         .put("shape", Long.toString(copy.bytes() / Float.BYTES)).put("bytes", copy.bytes())
                         .put("median_ms", copy.timing().medianMs()).put("gbps", copy.gbps())
-                        .put("timed", copy.threads() == 0 ? "device" : "host");
+                        .put("timed", copy.threads() == 0 ? "device" : "host").put("method", copy.method());
                 if (copy.threads() > 0) row.put("threads", copy.threads());
                 System.out.println(row.put("repeat", repeat));
             }

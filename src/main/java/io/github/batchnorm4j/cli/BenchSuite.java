@@ -27,10 +27,13 @@ final class BenchSuite implements AutoCloseable {
     static final double MOMENTUM = 0.1;
 
     private final BatchNormOps ops;
+    private final long warmupNanos;
     private BatchNormOps cpu;
 
-    BenchSuite(BatchNormOps ops) {
+    /** A suite timing {@code ops}, each op warmed up for {@code warmupNanos} (and at least 2 runs) before timing. */
+    BenchSuite(BatchNormOps ops, long warmupNanos) {
         this.ops = ops;
+        this.warmupNanos = warmupNanos;
     }
 
     /**
@@ -187,11 +190,11 @@ final class BenchSuite implements AutoCloseable {
             // mean/invstd hold the backend's own saved statistics here (backward needs them).
             try (DeviceResidentTiming.Timed timed = d.prepareTiming(dop, s, in.x(), in.dy(), in.gamma(), in.beta(),
                     in.runningMean(), in.runningVar(), mean, invstd, EPS, MOMENTUM)) {
-                BenchHarness.Timing t = BenchHarness.time(timed::run, repeat);
+                BenchHarness.Timing t = BenchHarness.time(timed::run, repeat, warmupNanos);
                 return new Result(err.worstError, err.tolerance, err.worstName, t, metrics, "device", launches);
             }
         }
-        BenchHarness.Timing t = BenchHarness.time(body, repeat);
+        BenchHarness.Timing t = BenchHarness.time(body, repeat, warmupNanos);
         return new Result(err.worstError, err.tolerance, err.worstName, t, metrics, "host", launches);
     }
 
@@ -200,12 +203,15 @@ final class BenchSuite implements AutoCloseable {
      * device's for a {@link DeviceResidentTiming} backend that can time a device copy, else null.
      */
     BenchHarness.CopyBandwidth copyBandwidth(long bytes, int repeat) {
-        if (isCpu()) return BenchHarness.measureCopy(bytes, Runtime.getRuntime().availableProcessors(), repeat);
+        if (isCpu()) {
+            return BenchHarness.measureCopy(bytes, Runtime.getRuntime().availableProcessors(), repeat, warmupNanos);
+        }
         if (ops instanceof DeviceResidentTiming d) {
             DeviceResidentTiming.Timed copy = d.prepareCopy(bytes);
             if (copy != null) {
                 try (copy) {
-                    return new BenchHarness.CopyBandwidth(bytes, 0, BenchHarness.time(copy::run, repeat));
+                    return new BenchHarness.CopyBandwidth(bytes, 0, BenchHarness.time(copy::run, repeat, warmupNanos),
+                            "on the device");
                 }
             }
         }

@@ -25,9 +25,11 @@ import java.util.function.IntConsumer;
  * Then mean = K + Σd/M and M2 = Σd² − (Σd)²/M. This is the shifted single pass, not E[x²] − E[x]²: the cancellation in
  * M2 costs log2(1 + (mean − K)²/var) bits of the 53 a double holds, and K, being a value of the channel, lies within a
  * few standard deviations of the mean for any real data; even an outlier K 1000 standard deviations away leaves ≈ 33
- * bits, more than float32 needs. (x − K is exact in double: both are floats.) The loops are in {@link ElementLoops}:
- * several independent accumulator chains, fused multiply-adds where the JVM has them, and channels-last sums tiled so
- * that blocks of 8 channels accumulate in registers.
+ * bits, more than float32 needs. (x − K is exact in double: both are floats.) The loops ({@link PieceLoops}) are
+ * {@link VectorLoops} where the Vector API is present ({@link #VECTOR_AVAILABLE}: floats widened into double vectors,
+ * lanes folded in a fixed order) and {@link ElementLoops} otherwise (several independent scalar accumulator chains,
+ * fused multiply-adds where the JVM has them, channels-last sums tiled so that blocks of 8 channels accumulate in
+ * registers).
  *
  * <p><b>Elementwise passes</b> run in float32 with per-channel coefficients hoisted out of the loops (channels-first:
  * one plain loop per run, which HotSpot vectorizes; channels-last: chunks of whole rows copied into scratch, one flat
@@ -48,8 +50,17 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     /** Below this many elements per piece, splitting costs more than it saves. */
     static final int MIN_ELEMENTS_PER_TASK = 1 << 15;
 
+    /**
+     * Whether the Vector API loops ({@link VectorLoops}) can run here: the module {@code jdk.incubator.vector} is in
+     * the boot layer (the launcher and the tests add it with {@code --add-modules jdk.incubator.vector}), vectors
+     * hold at least 8 floats (AVX2 or wider), and {@code -Dbatchnorm4j.cpu.vector=false} does not turn them off.
+     * Without it the scalar {@link ElementLoops} run (plain library users on a class path).
+     */
+    static final boolean VECTOR_AVAILABLE = detectVector();
+
     private final int threads;
     private final int minElementsPerTask;
+    private final PieceLoops loops;
     private final ForkJoinPool pool;
 
     /** A backend using every available processor. */
@@ -68,18 +79,42 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
 
     /** For tests: {@code minElementsPerTask} = 1 splits even tiny tensors, so every piece boundary gets exercised. */
     CpuBatchNormOps(int threads, int minElementsPerTask) {
+        this(threads, minElementsPerTask, VECTOR_AVAILABLE);
+    }
+
+    /** For tests and benchmarks: {@code vector} = false runs the scalar loops even where the Vector API is present. */
+    CpuBatchNormOps(int threads, int minElementsPerTask, boolean vector) {
+        if (vector && !VECTOR_AVAILABLE) {
+            throw new IllegalArgumentException("vector: the Vector API (jdk.incubator.vector) is not available here");
+        }
         if (threads < 1) throw new IllegalArgumentException("threads: expected >= 1, got " + threads);
         if (minElementsPerTask < 1) {
             throw new IllegalArgumentException("minElementsPerTask: expected >= 1, got " + minElementsPerTask);
         }
         this.threads = threads;
         this.minElementsPerTask = minElementsPerTask;
+        this.loops = vector ? VectorLoops.INSTANCE : ElementLoops.INSTANCE;
         this.pool = threads > 1 ? new ForkJoinPool(threads - 1) : null;
     }
 
     @Override
     public String name() {
         return "cpu";
+    }
+
+    /** Which element loops run: "vector" (the Vector API) or "scalar". */
+    public String loopsName() {
+        return loops == ElementLoops.INSTANCE ? "scalar" : "vector";
+    }
+
+    private static boolean detectVector() {
+        if (!Boolean.parseBoolean(System.getProperty("batchnorm4j.cpu.vector", "true"))) return false;
+        if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) return false;
+        try {
+            return VectorLoops.FL >= 8; // loads VectorLoops: only here, after the module was found
+        } catch (LinkageError e) {
+            return false;
+        }
     }
 
     /** The number of threads a large operation is split across. */
@@ -175,10 +210,10 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         double[][] s2 = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.centeredSumsChannelsFirst(x, pieceStart(v.size, t, tasks),
+                loops.centeredSumsChannelsFirst(x, pieceStart(v.size, t, tasks),
                         pieceStart(v.size, t + 1, tasks), c, v.inner, center, s1[t], s2[t]);
             } else {
-                ElementLoops.centeredSumsChannelsLast(x, pieceStart(v.rows, t, tasks),
+                loops.centeredSumsChannelsLast(x, pieceStart(v.rows, t, tasks),
                         pieceStart(v.rows, t + 1, tasks), c, center, s1[t], s2[t]);
             }
         });
@@ -282,10 +317,10 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         int tasks = tasksFor(v.size);
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.applyChannelsFirst(x, y, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
+                loops.applyChannelsFirst(x, y, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
                         v.channels, v.inner, center, scale, shift);
             } else {
-                ElementLoops.applyChannelsLast(x, y, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
+                loops.applyChannelsLast(x, y, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
                         v.channels, center, scale, shift);
             }
         });
@@ -300,10 +335,10 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         double[][] sdyx = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.gradientSumsChannelsFirst(x, dy, pieceStart(v.size, t, tasks),
+                loops.gradientSumsChannelsFirst(x, dy, pieceStart(v.size, t, tasks),
                         pieceStart(v.size, t + 1, tasks), c, v.inner, center, sdy[t], sdyx[t]);
             } else {
-                ElementLoops.gradientSumsChannelsLast(x, dy, pieceStart(v.rows, t, tasks),
+                loops.gradientSumsChannelsLast(x, dy, pieceStart(v.rows, t, tasks),
                         pieceStart(v.rows, t + 1, tasks), c, center, sdy[t], sdyx[t]);
             }
         });
@@ -364,10 +399,10 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         int tasks = tasksFor(v.size);
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.dxChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
+                loops.dxChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
                         c, v.inner, saveMean, kdy, kx, k0);
             } else {
-                ElementLoops.dxChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
+                loops.dxChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
                         c, saveMean, kdy, kx, k0);
             }
         });
@@ -391,10 +426,10 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         double[][] sdyx = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.evalBackwardChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks),
+                loops.evalBackwardChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks),
                         pieceStart(v.size, t + 1, tasks), c, v.inner, runningMean, kdy, sdy[t], sdyx[t]);
             } else {
-                ElementLoops.evalBackwardChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks),
+                loops.evalBackwardChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks),
                         pieceStart(v.rows, t + 1, tasks), c, runningMean, kdy, sdy[t], sdyx[t]);
             }
         });

@@ -24,7 +24,7 @@ class CliReportsTest {
     @Test
     void benchJsonHasOneObjectPerLineWithTheDocumentedKeys() throws Exception {
         Launcher.Result r = Launcher.run(dir, "bench", "--backend", "cpu", "--shape", "4,3,5,6", "--repeat", "2",
-                "--json");
+                "--warmup", "0.05", "--json");
         assertEquals(0, r.exitCode(), r::toString);
         List<String> lines = new ArrayList<>();
         for (String l : r.stdout().split("\\R")) {
