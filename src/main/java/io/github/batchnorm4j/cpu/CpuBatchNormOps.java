@@ -6,8 +6,6 @@ import io.github.batchnorm4j.GradientSums;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.ReluMask;
 import io.github.batchnorm4j.Shape;
-import java.util.concurrent.ForkJoinPool;
-import java.util.concurrent.ForkJoinTask;
 import java.util.function.IntConsumer;
 
 /**
@@ -43,12 +41,22 @@ import java.util.function.IntConsumer;
  * <p>Traffic in units of S = bytes of x: forward training 3 S (read x; read x, write y), eval 2 S, backward
  * training 5 S (read x, dy; read x, dy, write dx), eval backward 3 S (one fused pass).
  *
- * <p>The worker threads are daemon threads of a private {@link ForkJoinPool}; {@link #close()} shuts it down.
- * Calls may come from several threads at once.
+ * <p>The worker threads are daemon threads of a private {@link SpinPool} (piece t always on the same thread; idle
+ * workers poll briefly for the next call before they park); {@link #close()} stops them. Calls may come from several
+ * threads at once (a call that finds the workers busy runs its pieces on its own thread: the same results).
  */
 public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     /** Below this many elements per piece, splitting costs more than it saves. */
     static final int MIN_ELEMENTS_PER_TASK = 1 << 15;
+
+    /**
+     * Floats per block of a second pass walked backwards. The second pass of forward training (y) and of backward
+     * (dx) reads its piece again right after the first pass read it front to back: walked block by block from the
+     * end, it meets first what the first pass read last, still in the core's caches (what a front-to-back walk finds
+     * there is what the cache evicted first). Blocks of 64 Ki floats keep each block a forward stream for the
+     * prefetchers.
+     */
+    static final int SECOND_PASS_BLOCK = 1 << 16;
 
     /**
      * Whether the Vector API loops ({@link VectorLoops}) can run here: the module {@code jdk.incubator.vector} is in
@@ -61,7 +69,8 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     private final int threads;
     private final int minElementsPerTask;
     private final PieceLoops loops;
-    private final ForkJoinPool pool;
+    private final boolean reverseSecondPass;
+    private final SpinPool pool;
 
     /** A backend using every available processor. */
     public CpuBatchNormOps() {
@@ -84,6 +93,11 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
 
     /** For tests and benchmarks: {@code vector} = false runs the scalar loops even where the Vector API is present. */
     CpuBatchNormOps(int threads, int minElementsPerTask, boolean vector) {
+        this(threads, minElementsPerTask, vector, true);
+    }
+
+    /** For benchmarks: {@code reverseSecondPass} = false walks second passes front to back (A/B comparisons). */
+    CpuBatchNormOps(int threads, int minElementsPerTask, boolean vector, boolean reverseSecondPass) {
         if (vector && !VECTOR_AVAILABLE) {
             throw new IllegalArgumentException("vector: the Vector API (jdk.incubator.vector) is not available here");
         }
@@ -94,7 +108,8 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         this.threads = threads;
         this.minElementsPerTask = minElementsPerTask;
         this.loops = vector ? VectorLoops.INSTANCE : ElementLoops.INSTANCE;
-        this.pool = threads > 1 ? new ForkJoinPool(threads - 1) : null;
+        this.reverseSecondPass = reverseSecondPass;
+        this.pool = threads > 1 ? new SpinPool(threads - 1, "batchnorm4j-cpu") : null;
     }
 
     @Override
@@ -124,7 +139,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
 
     @Override
     protected void doClose() {
-        if (pool != null) pool.shutdown();
+        if (pool != null) pool.close();
     }
 
     // ---- the memory view --------------------------------------------------------------------------------------------
@@ -171,25 +186,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             for (int t = 0; t < tasks; t++) body.accept(t);
             return;
         }
-        ForkJoinTask<?>[] others = new ForkJoinTask<?>[tasks - 1];
-        for (int t = 1; t < tasks; t++) {
-            final int id = t;
-            others[t - 1] = pool.submit(() -> body.accept(id));
-        }
-        RuntimeException failure = null;
-        try {
-            body.accept(0);
-        } catch (RuntimeException e) {
-            failure = e;
-        }
-        for (ForkJoinTask<?> f : others) {
-            try {
-                f.join();
-            } catch (RuntimeException e) {
-                if (failure == null) failure = e;
-            }
-        }
-        if (failure != null) throw failure;
+        pool.run(tasks, body);
     }
 
     /** Start of piece t of n over [0, total): the same function of (total, n) every time, hence deterministic. */
@@ -274,7 +271,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             shift[k] = (float) (betaOf(beta, k) - (mean[k] - hi[k]) * s);
             invstdF[k] = (float) invstd;
         }
-        apply(shape, x, hi, scale, shift, y);
+        apply(shape, x, hi, scale, shift, y, true);
         System.arraycopy(hi, 0, saveMean, 0, c);
         System.arraycopy(invstdF, 0, saveInvstd, 0, c);
         if (runningMean != null) {
@@ -295,7 +292,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             scale[k] = (float) (gammaOf(gamma, k) / Math.sqrt(runningVar[k] + eps));
             shift[k] = (float) betaOf(beta, k);
         }
-        apply(shape, x, runningMean, scale, shift, y);
+        apply(shape, x, runningMean, scale, shift, y, false);
     }
 
     @Override
@@ -308,22 +305,40 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             scale[k] = (float) (gammaOf(gamma, k) * invstd[k]);
             shift[k] = (float) betaOf(beta, k);
         }
-        apply(shape, x, mean, scale, shift, y);
+        apply(shape, x, mean, scale, shift, y, false);
     }
 
-    /** y = (x − center)·scale + shift per channel, split across threads. */
-    private void apply(Shape shape, float[] x, float[] center, float[] scale, float[] shift, float[] y) {
+    /**
+     * y = (x − center)·scale + shift per channel, split across threads; {@code afterFirstPass}: x was just read by a
+     * pass over the same pieces, so each piece is walked backwards by blocks ({@link #SECOND_PASS_BLOCK}).
+     */
+    private void apply(Shape shape, float[] x, float[] center, float[] scale, float[] shift, float[] y,
+                       boolean afterFirstPass) {
         View v = view(shape);
         int tasks = tasksFor(v.size);
+        int block = blockOf(v, afterFirstPass);
         run(tasks, t -> {
-            if (v.channelsFirst) {
-                loops.applyChannelsFirst(x, y, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
-                        v.channels, v.inner, center, scale, shift);
-            } else {
-                loops.applyChannelsLast(x, y, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
-                        v.channels, center, scale, shift);
+            int lo = pieceStart(v.channelsFirst ? v.size : v.rows, t, tasks);
+            int hi = pieceStart(v.channelsFirst ? v.size : v.rows, t + 1, tasks);
+            for (int b = hi; b > lo; ) {
+                int a = Math.max(lo, b - block);
+                if (v.channelsFirst) {
+                    loops.applyChannelsFirst(x, y, a, b, v.channels, v.inner, center, scale, shift);
+                } else {
+                    loops.applyChannelsLast(x, y, a, b, v.channels, center, scale, shift);
+                }
+                b = a;
             }
         });
+    }
+
+    /** Block length of a piece walk (elements channels-first, rows channels-last): the whole piece unless reversed. */
+    private int blockOf(View v, boolean reversed) {
+        if (!reversed || !reverseSecondPass) return Integer.MAX_VALUE;
+        if (v.channelsFirst) return SECOND_PASS_BLOCK;
+        int align = loops.rowAlignment(v.channels);
+        int rows = Math.max(1, SECOND_PASS_BLOCK / v.channels);
+        return (rows + align - 1) / align * align;
     }
 
     /** Σdy and Σdy·(x − center) per channel. */
@@ -357,7 +372,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     protected void doBackwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
         GradientSums sums = doGradientSums(shape, x, dy, saveMean, saveInvstd);
-        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx);
+        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx, true);
         int c = shape.channels();
         for (int k = 0; k < c; k++) {
             if (dgamma != null) dgamma[k] = (float) sums.sumDyXhat(k);
@@ -376,12 +391,12 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     @Override
     protected void doBackwardWithSums(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, GradientSums sums, float[] dx) {
-        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx);
+        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx, false);
     }
 
     /** dx of the piece x from the sums of the whole batch (count M, Σdy, Σdy·xhat). */
     private void dx(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean, float[] saveInvstd,
-                    GradientSums sums, float[] dx) {
+                    GradientSums sums, float[] dx, boolean afterFirstPass) {
         int c = shape.channels();
         double m = sums.count();
         // dx = g·is/M·(M·dy − dbeta − xhat·dgamma) = dy·(g·is) + (x − mean)·(−g·is²·dgamma/M) + (−g·is·dbeta/M)
@@ -397,13 +412,18 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         }
         View v = view(shape);
         int tasks = tasksFor(v.size);
+        int block = blockOf(v, afterFirstPass);
         run(tasks, t -> {
-            if (v.channelsFirst) {
-                loops.dxChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
-                        c, v.inner, saveMean, kdy, kx, k0);
-            } else {
-                loops.dxChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
-                        c, saveMean, kdy, kx, k0);
+            int lo = pieceStart(v.channelsFirst ? v.size : v.rows, t, tasks);
+            int hi = pieceStart(v.channelsFirst ? v.size : v.rows, t + 1, tasks);
+            for (int b = hi; b > lo; ) {
+                int a = Math.max(lo, b - block);
+                if (v.channelsFirst) {
+                    loops.dxChannelsFirst(x, dy, dx, a, b, c, v.inner, saveMean, kdy, kx, k0);
+                } else {
+                    loops.dxChannelsLast(x, dy, dx, a, b, c, saveMean, kdy, kx, k0);
+                }
+                b = a;
             }
         });
     }

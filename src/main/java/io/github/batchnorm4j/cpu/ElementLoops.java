@@ -37,6 +37,11 @@ final class ElementLoops implements PieceLoops {
     private ElementLoops() {
     }
 
+    @Override
+    public int rowAlignment(int channels) {
+        return chunkRows(channels);
+    }
+
     /** Rows per channels-last chunk: at least one row, about {@link #CHUNK_FLOATS} floats. */
     static int chunkRows(int channels) {
         return Math.max(1, (CHUNK_FLOATS + channels - 1) / channels);

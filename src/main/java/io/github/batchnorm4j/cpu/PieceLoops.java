@@ -11,6 +11,12 @@ package io.github.batchnorm4j.cpu;
  * read before it is written).
  */
 interface PieceLoops {
+    /**
+     * Rows of C floats that the channels-last elementwise passes (apply, dx) walk as one unit: a piece split into
+     * blocks of a multiple of this many rows costs no more than the piece walked whole (no extra remainder rows).
+     */
+    int rowAlignment(int channels);
+
     /** Σ(x − center) into s1 and Σ(x − center)² into s2, per channel. */
     void centeredSumsChannelsFirst(float[] x, int lo, int hi, int channels, int inner, float[] center,
                                    double[] s1, double[] s2);

@@ -58,6 +58,11 @@ final class VectorLoops implements PieceLoops {
         return (DoubleVector) FloatVector.fromArray(FD, x, i).convertShape(VectorOperators.F2D, D, 0);
     }
 
+    @Override
+    public int rowAlignment(int channels) {
+        return rowWise(channels, FL) ? 1 : chunkRows(channels, FL);
+    }
+
     /** Whether channels-last rows of C floats are walked row by row (else by chunks of replicated coefficients). */
     static boolean rowWise(int channels, int lanes) {
         return channels % lanes == 0 || channels >= 4 * lanes;
