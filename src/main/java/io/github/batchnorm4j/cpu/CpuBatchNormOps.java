@@ -70,6 +70,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     private final int minElementsPerTask;
     private final PieceLoops loops;
     private final boolean reverseSecondPass;
+    private final boolean channelWise;
     private final SpinPool pool;
 
     /** A backend using every available processor. */
@@ -93,11 +94,15 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
 
     /** For tests and benchmarks: {@code vector} = false runs the scalar loops even where the Vector API is present. */
     CpuBatchNormOps(int threads, int minElementsPerTask, boolean vector) {
-        this(threads, minElementsPerTask, vector, true);
+        this(threads, minElementsPerTask, vector, true, true);
     }
 
-    /** For benchmarks: {@code reverseSecondPass} = false walks second passes front to back (A/B comparisons). */
-    CpuBatchNormOps(int threads, int minElementsPerTask, boolean vector, boolean reverseSecondPass) {
+    /**
+     * For benchmarks (A/B comparisons): {@code reverseSecondPass} = false walks second passes front to back,
+     * {@code channelWise} = false walks channels-first tensors in pieces whatever C.
+     */
+    CpuBatchNormOps(int threads, int minElementsPerTask, boolean vector, boolean reverseSecondPass,
+                    boolean channelWise) {
         if (vector && !VECTOR_AVAILABLE) {
             throw new IllegalArgumentException("vector: the Vector API (jdk.incubator.vector) is not available here");
         }
@@ -109,6 +114,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         this.minElementsPerTask = minElementsPerTask;
         this.loops = vector ? VectorLoops.INSTANCE : ElementLoops.INSTANCE;
         this.reverseSecondPass = reverseSecondPass;
+        this.channelWise = channelWise;
         this.pool = threads > 1 ? new SpinPool(threads - 1, "batchnorm4j-cpu") : null;
     }
 
@@ -194,6 +200,23 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         return (int) ((long) total * t / n);
     }
 
+    /**
+     * Threads for a channel-wise walk of v (see {@link #channelWise}), or 0 when v is walked in pieces: channels-first
+     * with runs longer than one element, and channels that split evenly enough across the threads (the largest share
+     * at most 10% above the mean; C = 3 on 2 threads is not) or a single thread.
+     */
+    private int channelTasks(View v) {
+        if (!v.channelsFirst || v.inner == v.size || !channelWise) return 0;
+        int tasks = Math.min(tasksFor(v.size), v.channels);
+        int most = (v.channels + tasks - 1) / tasks;
+        return (long) most * tasks * 10 <= 11L * v.channels ? tasks : 0;
+    }
+
+    /** First channel of task t of n. */
+    private static int channelStart(int channels, int t, int n) {
+        return pieceStart(channels, t, n);
+    }
+
     // ---- operations -------------------------------------------------------------------------------------------------
 
     /** Centered sums Σ(x − center), Σ(x − center)² per channel and the resulting statistics. */
@@ -202,6 +225,18 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         int c = v.channels;
         float[] center = new float[c];   // the channel's first value
         for (int ch = 0; ch < c; ch++) center[ch] = x[v.channelsFirst ? ch * v.inner : ch];
+        int channelTasks = channelTasks(v);
+        if (channelTasks > 0) {
+            double[] mean = new double[c];
+            double[] m2 = new double[c];
+            run(channelTasks, t -> {
+                double[] sums = new double[2];
+                for (int k = channelStart(c, t, channelTasks); k < channelStart(c, t + 1, channelTasks); k++) {
+                    channelStatistics(v, x, k, center[k], mean, m2, sums);
+                }
+            });
+            return new double[][] {mean, m2};
+        }
         int tasks = tasksFor(v.size);
         double[][] s1 = new double[tasks][c];
         double[][] s2 = new double[tasks][c];
@@ -231,6 +266,17 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         return new double[][] {mean, m2};
     }
 
+    /** Channel k's mean and M2 into mean[k], m2[k], from one walk of its runs (sums: scratch of 2). */
+    private void channelStatistics(View v, float[] x, int k, float center, double[] mean, double[] m2,
+                                   double[] sums) {
+        loops.channelSums(x, k, v.size / (v.channels * v.inner), v.channels, v.inner, center, sums);
+        double m = v.count;
+        double a = sums[0];
+        mean[k] = center + a / m;
+        double sq = sums[1] - a * (a / m);
+        m2[k] = sq < 0 ? 0 : sq; // as in the pieces' merge: rounding can dip below 0 for a constant channel
+    }
+
     @Override
     protected ChannelStatistics doStatistics(Shape shape, float[] x) {
         double[][] st = meanAndM2(shape, x);
@@ -241,6 +287,29 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     protected void doForwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
                                      float[] runningMean, float[] runningVar, double momentum,
                                      float[] y, float[] saveMean, float[] saveInvstd) {
+        View v = view(shape);
+        int channelTasks = channelTasks(v);
+        if (channelTasks > 0) {
+            // Channel by channel: its statistics, then its y while its runs are still in the core's caches.
+            int c = v.channels;
+            long m = v.count;
+            double[] mean = new double[c];
+            double[] m2 = new double[c];
+            float[] hi = new float[c];
+            float[] invstdF = new float[c];
+            int batches = v.size / (c * v.inner);
+            run(channelTasks, t -> {
+                double[] sums = new double[2];
+                float[] k3 = new float[3];
+                for (int k = channelStart(c, t, channelTasks); k < channelStart(c, t + 1, channelTasks); k++) {
+                    channelStatistics(v, x, k, x[k * v.inner], mean, m2, sums);
+                    forwardCoefficients(k, mean, m2, m, gamma, beta, eps, hi, invstdF, k3);
+                    loops.channelApply(x, y, k, batches, c, v.inner, hi[k], k3[1], k3[2]);
+                }
+            });
+            finishForward(c, mean, m2, m, hi, invstdF, runningMean, runningVar, momentum, saveMean, saveInvstd);
+            return;
+        }
         double[][] st = meanAndM2(shape, x);
         forward(shape, x, st[0], st[1], shape.reductionSize(), gamma, beta, eps, runningMean, runningVar, momentum, y,
                 saveMean, saveInvstd);
@@ -263,15 +332,35 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         float[] scale = new float[c];
         float[] shift = new float[c];
         float[] invstdF = new float[c];
+        float[] k3 = new float[3];
         for (int k = 0; k < c; k++) {
-            double invstd = 1.0 / Math.sqrt(m2[k] / m + eps);
-            double s = gammaOf(gamma, k) * invstd;
-            hi[k] = (float) mean[k];
-            scale[k] = (float) s;
-            shift[k] = (float) (betaOf(beta, k) - (mean[k] - hi[k]) * s);
-            invstdF[k] = (float) invstd;
+            forwardCoefficients(k, mean, m2, m, gamma, beta, eps, hi, invstdF, k3);
+            scale[k] = k3[1];
+            shift[k] = k3[2];
         }
         apply(shape, x, hi, scale, shift, y, true);
+        finishForward(c, mean, m2, m, hi, invstdF, runningMean, runningVar, momentum, saveMean, saveInvstd);
+    }
+
+    /**
+     * Channel k's y = (x − hi)·scale + shift: hi = (float) mean into hi[k], the float invstd into invstdF[k], scale
+     * and shift into k3[1], k3[2]. mean = hi + lo, shift = beta − lo·scale: x·scale + (beta − mean·scale) would cancel
+     * when |mean| ≫ std.
+     */
+    private static void forwardCoefficients(int k, double[] mean, double[] m2, long m, float[] gamma, float[] beta,
+                                            double eps, float[] hi, float[] invstdF, float[] k3) {
+        double invstd = 1.0 / Math.sqrt(m2[k] / m + eps);
+        double s = gammaOf(gamma, k) * invstd;
+        hi[k] = (float) mean[k];
+        k3[1] = (float) s;
+        k3[2] = (float) (betaOf(beta, k) - (mean[k] - hi[k]) * s);
+        invstdF[k] = (float) invstd;
+    }
+
+    /** The saved statistics and the running statistics of a training forward. */
+    private static void finishForward(int c, double[] mean, double[] m2, long m, float[] hi, float[] invstdF,
+                                      float[] runningMean, float[] runningVar, double momentum, float[] saveMean,
+                                      float[] saveInvstd) {
         System.arraycopy(hi, 0, saveMean, 0, c);
         System.arraycopy(invstdF, 0, saveInvstd, 0, c);
         if (runningMean != null) {
@@ -345,6 +434,21 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     private double[][] gradientSums(Shape shape, float[] x, float[] dy, float[] center) {
         View v = view(shape);
         int c = v.channels;
+        int channelTasks = channelTasks(v);
+        if (channelTasks > 0) {
+            double[] a = new double[c];
+            double[] b = new double[c];
+            int batches = v.size / (c * v.inner);
+            run(channelTasks, t -> {
+                double[] sums = new double[2];
+                for (int k = channelStart(c, t, channelTasks); k < channelStart(c, t + 1, channelTasks); k++) {
+                    loops.channelGradientSums(x, dy, k, batches, c, v.inner, center[k], sums);
+                    a[k] = sums[0];
+                    b[k] = sums[1];
+                }
+            });
+            return new double[][] {a, b};
+        }
         int tasks = tasksFor(v.size);
         double[][] sdy = new double[tasks][c];
         double[][] sdyx = new double[tasks][c];
@@ -371,6 +475,28 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     @Override
     protected void doBackwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
+        View v = view(shape);
+        int channelTasks = channelTasks(v);
+        if (channelTasks > 0) {
+            // Channel by channel: its sums, then its dx while its runs of x and dy are still in the core's caches.
+            int c = v.channels;
+            double m = v.count;
+            int batches = v.size / (c * v.inner);
+            run(channelTasks, t -> {
+                double[] sums = new double[2];
+                float[] k3 = new float[3];
+                for (int k = channelStart(c, t, channelTasks); k < channelStart(c, t + 1, channelTasks); k++) {
+                    loops.channelGradientSums(x, dy, k, batches, c, v.inner, saveMean[k], sums);
+                    double sumDy = sums[0];
+                    double sumDyXhat = sums[1] * saveInvstd[k]; // as doGradientSums
+                    dxCoefficients(k, gamma, saveInvstd, m, sumDy, sumDyXhat, k3);
+                    loops.channelDx(x, dy, dx, k, batches, c, v.inner, saveMean[k], k3[0], k3[1], k3[2]);
+                    if (dgamma != null) dgamma[k] = (float) sumDyXhat;
+                    if (dbeta != null) dbeta[k] = (float) sumDy;
+                }
+            });
+            return;
+        }
         GradientSums sums = doGradientSums(shape, x, dy, saveMean, saveInvstd);
         dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx, true);
         int c = shape.channels();
@@ -394,6 +520,16 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx, false);
     }
 
+    /** Channel k's kdy, kx, k0 into k3 (the formula in {@link #dx}). */
+    private static void dxCoefficients(int k, float[] gamma, float[] saveInvstd, double m, double sumDy,
+                                       double sumDyXhat, float[] k3) {
+        double is = saveInvstd[k];
+        double g = gammaOf(gamma, k);
+        k3[0] = (float) (g * is);
+        k3[1] = (float) (-g * is * is * sumDyXhat / m);
+        k3[2] = (float) (-g * is * sumDy / m);
+    }
+
     /** dx of the piece x from the sums of the whole batch (count M, Σdy, Σdy·xhat). */
     private void dx(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean, float[] saveInvstd,
                     GradientSums sums, float[] dx, boolean afterFirstPass) {
@@ -403,12 +539,12 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         float[] kdy = new float[c];
         float[] kx = new float[c];
         float[] k0 = new float[c];
+        float[] k3 = new float[3];
         for (int k = 0; k < c; k++) {
-            double is = saveInvstd[k];
-            double g = gammaOf(gamma, k);
-            kdy[k] = (float) (g * is);
-            kx[k] = (float) (-g * is * is * sums.sumDyXhat(k) / m);
-            k0[k] = (float) (-g * is * sums.sumDy(k) / m);
+            dxCoefficients(k, gamma, saveInvstd, m, sums.sumDy(k), sums.sumDyXhat(k), k3);
+            kdy[k] = k3[0];
+            kx[k] = k3[1];
+            k0[k] = k3[2];
         }
         View v = view(shape);
         int tasks = tasksFor(v.size);

@@ -55,4 +55,21 @@ interface PieceLoops {
     /** Channels-last {@link #evalBackwardChannelsFirst}. */
     void evalBackwardChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels, float[] center,
                                   float[] kdy, double[] sdy, double[] sdyx);
+
+    // ---- whole channels of a channels-first tensor: channel c is the N runs [(n·C + c)·inner, +inner) -------------
+
+    /** Σ(x − center) into out[0] and Σ(x − center)² into out[1] over channel c's runs, in a fixed order. */
+    void channelSums(float[] x, int c, int batches, int channels, int inner, float center, double[] out);
+
+    /** y = (x − center)·scale + shift over channel c's runs, the last run first (see CpuBatchNormOps). */
+    void channelApply(float[] x, float[] y, int c, int batches, int channels, int inner, float center, float scale,
+                      float shift);
+
+    /** Σdy into out[0] and Σdy·(x − center) into out[1] over channel c's runs, in a fixed order. */
+    void channelGradientSums(float[] x, float[] dy, int c, int batches, int channels, int inner, float center,
+                             double[] out);
+
+    /** dx = dy·kdy + (x − center)·kx + k0 over channel c's runs, the last run first. */
+    void channelDx(float[] x, float[] dy, float[] dx, int c, int batches, int channels, int inner, float center,
+                   float kdy, float kx, float k0);
 }

@@ -630,4 +630,152 @@ final class VectorLoops implements PieceLoops {
             }
         }
     }
+
+    // ---- whole channels of a channels-first tensor ------------------------------------------------------------------
+
+    /** The lanes added in lane order (deterministic, unlike reduceLanes, whose order is unspecified). */
+    private static double sumLanes(double[] l) {
+        double s = 0;
+        for (double d : l) s += d;
+        return s;
+    }
+
+    @Override
+    public void channelSums(float[] x, int c, int batches, int channels, int inner, float center, double[] out) {
+        // Vector accumulators live within one run and are then added into lane arrays: C2 (JDK 17) keeps vectors in
+        // registers only when they do not cross the outer loop (measured: 7x slower when they did).
+        double[] l1 = new double[DL];
+        double[] l2 = new double[DL];
+        double k = center;
+        double ta = 0;
+        double tq = 0;
+        for (int n = 0; n < batches; n++) {
+            int i = (n * channels + c) * inner;
+            int end = i + inner;
+            sumRun(x, i, end - (end - i) % DL, k, l1, l2);
+            for (i = end - (end - i) % DL; i < end; i++) {
+                double d = x[i] - k;
+                ta += d;
+                tq = Math.fma(d, d, tq);
+            }
+        }
+        out[0] = sumLanes(l1) + ta;
+        out[1] = sumLanes(l2) + tq;
+    }
+
+    /** Σ(x − k), Σ(x − k)² of x[i .. end) (a multiple of DL long) added lane-wise into l1, l2. */
+    private static void sumRun(float[] x, int i, int end, double k, double[] l1, double[] l2) {
+        DoubleVector kv = DoubleVector.broadcast(D, k);
+        DoubleVector a0 = DoubleVector.zero(D);
+        DoubleVector a1 = a0;
+        DoubleVector a2 = a0;
+        DoubleVector a3 = a0;
+        DoubleVector q0 = a0;
+        DoubleVector q1 = a0;
+        DoubleVector q2 = a0;
+        DoubleVector q3 = a0;
+        for (; i <= end - 4 * DL; i += 4 * DL) {
+            DoubleVector d0 = wide(x, i).sub(kv);
+            DoubleVector d1 = wide(x, i + DL).sub(kv);
+            DoubleVector d2 = wide(x, i + 2 * DL).sub(kv);
+            DoubleVector d3 = wide(x, i + 3 * DL).sub(kv);
+            a0 = a0.add(d0);
+            a1 = a1.add(d1);
+            a2 = a2.add(d2);
+            a3 = a3.add(d3);
+            q0 = d0.fma(d0, q0);
+            q1 = d1.fma(d1, q1);
+            q2 = d2.fma(d2, q2);
+            q3 = d3.fma(d3, q3);
+        }
+        for (; i < end; i += DL) {
+            DoubleVector d0 = wide(x, i).sub(kv);
+            a0 = a0.add(d0);
+            q0 = d0.fma(d0, q0);
+        }
+        a0.add(a1).add(a2.add(a3)).add(DoubleVector.fromArray(D, l1, 0)).intoArray(l1, 0);
+        q0.add(q1).add(q2.add(q3)).add(DoubleVector.fromArray(D, l2, 0)).intoArray(l2, 0);
+    }
+
+    @Override
+    public void channelApply(float[] x, float[] y, int c, int batches, int channels, int inner, float center,
+                             float scale, float shift) {
+        FloatVector mv = FloatVector.broadcast(F, center);
+        FloatVector av = FloatVector.broadcast(F, scale);
+        FloatVector bv = FloatVector.broadcast(F, shift);
+        for (int n = batches - 1; n >= 0; n--) {
+            int i = (n * channels + c) * inner;
+            int end = i + inner;
+            for (; i <= end - 2 * FL; i += 2 * FL) {
+                FloatVector.fromArray(F, x, i).sub(mv).fma(av, bv).intoArray(y, i);
+                FloatVector.fromArray(F, x, i + FL).sub(mv).fma(av, bv).intoArray(y, i + FL);
+            }
+            for (; i <= end - FL; i += FL) FloatVector.fromArray(F, x, i).sub(mv).fma(av, bv).intoArray(y, i);
+            for (; i < end; i++) y[i] = Math.fma(x[i] - center, scale, shift);
+        }
+    }
+
+    @Override
+    public void channelGradientSums(float[] x, float[] dy, int c, int batches, int channels, int inner, float center,
+                                    double[] out) {
+        double[] l1 = new double[DL]; // lane arrays: see channelSums
+        double[] l2 = new double[DL];
+        double m = center;
+        double ta = 0;
+        double tb = 0;
+        for (int n = 0; n < batches; n++) {
+            int i = (n * channels + c) * inner;
+            int end = i + inner;
+            gradientRun(x, dy, i, end - (end - i) % DL, m, l1, l2);
+            for (i = end - (end - i) % DL; i < end; i++) {
+                double g = dy[i];
+                ta += g;
+                tb = Math.fma(g, x[i] - m, tb);
+            }
+        }
+        out[0] = sumLanes(l1) + ta;
+        out[1] = sumLanes(l2) + tb;
+    }
+
+    /** Σdy, Σdy·(x − m) of [i .. end) (a multiple of DL long) added lane-wise into l1, l2. */
+    private static void gradientRun(float[] x, float[] dy, int i, int end, double m, double[] l1, double[] l2) {
+        DoubleVector mv = DoubleVector.broadcast(D, m);
+        DoubleVector a0 = DoubleVector.zero(D);
+        DoubleVector a1 = a0;
+        DoubleVector b0 = a0;
+        DoubleVector b1 = a0;
+        for (; i <= end - 2 * DL; i += 2 * DL) {
+            DoubleVector g0 = wide(dy, i);
+            DoubleVector g1 = wide(dy, i + DL);
+            a0 = a0.add(g0);
+            a1 = a1.add(g1);
+            b0 = g0.fma(wide(x, i).sub(mv), b0);
+            b1 = g1.fma(wide(x, i + DL).sub(mv), b1);
+        }
+        for (; i < end; i += DL) {
+            DoubleVector g0 = wide(dy, i);
+            a0 = a0.add(g0);
+            b0 = g0.fma(wide(x, i).sub(mv), b0);
+        }
+        a0.add(a1).add(DoubleVector.fromArray(D, l1, 0)).intoArray(l1, 0);
+        b0.add(b1).add(DoubleVector.fromArray(D, l2, 0)).intoArray(l2, 0);
+    }
+
+    @Override
+    public void channelDx(float[] x, float[] dy, float[] dx, int c, int batches, int channels, int inner,
+                          float center, float kdy, float kx, float k0) {
+        FloatVector mv = FloatVector.broadcast(F, center);
+        FloatVector av = FloatVector.broadcast(F, kdy);
+        FloatVector bv = FloatVector.broadcast(F, kx);
+        FloatVector zv = FloatVector.broadcast(F, k0);
+        for (int n = batches - 1; n >= 0; n--) {
+            int i = (n * channels + c) * inner;
+            int end = i + inner;
+            for (; i <= end - FL; i += FL) {
+                FloatVector.fromArray(F, dy, i)
+                        .fma(av, FloatVector.fromArray(F, x, i).sub(mv).fma(bv, zv)).intoArray(dx, i);
+            }
+            for (; i < end; i++) dx[i] = Math.fma(dy[i], kdy, Math.fma(x[i] - center, kx, k0));
+        }
+    }
 }

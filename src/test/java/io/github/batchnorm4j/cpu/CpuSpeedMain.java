@@ -26,7 +26,8 @@ import java.util.SplittableRandom;
  * java --add-modules jdk.incubator.vector -Xmx4g -cp target/classes:target/test-classes \
  *     io.github.batchnorm4j.cpu.CpuSpeedMain [repeat] [threads] [N,C,H,W] [variants] [ops]
  * </pre>
- * variants: comma-separated scalar, vector, vector-forward (vector with second passes front to back; default:
+ * variants: comma-separated scalar, vector, vector-forward (vector with second passes front to back),
+ * vector-pieces (vector, channels-first always in pieces, never channel by channel; default:
  * scalar and vector when the module is present); ops: comma-separated
  * statistics, forward-train, forward-eval, backward, backward-eval (default all).
  */
@@ -86,9 +87,11 @@ public final class CpuSpeedMain {
                 case "scalar" -> new CpuBatchNormOps(threads, CpuBatchNormOps.MIN_ELEMENTS_PER_TASK, false);
                 case "vector" -> new CpuBatchNormOps(threads, CpuBatchNormOps.MIN_ELEMENTS_PER_TASK, true);
                 case "vector-forward" -> new CpuBatchNormOps(threads, CpuBatchNormOps.MIN_ELEMENTS_PER_TASK, true,
-                        false);
-                default -> throw new IllegalArgumentException("variant: scalar, vector or vector-forward (second "
-                        + "passes front to back), got " + variants[v]);
+                        false, true);
+                case "vector-pieces" -> new CpuBatchNormOps(threads, CpuBatchNormOps.MIN_ELEMENTS_PER_TASK, true,
+                        true, false);
+                default -> throw new IllegalArgumentException("variant: scalar, vector, vector-forward (second "
+                        + "passes front to back) or vector-pieces (no channel-wise walk), got " + variants[v]);
             };
         }
         // work[layout][op][variant]
