@@ -195,6 +195,14 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         pool.run(tasks, body);
     }
 
+    /** For benchmarks: body(0 .. tasks − 1) on this backend's threads (task 0 on the calling thread). */
+    void parallel(int tasks, IntConsumer body) {
+        if (tasks < 1 || tasks > threads) {
+            throw new IllegalArgumentException("tasks: expected 1.." + threads + ", got " + tasks);
+        }
+        run(tasks, body);
+    }
+
     /** Start of piece t of n over [0, total): the same function of (total, n) every time, hence deterministic. */
     private static int pieceStart(int total, int t, int n) {
         return (int) ((long) total * t / n);
