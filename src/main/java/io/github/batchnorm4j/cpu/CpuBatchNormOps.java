@@ -414,6 +414,9 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         View v = view(shape);
         int tasks = tasksFor(v.size);
         int block = blockOf(v, afterFirstPass);
+        float[] m = v.channelsFirst ? center : loops.extend(center, v.channels);
+        float[] s = v.channelsFirst ? scale : loops.extend(scale, v.channels);
+        float[] h = v.channelsFirst ? shift : loops.extend(shift, v.channels);
         run(tasks, t -> {
             int lo = pieceStart(v.channelsFirst ? v.size : v.rows, t, tasks);
             int hi = pieceStart(v.channelsFirst ? v.size : v.rows, t + 1, tasks);
@@ -422,7 +425,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
                 if (v.channelsFirst) {
                     loops.applyChannelsFirst(x, y, a, b, v.channels, v.inner, center, scale, shift);
                 } else {
-                    loops.applyChannelsLast(x, y, a, b, v.channels, center, scale, shift);
+                    loops.applyChannelsLast(x, y, a, b, v.channels, m, s, h);
                 }
                 b = a;
             }
@@ -557,6 +560,10 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         View v = view(shape);
         int tasks = tasksFor(v.size);
         int block = blockOf(v, afterFirstPass);
+        float[] em = v.channelsFirst ? saveMean : loops.extend(saveMean, c);
+        float[] ekdy = v.channelsFirst ? kdy : loops.extend(kdy, c);
+        float[] ekx = v.channelsFirst ? kx : loops.extend(kx, c);
+        float[] ek0 = v.channelsFirst ? k0 : loops.extend(k0, c);
         run(tasks, t -> {
             int lo = pieceStart(v.channelsFirst ? v.size : v.rows, t, tasks);
             int hi = pieceStart(v.channelsFirst ? v.size : v.rows, t + 1, tasks);
@@ -565,7 +572,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
                 if (v.channelsFirst) {
                     loops.dxChannelsFirst(x, dy, dx, a, b, c, v.inner, saveMean, kdy, kx, k0);
                 } else {
-                    loops.dxChannelsLast(x, dy, dx, a, b, c, saveMean, kdy, kx, k0);
+                    loops.dxChannelsLast(x, dy, dx, a, b, c, em, ekdy, ekx, ek0);
                 }
                 b = a;
             }

@@ -42,6 +42,11 @@ final class ElementLoops implements PieceLoops {
         return chunkRows(channels);
     }
 
+    @Override
+    public int coefficientLength(int channels) {
+        return channels;
+    }
+
     /** Rows per channels-last chunk: at least one row, about {@link #CHUNK_FLOATS} floats. */
     static int chunkRows(int channels) {
         return Math.max(1, (CHUNK_FLOATS + channels - 1) / channels);

@@ -17,6 +17,19 @@ interface PieceLoops {
      */
     int rowAlignment(int channels);
 
+    /**
+     * Length of the per-channel coefficient arrays the channels-last elementwise passes (apply, dx) take: at least C;
+     * element i beyond C holds channel i % C's coefficient ({@link #extend}).
+     */
+    int coefficientLength(int channels);
+
+    /** The coefficients a (channel c at a[c]) extended to {@link #coefficientLength}: element i is a[i % C]. */
+    default float[] extend(float[] a, int channels) {
+        float[] r = new float[coefficientLength(channels)];
+        for (int i = 0; i < r.length; i++) r[i] = a[i % channels];
+        return r;
+    }
+
     /** Σ(x − center) into s1 and Σ(x − center)² into s2, per channel. */
     void centeredSumsChannelsFirst(float[] x, int lo, int hi, int channels, int inner, float[] center,
                                    double[] s1, double[] s2);
@@ -28,7 +41,7 @@ interface PieceLoops {
     void applyChannelsFirst(float[] x, float[] y, int lo, int hi, int channels, int inner, float[] center,
                             float[] scale, float[] shift);
 
-    /** Channels-last {@link #applyChannelsFirst}. */
+    /** Channels-last {@link #applyChannelsFirst}; the coefficient arrays are extended ({@link #extend}). */
     void applyChannelsLast(float[] x, float[] y, int r0, int r1, int channels, float[] center, float[] scale,
                            float[] shift);
 
@@ -44,7 +57,7 @@ interface PieceLoops {
     void dxChannelsFirst(float[] x, float[] dy, float[] dx, int lo, int hi, int channels, int inner, float[] center,
                          float[] kdy, float[] kx, float[] k0);
 
-    /** Channels-last {@link #dxChannelsFirst}. */
+    /** Channels-last {@link #dxChannelsFirst}; the coefficient arrays are extended ({@link #extend}). */
     void dxChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels, float[] center,
                         float[] kdy, float[] kx, float[] k0);
 

@@ -34,7 +34,8 @@ class CpuPieceLoopsTest {
     @Test
     void channelsFirstPieces() {
         int[][] cases = { // {channels, inner}
-            {3, 1}, {5, 3}, {4, 7}, {3, 8}, {2, 9}, {3, 16}, {2, 17}, {3, 33}, {2, 49}, {2, 64}, {3, 100}, {1, 1000},
+            {3, 1}, {5, 3}, {4, 7}, {3, 8}, {2, 9}, {3, 16}, {2, 17}, {3, 33}, {2, 49}, {2, 64}, {3, 100}, {2, 300},
+            {1, 1000},
         };
         for (PieceLoops l : loops()) {
             for (int[] cs : cases) {
@@ -197,13 +198,14 @@ class CpuPieceLoopsTest {
         if (cf) {
             l.applyChannelsFirst(x, y, lo, hi, c, inner, center, scale, shift);
         } else {
-            l.applyChannelsLast(x, y, lo, hi, c, center, scale, shift);
+            l.applyChannelsLast(x, y, lo, hi, c, l.extend(center, c), l.extend(scale, c), l.extend(shift, c));
         }
         float[] dx = TestData.poisoned(n);
         if (cf) {
             l.dxChannelsFirst(x, dy, dx, lo, hi, c, inner, center, scale, shift, k0);
         } else {
-            l.dxChannelsLast(x, dy, dx, lo, hi, c, center, scale, shift, k0);
+            l.dxChannelsLast(x, dy, dx, lo, hi, c, l.extend(center, c), l.extend(scale, c), l.extend(shift, c),
+                    l.extend(k0, c));
         }
         float[] dxEval = TestData.poisoned(n);
         double[] edy = new double[c];
