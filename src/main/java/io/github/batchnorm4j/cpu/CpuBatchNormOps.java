@@ -4,6 +4,7 @@ import io.github.batchnorm4j.AbstractSplitBatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.GradientSums;
 import io.github.batchnorm4j.Layout;
+import io.github.batchnorm4j.ReluMask;
 import io.github.batchnorm4j.Shape;
 import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.ForkJoinTask;
@@ -24,9 +25,11 @@ import java.util.function.IntConsumer;
  * Then mean = K + Σd/M and M2 = Σd² − (Σd)²/M. This is the shifted single pass, not E[x²] − E[x]²: the cancellation in
  * M2 costs log2(1 + (mean − K)²/var) bits of the 53 a double holds, and K, being a value of the channel, lies within a
  * few standard deviations of the mean for any real data; even an outlier K 1000 standard deviations away leaves ≈ 33
- * bits, more than float32 needs. (x − K is exact in double: both are floats.) The loops are in {@link ElementLoops}:
- * several independent accumulator chains, fused multiply-adds where the JVM has them, and channels-last sums tiled so
- * that blocks of 8 channels accumulate in registers.
+ * bits, more than float32 needs. (x − K is exact in double: both are floats.) The loops ({@link PieceLoops}) are
+ * {@link VectorLoops} where the Vector API is present ({@link #VECTOR_AVAILABLE}: floats widened into double vectors,
+ * lanes folded in a fixed order) and {@link ElementLoops} otherwise (several independent scalar accumulator chains,
+ * fused multiply-adds where the JVM has them, channels-last sums tiled so that blocks of 8 channels accumulate in
+ * registers).
  *
  * <p><b>Elementwise passes</b> run in float32 with per-channel coefficients hoisted out of the loops (channels-first:
  * one plain loop per run, which HotSpot vectorizes; channels-last: chunks of whole rows copied into scratch, one flat
@@ -47,8 +50,17 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     /** Below this many elements per piece, splitting costs more than it saves. */
     static final int MIN_ELEMENTS_PER_TASK = 1 << 15;
 
+    /**
+     * Whether the Vector API loops ({@link VectorLoops}) can run here: the module {@code jdk.incubator.vector} is in
+     * the boot layer (the launcher and the tests add it with {@code --add-modules jdk.incubator.vector}), vectors
+     * hold at least 8 floats (AVX2 or wider), and {@code -Dbatchnorm4j.cpu.vector=false} does not turn them off.
+     * Without it the scalar {@link ElementLoops} run (plain library users on a class path).
+     */
+    static final boolean VECTOR_AVAILABLE = detectVector();
+
     private final int threads;
     private final int minElementsPerTask;
+    private final PieceLoops loops;
     private final ForkJoinPool pool;
 
     /** A backend using every available processor. */
@@ -67,18 +79,42 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
 
     /** For tests: {@code minElementsPerTask} = 1 splits even tiny tensors, so every piece boundary gets exercised. */
     CpuBatchNormOps(int threads, int minElementsPerTask) {
+        this(threads, minElementsPerTask, VECTOR_AVAILABLE);
+    }
+
+    /** For tests and benchmarks: {@code vector} = false runs the scalar loops even where the Vector API is present. */
+    CpuBatchNormOps(int threads, int minElementsPerTask, boolean vector) {
+        if (vector && !VECTOR_AVAILABLE) {
+            throw new IllegalArgumentException("vector: the Vector API (jdk.incubator.vector) is not available here");
+        }
         if (threads < 1) throw new IllegalArgumentException("threads: expected >= 1, got " + threads);
         if (minElementsPerTask < 1) {
             throw new IllegalArgumentException("minElementsPerTask: expected >= 1, got " + minElementsPerTask);
         }
         this.threads = threads;
         this.minElementsPerTask = minElementsPerTask;
+        this.loops = vector ? VectorLoops.INSTANCE : ElementLoops.INSTANCE;
         this.pool = threads > 1 ? new ForkJoinPool(threads - 1) : null;
     }
 
     @Override
     public String name() {
         return "cpu";
+    }
+
+    /** Which element loops run: "vector" (the Vector API) or "scalar". */
+    public String loopsName() {
+        return loops == ElementLoops.INSTANCE ? "scalar" : "vector";
+    }
+
+    private static boolean detectVector() {
+        if (!Boolean.parseBoolean(System.getProperty("batchnorm4j.cpu.vector", "true"))) return false;
+        if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) return false;
+        try {
+            return VectorLoops.FL >= 8; // loads VectorLoops: only here, after the module was found
+        } catch (LinkageError e) {
+            return false;
+        }
     }
 
     /** The number of threads a large operation is split across. */
@@ -174,10 +210,10 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         double[][] s2 = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.centeredSumsChannelsFirst(x, pieceStart(v.size, t, tasks),
+                loops.centeredSumsChannelsFirst(x, pieceStart(v.size, t, tasks),
                         pieceStart(v.size, t + 1, tasks), c, v.inner, center, s1[t], s2[t]);
             } else {
-                ElementLoops.centeredSumsChannelsLast(x, pieceStart(v.rows, t, tasks),
+                loops.centeredSumsChannelsLast(x, pieceStart(v.rows, t, tasks),
                         pieceStart(v.rows, t + 1, tasks), c, center, s1[t], s2[t]);
             }
         });
@@ -281,10 +317,10 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         int tasks = tasksFor(v.size);
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.applyChannelsFirst(x, y, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
+                loops.applyChannelsFirst(x, y, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
                         v.channels, v.inner, center, scale, shift);
             } else {
-                ElementLoops.applyChannelsLast(x, y, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
+                loops.applyChannelsLast(x, y, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
                         v.channels, center, scale, shift);
             }
         });
@@ -299,10 +335,10 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         double[][] sdyx = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.gradientSumsChannelsFirst(x, dy, pieceStart(v.size, t, tasks),
+                loops.gradientSumsChannelsFirst(x, dy, pieceStart(v.size, t, tasks),
                         pieceStart(v.size, t + 1, tasks), c, v.inner, center, sdy[t], sdyx[t]);
             } else {
-                ElementLoops.gradientSumsChannelsLast(x, dy, pieceStart(v.rows, t, tasks),
+                loops.gradientSumsChannelsLast(x, dy, pieceStart(v.rows, t, tasks),
                         pieceStart(v.rows, t + 1, tasks), c, center, sdy[t], sdyx[t]);
             }
         });
@@ -363,10 +399,10 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         int tasks = tasksFor(v.size);
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.dxChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
+                loops.dxChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
                         c, v.inner, saveMean, kdy, kx, k0);
             } else {
-                ElementLoops.dxChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
+                loops.dxChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
                         c, saveMean, kdy, kx, k0);
             }
         });
@@ -390,10 +426,10 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         double[][] sdyx = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.evalBackwardChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks),
+                loops.evalBackwardChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks),
                         pieceStart(v.size, t + 1, tasks), c, v.inner, runningMean, kdy, sdy[t], sdyx[t]);
             } else {
-                ElementLoops.evalBackwardChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks),
+                loops.evalBackwardChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks),
                         pieceStart(v.rows, t + 1, tasks), c, runningMean, kdy, sdy[t], sdyx[t]);
             }
         });
@@ -407,6 +443,62 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             if (dgamma != null) dgamma[k] = (float) (b * invstd[k]);
             if (dbeta != null) dbeta[k] = (float) a;
         }
+    }
+
+    // ---- fused batch norm + (add) + ReLU ---------------------------------------------------------------------------
+    // The same results as BatchNormOps' composition, bit for bit (y of the unfused op, then the same float32 add and
+    // comparison), without its scratch tensors: the epilogue runs in place on y, and backward's gated dy goes to dz
+    // when the caller wants it (the CPU cannot fail after validation, so writing dz first keeps outputs whole).
+    // Traffic (units of S): forward training 3 S + the epilogue's read of y (and z) and write of y; backward training
+    // the gating pass (read dy, write g) + 5 S.
+
+    @Override
+    protected void doForwardTrainingRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta, double eps,
+                                         float[] runningMean, float[] runningVar, double momentum, float[] y,
+                                         int[] mask, float[] saveMean, float[] saveInvstd) {
+        doForwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
+        reluEpilogue(y, z, mask);
+    }
+
+    @Override
+    protected void doForwardInferenceRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta,
+                                          float[] runningMean, float[] runningVar, double eps, float[] y,
+                                          int[] mask) {
+        doForwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+        reluEpilogue(y, z, mask);
+    }
+
+    @Override
+    protected void doBackwardTrainingRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                          float[] saveMean, float[] saveInvstd, float[] dx, float[] dz,
+                                          float[] dgamma, float[] dbeta) {
+        float[] g = gated(dy, mask, dz);
+        doBackwardTraining(shape, x, g, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+    }
+
+    @Override
+    protected void doBackwardInferenceRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                           float[] runningMean, float[] runningVar, double eps, float[] dx,
+                                           float[] dz, float[] dgamma, float[] dbeta) {
+        float[] g = gated(dy, mask, dz);
+        doBackwardInference(shape, x, g, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
+    }
+
+    /** y = relu(y + z) in place and the mask, in pieces of whole 32-element words across threads. */
+    private void reluEpilogue(float[] y, float[] z, int[] mask) {
+        int words = (y.length + 31) >>> 5;
+        int tasks = tasksFor(y.length);
+        run(tasks, t -> ReluMask.apply(y, z, y, mask, 32 * pieceStart(words, t, tasks),
+                Math.min(y.length, 32 * pieceStart(words, t + 1, tasks))));
+    }
+
+    /** dy gated by the mask, into dz when given (it is the residual's gradient), else into a scratch array. */
+    private float[] gated(float[] dy, int[] mask, float[] dz) {
+        float[] g = dz != null ? dz : new float[dy.length];
+        int tasks = tasksFor(dy.length);
+        run(tasks, t -> ReluMask.gate(dy, mask, g, pieceStart(dy.length, t, tasks),
+                pieceStart(dy.length, t + 1, tasks)));
+        return g;
     }
 
     private static View view(Shape shape) {

@@ -12,7 +12,10 @@ package io.github.batchnorm4j.cpu;
  * <p>Accumulations are in double with several independent accumulators (the adds are latency-bound otherwise);
  * partial sums are added into the caller's per-piece arrays, never shared between threads. Nothing is allocated.
  */
-final class ElementLoops {
+final class ElementLoops implements PieceLoops {
+    /** The one instance (the loops keep no state). */
+    static final ElementLoops INSTANCE = new ElementLoops();
+
     /** Math.fma where the JVM compiles it to the CPU's instruction (≈ 1.3× on statistics; docs/cpu-performance.md). */
     static final boolean FMA = detectFma();
 
@@ -63,7 +66,8 @@ final class ElementLoops {
 
     // ---- statistics: Σ(x − center), Σ(x − center)² ----------------------------------------------------------------
 
-    static void centeredSumsChannelsFirst(float[] x, int lo, int hi, int channels, int inner, float[] center,
+    @Override
+    public void centeredSumsChannelsFirst(float[] x, int lo, int hi, int channels, int inner, float[] center,
                                          double[] s1, double[] s2) {
         int pos = lo;
         long run = lo / inner;
@@ -114,7 +118,8 @@ final class ElementLoops {
      *
      * <p>Float groups (vectorized) were measured as accurate and not faster: docs/cpu-performance.md.
      */
-    static void centeredSumsChannelsLast(float[] x, int r0, int r1, int channels, float[] center,
+    @Override
+    public void centeredSumsChannelsLast(float[] x, int r0, int r1, int channels, float[] center,
                                         double[] s1, double[] s2) {
         for (int t0 = r0; t0 < r1; t0 += STATS_ROW_TILE) {
             int t1 = Math.min(r1, t0 + STATS_ROW_TILE);
@@ -178,7 +183,8 @@ final class ElementLoops {
 
     // ---- y = (x − center)·scale + shift --------------------------------------------------------------------------
 
-    static void applyChannelsFirst(float[] x, float[] y, int lo, int hi, int channels, int inner,
+    @Override
+    public void applyChannelsFirst(float[] x, float[] y, int lo, int hi, int channels, int inner,
                                    float[] center, float[] scale, float[] shift) {
         int pos = lo;
         long run = lo / inner;
@@ -200,7 +206,8 @@ final class ElementLoops {
      * docs/cpu-performance.md). y may alias x: a chunk is read whole before it is written. The last rows (fewer than a
      * chunk) go row by row.
      */
-    static void applyChannelsLast(float[] x, float[] y, int r0, int r1, int channels,
+    @Override
+    public void applyChannelsLast(float[] x, float[] y, int r0, int r1, int channels,
                                   float[] center, float[] scale, float[] shift) {
         int rows = chunkRows(channels);
         int r = r0;
@@ -231,7 +238,8 @@ final class ElementLoops {
 
     // ---- backward sums: Σdy, Σdy·(x − center) ----------------------------------------------------------------------
 
-    static void gradientSumsChannelsFirst(float[] x, float[] dy, int lo, int hi, int channels, int inner,
+    @Override
+    public void gradientSumsChannelsFirst(float[] x, float[] dy, int lo, int hi, int channels, int inner,
                                           float[] center, double[] sdy, double[] sdyx) {
         int pos = lo;
         long run = lo / inner;
@@ -288,7 +296,8 @@ final class ElementLoops {
      * fused loops) are in docs/cpu-performance.md.
      * The last rows (fewer than a chunk) go row by row in double.
      */
-    static void gradientSumsChannelsLast(float[] x, float[] dy, int r0, int r1, int channels, float[] center,
+    @Override
+    public void gradientSumsChannelsLast(float[] x, float[] dy, int r0, int r1, int channels, float[] center,
                                          double[] sdy, double[] sdyx) {
         int rows = chunkRows(channels);
         int r = r0;
@@ -349,7 +358,8 @@ final class ElementLoops {
 
     // ---- dx = dy·kdy + (x − center)·kx + k0 -----------------------------------------------------------------------
 
-    static void dxChannelsFirst(float[] x, float[] dy, float[] dx, int lo, int hi, int channels, int inner,
+    @Override
+    public void dxChannelsFirst(float[] x, float[] dy, float[] dx, int lo, int hi, int channels, int inner,
                                 float[] center, float[] kdy, float[] kx, float[] k0) {
         int pos = lo;
         long run = lo / inner;
@@ -371,7 +381,8 @@ final class ElementLoops {
      * with replicated coefficients, the result copied out (3.7 ms against 4.3 ms two rows at a time:
      * docs/cpu-performance.md). dx may alias x or dy: a chunk is read whole before it is written.
      */
-    static void dxChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
+    @Override
+    public void dxChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
                                float[] center, float[] kdy, float[] kx, float[] k0) {
         int rows = chunkRows(channels);
         int r = r0;
@@ -407,7 +418,8 @@ final class ElementLoops {
 
     // ---- eval backward, fused: sums and dx = dy·kdy in one pass --------------------------------------------------
 
-    static void evalBackwardChannelsFirst(float[] x, float[] dy, float[] dx, int lo, int hi, int channels, int inner,
+    @Override
+    public void evalBackwardChannelsFirst(float[] x, float[] dy, float[] dx, int lo, int hi, int channels, int inner,
                                           float[] center, float[] kdy, double[] sdy, double[] sdyx) {
         int pos = lo;
         long run = lo / inner;
@@ -442,7 +454,8 @@ final class ElementLoops {
         }
     }
 
-    static void evalBackwardChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
+    @Override
+    public void evalBackwardChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
                                          float[] center, float[] kdy, double[] sdy, double[] sdyx) {
         for (int r = r0; r < r1; r++) {
             int base = r * channels;
