@@ -36,7 +36,7 @@ struct BackwardFinish {
     const float* invstd;
     float* dgamma;
     float* dbeta;
-    float* coef;   // 4*C: rows p (the center), b, c, a of bn_dx (dx = a·dy + b·(x − p) + c)
+    float* coef;   // 4*C: rows 1..3 are b, c, a of bn_dx (dx = a·dy + b·(x − p) + c; p, the mean, it reads itself)
 };
 
 // Turns one channel's (Σdy, Σdy·xhat) over f.count values into every output; the only place outputs are written.
@@ -50,7 +50,7 @@ __device__ __forceinline__ void finish_backward_sums(const BackwardFinish& f, in
         const float g = (f.flags & BN_HAS_GAMMA) ? f.gamma[c] : 1.0f;
         const float m = (float)f.count;
         const float a = g * invstd;
-        f.coef[c] = center;
+        (void)center;   // the dx pass reads the mean itself (coef row 0 is not written)
         f.coef[C + c] = -a * invstd * dgamma / m;
         f.coef[2 * C + c] = -a * dbeta / m;
         f.coef[3 * C + c] = a;
@@ -106,6 +106,7 @@ struct BackwardSumsOp {
         }
     }
     __device__ __forceinline__ void settle(float2 (&)[W]) const {}
+    static constexpr bool CENTER_IS_ROW0 = false;   // the centers are the mean, a per-channel vector
     __device__ __forceinline__ void finish(int c, const float2& s, float center) const {
         finish_backward(f, c, s, center);
     }
@@ -144,7 +145,8 @@ BN_BACKWARD_REDUCE_ENTRIES(__half, _f16, _vec8)
 BN_BACKWARD_REDUCE_ENTRIES(__nv_bfloat16, _bf16, _vec8)
 
 // ---- dx = a·dy + b·(x − p) + c, through channel_map_cf / _cl (batchnorm_common.cuh) -----------------------------
-// coef rows (written by finish_backward): p, b, c, a. Computed in float, rounded once to S when stored.
+// coefficients: p = the mean (read from `mean`), b, c, a (coef rows 1..3, written by finish_backward). Computed in
+// float, rounded once to S when stored.
 template <typename S, bool VEC>
 struct DxOp {
     using IO = bn_io<S, VEC>;
@@ -156,8 +158,12 @@ struct DxOp {
     // dy is read through the non-coherent path (ld.global.nc), which needs data read-only for the whole kernel.
     const S* dy;
     S* out;
+    const float* __restrict__ mean;   // p, the center: read here rather than copied into coef row 0
     __device__ __forceinline__ Item load(long long e) const {
         return Item{IO::load(x + e), IO::load(dy + e)};
+    }
+    __device__ __forceinline__ float coefficient(const float* coef, int C, int j, int c) const {
+        return j == 0 ? mean[c] : coef[j * C + c];
     }
     __device__ __forceinline__ float value(const Item& v, int k, const float (&q)[K]) const {
         return fmaf(q[3], IO::get(v.g, k), fmaf(q[1], IO::get(v.x, k) - q[0], q[2]));
@@ -167,23 +173,23 @@ struct DxOp {
 #define BN_DX_ENTRIES(S, SUF, V) \
 extern "C" __global__ void __launch_bounds__(256) \
 bn_dx_cf##SUF(const S* __restrict__ x, const S* dy, S* dx, int C, unsigned units, unsigned pieces, \
-              long long inner, int chunk, const float* __restrict__ coef) { \
-    channel_map_cf(DxOp<S, false>{x, dy, dx}, C, units, pieces, inner, chunk, coef); \
+              long long inner, int chunk, const float* __restrict__ coef, const float* __restrict__ mean) { \
+    channel_map_cf(DxOp<S, false>{x, dy, dx, mean}, C, units, pieces, inner, chunk, coef); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
-bn_dx_cf##SUF##V(const S* __restrict__ x, const S* dy, S* dx, int C, unsigned units, \
-                 unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) { \
-    channel_map_cf(DxOp<S, true>{x, dy, dx}, C, units, pieces, inner, chunk, coef); \
+bn_dx_cf##SUF##V(const S* __restrict__ x, const S* dy, S* dx, int C, unsigned units, unsigned pieces, \
+                 long long inner, int chunk, const float* __restrict__ coef, const float* __restrict__ mean) { \
+    channel_map_cf(DxOp<S, true>{x, dy, dx, mean}, C, units, pieces, inner, chunk, coef); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
 bn_dx_cl##SUF(const S* __restrict__ x, const S* dy, S* dx, long long rows, int C, int inner, \
-              const float* __restrict__ coef) { \
-    channel_map_cl(DxOp<S, false>{x, dy, dx}, rows, C, inner, coef); \
+              const float* __restrict__ coef, const float* __restrict__ mean) { \
+    channel_map_cl(DxOp<S, false>{x, dy, dx, mean}, rows, C, inner, coef); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
 bn_dx_cl##SUF##V(const S* __restrict__ x, const S* dy, S* dx, long long rows, int C, int inner, \
-                 const float* __restrict__ coef) { \
-    channel_map_cl(DxOp<S, true>{x, dy, dx}, rows, C, inner, coef); \
+                 const float* __restrict__ coef, const float* __restrict__ mean) { \
+    channel_map_cl(DxOp<S, true>{x, dy, dx, mean}, rows, C, inner, coef); \
 }
 
 BN_DX_ENTRIES(float, , _vec4)

@@ -37,7 +37,8 @@
 #define BN_HAS_GAMMA     1   // gamma pointer is valid (else gamma = 1)
 #define BN_HAS_BETA      2   // beta pointer is valid (else beta = 0)
 #define BN_HAS_RUNNING   4   // update running_mean / running_var
-                             // (8 is free: forward training always writes save_mean / save_invstd)
+#define BN_COEF_CENTER   8   // forward: also write the center into coef row 0, for an apply that cannot read it from
+                             // x (in place: y over x); the records merge always writes it
 #define BN_STATS_ONLY   16   // statistics op: write center, mean-center, M2 into coef[0..2] and nothing else
 #define BN_WANT_DGAMMA  32   // backward: write dgamma
 #define BN_WANT_DBETA   64   // backward: write dbeta
@@ -303,7 +304,8 @@ template <> __device__ __forceinline__ float2 load_partial<float2>(const float* 
 // ---- channel reductions: the structure shared by forward statistics and backward sums ---------------------------
 // Both reduce every value of a channel to one accumulator, relative to a per-channel "center" (the forward center,
 // the backward mean; read from a tensor of type CT, the storage type or float), and hand it to a finishing step, the
-// only place that writes outputs. What differs is a small functor type Op (see ForwardStatsOp in batchnorm_forward.cu, BackwardSumsOp in batchnorm_backward.cu):
+// only place that writes outputs. What differs is a small functor type Op (see ForwardStatsOp in batchnorm_forward.cu,
+// BackwardSumsOp in batchnorm_backward.cu):
 //   Op::Acc                                accumulator (Welford or float2; the overloads above)
 //   Op::W                                  elements per unit: 16 bytes on the vector path (4 floats, 8 halves),
 //                                          else 1 (bn_io<S, VEC>::W)
@@ -312,6 +314,8 @@ template <> __device__ __forceinline__ float2 load_partial<float2>(const float* 
 //   void op.push(Acc&, Item, float center) channels-first: the W values of one unit belong to one channel
 //   void op.push_row(Acc (&)[W], Item, const float (&center)[W])   rows: value k is column k's
 //   void op.settle(Acc (&)[W])             rows: anything push_row kept outside the accumulators
+//   Op::CENTER_IS_ROW0, op.element(Item, k)   rows: whether the centers are row 0 of the tensor read (then blocks of
+//                                          row 0 stage them from their own first loads) and element k of a unit
 //   void op.finish(int c, Acc, float center)   channel c's merged accumulator -> outputs
 // The skeletons fix every order: each thread pushes its units in index order, trees have a fixed shape, and the
 // last-arriving block merges the partials in index order. The host derives the whole geometry (splits, chunk, block
@@ -408,9 +412,25 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const CT* __restrict__ 
     const int colbase = blockIdx.x * bx * W;  // first column of this block; local column i = tx*W + k
     const int cbase = colbase / inner;        // first channel of this block
     const int cpb = bx * W / inner;           // channels per block (the last block may have fewer below C)
-    // Consecutive threads load consecutive channels' centers, once per block (thread j: channel j of the block; the
-    // host keeps cpb <= bx * by).
-    if (tid < cpb) {
+    const long long lo = (long long)blockIdx.y * chunk;
+    const long long hi = min(lo + chunk, rows);
+    // Centers. When they are row 0 of the tensor itself (Op::CENTER_IS_ROW0: the forward statistics), the blocks of
+    // row 0 take them from the first row their threads ty = 0 load anyway (the unit holding a channel's first column
+    // stages it), so that row is not read twice; other blocks, and other Ops, read them: consecutive threads load
+    // consecutive channels' centers, once per block (thread j: channel j; the host keeps cpb <= bx * by).
+    typename Op::Item first;
+    bool row0 = false;
+    if constexpr (Op::CENTER_IS_ROW0) {
+        row0 = blockIdx.y == 0;
+        if (row0 && ty == 0 && active) {
+            first = op.load((long long)cu * W);
+            #pragma unroll
+            for (int k = 0; k < W; k++) {
+                if ((tx * W + k) % inner == 0) center_sh[(tx * W + k) / inner] = op.element(first, k);
+            }
+        }
+    }
+    if (!row0 && tid < cpb) {
         center_sh[tid] = cbase + tid < C ? to_float(center_src[(long long)(cbase + tid) * center_stride]) : 0.f;
     }
     __syncthreads();
@@ -418,12 +438,17 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const CT* __restrict__ 
     Acc acc[W];
     #pragma unroll
     for (int k = 0; k < W; k++) { center[k] = active ? center_sh[(tx * W + k) / inner] : 0.f; set_empty(acc[k]); }
-    const long long lo = (long long)blockIdx.y * chunk;
-    const long long hi = min(lo + chunk, rows);
     if (active) {
+        long long r0 = lo + ty;
+        if constexpr (Op::CENTER_IS_ROW0) {
+            if (row0 && ty == 0) {   // row 0 is loaded: push it, then go on from the thread's next row
+                op.push_row(acc, first, center);
+                r0 += by;
+            }
+        }
         // Slot u is live when the block has more than u * by rows.
         #pragma unroll 1
-        for (long long r = lo + ty; r < hi; r += BN_UNROLL * by) {
+        for (long long r = r0; r < hi; r += BN_UNROLL * by) {
             typename Op::Item v[BN_UNROLL];
             #pragma unroll
             for (int u = 0; u < BN_UNROLL; u++) {   // loads first: BN_UNROLL rows in flight (slot 0: r < hi)
@@ -483,7 +508,8 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const CT* __restrict__ 
 }
 
 // ---- per-channel elementwise passes: the structure shared by bn_apply_* and bn_dx_* ------------------------------
-// out = f(unit, coefficients of its channel), K coefficients per channel stored as K rows of C floats (coef[q*C + c]).
+// out = f(unit, coefficients of its channel), K coefficients per channel, op.coefficient(coef, C, j, c) the j-th of
+// channel c (usually coef[j*C + c], K rows of C floats; an Op may take one from elsewhere, e.g. the saved mean).
 // The functor type Op (ApplyOp in batchnorm_forward.cu, DxOp in batchnorm_backward.cu) supplies:
 //   Op::K, Op::W, Op::Item, Item op.load(long long e)   as for the reductions
 //   Op::IO                                     bn_io<S, VEC> of the output: store rounds the W values once to S
@@ -520,7 +546,7 @@ __device__ __forceinline__ void channel_map_cf(const Op& op, int C, unsigned uni
         for (int j = 0; j < K; j++) qc[j] = 0.f;
         if (lane == 0) {
             #pragma unroll
-            for (int j = 0; j < K; j++) qc[j] = coef[j * C + c];
+            for (int j = 0; j < K; j++) qc[j] = op.coefficient(coef, C, j, c);
         }
         float q[W][K];
         #pragma unroll
@@ -566,7 +592,7 @@ __device__ __forceinline__ void channel_map_cl(const Op& op, long long rows, int
     const int cpb = bx * W / inner;                  // channels per block (at most bx * by: one thread each)
     if (tid < cpb && cbase + tid < C) {
         #pragma unroll
-        for (int j = 0; j < K; j++) sh[j][tid] = coef[j * C + cbase + tid];
+        for (int j = 0; j < K; j++) sh[j][tid] = op.coefficient(coef, C, j, cbase + tid);
     }
     __syncthreads();
     if (!active) return;

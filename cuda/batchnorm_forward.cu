@@ -52,12 +52,14 @@ struct FinishArgs {
     float* running_var;
     float* save_mean;
     float* save_invstd;
-    float* coef;            // 3*C floats: p (center), a, b for bn_apply (or the statistics-only outputs)
+    float* coef;            // 3*C floats: p (center, with BN_COEF_CENTER), a, b for bn_apply (or the statistics)
     int channels;
 };
 
 // Turns one channel's merged statistics into every output. The only place outputs are written.
-__device__ __forceinline__ void finish_channel(const FinishArgs& f, int c, Welford w, float center) {
+// write_center: also store the center in coef row 0 (else the apply reads it from x).
+__device__ __forceinline__ void finish_channel(const FinishArgs& f, int c, Welford w, float center,
+                                               bool write_center) {
     const int C = f.channels;
     if (f.flags & BN_STATS_ONLY) {
         f.coef[c] = center;
@@ -80,7 +82,7 @@ __device__ __forceinline__ void finish_channel(const FinishArgs& f, int c, Welfo
     const float g = (f.flags & BN_HAS_GAMMA) ? f.gamma[c] : 1.0f;
     const float b = (f.flags & BN_HAS_BETA) ? f.beta[c] : 0.0f;
     const float scale = g * invstd;
-    f.coef[c] = center;
+    if (write_center) f.coef[c] = center;
     f.coef[C + c] = scale;
     f.coef[2 * C + c] = fmaf(-w.mean, scale, b);
 }
@@ -128,8 +130,10 @@ struct ForwardStatsOp {
         #pragma unroll
         for (int k = 0; k < W; k++) w[k].n = n;
     }
+    static constexpr bool CENTER_IS_ROW0 = true;   // the center of channel c is x[c * inner], in row 0
+    __device__ __forceinline__ float element(const Item& v, int k) const { return IO::get(v, k); }
     __device__ __forceinline__ void finish(int c, const Welford& w, float center) const {
-        finish_channel(f, c, w, center);
+        finish_channel(f, c, w, center, (f.flags & BN_COEF_CENTER) != 0);
     }
 };
 
@@ -200,7 +204,15 @@ struct ApplyOp {
     static constexpr int W = IO::W, K = 3;
     const S* in;   // not __restrict__: in may be out (in-place apply)
     S* out;
+    // The centers, when not in coef row 0: forward training reads channel c's from x[c * inner] itself (row 0, the
+    // value the statistics were centered on), which saves writing and reading a row of C floats. Null for eval,
+    // normalize, after a records merge, and in place (y = x: row 0 may already hold y).
+    const S* center_x;
+    long long center_stride;
     __device__ __forceinline__ Item load(long long e) const { return IO::load(in + e); }
+    __device__ __forceinline__ float coefficient(const float* coef, int C, int j, int c) const {
+        return j == 0 && center_x != nullptr ? to_float(center_x[(long long)c * center_stride]) : coef[j * C + c];
+    }
     __device__ __forceinline__ float value(const Item& v, int k, const float (&q)[K]) const {
         return fmaf(IO::get(v, k) - q[0], q[1], q[2]);
     }
@@ -209,21 +221,23 @@ struct ApplyOp {
 #define BN_APPLY_ENTRIES(S, SUF, V) \
 extern "C" __global__ void __launch_bounds__(256) \
 bn_apply_cf##SUF(const S* in, S* out, int C, unsigned units, unsigned pieces, long long inner, int chunk, \
-                 const float* __restrict__ coef) { \
-    channel_map_cf(ApplyOp<S, false>{in, out}, C, units, pieces, inner, chunk, coef); \
+                 const float* __restrict__ coef, const S* center_x) { \
+    channel_map_cf(ApplyOp<S, false>{in, out, center_x, inner}, C, units, pieces, inner, chunk, coef); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
 bn_apply_cf##SUF##V(const S* in, S* out, int C, unsigned units, unsigned pieces, long long inner, int chunk, \
-                    const float* __restrict__ coef) { \
-    channel_map_cf(ApplyOp<S, true>{in, out}, C, units, pieces, inner, chunk, coef); \
+                    const float* __restrict__ coef, const S* center_x) { \
+    channel_map_cf(ApplyOp<S, true>{in, out, center_x, inner}, C, units, pieces, inner, chunk, coef); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
-bn_apply_cl##SUF(const S* in, S* out, long long rows, int C, int inner, const float* __restrict__ coef) { \
-    channel_map_cl(ApplyOp<S, false>{in, out}, rows, C, inner, coef); \
+bn_apply_cl##SUF(const S* in, S* out, long long rows, int C, int inner, const float* __restrict__ coef, \
+                 const S* center_x) { \
+    channel_map_cl(ApplyOp<S, false>{in, out, center_x, inner}, rows, C, inner, coef); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
-bn_apply_cl##SUF##V(const S* in, S* out, long long rows, int C, int inner, const float* __restrict__ coef) { \
-    channel_map_cl(ApplyOp<S, true>{in, out}, rows, C, inner, coef); \
+bn_apply_cl##SUF##V(const S* in, S* out, long long rows, int C, int inner, const float* __restrict__ coef, \
+                    const S* center_x) { \
+    channel_map_cl(ApplyOp<S, true>{in, out, center_x, inner}, rows, C, inner, coef); \
 }
 
 BN_APPLY_ENTRIES(float, , _vec4)
@@ -265,5 +279,5 @@ extern "C" __global__ void bn_stats_merge(int ranks, int C, const float* __restr
     long long count = total;
     FINISH_ARGS_INIT(C)
     f.flags &= ~BN_STATS_ONLY;   // a merge finishes; it never writes a statistics record (no dead branch for it)
-    finish_channel(f, c, acc, center);
+    finish_channel(f, c, acc, center, true);   // the merged center is not this rank's x[c * inner]
 }

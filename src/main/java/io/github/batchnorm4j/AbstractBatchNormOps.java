@@ -122,6 +122,90 @@ public abstract class AbstractBatchNormOps implements BatchNormOps {
         doBackwardInference(shape, dtype, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
     }
 
+    // ---- fused batch norm + (add) + ReLU ---------------------------------------------------------------------------
+
+    @Override
+    public final void forwardTrainingRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta, double eps,
+                                          float[] runningMean, float[] runningVar, double momentum, float[] y,
+                                          int[] mask, float[] saveMean, float[] saveInvstd) {
+        checkOpen();
+        HOST_ANY.forwardTrainingRelu(shape, x, z, gamma, beta, eps, runningMean, runningVar, momentum, y, mask,
+                saveMean, saveInvstd);
+        doForwardTrainingRelu(shape, x, z, gamma, beta, eps, runningMean, runningVar, momentum, y, mask, saveMean,
+                saveInvstd);
+    }
+
+    @Override
+    public final void forwardInferenceRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta,
+                                           float[] runningMean, float[] runningVar, double eps, float[] y,
+                                           int[] mask) {
+        checkOpen();
+        HOST_ANY.forwardInferenceRelu(shape, x, z, gamma, beta, runningMean, runningVar, eps, y, mask);
+        doForwardInferenceRelu(shape, x, z, gamma, beta, runningMean, runningVar, eps, y, mask);
+    }
+
+    @Override
+    public final void backwardTrainingRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                           float[] saveMean, float[] saveInvstd, float[] dx, float[] dz,
+                                           float[] dgamma, float[] dbeta) {
+        checkOpen();
+        HOST_ANY.backwardTrainingRelu(shape, x, dy, mask, gamma, saveMean, saveInvstd, dx, dz, dgamma, dbeta);
+        doBackwardTrainingRelu(shape, x, dy, mask, gamma, saveMean, saveInvstd, dx, dz, dgamma, dbeta);
+    }
+
+    @Override
+    public final void backwardInferenceRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                            float[] runningMean, float[] runningVar, double eps, float[] dx,
+                                            float[] dz, float[] dgamma, float[] dbeta) {
+        checkOpen();
+        HOST_ANY.backwardInferenceRelu(shape, x, dy, mask, gamma, runningMean, runningVar, eps, dx, dz, dgamma, dbeta);
+        doBackwardInferenceRelu(shape, x, dy, mask, gamma, runningMean, runningVar, eps, dx, dz, dgamma, dbeta);
+    }
+
+    @Override
+    public final void forwardTrainingRelu(Shape shape, DType dtype, short[] x, short[] z, float[] gamma,
+                                          float[] beta, double eps, float[] runningMean, float[] runningVar,
+                                          double momentum, short[] y, int[] mask, float[] saveMean,
+                                          float[] saveInvstd) {
+        checkOpen();
+        ArgumentChecks.sixteenBit(dtype);
+        HOST_ANY.forwardTrainingRelu(shape, x, z, gamma, beta, eps, runningMean, runningVar, momentum, y, mask,
+                saveMean, saveInvstd);
+        doForwardTrainingRelu(shape, dtype, x, z, gamma, beta, eps, runningMean, runningVar, momentum, y, mask,
+                saveMean, saveInvstd);
+    }
+
+    @Override
+    public final void forwardInferenceRelu(Shape shape, DType dtype, short[] x, short[] z, float[] gamma,
+                                           float[] beta, float[] runningMean, float[] runningVar, double eps,
+                                           short[] y, int[] mask) {
+        checkOpen();
+        ArgumentChecks.sixteenBit(dtype);
+        HOST_ANY.forwardInferenceRelu(shape, x, z, gamma, beta, runningMean, runningVar, eps, y, mask);
+        doForwardInferenceRelu(shape, dtype, x, z, gamma, beta, runningMean, runningVar, eps, y, mask);
+    }
+
+    @Override
+    public final void backwardTrainingRelu(Shape shape, DType dtype, short[] x, short[] dy, int[] mask,
+                                           float[] gamma, float[] saveMean, float[] saveInvstd, short[] dx,
+                                           short[] dz, float[] dgamma, float[] dbeta) {
+        checkOpen();
+        ArgumentChecks.sixteenBit(dtype);
+        HOST_ANY.backwardTrainingRelu(shape, x, dy, mask, gamma, saveMean, saveInvstd, dx, dz, dgamma, dbeta);
+        doBackwardTrainingRelu(shape, dtype, x, dy, mask, gamma, saveMean, saveInvstd, dx, dz, dgamma, dbeta);
+    }
+
+    @Override
+    public final void backwardInferenceRelu(Shape shape, DType dtype, short[] x, short[] dy, int[] mask,
+                                            float[] gamma, float[] runningMean, float[] runningVar, double eps,
+                                            short[] dx, short[] dz, float[] dgamma, float[] dbeta) {
+        checkOpen();
+        ArgumentChecks.sixteenBit(dtype);
+        HOST_ANY.backwardInferenceRelu(shape, x, dy, mask, gamma, runningMean, runningVar, eps, dx, dz, dgamma, dbeta);
+        doBackwardInferenceRelu(shape, dtype, x, dy, mask, gamma, runningMean, runningVar, eps, dx, dz, dgamma,
+                dbeta);
+    }
+
     @Override
     public final void close() {
         if (closed) return;
@@ -187,6 +271,64 @@ public abstract class AbstractBatchNormOps implements BatchNormOps {
                                        float[] dgamma, float[] dbeta) {
         BatchNormOps.super.backwardInference(shape, dtype, x, dy, gamma, runningMean, runningVar, eps, dx, dgamma,
                 dbeta);
+    }
+
+    // ---- fused: by default the interface's composition (the unfused op, then the ReLU epilogue) ------------------
+
+    protected void doForwardTrainingRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta, double eps,
+                                         float[] runningMean, float[] runningVar, double momentum, float[] y,
+                                         int[] mask, float[] saveMean, float[] saveInvstd) {
+        BatchNormOps.super.forwardTrainingRelu(shape, x, z, gamma, beta, eps, runningMean, runningVar, momentum, y,
+                mask, saveMean, saveInvstd);
+    }
+
+    protected void doForwardInferenceRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta,
+                                          float[] runningMean, float[] runningVar, double eps, float[] y,
+                                          int[] mask) {
+        BatchNormOps.super.forwardInferenceRelu(shape, x, z, gamma, beta, runningMean, runningVar, eps, y, mask);
+    }
+
+    protected void doBackwardTrainingRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                          float[] saveMean, float[] saveInvstd, float[] dx, float[] dz,
+                                          float[] dgamma, float[] dbeta) {
+        BatchNormOps.super.backwardTrainingRelu(shape, x, dy, mask, gamma, saveMean, saveInvstd, dx, dz, dgamma,
+                dbeta);
+    }
+
+    protected void doBackwardInferenceRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                           float[] runningMean, float[] runningVar, double eps, float[] dx,
+                                           float[] dz, float[] dgamma, float[] dbeta) {
+        BatchNormOps.super.backwardInferenceRelu(shape, x, dy, mask, gamma, runningMean, runningVar, eps, dx, dz,
+                dgamma, dbeta);
+    }
+
+    protected void doForwardTrainingRelu(Shape shape, DType dtype, short[] x, short[] z, float[] gamma,
+                                         float[] beta, double eps, float[] runningMean, float[] runningVar,
+                                         double momentum, short[] y, int[] mask, float[] saveMean,
+                                         float[] saveInvstd) {
+        BatchNormOps.super.forwardTrainingRelu(shape, dtype, x, z, gamma, beta, eps, runningMean, runningVar,
+                momentum, y, mask, saveMean, saveInvstd);
+    }
+
+    protected void doForwardInferenceRelu(Shape shape, DType dtype, short[] x, short[] z, float[] gamma,
+                                          float[] beta, float[] runningMean, float[] runningVar, double eps,
+                                          short[] y, int[] mask) {
+        BatchNormOps.super.forwardInferenceRelu(shape, dtype, x, z, gamma, beta, runningMean, runningVar, eps, y,
+                mask);
+    }
+
+    protected void doBackwardTrainingRelu(Shape shape, DType dtype, short[] x, short[] dy, int[] mask,
+                                          float[] gamma, float[] saveMean, float[] saveInvstd, short[] dx,
+                                          short[] dz, float[] dgamma, float[] dbeta) {
+        BatchNormOps.super.backwardTrainingRelu(shape, dtype, x, dy, mask, gamma, saveMean, saveInvstd, dx, dz,
+                dgamma, dbeta);
+    }
+
+    protected void doBackwardInferenceRelu(Shape shape, DType dtype, short[] x, short[] dy, int[] mask,
+                                           float[] gamma, float[] runningMean, float[] runningVar, double eps,
+                                           short[] dx, short[] dz, float[] dgamma, float[] dbeta) {
+        BatchNormOps.super.backwardInferenceRelu(shape, dtype, x, dy, mask, gamma, runningMean, runningVar, eps, dx,
+                dz, dgamma, dbeta);
     }
 
     /** Releases resources; called once. */

@@ -152,6 +152,15 @@ public final class ArgumentChecks<T> {
      */
     public void forwardTrainingPiece(Shape shape, T x, T gamma, T beta, double eps, T runningMean, T runningVar,
                                      double momentum, T y, T saveMean, T saveInvstd) {
+        forwardTrainingSizes(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
+        apart(in("x", x), in("gamma", gamma), in("beta", beta), out("runningMean", runningMean),
+                out("runningVar", runningVar), out("y", y), out("saveMean", saveMean),
+                out("saveInvstd", saveInvstd));
+    }
+
+    /** Everything {@link #forwardTrainingPiece} checks except shared memory. */
+    private void forwardTrainingSizes(Shape shape, T x, T gamma, T beta, double eps, T runningMean, T runningVar,
+                                      double momentum, T y, T saveMean, T saveInvstd) {
         tensor("x", shape, x);
         optionalChannels("gamma", shape, gamma);
         optionalChannels("beta", shape, beta);
@@ -168,9 +177,6 @@ public final class ArgumentChecks<T> {
         tensor("y", shape, y);
         channels("saveMean", shape, saveMean);
         channels("saveInvstd", shape, saveInvstd);
-        apart(in("x", x), in("gamma", gamma), in("beta", beta), out("runningMean", runningMean),
-                out("runningVar", runningVar), out("y", y), out("saveMean", saveMean),
-                out("saveInvstd", saveInvstd));
     }
 
     /** The arguments of {@link BatchNormOps#forwardInference}. */
@@ -278,6 +284,93 @@ public final class ArgumentChecks<T> {
                 in("runningVar", runningVar), out("dx", dx), out("dgamma", dgamma), out("dbeta", dbeta));
     }
 
+    // ---- fused batch norm + (add) + ReLU (see BatchNormOps#forwardTrainingRelu) -----------------------------------
+
+    /** Like {@link #tensor} but null is allowed (an optional residual or output). */
+    public void optionalTensor(String name, Shape shape, T a) {
+        if (a != null) tensor(name, shape, a);
+    }
+
+    /**
+     * Throws unless {@code mask} holds {@link ReluMask#words} 32-bit words for the shape (one bit per element); null is
+     * allowed when {@code required} is false.
+     */
+    public void mask(String name, Shape shape, T mask, boolean required) {
+        if (mask == null) {
+            if (required) throw new IllegalArgumentException(name + " must not be null");
+            return;
+        }
+        size.check(name, mask, ReluMask.words(shape.elementCount()),
+                "(32-bit words, one bit per element of " + shape + ")");
+    }
+
+    /** The arguments of {@link BatchNormOps#forwardTrainingRelu}. */
+    public void forwardTrainingRelu(Shape shape, T x, T z, T gamma, T beta, double eps, T runningMean, T runningVar,
+                                    double momentum, T y, T mask, T saveMean, T saveInvstd) {
+        tensor("x", shape, x);
+        training(shape);
+        optionalTensor("z", shape, z);
+        forwardTrainingSizes(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
+        mask("mask", shape, mask, false);
+        apart(in("x", x), in("z", z), in("gamma", gamma), in("beta", beta), out("runningMean", runningMean),
+                out("runningVar", runningVar), out("y", y), out("mask", mask), out("saveMean", saveMean),
+                out("saveInvstd", saveInvstd));
+    }
+
+    /** The arguments of {@link BatchNormOps#forwardInferenceRelu}. */
+    public void forwardInferenceRelu(Shape shape, T x, T z, T gamma, T beta, T runningMean, T runningVar, double eps,
+                                     T y, T mask) {
+        tensor("x", shape, x);
+        optionalTensor("z", shape, z);
+        optionalChannels("gamma", shape, gamma);
+        optionalChannels("beta", shape, beta);
+        channels("runningMean", shape, runningMean);
+        channels("runningVar", shape, runningVar);
+        BatchNormOptions.checkEps(eps);
+        tensor("y", shape, y);
+        mask("mask", shape, mask, false);
+        apart(in("x", x), in("z", z), in("gamma", gamma), in("beta", beta), in("runningMean", runningMean),
+                in("runningVar", runningVar), out("y", y), out("mask", mask));
+    }
+
+    /** The arguments of {@link BatchNormOps#backwardTrainingRelu}. */
+    public void backwardTrainingRelu(Shape shape, T x, T dy, T mask, T gamma, T saveMean, T saveInvstd, T dx, T dz,
+                                     T dgamma, T dbeta) {
+        tensor("x", shape, x);
+        tensor("dy", shape, dy);
+        training(shape);
+        mask("mask", shape, mask, true);
+        optionalChannels("gamma", shape, gamma);
+        channels("saveMean", shape, saveMean);
+        channels("saveInvstd", shape, saveInvstd);
+        tensor("dx", shape, dx);
+        optionalTensor("dz", shape, dz);
+        optionalChannels("dgamma", shape, dgamma);
+        optionalChannels("dbeta", shape, dbeta);
+        apart(in("x", x), in("dy", dy), in("mask", mask), in("gamma", gamma), in("saveMean", saveMean),
+                in("saveInvstd", saveInvstd), out("dx", dx), out("dz", dz), out("dgamma", dgamma),
+                out("dbeta", dbeta));
+    }
+
+    /** The arguments of {@link BatchNormOps#backwardInferenceRelu}. */
+    public void backwardInferenceRelu(Shape shape, T x, T dy, T mask, T gamma, T runningMean, T runningVar,
+                                      double eps, T dx, T dz, T dgamma, T dbeta) {
+        tensor("x", shape, x);
+        tensor("dy", shape, dy);
+        mask("mask", shape, mask, true);
+        optionalChannels("gamma", shape, gamma);
+        channels("runningMean", shape, runningMean);
+        channels("runningVar", shape, runningVar);
+        BatchNormOptions.checkEps(eps);
+        tensor("dx", shape, dx);
+        optionalTensor("dz", shape, dz);
+        optionalChannels("dgamma", shape, dgamma);
+        optionalChannels("dbeta", shape, dbeta);
+        apart(in("x", x), in("dy", dy), in("mask", mask), in("gamma", gamma), in("runningMean", runningMean),
+                in("runningVar", runningVar), out("dx", dx), out("dz", dz), out("dgamma", dgamma),
+                out("dbeta", dbeta));
+    }
+
     // ---- memory shared between arguments -------------------------------------------------------------------------
 
     /** One argument of an operation as the overlap check sees it; {@code value} may be null (not given). */
@@ -306,8 +399,9 @@ public final class ArgumentChecks<T> {
                 Arg<T> a = args[j];
                 if (j == i || a.value() == null || (a.output() && j > i)) continue;
                 if (!overlap.shareMemory(o.value(), a.value())) continue;
-                boolean elementwise = o.name().equals("y") && a.name().equals("x")
-                        || o.name().equals("dx") && (a.name().equals("x") || a.name().equals("dy"));
+                boolean elementwise = o.name().equals("y") && (a.name().equals("x") || a.name().equals("z"))
+                        || (o.name().equals("dx") || o.name().equals("dz"))
+                           && (a.name().equals("x") || a.name().equals("dy"));
                 throw new IllegalArgumentException(o.name() + " must not be the same array as " + a.name()
                         + (elementwise ? " (in-place operation is not supported)"
                                        : ": every output needs an array of its own"));

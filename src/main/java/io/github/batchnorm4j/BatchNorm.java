@@ -42,10 +42,18 @@ public final class BatchNorm {
     private final float[] saveInvstd;
     private Shape savedShape;
 
-    private BatchNorm(int channels, BatchNormOptions options, BatchNormOps ops) {
+    private final Activation activation;
+    private int[] mask = new int[0];    // ReLU: the mask of the last forward, for backward
+    private int[] spareMask = new int[0];
+    private Shape maskShape;            // the shape of that forward (null: none yet)
+    private boolean maskTraining;       // whether that forward used batch statistics
+
+    private BatchNorm(int channels, BatchNormOptions options, BatchNormOps ops, Activation activation) {
         if (channels < 1) throw new IllegalArgumentException("numFeatures: expected >= 1, got " + channels);
         this.channels = channels;
         if (ops == null) throw new IllegalArgumentException("backend must not be null");
+        if (activation == null) throw new IllegalArgumentException("activation must not be null");
+        this.activation = activation;
         this.options = Objects.requireNonNull(options, "options");
         this.ops = ops;
         if (options.affine()) {
@@ -95,6 +103,11 @@ public final class BatchNorm {
 
     public BatchNormOptions options() {
         return options;
+    }
+
+    /** What follows the batch norm in this layer's calls: {@link Activation#NONE} or {@link Activation#RELU}. */
+    public Activation activation() {
+        return activation;
     }
 
     /** The backend computing this layer. */
@@ -157,20 +170,41 @@ public final class BatchNorm {
      * running statistics, or batch statistics when they are not tracked.
      */
     public void forward(Shape shape, float[] x, float[] y) {
+        forward(shape, x, null, y);
+    }
+
+    /**
+     * Forward pass with a residual (ReLU layers only): y = relu(bn(x) + z), the fused batch norm + add + ReLU of
+     * ResNet blocks; {@code z} null is {@link #forward(Shape, float[], float[])}. The ReLU mask of this call is kept
+     * for {@link #backward(Shape, float[], float[], float[], float[])}.
+     *
+     * @throws IllegalStateException when z is given to a layer without activation
+     */
+    public void forward(Shape shape, float[] x, float[] z, float[] y) {
         checkShape(shape);
         checkNotOwn("y", y);
-        if (training || runningMean == null) {
+        if (z != null && activation != Activation.RELU) {
+            throw new IllegalStateException("a residual z needs a ReLU layer (builder().activation(Activation.RELU)):"
+                    + " this layer has activation " + activation);
+        }
+        int[] m = activation == Activation.RELU ? maskFor(shape) : null;
+        boolean batchStatistics = training || runningMean == null;
+        if (batchStatistics) {
             float[] newMean = null;
             float[] newVar = null;
-            double m = 0;
+            double mom = 0;
             if (training && runningMean != null) {
                 newMean = runningMean.clone();
                 newVar = runningVar.clone();
-                m = options.momentumFactor(numBatchesTracked + 1);
+                mom = options.momentumFactor(numBatchesTracked + 1);
             }
             float[] sm = new float[channels];
             float[] si = new float[channels];
-            ops.forwardTraining(shape, x, gamma, beta, options.eps(), newMean, newVar, m, y, sm, si);
+            if (m != null) {
+                ops.forwardTrainingRelu(shape, x, z, gamma, beta, options.eps(), newMean, newVar, mom, y, m, sm, si);
+            } else {
+                ops.forwardTraining(shape, x, gamma, beta, options.eps(), newMean, newVar, mom, y, sm, si);
+            }
             // Commit only after the backend succeeded. The batch statistics are saved in eval mode without running
             // statistics too: that forward normalized with them, so its backward must use them (as PyTorch does).
             System.arraycopy(sm, 0, saveMean, 0, channels);
@@ -181,9 +215,27 @@ public final class BatchNorm {
                 System.arraycopy(newVar, 0, runningVar, 0, channels);
                 numBatchesTracked++;
             }
+        } else if (m != null) {
+            ops.forwardInferenceRelu(shape, x, z, gamma, beta, runningMean, runningVar, options.eps(), y, m);
         } else {
             ops.forwardInference(shape, x, gamma, beta, runningMean, runningVar, options.eps(), y);
         }
+        if (m != null) {          // committed after the backend succeeded, like the statistics
+            spareMask = mask;
+            mask = m;
+            maskShape = shape;
+            maskTraining = batchStatistics;
+        }
+    }
+
+    /**
+     * The array this forward writes its mask into: the spare of two, so that a failing call leaves the last forward's
+     * mask intact (the two swap when the call succeeds) and a training loop allocates nothing per step.
+     */
+    private int[] maskFor(Shape shape) {
+        int words = ReluMask.wordsAsInt(shape.elementCount());
+        if (spareMask.length != words) spareMask = new int[words];
+        return spareMask;
     }
 
     /** Backward into a new dx array; see {@link #backward(Shape, float[], float[], float[])}. */
@@ -200,11 +252,36 @@ public final class BatchNorm {
      * must have had the same shape and x. In eval mode with running statistics it uses the frozen statistics.
      */
     public void backward(Shape shape, float[] x, float[] dy, float[] dx) {
+        backward(shape, x, dy, dx, null);
+    }
+
+    /**
+     * Backward pass of a ReLU layer: dy is the gradient of y = relu(bn(x) + z); the mask of the last forward (same
+     * shape, same mode) gates it, dx and the parameter gradients are batch norm's of the gated gradient, and
+     * {@code dz} (when given) receives the residual's gradient, the gated dy. Without activation, {@code dz} must be
+     * null and this is {@link #backward(Shape, float[], float[], float[])}.
+     *
+     * @throws IllegalStateException when no forward of this shape and mode preceded it (ReLU layers), or dz is
+     *                               given to a layer without activation
+     */
+    public void backward(Shape shape, float[] x, float[] dy, float[] dx, float[] dz) {
         checkShape(shape);
         checkNotOwn("dx", dx);
+        checkNotOwn("dz", dz);
+        boolean relu = activation == Activation.RELU;
+        if (dz != null && !relu) {
+            throw new IllegalStateException("dz needs a ReLU layer (builder().activation(Activation.RELU)): this"
+                    + " layer has activation " + activation);
+        }
+        boolean batchStatistics = training || runningMean == null;
+        if (relu && (maskShape == null || !maskShape.equals(shape) || maskTraining != batchStatistics)) {
+            throw new IllegalStateException("backward of a ReLU layer needs the mask of a " + (batchStatistics
+                    ? "training" : "eval") + " forward of shape " + shape + " first; the last forward was "
+                    + (maskShape == null ? "none" : (maskTraining ? "training " : "eval ") + maskShape));
+        }
         float[] dg = gammaGrad == null ? null : new float[channels];
         float[] db = betaGrad == null ? null : new float[channels];
-        if (training || runningMean == null) {
+        if (batchStatistics) {
             if (savedShape == null) {
                 throw new IllegalStateException("backward in training mode needs a training forward first");
             }
@@ -212,12 +289,21 @@ public final class BatchNorm {
                 throw new IllegalArgumentException("shape: expected the shape of the last training forward "
                         + savedShape + ", got " + shape);
             }
-            ops.backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dg, db);
+            if (relu) ops.backwardTrainingRelu(shape, x, dy, mask, gamma, saveMean, saveInvstd, dx, dz, dg, db);
+            else ops.backwardTraining(shape, x, dy, gamma, saveMean, saveInvstd, dx, dg, db);
+        } else if (relu) {
+            ops.backwardInferenceRelu(shape, x, dy, mask, gamma, runningMean, runningVar, options.eps(), dx, dz, dg,
+                    db);
         } else {
             ops.backwardInference(shape, x, dy, gamma, runningMean, runningVar, options.eps(), dx, dg, db);
         }
         if (dg != null) System.arraycopy(dg, 0, gammaGrad, 0, channels);
         if (db != null) System.arraycopy(db, 0, betaGrad, 0, channels);
+    }
+
+    /** A copy of the ReLU mask of the last forward ({@link ReluMask} layout), or null when there is none. */
+    public int[] lastMask() {
+        return maskShape == null ? null : mask.clone();
     }
 
     /** A copy of the mean saved by the last training forward. */
@@ -258,6 +344,7 @@ public final class BatchNorm {
     public static final class Builder {
         private final int channels;
         private final BatchNormOptions.Builder options = BatchNormOptions.builder();
+        private Activation activation = Activation.NONE;
 
         private Builder(int channels) {
             this.channels = channels;
@@ -293,9 +380,19 @@ public final class BatchNorm {
             return this;
         }
 
+        /**
+         * What follows the batch norm (default {@link Activation#NONE}): {@link Activation#RELU} makes every forward
+         * the fused y = relu(bn(x) + z) and every backward go through the forward's ReLU mask.
+         */
+        public Builder activation(Activation a) {
+            if (a == null) throw new IllegalArgumentException("activation must not be null");
+            activation = a;
+            return this;
+        }
+
         /** Builds a layer computing on {@code backend} (not owned by the layer). */
         public BatchNorm build(BatchNormOps backend) {
-            return new BatchNorm(channels, options.build(), backend);
+            return new BatchNorm(channels, options.build(), backend, activation);
         }
     }
 }

@@ -173,6 +173,140 @@ public interface BatchNormOps extends AutoCloseable {
         dtype.encode(dx32, dx);
     }
 
+    // ---- fused batch norm + (add) + ReLU ---------------------------------------------------------------------------
+    // y = relu(bn(x) + z): ResNet's "batch norm, add the shortcut, ReLU" (z = null: batch norm then ReLU) in one call,
+    // with a one-bit-per-element ReLU mask (ReluMask) so that backward reads the mask instead of y. The defaults are
+    // the semantics and are correct for any backend: the unfused operation, then the epilogue v = y + z (one float32
+    // rounding), y = relu(v) = v where !(v <= 0) else +0, mask bit !(v <= 0). Backends with fused kernels override
+    // them with the same results bit for bit (the unfused op's y, then the same float32 add and comparison).
+
+    /**
+     * Fused training-mode forward: {@link #forwardTraining} of x, then y = relu(bn(x) + z) and the ReLU mask.
+     * Statistics, saved and running statistics are exactly {@link #forwardTraining}'s.
+     *
+     * @param z    the residual added before the ReLU, a tensor of x's shape, or null for none (batch norm + ReLU)
+     * @param y    output: relu(v) with v = bn(x) + z rounded to float32 (NaN stays NaN, v &le; 0 gives +0)
+     * @param mask output ({@link ReluMask#words} ints): bit i = !(v_i &le; 0); or null when not wanted
+     */
+    default void forwardTrainingRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta, double eps,
+                                     float[] runningMean, float[] runningVar, double momentum,
+                                     float[] y, int[] mask, float[] saveMean, float[] saveInvstd) {
+        ArgumentChecks.HOST_ANY.forwardTrainingRelu(shape, x, z, gamma, beta, eps, runningMean, runningVar, momentum,
+                y, mask, saveMean, saveInvstd);
+        forwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
+        ReluMask.apply(y, z, y, mask, 0, y.length);
+    }
+
+    /**
+     * Fused eval-mode forward: y = relu(bn_eval(x) + z) with the running statistics, and the ReLU mask (for an
+     * eval-mode backward, {@link #backwardInferenceRelu}).
+     *
+     * @param z    residual or null; y: output; mask: output or null (see {@link #forwardTrainingRelu})
+     */
+    default void forwardInferenceRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta,
+                                      float[] runningMean, float[] runningVar, double eps, float[] y, int[] mask) {
+        ArgumentChecks.HOST_ANY.forwardInferenceRelu(shape, x, z, gamma, beta, runningMean, runningVar, eps, y, mask);
+        forwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+        ReluMask.apply(y, z, y, mask, 0, y.length);
+    }
+
+    /**
+     * Fused training-mode backward of {@link #forwardTrainingRelu}: the gradient reaching the batch norm is
+     * g = dy where the mask bit is 1, else 0 (dy is the gradient of y; y itself is never needed); then
+     * {@link #backwardTraining} of g gives dx, dgamma and dbeta, and the residual's gradient is dz = g.
+     *
+     * @param mask the forward's mask (input)
+     * @param dx   output; dz: output or null (no residual, or not wanted); dgamma, dbeta: outputs or null
+     */
+    default void backwardTrainingRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                      float[] saveMean, float[] saveInvstd, float[] dx, float[] dz,
+                                      float[] dgamma, float[] dbeta) {
+        ArgumentChecks.HOST_ANY.backwardTrainingRelu(shape, x, dy, mask, gamma, saveMean, saveInvstd, dx, dz, dgamma,
+                dbeta);
+        float[] g = new float[dy.length];
+        ReluMask.gate(dy, mask, g, 0, g.length);
+        backwardTraining(shape, x, g, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+        if (dz != null) System.arraycopy(g, 0, dz, 0, g.length);   // after success: outputs all or nothing
+    }
+
+    /**
+     * Fused eval-mode backward of {@link #forwardInferenceRelu} (frozen running statistics): g = dy gated by the
+     * mask, then {@link #backwardInference} of g; dz = g.
+     */
+    default void backwardInferenceRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                       float[] runningMean, float[] runningVar, double eps, float[] dx, float[] dz,
+                                       float[] dgamma, float[] dbeta) {
+        ArgumentChecks.HOST_ANY.backwardInferenceRelu(shape, x, dy, mask, gamma, runningMean, runningVar, eps, dx, dz,
+                dgamma, dbeta);
+        float[] g = new float[dy.length];
+        ReluMask.gate(dy, mask, g, 0, g.length);
+        backwardInference(shape, x, g, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
+        if (dz != null) System.arraycopy(g, 0, dz, 0, g.length);
+    }
+
+    // ---- fused, 16-bit activations: x, z, y, dy, dx, dz in dtype; v and g are float32, y and dx rounded once -------
+
+    /**
+     * {@link #forwardTrainingRelu} with x, z and y in {@code dtype}: v = bn(x) + z in float32 (z widened exactly),
+     * the mask from v, y = relu(v) rounded once.
+     */
+    default void forwardTrainingRelu(Shape shape, DType dtype, short[] x, short[] z, float[] gamma, float[] beta,
+                                     double eps, float[] runningMean, float[] runningVar, double momentum,
+                                     short[] y, int[] mask, float[] saveMean, float[] saveInvstd) {
+        ArgumentChecks.sixteenBit(dtype);
+        ArgumentChecks.HOST_ANY.forwardTrainingRelu(shape, x, z, gamma, beta, eps, runningMean, runningVar, momentum,
+                y, mask, saveMean, saveInvstd);
+        float[] y32 = new float[x.length];
+        forwardTraining(shape, dtype.decode(x), gamma, beta, eps, runningMean, runningVar, momentum, y32, saveMean,
+                saveInvstd);
+        ReluMask.apply(y32, z == null ? null : dtype.decode(z), y32, mask, 0, y32.length);
+        dtype.encode(y32, y);
+    }
+
+    /** {@link #forwardInferenceRelu} with x, z and y in {@code dtype}. */
+    default void forwardInferenceRelu(Shape shape, DType dtype, short[] x, short[] z, float[] gamma, float[] beta,
+                                      float[] runningMean, float[] runningVar, double eps, short[] y, int[] mask) {
+        ArgumentChecks.sixteenBit(dtype);
+        ArgumentChecks.HOST_ANY.forwardInferenceRelu(shape, x, z, gamma, beta, runningMean, runningVar, eps, y, mask);
+        float[] y32 = new float[x.length];
+        forwardInference(shape, dtype.decode(x), gamma, beta, runningMean, runningVar, eps, y32);
+        ReluMask.apply(y32, z == null ? null : dtype.decode(z), y32, mask, 0, y32.length);
+        dtype.encode(y32, y);
+    }
+
+    /**
+     * {@link #backwardTrainingRelu} with x, dy, dx and dz in {@code dtype}: dz = dy gated by the mask (exact), dx
+     * rounded once.
+     */
+    default void backwardTrainingRelu(Shape shape, DType dtype, short[] x, short[] dy, int[] mask, float[] gamma,
+                                      float[] saveMean, float[] saveInvstd, short[] dx, short[] dz, float[] dgamma,
+                                      float[] dbeta) {
+        ArgumentChecks.sixteenBit(dtype);
+        ArgumentChecks.HOST_ANY.backwardTrainingRelu(shape, x, dy, mask, gamma, saveMean, saveInvstd, dx, dz, dgamma,
+                dbeta);
+        float[] g = dtype.decode(dy);
+        ReluMask.gate(g, mask, g, 0, g.length);
+        float[] dx32 = new float[x.length];
+        backwardTraining(shape, dtype.decode(x), g, gamma, saveMean, saveInvstd, dx32, dgamma, dbeta);
+        dtype.encode(dx32, dx);
+        if (dz != null) dtype.encode(g, dz);
+    }
+
+    /** {@link #backwardInferenceRelu} with x, dy, dx and dz in {@code dtype}. */
+    default void backwardInferenceRelu(Shape shape, DType dtype, short[] x, short[] dy, int[] mask, float[] gamma,
+                                       float[] runningMean, float[] runningVar, double eps, short[] dx, short[] dz,
+                                       float[] dgamma, float[] dbeta) {
+        ArgumentChecks.sixteenBit(dtype);
+        ArgumentChecks.HOST_ANY.backwardInferenceRelu(shape, x, dy, mask, gamma, runningMean, runningVar, eps, dx, dz,
+                dgamma, dbeta);
+        float[] g = dtype.decode(dy);
+        ReluMask.gate(g, mask, g, 0, g.length);
+        float[] dx32 = new float[x.length];
+        backwardInference(shape, dtype.decode(x), g, gamma, runningMean, runningVar, eps, dx32, dgamma, dbeta);
+        dtype.encode(dx32, dx);
+        if (dz != null) dtype.encode(g, dz);
+    }
+
     /** Releases backend resources (device buffers, handles). Idempotent. */
     @Override
     void close();

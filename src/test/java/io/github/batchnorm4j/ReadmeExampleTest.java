@@ -144,6 +144,38 @@ class ReadmeExampleTest {
         }
     }
 
+    @Test
+    void reluExampleRuns() {
+        Random r = new Random(4);
+        float[] x = gaussian(r, 8 * 64 * 14 * 14, 2.0, 3.0);
+        float[] shortcut = gaussian(r, x.length, 0, 1);
+        float[] dy = gaussian(r, x.length, 0, 1);
+        float[][] results = new float[3][];
+        // BEGIN README relu
+        try (BatchNormOps ops = Backends.open("auto")) {
+            BatchNorm bn = BatchNorm.builder(64).activation(Activation.RELU).build(ops);
+            Shape shape = Shape.channelsFirst(8, 64, 14, 14);
+            float[] y = new float[x.length];
+            bn.forward(shape, x, shortcut, y);                  // y = relu(bn(x) + shortcut); keeps a 1-bit mask
+            float[] dx = new float[x.length];
+            float[] dShortcut = new float[x.length];
+            bn.backward(shape, x, dy, dx, dShortcut);           // dy through the mask: y is not needed
+        // END README relu
+            results[0] = y;
+            results[1] = dx;
+            results[2] = dShortcut;
+        }
+        int zeros = 0;
+        for (int i = 0; i < x.length; i++) {
+            assertTrue(results[0][i] >= 0, "relu output");
+            boolean passed = results[0][i] > 0;
+            if (!passed) zeros++;
+            assertEquals(passed ? dy[i] : 0f, results[2][i], "the shortcut's gradient is dy through the mask");
+            assertTrue(Float.isFinite(results[1][i]));
+        }
+        assertTrue(zeros > x.length / 4 && zeros < 3 * x.length / 4, "about half the elements blocked: " + zeros);
+    }
+
     private static List<String> block(List<String> lines, Pattern start, Pattern end, String what) {
         List<String> out = new ArrayList<>();
         boolean in = false;
@@ -179,7 +211,7 @@ class ReadmeExampleTest {
     @Test
     void readmeShowsExactlyThisCode() throws IOException {
         List<String> self = Files.readAllLines(SELF);
-        for (String name : new String[] {"layer", "functional", "device"}) {
+        for (String name : new String[] {"layer", "functional", "device", "relu"}) {
             // In the README or a page of docs/: the ```java fence after <!-- example: NAME -->.
             List<String> readme = pageShowing(name);
             int marker = readme.indexOf("<!-- example: " + name + " -->");

@@ -23,17 +23,20 @@ import picocli.CommandLine.Option;
  * first validated (its output against the float64 computation on the CPU backend, or against the CPU backend for any
  * other backend), then warmed up, then timed {@code --repeat} times; the median is reported. Bandwidth is S-based
  * (S = bytes of x): 3 S forward-train, 2 S forward-eval, 5 S backward — the least traffic each op needs (docs/design.md
- * §3). On the CPU backend the machine's copy bandwidth is measured in the same run (on a device backend that implements
- * {@link DeviceResidentTiming}, the device's) and each op is also shown as a fraction of it. Device backends are timed
- * on device-resident buffers when they implement {@link DeviceResidentTiming}. Backends implementing
- * {@link MeasuredOps} also report traffic_ratio and sector_efficiency; backends running our kernels
- * ({@link io.github.batchnorm4j.gpu.LaunchReporting}: cuda, emulator) list each kernel of an op with its grid, block,
- * registers, resident blocks per SM, occupancy and waves (JSON: a "kernels" array).
+ * §3). Warm-up is by time ({@code --warmup}, whatever the tensor size). On the CPU backend the machine's copy
+ * bandwidth is measured in the same run, as the fastest of the Java copies {@link BenchHarness#measureCopy} tries (on a
+ * device backend that implements {@link DeviceResidentTiming}, the device's) and each op is also shown as a fraction
+ * of it. The fused batch norm + add + ReLU ops run with a residual and count the budgets of {@link #trafficUnits}.
+ * Device backends are timed on device-resident buffers when they implement {@link DeviceResidentTiming}.
+ * Backends implementing {@link MeasuredOps} also report traffic_ratio and sector_efficiency; backends running our
+ * kernels ({@link io.github.batchnorm4j.gpu.LaunchReporting}: cuda, emulator) list each kernel of an op with its grid,
+ * block, registers, resident blocks per SM, occupancy and waves (JSON: a "kernels" array).
  */
 @Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Times the ops (median of --repeat runs after validation and warm-up) and reports S-based GB/s.",
-            "GB/s counts 3 S forward-train, 2 S forward-eval, 5 S backward (S = bytes of x). On the CPU backend the "
-                + "machine's copy bandwidth is measured in the same run."})
+            "GB/s counts 3 S forward-train, 2 S forward-eval, 5 S backward (S = bytes of x), 4 S + S/32 "
+                + "forward-train-relu, 3 S + S/32 forward-eval-relu, 6 S + S/32 backward-relu. On the CPU backend the "
+                + "machine's copy bandwidth (the fastest Java copy) is measured in the same run."})
 final class BenchCommand implements Callable<Integer> {
     /** Validation tolerances against a float32 CPU result: both sides carry float32 error. */
     static final double CROSS_BACKEND_FACTOR = 2;
@@ -52,23 +55,42 @@ final class BenchCommand implements Callable<Integer> {
     String shape;
 
     @Option(names = "--op", defaultValue = "all", paramLabel = "OP",
-            description = "forward-train, forward-eval, backward or all (default: ${DEFAULT-VALUE}).")
+            description = "forward-train, forward-eval, backward, forward-train-relu, forward-eval-relu, backward-relu "
+                    + "(the fused batch norm + add + ReLU, with a residual) or all (default: ${DEFAULT-VALUE}).")
     String op;
 
     @Option(names = "--repeat", defaultValue = "10", paramLabel = "R",
             description = "Timed runs per op; the median is reported (default: ${DEFAULT-VALUE}).")
     int repeat;
 
+    @Option(names = "--warmup", defaultValue = "0.5", paramLabel = "SECONDS",
+            description = "Warm-up of each op before timing, by time whatever the tensor size (at least 2 runs; "
+                    + "default: ${DEFAULT-VALUE}).")
+    double warmup;
+
     @Option(names = "--json", description = "One JSON object per line instead of a table.")
     boolean json;
 
-    /** Traffic of each op in units of S (the budget of docs/design.md §3). */
-    static int trafficUnits(String op) {
+    /** The ops of {@code --op all}, in the order of the table. */
+    static final List<String> ALL_OPS = List.of("forward-train", "forward-eval", "backward", "forward-train-relu",
+            "forward-eval-relu", "backward-relu");
+
+    /**
+     * Traffic of each op in units of S, the budget of the two-pass kernels (docs/design.md §3): the least bytes each
+     * op moves when x does not stay on chip between passes. The fused ops run with a residual z and a float32 ReLU
+     * mask of S/32: forward-train-relu 4 S + S/32 (x read twice, z read, y written, the mask written), forward-eval-relu
+     * 3 S + S/32, backward-relu 6 S + S/32 (x, dy and the mask read by the sums, which write dz = the gated dy; x and
+     * dz read and dx written by the elementwise pass).
+     */
+    static double trafficUnits(String op) {
         switch (op) {
             case "forward-train": return 3;
             case "forward-eval": return 2;
             case "backward": return 5;
-            default: throw new IllegalArgumentException("--op: expected forward-train, forward-eval, backward or all, "
+            case "forward-train-relu": return 4 + 1.0 / 32;
+            case "forward-eval-relu": return 3 + 1.0 / 32;
+            case "backward-relu": return 6 + 1.0 / 32;
+            default: throw new IllegalArgumentException("--op: expected " + String.join(", ", ALL_OPS) + " or all, "
                     + "got '" + op + "'");
         }
     }
@@ -76,14 +98,16 @@ final class BenchCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         if (repeat < 1) throw new IllegalArgumentException("--repeat: expected >= 1, got " + repeat);
+        if (!(warmup >= 0 && warmup <= 3600)) {
+            throw new IllegalArgumentException("--warmup: expected seconds in [0, 3600], got " + warmup);
+        }
         long[] logical;
         try {
             logical = Shape.parse(Layout.CHANNELS_FIRST, shape).dims();
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(Inputs.asOption("--shape", "shape", e.getMessage()), e);
         }
-        List<String> ops = op.equalsIgnoreCase("all") ? List.of("forward-train", "forward-eval", "backward")
-                : List.of(op.toLowerCase(Locale.ROOT));
+        List<String> ops = op.equalsIgnoreCase("all") ? ALL_OPS : List.of(op.toLowerCase(Locale.ROOT));
         for (String o : ops) trafficUnits(o);
         List<Shape> shapes = new ArrayList<>();
         if (layout != null) {
@@ -114,34 +138,38 @@ final class BenchCommand implements Callable<Integer> {
         Inputs.requireMemory("--shape " + shape, 6 * shapes.get(0).elementCount() * Float.BYTES,
                 "at least 6 float32 arrays of " + shapes.get(0).elementCount() + " values");
         long m = shapes.get(0).reductionSize(); // the same in every layout
-        if (m < 2 && (ops.contains("forward-train") || ops.contains("backward"))) {
+        if (m < 2 && ops.stream().anyMatch(o -> !o.startsWith("forward-eval"))) {
             // PyTorch's rule for training; checked here so that the error comes before any output, not mid-table.
             throw new IllegalArgumentException("--shape " + shape + ": expected more than 1 value per channel when "
                     + "training (M = " + m + "); only --op forward-eval runs on it");
         }
 
-        try (BatchNormOps ops0 = Inputs.openBackend(backend); BenchSuite suite = new BenchSuite(ops0)) {
+        try (BatchNormOps ops0 = Inputs.openBackend(backend); BenchSuite suite = new BenchSuite(ops0,
+                (long) (warmup * 1e9))) {
             long bytes = shapes.get(0).elementCount() * Float.BYTES;
             BenchHarness.CopyBandwidth copy = suite.copyBandwidth(bytes, repeat);
             if (!json) {
                 System.out.printf(Locale.ROOT, "bench %s: shape %s, S = %s (bytes of x), median of %d runs after "
-                        + "validation and warm-up, timing %s%n", ops0.name(), shape, size(bytes), repeat,
-                        ops0 instanceof DeviceResidentTiming ? "the device-resident ops (inputs uploaded once)"
-                                : "the host API");
+                        + "validation and %.3g s of warm-up per op, timing %s%n", ops0.name(), shape, size(bytes),
+                        repeat, warmup, ops0 instanceof DeviceResidentTiming
+                                ? "the device-resident ops (inputs uploaded once)" : "the host API");
+                System.out.println("GB/s = traffic charged / median time: forward-train 3 S (x read twice, y written), "
+                        + "forward-eval 2 S (x read, y written), backward 5 S (x and dy read twice, dx written); the "
+                        + "fused ops with a residual z: forward-train-relu 4 S + S/32 (x twice, z, y, the mask), "
+                        + "forward-eval-relu 3 S + S/32, backward-relu 6 S + S/32 (x, dy, mask; x, dz read, dx written)");
                 if (copy != null) {
-                    System.out.printf(Locale.ROOT, "copy: %.3g GB/s (read + write; %s copying %s like x, median %.4g ms)%n",
-                            copy.gbps(), copy.threads() == 0 ? "on the device"
-                                    : copy.threads() + " thread" + (copy.threads() == 1 ? "" : "s"),
-                            size(copy.bytes()), copy.timing().medianMs());
+                    System.out.printf(Locale.ROOT, "copy: %.3g GB/s (read + write; %s copying %s like x, median %.4g ms)%s%n",
+                            copy.gbps(), copy.method(), size(copy.bytes()), copy.timing().medianMs(),
+                            copy.others().isEmpty() ? "" : "; slower: " + String.join(", ", copy.others()));
                 }
-                System.out.printf("%-14s %-15s %-16s %10s %8s %10s %12s%s%n", "op", "layout", "shape", "median_ms",
+                System.out.printf("%-18s %-15s %-16s %10s %8s %10s %12s%s%n", "op", "layout", "shape", "median_ms",
                         "GB/s", copy != null ? "% of copy" : "", "max_rel_err",
                         ops0 instanceof MeasuredOps ? "   traffic/S  sector_eff" : "");
             } else if (copy != null) {
                 Json row = new Json().put("backend", ops0.name()).put("op", "copy").put("layout", null)
                         .put("shape", Long.toString(copy.bytes() / Float.BYTES)).put("bytes", copy.bytes())
                         .put("median_ms", copy.timing().medianMs()).put("gbps", copy.gbps())
-                        .put("timed", copy.threads() == 0 ? "device" : "host");
+                        .put("timed", copy.threads() == 0 ? "device" : "host").put("method", copy.method());
                 if (copy.threads() > 0) row.put("threads", copy.threads());
                 System.out.println(row.put("repeat", repeat));
             }
@@ -165,14 +193,14 @@ final class BenchCommand implements Callable<Integer> {
 
     private void print(String backendName, String o, Shape s, BenchSuite.Result r, BenchHarness.CopyBandwidth copy) {
         long bytes = s.elementCount() * Float.BYTES;
-        double gbps = BenchHarness.gbps((double) trafficUnits(o) * bytes, r.timing().medianMs());
+        double gbps = BenchHarness.gbps(trafficUnits(o) * bytes, r.timing().medianMs());
         Optional<TrafficMetrics> m = r.metrics();
         String dims = CrossCheck.dimsText(s.dims());
         if (json) {
             Json row = new Json().put("backend", backendName).put("op", o).put("layout", s.layout().cliName())
                     .put("shape", dims).put("bytes", bytes).put("median_ms", r.timing().medianMs()).put("gbps", gbps)
                     .put("min_ms", r.timing().minMs()).put("repeat", r.timing().repeats())
-                    .put("max_rel_error", r.maxRelError()).put("timed", r.timed());
+                    .put("max_rel_error", r.maxRelError()).put("timed", r.timed()).put("budget", trafficUnits(o));
             if (copy != null) row.put("pct_of_copy", 100 * gbps / copy.gbps());
             if (m.isPresent()) {
                 row.put("traffic_ratio", (double) m.get().bytesMoved() / bytes)
@@ -189,7 +217,7 @@ final class BenchCommand implements Callable<Integer> {
             }
             System.out.println(row);
         } else {
-            System.out.printf(Locale.ROOT, "%-14s %-15s %-16s %10.3f %8.3g %10s %12.2e%s%n", o, s.layout().cliName(),
+            System.out.printf(Locale.ROOT, "%-18s %-15s %-16s %10.3f %8.3g %10s %12.2e%s%n", o, s.layout().cliName(),
                     dims, r.timing().medianMs(), gbps,
                     copy != null ? String.format(Locale.ROOT, "%.1f%%", 100 * gbps / copy.gbps()) : "",
                     r.maxRelError(),

@@ -3,6 +3,7 @@ package io.github.batchnorm4j.cli;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -17,10 +18,12 @@ import java.util.concurrent.Future;
 public final class BenchHarness {
     /** Warm-up runs before timing, at least (JIT compilation, page faults of fresh arrays, GPU clocks). */
     public static final int MIN_WARMUP_RUNS = 2;
-    /** Warm-up continues until this much time passed (or {@link #MAX_WARMUP_RUNS}). */
-    public static final long MIN_WARMUP_NANOS = 300_000_000L;
-    /** Upper bound on warm-up runs. */
-    public static final int MAX_WARMUP_RUNS = 50;
+    /**
+     * Default warm-up: runs continue until this much time passed, however many runs that takes. A run count cap cut
+     * the warm-up of small tensors to milliseconds, before the JIT had compiled the loops: [256,1024] backward read
+     * 0.75 ms at 15 repeats and 0.28 ms at 1000 (the Vector API loops are slower still until C2 compiles them).
+     */
+    public static final long DEFAULT_WARMUP_NANOS = 500_000_000L;
     /** Each copying thread gets at least this many bytes: below it, handing work to a thread costs more than it saves. */
     public static final long MIN_COPY_SLICE_BYTES = 1 << 20;
 
@@ -38,26 +41,42 @@ public final class BenchHarness {
     public record Timing(double medianMs, double minMs, int repeats, int warmups) {
     }
 
-    /**
-     * Runs {@code op} for warm-up (at least {@link #MIN_WARMUP_RUNS} and {@link #MIN_WARMUP_NANOS}), then
-     * {@code repeats} more times, each timed alone.
-     */
+    /** {@link #time(Runnable, int, long)} with the default warm-up, {@link #DEFAULT_WARMUP_NANOS}. */
     public static Timing time(Runnable op, int repeats) {
+        return time(op, repeats, DEFAULT_WARMUP_NANOS);
+    }
+
+    /**
+     * Runs {@code op} for warm-up (at least {@link #MIN_WARMUP_RUNS} runs and {@code warmupNanos}, whatever the run
+     * count), then {@code repeats} more times, each timed alone.
+     */
+    public static Timing time(Runnable op, int repeats, long warmupNanos) {
         if (repeats < 1) throw new IllegalArgumentException("repeat: expected >= 1, got " + repeats);
+        if (warmupNanos < 0) throw new IllegalArgumentException("warmup: expected >= 0, got " + warmupNanos + " ns");
+        int warmups = warmUp(op, warmupNanos);
+        double[] ms = new double[repeats];
+        for (int r = 0; r < repeats; r++) ms[r] = timeOnce(op);
+        return timing(ms, warmups);
+    }
+
+    private static int warmUp(Runnable op, long warmupNanos) {
         int warmups = 0;
         long start = System.nanoTime();
-        while (warmups < MIN_WARMUP_RUNS
-                || (System.nanoTime() - start < MIN_WARMUP_NANOS && warmups < MAX_WARMUP_RUNS)) {
+        while (warmups < MIN_WARMUP_RUNS || System.nanoTime() - start < warmupNanos) {
             op.run();
             warmups++;
         }
-        double[] ms = new double[repeats];
-        for (int r = 0; r < repeats; r++) {
-            long t0 = System.nanoTime();
-            op.run();
-            ms[r] = (System.nanoTime() - t0) / 1e6;
-        }
-        return new Timing(median(ms), Arrays.stream(ms).min().orElseThrow(), repeats, warmups);
+        return warmups;
+    }
+
+    private static double timeOnce(Runnable op) {
+        long t0 = System.nanoTime();
+        op.run();
+        return (System.nanoTime() - t0) / 1e6;
+    }
+
+    private static Timing timing(double[] ms, int warmups) {
+        return new Timing(median(ms), Arrays.stream(ms).min().orElseThrow(), ms.length, warmups);
     }
 
     /** The median (the mean of the two middle values for an even count). */
@@ -80,47 +99,83 @@ public final class BenchHarness {
      * @param bytes   bytes of the source array (as many again are written)
      * @param threads host threads sharing the copy, or 0 for a copy on a device
      * @param timing  timings of one full copy
+     * @param method  how the bytes were copied ("System.arraycopy", "on the device", ...)
+     * @param others  the other methods tried, as "method: GB/s", slowest first (empty when only one was tried)
      */
-    public record CopyBandwidth(long bytes, int threads, Timing timing) {
+    public record CopyBandwidth(long bytes, int threads, Timing timing, String method, List<String> others) {
+        /** A measurement of a single method. */
+        public CopyBandwidth(long bytes, int threads, Timing timing, String method) {
+            this(bytes, threads, timing, method, List.of());
+        }
+
         /** (bytes read + bytes written) / median time, in GB/s. */
         public double gbps() {
             return BenchHarness.gbps(2.0 * bytes, timing.medianMs());
         }
     }
 
-    /**
-     * Measures the machine's copy bandwidth: a float[] of {@code bytes} (rounded down to whole floats) copied into
-     * another by up to {@code threads} threads (fewer for small arrays: at least {@link #MIN_COPY_SLICE_BYTES} each,
-     * and a single slice is copied on the calling thread), each {@link System#arraycopy} of its contiguous slice. bench passes S, the
-     * size of x, and all cores: the copy then meets the same caches and the same parallelism as the ops it is
-     * compared with (a tensor that fits in the last-level cache is compared with a copy that fits too, one that does
-     * not with a copy from memory). Counts bytes read + bytes written.
-     */
+    /** {@link #measureCopy(long, int, int, long)} with the default warm-up. */
     public static CopyBandwidth measureCopy(long bytes, int threads, int repeats) {
+        return measureCopy(bytes, threads, repeats, DEFAULT_WARMUP_NANOS);
+    }
+
+    /**
+     * Measures the machine's copy bandwidth as the fastest of the ways Java can copy a float[] of {@code bytes}
+     * (rounded down to whole floats) into another: {@link System#arraycopy} on the calling thread, and split into
+     * contiguous slices across up to {@code threads} threads (at least {@link #MIN_COPY_SLICE_BYTES} each), timed in
+     * alternating rounds so that background load hits them alike; the fastest median is the reference. bench passes S,
+     * the size of x, and all cores: the copy then meets the same caches and the same parallelism as the ops it is
+     * compared with (a tensor that fits in the last-level cache is compared with a copy that fits too, one that does
+     * not with a copy from memory). Counts bytes read + bytes written. (What else was measured, and how far this is
+     * from a C copy on the same machine: docs/cpu-performance.md.)
+     */
+    public static CopyBandwidth measureCopy(long bytes, int threads, int repeats, long warmupNanos) {
         if (threads < 1) throw new IllegalArgumentException("threads: expected >= 1, got " + threads);
         if (bytes < Float.BYTES) throw new IllegalArgumentException("bytes: expected >= 4, got " + bytes);
+        if (repeats < 1) throw new IllegalArgumentException("repeat: expected >= 1, got " + repeats);
         int n = (int) Math.min(bytes / Float.BYTES, Integer.MAX_VALUE - 8);
         int used = (int) Math.max(1, Math.min(threads, (long) n * Float.BYTES / MIN_COPY_SLICE_BYTES));
         float[] src = new float[n];
         float[] dst = new float[n];
         for (int i = 0; i < n; i++) src[i] = i + 1; // touch every page before timing; never zeros
-        if (used == 1) {
-            Timing t = time(() -> System.arraycopy(src, 0, dst, 0, n), repeats);
-            checkCopied(src, dst);
-            return new CopyBandwidth((long) n * Float.BYTES, 1, t);
-        }
-        ExecutorService pool = Executors.newFixedThreadPool(used, r -> {
+        ExecutorService pool = used == 1 ? null : Executors.newFixedThreadPool(used - 1, r -> {
             Thread t = new Thread(r, "bench-copy");
             t.setDaemon(true);
             return t;
         });
         try {
-            Runnable copy = () -> parallelCopy(pool, src, dst, used);
-            Timing t = time(copy, repeats);
+            List<String> names = new ArrayList<>();
+            List<Runnable> ways = new ArrayList<>();
+            List<Integer> threadCounts = new ArrayList<>();
+            names.add("System.arraycopy, 1 thread");
+            ways.add(() -> System.arraycopy(src, 0, dst, 0, n));
+            threadCounts.add(1);
+            if (used > 1) {
+                names.add("System.arraycopy, " + used + " threads");
+                ways.add(() -> parallelCopy(pool, src, dst, used));
+                threadCounts.add(used);
+            }
+            int k = ways.size();
+            int[] warmups = new int[k];
+            for (int w = 0; w < k; w++) warmups[w] = warmUp(ways.get(w), warmupNanos / k);
+            double[][] ms = new double[k][repeats];
+            for (int r = 0; r < repeats; r++) {
+                for (int w = 0; w < k; w++) ms[w][r] = timeOnce(ways.get(w));
+            }
             checkCopied(src, dst);
-            return new CopyBandwidth((long) n * Float.BYTES, used, t);
+            Integer[] order = new Integer[k];
+            for (int w = 0; w < k; w++) order[w] = w;
+            Arrays.sort(order, (a, b) -> Double.compare(median(ms[b]), median(ms[a]))); // slowest first
+            int best = order[k - 1];
+            List<String> others = new ArrayList<>();
+            for (int i = 0; i < k - 1; i++) {
+                others.add(String.format(Locale.ROOT, "%s: %.3g GB/s", names.get(order[i]),
+                        gbps(2.0 * n * Float.BYTES, median(ms[order[i]]))));
+            }
+            return new CopyBandwidth((long) n * Float.BYTES, threadCounts.get(best), timing(ms[best], warmups[best]),
+                    names.get(best), others);
         } finally {
-            pool.shutdownNow();
+            if (pool != null) pool.shutdownNow();
         }
     }
 
@@ -131,14 +186,17 @@ public final class BenchHarness {
         }
     }
 
+    /** Slice 0 on the calling thread, the others on the pool's threads. */
     private static void parallelCopy(ExecutorService pool, float[] src, float[] dst, int threads) {
         List<Future<?>> parts = new ArrayList<>(threads);
         int n = src.length;
-        for (int t = 0; t < threads; t++) {
+        for (int t = 1; t < threads; t++) {
             int from = (int) ((long) n * t / threads);
             int to = (int) ((long) n * (t + 1) / threads);
             parts.add(pool.submit(() -> System.arraycopy(src, from, dst, from, to - from)));
         }
+        int to0 = (int) ((long) n / threads);
+        System.arraycopy(src, 0, dst, 0, to0);
         try {
             for (Future<?> f : parts) f.get();
         } catch (InterruptedException e) {

@@ -27,10 +27,13 @@ final class BenchSuite implements AutoCloseable {
     static final double MOMENTUM = 0.1;
 
     private final BatchNormOps ops;
+    private final long warmupNanos;
     private BatchNormOps cpu;
 
-    BenchSuite(BatchNormOps ops) {
+    /** A suite timing {@code ops}, each op warmed up for {@code warmupNanos} (and at least 2 runs) before timing. */
+    BenchSuite(BatchNormOps ops, long warmupNanos) {
         this.ops = ops;
+        this.warmupNanos = warmupNanos;
     }
 
     /**
@@ -51,7 +54,10 @@ final class BenchSuite implements AutoCloseable {
         }
     }
 
-    /** Validates, then times {@code op} ("forward-train", "forward-eval" or "backward"). */
+    /**
+     * Validates, then times {@code op} (one of {@link BenchCommand#ALL_OPS}; the fused ones with a residual). The
+     * fused ops are timed on the host API until the device-resident API has them.
+     */
     Result run(String op, RandomInputs in, int repeat) {
         Shape s = in.shape();
         int c = s.channels();
@@ -114,24 +120,81 @@ final class BenchSuite implements AutoCloseable {
                 }
                 break;
             }
+            case "forward-train-relu": {
+                float[] z = RandomInputs.residual(s, BenchCommand.SEED);
+                int[] mask = new int[(in.x().length + 31) / 32];
+                body = () -> ops.forwardTrainingRelu(s, in.x(), z, in.gamma(), in.beta(), EPS, rm, rv, MOMENTUM, y,
+                        mask, mean, invstd);
+                body.run();
+                metrics = metrics();
+                launches = launches();
+                err = forwardTrainReluErrors(in, z, y, mask, mean, invstd, rm, rv);
+                break;
+            }
+            case "forward-eval-relu": {
+                float[] z = RandomInputs.residual(s, BenchCommand.SEED);
+                int[] mask = new int[(in.x().length + 31) / 32];
+                body = () -> ops.forwardInferenceRelu(s, in.x(), z, in.gamma(), in.beta(), in.runningMean(),
+                        in.runningVar(), EPS, y, mask);
+                body.run();
+                metrics = metrics();
+                launches = launches();
+                double[] v = Float64Check.preActivation(Float64Check.forwardInference(s, in.x(), in.gamma(),
+                        in.beta(), in.runningMean(), in.runningVar(), EPS), z);
+                err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, false);
+                reluErrors(err, y, mask, v, isCpu() ? null : ref -> cpu().forwardInferenceRelu(s, in.x(), z,
+                        in.gamma(), in.beta(), in.runningMean(), in.runningVar(), EPS, ref, null));
+                break;
+            }
+            case "backward-relu": {
+                float[] z = RandomInputs.residual(s, BenchCommand.SEED);
+                ops.forwardTrainingRelu(s, in.x(), z, in.gamma(), in.beta(), EPS, null, null, 0, y, null, mean,
+                        invstd);
+                // The float64 mask, the same for the backend and its reference.
+                int[] mask = Float64Check.mask(Float64Check.preActivation(Float64Check.forwardTraining(s, in.x(),
+                        in.gamma(), in.beta(), EPS, null, null, 0).y(), z));
+                float[] dx = nan(in.x().length);
+                float[] dz = nan(in.x().length);
+                float[] dgamma = nan(c);
+                float[] dbeta = nan(c);
+                body = () -> ops.backwardTrainingRelu(s, in.x(), in.dy(), mask, in.gamma(), mean, invstd, dx, dz,
+                        dgamma, dbeta);
+                body.run();
+                metrics = metrics();
+                launches = launches();
+                err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, true);
+                float[] g = Float64Check.gate(in.dy(), mask);
+                if (isCpu()) {
+                    Float64Check.Gradients d = Float64Check.backwardTraining(s, in.x(), g, in.gamma(), EPS);
+                    err.add("dx", dx, d.dx()).add("dz", dz, g).add("dgamma", dgamma, d.dgamma())
+                            .add("dbeta", dbeta, d.dbeta());
+                } else {
+                    float[] rdx = new float[dx.length];
+                    float[] rdg = new float[c];
+                    float[] rdb = new float[c];
+                    cpu().backwardTraining(s, in.x(), g, in.gamma(), mean, invstd, rdx, rdg, rdb);
+                    err.add("dx", dx, rdx).add("dz", dz, g).add("dgamma", dgamma, rdg).add("dbeta", dbeta, rdb);
+                }
+                break;
+            }
             default:
                 throw new IllegalArgumentException("op: unknown '" + op + "'");
         }
         if (!(err.worstError <= err.tolerance)) {
             return new Result(err.worstError, err.tolerance, err.worstName, null, metrics, null, launches);
         }
-        if (ops instanceof DeviceResidentTiming d) {
+        if (ops instanceof DeviceResidentTiming d && !op.contains("relu")) {
             DeviceResidentTiming.Op dop = op.equals("forward-train") ? DeviceResidentTiming.Op.FORWARD_TRAINING
                     : op.equals("forward-eval") ? DeviceResidentTiming.Op.FORWARD_INFERENCE
                     : DeviceResidentTiming.Op.BACKWARD_TRAINING;
             // mean/invstd hold the backend's own saved statistics here (backward needs them).
             try (DeviceResidentTiming.Timed timed = d.prepareTiming(dop, s, in.x(), in.dy(), in.gamma(), in.beta(),
                     in.runningMean(), in.runningVar(), mean, invstd, EPS, MOMENTUM)) {
-                BenchHarness.Timing t = BenchHarness.time(timed::run, repeat);
+                BenchHarness.Timing t = BenchHarness.time(timed::run, repeat, warmupNanos);
                 return new Result(err.worstError, err.tolerance, err.worstName, t, metrics, "device", launches);
             }
         }
-        BenchHarness.Timing t = BenchHarness.time(body, repeat);
+        BenchHarness.Timing t = BenchHarness.time(body, repeat, warmupNanos);
         return new Result(err.worstError, err.tolerance, err.worstName, t, metrics, "host", launches);
     }
 
@@ -140,12 +203,15 @@ final class BenchSuite implements AutoCloseable {
      * device's for a {@link DeviceResidentTiming} backend that can time a device copy, else null.
      */
     BenchHarness.CopyBandwidth copyBandwidth(long bytes, int repeat) {
-        if (isCpu()) return BenchHarness.measureCopy(bytes, Runtime.getRuntime().availableProcessors(), repeat);
+        if (isCpu()) {
+            return BenchHarness.measureCopy(bytes, Runtime.getRuntime().availableProcessors(), repeat, warmupNanos);
+        }
         if (ops instanceof DeviceResidentTiming d) {
             DeviceResidentTiming.Timed copy = d.prepareCopy(bytes);
             if (copy != null) {
                 try (copy) {
-                    return new BenchHarness.CopyBandwidth(bytes, 0, BenchHarness.time(copy::run, repeat));
+                    return new BenchHarness.CopyBandwidth(bytes, 0, BenchHarness.time(copy::run, repeat, warmupNanos),
+                            "on the device");
                 }
             }
         }
@@ -173,6 +239,50 @@ final class BenchSuite implements AutoCloseable {
                 .add("running_mean", rm, rrm).add("running_var", rv, rrv);
     }
 
+    private Errors forwardTrainReluErrors(RandomInputs in, float[] z, float[] y, int[] mask, float[] mean,
+                                          float[] invstd, float[] rm, float[] rv) {
+        Shape s = in.shape();
+        Float64Check.Forward f = Float64Check.forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS,
+                in.runningMean(), in.runningVar(), MOMENTUM);
+        Errors err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, false);
+        if (isCpu()) {
+            err.add("save_mean", mean, f.mean()).add("save_invstd", invstd, f.invstd())
+                    .add("running_mean", rm, f.runningMean()).add("running_var", rv, f.runningVar());
+            reluErrors(err, y, mask, Float64Check.preActivation(f.y(), z), null);
+            return err;
+        }
+        int c = s.channels();
+        float[] rmean = new float[c];
+        float[] rinv = new float[c];
+        float[] rrm = in.runningMean().clone();
+        float[] rrv = in.runningVar().clone();
+        float[] ry = new float[y.length];
+        cpu().forwardTrainingRelu(s, in.x(), z, in.gamma(), in.beta(), EPS, rrm, rrv, MOMENTUM, ry, null, rmean, rinv);
+        err.add("save_mean", mean, rmean).add("save_invstd", invstd, rinv).add("running_mean", rm, rrm)
+                .add("running_var", rv, rrv);
+        reluErrors(err, y, mask, Float64Check.preActivation(f.y(), z), out -> System.arraycopy(ry, 0, out, 0,
+                ry.length));
+        return err;
+    }
+
+    /**
+     * y against float64's relu(v) (CPU) or the CPU backend's y ({@code reference} fills it), and the mask against
+     * float64's v ({@link ErrorMetric#maskError}) in either case.
+     */
+    private void reluErrors(Errors err, float[] y, int[] mask, double[] v,
+                            java.util.function.Consumer<float[]> reference) {
+        if (reference == null) {
+            err.add("y", y, Float64Check.relu(v));
+        } else {
+            float[] ry = new float[y.length];
+            reference.accept(ry);
+            err.add("y", y, ry);
+        }
+        float[] bits = new float[y.length];
+        for (int i = 0; i < bits.length; i++) bits[i] = mask[i / 32] >>> (i % 32) & 1;
+        err.note("mask", ErrorMetric.maskError(bits, v));
+    }
+
     /** Accumulates the worst error of several outputs. */
     private final class Errors {
         final double tolerance;
@@ -192,7 +302,7 @@ final class BenchSuite implements AutoCloseable {
             return note(name, ErrorMetric.maxRelativeError(actual, expected));
         }
 
-        private Errors note(String name, double e) {
+        Errors note(String name, double e) {
             if (Double.isNaN(worstError)) return this;
             if (Double.isNaN(e) || e > worstError || worstName.equals("-")) {
                 worstError = e;

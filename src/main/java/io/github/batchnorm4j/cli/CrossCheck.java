@@ -23,6 +23,12 @@ import java.util.Map;
  * {@link UnsupportedOperationException} for (cuDNN: backward-eval, statistics, normalize) is reported as unsupported,
  * not as a failure; any other exception is a failure of that row.
  *
+ * <p>The fused batch norm + add + ReLU operations, with a residual z: {@code forward-train-relu} (y, the mask, saved
+ * and running statistics), {@code forward-eval-relu} (y, mask), {@code backward-train-relu} and
+ * {@code backward-eval-relu} (dx, dz, dgamma, dbeta). Backward gets float64's mask, the same for every backend, so
+ * that the pairwise table compares equal inputs. The mask is scored by {@link ErrorMetric#maskError}: a bit may
+ * differ from float64's only where |v| is within the tolerance of 0.
+ *
  * <p>Pass marks: against float64, {@link #FORWARD_TOLERANCE} and {@link #GRADIENT_TOLERANCE} (docs/design.md §6);
  * between two backends, {@link #PAIRWISE_FACTOR} times that, since each side may carry the whole float32 error allowed.
  */
@@ -39,7 +45,8 @@ public final class CrossCheck {
 
     /** The operations, in the order of the tables. */
     public static final List<String> OPS = List.of("forward-train", "forward-train-plain", "forward-eval",
-            "backward-train", "backward-eval", "statistics", "normalize");
+            "backward-train", "backward-eval", "statistics", "normalize", "forward-train-relu", "forward-eval-relu",
+            "backward-train-relu", "backward-eval-relu");
 
     /**
      * Shapes in logical order [N, C, S1..Sk]; each runs channels-first and channels-last ([N, S1..Sk, C]), and 2-D
@@ -154,22 +161,23 @@ public final class CrossCheck {
         List<PairRow> pairs = new ArrayList<>();
         long caseSeed = seed;
         for (Shape shape : shapes()) {
-            RandomInputs in = RandomInputs.of(shape, caseSeed++);
+            long shapeSeed = caseSeed++;
+            RandomInputs in = RandomInputs.of(shape, shapeSeed);
             String layout = shape.layout().cliName();
             String dims = dimsText(shape.dims());
             for (String op : OPS) {
                 double tol = op.startsWith("backward") ? GRADIENT_TOLERANCE : FORWARD_TOLERANCE;
-                Map<String, double[]> expected = expected(op, in);
+                Map<String, double[]> expected = expected(op, in, shapeSeed);
                 List<Outcome> outcomes = new ArrayList<>();
                 for (BatchNormOps b : backends) {
-                    Outcome o = Outcome.of(() -> actual(b, op, in));
+                    Outcome o = Outcome.of(() -> actual(b, op, in, shapeSeed));
                     outcomes.add(o);
                     rows.add(o.against(b.name(), op, layout, dims, expected, tol));
                 }
                 for (int i = 0; i < outcomes.size(); i++) {
                     for (int j = i + 1; j < outcomes.size(); j++) {
                         pairs.add(Outcome.pair(op, layout, dims, names.get(i), outcomes.get(i), names.get(j),
-                                outcomes.get(j), PAIRWISE_FACTOR * tol));
+                                outcomes.get(j), PAIRWISE_FACTOR * tol, expected.get("mask")));
                     }
                 }
             }
@@ -195,7 +203,8 @@ public final class CrossCheck {
             String worst = null;
             double error = 0;
             for (Map.Entry<String, double[]> e : expected.entrySet()) {
-                double err = ErrorMetric.maxRelativeError(outputs.get(e.getKey()), e.getValue());
+                double err = e.getKey().equals("mask") ? ErrorMetric.maskError(outputs.get("mask"), e.getValue())
+                        : ErrorMetric.maxRelativeError(outputs.get(e.getKey()), e.getValue());
                 if (worst == null || Double.isNaN(err) || err > error) {
                     worst = e.getKey();
                     error = err;
@@ -206,7 +215,7 @@ public final class CrossCheck {
         }
 
         static PairRow pair(String op, String layout, String dims, String a, Outcome oa, String b, Outcome ob,
-                            double tol) {
+                            double tol, double[] v) {
             Outcome without = oa.outputs == null ? oa : ob.outputs == null ? ob : null;
             if (without != null) {
                 String who = without == oa ? a : b;
@@ -217,7 +226,9 @@ public final class CrossCheck {
             String worst = null;
             double error = 0;
             for (Map.Entry<String, float[]> e : oa.outputs.entrySet()) {
-                double err = ErrorMetric.maxPairwiseError(e.getValue(), ob.outputs.get(e.getKey()));
+                double err = e.getKey().equals("mask")
+                        ? ErrorMetric.maskPairwiseError(e.getValue(), ob.outputs.get("mask"), v)
+                        : ErrorMetric.maxPairwiseError(e.getValue(), ob.outputs.get(e.getKey()));
                 if (worst == null || Double.isNaN(err) || err > error) {
                     worst = e.getKey();
                     error = err;
@@ -249,10 +260,41 @@ public final class CrossCheck {
     }
 
     /** The float64 outputs of {@code op}, named as {@link #actual} names the backend's. */
-    private static Map<String, double[]> expected(String op, RandomInputs in) {
+    private static Map<String, double[]> expected(String op, RandomInputs in, long seed) {
         Shape s = in.shape();
         Map<String, double[]> out = new LinkedHashMap<>();
+        float[] z = RandomInputs.residual(s, seed);
         switch (op) {
+            case "forward-train-relu" -> {
+                Float64Check.Forward f = Float64Check.forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS,
+                        in.runningMean(), in.runningVar(), MOMENTUM);
+                double[] v = Float64Check.preActivation(f.y(), z);
+                out.put("y", Float64Check.relu(v));
+                out.put("mask", v);
+                out.put("save_mean", f.mean());
+                out.put("save_invstd", f.invstd());
+                out.put("running_mean", f.runningMean());
+                out.put("running_var", f.runningVar());
+            }
+            case "forward-eval-relu" -> {
+                double[] v = Float64Check.preActivation(Float64Check.forwardInference(s, in.x(), in.gamma(),
+                        in.beta(), in.runningMean(), in.runningVar(), EPS), z);
+                out.put("y", Float64Check.relu(v));
+                out.put("mask", v);
+            }
+            case "backward-train-relu", "backward-eval-relu" -> {
+                float[] g = Float64Check.gate(in.dy(), reluMask(op, in, z));
+                Float64Check.Gradients d = op.equals("backward-train-relu")
+                        ? Float64Check.backwardTraining(s, in.x(), g, in.gamma(), EPS)
+                        : Float64Check.backwardInference(s, in.x(), g, in.gamma(), in.runningMean(),
+                                in.runningVar(), EPS);
+                out.put("dx", d.dx());
+                double[] dz = new double[g.length];
+                for (int i = 0; i < g.length; i++) dz[i] = g[i];
+                out.put("dz", dz);
+                out.put("dgamma", d.dgamma());
+                out.put("dbeta", d.dbeta());
+            }
             case "forward-train", "forward-train-plain" -> {
                 boolean full = op.equals("forward-train");
                 Float64Check.Forward f = Float64Check.forwardTraining(s, in.x(), full ? in.gamma() : null,
@@ -298,13 +340,79 @@ public final class CrossCheck {
         return out;
     }
 
+    /** The float64 ReLU mask the backward rows of the fused operations feed every backend. */
+    private static int[] reluMask(String op, RandomInputs in, float[] z) {
+        Shape s = in.shape();
+        double[] bn = op.equals("backward-train-relu")
+                ? Float64Check.forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS, null, null, 0).y()
+                : Float64Check.forwardInference(s, in.x(), in.gamma(), in.beta(), in.runningMean(), in.runningVar(),
+                        EPS);
+        return Float64Check.mask(Float64Check.preActivation(bn, z));
+    }
+
+    /** A mask's bits as 0/1 floats (the form the tables compare). */
+    private static float[] bitsOf(int[] mask, int n) {
+        float[] b = new float[n];
+        for (int i = 0; i < n; i++) b[i] = mask[i / 32] >>> (i % 32) & 1;
+        return b;
+    }
+
     /** Runs {@code op} on a backend with poisoned outputs; returns the outputs by name. */
-    private static Map<String, float[]> actual(BatchNormOps ops, String op, RandomInputs in) {
+    private static Map<String, float[]> actual(BatchNormOps ops, String op, RandomInputs in, long seed) {
         Shape s = in.shape();
         int n = in.x().length;
         int c = s.channels();
         Map<String, float[]> out = new LinkedHashMap<>();
+        float[] z = RandomInputs.residual(s, seed);
         switch (op) {
+            case "forward-train-relu" -> {
+                float[] rm = in.runningMean().clone();
+                float[] rv = in.runningVar().clone();
+                float[] y = poisoned(n);
+                int[] mask = new int[(n + 31) / 32];
+                Arrays.fill(mask, -1);
+                float[] mean = poisoned(c);
+                float[] invstd = poisoned(c);
+                ops.forwardTrainingRelu(s, in.x(), z, in.gamma(), in.beta(), EPS, rm, rv, MOMENTUM, y, mask, mean,
+                        invstd);
+                out.put("y", y);
+                out.put("mask", bitsOf(mask, n));
+                out.put("save_mean", mean);
+                out.put("save_invstd", invstd);
+                out.put("running_mean", rm);
+                out.put("running_var", rv);
+            }
+            case "forward-eval-relu" -> {
+                float[] y = poisoned(n);
+                int[] mask = new int[(n + 31) / 32];
+                Arrays.fill(mask, -1);
+                ops.forwardInferenceRelu(s, in.x(), z, in.gamma(), in.beta(), in.runningMean(), in.runningVar(), EPS,
+                        y, mask);
+                out.put("y", y);
+                out.put("mask", bitsOf(mask, n));
+            }
+            case "backward-train-relu", "backward-eval-relu" -> {
+                int[] mask = reluMask(op, in, z);
+                float[] dx = poisoned(n);
+                float[] dz = poisoned(n);
+                float[] dgamma = poisoned(c);
+                float[] dbeta = poisoned(c);
+                if (op.equals("backward-train-relu")) {
+                    float[] mean = new float[c];
+                    float[] invstd = new float[c];
+                    ops.forwardTrainingRelu(s, in.x(), z, in.gamma(), in.beta(), EPS, null, null, 0, new float[n],
+                            null, mean, invstd);
+                    ops.backwardTrainingRelu(s, in.x(), in.dy(), mask, in.gamma(), mean, invstd, dx, dz, dgamma,
+                            dbeta);
+                } else {
+                    ops.backwardInferenceRelu(s, in.x(), in.dy(), mask, in.gamma(), in.runningMean(), in.runningVar(),
+                            EPS, dx, dz, dgamma, dbeta);
+                }
+                out.put("dx", dx);
+                out.put("dz", dz);
+                out.put("dgamma", dgamma);
+                out.put("dbeta", dbeta);
+            }
             case "forward-train", "forward-train-plain" -> {
                 boolean full = op.equals("forward-train");
                 float[] rm = full ? in.runningMean().clone() : null;

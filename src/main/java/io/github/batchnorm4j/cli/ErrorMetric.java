@@ -51,4 +51,31 @@ public final class ErrorMetric {
         for (int i = 0; i < e.length; i++) e[i] = expected[i];
         return maxRelativeError(actual, e);
     }
+
+    /**
+     * The error of a ReLU mask (bits as 0/1 floats) against the float64 pre-activation v: the largest
+     * {@code |v_i| / max(|v_i|, 1)} over the elements whose bit disagrees with the sign of v ({@code !(v <= 0)}). A
+     * float32 backend may round a v within its rounding error of 0 to either side, and such a flip moves y by |v|,
+     * so the mask is held to the same bound as y; a wrong bit where v is clearly away from 0 scores about 1.
+     */
+    public static double maskError(float[] bits, double[] v) {
+        if (bits.length != v.length) {
+            throw new IllegalArgumentException("bits: expected " + v.length + " values, got " + bits.length);
+        }
+        double worst = 0;
+        for (int i = 0; i < bits.length; i++) {
+            if (bits[i] != 0 && bits[i] != 1) return Double.NaN;
+            if ((bits[i] == 1) != !(v[i] <= 0)) worst = Math.max(worst, Math.abs(v[i]) / Math.max(Math.abs(v[i]), 1));
+        }
+        return worst;
+    }
+
+    /** {@link #maskError} between two backends' masks: the largest such score where they disagree. */
+    public static double maskPairwiseError(float[] a, float[] b, double[] v) {
+        double worst = 0;
+        for (int i = 0; i < a.length; i++) {
+            if (a[i] != b[i]) worst = Math.max(worst, Double.isFinite(v[i]) ? Math.min(Math.abs(v[i]), 1) : 1);
+        }
+        return worst;
+    }
 }

@@ -169,4 +169,34 @@ public final class Float64Check {
         }
         return new Gradients(dx, dgamma, dbeta);
     }
+
+    // ---- fused batch norm + (add) + ReLU ----------------------------------------------------------------------
+
+    /** v = bn + z in double (z null: none): the pre-activation of the fused operations. */
+    public static double[] preActivation(double[] bn, float[] z) {
+        double[] v = bn.clone();
+        if (z != null) for (int i = 0; i < v.length; i++) v[i] += z[i];
+        return v;
+    }
+
+    /** relu(v) = v where !(v &lt;= 0), else 0. */
+    public static double[] relu(double[] v) {
+        double[] y = new double[v.length];
+        for (int i = 0; i < v.length; i++) y[i] = v[i] <= 0 ? 0 : v[i];
+        return y;
+    }
+
+    /** The ReLU mask of v as bits (bit i % 32 of word i / 32 is !(v_i &lt;= 0)). */
+    public static int[] mask(double[] v) {
+        int[] m = new int[(v.length + 31) / 32];
+        for (int i = 0; i < v.length; i++) if (!(v[i] <= 0)) m[i / 32] |= 1 << (i % 32);
+        return m;
+    }
+
+    /** dy where the mask bit is 1, else 0 (exact in float). */
+    public static float[] gate(float[] dy, int[] mask) {
+        float[] g = new float[dy.length];
+        for (int i = 0; i < dy.length; i++) g[i] = (mask[i / 32] >>> (i % 32) & 1) == 1 ? dy[i] : 0f;
+        return g;
+    }
 }

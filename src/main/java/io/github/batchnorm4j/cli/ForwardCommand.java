@@ -1,7 +1,9 @@
 package io.github.batchnorm4j.cli;
 
+import io.github.batchnorm4j.Activation;
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.BatchNormOptions;
+import io.github.batchnorm4j.ReluMask;
 import io.github.batchnorm4j.Shape;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -18,12 +20,16 @@ import picocli.CommandLine.Spec;
 /**
  * {@code batchnorm4j forward}: batch-norm forward of a .npy tensor. Writes {@code y.npy}; in training mode also
  * {@code save_mean.npy} and {@code save_invstd.npy}, and the updated {@code running_mean.npy} and
- * {@code running_var.npy} when running statistics are tracked. Input files are never modified.
+ * {@code running_var.npy} when running statistics are tracked. With {@code --activation relu} y = relu(bn(x) + z)
+ * (z from {@code --residual}, or none) and the ReLU mask in {@code mask.npy} ({@link MaskFile}). Input files are never
+ * modified.
  */
 @Command(name = "forward", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Batch-norm forward of X.npy into DIR/y.npy (PyTorch semantics).",
             "Train mode also writes save_mean.npy, save_invstd.npy and, when running statistics are tracked, the "
-                + "updated running_mean.npy and running_var.npy."})
+                + "updated running_mean.npy and running_var.npy.",
+            "--activation relu: y = relu(bn(x) + z) with z from --residual (or none), and the ReLU mask in mask.npy "
+                + "(uint8, np.packbits(v > 0, bitorder='little') of the flat pre-activation)."})
 final class ForwardCommand implements Callable<Integer> {
 
     @Option(names = "--x", required = true, paramLabel = "X.npy", description = "Input (float32 or float64, C order).")
@@ -66,6 +72,14 @@ final class ForwardCommand implements Callable<Integer> {
             description = "Do not track running statistics (eval mode then uses batch statistics).")
     boolean noRunningStats;
 
+    @Option(names = "--activation", defaultValue = "none", paramLabel = "none|relu",
+            description = "relu: fused batch norm + (add) + ReLU, also writes mask.npy (default: ${DEFAULT-VALUE}).")
+    String activation;
+
+    @Option(names = "--residual", paramLabel = "Z.npy",
+            description = "With --activation relu: added to bn(x) before the ReLU (x's shape).")
+    Path residual;
+
     @Mixin
     BackendAndOutOptions target;
 
@@ -86,9 +100,14 @@ final class ForwardCommand implements Callable<Integer> {
         if (noRunningStats && running.given()) {
             throw new IllegalArgumentException("--running-mean/--running-var cannot be combined with --no-running-stats");
         }
+        boolean relu = Inputs.activation(activation) == Activation.RELU;
+        if (residual != null && !relu) {
+            throw new IllegalArgumentException("--residual: needs --activation relu (y = relu(bn(x) + z))");
+        }
         Inputs.checkOut(target.out);
-        NpyArray xa = Inputs.read("--x", x, 2); // x and y
+        NpyArray xa = Inputs.read("--x", x, residual != null ? 3 : 2); // x and y (and z)
         Shape shape = Inputs.shapeOf(xa, x, layout);
+        float[] za = residual != null ? Inputs.likeX("--residual", residual, xa) : null;
         int c = shape.channels();
         float[] g = Inputs.perChannel("--gamma", gamma, shape);
         float[] b = Inputs.perChannel("--beta", beta, shape);
@@ -110,6 +129,7 @@ final class ForwardCommand implements Callable<Integer> {
         BatchNormOptions options = (m == null ? BatchNormOptions.builder().cumulativeMomentum()
                 : BatchNormOptions.builder().momentum(m)).eps(eps).build();
         List<String> names = new ArrayList<>(List.of("y.npy"));
+        if (relu) names.add("mask.npy");
         if (mode == Mode.train) names.addAll(List.of("save_mean.npy", "save_invstd.npy"));
         if (mode == Mode.train && tracked) names.addAll(List.of("running_mean.npy", "running_var.npy"));
         Map<String, Path> inputs = new LinkedHashMap<>();
@@ -118,7 +138,9 @@ final class ForwardCommand implements Callable<Integer> {
         inputs.put("--beta", beta);
         inputs.put("--running-mean", running.runningMean);
         inputs.put("--running-var", running.runningVar);
+        inputs.put("--residual", residual);
         float[] y = new float[xa.data().length];
+        int[] mask = relu ? ReluMask.allocate(shape) : null;
         String detail;
         // The output folder is checked and staged before the backend opens; an unavailable backend (exit 3), a
         // failing computation or a failed write removes the staging folder: nothing is left behind.
@@ -130,7 +152,12 @@ final class ForwardCommand implements Callable<Integer> {
                 double factor = tracked && mode == Mode.train ? options.momentumFactor(numBatchesTracked + 1) : 0;
                 float[] newMean = mode == Mode.train && tracked ? rm.clone() : null;
                 float[] newVar = mode == Mode.train && tracked ? rv.clone() : null;
-                ops.forwardTraining(shape, xa.data(), g, b, eps, newMean, newVar, factor, y, mean, invstd);
+                if (relu) {
+                    ops.forwardTrainingRelu(shape, xa.data(), za, g, b, eps, newMean, newVar, factor, y, mask, mean,
+                            invstd);
+                } else {
+                    ops.forwardTraining(shape, xa.data(), g, b, eps, newMean, newVar, factor, y, mean, invstd);
+                }
                 out.writeNpy("y.npy", xa.dims(), y);
                 if (mode == Mode.train) {
                     out.writeNpy("save_mean.npy", Inputs.vector(c), mean);
@@ -145,9 +172,16 @@ final class ForwardCommand implements Callable<Integer> {
                             + (numBatchesTracked + 1)
                         : "batch statistics, running statistics not tracked";
             } else {
-                ops.forwardInference(shape, xa.data(), g, b, rm, rv, eps, y);
+                if (relu) ops.forwardInferenceRelu(shape, xa.data(), za, g, b, rm, rv, eps, y, mask);
+                else ops.forwardInference(shape, xa.data(), g, b, rm, rv, eps, y);
                 out.writeNpy("y.npy", xa.dims(), y);
                 detail = "running statistics";
+            }
+            if (relu) {
+                Path f = out.file("mask.npy");
+                out.write("mask.npy", d -> MaskFile.write(f, mask));
+                detail += ", y = relu(bn(x)" + (za != null ? " + z" : "") + "): " + ReluMask.count(mask, y.length)
+                        + " of " + y.length + " passed";
             }
             out.commit();
             spec.commandLine().getOut().println("forward " + mode + " on " + ops.name() + ": x (" + xa.dimsText()

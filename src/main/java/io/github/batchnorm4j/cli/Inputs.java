@@ -15,6 +15,7 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.NotDirectoryException;
 import java.nio.file.Path;
 import java.util.Arrays;
+import io.github.batchnorm4j.Activation;
 
 /**
  * Reading and checking the command line's inputs and writing its outputs. Every failure is an
@@ -158,7 +159,15 @@ final class Inputs {
         return a.data();
     }
 
-    /** Checks --eps: finite and &gt; 0. */
+    /** --activation: none or relu, "--activation: expected none or relu, got X" otherwise. */
+    static Activation activation(String text) {
+        try {
+            return Activation.parse(text);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--activation: expected none or relu, got " + text);
+        }
+    }
+
     /** Training needs more than one value per channel (PyTorch's rule); {@code x} is the tensor's shape. */
     static void checkTrainable(Shape x) {
         if (x.reductionSize() < 2) {

@@ -62,34 +62,10 @@ public final class Npy {
         // The size of a regular file is known before reading: a truncated file is refused without allocating.
         long size = Files.isRegularFile(file) ? Files.size(file) : -1;
         try (InputStream in = Files.newInputStream(file)) {
-            byte[] prefix = readFully(in, 8, file, "the magic string and version");
-            for (int i = 0; i < MAGIC.length; i++) {
-                if (prefix[i] != MAGIC[i]) {
-                    throw new NpyFormatException(file + ": not a .npy file (missing the \\x93NUMPY magic string)");
-                }
-            }
-            int major = prefix[6] & 0xff;
-            int minor = prefix[7] & 0xff;
-            long headerLen;
-            long headerStart;
-            if (major == 1 && minor == 0) {
-                headerLen = ByteBuffer.wrap(readFully(in, 2, file, "the header length")).order(ByteOrder.LITTLE_ENDIAN)
-                        .getShort(0) & 0xffff;
-                headerStart = 10;
-            } else if ((major == 2 || major == 3) && minor == 0) {
-                headerLen = ByteBuffer.wrap(readFully(in, 4, file, "the header length")).order(ByteOrder.LITTLE_ENDIAN)
-                        .getInt(0) & 0xffffffffL;
-                headerStart = 12;
-            } else {
-                throw new NpyFormatException(file + ": unsupported .npy format version " + major + "." + minor
-                        + " (expected 1.0, 2.0 or 3.0)");
-            }
-            if (headerLen > 16 << 20) {
-                throw new NpyFormatException(file + ": implausible header length " + headerLen);
-            }
-            byte[] hbytes = readFully(in, (int) headerLen, file, "the header");
-            // Versions 1 and 2 are latin-1; 3 is UTF-8. The keys and values we accept are ASCII either way.
-            String header = new String(hbytes, major == 3 ? StandardCharsets.UTF_8 : StandardCharsets.ISO_8859_1);
+            Prefix p = readPrefix(in, file);
+            long headerStart = p.headerStart();
+            long headerLen = p.headerLen();
+            String header = p.header();
             Header h = parseHeader(header, file);
             long count = 1;
             for (long d : h.dims) {
@@ -121,6 +97,104 @@ public final class Npy {
             return new NpyArray(h.dims, data, h.itemSize == 4 ? "<f4" : "<f8");
         } catch (NoSuchFileException e) {
             throw new NpyFormatException(file + ": no such file");
+        }
+    }
+
+    /** The magic string, version, header length and header text of a .npy stream (left at the first data byte). */
+    private record Prefix(long headerStart, long headerLen, String header) {
+    }
+
+    private static Prefix readPrefix(InputStream in, Path file) throws IOException {
+        byte[] prefix = readFully(in, 8, file, "the magic string and version");
+        for (int i = 0; i < MAGIC.length; i++) {
+            if (prefix[i] != MAGIC[i]) {
+                throw new NpyFormatException(file + ": not a .npy file (missing the \\x93NUMPY magic string)");
+            }
+        }
+        int major = prefix[6] & 0xff;
+        int minor = prefix[7] & 0xff;
+        long headerLen;
+        long headerStart;
+        if (major == 1 && minor == 0) {
+            headerLen = ByteBuffer.wrap(readFully(in, 2, file, "the header length")).order(ByteOrder.LITTLE_ENDIAN)
+                    .getShort(0) & 0xffff;
+            headerStart = 10;
+        } else if ((major == 2 || major == 3) && minor == 0) {
+            headerLen = ByteBuffer.wrap(readFully(in, 4, file, "the header length")).order(ByteOrder.LITTLE_ENDIAN)
+                    .getInt(0) & 0xffffffffL;
+            headerStart = 12;
+        } else {
+            throw new NpyFormatException(file + ": unsupported .npy format version " + major + "." + minor
+                    + " (expected 1.0, 2.0 or 3.0)");
+        }
+        if (headerLen > 16 << 20) {
+            throw new NpyFormatException(file + ": implausible header length " + headerLen);
+        }
+        byte[] hbytes = readFully(in, (int) headerLen, file, "the header");
+        // Versions 1 and 2 are latin-1; 3 is UTF-8. The keys and values we accept are ASCII either way.
+        String header = new String(hbytes, major == 3 ? StandardCharsets.UTF_8 : StandardCharsets.ISO_8859_1);
+        return new Prefix(headerStart, headerLen, header);
+    }
+
+    /** A .npy array of one-byte elements as read: its descr ('|u1' or '|b1'), shape and raw bytes. */
+    record ByteArray(String descr, long[] dims, byte[] data) {
+    }
+
+    /**
+     * Reads a C-order .npy array of bytes: unsigned 8-bit integers ({@code '|u1'}, NumPy's {@code uint8}, e.g. the
+     * output of {@code np.packbits}) or booleans ({@code '|b1'}). Read once from start to end, like {@link #read}.
+     *
+     * @throws NpyFormatException naming the file for another dtype, Fortran order, or a wrong data length
+     */
+    static ByteArray readBytes(Path file) throws IOException {
+        if (!Files.exists(file)) throw new NpyFormatException(file + ": no such file");
+        if (Files.isDirectory(file)) throw new NpyFormatException(file + ": is a directory, expected a .npy file");
+        try (InputStream in = Files.newInputStream(file)) {
+            Prefix p = readPrefix(in, file);
+            Map<String, Object> dict;
+            try {
+                dict = new DictParser(p.header()).parse();
+            } catch (IllegalStateException e) {
+                throw new NpyFormatException(file + ": malformed .npy header (" + e.getMessage() + "): "
+                        + printable(p.header()));
+            }
+            Object descr = dict.get("descr");
+            String d = descr instanceof String t ? t : String.valueOf(descr);
+            if (!d.equals("|u1") && !d.equals("<u1") && !d.equals("|b1")) {
+                throw new NpyFormatException(file + ": unsupported dtype '" + printable(d) + "': expected uint8 ('|u1',"
+                        + " bits packed by np.packbits(m, bitorder='little')) or bool ('|b1')");
+            }
+            if (Boolean.TRUE.equals(dict.get("fortran_order"))) {
+                throw new NpyFormatException(file + ": fortran_order True is not supported: expected C order");
+            }
+            if (!(dict.get("shape") instanceof long[] dims)) {
+                throw new NpyFormatException(file + ": shape must be a tuple of integers");
+            }
+            long count = 1;
+            for (long n : dims) {
+                if (n != 0 && count > MAX_ELEMENTS / n) {
+                    throw new NpyFormatException(file + ": shape " + dimsText(dims) + " is too large");
+                }
+                count *= n;
+            }
+            byte[] data = readFully(in, (int) count, file, count + " data bytes for shape " + dimsText(dims));
+            if (in.read() >= 0) {
+                throw new NpyFormatException(file + ": expected " + count + " data bytes for shape " + dimsText(dims)
+                        + ", found more (trailing bytes)");
+            }
+            return new ByteArray(d.equals("|b1") ? "|b1" : "|u1", dims, data);
+        } catch (NoSuchFileException e) {
+            throw new NpyFormatException(file + ": no such file");
+        }
+    }
+
+    /** Writes bytes as a one-dimensional C-order uint8 ({@code '|u1'}) .npy file, as numpy.save would. */
+    static void writeBytes(Path file, byte[] data) throws IOException {
+        byte[] header = headerBytes("|u1", new long[] {data.length});
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+                StandardOpenOption.TRUNCATE_EXISTING)) {
+            writeFully(ch, ByteBuffer.wrap(header));
+            writeFully(ch, ByteBuffer.wrap(data));
         }
     }
 
@@ -173,7 +247,12 @@ public final class Npy {
 
     /** The complete header (magic, version, length, dict, padding) numpy.save writes for a float32 C-order array. */
     static byte[] headerBytes(long[] dims) {
-        StringBuilder dict = new StringBuilder("{'descr': '<f4', 'fortran_order': False, 'shape': (");
+        return headerBytes("<f4", dims);
+    }
+
+    /** The header numpy.save writes for a C-order array of {@code descr}. */
+    static byte[] headerBytes(String descr, long[] dims) {
+        StringBuilder dict = new StringBuilder("{'descr': '" + descr + "', 'fortran_order': False, 'shape': (");
         for (int i = 0; i < dims.length; i++) {
             if (i > 0) dict.append(", ");
             dict.append(dims[i]);

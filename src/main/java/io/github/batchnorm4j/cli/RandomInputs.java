@@ -75,4 +75,12 @@ public record RandomInputs(Shape shape, float[] x, float[] dy, float[] gamma, fl
         double u = 1.0 - g.nextDouble(); // (0, 1]: log is finite
         return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * g.nextDouble());
     }
+
+    /** The residual z of the fused operations for {@code shape}: normal with mean 0.3 and standard deviation 1. */
+    public static float[] residual(Shape shape, long seed) {
+        SplittableRandom g = new SplittableRandom(seed * 0x9E3779B97F4A7C15L + 17);
+        float[] z = new float[shape.elementCountAsInt()];
+        for (int i = 0; i < z.length; i++) z[i] = (float) (0.3 + gaussian(g));
+        return z;
+    }
 }

@@ -4,9 +4,8 @@ import io.github.batchnorm4j.AbstractSplitBatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.GradientSums;
 import io.github.batchnorm4j.Layout;
+import io.github.batchnorm4j.ReluMask;
 import io.github.batchnorm4j.Shape;
-import java.util.concurrent.ForkJoinPool;
-import java.util.concurrent.ForkJoinTask;
 import java.util.function.IntConsumer;
 
 /**
@@ -24,9 +23,11 @@ import java.util.function.IntConsumer;
  * Then mean = K + Σd/M and M2 = Σd² − (Σd)²/M. This is the shifted single pass, not E[x²] − E[x]²: the cancellation in
  * M2 costs log2(1 + (mean − K)²/var) bits of the 53 a double holds, and K, being a value of the channel, lies within a
  * few standard deviations of the mean for any real data; even an outlier K 1000 standard deviations away leaves ≈ 33
- * bits, more than float32 needs. (x − K is exact in double: both are floats.) The loops are in {@link ElementLoops}:
- * several independent accumulator chains, fused multiply-adds where the JVM has them, and channels-last sums tiled so
- * that blocks of 8 channels accumulate in registers.
+ * bits, more than float32 needs. (x − K is exact in double: both are floats.) The loops ({@link PieceLoops}) are
+ * {@link VectorLoops} where the Vector API is present ({@link #VECTOR_AVAILABLE}: floats widened into double vectors,
+ * lanes folded in a fixed order) and {@link ElementLoops} otherwise (several independent scalar accumulator chains,
+ * fused multiply-adds where the JVM has them, channels-last sums tiled so that blocks of 8 channels accumulate in
+ * registers).
  *
  * <p><b>Elementwise passes</b> run in float32 with per-channel coefficients hoisted out of the loops (channels-first:
  * one plain loop per run, which HotSpot vectorizes; channels-last: chunks of whole rows copied into scratch, one flat
@@ -40,16 +41,37 @@ import java.util.function.IntConsumer;
  * <p>Traffic in units of S = bytes of x: forward training 3 S (read x; read x, write y), eval 2 S, backward
  * training 5 S (read x, dy; read x, dy, write dx), eval backward 3 S (one fused pass).
  *
- * <p>The worker threads are daemon threads of a private {@link ForkJoinPool}; {@link #close()} shuts it down.
- * Calls may come from several threads at once.
+ * <p>The worker threads are daemon threads of a private {@link SpinPool} (piece t always on the same thread; idle
+ * workers poll briefly for the next call before they park); {@link #close()} stops them. Calls may come from several
+ * threads at once (a call that finds the workers busy runs its pieces on its own thread: the same results).
  */
 public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     /** Below this many elements per piece, splitting costs more than it saves. */
     static final int MIN_ELEMENTS_PER_TASK = 1 << 15;
 
+    /**
+     * Floats per block of a second pass walked backwards. The second pass of forward training (y) and of backward
+     * (dx) reads its piece again right after the first pass read it front to back: walked block by block from the
+     * end, it meets first what the first pass read last, still in the core's caches (what a front-to-back walk finds
+     * there is what the cache evicted first). Blocks of 64 Ki floats keep each block a forward stream for the
+     * prefetchers.
+     */
+    static final int SECOND_PASS_BLOCK = 1 << 16;
+
+    /**
+     * Whether the Vector API loops ({@link VectorLoops}) can run here: the module {@code jdk.incubator.vector} is in
+     * the boot layer (the launcher and the tests add it with {@code --add-modules jdk.incubator.vector}), vectors
+     * hold at least 8 floats (AVX2 or wider), and {@code -Dbatchnorm4j.cpu.vector=false} does not turn them off.
+     * Without it the scalar {@link ElementLoops} run (plain library users on a class path).
+     */
+    static final boolean VECTOR_AVAILABLE = detectVector();
+
     private final int threads;
     private final int minElementsPerTask;
-    private final ForkJoinPool pool;
+    private final PieceLoops loops;
+    private final boolean reverseSecondPass;
+    private final boolean channelWise;
+    private final SpinPool pool;
 
     /** A backend using every available processor. */
     public CpuBatchNormOps() {
@@ -67,18 +89,53 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
 
     /** For tests: {@code minElementsPerTask} = 1 splits even tiny tensors, so every piece boundary gets exercised. */
     CpuBatchNormOps(int threads, int minElementsPerTask) {
+        this(threads, minElementsPerTask, VECTOR_AVAILABLE);
+    }
+
+    /** For tests and benchmarks: {@code vector} = false runs the scalar loops even where the Vector API is present. */
+    CpuBatchNormOps(int threads, int minElementsPerTask, boolean vector) {
+        this(threads, minElementsPerTask, vector, true, true);
+    }
+
+    /**
+     * For benchmarks (A/B comparisons): {@code reverseSecondPass} = false walks second passes front to back,
+     * {@code channelWise} = false walks channels-first tensors in pieces whatever C.
+     */
+    CpuBatchNormOps(int threads, int minElementsPerTask, boolean vector, boolean reverseSecondPass,
+                    boolean channelWise) {
+        if (vector && !VECTOR_AVAILABLE) {
+            throw new IllegalArgumentException("vector: the Vector API (jdk.incubator.vector) is not available here");
+        }
         if (threads < 1) throw new IllegalArgumentException("threads: expected >= 1, got " + threads);
         if (minElementsPerTask < 1) {
             throw new IllegalArgumentException("minElementsPerTask: expected >= 1, got " + minElementsPerTask);
         }
         this.threads = threads;
         this.minElementsPerTask = minElementsPerTask;
-        this.pool = threads > 1 ? new ForkJoinPool(threads - 1) : null;
+        this.loops = vector ? VectorLoops.INSTANCE : ElementLoops.INSTANCE;
+        this.reverseSecondPass = reverseSecondPass;
+        this.channelWise = channelWise;
+        this.pool = threads > 1 ? new SpinPool(threads - 1, "batchnorm4j-cpu") : null;
     }
 
     @Override
     public String name() {
         return "cpu";
+    }
+
+    /** Which element loops run: "vector" (the Vector API) or "scalar". */
+    public String loopsName() {
+        return loops == ElementLoops.INSTANCE ? "scalar" : "vector";
+    }
+
+    private static boolean detectVector() {
+        if (!Boolean.parseBoolean(System.getProperty("batchnorm4j.cpu.vector", "true"))) return false;
+        if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) return false;
+        try {
+            return VectorLoops.FL >= 8; // loads VectorLoops: only here, after the module was found
+        } catch (LinkageError e) {
+            return false;
+        }
     }
 
     /** The number of threads a large operation is split across. */
@@ -88,7 +145,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
 
     @Override
     protected void doClose() {
-        if (pool != null) pool.shutdown();
+        if (pool != null) pool.close();
     }
 
     // ---- the memory view --------------------------------------------------------------------------------------------
@@ -135,30 +192,37 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             for (int t = 0; t < tasks; t++) body.accept(t);
             return;
         }
-        ForkJoinTask<?>[] others = new ForkJoinTask<?>[tasks - 1];
-        for (int t = 1; t < tasks; t++) {
-            final int id = t;
-            others[t - 1] = pool.submit(() -> body.accept(id));
+        pool.run(tasks, body);
+    }
+
+    /** For benchmarks: body(0 .. tasks − 1) on this backend's threads (task 0 on the calling thread). */
+    void parallel(int tasks, IntConsumer body) {
+        if (tasks < 1 || tasks > threads) {
+            throw new IllegalArgumentException("tasks: expected 1.." + threads + ", got " + tasks);
         }
-        RuntimeException failure = null;
-        try {
-            body.accept(0);
-        } catch (RuntimeException e) {
-            failure = e;
-        }
-        for (ForkJoinTask<?> f : others) {
-            try {
-                f.join();
-            } catch (RuntimeException e) {
-                if (failure == null) failure = e;
-            }
-        }
-        if (failure != null) throw failure;
+        run(tasks, body);
     }
 
     /** Start of piece t of n over [0, total): the same function of (total, n) every time, hence deterministic. */
     private static int pieceStart(int total, int t, int n) {
         return (int) ((long) total * t / n);
+    }
+
+    /**
+     * Threads for a channel-wise walk of v (see {@link #channelWise}), or 0 when v is walked in pieces: channels-first
+     * with runs longer than one element, and channels that split evenly enough across the threads (the largest share
+     * at most 10% above the mean; C = 3 on 2 threads is not) or a single thread.
+     */
+    private int channelTasks(View v) {
+        if (!v.channelsFirst || v.inner == v.size || !channelWise) return 0;
+        int tasks = Math.min(tasksFor(v.size), v.channels);
+        int most = (v.channels + tasks - 1) / tasks;
+        return (long) most * tasks * 10 <= 11L * v.channels ? tasks : 0;
+    }
+
+    /** First channel of task t of n. */
+    private static int channelStart(int channels, int t, int n) {
+        return pieceStart(channels, t, n);
     }
 
     // ---- operations -------------------------------------------------------------------------------------------------
@@ -169,15 +233,27 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         int c = v.channels;
         float[] center = new float[c];   // the channel's first value
         for (int ch = 0; ch < c; ch++) center[ch] = x[v.channelsFirst ? ch * v.inner : ch];
+        int channelTasks = channelTasks(v);
+        if (channelTasks > 0) {
+            double[] mean = new double[c];
+            double[] m2 = new double[c];
+            run(channelTasks, t -> {
+                double[] sums = new double[2];
+                for (int k = channelStart(c, t, channelTasks); k < channelStart(c, t + 1, channelTasks); k++) {
+                    channelStatistics(v, x, k, center[k], mean, m2, sums);
+                }
+            });
+            return new double[][] {mean, m2};
+        }
         int tasks = tasksFor(v.size);
         double[][] s1 = new double[tasks][c];
         double[][] s2 = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.centeredSumsChannelsFirst(x, pieceStart(v.size, t, tasks),
+                loops.centeredSumsChannelsFirst(x, pieceStart(v.size, t, tasks),
                         pieceStart(v.size, t + 1, tasks), c, v.inner, center, s1[t], s2[t]);
             } else {
-                ElementLoops.centeredSumsChannelsLast(x, pieceStart(v.rows, t, tasks),
+                loops.centeredSumsChannelsLast(x, pieceStart(v.rows, t, tasks),
                         pieceStart(v.rows, t + 1, tasks), c, center, s1[t], s2[t]);
             }
         });
@@ -198,6 +274,17 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         return new double[][] {mean, m2};
     }
 
+    /** Channel k's mean and M2 into mean[k], m2[k], from one walk of its runs (sums: scratch of 2). */
+    private void channelStatistics(View v, float[] x, int k, float center, double[] mean, double[] m2,
+                                   double[] sums) {
+        loops.channelSums(x, k, v.size / (v.channels * v.inner), v.channels, v.inner, center, sums);
+        double m = v.count;
+        double a = sums[0];
+        mean[k] = center + a / m;
+        double sq = sums[1] - a * (a / m);
+        m2[k] = sq < 0 ? 0 : sq; // as in the pieces' merge: rounding can dip below 0 for a constant channel
+    }
+
     @Override
     protected ChannelStatistics doStatistics(Shape shape, float[] x) {
         double[][] st = meanAndM2(shape, x);
@@ -208,6 +295,29 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     protected void doForwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
                                      float[] runningMean, float[] runningVar, double momentum,
                                      float[] y, float[] saveMean, float[] saveInvstd) {
+        View v = view(shape);
+        int channelTasks = channelTasks(v);
+        if (channelTasks > 0) {
+            // Channel by channel: its statistics, then its y while its runs are still in the core's caches.
+            int c = v.channels;
+            long m = v.count;
+            double[] mean = new double[c];
+            double[] m2 = new double[c];
+            float[] hi = new float[c];
+            float[] invstdF = new float[c];
+            int batches = v.size / (c * v.inner);
+            run(channelTasks, t -> {
+                double[] sums = new double[2];
+                float[] k3 = new float[3];
+                for (int k = channelStart(c, t, channelTasks); k < channelStart(c, t + 1, channelTasks); k++) {
+                    channelStatistics(v, x, k, x[k * v.inner], mean, m2, sums);
+                    forwardCoefficients(k, mean, m2, m, gamma, beta, eps, hi, invstdF, k3);
+                    loops.channelApply(x, y, k, batches, c, v.inner, hi[k], k3[1], k3[2]);
+                }
+            });
+            finishForward(c, mean, m2, m, hi, invstdF, runningMean, runningVar, momentum, saveMean, saveInvstd);
+            return;
+        }
         double[][] st = meanAndM2(shape, x);
         forward(shape, x, st[0], st[1], shape.reductionSize(), gamma, beta, eps, runningMean, runningVar, momentum, y,
                 saveMean, saveInvstd);
@@ -230,15 +340,35 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         float[] scale = new float[c];
         float[] shift = new float[c];
         float[] invstdF = new float[c];
+        float[] k3 = new float[3];
         for (int k = 0; k < c; k++) {
-            double invstd = 1.0 / Math.sqrt(m2[k] / m + eps);
-            double s = gammaOf(gamma, k) * invstd;
-            hi[k] = (float) mean[k];
-            scale[k] = (float) s;
-            shift[k] = (float) (betaOf(beta, k) - (mean[k] - hi[k]) * s);
-            invstdF[k] = (float) invstd;
+            forwardCoefficients(k, mean, m2, m, gamma, beta, eps, hi, invstdF, k3);
+            scale[k] = k3[1];
+            shift[k] = k3[2];
         }
-        apply(shape, x, hi, scale, shift, y);
+        apply(shape, x, hi, scale, shift, y, true);
+        finishForward(c, mean, m2, m, hi, invstdF, runningMean, runningVar, momentum, saveMean, saveInvstd);
+    }
+
+    /**
+     * Channel k's y = (x − hi)·scale + shift: hi = (float) mean into hi[k], the float invstd into invstdF[k], scale
+     * and shift into k3[1], k3[2]. mean = hi + lo, shift = beta − lo·scale: x·scale + (beta − mean·scale) would cancel
+     * when |mean| ≫ std.
+     */
+    private static void forwardCoefficients(int k, double[] mean, double[] m2, long m, float[] gamma, float[] beta,
+                                            double eps, float[] hi, float[] invstdF, float[] k3) {
+        double invstd = 1.0 / Math.sqrt(m2[k] / m + eps);
+        double s = gammaOf(gamma, k) * invstd;
+        hi[k] = (float) mean[k];
+        k3[1] = (float) s;
+        k3[2] = (float) (betaOf(beta, k) - (mean[k] - hi[k]) * s);
+        invstdF[k] = (float) invstd;
+    }
+
+    /** The saved statistics and the running statistics of a training forward. */
+    private static void finishForward(int c, double[] mean, double[] m2, long m, float[] hi, float[] invstdF,
+                                      float[] runningMean, float[] runningVar, double momentum, float[] saveMean,
+                                      float[] saveInvstd) {
         System.arraycopy(hi, 0, saveMean, 0, c);
         System.arraycopy(invstdF, 0, saveInvstd, 0, c);
         if (runningMean != null) {
@@ -259,7 +389,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             scale[k] = (float) (gammaOf(gamma, k) / Math.sqrt(runningVar[k] + eps));
             shift[k] = (float) betaOf(beta, k);
         }
-        apply(shape, x, runningMean, scale, shift, y);
+        apply(shape, x, runningMean, scale, shift, y, false);
     }
 
     @Override
@@ -272,37 +402,73 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             scale[k] = (float) (gammaOf(gamma, k) * invstd[k]);
             shift[k] = (float) betaOf(beta, k);
         }
-        apply(shape, x, mean, scale, shift, y);
+        apply(shape, x, mean, scale, shift, y, false);
     }
 
-    /** y = (x − center)·scale + shift per channel, split across threads. */
-    private void apply(Shape shape, float[] x, float[] center, float[] scale, float[] shift, float[] y) {
+    /**
+     * y = (x − center)·scale + shift per channel, split across threads; {@code afterFirstPass}: x was just read by a
+     * pass over the same pieces, so each piece is walked backwards by blocks ({@link #SECOND_PASS_BLOCK}).
+     */
+    private void apply(Shape shape, float[] x, float[] center, float[] scale, float[] shift, float[] y,
+                       boolean afterFirstPass) {
         View v = view(shape);
         int tasks = tasksFor(v.size);
+        int block = blockOf(v, afterFirstPass);
+        float[] m = v.channelsFirst ? center : loops.extend(center, v.channels);
+        float[] s = v.channelsFirst ? scale : loops.extend(scale, v.channels);
+        float[] h = v.channelsFirst ? shift : loops.extend(shift, v.channels);
         run(tasks, t -> {
-            if (v.channelsFirst) {
-                ElementLoops.applyChannelsFirst(x, y, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
-                        v.channels, v.inner, center, scale, shift);
-            } else {
-                ElementLoops.applyChannelsLast(x, y, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
-                        v.channels, center, scale, shift);
+            int lo = pieceStart(v.channelsFirst ? v.size : v.rows, t, tasks);
+            int hi = pieceStart(v.channelsFirst ? v.size : v.rows, t + 1, tasks);
+            for (int b = hi; b > lo; ) {
+                int a = Math.max(lo, b - block);
+                if (v.channelsFirst) {
+                    loops.applyChannelsFirst(x, y, a, b, v.channels, v.inner, center, scale, shift);
+                } else {
+                    loops.applyChannelsLast(x, y, a, b, v.channels, m, s, h);
+                }
+                b = a;
             }
         });
+    }
+
+    /** Block length of a piece walk (elements channels-first, rows channels-last): the whole piece unless reversed. */
+    private int blockOf(View v, boolean reversed) {
+        if (!reversed || !reverseSecondPass) return Integer.MAX_VALUE;
+        if (v.channelsFirst) return SECOND_PASS_BLOCK;
+        int align = loops.rowAlignment(v.channels);
+        int rows = Math.max(1, SECOND_PASS_BLOCK / v.channels);
+        return (rows + align - 1) / align * align;
     }
 
     /** Σdy and Σdy·(x − center) per channel. */
     private double[][] gradientSums(Shape shape, float[] x, float[] dy, float[] center) {
         View v = view(shape);
         int c = v.channels;
+        int channelTasks = channelTasks(v);
+        if (channelTasks > 0) {
+            double[] a = new double[c];
+            double[] b = new double[c];
+            int batches = v.size / (c * v.inner);
+            run(channelTasks, t -> {
+                double[] sums = new double[2];
+                for (int k = channelStart(c, t, channelTasks); k < channelStart(c, t + 1, channelTasks); k++) {
+                    loops.channelGradientSums(x, dy, k, batches, c, v.inner, center[k], sums);
+                    a[k] = sums[0];
+                    b[k] = sums[1];
+                }
+            });
+            return new double[][] {a, b};
+        }
         int tasks = tasksFor(v.size);
         double[][] sdy = new double[tasks][c];
         double[][] sdyx = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.gradientSumsChannelsFirst(x, dy, pieceStart(v.size, t, tasks),
+                loops.gradientSumsChannelsFirst(x, dy, pieceStart(v.size, t, tasks),
                         pieceStart(v.size, t + 1, tasks), c, v.inner, center, sdy[t], sdyx[t]);
             } else {
-                ElementLoops.gradientSumsChannelsLast(x, dy, pieceStart(v.rows, t, tasks),
+                loops.gradientSumsChannelsLast(x, dy, pieceStart(v.rows, t, tasks),
                         pieceStart(v.rows, t + 1, tasks), c, center, sdy[t], sdyx[t]);
             }
         });
@@ -320,8 +486,30 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     @Override
     protected void doBackwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
+        View v = view(shape);
+        int channelTasks = channelTasks(v);
+        if (channelTasks > 0) {
+            // Channel by channel: its sums, then its dx while its runs of x and dy are still in the core's caches.
+            int c = v.channels;
+            double m = v.count;
+            int batches = v.size / (c * v.inner);
+            run(channelTasks, t -> {
+                double[] sums = new double[2];
+                float[] k3 = new float[3];
+                for (int k = channelStart(c, t, channelTasks); k < channelStart(c, t + 1, channelTasks); k++) {
+                    loops.channelGradientSums(x, dy, k, batches, c, v.inner, saveMean[k], sums);
+                    double sumDy = sums[0];
+                    double sumDyXhat = sums[1] * saveInvstd[k]; // as doGradientSums
+                    dxCoefficients(k, gamma, saveInvstd, m, sumDy, sumDyXhat, k3);
+                    loops.channelDx(x, dy, dx, k, batches, c, v.inner, saveMean[k], k3[0], k3[1], k3[2]);
+                    if (dgamma != null) dgamma[k] = (float) sumDyXhat;
+                    if (dbeta != null) dbeta[k] = (float) sumDy;
+                }
+            });
+            return;
+        }
         GradientSums sums = doGradientSums(shape, x, dy, saveMean, saveInvstd);
-        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx);
+        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx, true);
         int c = shape.channels();
         for (int k = 0; k < c; k++) {
             if (dgamma != null) dgamma[k] = (float) sums.sumDyXhat(k);
@@ -340,34 +528,53 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     @Override
     protected void doBackwardWithSums(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, GradientSums sums, float[] dx) {
-        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx);
+        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx, false);
+    }
+
+    /** Channel k's kdy, kx, k0 into k3 (the formula in {@link #dx}). */
+    private static void dxCoefficients(int k, float[] gamma, float[] saveInvstd, double m, double sumDy,
+                                       double sumDyXhat, float[] k3) {
+        double is = saveInvstd[k];
+        double g = gammaOf(gamma, k);
+        k3[0] = (float) (g * is);
+        k3[1] = (float) (-g * is * is * sumDyXhat / m);
+        k3[2] = (float) (-g * is * sumDy / m);
     }
 
     /** dx of the piece x from the sums of the whole batch (count M, Σdy, Σdy·xhat). */
     private void dx(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean, float[] saveInvstd,
-                    GradientSums sums, float[] dx) {
+                    GradientSums sums, float[] dx, boolean afterFirstPass) {
         int c = shape.channels();
         double m = sums.count();
         // dx = g·is/M·(M·dy − dbeta − xhat·dgamma) = dy·(g·is) + (x − mean)·(−g·is²·dgamma/M) + (−g·is·dbeta/M)
         float[] kdy = new float[c];
         float[] kx = new float[c];
         float[] k0 = new float[c];
+        float[] k3 = new float[3];
         for (int k = 0; k < c; k++) {
-            double is = saveInvstd[k];
-            double g = gammaOf(gamma, k);
-            kdy[k] = (float) (g * is);
-            kx[k] = (float) (-g * is * is * sums.sumDyXhat(k) / m);
-            k0[k] = (float) (-g * is * sums.sumDy(k) / m);
+            dxCoefficients(k, gamma, saveInvstd, m, sums.sumDy(k), sums.sumDyXhat(k), k3);
+            kdy[k] = k3[0];
+            kx[k] = k3[1];
+            k0[k] = k3[2];
         }
         View v = view(shape);
         int tasks = tasksFor(v.size);
+        int block = blockOf(v, afterFirstPass);
+        float[] em = v.channelsFirst ? saveMean : loops.extend(saveMean, c);
+        float[] ekdy = v.channelsFirst ? kdy : loops.extend(kdy, c);
+        float[] ekx = v.channelsFirst ? kx : loops.extend(kx, c);
+        float[] ek0 = v.channelsFirst ? k0 : loops.extend(k0, c);
         run(tasks, t -> {
-            if (v.channelsFirst) {
-                ElementLoops.dxChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
-                        c, v.inner, saveMean, kdy, kx, k0);
-            } else {
-                ElementLoops.dxChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
-                        c, saveMean, kdy, kx, k0);
+            int lo = pieceStart(v.channelsFirst ? v.size : v.rows, t, tasks);
+            int hi = pieceStart(v.channelsFirst ? v.size : v.rows, t + 1, tasks);
+            for (int b = hi; b > lo; ) {
+                int a = Math.max(lo, b - block);
+                if (v.channelsFirst) {
+                    loops.dxChannelsFirst(x, dy, dx, a, b, c, v.inner, saveMean, kdy, kx, k0);
+                } else {
+                    loops.dxChannelsLast(x, dy, dx, a, b, c, em, ekdy, ekx, ek0);
+                }
+                b = a;
             }
         });
     }
@@ -390,10 +597,10 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         double[][] sdyx = new double[tasks][c];
         run(tasks, t -> {
             if (v.channelsFirst) {
-                ElementLoops.evalBackwardChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks),
+                loops.evalBackwardChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks),
                         pieceStart(v.size, t + 1, tasks), c, v.inner, runningMean, kdy, sdy[t], sdyx[t]);
             } else {
-                ElementLoops.evalBackwardChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks),
+                loops.evalBackwardChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks),
                         pieceStart(v.rows, t + 1, tasks), c, runningMean, kdy, sdy[t], sdyx[t]);
             }
         });
@@ -407,6 +614,62 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             if (dgamma != null) dgamma[k] = (float) (b * invstd[k]);
             if (dbeta != null) dbeta[k] = (float) a;
         }
+    }
+
+    // ---- fused batch norm + (add) + ReLU ---------------------------------------------------------------------------
+    // The same results as BatchNormOps' composition, bit for bit (y of the unfused op, then the same float32 add and
+    // comparison), without its scratch tensors: the epilogue runs in place on y, and backward's gated dy goes to dz
+    // when the caller wants it (the CPU cannot fail after validation, so writing dz first keeps outputs whole).
+    // Traffic (units of S): forward training 3 S + the epilogue's read of y (and z) and write of y; backward training
+    // the gating pass (read dy, write g) + 5 S.
+
+    @Override
+    protected void doForwardTrainingRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta, double eps,
+                                         float[] runningMean, float[] runningVar, double momentum, float[] y,
+                                         int[] mask, float[] saveMean, float[] saveInvstd) {
+        doForwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
+        reluEpilogue(y, z, mask);
+    }
+
+    @Override
+    protected void doForwardInferenceRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta,
+                                          float[] runningMean, float[] runningVar, double eps, float[] y,
+                                          int[] mask) {
+        doForwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
+        reluEpilogue(y, z, mask);
+    }
+
+    @Override
+    protected void doBackwardTrainingRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                          float[] saveMean, float[] saveInvstd, float[] dx, float[] dz,
+                                          float[] dgamma, float[] dbeta) {
+        float[] g = gated(dy, mask, dz);
+        doBackwardTraining(shape, x, g, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+    }
+
+    @Override
+    protected void doBackwardInferenceRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                           float[] runningMean, float[] runningVar, double eps, float[] dx,
+                                           float[] dz, float[] dgamma, float[] dbeta) {
+        float[] g = gated(dy, mask, dz);
+        doBackwardInference(shape, x, g, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
+    }
+
+    /** y = relu(y + z) in place and the mask, in pieces of whole 32-element words across threads. */
+    private void reluEpilogue(float[] y, float[] z, int[] mask) {
+        int words = (y.length + 31) >>> 5;
+        int tasks = tasksFor(y.length);
+        run(tasks, t -> ReluMask.apply(y, z, y, mask, 32 * pieceStart(words, t, tasks),
+                Math.min(y.length, 32 * pieceStart(words, t + 1, tasks))));
+    }
+
+    /** dy gated by the mask, into dz when given (it is the residual's gradient), else into a scratch array. */
+    private float[] gated(float[] dy, int[] mask, float[] dz) {
+        float[] g = dz != null ? dz : new float[dy.length];
+        int tasks = tasksFor(dy.length);
+        run(tasks, t -> ReluMask.gate(dy, mask, g, pieceStart(dy.length, t, tasks),
+                pieceStart(dy.length, t + 1, tasks)));
+        return g;
     }
 
     private static View view(Shape shape) {

@@ -12,7 +12,10 @@ package io.github.batchnorm4j.cpu;
  * <p>Accumulations are in double with several independent accumulators (the adds are latency-bound otherwise);
  * partial sums are added into the caller's per-piece arrays, never shared between threads. Nothing is allocated.
  */
-final class ElementLoops {
+final class ElementLoops implements PieceLoops {
+    /** The one instance (the loops keep no state). */
+    static final ElementLoops INSTANCE = new ElementLoops();
+
     /** Math.fma where the JVM compiles it to the CPU's instruction (≈ 1.3× on statistics; docs/cpu-performance.md). */
     static final boolean FMA = detectFma();
 
@@ -32,6 +35,16 @@ final class ElementLoops {
     static final int FLUSH_CHUNKS = 16;
 
     private ElementLoops() {
+    }
+
+    @Override
+    public int rowAlignment(int channels) {
+        return chunkRows(channels);
+    }
+
+    @Override
+    public int coefficientLength(int channels) {
+        return channels;
     }
 
     /** Rows per channels-last chunk: at least one row, about {@link #CHUNK_FLOATS} floats. */
@@ -63,7 +76,8 @@ final class ElementLoops {
 
     // ---- statistics: Σ(x − center), Σ(x − center)² ----------------------------------------------------------------
 
-    static void centeredSumsChannelsFirst(float[] x, int lo, int hi, int channels, int inner, float[] center,
+    @Override
+    public void centeredSumsChannelsFirst(float[] x, int lo, int hi, int channels, int inner, float[] center,
                                          double[] s1, double[] s2) {
         int pos = lo;
         long run = lo / inner;
@@ -114,7 +128,8 @@ final class ElementLoops {
      *
      * <p>Float groups (vectorized) were measured as accurate and not faster: docs/cpu-performance.md.
      */
-    static void centeredSumsChannelsLast(float[] x, int r0, int r1, int channels, float[] center,
+    @Override
+    public void centeredSumsChannelsLast(float[] x, int r0, int r1, int channels, float[] center,
                                         double[] s1, double[] s2) {
         for (int t0 = r0; t0 < r1; t0 += STATS_ROW_TILE) {
             int t1 = Math.min(r1, t0 + STATS_ROW_TILE);
@@ -178,7 +193,8 @@ final class ElementLoops {
 
     // ---- y = (x − center)·scale + shift --------------------------------------------------------------------------
 
-    static void applyChannelsFirst(float[] x, float[] y, int lo, int hi, int channels, int inner,
+    @Override
+    public void applyChannelsFirst(float[] x, float[] y, int lo, int hi, int channels, int inner,
                                    float[] center, float[] scale, float[] shift) {
         int pos = lo;
         long run = lo / inner;
@@ -200,7 +216,8 @@ final class ElementLoops {
      * docs/cpu-performance.md). y may alias x: a chunk is read whole before it is written. The last rows (fewer than a
      * chunk) go row by row.
      */
-    static void applyChannelsLast(float[] x, float[] y, int r0, int r1, int channels,
+    @Override
+    public void applyChannelsLast(float[] x, float[] y, int r0, int r1, int channels,
                                   float[] center, float[] scale, float[] shift) {
         int rows = chunkRows(channels);
         int r = r0;
@@ -231,7 +248,8 @@ final class ElementLoops {
 
     // ---- backward sums: Σdy, Σdy·(x − center) ----------------------------------------------------------------------
 
-    static void gradientSumsChannelsFirst(float[] x, float[] dy, int lo, int hi, int channels, int inner,
+    @Override
+    public void gradientSumsChannelsFirst(float[] x, float[] dy, int lo, int hi, int channels, int inner,
                                           float[] center, double[] sdy, double[] sdyx) {
         int pos = lo;
         long run = lo / inner;
@@ -288,7 +306,8 @@ final class ElementLoops {
      * fused loops) are in docs/cpu-performance.md.
      * The last rows (fewer than a chunk) go row by row in double.
      */
-    static void gradientSumsChannelsLast(float[] x, float[] dy, int r0, int r1, int channels, float[] center,
+    @Override
+    public void gradientSumsChannelsLast(float[] x, float[] dy, int r0, int r1, int channels, float[] center,
                                          double[] sdy, double[] sdyx) {
         int rows = chunkRows(channels);
         int r = r0;
@@ -349,7 +368,8 @@ final class ElementLoops {
 
     // ---- dx = dy·kdy + (x − center)·kx + k0 -----------------------------------------------------------------------
 
-    static void dxChannelsFirst(float[] x, float[] dy, float[] dx, int lo, int hi, int channels, int inner,
+    @Override
+    public void dxChannelsFirst(float[] x, float[] dy, float[] dx, int lo, int hi, int channels, int inner,
                                 float[] center, float[] kdy, float[] kx, float[] k0) {
         int pos = lo;
         long run = lo / inner;
@@ -371,7 +391,8 @@ final class ElementLoops {
      * with replicated coefficients, the result copied out (3.7 ms against 4.3 ms two rows at a time:
      * docs/cpu-performance.md). dx may alias x or dy: a chunk is read whole before it is written.
      */
-    static void dxChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
+    @Override
+    public void dxChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
                                float[] center, float[] kdy, float[] kx, float[] k0) {
         int rows = chunkRows(channels);
         int r = r0;
@@ -407,7 +428,8 @@ final class ElementLoops {
 
     // ---- eval backward, fused: sums and dx = dy·kdy in one pass --------------------------------------------------
 
-    static void evalBackwardChannelsFirst(float[] x, float[] dy, float[] dx, int lo, int hi, int channels, int inner,
+    @Override
+    public void evalBackwardChannelsFirst(float[] x, float[] dy, float[] dx, int lo, int hi, int channels, int inner,
                                           float[] center, float[] kdy, double[] sdy, double[] sdyx) {
         int pos = lo;
         long run = lo / inner;
@@ -442,7 +464,8 @@ final class ElementLoops {
         }
     }
 
-    static void evalBackwardChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
+    @Override
+    public void evalBackwardChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
                                          float[] center, float[] kdy, double[] sdy, double[] sdyx) {
         for (int r = r0; r < r1; r++) {
             int base = r * channels;
@@ -452,6 +475,85 @@ final class ElementLoops {
                 sdyx[c] += g * (x[base + c] - (double) center[c]);
                 dx[base + c] = g * kdy[c];
             }
+        }
+    }
+
+    // ---- whole channels of a channels-first tensor ------------------------------------------------------------------
+
+    @Override
+    public void channelSums(float[] x, int c, int batches, int channels, int inner, float center, double[] out) {
+        double k = center;
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        double q0 = 0, q1 = 0, q2 = 0, q3 = 0;
+        for (int n = 0; n < batches; n++) {
+            int i = (n * channels + c) * inner;
+            int end = i + inner;
+            for (; i + 3 < end; i += 4) {
+                double d0 = x[i] - k, d1 = x[i + 1] - k, d2 = x[i + 2] - k, d3 = x[i + 3] - k;
+                a0 += d0;
+                a1 += d1;
+                a2 += d2;
+                a3 += d3;
+                q0 = madd(d0, d0, q0);
+                q1 = madd(d1, d1, q1);
+                q2 = madd(d2, d2, q2);
+                q3 = madd(d3, d3, q3);
+            }
+            for (; i < end; i++) {
+                double d = x[i] - k;
+                a0 += d;
+                q0 = madd(d, d, q0);
+            }
+        }
+        out[0] = (a0 + a1) + (a2 + a3);
+        out[1] = (q0 + q1) + (q2 + q3);
+    }
+
+    @Override
+    public void channelApply(float[] x, float[] y, int c, int batches, int channels, int inner, float center,
+                             float scale, float shift) {
+        for (int n = batches - 1; n >= 0; n--) {
+            int i = (n * channels + c) * inner;
+            for (int end = i + inner; i < end; i++) y[i] = (x[i] - center) * scale + shift;
+        }
+    }
+
+    @Override
+    public void channelGradientSums(float[] x, float[] dy, int c, int batches, int channels, int inner, float center,
+                                    double[] out) {
+        double m = center;
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        double b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+        for (int n = 0; n < batches; n++) {
+            int i = (n * channels + c) * inner;
+            int end = i + inner;
+            for (; i + 3 < end; i += 4) {
+                double g0 = dy[i], g1 = dy[i + 1], g2 = dy[i + 2], g3 = dy[i + 3];
+                a0 += g0;
+                a1 += g1;
+                a2 += g2;
+                a3 += g3;
+                b0 = madd(g0, x[i] - m, b0);
+                b1 = madd(g1, x[i + 1] - m, b1);
+                b2 = madd(g2, x[i + 2] - m, b2);
+                b3 = madd(g3, x[i + 3] - m, b3);
+            }
+            for (; i < end; i++) {
+                double g = dy[i];
+                a0 += g;
+                b0 = madd(g, x[i] - m, b0);
+            }
+        }
+        out[0] = (a0 + a1) + (a2 + a3);
+        out[1] = (b0 + b1) + (b2 + b3);
+    }
+
+    @Override
+    public void channelDx(float[] x, float[] dy, float[] dx, int c, int batches, int channels, int inner,
+                          float center, float kdy, float kx, float k0) {
+        for (int n = batches - 1; n >= 0; n--) {
+            int i = (n * channels + c) * inner;
+            for (int end = i + inner; i < end; i++) dx[i] = dy[i] * kdy + ((x[i] - center) * kx + k0);
         }
     }
 }

@@ -15,6 +15,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.function.UnaryOperator;
 
+import static io.github.batchnorm4j.gpu.KernelConstants.COEF_CENTER;
 import static io.github.batchnorm4j.gpu.KernelConstants.HAS_BETA;
 import static io.github.batchnorm4j.gpu.KernelConstants.HAS_GAMMA;
 import static io.github.batchnorm4j.gpu.KernelConstants.HAS_RUNNING;
@@ -183,14 +184,17 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                 .output("runningMean", runningMean, c, null).output("runningVar", runningVar, c, null)
                 .output("y", y, t, "x").output("saveMean", saveMean, c, null).output("saveInvstd", saveInvstd, c, null)
                 .check();
+        // The apply reads each channel's center (its first value) from x itself, unless y is written over x (row 0 may
+        // already hold y when a block reads it): then the statistics kernel stores the centers in the coefficients.
+        boolean inPlace = y.buffer() == x.buffer();
         int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
-                | (runningMean != null ? HAS_RUNNING : 0);
+                | (runningMean != null ? HAS_RUNNING : 0) | (inPlace ? COEF_CENTER : 0);
         DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
         boolean vec = vectorizable(shape, dtype, x, y);
         guarded(s, () -> {
             launchStats(shape, dtype, x, flags, (float) eps, runningMean != null ? (float) momentum : 0f,
                     gamma, beta, runningMean, runningVar, saveMean, saveInvstd, dummy, workspace.coef(), s);
-            launchApply(shape, dtype, vec, x, y, s);
+            launchApply(shape, dtype, vec, x, y, inPlace ? null : x, s);
         });
     }
 
@@ -215,7 +219,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         boolean vec = vectorizable(shape, dtype, x, y);
         guarded(s, () -> {
             launchPrepare(shape, PREP_EVAL_FORWARD, (float) eps, gamma, beta, runningMean, runningVar, dummy, s);
-            launchApply(shape, dtype, vec, x, y, s);
+            launchApply(shape, dtype, vec, x, y, null, s);
         });
     }
 
@@ -237,7 +241,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         boolean vec = vectorizable(shape, dtype, x, y);
         guarded(s, () -> {
             launchPrepare(shape, PREP_NORMALIZE, 1f, gamma, beta, mean, invstd, dummy, s);
-            launchApply(shape, dtype, vec, x, y, s);
+            launchApply(shape, dtype, vec, x, y, null, s);
         });
     }
 
@@ -271,7 +275,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         boolean vec = vectorizable(shape, dtype, x, dy, dx);
         guarded(s, () -> {
             launchBackwardReduce(shape, dtype, x, dy, flags, gamma, saveMean, saveInvstd, dgamma, dbeta, dummy, s);
-            launchDx(shape, dtype, vec, x, dy, dx, s);
+            launchDx(shape, dtype, vec, x, dy, dx, saveMean, s);
         });
     }
 
@@ -306,7 +310,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                 launchBackwardReduce(shape, dtype, x, dy, flags, null, runningMean, workspace.aux(), dgamma, dbeta,
                         dummy, s);
             }
-            launchApply(shape, dtype, vec, dy, dx, s);
+            launchApply(shape, dtype, vec, dy, dx, null, s);
         });
     }
 
@@ -395,6 +399,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         checks.forwardTrainingPiece(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean,
                 saveInvstd);
         checkRecords(shape, records, ranks, statisticsRecordFloats(shape.channels()));
+        // the merge kernel writes the merged center (the first record's, another rank's x) into coef: no center_x
         int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
                 | (runningMean != null ? HAS_RUNNING : 0);
         DevicePointer dummy = prepareWorkspace(shape, DType.FLOAT32, false, s);
@@ -405,7 +410,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                     .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy))
                     .ptr(or(runningVar, dummy)).ptr(saveMean).ptr(saveInvstd).ptr(workspace.coef());
             launch("bn_stats_merge", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK), a, s);
-            launchApply(shape, DType.FLOAT32, vec, x, y, s);
+            launchApply(shape, DType.FLOAT32, vec, x, y, null, s);
         });
     }
 
@@ -452,7 +457,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                     .ptr(or(dbeta, dummy)).ptr(workspace.coef());
             launch("bn_backward_merge", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK),
                     a, s);
-            launchDx(shape, DType.FLOAT32, vec, x, dy, dx, s);
+            launchDx(shape, DType.FLOAT32, vec, x, dy, dx, saveMean, s);
         });
     }
 
@@ -507,14 +512,16 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         launch("bn_prepare", LaunchGeometry.prepareGrid(shape.channels()), Dim3.of(LaunchGeometry.BLOCK), a, s);
     }
 
+    /** @param centerX the tensor whose row 0 holds the centers (forward training, not in place), or null: coef row 0 */
     private void launchApply(Shape shape, DType dtype, boolean vec, DevicePointer in, DevicePointer out,
-                             DeviceStream s) {
+                             DevicePointer centerX, DeviceStream s) {
         String kernel = name("bn_apply", LaunchGeometry.view(shape), dtype, vec);
         LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount(),
                 blocksPerSm(kernel), dtype);
         KernelArgs a = new KernelArgs().ptr(in).ptr(out);
         elementwiseShapeArgs(a, shape, g);
         a.ptr(workspace.coef());
+        if (centerX != null) a.ptr(centerX); else a.i64(0);   // a null pointer: the kernel reads coef row 0
         launch(kernel, g.grid(), g.block(), a, s);
     }
 
@@ -533,13 +540,13 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     }
 
     private void launchDx(Shape shape, DType dtype, boolean vec, DevicePointer x, DevicePointer dy, DevicePointer dx,
-                          DeviceStream s) {
+                          DevicePointer mean, DeviceStream s) {
         String kernel = name("bn_dx", LaunchGeometry.view(shape), dtype, vec);
         LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount(),
                 blocksPerSm(kernel), dtype);
         KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(dx);
         elementwiseShapeArgs(a, shape, g);
-        a.ptr(workspace.coef());
+        a.ptr(workspace.coef()).ptr(mean);
         launch(kernel, g.grid(), g.block(), a, s);
     }
 

@@ -8,7 +8,7 @@ final class KernelConstants {
     static final int HAS_GAMMA = 1;
     static final int HAS_BETA = 2;
     static final int HAS_RUNNING = 4;
-    // 8 is free: forward training always writes the saved mean and invstd
+    static final int COEF_CENTER = 8;
     static final int STATS_ONLY = 16;
     static final int WANT_DGAMMA = 32;
     static final int WANT_DBETA = 64;

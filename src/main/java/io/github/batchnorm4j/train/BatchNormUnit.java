@@ -1,8 +1,9 @@
 package io.github.batchnorm4j.train;
 
 /**
- * A batch-norm layer over the columns of a {@code [rows, channels]} activation matrix, living on a
- * {@link TrainBackend}: learnable gamma/beta with their gradients, and running statistics for evaluation.
+ * A batch-norm layer followed by a ReLU, over the columns of a {@code [rows, channels]} activation matrix, living on
+ * a {@link TrainBackend}: learnable gamma/beta with their gradients, running statistics for evaluation, and the ReLU
+ * mask of the last forward (the MLP's hidden layers are h = relu(bn(x·W)), computed as one fused operation).
  * Semantics are the library's ({@link io.github.batchnorm4j.BatchNorm}, PyTorch's {@code BatchNorm1d}).
  */
 public interface BatchNormUnit extends AutoCloseable {
@@ -22,20 +23,23 @@ public interface BatchNormUnit extends AutoCloseable {
     Tensor betaGrad();
 
     /**
-     * y = BN(x). Training mode normalizes with the batch statistics (x needs at least 2 rows), saves them for
-     * {@link #backward} and updates the running statistics; eval mode uses the running statistics.
+     * h = relu(BN(x)), batch norm and the ReLU after it in one fused call (the library's
+     * {@link io.github.batchnorm4j.BatchNormOps#forwardTrainingRelu}). Training mode normalizes with the batch
+     * statistics (x needs at least 2 rows), saves them and the ReLU mask for {@link #backwardRelu} and updates the
+     * running statistics; eval mode uses the running statistics.
      *
-     * @param y output, same shape as x
+     * @param h output, same shape as x
      */
-    void forward(Tensor x, Tensor y, boolean training);
+    void forwardRelu(Tensor x, Tensor h, boolean training);
 
     /**
-     * Training-mode backward of the last training {@link #forward} (same x): writes dx and overwrites
+     * Training-mode backward of the last training {@link #forwardRelu} (same x): dh, the gradient of h, is gated by
+     * that forward's ReLU mask (h itself is not needed), then batch norm's backward writes dx and overwrites
      * {@link #gammaGrad()} and {@link #betaGrad()}.
      *
      * @param dx output, same shape as x
      */
-    void backward(Tensor x, Tensor dy, Tensor dx);
+    void backwardRelu(Tensor x, Tensor dh, Tensor dx);
 
     /** Releases backend resources; idempotent. */
     @Override

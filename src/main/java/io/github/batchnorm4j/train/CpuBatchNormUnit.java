@@ -1,13 +1,15 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.Activation;
 import io.github.batchnorm4j.BatchNorm;
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.Shape;
 
 /**
- * {@link BatchNormUnit} on the host: the library's stateful {@link BatchNorm} layer over a CPU {@link BatchNormOps},
- * on a channels-last {@code [rows, C]} shape. gamma, beta and their gradients are the layer's live arrays wrapped as
+ * {@link BatchNormUnit} on the host: the library's stateful {@link BatchNorm} layer with a fused ReLU
+ * ({@link Activation#RELU}) over a CPU {@link BatchNormOps}, on a channels-last {@code [rows, C]} shape; the layer
+ * keeps the ReLU mask between forward and backward. gamma, beta and their gradients are the layer's live arrays wrapped as
  * tensors, so SGD updates the layer's parameters in place.
  */
 final class CpuBatchNormUnit extends AbstractBatchNormUnit<CpuTensor> {
@@ -19,7 +21,7 @@ final class CpuBatchNormUnit extends AbstractBatchNormUnit<CpuTensor> {
      *              are rounded once to it, which is the library's 16-bit batch norm
      */
     CpuBatchNormUnit(BatchNormOps ops, int channels, double eps, double momentum, DType dtype) {
-        this(BatchNorm.builder(channels).eps(eps).momentum(momentum).build(ops), dtype);
+        this(BatchNorm.builder(channels).eps(eps).momentum(momentum).activation(Activation.RELU).build(ops), dtype);
     }
 
     private CpuBatchNormUnit(BatchNorm layer, DType dtype) {
@@ -36,7 +38,7 @@ final class CpuBatchNormUnit extends AbstractBatchNormUnit<CpuTensor> {
     }
 
     @Override
-    public void forward(Tensor x, Tensor y, boolean training) {
+    public void forwardRelu(Tensor x, Tensor y, boolean training) {
         TensorChecks.sameShape("y", y, x);
         if (training) layer.train();
         else layer.eval();
@@ -47,7 +49,7 @@ final class CpuBatchNormUnit extends AbstractBatchNormUnit<CpuTensor> {
     }
 
     @Override
-    public void backward(Tensor x, Tensor dy, Tensor dx) {
+    public void backwardRelu(Tensor x, Tensor dy, Tensor dx) {
         TensorChecks.sameShape("dy", dy, x);
         TensorChecks.sameShape("dx", dx, x);
         layer.train();

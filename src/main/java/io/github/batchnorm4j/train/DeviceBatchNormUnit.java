@@ -8,6 +8,8 @@ import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.gpu.DeviceResidentBatchNorm;
 
 import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Map;
 
 import static io.github.batchnorm4j.train.DeviceTrainBackend.pointer;
 
@@ -30,6 +32,7 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
     private final DeviceTensor saveMean;
     private final DeviceTensor saveInvstd;
     private int savedRows = -1;
+    private final Map<Integer, DeviceTensor[]> scratch = new HashMap<>();
 
     DeviceBatchNormUnit(DeviceTrainBackend backend, DeviceResidentBatchNorm bn, int channels, double eps,
                         double momentum) {
@@ -70,44 +73,58 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
         return t;
     }
 
+    // Until the fused kernels: batch norm into a scratch pre-activation v, then the training kernels' ReLU; backward
+    // gates dh by v > 0 (the mask's rule for finite v) into a scratch gradient. Scratch per row count (a run meets
+    // the batch, the last partial batch and the evaluation chunks).
+
     @Override
-    public void forward(Tensor x, Tensor y, boolean training) {
+    public void forwardRelu(Tensor x, Tensor h, boolean training) {
         Shape shape = shape(x);
-        TensorChecks.sameShape("y", y, x);
+        TensorChecks.sameShape("h", h, x);
+        DeviceTensor v = scratch(x.rows())[0];
         if (training && sync != null) {
             sync.forwardTraining(shape, pointer("x", x), p.gamma().pointer(), p.beta().pointer(), eps,
-                    runningMean.pointer(), runningVar.pointer(), momentum, pointer("y", y), saveMean.pointer(),
+                    runningMean.pointer(), runningVar.pointer(), momentum, v.pointer(), saveMean.pointer(),
                     saveInvstd.pointer(), backend.stream());
             savedRows = x.rows();
         } else if (training) {
             bn.forwardTraining(shape, pointer("x", x), p.gamma().pointer(), p.beta().pointer(), eps,
-                    runningMean.pointer(), runningVar.pointer(), momentum, pointer("y", y), saveMean.pointer(),
+                    runningMean.pointer(), runningVar.pointer(), momentum, v.pointer(), saveMean.pointer(),
                     saveInvstd.pointer(), backend.stream());
             savedRows = x.rows();
         } else {
             bn.forwardInference(shape, pointer("x", x), p.gamma().pointer(), p.beta().pointer(),
-                    runningMean.pointer(), runningVar.pointer(), eps, pointer("y", y), backend.stream());
+                    runningMean.pointer(), runningVar.pointer(), eps, v.pointer(), backend.stream());
         }
+        backend.reluForward(v, h);
     }
 
     @Override
-    public void backward(Tensor x, Tensor dy, Tensor dx) {
+    public void backwardRelu(Tensor x, Tensor dh, Tensor dx) {
         Shape shape = shape(x);
-        TensorChecks.sameShape("dy", dy, x);
+        TensorChecks.sameShape("dh", dh, x);
         TensorChecks.sameShape("dx", dx, x);
         if (savedRows != x.rows()) {
             throw new IllegalStateException("backward needs a training forward of the same shape first (saved "
                     + savedRows + " rows, got " + x.rows() + ")");
         }
+        DeviceTensor[] s = scratch(x.rows());
+        backend.reluBackward(s[0], dh, s[1]);
         if (sync != null) {
-            sync.backwardTraining(shape, pointer("x", x), pointer("dy", dy), p.gamma().pointer(), saveMean.pointer(),
+            sync.backwardTraining(shape, pointer("x", x), s[1].pointer(), p.gamma().pointer(), saveMean.pointer(),
                     saveInvstd.pointer(), pointer("dx", dx), p.gammaGrad().pointer(), p.betaGrad().pointer(),
                     backend.stream());
             return;
         }
-        bn.backwardTraining(shape, pointer("x", x), pointer("dy", dy), p.gamma().pointer(), saveMean.pointer(),
+        bn.backwardTraining(shape, pointer("x", x), s[1].pointer(), p.gamma().pointer(), saveMean.pointer(),
                 saveInvstd.pointer(), pointer("dx", dx), p.gammaGrad().pointer(), p.betaGrad().pointer(),
                 backend.stream());
+    }
+
+    /** The pre-activation and its gradient for {@code rows} rows. */
+    private DeviceTensor[] scratch(int rows) {
+        return scratch.computeIfAbsent(rows, r -> new DeviceTensor[] {backend.allocate(r, channels),
+                backend.allocate(r, channels)});
     }
 
     private Shape shape(Tensor x) {
@@ -122,5 +139,7 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
                 runningVar, saveMean, saveInvstd}) {
             t.close();
         }
+        for (DeviceTensor[] s : scratch.values()) for (DeviceTensor t : s) t.close();
+        scratch.clear();
     }
 }

@@ -248,8 +248,7 @@ public final class Mlp implements AutoCloseable {
             int k = l - 1; // the hidden layer feeding layer l
             backend.gemm(false, true, 1f, a.dz[l], weightsLow[l], 0f, a.dh[k]);
             if (batchNorm) {
-                backend.reluBackward(a.h[k], a.dh[k], a.da[k]);
-                norms[k].backward(a.z[k], a.da[k], a.dz[k]);
+                norms[k].backwardRelu(a.z[k], a.dh[k], a.dz[k]);   // through the forward's ReLU mask
             } else {
                 backend.reluBackward(a.h[k], a.dh[k], a.dz[k]);
             }
@@ -350,12 +349,8 @@ public final class Mlp implements AutoCloseable {
             backend.gemm(false, false, 1f, input, weightsLow[l], 0f, a.z[l]);
             if (biases[l] != null) backend.addBias(a.z[l], biases[l]);
             if (l < layers - 1) {
-                Tensor pre = a.z[l];
-                if (batchNorm) {
-                    norms[l].forward(a.z[l], a.bn[l], training);
-                    pre = a.bn[l];
-                }
-                backend.reluForward(pre, a.h[l]);
+                if (batchNorm) norms[l].forwardRelu(a.z[l], a.h[l], training);   // fused batch norm + ReLU
+                else backend.reluForward(a.z[l], a.h[l]);
             }
         }
     }
@@ -380,8 +375,6 @@ public final class Mlp implements AutoCloseable {
         final Tensor x;
         final Tensor[] z = new Tensor[layers];      // x·W (+ b): pre-BN, or pre-activation without BN; z[last] = logits
         final Tensor[] dz = new Tensor[layers];
-        final Tensor[] bn = new Tensor[layers - 1]; // BN outputs (null without BN)
-        final Tensor[] da = new Tensor[layers - 1]; // gradient w.r.t. BN outputs (null without BN)
         final Tensor[] h = new Tensor[layers - 1];  // ReLU outputs
         final Tensor[] dh = new Tensor[layers - 1];
 
@@ -393,10 +386,6 @@ public final class Mlp implements AutoCloseable {
                 if (l < layers - 1) {
                     h[l] = own(rows, sizes[l + 1], dtype);
                     dh[l] = own(rows, sizes[l + 1], dtype);
-                    if (batchNorm) {
-                        bn[l] = own(rows, sizes[l + 1], dtype);
-                        da[l] = own(rows, sizes[l + 1], dtype);
-                    }
                 }
             }
         }

@@ -344,7 +344,7 @@ class BadInputPropertiesTest {
             case "train" -> List.of("train", "--epochs", "1", "--hidden", "4", "--batch-size", "600", "--no-progress",
                     "--backend", "cpu", "--out", s(out));
             case "bench" -> List.of("bench", "--backend", "cpu", "--shape", "2,3,4", "--repeat", "1", "--op",
-                    "forward-eval", "--json");
+                    "forward-eval", "--warmup", "0", "--json");
             default -> List.of("check", "--backends", "cpu", "--json");
         });
     }

@@ -30,7 +30,7 @@ class BenchHarnessTest {
         BenchHarness.Timing t = BenchHarness.time(() -> {
             calls.incrementAndGet();
             busy(200_000);
-        }, 5);
+        }, 5, 20_000_000L);
         assertEquals(5, t.repeats());
         assertTrue(t.warmups() >= BenchHarness.MIN_WARMUP_RUNS, "warm-ups: " + t.warmups());
         assertEquals(t.warmups() + 5, calls.get(), "each warm-up and each timed run calls the op once");
@@ -39,15 +39,31 @@ class BenchHarnessTest {
     }
 
     @Test
-    void copyBandwidthCountsReadAndWrittenBytes() {
-        BenchHarness.CopyBandwidth c = BenchHarness.measureCopy((4 << 20) + 3, 2, 3);
+    void warmUpIsByTimeWhateverTheRunCount() {
+        AtomicInteger calls = new AtomicInteger();
+        long t0 = System.nanoTime();
+        BenchHarness.Timing t = BenchHarness.time(calls::incrementAndGet, 3, 50_000_000L);
+        assertTrue(System.nanoTime() - t0 >= 50_000_000L, "at least the warm-up time passed");
+        assertTrue(t.warmups() > 1000, "a fast op warms up for the whole time, not a fixed count: " + t);
+        BenchHarness.Timing none = BenchHarness.time(calls::incrementAndGet, 3, 0);
+        assertEquals(BenchHarness.MIN_WARMUP_RUNS, none.warmups(), "no warm-up time: the minimum run count");
+        assertThrows(IllegalArgumentException.class, () -> BenchHarness.time(() -> { }, 1, -1));
+    }
+
+    @Test
+    void copyBandwidthIsTheFastestCopyAndCountsReadAndWrittenBytes() {
+        BenchHarness.CopyBandwidth c = BenchHarness.measureCopy((4 << 20) + 3, 2, 3, 10_000_000L);
         assertEquals(4 << 20, c.bytes(), "whole floats of the size asked for");
-        assertEquals(2, c.threads());
+        assertEquals(1, c.others().size(), "two ways tried, the slower one listed: " + c);
+        assertTrue(c.method().equals("System.arraycopy, 1 thread") && c.threads() == 1
+                || c.method().equals("System.arraycopy, 2 threads") && c.threads() == 2, c.toString());
+        assertTrue(!c.others().get(0).startsWith(c.method()), c.toString());
         assertEquals(2.0 * c.bytes() / (c.timing().medianMs() * 1e-3) / 1e9, c.gbps(), 1e-9 * c.gbps());
         assertTrue(c.gbps() > 0.1 && c.gbps() < 10_000, "plausible: " + c.gbps());
         assertThrows(IllegalArgumentException.class, () -> BenchHarness.measureCopy(2, 1, 1));
-        BenchHarness.CopyBandwidth tiny = BenchHarness.measureCopy(1000, 8, 3);
+        BenchHarness.CopyBandwidth tiny = BenchHarness.measureCopy(1000, 8, 3, 0);
         assertEquals(1, tiny.threads(), "a small copy is not split across threads");
+        assertTrue(tiny.others().isEmpty(), tiny.toString());
         assertEquals(1000, tiny.bytes());
     }
 

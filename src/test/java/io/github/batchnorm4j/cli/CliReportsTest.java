@@ -24,14 +24,14 @@ class CliReportsTest {
     @Test
     void benchJsonHasOneObjectPerLineWithTheDocumentedKeys() throws Exception {
         Launcher.Result r = Launcher.run(dir, "bench", "--backend", "cpu", "--shape", "4,3,5,6", "--repeat", "2",
-                "--json");
+                "--warmup", "0.05", "--json");
         assertEquals(0, r.exitCode(), r::toString);
         List<String> lines = new ArrayList<>();
         for (String l : r.stdout().split("\\R")) {
             if (!l.isBlank()) lines.add(l);
         }
-        // copy + 3 ops × 2 layouts
-        assertEquals(7, lines.size(), r::toString);
+        // copy + 6 ops × 2 layouts
+        assertEquals(13, lines.size(), r::toString);
         String copy = lines.get(0);
         assertEquals("\"copy\"", field(copy, "op"), copy);
         double copyGbps = Double.parseDouble(field(copy, "gbps"));
@@ -46,16 +46,18 @@ class CliReportsTest {
             assertEquals("1440", field(l, "bytes"), "S = 360 floats: " + l);
             double ms = Double.parseDouble(field(l, "median_ms"));
             double gbps = Double.parseDouble(field(l, "gbps"));
-            int units = BenchCommand.trafficUnits(field(l, "op").replace("\"", ""));
+            double units = BenchCommand.trafficUnits(field(l, "op").replace("\"", ""));
+            assertEquals(units, Double.parseDouble(field(l, "budget")), 0, l);
             assertEquals(units * 1440 / (ms * 1e-3) / 1e9, gbps, 1e-4 * gbps, "S-based GB/s: " + l);
             assertEquals(100 * gbps / copyGbps, Double.parseDouble(field(l, "pct_of_copy")), 1e-3 * 100 * gbps / copyGbps,
                     l);
             seen.add(field(l, "op") + " " + field(l, "layout") + " " + field(l, "shape"));
         }
-        assertEquals(List.of(
-                "\"forward-train\" \"channels-first\" \"4,3,5,6\"", "\"forward-eval\" \"channels-first\" \"4,3,5,6\"",
-                "\"backward\" \"channels-first\" \"4,3,5,6\"", "\"forward-train\" \"channels-last\" \"4,5,6,3\"",
-                "\"forward-eval\" \"channels-last\" \"4,5,6,3\"", "\"backward\" \"channels-last\" \"4,5,6,3\""), seen);
+        List<String> expected = new ArrayList<>();
+        for (String layoutAndShape : new String[] {"\"channels-first\" \"4,3,5,6\"", "\"channels-last\" \"4,5,6,3\""}) {
+            for (String op : BenchCommand.ALL_OPS) expected.add("\"" + op + "\" " + layoutAndShape);
+        }
+        assertEquals(expected, seen);
     }
 
     @Test

@@ -224,6 +224,52 @@ class CrossCheckTest {
         }
     }
 
+    @Test
+    void aWrongMaskBitFailsTheFusedForwardOnly() {
+        // One bit flipped at the element of largest |y| (clearly away from 0): y is right, the mask is not.
+        BatchNormOps planted = new DelegatingOps() {
+            @Override
+            public void forwardTrainingRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta,
+                                            double eps, float[] runningMean, float[] runningVar, double momentum,
+                                            float[] y, int[] mask, float[] saveMean, float[] saveInvstd) {
+                cpu.forwardTrainingRelu(shape, x, z, gamma, beta, eps, runningMean, runningVar, momentum, y, mask,
+                        saveMean, saveInvstd);
+                int at = 0;
+                for (int i = 0; i < y.length; i++) if (y[i] > y[at]) at = i;
+                if (mask != null) mask[at / 32] ^= 1 << (at % 32);
+            }
+        };
+        assertEquals(Set.of("forward-train-relu"), failingOps(planted));
+        CrossCheck.Row r = rows(planted).stream().filter(x -> x.op().equals("forward-train-relu")).findFirst()
+                .orElseThrow();
+        assertEquals("mask", r.detail(), r.toString());
+    }
+
+    @Test
+    void aResidualGradientThatIgnoresTheMaskFails() {
+        BatchNormOps planted = new DelegatingOps() {
+            @Override
+            public void backwardTrainingRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                             float[] saveMean, float[] saveInvstd, float[] dx, float[] dz,
+                                             float[] dgamma, float[] dbeta) {
+                cpu.backwardTrainingRelu(shape, x, dy, mask, gamma, saveMean, saveInvstd, dx, dz, dgamma, dbeta);
+                if (dz != null) System.arraycopy(dy, 0, dz, 0, dy.length);
+            }
+        };
+        assertEquals(Set.of("backward-train-relu"), failingOps(planted));
+    }
+
+    @Test
+    void maskErrorScoresDisagreementsBySizeOfThePreActivation() {
+        double[] v = {2.0, -3.0, 1e-7, -1e-7, 0.5};
+        assertEquals(0.0, ErrorMetric.maskError(new float[] {1, 0, 1, 0, 1}, v));
+        assertEquals(1e-7, ErrorMetric.maskError(new float[] {1, 0, 0, 1, 1}, v), 1e-20);   // flips near 0: tiny
+        assertEquals(0.5, ErrorMetric.maskError(new float[] {1, 0, 1, 0, 0}, v));
+        assertEquals(1.0, ErrorMetric.maskError(new float[] {0, 0, 1, 0, 1}, v));           // |v| = 2: capped at 1
+        assertTrue(Double.isNaN(ErrorMetric.maskError(new float[] {Float.NaN, 0, 1, 0, 1}, v)));
+        assertEquals(0.5, ErrorMetric.maskPairwiseError(new float[] {1, 0, 1, 0, 1}, new float[] {1, 0, 0, 0, 0}, v));
+    }
+
     private static BatchNormOps skewedEval(String name, float relative) {
         return new DelegatingOps() {
             @Override

@@ -97,7 +97,7 @@ class GpuValidateScriptTest {
         assertTrue(bench.stream().anyMatch(b -> "cuda".equals(((Map<?, ?>) b).get("backend"))
                 && ((Map<?, ?>) b).get("kernels") instanceof List<?> k && !k.isEmpty()), "cuda rows list their kernels");
         List<?> comparison = (List<?>) report.get("comparison");
-        assertEquals(6, comparison.size(), "3 ops x NCHW and NHWC: " + comparison);
+        assertEquals(2 * BenchCommand.ALL_OPS.size(), comparison.size(), "every op x NCHW and NHWC: " + comparison);
         for (Object o : comparison) {
             Map<?, ?> c = (Map<?, ?>) o;
             double ours = (Double) c.get("ours_gbps");

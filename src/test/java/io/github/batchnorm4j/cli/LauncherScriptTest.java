@@ -23,6 +23,9 @@ import org.junit.jupiter.api.io.TempDir;
  * the jar with the arguments as given, and works from any directory and through a symlink.
  */
 class LauncherScriptTest {
+    /** The JVM options that add the Vector API module (the CPU backend's vector loops). */
+    private static final String VECTOR = "[--add-modules][jdk.incubator.vector]";
+
     @TempDir
     Path tmp;
 
@@ -88,11 +91,12 @@ class LauncherScriptTest {
         List<String> first = run(script, elsewhere, "check", "--seed", "a b");
         assertEquals(2, first.size(), first.toString());
         assertEquals("mvn -q -B package -DskipTests in " + repo.toRealPath(), first.get(0), "missing jar: build");
-        assertEquals("[-jar][" + jar.toRealPath() + "][check][--seed][a b]", first.get(1), "then run, args intact");
+        assertEquals(VECTOR + "[-jar][" + jar.toRealPath() + "][check][--seed][a b]", first.get(1),
+                "then run, args intact");
 
         setAge(jar, 50); // newer than pom.xml and the sources
         List<String> fresh = run(script, elsewhere, "info");
-        assertEquals(List.of("[-jar][" + jar.toRealPath() + "][info]"), fresh, "up to date: no build");
+        assertEquals(List.of(VECTOR + "[-jar][" + jar.toRealPath() + "][info]"), fresh, "up to date: no build");
 
         setAge(repo.resolve("src/main/java/A.java"), 10); // a source newer than the jar
         List<String> stale = run(script, elsewhere, "info");
@@ -112,7 +116,7 @@ class LauncherScriptTest {
         setAge(jar, 0);
         Path link = tmp.resolve("bn4j");
         Files.createSymbolicLink(link, script);
-        assertEquals(List.of("[-jar][" + jar.toRealPath() + "][info]"), run(link, elsewhere, "info"),
+        assertEquals(List.of(VECTOR + "[-jar][" + jar.toRealPath() + "][info]"), run(link, elsewhere, "info"),
                 "through a symlink, the repository is still found");
     }
 
@@ -128,8 +132,47 @@ class LauncherScriptTest {
         Process p = pb.start();
         assertTrue(p.waitFor(30, TimeUnit.SECONDS));
         assertEquals(0, p.exitValue());
-        assertEquals(List.of("[-cp][/some/classes:/some/lib.jar][io.github.batchnorm4j.cli.Main][info]"),
+        assertEquals(List.of(VECTOR + "[-cp][/some/classes:/some/lib.jar][io.github.batchnorm4j.cli.Main][info]"),
                 Files.readAllLines(log));
         assertTrue(!Files.exists(repo.resolve("target")), "no build in class-path mode");
+    }
+
+    /**
+     * The JVM's notice about the incubator module is dropped from stderr; every other stderr line, stdout and the exit
+     * status pass through unchanged. Without the module (BATCHNORM4J_VECTOR=0, or a runtime whose release file lists
+     * its modules without it) java is started without --add-modules.
+     */
+    @Test
+    void theIncubatorNoticeIsDroppedAndTheModuleLeftOutWhereUnwanted() throws Exception {
+        Path script = repo.resolve("scripts/batchnorm4j");
+        executable(bin.resolve("java"), "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]' \"$a\" >> \"$LAUNCHER_LOG\"; done\n"
+                + "echo >> \"$LAUNCHER_LOG\"\necho 'WARNING: Using incubator modules: jdk.incubator.vector' >&2\n"
+                + "echo 'error: --x: something' >&2\necho table\nexit 3\n");
+        for (String vector : new String[] {null, "0", "release"}) {
+            Files.deleteIfExists(log);
+            Files.deleteIfExists(tmp.resolve("release"));
+            if ("release".equals(vector)) Files.writeString(tmp.resolve("release"), "MODULES=\"java.base jdk.jfr\"\n");
+            ProcessBuilder pb = new ProcessBuilder(script.toString(), "info").directory(tmp.toFile());
+            pb.environment().remove("JAVA_HOME");
+            pb.environment().remove("BATCHNORM4J_JAVA_OPTS");
+            if ("0".equals(vector)) pb.environment().put("BATCHNORM4J_VECTOR", "0");
+            pb.environment().put("PATH", bin + ":" + pb.environment().getOrDefault("PATH", "/usr/bin:/bin"));
+            pb.environment().put("LAUNCHER_LOG", log.toString());
+            pb.environment().put("BATCHNORM4J_CLASSPATH", "/c");
+            Path err = tmp.resolve("err.txt");
+            pb.redirectError(err.toFile());
+            Process p = pb.start();
+            String out = new String(p.getInputStream().readAllBytes());
+            assertTrue(p.waitFor(30, TimeUnit.SECONDS));
+            String what = "BATCHNORM4J_VECTOR/release " + vector;
+            assertEquals(3, p.exitValue(), what + ": java's exit status");
+            assertEquals("table\n", out, what);
+            List<String> errLines = Files.readAllLines(err);
+            assertEquals(vector == null ? List.of("error: --x: something")
+                    : List.of("WARNING: Using incubator modules: jdk.incubator.vector", "error: --x: something"),
+                    errLines, what + ": only the notice is dropped, and only when the module is added");
+            assertEquals(List.of((vector == null ? VECTOR : "") + "[-cp][/c][io.github.batchnorm4j.cli.Main][info]"),
+                    Files.readAllLines(log), what);
+        }
     }
 }

@@ -3,47 +3,62 @@ package io.github.batchnorm4j.cpu;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.testing.Reference64;
+import java.lang.management.ManagementFactory;
+import java.lang.management.ThreadMXBean;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.SplittableRandom;
-import java.util.concurrent.ForkJoinPool;
-import java.util.concurrent.ForkJoinTask;
 
 /**
- * A benchmark, not a test: median times of the CPU backend's forward training and backward (training mode) on one
- * shape in both layouts, and this machine's copy bandwidth measured in the same run, so every figure reads as a
- * fraction of it.
+ * A benchmark, not a test: A/B timings of the CPU backend's loops (scalar {@link ElementLoops} against the Vector
+ * API's {@link VectorLoops}), interleaved call by call in one process so that a shared machine's background load hits
+ * every variant alike; the copy reference of the same size is timed in the same rounds.
  *
- * <p>Effective bandwidth is S-based (docs/design.md §3): forward training counts 3 S, backward 5 S, S = bytes of x.
- * Copy bandwidth counts bytes read + written of a float array of S bytes, copied with System.arraycopy by one thread
- * and by the backend's thread count (each thread a contiguous slice); the larger is the denominator. The measurements
- * run round robin (copy, copy, forward, backward per layout, repeated), so a shared machine's background load hits them
- * alike. Before timing, each layout's saved mean and invstd are validated against the float64 reference.
+ * <p>Each round runs, for every layout and op, one call of every variant (in rotating order). Reported per variant:
+ * the median wall time, GB/s under the S-based accounting of bench (statistics 1 S, forward-train 3 S, forward-eval
+ * 2 S, backward 5 S, backward-eval 3 S; S = bytes of x) and, with one thread, the median CPU time of the calling
+ * thread, which a loaded machine inflates much less than wall time. Before timing, every variant's saved mean and
+ * invstd are validated against the float64 reference.
  *
  * <pre>
  * mvn -q -B -o test-compile
- * java -Xmx4g -cp target/classes:target/test-classes io.github.batchnorm4j.cpu.CpuSpeedMain [repeat] [threads] [N,C,H,W]
+ * java --add-modules jdk.incubator.vector -Xmx4g -cp target/classes:target/test-classes \
+ *     io.github.batchnorm4j.cpu.CpuSpeedMain [repeat] [threads] [N,C,H,W] [variants] [ops]
  * </pre>
+ * variants: comma-separated scalar, vector, vector-forward (vector with second passes front to back),
+ * vector-pieces (vector, channels-first always in pieces, never channel by channel; default:
+ * scalar and vector when the module is present); ops: comma-separated
+ * statistics, forward-train, forward-eval, backward, backward-eval (default all).
  */
 public final class CpuSpeedMain {
     private CpuSpeedMain() {
     }
 
+    private static final String[] ALL_OPS = {"statistics", "forward-train", "forward-eval", "backward",
+        "backward-eval"};
+
     public static void main(String[] args) {
         int repeat = args.length > 0 ? Integer.parseInt(args[0]) : 20;
         int threads = args.length > 1 ? Integer.parseInt(args[1]) : Runtime.getRuntime().availableProcessors();
         String dims = args.length > 2 ? args[2] : "32,64,56,56";
+        String[] variants = args.length > 3 ? args[3].split(",")
+                : CpuBatchNormOps.VECTOR_AVAILABLE ? new String[] {"scalar", "vector"} : new String[] {"scalar"};
+        String[] ops = args.length > 4 ? args[4].split(",") : ALL_OPS;
         Shape cf = Shape.parse(Layout.CHANNELS_FIRST, dims);
         long[] d = cf.dims();
+        List<Shape> shapes = new ArrayList<>();
+        if (d.length > 2) shapes.add(cf);
         long[] last = new long[d.length];
         last[0] = d[0];
         System.arraycopy(d, 2, last, 1, d.length - 2);
         last[d.length - 1] = d[1];
-        Shape cl = Shape.channelsLast(last);
+        shapes.add(Shape.channelsLast(last));
         int n = cf.elementCountAsInt();
         double bytes = 4.0 * n; // S
-        System.out.printf("shape %s, S = %.1f MB, threads %d, repeat %d, java %s, %d processors%n",
+        System.out.printf("shape %s, S = %.2f MB, threads %d, repeat %d, java %s, %d processors, load %s%n",
                 dims, bytes / 1e6, threads, repeat, System.getProperty("java.version"),
-                Runtime.getRuntime().availableProcessors());
+                Runtime.getRuntime().availableProcessors(), loadAverage());
 
         SplittableRandom rng = new SplittableRandom(42);
         float[] x = new float[n];
@@ -53,98 +68,106 @@ public final class CpuSpeedMain {
             dy[i] = (float) (rng.nextDouble() - 0.5);
         }
         float[] out = new float[n];
+        int c = cf.channels();
+        float[] gamma = new float[c];
+        float[] beta = new float[c];
+        Arrays.fill(gamma, 1.25f);
+        Arrays.fill(beta, 0.5f);
+        float[] rm = new float[c];
+        float[] rv = new float[c];
+        Arrays.fill(rv, 1f);
+        float[] sm = new float[c];
+        float[] si = new float[c];
+        float[] dg = new float[c];
+        float[] db = new float[c];
 
-        ForkJoinPool copyPool = new ForkJoinPool(threads);
-        try (CpuBatchNormOps ops = new CpuBatchNormOps(threads)) {
-            Shape[] shapes = {cf, cl};
-            int c = cf.channels();
-            float[] gamma = new float[c];
-            float[] beta = new float[c];
-            Arrays.fill(gamma, 1.25f);
-            Arrays.fill(beta, 0.5f);
-            float[] rm = new float[c];
-            float[] rv = new float[c];
-            float[] sm = new float[c];
-            float[] si = new float[c];
-            float[] dg = new float[c];
-            float[] db = new float[c];
-            int perShape = 5;
-            Runnable[] work = new Runnable[2 + perShape * shapes.length];
-            work[0] = () -> System.arraycopy(x, 0, out, 0, n);
-            // With one thread the "parallel" copy runs on the calling thread too, so its CPU time is measurable.
-            work[1] = threads == 1 ? work[0] : () -> parallelCopy(copyPool, threads, x, out);
-            for (int s = 0; s < shapes.length; s++) {
-                Shape shape = shapes[s];
-                validate(ops, shape, x, gamma, beta, out, sm, si);
-                int w = 2 + perShape * s;
-                work[w] = () -> ops.forwardTraining(shape, x, gamma, beta, 1e-5, rm, rv, 0.1, out, sm, si);
-                work[w + 1] = () -> ops.backwardTraining(shape, x, dy, gamma, sm, si, out, dg, db);
-                work[w + 2] = () -> ops.statistics(shape, x);
-                work[w + 3] = () -> ops.forwardInference(shape, x, gamma, beta, sm, si, 1e-5, out);
-                work[w + 4] = () -> ops.backwardInference(shape, x, dy, gamma, sm, si, 1e-5, out, dg, db);
+        CpuBatchNormOps[] impl = new CpuBatchNormOps[variants.length];
+        for (int v = 0; v < variants.length; v++) {
+            impl[v] = switch (variants[v]) {
+                case "scalar" -> new CpuBatchNormOps(threads, CpuBatchNormOps.MIN_ELEMENTS_PER_TASK, false);
+                case "vector" -> new CpuBatchNormOps(threads, CpuBatchNormOps.MIN_ELEMENTS_PER_TASK, true);
+                case "vector-forward" -> new CpuBatchNormOps(threads, CpuBatchNormOps.MIN_ELEMENTS_PER_TASK, true,
+                        false, true);
+                case "vector-pieces" -> new CpuBatchNormOps(threads, CpuBatchNormOps.MIN_ELEMENTS_PER_TASK, true,
+                        true, false);
+                default -> throw new IllegalArgumentException("variant: scalar, vector, vector-forward (second "
+                        + "passes front to back) or vector-pieces (no channel-wise walk), got " + variants[v]);
+            };
+        }
+        // work[layout][op][variant]
+        Runnable[][][] work = new Runnable[shapes.size()][ops.length][variants.length];
+        for (int s = 0; s < shapes.size(); s++) {
+            Shape shape = shapes.get(s);
+            for (int v = 0; v < variants.length; v++) {
+                CpuBatchNormOps o = impl[v];
+                validate(o, shape, x, gamma, beta, out, sm, si);
+                for (int k = 0; k < ops.length; k++) {
+                    work[s][k][v] = switch (ops[k]) {
+                        case "statistics" -> () -> o.statistics(shape, x);
+                        case "forward-train" -> () -> o.forwardTraining(shape, x, gamma, beta, 1e-5, rm, rv, 0.1,
+                                out, sm, si);
+                        case "forward-eval" -> () -> o.forwardInference(shape, x, gamma, beta, sm, si, 1e-5, out);
+                        case "backward" -> () -> o.backwardTraining(shape, x, dy, gamma, sm, si, out, dg, db);
+                        case "backward-eval" -> () -> o.backwardInference(shape, x, dy, gamma, sm, si, 1e-5, out, dg,
+                                db);
+                        default -> throw new IllegalArgumentException("op: unknown " + ops[k]);
+                    };
+                }
             }
-            // Round robin: every measurement sees the same background load (this machine is shared), so the
-            // ratios are fair even when absolute figures wander.
-            long[][] t = new long[work.length][repeat];
-            long[][] cpuT = new long[work.length][repeat];
-            java.lang.management.ThreadMXBean tmx = java.lang.management.ManagementFactory.getThreadMXBean();
-            long cpu0 = processCpuNanos();
-            long wall0 = System.nanoTime();
-            for (int rep = -Math.max(3, repeat / 4); rep < repeat; rep++) {
-                for (int w = 0; w < work.length; w++) {
-                    long c0 = tmx.getCurrentThreadCpuTime();
-                    long t0 = System.nanoTime();
-                    work[w].run();
-                    long dt = System.nanoTime() - t0;
-                    long dc = tmx.getCurrentThreadCpuTime() - c0;
-                    if (rep >= 0) {
-                        t[w][rep] = dt;
-                        cpuT[w][rep] = dc;
+        }
+        ThreadMXBean tmx = ManagementFactory.getThreadMXBean();
+        long[][][] wall = new long[shapes.size()][ops.length][variants.length * repeat];
+        long[][][] cpu = new long[shapes.size()][ops.length][variants.length * repeat];
+        long[] copyWall = new long[repeat];
+        for (int rep = -Math.max(5, repeat / 4); rep < repeat; rep++) {
+            long t0 = System.nanoTime();
+            System.arraycopy(x, 0, out, 0, n);
+            if (rep >= 0) copyWall[rep] = System.nanoTime() - t0;
+            for (int s = 0; s < shapes.size(); s++) {
+                for (int k = 0; k < ops.length; k++) {
+                    for (int j = 0; j < variants.length; j++) {
+                        int v = Math.floorMod(j + rep, variants.length); // rotate who goes first
+                        long c0 = tmx.getCurrentThreadCpuTime();
+                        long w0 = System.nanoTime();
+                        work[s][k][v].run();
+                        long dw = System.nanoTime() - w0;
+                        long dc = tmx.getCurrentThreadCpuTime() - c0;
+                        if (rep >= 0) {
+                            wall[s][k][v * repeat + rep] = dw;
+                            cpu[s][k][v * repeat + rep] = dc;
+                        }
                     }
                 }
             }
-            double cpuShare = (processCpuNanos() - cpu0) / (double) (System.nanoTime() - wall0);
-            report("wall-clock medians", t, shapes, perShape, bytes, threads);
-            if (threads == 1) {
-                // With one thread everything runs on the calling thread, so its CPU time is the time the work took
-                // on a core, whatever else the (shared) machine was doing meanwhile.
-                report("calling-thread CPU-time medians (load-independent, threads = 1 only)", cpuT, shapes, perShape,
-                        bytes, threads);
-            }
-            System.out.printf("process CPU time / wall time while timing: %.2f cores (of %d threads asked)%n",
-                    cpuShare, threads);
-        } finally {
-            copyPool.shutdown();
         }
-    }
-
-    private static void report(String title, long[][] t, Shape[] shapes, int perShape, double bytes, int threads) {
-        {
-            System.out.println("-- " + title);
-            double copy1 = 2 * bytes / median(t[0]);
-            double copyT = 2 * bytes / median(t[1]);
-            double copy = Math.max(copy1, copyT);
-            System.out.printf("copy            1 thread %6.1f GB/s, %d threads %6.1f GB/s  -> reference %.1f GB/s%n",
-                    copy1, threads, copyT, copy);
-            for (int s = 0; s < shapes.length; s++) {
-                int w = 2 + perShape * s;
-                double fwd = median(t[w]);
-                double bwd = median(t[w + 1]);
-                double fwdGbps = 3 * bytes / fwd;
-                double bwdGbps = 5 * bytes / bwd;
-                System.out.printf("%-15s forward-train %7.2f ms %6.1f GB/s (%3.0f%% of copy)   backward %7.2f ms %6.1f"
-                                + " GB/s (%3.0f%% of copy)%n", shapes[s].layout().cliName(), fwd / 1e6, fwdGbps,
-                        100 * fwdGbps / copy, bwd / 1e6, bwdGbps, 100 * bwdGbps / copy);
-                System.out.printf("%-15s   passes: statistics (1 S) %6.1f GB/s, forward-eval (2 S) %6.1f GB/s,"
-                                + " backward-eval (3 S) %6.1f GB/s%n", "", bytes / median(t[w + 2]),
-                        2 * bytes / median(t[w + 3]), 3 * bytes / median(t[w + 4]));
+        double copy = 2 * bytes / median(copyWall);
+        System.out.printf("copy (System.arraycopy, 1 thread, same rounds): %.1f GB/s; load at end %s%n", copy,
+                loadAverage());
+        System.out.printf("%-15s %-14s %-8s %10s %8s %10s %8s%n", "layout", "op", "variant", "wall ms", "GB/s",
+                threads == 1 ? "cpu ms" : "", threads == 1 ? "cpu GB/s" : "");
+        for (int s = 0; s < shapes.size(); s++) {
+            for (int k = 0; k < ops.length; k++) {
+                double units = switch (ops[k]) {
+                    case "statistics" -> 1;
+                    case "forward-train", "backward-eval" -> 3;
+                    case "forward-eval" -> 2;
+                    default -> 5;
+                };
+                for (int v = 0; v < variants.length; v++) {
+                    double w = median(Arrays.copyOfRange(wall[s][k], v * repeat, (v + 1) * repeat));
+                    double cp = median(Arrays.copyOfRange(cpu[s][k], v * repeat, (v + 1) * repeat));
+                    System.out.printf("%-15s %-14s %-8s %10.3f %8.1f %10s %8s%n", shapes.get(s).layout().cliName(),
+                            ops[k], variants[v], w / 1e6, units * bytes / w,
+                            threads == 1 ? String.format("%.3f", cp / 1e6) : "",
+                            threads == 1 ? String.format("%.1f", units * bytes / cp) : "");
+                }
             }
         }
+        for (CpuBatchNormOps o : impl) o.close();
     }
 
-    private static long processCpuNanos() {
-        java.lang.management.OperatingSystemMXBean os = java.lang.management.ManagementFactory.getOperatingSystemMXBean();
-        return os instanceof com.sun.management.OperatingSystemMXBean sun ? sun.getProcessCpuTime() : 0;
+    private static String loadAverage() {
+        return String.format("%.2f", ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage());
     }
 
     private static double median(long[] v) {
@@ -168,15 +191,4 @@ public final class CpuSpeedMain {
             }
         }
     }
-
-    private static void parallelCopy(ForkJoinPool pool, int threads, float[] src, float[] dst) {
-        ForkJoinTask<?>[] tasks = new ForkJoinTask<?>[threads];
-        for (int t = 0; t < threads; t++) {
-            int lo = (int) ((long) src.length * t / threads);
-            int hi = (int) ((long) src.length * (t + 1) / threads);
-            tasks[t] = pool.submit(() -> System.arraycopy(src, lo, dst, lo, hi - lo));
-        }
-        for (ForkJoinTask<?> f : tasks) f.join();
-    }
-
 }

@@ -16,7 +16,7 @@ class PtxSignaturesTest {
     @Test
     void readsEveryEntryWithParameterSizes() throws IOException {
         String ptx;
-        try (InputStream in = getClass().getResourceAsStream("device_smoke.ptx")) {
+        try (InputStream in = getClass().getResourceAsStream("/io/github/batchnorm4j/gpu/device_smoke.ptx")) {
             ptx = new String(in.readAllBytes(), StandardCharsets.US_ASCII);
         }
         Map<String, PtxSignatures.Entry> m = PtxSignatures.parse(ptx);

@@ -29,7 +29,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * are the float32 ones with 8 | inner (or 8 | C·inner) and, where a unit count matters, twice the elements.
  *
  * <p>One training step per case (forward with running statistics, with or without gamma and beta; backward with or
- * without dgamma and dbeta, so that every flag of the kernels is met both ways), against float64 on the
+ * without dgamma and dbeta, so that every flag of the kernels is met both ways) and an eval forward (the apply with
+ * centers from the coefficients rather than from x), against float64 on the
  * rounded inputs: y and dx within half a 16-bit ulp plus twice the float32 tolerance, everything float32 at the float32
  * tolerances.
  */
@@ -85,6 +86,7 @@ class EmulatorMixedPrecisionGeometryTest {
         float[] rm = rm0.clone();
         float[] rv = rv0.clone();
         short[] y = new short[n];
+        short[] ye = new short[n];
         short[] dx = new short[n];
         float[] sm = TestData.poisoned(c);
         float[] si = TestData.poisoned(c);
@@ -94,7 +96,9 @@ class EmulatorMixedPrecisionGeometryTest {
         try (BatchNormOps ops = new HostArrayBatchNormOps("emulator", new EmulatedDevice(o), true)) {
             ops.forwardTraining(shape, dtype, x, gamma, beta, EPS, rm, rv, MOMENTUM, y, sm, si);
             ops.backwardTraining(shape, dtype, x, dy, gamma, sm, si, dx, grads ? dg : null, grads ? db : null);
+            ops.forwardInference(shape, dtype, x, gamma, beta, rm0, rv0, EPS, ye);   // the apply with given centers
         }
+        HalfTolerances.assertY("eval y", dtype, Reference64.forwardEval(shape, xf, gamma, beta, rm0, rv0, EPS), ye);
         Reference64.Forward e = Reference64.forwardTraining(shape, xf, gamma, beta, EPS, rm0, rv0, MOMENTUM);
         HalfTolerances.assertY("y", dtype, e.y(), y);
         assertForward("saveMean", e.mean(), sm);

@@ -215,6 +215,36 @@ public final class Reference64 {
         return rms > 0 ? rms : 1.0;
     }
 
+    // ---- fused batch norm + (add) + ReLU -----------------------------------------------------------------------
+
+    /** The pre-activation v = bn + z of the fused operations (z == null: no residual), in double. */
+    public static double[] preActivation(double[] bn, double[] z) {
+        double[] v = new double[bn.length];
+        for (int i = 0; i < bn.length; i++) v[i] = z == null ? bn[i] : bn[i] + z[i];
+        return v;
+    }
+
+    /** relu(v): v where v &gt; 0 or v is NaN, else 0 (the fused operations' ReLU). */
+    public static double[] relu(double[] v) {
+        double[] y = new double[v.length];
+        for (int i = 0; i < v.length; i++) y[i] = v[i] <= 0 ? 0 : v[i];
+        return y;
+    }
+
+    /** The gradient through the ReLU: dy where the mask says the element passed, else 0. */
+    public static double[] gate(double[] dy, boolean[] passed) {
+        double[] g = new double[dy.length];
+        for (int i = 0; i < dy.length; i++) g[i] = passed[i] ? dy[i] : 0;
+        return g;
+    }
+
+    /** The mask's bits one boolean per element (bit i % 32 of word i / 32). */
+    public static boolean[] bits(int[] mask, int elements) {
+        boolean[] b = new boolean[elements];
+        for (int i = 0; i < elements; i++) b[i] = (mask[i / 32] >>> (i % 32) & 1) == 1;
+        return b;
+    }
+
     // ---- float32 inputs (what backends take), widened exactly ----------------------------------------------------
 
     public static double[] mean(Shape shape, float[] x) {

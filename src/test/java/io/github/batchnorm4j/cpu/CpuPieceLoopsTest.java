@@ -1,0 +1,263 @@
+package io.github.batchnorm4j.cpu;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import io.github.batchnorm4j.testing.TestData;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Both implementations of {@link PieceLoops} (the scalar {@link ElementLoops} and the Vector API's {@link
+ * VectorLoops}) on pieces whose boundaries fall inside runs and rows, against sums and elementwise results computed
+ * here in double, for channel counts and run lengths that reach every branch of the vector loops: channels-first runs
+ * shorter than one vector, between one and four vectors (the single-vector loop and the scalar tail), and longer
+ * (the four-chain loop); channels-last C that divides the vector length or is a multiple of it (rows of whole
+ * vectors, with and without full register blocks of 4 vectors), small C that does not (chunks of replicated
+ * coefficients, with rows left over), and large C that does not (rows of vectors plus scalar channels); row counts
+ * that are not multiples of the tile or the chunk.
+ *
+ * <p>Bounds: sums accumulate in double, so they must agree with the double sums here within 1e−12 of Σ|term| (the
+ * scalar channels-last gradient sums add float groups: (F + 1)·2^−24 of Σ|term|, ElementLoops' bound); an elementwise
+ * result within a few float roundings of the terms that make it. Values outside the piece must stay untouched.
+ */
+class CpuPieceLoopsTest {
+    private static final double U = 0x1p-24; // float unit roundoff
+
+    private static PieceLoops[] loops() {
+        assertTrue(CpuBatchNormOps.VECTOR_AVAILABLE, "the tests run with --add-modules jdk.incubator.vector (pom.xml)");
+        return new PieceLoops[] {ElementLoops.INSTANCE, VectorLoops.INSTANCE};
+    }
+
+    @Test
+    void channelsFirstPieces() {
+        int[][] cases = { // {channels, inner}
+            {3, 1}, {5, 3}, {4, 7}, {3, 8}, {2, 9}, {3, 16}, {2, 17}, {3, 33}, {2, 49}, {2, 64}, {3, 100}, {2, 300},
+            {1, 1000},
+        };
+        for (PieceLoops l : loops()) {
+            for (int[] cs : cases) {
+                int c = cs[0];
+                int inner = cs[1];
+                int n = 3 * c * inner;
+                SplittableRandom rng = TestData.random(31L * c + inner);
+                for (int[] piece : pieces(rng, n)) {
+                    check(l, true, c, inner, n, piece[0], piece[1], rng);
+                }
+            }
+        }
+    }
+
+    @Test
+    void channelsLastPieces() {
+        int[] channels = {1, 2, 3, 5, 7, 8, 12, 16, 17, 24, 31, 32, 33, 40, 48, 64, 65, 67, 100, 128, 136, 1000, 1024};
+        for (PieceLoops l : loops()) {
+            for (int c : channels) {
+                int rows = c >= 100 ? 21 : 150; // several tiles and chunks, and a remainder of each
+                SplittableRandom rng = TestData.random(77L * c);
+                for (int[] piece : pieces(rng, rows)) {
+                    check(l, false, c, 0, rows * c, piece[0], piece[1], rng);
+                }
+            }
+        }
+    }
+
+    /**
+     * The channel-wise walks (a channels-first channel's N runs, sums then the elementwise pass): runs shorter than a
+     * vector, with a tail, and several vectors long; every channel of a tensor, nothing written outside it.
+     */
+    @Test
+    void wholeChannels() {
+        int[][] cases = {{3, 1, 5}, {2, 5, 3}, {3, 8, 4}, {2, 9, 3}, {3, 33, 2}, {2, 49, 5}, {4, 100, 3}, {1, 1000, 2}};
+        for (PieceLoops l : loops()) {
+            for (int[] cs : cases) {
+                int c = cs[0];
+                int inner = cs[1];
+                int batches = cs[2];
+                int n = batches * c * inner;
+                String what = l.getClass().getSimpleName() + " C " + c + " inner " + inner + " N " + batches;
+                SplittableRandom rng = TestData.random(5L * c + inner);
+                float[] x = TestData.normal(rng, n, 3, 2);
+                float[] dy = TestData.normal(rng, n, 0.1, 1);
+                float[] y = TestData.poisoned(n);
+                float[] dx = TestData.poisoned(n);
+                for (int ch = 0; ch < c; ch++) {
+                    float center = x[ch * inner];
+                    float scale = (float) (1 + rng.nextDouble());
+                    float shift = (float) rng.nextDouble();
+                    float k0 = (float) (0.1 * rng.nextDouble());
+                    double[] e = new double[8];
+                    for (int b = 0; b < batches; b++) {
+                        for (int i = (b * c + ch) * inner; i < (b * c + ch + 1) * inner; i++) {
+                            double d = (double) x[i] - center;
+                            e[0] += d;
+                            e[4] += Math.abs(d);
+                            e[1] += d * d;
+                            e[5] += d * d;
+                            e[2] += dy[i];
+                            e[6] += Math.abs(dy[i]);
+                            e[3] += dy[i] * d;
+                            e[7] += Math.abs(dy[i] * d);
+                        }
+                    }
+                    double[] out = {Double.NaN, Double.NaN};
+                    l.channelSums(x, ch, batches, c, inner, center, out);
+                    assertSums(what + " channel " + ch + " Σ(x − center)", new double[] {e[0]}, new double[] {e[4]},
+                            new double[] {out[0]}, 1e-12);
+                    assertSums(what + " channel " + ch + " Σ(x − center)²", new double[] {e[1]},
+                            new double[] {e[5]}, new double[] {out[1]}, 1e-12);
+                    l.channelGradientSums(x, dy, ch, batches, c, inner, center, out);
+                    assertSums(what + " channel " + ch + " Σdy", new double[] {e[2]}, new double[] {e[6]},
+                            new double[] {out[0]}, 1e-12);
+                    assertSums(what + " channel " + ch + " Σdy·(x − center)", new double[] {e[3]},
+                            new double[] {e[7]}, new double[] {out[1]}, 1e-12);
+                    l.channelApply(x, y, ch, batches, c, inner, center, scale, shift);
+                    l.channelDx(x, dy, dx, ch, batches, c, inner, center, scale, shift, k0);
+                    for (int i = 0; i < n; i++) {
+                        boolean mine = (i / inner) % c == ch;
+                        boolean done = (i / inner) % c <= ch;
+                        if (!done) {
+                            if (!Float.isNaN(y[i]) || !Float.isNaN(dx[i])) fail(what + ": element " + i + " written");
+                            continue;
+                        }
+                        if (!mine) continue;
+                        double d = (double) x[i] - center;
+                        assertElement(what + " y", i, d * scale + shift, y[i],
+                                4 * U * (Math.abs(d * scale) + Math.abs(shift)));
+                        assertElement(what + " dx", i, dy[i] * (double) scale + (d * shift + k0), dx[i],
+                                5 * U * (Math.abs(dy[i] * scale) + Math.abs(d * shift) + Math.abs(k0)));
+                    }
+                }
+            }
+        }
+    }
+
+    /** The whole range, an empty piece, and three pieces with random boundaries. */
+    private static int[][] pieces(SplittableRandom rng, int total) {
+        int a = 1 + rng.nextInt(total / 3);
+        int b = a + 1 + rng.nextInt(total / 3);
+        return new int[][] {{0, total}, {a, a}, {0, a}, {a, b}, {b, total}};
+    }
+
+    /**
+     * Runs every pass of {@code l} on the piece [lo, hi) (channels-first: flat indices; channels-last: rows) of a
+     * tensor of n floats and checks it.
+     */
+    private static void check(PieceLoops l, boolean cf, int c, int inner, int n, int lo, int hi,
+                              SplittableRandom rng) {
+        String what = l.getClass().getSimpleName() + (cf ? " channels-first C " + c + " inner " + inner
+                : " channels-last C " + c) + " piece [" + lo + ", " + hi + ")";
+        float[] x = TestData.normal(rng, n, 3, 2);
+        float[] dy = TestData.normal(rng, n, 0.1, 1);
+        float[] center = TestData.normal(rng, c, 3, 1);
+        float[] scale = TestData.normal(rng, c, 1, 0.5);
+        float[] shift = TestData.normal(rng, c, 0, 1);
+        float[] k0 = TestData.normal(rng, c, 0, 0.1);
+        int from = cf ? lo : lo * c;
+        int to = cf ? hi : hi * c;
+
+        // Expected sums in double, and the magnitudes that bound their rounding.
+        double[][] e = new double[8][c]; // s1, s2, sdy, sdyx and their Σ|term|
+        for (int i = from; i < to; i++) {
+            int ch = cf ? (i / inner) % c : i % c;
+            double d = (double) x[i] - center[ch];
+            e[0][ch] += d;
+            e[4][ch] += Math.abs(d);
+            e[1][ch] += d * d;
+            e[5][ch] += d * d;
+            e[2][ch] += dy[i];
+            e[6][ch] += Math.abs(dy[i]);
+            e[3][ch] += dy[i] * d;
+            e[7][ch] += Math.abs(dy[i] * d);
+        }
+        double[] s1 = new double[c];
+        double[] s2 = new double[c];
+        if (cf) {
+            l.centeredSumsChannelsFirst(x, lo, hi, c, inner, center, s1, s2);
+        } else {
+            l.centeredSumsChannelsLast(x, lo, hi, c, center, s1, s2);
+        }
+        assertSums(what + " Σ(x − center)", e[0], e[4], s1, 1e-12);
+        assertSums(what + " Σ(x − center)²", e[1], e[5], s2, 1e-12);
+
+        double[] sdy = new double[c];
+        double[] sdyx = new double[c];
+        if (cf) {
+            l.gradientSumsChannelsFirst(x, dy, lo, hi, c, inner, center, sdy, sdyx);
+        } else {
+            l.gradientSumsChannelsLast(x, dy, lo, hi, c, center, sdy, sdyx);
+        }
+        // ElementLoops' channels-last gradient sums add groups of FLUSH_CHUNKS float terms (its documented bound).
+        double groups = !cf && l == ElementLoops.INSTANCE ? (ElementLoops.FLUSH_CHUNKS + 1) * U : 1e-12;
+        assertSums(what + " Σdy", e[2], e[6], sdy, 1e-12);
+        assertSums(what + " Σdy·(x − center)", e[3], e[7], sdyx, groups);
+
+        float[] y = TestData.poisoned(n);
+        if (cf) {
+            l.applyChannelsFirst(x, y, lo, hi, c, inner, center, scale, shift);
+        } else {
+            l.applyChannelsLast(x, y, lo, hi, c, l.extend(center, c), l.extend(scale, c), l.extend(shift, c));
+        }
+        float[] dx = TestData.poisoned(n);
+        if (cf) {
+            l.dxChannelsFirst(x, dy, dx, lo, hi, c, inner, center, scale, shift, k0);
+        } else {
+            l.dxChannelsLast(x, dy, dx, lo, hi, c, l.extend(center, c), l.extend(scale, c), l.extend(shift, c),
+                    l.extend(k0, c));
+        }
+        float[] dxEval = TestData.poisoned(n);
+        double[] edy = new double[c];
+        double[] edyx = new double[c];
+        if (cf) {
+            l.evalBackwardChannelsFirst(x, dy, dxEval, lo, hi, c, inner, center, scale, edy, edyx);
+        } else {
+            l.evalBackwardChannelsLast(x, dy, dxEval, lo, hi, c, center, scale, edy, edyx);
+        }
+        assertSums(what + " eval Σdy", e[2], e[6], edy, 1e-12);
+        assertSums(what + " eval Σdy·(x − center)", e[3], e[7], edyx, 1e-12);
+        for (int i = 0; i < n; i++) {
+            if (i < from || i >= to) {
+                if (!Float.isNaN(y[i]) || !Float.isNaN(dx[i]) || !Float.isNaN(dxEval[i])) {
+                    fail(what + ": element " + i + " outside the piece was written");
+                }
+                continue;
+            }
+            int ch = cf ? (i / inner) % c : i % c;
+            double d = (double) x[i] - center[ch];
+            double ey = d * scale[ch] + shift[ch];
+            double eyScale = Math.abs(d * scale[ch]) + Math.abs(shift[ch]);
+            assertElement(what + " y", i, ey, y[i], 4 * U * eyScale);
+            double edx = dy[i] * (double) scale[ch] + (d * shift[ch] + k0[ch]);
+            double edxScale = Math.abs(dy[i] * scale[ch]) + Math.abs(d * shift[ch]) + Math.abs(k0[ch]);
+            assertElement(what + " dx", i, edx, dx[i], 5 * U * edxScale);
+            assertElement(what + " eval dx", i, dy[i] * (double) scale[ch], dxEval[i], U * Math.abs(dy[i] * scale[ch]));
+        }
+    }
+
+    private static void assertSums(String what, double[] expected, double[] magnitude, double[] actual, double rel) {
+        for (int ch = 0; ch < expected.length; ch++) {
+            double bound = rel * magnitude[ch] + 1e-300;
+            if (!(Math.abs(actual[ch] - expected[ch]) <= bound)) {
+                fail(what + " channel " + ch + ": expected " + expected[ch] + ", got " + actual[ch] + " (bound "
+                        + bound + ") of " + Arrays.toString(actual));
+            }
+        }
+    }
+
+    private static void assertElement(String what, int i, double expected, float actual, double bound) {
+        if (!(Math.abs(actual - expected) <= bound + Double.MIN_NORMAL)) {
+            fail(what + " element " + i + ": expected " + expected + ", got " + actual + " (bound " + bound + ")");
+        }
+    }
+
+    @Test
+    void theVectorLoopsRunInTheTestsAndCanBeTurnedOff() {
+        try (CpuBatchNormOps vector = new CpuBatchNormOps(2); CpuBatchNormOps scalar = new CpuBatchNormOps(2, 1,
+                false)) {
+            assertEquals("vector", vector.loopsName());
+            assertEquals("scalar", scalar.loopsName());
+        }
+    }
+}
