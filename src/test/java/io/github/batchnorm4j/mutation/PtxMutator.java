@@ -86,6 +86,8 @@ public final class PtxMutator {
     private static final Pattern DISPATCH_AND = Pattern.compile("^\\s+and\\.b64\\s+(%rd\\d+),\\s*(%rd\\d+),\\s*-4294967296;");
     private static final Pattern DISPATCH_OR = Pattern.compile("^\\s+or\\.b64\\s+(%rd\\d+),\\s*%rd\\d+,\\s*%rd\\d+;");
     private static final Pattern DISPATCH_SETP = Pattern.compile("^\\s+setp\\.(?:eq|ne)\\.s64\\s+(%p\\d+),\\s*(%rd\\d+),\\s*0;");
+    /** {@code mov.pred %pN, 0;}: nvcc's constant-false operand of a negating xor.pred. */
+    private static final Pattern FALSE_PRED = Pattern.compile("^\\s+mov\\.pred\\s+(%p\\d+),\\s*0;");
     private static final Pattern DISPATCH_BRA = Pattern.compile("^\\s+@!?(%p\\d+)\\s+bra");
 
     /**
@@ -118,6 +120,7 @@ public final class PtxMutator {
         List<PtxMutant> out = new ArrayList<>();
         String[] lines = ptx.split("\n", -1);
         java.util.Set<Integer> dispatch = divisionDispatch(lines);
+        java.util.Set<String> falsePreds = new java.util.HashSet<>(); // predicates set to false in this function
         String function = "";
         for (int i = 0; i < lines.length; i++) {
             String text = lines[i];
@@ -126,6 +129,8 @@ public final class PtxMutator {
                 if (f.find()) function = f.group(1);
             }
             if (text.isEmpty() || !Character.isWhitespace(text.charAt(0)) || text.endsWith(":")) continue;
+            Matcher fp = FALSE_PRED.matcher(text);
+            if (fp.find()) falsePreds.add(fp.group(1));
             Matcher m = INSTRUCTION.matcher(text);
             if (!m.matches()) continue;
             Insn insn = new Insn(m.group(1), m.group(2) == null ? "" : m.group(2), m.group(3),
@@ -145,6 +150,13 @@ public final class PtxMutator {
                     equivalent = "identical PTX after mutation";
                 }
                 if (equivalent == null && dispatch.contains(i)) equivalent = DIVISION_DISPATCH;
+                if (equivalent == null && c.op == Operator.ARITH && insn.opcode().equals("xor.pred")
+                        && c.text.startsWith(insn.guard() + "or.pred")) {
+                    List<String> ops = operands(insn.operands());
+                    if (ops.size() == 3 && (falsePreds.contains(ops.get(1)) || falsePreds.contains(ops.get(2)))) {
+                        equivalent = "xor and or agree when one operand is false (nvcc's mov.pred p, 0; xor.pred)";
+                    }
+                }
                 out.add(new PtxMutant(module, i + 1, function, c.op, original.trim(), c.text.trim(), equivalent));
             }
         }

@@ -108,6 +108,21 @@ class PtxMutatorTest {
     }
 
     @Test
+    void xorWithAFalsePredicateIsOr() {
+        String ptx = String.join("\n", ".version 8.0", ".visible .entry d(", ")", "{",
+                "\tsetp.eq.b32 \t%p45, %r81, 1;",   // 5
+                "\tmov.pred \t%p46, 0;",             // 6
+                "\txor.pred  \t%p47, %p45, %p46;",   // 7
+                "\txor.pred  \t%p48, %p45, %p47;",   // 8: neither operand known false
+                "\tret;", "}", "");
+        List<PtxMutant> ms = PtxMutator.mutants("d.ptx", ptx);
+        PtxMutant x7 = ms.stream().filter(m -> m.line() == 7 && m.operator() == PtxMutator.Operator.ARITH).findFirst().orElseThrow();
+        assertTrue(x7.equivalent() != null && x7.equivalent().startsWith("xor and or agree"), x7.toString());
+        PtxMutant x8 = ms.stream().filter(m -> m.line() == 8 && m.operator() == PtxMutator.Operator.ARITH).findFirst().orElseThrow();
+        assertNull(x8.equivalent(), x8.toString());
+    }
+
+    @Test
     void applyChangesExactlyOneLineAndChecksTheOriginal() {
         List<PtxMutant> ms = PtxMutator.mutants("k.ptx", PTX);
         for (PtxMutant m : ms) {
