@@ -4,6 +4,7 @@ import io.github.batchnorm4j.AbstractBatchNormOps;
 import io.github.batchnorm4j.ArgumentChecks;
 import io.github.batchnorm4j.BatchNormOptions;
 import io.github.batchnorm4j.ChannelStatistics;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.gpu.Device;
@@ -214,6 +215,106 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
         if (dbeta != null) System.arraycopy(dbOut, 0, dbeta, 0, c);
     }
 
+    // ---- 16-bit host API: cuDNN's half and bfloat16 data types; what cuDNN lacks for float32 it lacks here too ----
+
+    @Override
+    protected ChannelStatistics doStatistics(Shape shape, DType dtype, short[] x) {
+        return doStatistics(shape, (float[]) null);
+    }
+
+    @Override
+    protected void doNormalize(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, float[] mean,
+                               float[] invstd, short[] y) {
+        doNormalize(shape, null, gamma, beta, mean, invstd, null);
+    }
+
+    @Override
+    protected void doBackwardInference(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
+                                       float[] runningMean, float[] runningVar, double eps, short[] dx,
+                                       float[] dgamma, float[] dbeta) {
+        doBackwardInference(shape, null, null, gamma, runningMean, runningVar, eps, null, dgamma, dbeta);
+    }
+
+    @Override
+    protected void doForwardTraining(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, double eps,
+                                     float[] runningMean, float[] runningVar, double momentum, short[] y,
+                                     float[] saveMean, float[] saveInvstd) {
+        checkEpsilon(eps);
+        TensorLayout4d.of(shape);
+        int n = shape.elementCountAsInt();
+        int c = shape.channels();
+        boolean running = runningMean != null;
+        short[] yOut = new short[n];
+        float[] meanOut = new float[c];
+        float[] invstdOut = new float[c];
+        float[] rmOut = new float[c];
+        float[] rvOut = new float[c];
+        try (Scope s = new Scope()) {
+            DevicePointer dRm = running ? s.upload(runningMean) : null;
+            DevicePointer dRv = running ? s.upload(runningVar) : null;
+            DevicePointer dy = s.alloc16(n);
+            DevicePointer dMean = s.alloc(c);
+            DevicePointer dInvstd = s.alloc(c);
+            forwardTrainingOnDevice(shape, dtype, s.upload(x), s.uploadOrNull(gamma), s.uploadOrNull(beta), eps, dRm,
+                    dRv, momentum, dy, dMean, dInvstd);
+            s.download(dy, yOut);
+            s.download(dMean, meanOut);
+            s.download(dInvstd, invstdOut);
+            if (running) {
+                s.download(dRm, rmOut);
+                s.download(dRv, rvOut);
+            }
+        }
+        System.arraycopy(yOut, 0, y, 0, n);
+        System.arraycopy(meanOut, 0, saveMean, 0, c);
+        System.arraycopy(invstdOut, 0, saveInvstd, 0, c);
+        if (running) {
+            System.arraycopy(rmOut, 0, runningMean, 0, c);
+            System.arraycopy(rvOut, 0, runningVar, 0, c);
+        }
+    }
+
+    @Override
+    protected void doForwardInference(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta,
+                                      float[] runningMean, float[] runningVar, double eps, short[] y) {
+        checkEpsilon(eps);
+        TensorLayout4d.of(shape);
+        int n = shape.elementCountAsInt();
+        short[] yOut = new short[n];
+        try (Scope s = new Scope()) {
+            DevicePointer dy = s.alloc16(n);
+            forwardInferenceOnDevice(shape, dtype, s.upload(x), s.uploadOrNull(gamma), s.uploadOrNull(beta),
+                    s.upload(runningMean), s.upload(runningVar), eps, dy);
+            s.download(dy, yOut);
+        }
+        System.arraycopy(yOut, 0, y, 0, n);
+    }
+
+    @Override
+    protected void doBackwardTraining(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
+                                      float[] saveMean, float[] saveInvstd, short[] dx, float[] dgamma,
+                                      float[] dbeta) {
+        TensorLayout4d.of(shape);
+        int n = shape.elementCountAsInt();
+        int c = shape.channels();
+        short[] dxOut = new short[n];
+        float[] dgOut = new float[c];
+        float[] dbOut = new float[c];
+        try (Scope s = new Scope()) {
+            DevicePointer dDx = s.alloc16(n);
+            DevicePointer dDg = dgamma != null ? s.alloc(c) : null;
+            DevicePointer dDb = dbeta != null ? s.alloc(c) : null;
+            backwardTrainingOnDevice(shape, dtype, s.upload(x), s.upload(dy), s.uploadOrNull(gamma),
+                    s.upload(saveMean), s.upload(saveInvstd), dDx, dDg, dDb);
+            s.download(dDx, dxOut);
+            if (dgamma != null) s.download(dDg, dgOut);
+            if (dbeta != null) s.download(dDb, dbOut);
+        }
+        System.arraycopy(dxOut, 0, dx, 0, n);
+        if (dgamma != null) System.arraycopy(dgOut, 0, dgamma, 0, c);
+        if (dbeta != null) System.arraycopy(dbOut, 0, dbeta, 0, c);
+    }
+
     // ---- bench: the device-resident calls on inputs uploaded once ----
 
     @Override
@@ -254,6 +355,21 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
                                         double eps, DevicePointer runningMean, DevicePointer runningVar,
                                         double momentum, DevicePointer y, DevicePointer saveMean,
                                         DevicePointer saveInvstd) {
+        forwardTrainingOnDevice(shape, DType.FLOAT32, x, gamma, beta, eps, runningMean, runningVar, momentum, y,
+                saveMean, saveInvstd);
+    }
+
+    /**
+     * {@link #forwardTrainingOnDevice(Shape, DevicePointer, DevicePointer, DevicePointer, double, DevicePointer,
+     * DevicePointer, double, DevicePointer, DevicePointer, DevicePointer)} with x and y of {@code dtype}
+     * (CUDNN_DATA_HALF, CUDNN_DATA_BFLOAT16); the per-channel tensors stay float, as cuDNN requires.
+     *
+     * @throws UnsupportedOperationException for bfloat16 when cuDNN refuses it (before cuDNN 8.1, or before Ampere)
+     */
+    public void forwardTrainingOnDevice(Shape shape, DType dtype, DevicePointer x, DevicePointer gamma,
+                                        DevicePointer beta, double eps, DevicePointer runningMean,
+                                        DevicePointer runningVar, double momentum, DevicePointer y,
+                                        DevicePointer saveMean, DevicePointer saveInvstd) {
         checkDeviceCall(shape);
         ArgumentChecks.training(shape);
         BatchNormOptions.checkEps(eps);
@@ -264,14 +380,26 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
         boolean running = runningMean != null;
         if (running) BatchNormOptions.checkMomentum(momentum);
         ParameterScratch p = scratch(shape.channels());
-        try (TensorDescriptor xd = TensorDescriptor.of(api, TensorLayout4d.of(shape));
+        try (TensorDescriptor xd = TensorDescriptor.of(api, TensorLayout4d.of(shape), dtype);
              TensorDescriptor bn = TensorDescriptor.spatialParametersOf(api, xd)) {
             CudnnErrors.check(api, api.batchNormalizationForwardTraining(handle.get(), MODE, 1f, 0f,
                     xd.get(), x, xd.get(), y, bn.get(), gamma != null ? gamma : p.ones, beta != null ? beta : p.zeros,
                     running ? momentum : 0.0, running ? runningMean : p.runningMean,
                     running ? runningVar : p.runningVar, eps, saveMean, saveInvstd),
                     "cudnnBatchNormalizationForwardTraining(shape=" + shape + ")");
+        } catch (CudnnErrors.StatusException e) {
+            throw refusal(dtype, e);
         }
+    }
+
+    /** A cuDNN refusal of a 16-bit type as UnsupportedOperationException (check reports it so); else e itself. */
+    private RuntimeException refusal(DType dtype, CudnnErrors.StatusException e) {
+        if (dtype == DType.FLOAT32 || !e.refused()) return e;
+        UnsupportedOperationException u = new UnsupportedOperationException("cudnn backend: cuDNN "
+                + cudnnVersion() + " does not run " + dtype + " batch norm here (" + e.getMessage() + ")"
+                + (dtype == DType.BFLOAT16 ? "; bfloat16 needs cuDNN 8.1 or newer and an Ampere or newer GPU" : ""));
+        u.initCause(e);
+        return u;
     }
 
     /**
@@ -284,15 +412,24 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
     public void forwardInferenceOnDevice(Shape shape, DevicePointer x, DevicePointer gamma, DevicePointer beta,
                                          DevicePointer runningMean, DevicePointer runningVar, double eps,
                                          DevicePointer y) {
+        forwardInferenceOnDevice(shape, DType.FLOAT32, x, gamma, beta, runningMean, runningVar, eps, y);
+    }
+
+    /** Eval-mode forward with x and y of {@code dtype} (see the training overload for the 16-bit types). */
+    public void forwardInferenceOnDevice(Shape shape, DType dtype, DevicePointer x, DevicePointer gamma,
+                                         DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
+                                         double eps, DevicePointer y) {
         checkDeviceCall(shape);
         BatchNormOptions.checkEps(eps);
         checkEpsilon(eps);
         ParameterScratch p = scratch(shape.channels());
-        try (TensorDescriptor xd = TensorDescriptor.of(api, TensorLayout4d.of(shape));
+        try (TensorDescriptor xd = TensorDescriptor.of(api, TensorLayout4d.of(shape), dtype);
              TensorDescriptor bn = TensorDescriptor.spatialParametersOf(api, xd)) {
             CudnnErrors.check(api, api.batchNormalizationForwardInference(handle.get(), MODE, 1f, 0f,
                     xd.get(), x, xd.get(), y, bn.get(), gamma != null ? gamma : p.ones, beta != null ? beta : p.zeros,
                     runningMean, runningVar, eps), "cudnnBatchNormalizationForwardInference(shape=" + shape + ")");
+        } catch (CudnnErrors.StatusException e) {
+            throw refusal(dtype, e);
         }
     }
 
@@ -307,10 +444,17 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
     public void backwardTrainingOnDevice(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer gamma,
                                          DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dx,
                                          DevicePointer dgamma, DevicePointer dbeta) {
+        backwardTrainingOnDevice(shape, DType.FLOAT32, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+    }
+
+    /** Training-mode backward with x, dy and dx of {@code dtype} (see the forward overload for the 16-bit types). */
+    public void backwardTrainingOnDevice(Shape shape, DType dtype, DevicePointer x, DevicePointer dy,
+                                         DevicePointer gamma, DevicePointer saveMean, DevicePointer saveInvstd,
+                                         DevicePointer dx, DevicePointer dgamma, DevicePointer dbeta) {
         checkDeviceCall(shape);
         ArgumentChecks.training(shape);
         ParameterScratch p = scratch(shape.channels());
-        try (TensorDescriptor xd = TensorDescriptor.of(api, TensorLayout4d.of(shape));
+        try (TensorDescriptor xd = TensorDescriptor.of(api, TensorLayout4d.of(shape), dtype);
              TensorDescriptor bn = TensorDescriptor.spatialParametersOf(api, xd)) {
             // cuDNN always writes both parameter gradients: unwanted ones go to scratch and are discarded. The
             // epsilon is unused when the saved statistics are given (cuDNN recomputes only from NULL ones).
@@ -319,6 +463,8 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
                     dgamma != null ? dgamma : p.dgamma, dbeta != null ? dbeta : p.dbeta,
                     BatchNormOptions.DEFAULT_EPS, saveMean, saveInvstd),
                     "cudnnBatchNormalizationBackward(shape=" + shape + ")");
+        } catch (CudnnErrors.StatusException e) {
+            throw refusal(dtype, e);
         }
     }
 
@@ -441,7 +587,24 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
             return p;
         }
 
+        /** Room for {@code halves} 16-bit elements. */
+        DevicePointer alloc16(int halves) {
+            DeviceBuffer b = device.allocate(2L * Math.max(1, halves));
+            owned.push(b);
+            return b.pointer();
+        }
+
+        DevicePointer upload(short[] host) {
+            DevicePointer p = alloc16(host.length);
+            device.copyToDevice(host, 0, p, host.length, stream);
+            return p;
+        }
+
         void download(DevicePointer p, float[] host) {
+            device.copyToHost(p, host, 0, host.length, stream);
+        }
+
+        void download(DevicePointer p, short[] host) {
             device.copyToHost(p, host, 0, host.length, stream);
         }
 

@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.cudnn;
 
+import io.github.batchnorm4j.DType;
 import jcuda.jcudnn.cudnnBatchNormMode;
 import jcuda.jcudnn.cudnnDataType;
 import jcuda.jcudnn.cudnnTensorDescriptor;
@@ -15,13 +16,31 @@ final class TensorDescriptor implements AutoCloseable {
         CudnnErrors.check(api, api.createTensorDescriptor(desc), "cudnnCreateTensorDescriptor");
     }
 
+    /** cudnnDataType_t of half (CUDNN_DATA_HALF) and bfloat16 (CUDNN_DATA_BFLOAT16, cuDNN 8.1+). */
+    static final int CUDNN_DATA_HALF = 2;
+    static final int CUDNN_DATA_BFLOAT16 = 9;
+
     /** A float tensor laid out as {@code l}. */
     static TensorDescriptor of(CudnnApi api, TensorLayout4d l) {
+        return of(api, l, DType.FLOAT32);
+    }
+
+    /** The cuDNN data type of a storage type. */
+    static int dataType(DType dtype) {
+        return switch (dtype) {
+            case FLOAT32 -> cudnnDataType.CUDNN_DATA_FLOAT;
+            case FLOAT16 -> CUDNN_DATA_HALF;
+            case BFLOAT16 -> CUDNN_DATA_BFLOAT16;
+        };
+    }
+
+    /** A tensor of {@code dtype} elements laid out as {@code l} (strides in elements). */
+    static TensorDescriptor of(CudnnApi api, TensorLayout4d l, DType dtype) {
         TensorDescriptor t = new TensorDescriptor(api);
         try {
-            CudnnErrors.check(api, api.setTensor4dDescriptorEx(t.desc, cudnnDataType.CUDNN_DATA_FLOAT, l.n(), l.c(),
+            CudnnErrors.check(api, api.setTensor4dDescriptorEx(t.desc, dataType(dtype), l.n(), l.c(),
                             l.h(), l.w(), l.nStride(), l.cStride(), l.hStride(), l.wStride()),
-                    "cudnnSetTensor4dDescriptorEx(" + l + ")");
+                    "cudnnSetTensor4dDescriptorEx(" + (dtype == DType.FLOAT32 ? "" : dtype + ", ") + l + ")");
         } catch (RuntimeException e) {
             t.close();
             throw e;

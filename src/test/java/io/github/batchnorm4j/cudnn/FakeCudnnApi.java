@@ -86,7 +86,8 @@ final class FakeCudnnApi implements CudnnApi {
 
     @Override public int deriveBNTensorDescriptor(cudnnTensorDescriptor derived, cudnnTensorDescriptor x, int mode) {
         int[] xd = descriptors.get(x);
-        descriptors.put(derived, new int[] {xd[0], 1, xd[2], 1, 1, xd[2], 1, 1, 1});
+        // half and bfloat16 data have float scale, bias, means and variances (cuDNN's rule)
+        descriptors.put(derived, new int[] {0, 1, xd[2], 1, 1, xd[2], 1, 1, 1});
         derivedMode.put(derived, mode);
         return call("cudnnDeriveBNTensorDescriptor", "derived", derived, "x", x, "mode", mode);
     }
@@ -100,6 +101,27 @@ final class FakeCudnnApi implements CudnnApi {
             for (int h = 0; h < t[3]; h++)
                 for (int w = 0; w < t[4]; w++) out[i++] = (long) n * t[5] + (long) c * t[6] + (long) h * t[7] + (long) w * t[8];
         return out;
+    }
+
+    /** Element {@code o} of a tensor of descriptor {@code d}: float, or half / bfloat16 widened exactly. */
+    private double get(cudnnTensorDescriptor d, DevicePointer p, long o) {
+        io.github.batchnorm4j.DType t = dtype(d);
+        return t == io.github.batchnorm4j.DType.FLOAT32 ? device.get(p, o) : device.get16(p, o, t);
+    }
+
+    /** Stores a result as cuDNN does: computed wider, rounded once to the tensor's type. */
+    private void set(cudnnTensorDescriptor d, DevicePointer p, long o, double v) {
+        io.github.batchnorm4j.DType t = dtype(d);
+        if (t == io.github.batchnorm4j.DType.FLOAT32) device.set(p, o, (float) v);
+        else device.set16(p, o, (float) v, t);
+    }
+
+    private io.github.batchnorm4j.DType dtype(cudnnTensorDescriptor d) {
+        return switch (descriptors.get(d)[0]) {
+            case 2 -> io.github.batchnorm4j.DType.FLOAT16;
+            case 9 -> io.github.batchnorm4j.DType.BFLOAT16;
+            default -> io.github.batchnorm4j.DType.FLOAT32;
+        };
     }
 
     private int channels(cudnnTensorDescriptor d) {
@@ -122,17 +144,17 @@ final class FakeCudnnApi implements CudnnApi {
             long[] xo = offsets(xDesc, c);
             long[] yo = offsets(yDesc, c);
             double sum = 0;
-            for (long o : xo) sum += device.get(x, o);
+            for (long o : xo) sum += get(xDesc, x, o);
             double mean = sum / xo.length;
             double m2 = 0;
-            for (long o : xo) m2 += (device.get(x, o) - mean) * (device.get(x, o) - mean);
+            for (long o : xo) m2 += (get(xDesc, x, o) - mean) * (get(xDesc, x, o) - mean);
             double invstd = 1 / Math.sqrt(m2 / xo.length + eps);
             double g = device.get(scale, c);
             double b = device.get(bias, c);
             for (int i = 0; i < xo.length; i++) {
-                double v = alpha * ((device.get(x, xo[i]) - mean) * invstd * g + b);
-                if (beta != 0) v += beta * device.get(y, yo[i]);
-                device.set(y, yo[i], (float) v);
+                double v = alpha * ((get(xDesc, x, xo[i]) - mean) * invstd * g + b);
+                if (beta != 0) v += beta * get(yDesc, y, yo[i]);
+                set(yDesc, y, yo[i], v);
             }
             device.set(runMean, c, (float) ((1 - factor) * device.get(runMean, c) + factor * mean));
             device.set(runVar, c, (float) ((1 - factor) * device.get(runVar, c) + factor * m2 / (xo.length - 1)));
@@ -157,9 +179,9 @@ final class FakeCudnnApi implements CudnnApi {
             long[] yo = offsets(yDesc, c);
             double invstd = 1 / Math.sqrt(device.get(estVar, c) + eps);
             for (int i = 0; i < xo.length; i++) {
-                double v = (device.get(x, xo[i]) - device.get(estMean, c)) * invstd * device.get(scale, c)
+                double v = (get(xDesc, x, xo[i]) - device.get(estMean, c)) * invstd * device.get(scale, c)
                         + device.get(bias, c);
-                device.set(y, yo[i], (float) (alpha * v));
+                set(yDesc, y, yo[i], alpha * v);
             }
         }
         return 0;
@@ -187,15 +209,15 @@ final class FakeCudnnApi implements CudnnApi {
             double sdy = 0;
             double sdyx = 0;
             for (int i = 0; i < xo.length; i++) {
-                double g = device.get(dy, dyo[i]);
+                double g = get(dyDesc, dy, dyo[i]);
                 sdy += g;
-                sdyx += g * (device.get(x, xo[i]) - mean) * invstd;
+                sdyx += g * (get(xDesc, x, xo[i]) - mean) * invstd;
             }
             int m = xo.length;
             double k = device.get(scale, c) * invstd / m;
             for (int i = 0; i < xo.length; i++) {
-                double xhat = (device.get(x, xo[i]) - mean) * invstd;
-                device.set(dx, dxo[i], (float) (alphaData * k * (m * device.get(dy, dyo[i]) - sdy - xhat * sdyx)));
+                double xhat = (get(xDesc, x, xo[i]) - mean) * invstd;
+                set(dxDesc, dx, dxo[i], alphaData * k * (m * get(dyDesc, dy, dyo[i]) - sdy - xhat * sdyx));
             }
             device.set(dScale, c, (float) (alphaParam * sdyx));
             device.set(dBias, c, (float) (alphaParam * sdy));

@@ -56,6 +56,24 @@ final class HostDevice implements Device {
         buf(p).mem.putFloat((int) (p.byteOffset() + 4 * i), v);
     }
 
+    /** 16-bit element {@code i} at pointer {@code p}, widened exactly. */
+    float get16(DevicePointer p, long i, io.github.batchnorm4j.DType dtype) {
+        return dtype.decode(buf(p).mem.getShort((int) (p.byteOffset() + 2 * i)));
+    }
+
+    /** Stores {@code v} rounded once (to nearest even) as 16-bit element {@code i} at {@code p}. */
+    void set16(DevicePointer p, long i, float v, io.github.batchnorm4j.DType dtype) {
+        buf(p).mem.putShort((int) (p.byteOffset() + 2 * i), dtype.encode(v));
+    }
+
+    @Override public void copyToDevice(short[] src, int srcOffset, DevicePointer dst, int count, DeviceStream s) {
+        for (int i = 0; i < count; i++) buf(dst).mem.putShort((int) (dst.byteOffset() + 2L * i), src[srcOffset + i]);
+    }
+
+    @Override public void copyToHost(DevicePointer src, short[] dst, int dstOffset, int count, DeviceStream s) {
+        for (int i = 0; i < count; i++) dst[dstOffset + i] = buf(src).mem.getShort((int) (src.byteOffset() + 2L * i));
+    }
+
     float[] read(DevicePointer p, int n) {
         float[] a = new float[n];
         for (int i = 0; i < n; i++) a[i] = get(p, i);
@@ -78,7 +96,8 @@ final class HostDevice implements Device {
     @Override public DeviceBuffer allocate(long bytes) {
         if (closed) throw new IllegalStateException("closed");
         HostBuffer b = new HostBuffer(bytes);
-        for (int i = 0; i < bytes; i += 4) b.mem.putFloat(i, Float.NaN); // uninitialized memory reads as NaN
+        // uninitialized memory reads as NaN: 0x7FFF halves are NaN in float16 and bfloat16, pairs of them in float32
+        for (int i = 0; i + 2 <= bytes; i += 2) b.mem.putShort(i, (short) 0x7FFF);
         live.add(b);
         allocations++;
         return b;
