@@ -38,7 +38,7 @@ final class ForwardCommand implements Callable<Integer> {
     Path x;
 
     @Option(names = "--dtype", converter = DTypeConverter.class, paramLabel = "float32|float16|bfloat16",
-            description = "Storage type of x and y: float16 and bfloat16 round x once to the type (exact for a '<f2' "
+            description = "Storage type of x, y (and z): float16 and bfloat16 round x (and z) once to the type (exact for a '<f2' "
                     + "file, or float32 values that are bfloat16 values), compute in float32 with float32 statistics "
                     + "and parameters, and round y once. y.npy is '<f2' for float16 and, as NumPy has no bfloat16, "
                     + "float32 holding the exact bfloat16 values for bfloat16 (default: float16 for a '<f2' x, else "
@@ -116,7 +116,7 @@ final class ForwardCommand implements Callable<Integer> {
         }
         Inputs.checkOut(target.out);
         NpyArray xa = Inputs.read("--x", x, residual != null ? 3 : 2); // x and y (and z)
-        DType t = Inputs.dtype(dtype, xa, relu);
+        DType t = Inputs.dtype(dtype, xa);
         Shape shape = Inputs.shapeOf(xa, x, layout);
         float[] za = residual != null ? Inputs.likeX("--residual", residual, xa) : null;
         int c = shape.channels();
@@ -151,7 +151,9 @@ final class ForwardCommand implements Callable<Integer> {
         inputs.put("--running-var", running.runningVar);
         inputs.put("--residual", residual);
         boolean sixteen = t.is16Bit();
+        int n = xa.data().length;
         short[] xs = sixteen ? t.encode(xa.data()) : null; // the one rounding of x to the storage type
+        short[] zs = sixteen && za != null ? t.encode(za) : null;
         short[] ys = sixteen ? new short[xs.length] : null;
         float[] y = sixteen ? null : new float[xa.data().length];
         int[] mask = relu ? ReluMask.allocate(shape) : null;
@@ -166,7 +168,10 @@ final class ForwardCommand implements Callable<Integer> {
                 double factor = tracked && mode == Mode.train ? options.momentumFactor(numBatchesTracked + 1) : 0;
                 float[] newMean = mode == Mode.train && tracked ? rm.clone() : null;
                 float[] newVar = mode == Mode.train && tracked ? rv.clone() : null;
-                if (relu) {
+                if (relu && sixteen) {
+                    ops.forwardTrainingRelu(shape, t, xs, zs, g, b, eps, newMean, newVar, factor, ys, mask, mean,
+                            invstd);
+                } else if (relu) {
                     ops.forwardTrainingRelu(shape, xa.data(), za, g, b, eps, newMean, newVar, factor, y, mask, mean,
                             invstd);
                 } else if (sixteen) {
@@ -188,7 +193,8 @@ final class ForwardCommand implements Callable<Integer> {
                             + (numBatchesTracked + 1)
                         : "batch statistics, running statistics not tracked";
             } else {
-                if (relu) ops.forwardInferenceRelu(shape, xa.data(), za, g, b, rm, rv, eps, y, mask);
+                if (relu && sixteen) ops.forwardInferenceRelu(shape, t, xs, zs, g, b, rm, rv, eps, ys, mask);
+                else if (relu) ops.forwardInferenceRelu(shape, xa.data(), za, g, b, rm, rv, eps, y, mask);
                 else if (sixteen) ops.forwardInference(shape, t, xs, g, b, rm, rv, eps, ys);
                 else ops.forwardInference(shape, xa.data(), g, b, rm, rv, eps, y);
                 writeY(out, xa.dims(), t, y, ys);
@@ -197,8 +203,8 @@ final class ForwardCommand implements Callable<Integer> {
             if (relu) {
                 Path f = out.file("mask.npy");
                 out.write("mask.npy", d -> MaskFile.write(f, mask));
-                detail += ", y = relu(bn(x)" + (za != null ? " + z" : "") + "): " + ReluMask.count(mask, y.length)
-                        + " of " + y.length + " passed";
+                detail += ", y = relu(bn(x)" + (za != null ? " + z" : "") + "): " + ReluMask.count(mask, n)
+                        + " of " + n + " passed";
             }
             out.commit();
             spec.commandLine().getOut().println("forward " + mode + " on " + ops.name() + Inputs.inDtype(t)

@@ -231,17 +231,10 @@ final class Inputs {
 
     /**
      * The storage type a command computes in: {@code --dtype} when given, else float16 for a {@code '<f2'} x and
-     * float32 otherwise. The 16-bit types support the plain operations only: with {@code --activation relu} (whose
-     * fused kernels are float32) they are refused.
+     * float32 otherwise.
      */
-    static DType dtype(DType option, NpyArray x, boolean relu) {
-        DType t = option != null ? option : "<f2".equals(x.sourceDtype()) ? DType.FLOAT16 : DType.FLOAT32;
-        if (relu && t.is16Bit()) {
-            throw new IllegalArgumentException("--activation relu: float32 only (the fused batch norm + ReLU has no "
-                    + t + " form); " + (option != null ? "drop --dtype " + t : "pass --dtype float32 to compute the"
-                    + " '<f2' x in float32"));
-        }
-        return t;
+    static DType dtype(DType option, NpyArray x) {
+        return option != null ? option : "<f2".equals(x.sourceDtype()) ? DType.FLOAT16 : DType.FLOAT32;
     }
 
     /** " in float16" for a 16-bit storage type, "" for float32: the summary lines' note. */

@@ -7,8 +7,11 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.DType;
+import io.github.batchnorm4j.ReluMask;
 import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.cpu.CpuBatchNormOps;
 import io.github.batchnorm4j.testing.HalfTolerances;
 import io.github.batchnorm4j.testing.Reference64;
 import java.io.IOException;
@@ -19,7 +22,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * forward and backward in float16 and bfloat16 from the command line: a {@code '<f2'} x runs in float16 and writes
- * {@code '<f2'} y and dx; {@code --dtype bfloat16} rounds float32 inputs once to bfloat16 and writes float32 files
+ * {@code '<f2'} y and dx (and the fused ReLU's dz); {@code --dtype bfloat16} rounds float32 inputs once to bfloat16 and writes float32 files
  * holding exact bfloat16 values; statistics and parameter gradients stay float32. Results against {@link Reference64}
  * on the already-rounded inputs with {@link HalfTolerances}.
  */
@@ -168,20 +171,108 @@ class CliMixedPrecisionTest {
     }
 
     @Test
-    void sixteenBitReluAndBadDtypesAreRefused() throws IOException {
-        long[] dims = {2, 3};
-        String xs = save16("x.npy", dims, DType.FLOAT16.encode(new float[] {1, 2, 3, 4, 5, 6})).toString();
-        InProcess.Result relu = InProcess.run("forward", "--x", xs, "--activation", "relu", "--backend", "cpu",
-                "--out", dir.resolve("o").toString());
-        assertEquals(2, relu.exitCode(), relu::toString);
-        assertTrue(relu.errorLine().contains("--activation relu: float32 only")
-                && relu.errorLine().contains("--dtype float32"), relu::toString);
+    void theFusedReluRunsInFloat16WithItsResidualAndGradients() throws IOException {
+        Random r = new Random(7);
+        long[] dims = {3, 4, 5};
+        Shape shape = Shape.channelsFirst(dims);
+        int n = shape.elementCountAsInt();
+        short[] x = new short[n];
+        short[] z = new short[n];
+        short[] dy = new short[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = DType.FLOAT16.encode((float) (1 + r.nextGaussian()));
+            z[i] = DType.FLOAT16.encode((float) (0.3 + r.nextGaussian()));
+            dy[i] = DType.FLOAT16.encode((float) r.nextGaussian());
+        }
+        String xs = save16("x.npy", dims, x).toString();
+        String zs = save16("z.npy", dims, z).toString();
+        String dys = save16("dy.npy", dims, dy).toString();
+        ok("forward", "--x", xs, "--residual", zs, "--activation", "relu", "--no-running-stats", "--backend", "cpu",
+                "--out", dir.resolve("fwd").toString());
+        // the same 16-bit operation through the API: the command adds nothing and rounds nothing more
+        try (BatchNormOps cpu = new CpuBatchNormOps()) {
+            short[] y = new short[n];
+            int[] mask = ReluMask.allocate(shape);
+            cpu.forwardTrainingRelu(shape, DType.FLOAT16, x, z, null, null, EPS, null, null, 0, y, mask, new float[4],
+                    new float[4]);
+            assertArrayEquals(y, stored("fwd/y.npy", DType.FLOAT16, dims));
+            short[] dx = new short[n];
+            short[] dz = new short[n];
+            float[][] st = {float32("fwd/save_mean.npy", 4), float32("fwd/save_invstd.npy", 4)};
+            cpu.backwardTrainingRelu(shape, DType.FLOAT16, x, dy, mask, null, st[0], st[1], dx, dz, new float[4],
+                    new float[4]);
+            ok("backward", "--x", xs, "--dy", dys, "--activation", "relu", "--mask", dir.resolve("fwd/mask.npy")
+                    .toString(), "--residual", zs, "--save-mean", dir.resolve("fwd/save_mean.npy").toString(),
+                    "--save-invstd", dir.resolve("fwd/save_invstd.npy").toString(), "--backend", "cpu", "--out",
+                    dir.resolve("bwd").toString());
+            assertArrayEquals(dx, stored("bwd/dx.npy", DType.FLOAT16, dims));
+            assertArrayEquals(dz, stored("bwd/dz.npy", DType.FLOAT16, dims));
+        }
+    }
+
+    @Test
+    void anUnknownDtypeIsRefused() throws IOException {
+        String xs = save16("x.npy", new long[] {2, 3}, DType.FLOAT16.encode(new float[] {1, 2, 3, 4, 5, 6}))
+                .toString();
         InProcess.Result bad = InProcess.run("forward", "--x", xs, "--dtype", "float8", "--out",
                 dir.resolve("o").toString());
         assertEquals(2, bad.exitCode(), bad::toString);
         assertTrue(bad.stderr().contains("expected float32, float16 or bfloat16, got 'float8'"), bad::toString);
-        // float32 with the fused ReLU still reads a '<f2' x (widened exactly)
-        ok("forward", "--x", xs, "--dtype", "float32", "--activation", "relu", "--backend", "cpu", "--out",
-                dir.resolve("relu32").toString());
+        // float32 reads a '<f2' x too (widened exactly)
+        ok("forward", "--x", xs, "--dtype", "float32", "--backend", "cpu", "--out", dir.resolve("f32").toString());
+        float32("f32/y.npy", 2, 3);
+    }
+
+    @Test
+    void checkRunsASixteenBitTypeWithADtypeColumn() throws Exception {
+        // bfloat16 only (float16 and float32 run through the same code; CrossCheckTest checks every type in process)
+        Launcher.Result r = Launcher.run(dir, "check", "--backends", "cpu,emulator", "--dtype", "bfloat16");
+        assertEquals(0, r.exitCode(), r::toString);
+        java.util.List<String> out = r.stdout().lines().toList();
+        long cases = CrossCheck.shapes().size() * (long) CrossCheck.OPS.size();
+        for (String backend : new String[] {"cpu", "emulator"}) {
+            long pass = out.stream().filter(l -> l.matches(backend + "\\s+bfloat16\\s.*\\sPASS\\s.*")).count();
+            assertEquals(cases, pass, backend + ": " + r);
+        }
+        assertTrue(out.stream().anyMatch(l -> l.matches("dtype\\s+op\\s+layout\\s+shape\\s+tolerance\\s+cpu~emulator")),
+                r::toString);
+        assertTrue(out.stream().anyMatch(l -> l.matches("bfloat16\\s+forward-train\\s+channels-first\\s+2,3,4,5\\s+"
+                + "\\S+\\s+\\d\\.\\d\\de[-+]\\d\\d")), r::toString);
+        assertTrue(out.get(out.size() - 1).startsWith("check: PASS, " + 3 * cases + " checks")
+                && out.get(out.size() - 1).endsWith(" on cpu, emulator in bfloat16"), r::toString);
+        InProcess.Result bad = InProcess.run("check", "--backends", "cpu", "--dtype", "float16,int8");
+        assertEquals(2, bad.exitCode(), bad::toString);
+        assertTrue(bad.stderr().contains("--dtype: expected float32, float16, bfloat16 or all"), bad::toString);
+    }
+
+    private static String field(String json, String key) {
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("\"" + key + "\":(\"[^\"]*\"|[^,}]*)")
+                .matcher(json);
+        return m.find() ? m.group(1) : null;
+    }
+
+    @Test
+    void benchCountsTheStorageTypesBytesAndTimesTheSixteenBitDeviceOps() throws Exception {
+        Launcher.Result r = Launcher.run(dir, "bench", "--backend", "emulator", "--dtype", "bfloat16", "--shape",
+                "4,8,16,16", "--layout", "NCHW", "--repeat", "1", "--warmup", "0", "--json");
+        assertEquals(0, r.exitCode(), r::toString);
+        java.util.List<String> rows = r.stdout().lines().filter(l -> !l.contains("\"op\":\"copy\"")).toList();
+        assertEquals(BenchCommand.ALL_OPS.size(), rows.size(), r::toString);
+        for (String row : rows) {
+            String op = field(row, "op").replace("\"", "");
+            assertEquals("\"bfloat16\"", field(row, "dtype"), row);
+            assertEquals(2L * 4 * 8 * 16 * 16, Long.parseLong(field(row, "bytes")), "S in bfloat16 bytes: " + row);
+            double budget = Double.parseDouble(field(row, "budget"));
+            assertEquals(BenchCommand.trafficUnits(op, DType.BFLOAT16), budget, 1e-12, row);
+            if (!op.contains("relu")) {
+                // the 16-bit kernels on device-resident buffers, within the budget in bfloat16 bytes
+                assertEquals("\"device\"", field(row, "timed"), row);
+                assertTrue(Double.parseDouble(field(row, "traffic_ratio")) <= budget + 0.1, row);
+                assertTrue(Double.parseDouble(field(row, "sector_efficiency")) >= 0.9, row);
+                assertTrue(row.contains("_bf16_vec8\""), row);
+            }
+        }
+        assertEquals(4 + 1.0 / 16, BenchCommand.trafficUnits("forward-train-relu", DType.FLOAT16));
+        assertEquals(4 + 1.0 / 32, BenchCommand.trafficUnits("forward-train-relu", DType.FLOAT32));
     }
 }
