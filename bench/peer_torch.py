@@ -179,6 +179,23 @@ def time_torch(fn, calls, warmup_s):
     return out
 
 
+def copy_reference(java, floats, rounds, calls, warmup):
+    """Copy bandwidth (bytes read + written per second, median) of torch's Tensor.copy_ (its threads), numpy's copyto
+    (one thread: memcpy) and Java's System.arraycopy (1 thread, and split across the threads), alternating rounds."""
+    src = torch.arange(floats, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    a, b = src.numpy(), dst.numpy()
+    times = {"torch copy_": [], "numpy copyto": [], "Java arraycopy, 1 thread": [], "Java arraycopy, threads": []}
+    for r in range(rounds):
+        w = warmup if r == 0 else 0.05
+        times["torch copy_"] += time_torch(lambda: dst.copy_(src), calls, w)
+        times["numpy copyto"] += time_torch(lambda: np.copyto(b, a), calls, w)
+        one, many = java.ask("copy", floats, calls, w).split("|")
+        times["Java arraycopy, 1 thread"] += [int(v) for v in one.split()[1:]]
+        times["Java arraycopy, threads"] += [int(v) for v in many.split()[1:]]
+    return {k: 8.0 * floats / statistics.median(v) for k, v in times.items()}  # bytes / ns = GB/s
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--java", required=True, help="command line that starts PeerBenchMain (split on spaces)")
@@ -186,7 +203,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--round-seconds", type=float, default=0.3,
                     help="time per side, op and round that sets CALLS (default 0.3; CALLS at least 5)")
-    ap.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per side and op before round 1")
+    ap.add_argument("--warmup", type=float, default=2.0,
+                    help="seconds of warm-up per side and op before round 1 (default 2; the Java side also makes at "
+                         "least 30 calls when this is 1 s or more: C2 must have compiled the vector loops)")
     ap.add_argument("--round-warmup", type=float, default=0.05,
                     help="seconds of warm-up per side and op before each later round (caches, spinning threads)")
     ap.add_argument("--shapes", default=None,
@@ -194,6 +213,8 @@ def main():
                          "default: the issue's shapes plus small-C, small-spatial and odd shapes")
     ap.add_argument("--ops", default=",".join(OPS))
     ap.add_argument("--seed", type=int, default=20261125)
+    ap.add_argument("--copy", default="6422528,25690112",
+                    help="float counts for the copy reference (default: S of 32,64,56,56 and 64,128,56,56; '' skips)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -212,6 +233,10 @@ def main():
     print("rounds %d (alternating), calls per round ~%.2f s per side (at least 5), warm-up %.2f s then %.2f s "
           "per round; times are medians of all calls, ms" % (args.rounds, args.round_seconds, args.warmup,
                                                             args.round_warmup))
+    for floats in [int(f) for f in args.copy.split(",") if f]:
+        bw = copy_reference(java, floats, args.rounds, 10, args.warmup)
+        print("copy of %.1f MB (GB/s, read + written): %s" % (4e-6 * floats, ", ".join(
+            "%s %.1f" % (k, v) for k, v in bw.items())), flush=True)
     rows = []
     workdir = tempfile.mkdtemp(prefix="peer-torch-")
     try:

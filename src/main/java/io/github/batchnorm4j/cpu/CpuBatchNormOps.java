@@ -6,8 +6,6 @@ import io.github.batchnorm4j.GradientSums;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.ReluMask;
 import io.github.batchnorm4j.Shape;
-import java.util.concurrent.ForkJoinPool;
-import java.util.concurrent.ForkJoinTask;
 import java.util.function.IntConsumer;
 
 /**
@@ -43,12 +41,22 @@ import java.util.function.IntConsumer;
  * <p>Traffic in units of S = bytes of x: forward training 3 S (read x; read x, write y), eval 2 S, backward
  * training 5 S (read x, dy; read x, dy, write dx), eval backward 3 S (one fused pass).
  *
- * <p>The worker threads are daemon threads of a private {@link ForkJoinPool}; {@link #close()} shuts it down.
- * Calls may come from several threads at once.
+ * <p>The worker threads are daemon threads of a private {@link SpinPool} (piece t always on the same thread; idle
+ * workers poll briefly for the next call before they park); {@link #close()} stops them. Calls may come from several
+ * threads at once (a call that finds the workers busy runs its pieces on its own thread: the same results).
  */
 public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     /** Below this many elements per piece, splitting costs more than it saves. */
     static final int MIN_ELEMENTS_PER_TASK = 1 << 15;
+
+    /**
+     * Floats per block of a second pass walked backwards. The second pass of forward training (y) and of backward
+     * (dx) reads its piece again right after the first pass read it front to back: walked block by block from the
+     * end, it meets first what the first pass read last, still in the core's caches (what a front-to-back walk finds
+     * there is what the cache evicted first). Blocks of 64 Ki floats keep each block a forward stream for the
+     * prefetchers.
+     */
+    static final int SECOND_PASS_BLOCK = 1 << 16;
 
     /**
      * Whether the Vector API loops ({@link VectorLoops}) can run here: the module {@code jdk.incubator.vector} is in
@@ -61,7 +69,9 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     private final int threads;
     private final int minElementsPerTask;
     private final PieceLoops loops;
-    private final ForkJoinPool pool;
+    private final boolean reverseSecondPass;
+    private final boolean channelWise;
+    private final SpinPool pool;
 
     /** A backend using every available processor. */
     public CpuBatchNormOps() {
@@ -84,6 +94,15 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
 
     /** For tests and benchmarks: {@code vector} = false runs the scalar loops even where the Vector API is present. */
     CpuBatchNormOps(int threads, int minElementsPerTask, boolean vector) {
+        this(threads, minElementsPerTask, vector, true, true);
+    }
+
+    /**
+     * For benchmarks (A/B comparisons): {@code reverseSecondPass} = false walks second passes front to back,
+     * {@code channelWise} = false walks channels-first tensors in pieces whatever C.
+     */
+    CpuBatchNormOps(int threads, int minElementsPerTask, boolean vector, boolean reverseSecondPass,
+                    boolean channelWise) {
         if (vector && !VECTOR_AVAILABLE) {
             throw new IllegalArgumentException("vector: the Vector API (jdk.incubator.vector) is not available here");
         }
@@ -94,7 +113,9 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         this.threads = threads;
         this.minElementsPerTask = minElementsPerTask;
         this.loops = vector ? VectorLoops.INSTANCE : ElementLoops.INSTANCE;
-        this.pool = threads > 1 ? new ForkJoinPool(threads - 1) : null;
+        this.reverseSecondPass = reverseSecondPass;
+        this.channelWise = channelWise;
+        this.pool = threads > 1 ? new SpinPool(threads - 1, "batchnorm4j-cpu") : null;
     }
 
     @Override
@@ -124,7 +145,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
 
     @Override
     protected void doClose() {
-        if (pool != null) pool.shutdown();
+        if (pool != null) pool.close();
     }
 
     // ---- the memory view --------------------------------------------------------------------------------------------
@@ -171,30 +192,37 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             for (int t = 0; t < tasks; t++) body.accept(t);
             return;
         }
-        ForkJoinTask<?>[] others = new ForkJoinTask<?>[tasks - 1];
-        for (int t = 1; t < tasks; t++) {
-            final int id = t;
-            others[t - 1] = pool.submit(() -> body.accept(id));
+        pool.run(tasks, body);
+    }
+
+    /** For benchmarks: body(0 .. tasks − 1) on this backend's threads (task 0 on the calling thread). */
+    void parallel(int tasks, IntConsumer body) {
+        if (tasks < 1 || tasks > threads) {
+            throw new IllegalArgumentException("tasks: expected 1.." + threads + ", got " + tasks);
         }
-        RuntimeException failure = null;
-        try {
-            body.accept(0);
-        } catch (RuntimeException e) {
-            failure = e;
-        }
-        for (ForkJoinTask<?> f : others) {
-            try {
-                f.join();
-            } catch (RuntimeException e) {
-                if (failure == null) failure = e;
-            }
-        }
-        if (failure != null) throw failure;
+        run(tasks, body);
     }
 
     /** Start of piece t of n over [0, total): the same function of (total, n) every time, hence deterministic. */
     private static int pieceStart(int total, int t, int n) {
         return (int) ((long) total * t / n);
+    }
+
+    /**
+     * Threads for a channel-wise walk of v (see {@link #channelWise}), or 0 when v is walked in pieces: channels-first
+     * with runs longer than one element, and channels that split evenly enough across the threads (the largest share
+     * at most 10% above the mean; C = 3 on 2 threads is not) or a single thread.
+     */
+    private int channelTasks(View v) {
+        if (!v.channelsFirst || v.inner == v.size || !channelWise) return 0;
+        int tasks = Math.min(tasksFor(v.size), v.channels);
+        int most = (v.channels + tasks - 1) / tasks;
+        return (long) most * tasks * 10 <= 11L * v.channels ? tasks : 0;
+    }
+
+    /** First channel of task t of n. */
+    private static int channelStart(int channels, int t, int n) {
+        return pieceStart(channels, t, n);
     }
 
     // ---- operations -------------------------------------------------------------------------------------------------
@@ -205,6 +233,18 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         int c = v.channels;
         float[] center = new float[c];   // the channel's first value
         for (int ch = 0; ch < c; ch++) center[ch] = x[v.channelsFirst ? ch * v.inner : ch];
+        int channelTasks = channelTasks(v);
+        if (channelTasks > 0) {
+            double[] mean = new double[c];
+            double[] m2 = new double[c];
+            run(channelTasks, t -> {
+                double[] sums = new double[2];
+                for (int k = channelStart(c, t, channelTasks); k < channelStart(c, t + 1, channelTasks); k++) {
+                    channelStatistics(v, x, k, center[k], mean, m2, sums);
+                }
+            });
+            return new double[][] {mean, m2};
+        }
         int tasks = tasksFor(v.size);
         double[][] s1 = new double[tasks][c];
         double[][] s2 = new double[tasks][c];
@@ -234,6 +274,17 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         return new double[][] {mean, m2};
     }
 
+    /** Channel k's mean and M2 into mean[k], m2[k], from one walk of its runs (sums: scratch of 2). */
+    private void channelStatistics(View v, float[] x, int k, float center, double[] mean, double[] m2,
+                                   double[] sums) {
+        loops.channelSums(x, k, v.size / (v.channels * v.inner), v.channels, v.inner, center, sums);
+        double m = v.count;
+        double a = sums[0];
+        mean[k] = center + a / m;
+        double sq = sums[1] - a * (a / m);
+        m2[k] = sq < 0 ? 0 : sq; // as in the pieces' merge: rounding can dip below 0 for a constant channel
+    }
+
     @Override
     protected ChannelStatistics doStatistics(Shape shape, float[] x) {
         double[][] st = meanAndM2(shape, x);
@@ -244,6 +295,29 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     protected void doForwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
                                      float[] runningMean, float[] runningVar, double momentum,
                                      float[] y, float[] saveMean, float[] saveInvstd) {
+        View v = view(shape);
+        int channelTasks = channelTasks(v);
+        if (channelTasks > 0) {
+            // Channel by channel: its statistics, then its y while its runs are still in the core's caches.
+            int c = v.channels;
+            long m = v.count;
+            double[] mean = new double[c];
+            double[] m2 = new double[c];
+            float[] hi = new float[c];
+            float[] invstdF = new float[c];
+            int batches = v.size / (c * v.inner);
+            run(channelTasks, t -> {
+                double[] sums = new double[2];
+                float[] k3 = new float[3];
+                for (int k = channelStart(c, t, channelTasks); k < channelStart(c, t + 1, channelTasks); k++) {
+                    channelStatistics(v, x, k, x[k * v.inner], mean, m2, sums);
+                    forwardCoefficients(k, mean, m2, m, gamma, beta, eps, hi, invstdF, k3);
+                    loops.channelApply(x, y, k, batches, c, v.inner, hi[k], k3[1], k3[2]);
+                }
+            });
+            finishForward(c, mean, m2, m, hi, invstdF, runningMean, runningVar, momentum, saveMean, saveInvstd);
+            return;
+        }
         double[][] st = meanAndM2(shape, x);
         forward(shape, x, st[0], st[1], shape.reductionSize(), gamma, beta, eps, runningMean, runningVar, momentum, y,
                 saveMean, saveInvstd);
@@ -266,15 +340,35 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         float[] scale = new float[c];
         float[] shift = new float[c];
         float[] invstdF = new float[c];
+        float[] k3 = new float[3];
         for (int k = 0; k < c; k++) {
-            double invstd = 1.0 / Math.sqrt(m2[k] / m + eps);
-            double s = gammaOf(gamma, k) * invstd;
-            hi[k] = (float) mean[k];
-            scale[k] = (float) s;
-            shift[k] = (float) (betaOf(beta, k) - (mean[k] - hi[k]) * s);
-            invstdF[k] = (float) invstd;
+            forwardCoefficients(k, mean, m2, m, gamma, beta, eps, hi, invstdF, k3);
+            scale[k] = k3[1];
+            shift[k] = k3[2];
         }
-        apply(shape, x, hi, scale, shift, y);
+        apply(shape, x, hi, scale, shift, y, true);
+        finishForward(c, mean, m2, m, hi, invstdF, runningMean, runningVar, momentum, saveMean, saveInvstd);
+    }
+
+    /**
+     * Channel k's y = (x − hi)·scale + shift: hi = (float) mean into hi[k], the float invstd into invstdF[k], scale
+     * and shift into k3[1], k3[2]. mean = hi + lo, shift = beta − lo·scale: x·scale + (beta − mean·scale) would cancel
+     * when |mean| ≫ std.
+     */
+    private static void forwardCoefficients(int k, double[] mean, double[] m2, long m, float[] gamma, float[] beta,
+                                            double eps, float[] hi, float[] invstdF, float[] k3) {
+        double invstd = 1.0 / Math.sqrt(m2[k] / m + eps);
+        double s = gammaOf(gamma, k) * invstd;
+        hi[k] = (float) mean[k];
+        k3[1] = (float) s;
+        k3[2] = (float) (betaOf(beta, k) - (mean[k] - hi[k]) * s);
+        invstdF[k] = (float) invstd;
+    }
+
+    /** The saved statistics and the running statistics of a training forward. */
+    private static void finishForward(int c, double[] mean, double[] m2, long m, float[] hi, float[] invstdF,
+                                      float[] runningMean, float[] runningVar, double momentum, float[] saveMean,
+                                      float[] saveInvstd) {
         System.arraycopy(hi, 0, saveMean, 0, c);
         System.arraycopy(invstdF, 0, saveInvstd, 0, c);
         if (runningMean != null) {
@@ -295,7 +389,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             scale[k] = (float) (gammaOf(gamma, k) / Math.sqrt(runningVar[k] + eps));
             shift[k] = (float) betaOf(beta, k);
         }
-        apply(shape, x, runningMean, scale, shift, y);
+        apply(shape, x, runningMean, scale, shift, y, false);
     }
 
     @Override
@@ -308,28 +402,64 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             scale[k] = (float) (gammaOf(gamma, k) * invstd[k]);
             shift[k] = (float) betaOf(beta, k);
         }
-        apply(shape, x, mean, scale, shift, y);
+        apply(shape, x, mean, scale, shift, y, false);
     }
 
-    /** y = (x − center)·scale + shift per channel, split across threads. */
-    private void apply(Shape shape, float[] x, float[] center, float[] scale, float[] shift, float[] y) {
+    /**
+     * y = (x − center)·scale + shift per channel, split across threads; {@code afterFirstPass}: x was just read by a
+     * pass over the same pieces, so each piece is walked backwards by blocks ({@link #SECOND_PASS_BLOCK}).
+     */
+    private void apply(Shape shape, float[] x, float[] center, float[] scale, float[] shift, float[] y,
+                       boolean afterFirstPass) {
         View v = view(shape);
         int tasks = tasksFor(v.size);
+        int block = blockOf(v, afterFirstPass);
+        float[] m = v.channelsFirst ? center : loops.extend(center, v.channels);
+        float[] s = v.channelsFirst ? scale : loops.extend(scale, v.channels);
+        float[] h = v.channelsFirst ? shift : loops.extend(shift, v.channels);
         run(tasks, t -> {
-            if (v.channelsFirst) {
-                loops.applyChannelsFirst(x, y, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
-                        v.channels, v.inner, center, scale, shift);
-            } else {
-                loops.applyChannelsLast(x, y, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
-                        v.channels, center, scale, shift);
+            int lo = pieceStart(v.channelsFirst ? v.size : v.rows, t, tasks);
+            int hi = pieceStart(v.channelsFirst ? v.size : v.rows, t + 1, tasks);
+            for (int b = hi; b > lo; ) {
+                int a = Math.max(lo, b - block);
+                if (v.channelsFirst) {
+                    loops.applyChannelsFirst(x, y, a, b, v.channels, v.inner, center, scale, shift);
+                } else {
+                    loops.applyChannelsLast(x, y, a, b, v.channels, m, s, h);
+                }
+                b = a;
             }
         });
+    }
+
+    /** Block length of a piece walk (elements channels-first, rows channels-last): the whole piece unless reversed. */
+    private int blockOf(View v, boolean reversed) {
+        if (!reversed || !reverseSecondPass) return Integer.MAX_VALUE;
+        if (v.channelsFirst) return SECOND_PASS_BLOCK;
+        int align = loops.rowAlignment(v.channels);
+        int rows = Math.max(1, SECOND_PASS_BLOCK / v.channels);
+        return (rows + align - 1) / align * align;
     }
 
     /** Σdy and Σdy·(x − center) per channel. */
     private double[][] gradientSums(Shape shape, float[] x, float[] dy, float[] center) {
         View v = view(shape);
         int c = v.channels;
+        int channelTasks = channelTasks(v);
+        if (channelTasks > 0) {
+            double[] a = new double[c];
+            double[] b = new double[c];
+            int batches = v.size / (c * v.inner);
+            run(channelTasks, t -> {
+                double[] sums = new double[2];
+                for (int k = channelStart(c, t, channelTasks); k < channelStart(c, t + 1, channelTasks); k++) {
+                    loops.channelGradientSums(x, dy, k, batches, c, v.inner, center[k], sums);
+                    a[k] = sums[0];
+                    b[k] = sums[1];
+                }
+            });
+            return new double[][] {a, b};
+        }
         int tasks = tasksFor(v.size);
         double[][] sdy = new double[tasks][c];
         double[][] sdyx = new double[tasks][c];
@@ -356,8 +486,30 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     @Override
     protected void doBackwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
+        View v = view(shape);
+        int channelTasks = channelTasks(v);
+        if (channelTasks > 0) {
+            // Channel by channel: its sums, then its dx while its runs of x and dy are still in the core's caches.
+            int c = v.channels;
+            double m = v.count;
+            int batches = v.size / (c * v.inner);
+            run(channelTasks, t -> {
+                double[] sums = new double[2];
+                float[] k3 = new float[3];
+                for (int k = channelStart(c, t, channelTasks); k < channelStart(c, t + 1, channelTasks); k++) {
+                    loops.channelGradientSums(x, dy, k, batches, c, v.inner, saveMean[k], sums);
+                    double sumDy = sums[0];
+                    double sumDyXhat = sums[1] * saveInvstd[k]; // as doGradientSums
+                    dxCoefficients(k, gamma, saveInvstd, m, sumDy, sumDyXhat, k3);
+                    loops.channelDx(x, dy, dx, k, batches, c, v.inner, saveMean[k], k3[0], k3[1], k3[2]);
+                    if (dgamma != null) dgamma[k] = (float) sumDyXhat;
+                    if (dbeta != null) dbeta[k] = (float) sumDy;
+                }
+            });
+            return;
+        }
         GradientSums sums = doGradientSums(shape, x, dy, saveMean, saveInvstd);
-        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx);
+        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx, true);
         int c = shape.channels();
         for (int k = 0; k < c; k++) {
             if (dgamma != null) dgamma[k] = (float) sums.sumDyXhat(k);
@@ -376,34 +528,53 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     @Override
     protected void doBackwardWithSums(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, GradientSums sums, float[] dx) {
-        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx);
+        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx, false);
+    }
+
+    /** Channel k's kdy, kx, k0 into k3 (the formula in {@link #dx}). */
+    private static void dxCoefficients(int k, float[] gamma, float[] saveInvstd, double m, double sumDy,
+                                       double sumDyXhat, float[] k3) {
+        double is = saveInvstd[k];
+        double g = gammaOf(gamma, k);
+        k3[0] = (float) (g * is);
+        k3[1] = (float) (-g * is * is * sumDyXhat / m);
+        k3[2] = (float) (-g * is * sumDy / m);
     }
 
     /** dx of the piece x from the sums of the whole batch (count M, Σdy, Σdy·xhat). */
     private void dx(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean, float[] saveInvstd,
-                    GradientSums sums, float[] dx) {
+                    GradientSums sums, float[] dx, boolean afterFirstPass) {
         int c = shape.channels();
         double m = sums.count();
         // dx = g·is/M·(M·dy − dbeta − xhat·dgamma) = dy·(g·is) + (x − mean)·(−g·is²·dgamma/M) + (−g·is·dbeta/M)
         float[] kdy = new float[c];
         float[] kx = new float[c];
         float[] k0 = new float[c];
+        float[] k3 = new float[3];
         for (int k = 0; k < c; k++) {
-            double is = saveInvstd[k];
-            double g = gammaOf(gamma, k);
-            kdy[k] = (float) (g * is);
-            kx[k] = (float) (-g * is * is * sums.sumDyXhat(k) / m);
-            k0[k] = (float) (-g * is * sums.sumDy(k) / m);
+            dxCoefficients(k, gamma, saveInvstd, m, sums.sumDy(k), sums.sumDyXhat(k), k3);
+            kdy[k] = k3[0];
+            kx[k] = k3[1];
+            k0[k] = k3[2];
         }
         View v = view(shape);
         int tasks = tasksFor(v.size);
+        int block = blockOf(v, afterFirstPass);
+        float[] em = v.channelsFirst ? saveMean : loops.extend(saveMean, c);
+        float[] ekdy = v.channelsFirst ? kdy : loops.extend(kdy, c);
+        float[] ekx = v.channelsFirst ? kx : loops.extend(kx, c);
+        float[] ek0 = v.channelsFirst ? k0 : loops.extend(k0, c);
         run(tasks, t -> {
-            if (v.channelsFirst) {
-                loops.dxChannelsFirst(x, dy, dx, pieceStart(v.size, t, tasks), pieceStart(v.size, t + 1, tasks),
-                        c, v.inner, saveMean, kdy, kx, k0);
-            } else {
-                loops.dxChannelsLast(x, dy, dx, pieceStart(v.rows, t, tasks), pieceStart(v.rows, t + 1, tasks),
-                        c, saveMean, kdy, kx, k0);
+            int lo = pieceStart(v.channelsFirst ? v.size : v.rows, t, tasks);
+            int hi = pieceStart(v.channelsFirst ? v.size : v.rows, t + 1, tasks);
+            for (int b = hi; b > lo; ) {
+                int a = Math.max(lo, b - block);
+                if (v.channelsFirst) {
+                    loops.dxChannelsFirst(x, dy, dx, a, b, c, v.inner, saveMean, kdy, kx, k0);
+                } else {
+                    loops.dxChannelsLast(x, dy, dx, a, b, c, em, ekdy, ekx, ek0);
+                }
+                b = a;
             }
         });
     }

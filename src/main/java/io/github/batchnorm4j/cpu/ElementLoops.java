@@ -37,6 +37,16 @@ final class ElementLoops implements PieceLoops {
     private ElementLoops() {
     }
 
+    @Override
+    public int rowAlignment(int channels) {
+        return chunkRows(channels);
+    }
+
+    @Override
+    public int coefficientLength(int channels) {
+        return channels;
+    }
+
     /** Rows per channels-last chunk: at least one row, about {@link #CHUNK_FLOATS} floats. */
     static int chunkRows(int channels) {
         return Math.max(1, (CHUNK_FLOATS + channels - 1) / channels);
@@ -465,6 +475,85 @@ final class ElementLoops implements PieceLoops {
                 sdyx[c] += g * (x[base + c] - (double) center[c]);
                 dx[base + c] = g * kdy[c];
             }
+        }
+    }
+
+    // ---- whole channels of a channels-first tensor ------------------------------------------------------------------
+
+    @Override
+    public void channelSums(float[] x, int c, int batches, int channels, int inner, float center, double[] out) {
+        double k = center;
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        double q0 = 0, q1 = 0, q2 = 0, q3 = 0;
+        for (int n = 0; n < batches; n++) {
+            int i = (n * channels + c) * inner;
+            int end = i + inner;
+            for (; i + 3 < end; i += 4) {
+                double d0 = x[i] - k, d1 = x[i + 1] - k, d2 = x[i + 2] - k, d3 = x[i + 3] - k;
+                a0 += d0;
+                a1 += d1;
+                a2 += d2;
+                a3 += d3;
+                q0 = madd(d0, d0, q0);
+                q1 = madd(d1, d1, q1);
+                q2 = madd(d2, d2, q2);
+                q3 = madd(d3, d3, q3);
+            }
+            for (; i < end; i++) {
+                double d = x[i] - k;
+                a0 += d;
+                q0 = madd(d, d, q0);
+            }
+        }
+        out[0] = (a0 + a1) + (a2 + a3);
+        out[1] = (q0 + q1) + (q2 + q3);
+    }
+
+    @Override
+    public void channelApply(float[] x, float[] y, int c, int batches, int channels, int inner, float center,
+                             float scale, float shift) {
+        for (int n = batches - 1; n >= 0; n--) {
+            int i = (n * channels + c) * inner;
+            for (int end = i + inner; i < end; i++) y[i] = (x[i] - center) * scale + shift;
+        }
+    }
+
+    @Override
+    public void channelGradientSums(float[] x, float[] dy, int c, int batches, int channels, int inner, float center,
+                                    double[] out) {
+        double m = center;
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        double b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+        for (int n = 0; n < batches; n++) {
+            int i = (n * channels + c) * inner;
+            int end = i + inner;
+            for (; i + 3 < end; i += 4) {
+                double g0 = dy[i], g1 = dy[i + 1], g2 = dy[i + 2], g3 = dy[i + 3];
+                a0 += g0;
+                a1 += g1;
+                a2 += g2;
+                a3 += g3;
+                b0 = madd(g0, x[i] - m, b0);
+                b1 = madd(g1, x[i + 1] - m, b1);
+                b2 = madd(g2, x[i + 2] - m, b2);
+                b3 = madd(g3, x[i + 3] - m, b3);
+            }
+            for (; i < end; i++) {
+                double g = dy[i];
+                a0 += g;
+                b0 = madd(g, x[i] - m, b0);
+            }
+        }
+        out[0] = (a0 + a1) + (a2 + a3);
+        out[1] = (b0 + b1) + (b2 + b3);
+    }
+
+    @Override
+    public void channelDx(float[] x, float[] dy, float[] dx, int c, int batches, int channels, int inner,
+                          float center, float kdy, float kx, float k0) {
+        for (int n = batches - 1; n >= 0; n--) {
+            int i = (n * channels + c) * inner;
+            for (int end = i + inner; i < end; i++) dx[i] = dy[i] * kdy + ((x[i] - center) * kx + k0);
         }
     }
 }

@@ -34,7 +34,8 @@ class CpuPieceLoopsTest {
     @Test
     void channelsFirstPieces() {
         int[][] cases = { // {channels, inner}
-            {3, 1}, {5, 3}, {4, 7}, {3, 8}, {2, 9}, {3, 16}, {2, 17}, {3, 33}, {2, 49}, {2, 64}, {3, 100}, {1, 1000},
+            {3, 1}, {5, 3}, {4, 7}, {3, 8}, {2, 9}, {3, 16}, {2, 17}, {3, 33}, {2, 49}, {2, 64}, {3, 100}, {2, 300},
+            {1, 1000},
         };
         for (PieceLoops l : loops()) {
             for (int[] cs : cases) {
@@ -58,6 +59,76 @@ class CpuPieceLoopsTest {
                 SplittableRandom rng = TestData.random(77L * c);
                 for (int[] piece : pieces(rng, rows)) {
                     check(l, false, c, 0, rows * c, piece[0], piece[1], rng);
+                }
+            }
+        }
+    }
+
+    /**
+     * The channel-wise walks (a channels-first channel's N runs, sums then the elementwise pass): runs shorter than a
+     * vector, with a tail, and several vectors long; every channel of a tensor, nothing written outside it.
+     */
+    @Test
+    void wholeChannels() {
+        int[][] cases = {{3, 1, 5}, {2, 5, 3}, {3, 8, 4}, {2, 9, 3}, {3, 33, 2}, {2, 49, 5}, {4, 100, 3}, {1, 1000, 2}};
+        for (PieceLoops l : loops()) {
+            for (int[] cs : cases) {
+                int c = cs[0];
+                int inner = cs[1];
+                int batches = cs[2];
+                int n = batches * c * inner;
+                String what = l.getClass().getSimpleName() + " C " + c + " inner " + inner + " N " + batches;
+                SplittableRandom rng = TestData.random(5L * c + inner);
+                float[] x = TestData.normal(rng, n, 3, 2);
+                float[] dy = TestData.normal(rng, n, 0.1, 1);
+                float[] y = TestData.poisoned(n);
+                float[] dx = TestData.poisoned(n);
+                for (int ch = 0; ch < c; ch++) {
+                    float center = x[ch * inner];
+                    float scale = (float) (1 + rng.nextDouble());
+                    float shift = (float) rng.nextDouble();
+                    float k0 = (float) (0.1 * rng.nextDouble());
+                    double[] e = new double[8];
+                    for (int b = 0; b < batches; b++) {
+                        for (int i = (b * c + ch) * inner; i < (b * c + ch + 1) * inner; i++) {
+                            double d = (double) x[i] - center;
+                            e[0] += d;
+                            e[4] += Math.abs(d);
+                            e[1] += d * d;
+                            e[5] += d * d;
+                            e[2] += dy[i];
+                            e[6] += Math.abs(dy[i]);
+                            e[3] += dy[i] * d;
+                            e[7] += Math.abs(dy[i] * d);
+                        }
+                    }
+                    double[] out = {Double.NaN, Double.NaN};
+                    l.channelSums(x, ch, batches, c, inner, center, out);
+                    assertSums(what + " channel " + ch + " Σ(x − center)", new double[] {e[0]}, new double[] {e[4]},
+                            new double[] {out[0]}, 1e-12);
+                    assertSums(what + " channel " + ch + " Σ(x − center)²", new double[] {e[1]},
+                            new double[] {e[5]}, new double[] {out[1]}, 1e-12);
+                    l.channelGradientSums(x, dy, ch, batches, c, inner, center, out);
+                    assertSums(what + " channel " + ch + " Σdy", new double[] {e[2]}, new double[] {e[6]},
+                            new double[] {out[0]}, 1e-12);
+                    assertSums(what + " channel " + ch + " Σdy·(x − center)", new double[] {e[3]},
+                            new double[] {e[7]}, new double[] {out[1]}, 1e-12);
+                    l.channelApply(x, y, ch, batches, c, inner, center, scale, shift);
+                    l.channelDx(x, dy, dx, ch, batches, c, inner, center, scale, shift, k0);
+                    for (int i = 0; i < n; i++) {
+                        boolean mine = (i / inner) % c == ch;
+                        boolean done = (i / inner) % c <= ch;
+                        if (!done) {
+                            if (!Float.isNaN(y[i]) || !Float.isNaN(dx[i])) fail(what + ": element " + i + " written");
+                            continue;
+                        }
+                        if (!mine) continue;
+                        double d = (double) x[i] - center;
+                        assertElement(what + " y", i, d * scale + shift, y[i],
+                                4 * U * (Math.abs(d * scale) + Math.abs(shift)));
+                        assertElement(what + " dx", i, dy[i] * (double) scale + (d * shift + k0), dx[i],
+                                5 * U * (Math.abs(dy[i] * scale) + Math.abs(d * shift) + Math.abs(k0)));
+                    }
                 }
             }
         }
@@ -127,13 +198,14 @@ class CpuPieceLoopsTest {
         if (cf) {
             l.applyChannelsFirst(x, y, lo, hi, c, inner, center, scale, shift);
         } else {
-            l.applyChannelsLast(x, y, lo, hi, c, center, scale, shift);
+            l.applyChannelsLast(x, y, lo, hi, c, l.extend(center, c), l.extend(scale, c), l.extend(shift, c));
         }
         float[] dx = TestData.poisoned(n);
         if (cf) {
             l.dxChannelsFirst(x, dy, dx, lo, hi, c, inner, center, scale, shift, k0);
         } else {
-            l.dxChannelsLast(x, dy, dx, lo, hi, c, center, scale, shift, k0);
+            l.dxChannelsLast(x, dy, dx, lo, hi, c, l.extend(center, c), l.extend(scale, c), l.extend(shift, c),
+                    l.extend(k0, c));
         }
         float[] dxEval = TestData.poisoned(n);
         double[] edy = new double[c];

@@ -26,7 +26,9 @@ import java.util.SplittableRandom;
  * java --add-modules jdk.incubator.vector -Xmx4g -cp target/classes:target/test-classes \
  *     io.github.batchnorm4j.cpu.CpuSpeedMain [repeat] [threads] [N,C,H,W] [variants] [ops]
  * </pre>
- * variants: comma-separated scalar, vector (default: both when the module is present); ops: comma-separated
+ * variants: comma-separated scalar, vector, vector-forward (vector with second passes front to back),
+ * vector-pieces (vector, channels-first always in pieces, never channel by channel; default:
+ * scalar and vector when the module is present); ops: comma-separated
  * statistics, forward-train, forward-eval, backward, backward-eval (default all).
  */
 public final class CpuSpeedMain {
@@ -81,12 +83,16 @@ public final class CpuSpeedMain {
 
         CpuBatchNormOps[] impl = new CpuBatchNormOps[variants.length];
         for (int v = 0; v < variants.length; v++) {
-            impl[v] = new CpuBatchNormOps(threads, CpuBatchNormOps.MIN_ELEMENTS_PER_TASK,
-                    switch (variants[v]) {
-                        case "scalar" -> false;
-                        case "vector" -> true;
-                        default -> throw new IllegalArgumentException("variant: scalar or vector, got " + variants[v]);
-                    });
+            impl[v] = switch (variants[v]) {
+                case "scalar" -> new CpuBatchNormOps(threads, CpuBatchNormOps.MIN_ELEMENTS_PER_TASK, false);
+                case "vector" -> new CpuBatchNormOps(threads, CpuBatchNormOps.MIN_ELEMENTS_PER_TASK, true);
+                case "vector-forward" -> new CpuBatchNormOps(threads, CpuBatchNormOps.MIN_ELEMENTS_PER_TASK, true,
+                        false, true);
+                case "vector-pieces" -> new CpuBatchNormOps(threads, CpuBatchNormOps.MIN_ELEMENTS_PER_TASK, true,
+                        true, false);
+                default -> throw new IllegalArgumentException("variant: scalar, vector, vector-forward (second "
+                        + "passes front to back) or vector-pieces (no channel-wise walk), got " + variants[v]);
+            };
         }
         // work[layout][op][variant]
         Runnable[][][] work = new Runnable[shapes.size()][ops.length][variants.length];

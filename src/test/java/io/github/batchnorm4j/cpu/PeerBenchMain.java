@@ -26,8 +26,13 @@ import java.util.StringJoiner;
  * check OUTDIR                                    runs each op once, writes y, save_mean, save_invstd, running_mean,
  *                                                 running_var, y_eval, dx, dgamma, dbeta (raw float32) into OUTDIR
  * time OP CALLS WARMUP_S                          OP = forward-train, forward-eval or backward: warms up for WARMUP_S
- *                                                 seconds (at least 2 calls), then answers "ok t1 t2 ..." with the
+ *                                                 seconds (at least 2 calls; a WARMUP_S of 1 s or more: at least 30
+ *                                                 calls, so that C2 has compiled the vector loops, which run a hundred
+ *                                                 times slower before), then answers "ok t1 t2 ..." with the
  *                                                 nanoseconds of CALLS calls, each timed alone
+ * copy FLOATS CALLS WARMUP_S                       times copies of a float[] of FLOATS into another (the fastest Java copy
+ *                                                 that bench tries: System.arraycopy on 1 thread and split across the
+ *                                                 threads): "ok 1 t1 t2 ... | 2 t1 t2 ..." in nanoseconds
  * quit
  * </pre>
  *
@@ -71,6 +76,8 @@ public final class PeerBenchMain {
                         case "load" -> out.println(main.load(w));
                         case "check" -> out.println(main.check(ops, Path.of(w[1])));
                         case "time" -> out.println(main.time(ops, w[1], Integer.parseInt(w[2]),
+                                Double.parseDouble(w[3])));
+                        case "copy" -> out.println(copy(threads, Integer.parseInt(w[1]), Integer.parseInt(w[2]),
                                 Double.parseDouble(w[3])));
                         case "quit" -> {
                             out.println("ok bye");
@@ -141,7 +148,8 @@ public final class PeerBenchMain {
             default -> throw new IllegalArgumentException("op: unknown '" + op + "'");
         };
         long start = System.nanoTime();
-        for (int i = 0; i < 2 || System.nanoTime() - start < warmupSeconds * 1e9; i++) body.run();
+        int minCalls = warmupSeconds >= 1 ? 30 : 2;
+        for (int i = 0; i < minCalls || System.nanoTime() - start < warmupSeconds * 1e9; i++) body.run();
         StringJoiner j = new StringJoiner(" ", "ok ", "");
         for (int i = 0; i < calls; i++) {
             long t0 = System.nanoTime();
@@ -149,6 +157,31 @@ public final class PeerBenchMain {
             j.add(Long.toString(System.nanoTime() - t0));
         }
         return j.toString();
+    }
+
+    private static String copy(int threads, int n, int calls, double warmupSeconds) {
+        float[] src = new float[n];
+        float[] dst = new float[n];
+        for (int i = 0; i < n; i++) src[i] = i + 1;
+        StringJoiner j = new StringJoiner(" ", "ok ", "");
+        try (CpuBatchNormOps pool = new CpuBatchNormOps(threads)) {
+            for (int t : new int[] {1, threads}) {
+                Runnable body = t == 1 ? () -> System.arraycopy(src, 0, dst, 0, n) : () -> pool.parallel(t, k -> {
+                    int lo = (int) ((long) n * k / t);
+                    int hi = (int) ((long) n * (k + 1) / t);
+                    System.arraycopy(src, lo, dst, lo, hi - lo);
+                });
+                long start = System.nanoTime();
+                for (int i = 0; i < 2 || System.nanoTime() - start < warmupSeconds * 1e9; i++) body.run();
+                j.add("| " + t);
+                for (int i = 0; i < calls; i++) {
+                    long t0 = System.nanoTime();
+                    body.run();
+                    j.add(Long.toString(System.nanoTime() - t0));
+                }
+            }
+        }
+        return j.toString().replaceFirst("^ok \\| ", "ok ");
     }
 
     private static float[] read(Path file, int n) throws IOException {
