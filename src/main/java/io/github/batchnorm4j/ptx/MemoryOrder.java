@@ -57,11 +57,11 @@ final class MemoryOrder {
 
     // The running block.
     private int block = -1;
-    private final int[] curEpoch;
-    private final long[] lastFence;
+    private int[] curEpoch;
+    private long[] lastFence;
     private long lastBar = -1;
     private boolean blockFenced;
-    private final List<Acquire> acquires = new ArrayList<>();
+    private List<Acquire> acquires = new ArrayList<>();
 
     /** Logical time: every fence, barrier completion and strong access is one tick (blocks run one at a time). */
     private long now;
@@ -105,11 +105,34 @@ final class MemoryOrder {
 
     void newBlock(int linear) {
         block = linear;
+        curEpoch = new int[curEpoch.length];   // fresh arrays: a suspended block of a cooperative launch keeps its own
+        lastFence = new long[lastFence.length];
         Arrays.fill(curEpoch, -1);
         Arrays.fill(lastFence, -1);
         lastBar = -1;
         blockFenced = false;
-        acquires.clear();
+        acquires = new ArrayList<>();
+    }
+
+    /** The running block's state, for a cooperative launch that interleaves blocks (time and epochs stay global). */
+    private record BlockState(int block, int[] curEpoch, long[] lastFence, long lastBar, boolean blockFenced,
+                              List<Acquire> acquires) {
+    }
+
+    /** Takes the running block's state out (see {@link #resumeBlock}). */
+    Object suspendBlock() {
+        return new BlockState(block, curEpoch, lastFence, lastBar, blockFenced, acquires);
+    }
+
+    /** Makes a block suspended by {@link #suspendBlock} the running block again. */
+    void resumeBlock(Object state) {
+        BlockState s = (BlockState) state;
+        block = s.block;
+        curEpoch = s.curEpoch;
+        lastFence = s.lastFence;
+        lastBar = s.lastBar;
+        blockFenced = s.blockFenced;
+        acquires = s.acquires;
     }
 
     /** A gpu-scope fence by the lanes of {@code mask} of warp {@code warp}. */
@@ -237,6 +260,17 @@ final class MemoryOrder {
         long time = ++now;
         SyncVar v = sync.get(addr);
         if (v == null || v.releases.isEmpty()) return; // nothing to acquire (yet)
+        // A spin-wait reads the same location again and again: a read by the same thread of the same location, with
+        // no fence or barrier since the last one and the same release sequence, only moves that acquire later (it
+        // sees every release the earlier one saw, and more), so it replaces it instead of growing the list.
+        if (!acquires.isEmpty()) {
+            Acquire last = acquires.get(acquires.size() - 1);
+            if (last.addr == addr && last.thread == t && last.threadFence < 0 && last.firstBarrier < 0
+                    && last.minTime == v.lastBreak) {
+                acquires.set(acquires.size() - 1, new Acquire(addr, time, v.lastBreak, t, in.line));
+                return;
+            }
+        }
         acquires.add(new Acquire(addr, time, v.lastBreak, t, in.line));
     }
 
