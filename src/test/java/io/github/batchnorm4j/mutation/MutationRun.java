@@ -74,6 +74,7 @@ public final class MutationRun {
         boolean list;
         boolean freshJvm;      // a new test JVM per mutant (the older, slower mode) instead of long-lived workers
         boolean allTests;      // workers run every test for each mutant, not only those executing its line
+        String pauseCommand;   // run (bash -c) before each mutant, e.g. a wait for a quiet machine
         /** Where progress and the final table go (tests silence it). */
         java.io.PrintStream log = System.out;
     }
@@ -137,6 +138,7 @@ public final class MutationRun {
                 case "--coverage" -> o.coverage = Path.of(v);
                 case "--equivalents" -> o.equivalents = Path.of(v);
                 case "--lines" -> o.lines = new java.util.HashSet<>(List.of(v.split(",")));
+                case "--pause-command" -> o.pauseCommand = v;
                 default -> throw new IllegalArgumentException("unknown option " + a + " (see --help)");
             }
         }
@@ -177,6 +179,8 @@ public final class MutationRun {
               --lines M:L,...     only the mutants of these lines (e.g. batchnorm_backward.ptx:1694), to rerun survivors
               --equivalents FILE  hand-classified equivalent mutants (tab-separated: module:line, mutated text,
                                   reason); matching survivors are reported as equivalent with that reason
+              --pause-command CMD run before each mutant (bash -c), e.g. a script that waits while the machine is
+                                  needed for something else
               --out DIR           results.jsonl, report.json, report.txt (default target/mutation)
               --resume            keep the results already in DIR/results.jsonl and run only the others
               --list              list the mutants (after coverage, equivalence and sampling) and stop
@@ -300,7 +304,12 @@ public final class MutationRun {
             ExecutorService pool = Executors.newFixedThreadPool(o.jobs);
             try {
                 List<Future<Result>> futures = new ArrayList<>();
-                for (PtxMutant m : pending) futures.add(pool.submit(() -> command.runMutant(ptx, m, timeout)));
+                for (PtxMutant m : pending) {
+                    futures.add(pool.submit(() -> {
+                        if (o.pauseCommand != null) new ProcessBuilder("bash", "-c", o.pauseCommand).inheritIO().start().waitFor();
+                        return command.runMutant(ptx, m, timeout);
+                    }));
+                }
                 int n = 0;
                 for (Future<Result> f : futures) {
                     Result r = f.get();
