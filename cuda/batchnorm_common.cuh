@@ -262,6 +262,32 @@ __device__ __forceinline__ bool last_block_arrives(unsigned* counter, unsigned g
     return last;
 }
 
+// ---- grid-wide barrier (cooperative launches only) ---------------------------------------------------------------
+// Every block of a cooperative grid is resident at once (the host launches with cuLaunchCooperativeKernel, whose grid
+// it sizes from the kernel's occupancy), so blocks may wait for each other. bar[0] counts arrivals and bar[1]
+// departures; the last block to leave resets both, so the two words are zero again after every launch (the host
+// declares them self-resetting). Ordering, as last_block_arrives: every thread fences its own stores, the block
+// barrier, then thread 0's atomic arrival publishes them; thread 0 spins on a volatile load (gpu scope, not served
+// from L1) and fences after it (acquire); the closing block barrier hands that on to every thread, whose loads of
+// other blocks' data must still bypass L1 (load_cg). A non-cooperative launch of a kernel that waits here hangs on a
+// GPU once its grid exceeds the resident blocks; the emulator reports it (a block spinning past its budget).
+__device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned blocks) {
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0 && threadIdx.y == 0) {
+        atomicAdd(bar, 1u);
+        while (*(volatile unsigned*)bar < blocks) {
+        }
+        __threadfence();
+        // The last block to leave: every block has passed the spin above, so the words can be reset.
+        if (atomicAdd(bar + 1, 1u) == blocks - 1u) {
+            bar[0] = 0u;
+            bar[1] = 0u;
+        }
+    }
+    __syncthreads();
+}
+
 // ---- channels-last row-group tree -------------------------------------------------------------------------------
 // Block (bx, by), by a power of two, bx * by <= 256. Each thread holds W per-channel values for channel unit tx;
 // merges them over ty with a fixed tree in shared memory; the result is valid in the threads with ty == 0.

@@ -64,6 +64,7 @@ public final class CudaDevice implements Device {
     private final DriverApi api;
     private final int ordinal;
     private final CUdevice device = new CUdevice();
+    private volatile Boolean cooperative;   // CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH, read on first use
     private final CUcontext context = new CUcontext();
     private final String name;
     private final DeviceProperties properties;
@@ -379,6 +380,34 @@ public final class CudaDevice implements Device {
     @Override
     public void launch(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream,
                        KernelArgs args) {
+        launch(kernel, grid, block, dynamicSharedBytes, stream, args, false);
+    }
+
+    /** cuLaunchCooperativeKernel: the driver refuses a grid that cannot be co-resident (COOPERATIVE_LAUNCH_TOO_LARGE). */
+    @Override
+    public void launchCooperative(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream,
+                                  KernelArgs args) {
+        if (!supportsCooperativeLaunch()) {
+            throw new UnsupportedOperationException(name + " cannot launch kernels cooperatively"
+                    + " (CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH is 0)");
+        }
+        launch(kernel, grid, block, dynamicSharedBytes, stream, args, true);
+    }
+
+    /** CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH, read once. */
+    @Override
+    public boolean supportsCooperativeLaunch() {
+        checkOpen();
+        if (cooperative == null) {
+            bindContext();
+            cooperative = attribute(api, device, ordinal, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH,
+                    "COOPERATIVE_LAUNCH") != 0;
+        }
+        return cooperative;
+    }
+
+    private void launch(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream,
+                        KernelArgs args, boolean cooperativeLaunch) {
         checkOpen();
         if (!(kernel instanceof CudaKernel k) || k.cudaModule().device() != this) {
             throw new IllegalArgumentException("kernel must come from a module loaded by this CudaDevice, got " + kernel);
@@ -406,8 +435,13 @@ public final class CudaDevice implements Device {
                             + what + ")");
             k.optedInSharedBytes = dynamicSharedBytes;
         }
-        CudaErrors.check(api.launchKernel(k.function(), grid, block, dynamicSharedBytes, s, params),
-                "cuLaunchKernel(" + what + ")");
+        if (cooperativeLaunch) {
+            CudaErrors.check(api.launchCooperativeKernel(k.function(), grid, block, dynamicSharedBytes, s, params),
+                    "cuLaunchCooperativeKernel(" + what + ")");
+        } else {
+            CudaErrors.check(api.launchKernel(k.function(), grid, block, dynamicSharedBytes, s, params),
+                    "cuLaunchKernel(" + what + ")");
+        }
     }
 
     private static void checkSignature(CudaKernel k, KernelArgs args, String what) {

@@ -79,6 +79,13 @@ interface DriverApi {
     int launchKernel(CUfunction function, Dim3 grid, Dim3 block, int dynamicSharedBytes, CUstream stream,
                      List<LaunchParam> params);
 
+    /**
+     * cuLaunchCooperativeKernel (every block resident at once; CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE beyond what
+     * can be co-resident); {@code params} as for {@link #launchKernel}.
+     */
+    int launchCooperativeKernel(CUfunction function, Dim3 grid, Dim3 block, int dynamicSharedBytes, CUstream stream,
+                                List<LaunchParam> params);
+
     int streamCreate(CUstream stream, int flags);
 
     int streamSynchronize(CUstream stream);

@@ -99,6 +99,13 @@ final class JCudaDriverApi implements DriverApi {
                 dynamicSharedBytes, stream, LaunchParam.toKernelParams(params), null);
     }
 
+    @Override
+    public int launchCooperativeKernel(CUfunction function, Dim3 grid, Dim3 block, int dynamicSharedBytes,
+                                       CUstream stream, List<LaunchParam> params) {
+        return JCudaDriver.cuLaunchCooperativeKernel(function, grid.x(), grid.y(), grid.z(), block.x(), block.y(),
+                block.z(), dynamicSharedBytes, stream, LaunchParam.toKernelParams(params));
+    }
+
     @Override public int streamCreate(CUstream stream, int flags) { return JCudaDriver.cuStreamCreate(stream, flags); }
     @Override public int streamSynchronize(CUstream stream) { return JCudaDriver.cuStreamSynchronize(stream); }
     @Override public int streamDestroy(CUstream stream) { return JCudaDriver.cuStreamDestroy(stream); }

@@ -123,6 +123,26 @@ public interface Device extends AutoCloseable {
     void launch(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream, KernelArgs args);
 
     /**
+     * Launches a kernel cooperatively ({@code cuLaunchCooperativeKernel}): every block of the grid is resident on the
+     * device at once, so that blocks may wait for each other at a grid-wide barrier. The grid must not exceed
+     * {@link #maxActiveBlocksPerMultiprocessor} × {@link DeviceProperties#multiprocessorCount()} blocks.
+     *
+     * @throws DeviceException               when the grid cannot be co-resident (the message names the kernel, the
+     *                                       grid and the limit) or on any launch error
+     * @throws UnsupportedOperationException when the device cannot launch cooperatively
+     *                                       ({@link #supportsCooperativeLaunch()} is false)
+     */
+    default void launchCooperative(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream,
+                                   KernelArgs args) {
+        throw new UnsupportedOperationException(name() + " cannot launch kernels cooperatively");
+    }
+
+    /** Whether {@link #launchCooperative} works here ({@code CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH} on a GPU). */
+    default boolean supportsCooperativeLaunch() {
+        return false;
+    }
+
+    /**
      * How many blocks of {@code kernel} with {@code blockThreads} threads and {@code dynamicSharedBytes} of dynamic
      * shared memory can be resident on one SM at once ({@code cuOccupancyMaxActiveBlocksPerMultiprocessor} on a GPU,
      * {@link Occupancy} on the emulator); 0 when such a launch would be refused. Times

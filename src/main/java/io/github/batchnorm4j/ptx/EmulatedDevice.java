@@ -355,6 +355,30 @@ public final class EmulatedDevice implements MeasuringDevice {
     @Override
     public synchronized void launch(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream,
                                     KernelArgs args) {
+        launch(kernel, grid, block, dynamicSharedBytes, stream, args, false);
+    }
+
+    /**
+     * A cooperative launch: the whole grid must be resident at once (at most {@link #maxActiveBlocksPerMultiprocessor}
+     * × the SM count blocks, with the kernel's registers as compiled for this architecture), as
+     * {@code cuLaunchCooperativeKernel} requires; a larger grid is refused with a DeviceException naming the kernel,
+     * the grid and the limit ({@code CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE}). The blocks then run interleaved, so
+     * that they may wait for each other at a grid-wide barrier (see the interpreter's class comment).
+     */
+    @Override
+    public synchronized void launchCooperative(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes,
+                                               DeviceStream stream, KernelArgs args) {
+        launch(kernel, grid, block, dynamicSharedBytes, stream, args, true);
+    }
+
+    /** The emulator launches cooperatively (every GPU it models, sm_75 and newer, does). */
+    @Override
+    public boolean supportsCooperativeLaunch() {
+        return true;
+    }
+
+    private void launch(Kernel kernel, Dim3 grid, Dim3 block, int dynamicSharedBytes, DeviceStream stream,
+                        KernelArgs args, boolean cooperative) {
         open();
         StreamScheduler.Queue q = stream(stream);
         Objects.requireNonNull(kernel, "kernel");
@@ -387,16 +411,31 @@ public final class EmulatedDevice implements MeasuringDevice {
         }
         // A block of at most 8 warps fits the register file whatever its register count (8 x 8192 = 65536), so the
         // kernel is compiled for its registers only when the block is larger.
-        KernelResources resources = block.volume() <= 8 * 32 ? k.module.resourcesWithoutRegisters(fn) : k.resources();
+        // (A cooperative grid's co-residency depends on the registers, so it always compiles the kernel.)
+        KernelResources resources = block.volume() <= 8 * 32 && !cooperative ? k.module.resourcesWithoutRegisters(fn)
+                : k.resources();
         Occupancy.Result occupancy = Occupancy.of(properties, resources, (int) block.volume(), dynamicSharedBytes);
         if (occupancy.refusal() != null) {
             throw new DeviceException(where + " on " + options.architecture().smName() + ": " + occupancy.refusal()
                     + " [" + resources.registersPerThread() + " registers per thread from " + resources.source() + "]");
         }
+        if (cooperative) {
+            long limit = (long) occupancy.blocksPerSm() * properties.multiprocessorCount();
+            if (grid.volume() > limit) {
+                throw new DeviceException("cooperative " + where + " on " + options.architecture().smName() + ": "
+                        + grid.volume() + " blocks cannot all be resident at once: at most " + occupancy.blocksPerSm()
+                        + " blocks of " + block.volume() + " threads per SM (" + resources.registersPerThread()
+                        + " registers per thread from " + resources.source() + ", " + (fn.staticSharedBytes
+                        + dynamicSharedBytes) + " bytes of shared memory per block) x " + properties.multiprocessorCount()
+                        + " SMs = " + limit + " (CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE: a grid-wide barrier over blocks"
+                        + " that are not resident would hang)");
+            }
+        }
         byte[] params = marshal(fn, args, where);
-        streams.submit(q, "launch of " + fn.name + " (grid " + grid + ", block " + block + ")", fp -> {
+        streams.submit(q, (cooperative ? "cooperative " : "") + "launch of " + fn.name + " (grid " + grid + ", block "
+                + block + ")", fp -> {
             Interpreter it = new Interpreter(fn, memory, options, grid, block, dynamicSharedBytes, params,
-                    coverage != null, fp);
+                    coverage != null, fp, cooperative);
             try {
                 it.run();
             } finally {

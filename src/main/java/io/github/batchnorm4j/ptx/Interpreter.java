@@ -19,6 +19,15 @@ import java.util.Random;
  * all its lanes wait at a barrier or have exited; when every warp is stopped, complete barriers are released, and if
  * none can complete the launch fails with a barrier-divergence/deadlock error instead of hanging.
  *
+ * <p><b>Cooperative launches.</b> Every block of a cooperative grid is resident at once on a GPU, so its blocks may wait
+ * for each other (a grid-wide barrier spinning on a counter). Here the blocks of such a launch are interleaved: each
+ * runs for a slice of {@link #COOPERATIVE_SLICE} thread-instructions (a warp is preempted at a backward branch once
+ * the slice is spent), is suspended with its registers, shared memory and barrier state, and the next block in the
+ * shuffled order runs; round after round until every block has exited. A spin-wait therefore sees the other blocks'
+ * progress, and a barrier that can never complete still ends as a hang report ({@code maxBlockInstructions}). Limits
+ * of the interleaving: the shared-memory race check starts a new interval when a block resumes (a race spanning a
+ * preemption point is not seen), and slices are long, so only coarse interleavings are explored.
+ *
  * <p><b>Memory.</b> Generic addresses as described in {@link GlobalMemory}; shared memory is filled with 0xFF bytes at
  * the start of each block (reads before writes see NaN/-1 rather than a stale or zero value).
  */
@@ -35,6 +44,12 @@ final class Interpreter {
     private final int localBytes;
     private final byte[] local;
     private final long[][] regs;
+    /** Cooperative launch: blocks are interleaved in slices (see the class comment). */
+    private final boolean cooperative;
+    /** Thread-instructions a block of a cooperative launch runs before the next block's turn. */
+    static final long COOPERATIVE_SLICE = 1 << 16;
+    /** Preemption point of the running block (cooperative launches); never reached otherwise. */
+    private long sliceEnd = Long.MAX_VALUE;
     private final byte[] callParams;
     private final int callParamBytes;
     private final int[][][] retStack;
@@ -48,6 +63,7 @@ final class Interpreter {
     private final int[] barExpected = new int[16];
     private final SharedRaceDetector races;
     private int blockLinear, cx, cy, cz;
+    /** The running block's thread-instructions before this slice: its budget spans its slices. */
     /** The warp being executed (messages name its threads). */
     int curWarp;
     private long blockStartInsns;
@@ -67,7 +83,14 @@ final class Interpreter {
 
     Interpreter(PtxFunction fn, GlobalMemory gmem, EmulatorOptions opt, Dim3 grid, Dim3 block, int dynamicShared,
                 byte[] params, boolean coverage, StreamScheduler.Footprint footprint) {
+        this(fn, gmem, opt, grid, block, dynamicShared, params, coverage, footprint, false);
+    }
+
+    /** @param cooperative interleave the blocks (a cooperative launch, whose blocks may wait for each other) */
+    Interpreter(PtxFunction fn, GlobalMemory gmem, EmulatorOptions opt, Dim3 grid, Dim3 block, int dynamicShared,
+                byte[] params, boolean coverage, StreamScheduler.Footprint footprint, boolean cooperative) {
         this.fn = fn;
+        this.cooperative = cooperative;
         this.code = fn.code;
         this.opt = opt;
         this.raceCheck = opt.raceCheck();
@@ -92,19 +115,22 @@ final class Interpreter {
         barPred = new boolean[nwarps][32];
         active = new int[nwarps];
         waiting = new int[nwarps];
-        for (int w = 0; w < nwarps; w++) {
-            long[] r = new long[stride];
-            for (int i = 0; i < fn.constants.length; i++) {
-                Arrays.fill(r, fn.constRegs[i] * 32, fn.constRegs[i] * 32 + 32, fn.constants[i]);
-            }
-            regs[w] = r;
-        }
+        for (int w = 0; w < nwarps; w++) regs[w] = newRegs();
         races = raceCheck ? new SharedRaceDetector(shared.length, nwarps) : null;
         ordering = opt.orderCheck() ? new MemoryOrder(this, nthreads) : null;
         mem = new MemoryUnit(this, gmem, opt, params, shared, sharedBytes, local, localBytes, callParams,
                 callParamBytes, races, ordering, footprint);
         covThreads = coverage ? new long[code.length] : null;
         covTaken = coverage ? new long[code.length] : null;
+    }
+
+    /** A warp's register file with the function's constant registers set. */
+    private long[] newRegs() {
+        long[] r = new long[fn.numRegs * 32];
+        for (int i = 0; i < fn.constants.length; i++) {
+            Arrays.fill(r, fn.constRegs[i] * 32, fn.constRegs[i] * 32 + 32, fn.constants[i]);
+        }
+        return r;
     }
 
     /** Adds this launch's per-instruction counts to {@code c} (the launch must have been created with coverage). */
@@ -131,7 +157,8 @@ final class Interpreter {
             }
         }
         try {
-            for (int b : order) runBlock(b);
+            if (cooperative) runInterleaved(order);
+            else for (int b : order) runBlock(b);
             if (ordering != null) ordering.checkZeroRegions(fn.name + " (module " + fn.moduleName + ")");
         } finally {
             if (ordering != null) ordering.finish();
@@ -139,6 +166,115 @@ final class Interpreter {
     }
 
     private void runBlock(int linear) {
+        startBlock(linear);
+        runSlice(Long.MAX_VALUE);
+    }
+
+    /** A suspended block of a cooperative launch: everything that is per block. */
+    private static final class Suspended {
+        int linear, cx, cy, cz;
+        long executed;
+        long[][] regs;
+        int[][] lanePc, barId, callDepth;
+        boolean[][] barPred;
+        int[][][] retStack;
+        int[] active, waiting, barArrived, barExpected;
+        byte[] shared, local, callParams;
+        Object order;
+    }
+
+    /**
+     * The blocks of a cooperative launch, interleaved: in the shuffled order, each runs one slice and is suspended,
+     * until every block has exited.
+     */
+    private void runInterleaved(int[] order) {
+        Suspended[] state = new Suspended[order.length];
+        boolean[] done = new boolean[order.length];
+        int left = order.length;
+        while (left > 0) {
+            for (int i = 0; i < order.length; i++) {
+                if (done[i]) continue;
+                if (state[i] == null) startBlock(order[i]);
+                else resume(state[i]);
+                if (runSlice(threadInsns + COOPERATIVE_SLICE)) {
+                    done[i] = true;
+                    state[i] = null;
+                    left--;
+                } else {
+                    state[i] = suspend();
+                }
+            }
+        }
+    }
+
+    /** Moves the running block's state out of the interpreter (which gets fresh per-warp arrays for the next block). */
+    private Suspended suspend() {
+        Suspended s = new Suspended();
+        s.linear = blockLinear;
+        s.cx = cx;
+        s.cy = cy;
+        s.cz = cz;
+        s.executed = threadInsns - blockStartInsns;
+        s.regs = new long[nwarps][];
+        s.lanePc = new int[nwarps][];
+        s.barId = new int[nwarps][];
+        s.callDepth = new int[nwarps][];
+        s.barPred = new boolean[nwarps][];
+        s.retStack = retStack == null ? null : new int[nwarps][][];
+        for (int w = 0; w < nwarps; w++) {
+            s.regs[w] = regs[w];
+            regs[w] = newRegs();
+            s.lanePc[w] = lanePc[w];
+            lanePc[w] = new int[32];
+            s.barId[w] = barId[w];
+            barId[w] = new int[32];
+            s.callDepth[w] = callDepth[w];
+            callDepth[w] = new int[32];
+            s.barPred[w] = barPred[w];
+            barPred[w] = new boolean[32];
+            if (retStack != null) {
+                s.retStack[w] = retStack[w];
+                retStack[w] = new int[32][MAX_CALL_DEPTH];
+            }
+        }
+        s.active = active.clone();
+        s.waiting = waiting.clone();
+        s.barArrived = barArrived.clone();
+        s.barExpected = barExpected.clone();
+        s.shared = Arrays.copyOf(shared, sharedBytes);
+        s.local = local.clone();
+        s.callParams = callParams.clone();
+        if (ordering != null) s.order = ordering.suspendBlock();
+        return s;
+    }
+
+    /** Makes suspended block {@code s} the running block again. */
+    private void resume(Suspended s) {
+        blockLinear = s.linear;
+        cx = s.cx;
+        cy = s.cy;
+        cz = s.cz;
+        blockStartInsns = threadInsns - s.executed;
+        for (int w = 0; w < nwarps; w++) {
+            regs[w] = s.regs[w];
+            lanePc[w] = s.lanePc[w];
+            barId[w] = s.barId[w];
+            callDepth[w] = s.callDepth[w];
+            barPred[w] = s.barPred[w];
+            if (retStack != null) retStack[w] = s.retStack[w];
+        }
+        System.arraycopy(s.active, 0, active, 0, nwarps);
+        System.arraycopy(s.waiting, 0, waiting, 0, nwarps);
+        System.arraycopy(s.barArrived, 0, barArrived, 0, 16);
+        System.arraycopy(s.barExpected, 0, barExpected, 0, 16);
+        System.arraycopy(s.shared, 0, shared, 0, s.shared.length);
+        System.arraycopy(s.local, 0, local, 0, local.length);
+        System.arraycopy(s.callParams, 0, callParams, 0, callParams.length);
+        if (races != null) races.newBlock();   // a new interval: races spanning the preemption point go unseen
+        if (ordering != null) ordering.resumeBlock(s.order);
+    }
+
+    private void startBlock(int linear) {
         blockLinear = linear;
         cx = linear % grid.x();
         cy = (linear / grid.x()) % grid.y();
@@ -149,6 +285,14 @@ final class Interpreter {
         Arrays.fill(barArrived, 0);
         blockStartInsns = threadInsns;
         for (int w = 0; w < nwarps; w++) initWarp(w);
+    }
+
+    /**
+     * Runs the running block until every thread exited (true) or, past {@code end} thread-instructions, until its warps
+     * were preempted (false; cooperative launches only).
+     */
+    private boolean runSlice(long end) {
+        sliceEnd = end;
         while (true) {
             boolean any = false;
             for (int w = 0; w < nwarps; w++) {
@@ -160,8 +304,9 @@ final class Interpreter {
             }
             boolean allDone = true;
             for (int w = 0; w < nwarps; w++) if (active[w] != 0) allDone = false;
-            if (allDone) return;
+            if (allDone) return true;
             if (!releaseBarriers() && !any) throw deadlock();
+            if (threadInsns >= sliceEnd) return false;
         }
     }
 
@@ -282,7 +427,12 @@ final class Interpreter {
                     if (in.target <= pc && threadInsns - blockStartInsns > opt.maxBlockInstructions()) {
                         throw fail(in, Integer.numberOfTrailingZeros(mask), "block executed more than "
                                 + opt.maxBlockInstructions() + " thread-instructions: an endless loop, or a spin-wait"
-                                + " on another block (blocks run one at a time in the emulator)");
+                                + (cooperative ? " on blocks that never arrive" : " on another block (blocks run one"
+                                + " at a time in the emulator; only a cooperative launch runs them together)"));
+                    }
+                    if (in.target <= pc && threadInsns >= sliceEnd) {
+                        regroup(w, pc, mask);   // preempted before the branch: the lanes resume at it
+                        return;
                     }
                     if (m == mask) {
                         pc = in.target;
@@ -421,6 +571,7 @@ final class Interpreter {
             case Op.ACTIVEMASK: for (int x = m; x != 0; x &= x - 1) R[in.d * 32 + Integer.numberOfTrailingZeros(x)] = mask; break;
             case Op.BAR_WARP: {
                 int mm = (int) R[in.a * 32 + Integer.numberOfTrailingZeros(mask)];
+                checkSelf(R, in, in.a, mask, "bar.warp.sync");
                 checkMembers(in, mm, mask, "bar.warp.sync");
                 if (races != null) races.warpSync(curWarp, mm & mask);
                 break;
@@ -585,10 +736,27 @@ final class Interpreter {
         }
     }
 
+    /**
+     * Each executing lane's own member mask (register {@code reg}, per lane) must include that lane: the PTX ISA leaves
+     * a .sync instruction undefined otherwise.
+     */
+    private void checkSelf(long[] R, Insn in, int reg, int m, String what) {
+        if (!syncCheck) return;
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = Integer.numberOfTrailingZeros(x);
+            int own = (int) R[reg * 32 + l];
+            if ((own >>> l & 1) == 0) {
+                throw fail(in, l, what + " member mask 0x" + Integer.toHexString(own) + " leaves out lane " + l
+                        + ", which executes it (undefined: a lane must be in its own member mask)");
+            }
+        }
+    }
+
     private void shfl(long[] R, Insn in, int m, int mask) {
         if (m == 0) return;
         int l0 = Integer.numberOfTrailingZeros(m);
         int members = (int) R[in.e * 32 + l0];
+        checkSelf(R, in, in.e, m, "shfl.sync");
         checkMembers(in, members, m, "shfl.sync");
         if (races != null) races.warpSync(curWarp, members & m);
         int a = in.a * 32, b = in.b * 32, c = in.c * 32, d = in.d * 32;
@@ -619,6 +787,7 @@ final class Interpreter {
         if (m == 0) return;
         int l0 = Integer.numberOfTrailingZeros(m);
         int members = in.e >= 0 ? (int) R[in.e * 32 + l0] : m;
+        if (in.e >= 0) checkSelf(R, in, in.e, m, "vote.sync");
         checkMembers(in, members, m, "vote.sync");
         if (races != null && in.e >= 0) races.warpSync(curWarp, members & m);
         int ballot = 0;
@@ -642,6 +811,7 @@ final class Interpreter {
         if (m == 0) return;
         int l0 = Integer.numberOfTrailingZeros(m);
         int members = (int) R[in.e * 32 + l0];
+        checkSelf(R, in, in.e, m, "match.sync");
         checkMembers(in, members, m, "match.sync");
         if (races != null) races.warpSync(curWarp, members & m);
         int part = members & m;

@@ -33,9 +33,11 @@ import java.util.Map;
  * store to bytes that this launch read through {@code ld.global.nc}, are errors: the non-coherent path requires data
  * that is read-only for the lifetime of the kernel ({@code const __restrict__} promises it).
  *
+ * <p>Two blocks storing to the same word (stores of 4 bytes or more) are reported the same way unless the earlier
+ * store is ordered before the later one by that chain (write-write conflict: on a GPU either may land last).
+ *
  * <p><b>What it cannot see.</b> Accesses within one block (ordered by barriers at CTA scope, not checked here); a
- * write to bytes that another block read earlier in the launch (write-after-read); write-write conflicts between
- * blocks; stores of less than 4 bytes are tracked per 4-byte word; named barriers with a thread count are treated as
+ * write to bytes that another block read earlier in the launch (write-after-read); stores of less than 4 bytes are tracked per 4-byte word; named barriers with a thread count are treated as
  * if every thread of the block took part. Everything is reset at the end of the launch: the kernel boundary orders all
  * of a launch's accesses before the next launch on the same stream.
  *
@@ -55,11 +57,11 @@ final class MemoryOrder {
 
     // The running block.
     private int block = -1;
-    private final int[] curEpoch;
-    private final long[] lastFence;
+    private int[] curEpoch;
+    private long[] lastFence;
     private long lastBar = -1;
     private boolean blockFenced;
-    private final List<Acquire> acquires = new ArrayList<>();
+    private List<Acquire> acquires = new ArrayList<>();
 
     /** Logical time: every fence, barrier completion and strong access is one tick (blocks run one at a time). */
     private long now;
@@ -103,11 +105,34 @@ final class MemoryOrder {
 
     void newBlock(int linear) {
         block = linear;
+        curEpoch = new int[curEpoch.length];   // fresh arrays: a suspended block of a cooperative launch keeps its own
+        lastFence = new long[lastFence.length];
         Arrays.fill(curEpoch, -1);
         Arrays.fill(lastFence, -1);
         lastBar = -1;
         blockFenced = false;
-        acquires.clear();
+        acquires = new ArrayList<>();
+    }
+
+    /** The running block's state, for a cooperative launch that interleaves blocks (time and epochs stay global). */
+    private record BlockState(int block, int[] curEpoch, long[] lastFence, long lastBar, boolean blockFenced,
+                              List<Acquire> acquires) {
+    }
+
+    /** Takes the running block's state out (see {@link #resumeBlock}). */
+    Object suspendBlock() {
+        return new BlockState(block, curEpoch, lastFence, lastBar, blockFenced, acquires);
+    }
+
+    /** Makes a block suspended by {@link #suspendBlock} the running block again. */
+    void resumeBlock(Object state) {
+        BlockState s = (BlockState) state;
+        block = s.block;
+        curEpoch = s.curEpoch;
+        lastFence = s.lastFence;
+        lastBar = s.lastBar;
+        blockFenced = s.blockFenced;
+        acquires = s.acquires;
     }
 
     /** A gpu-scope fence by the lanes of {@code mask} of warp {@code warp}. */
@@ -158,7 +183,13 @@ final class MemoryOrder {
         }
         int[] sh = shadow(a);
         int w0 = off >>> 2, w1 = (off + n - 1) >>> 2;
-        for (int w = w0; w <= w1; w++) sh[w] = e + 1;
+        for (int w = w0; w <= w1; w++) {
+            int v = sh[w];
+            // Words are the unit: two blocks' 2-byte stores to the halves of one word are no conflict, so narrower
+            // stores are not compared.
+            if (v > 0 && v != e + 1 && n >= 4) checkOverwrite(a, w, v - 1, t, in);
+            sh[w] = e + 1;
+        }
         if (w0 < a.orderLo) a.orderLo = w0;
         if (w1 >= a.orderHi) a.orderHi = w1 + 1;
         if (a.ncRead != null) checkNcWritten(a, w0, w1, t, in);
@@ -229,6 +260,17 @@ final class MemoryOrder {
         long time = ++now;
         SyncVar v = sync.get(addr);
         if (v == null || v.releases.isEmpty()) return; // nothing to acquire (yet)
+        // A spin-wait reads the same location again and again: a read by the same thread of the same location, with
+        // no fence or barrier since the last one and the same release sequence, only moves that acquire later (it
+        // sees every release the earlier one saw, and more), so it replaces it instead of growing the list.
+        if (!acquires.isEmpty()) {
+            Acquire last = acquires.get(acquires.size() - 1);
+            if (last.addr == addr && last.thread == t && last.threadFence < 0 && last.firstBarrier < 0
+                    && last.minTime == v.lastBreak) {
+                acquires.set(acquires.size() - 1, new Acquire(addr, time, v.lastBreak, t, in.line));
+                return;
+            }
+        }
         acquires.add(new Acquire(addr, time, v.lastBreak, t, in.line));
     }
 
@@ -257,6 +299,25 @@ final class MemoryOrder {
         if (why != null) {
             throw it.fail(in, lane(t), "read of global address " + address(a, w) + " that " + writerName(e)
                     + " in this launch, not ordered after that store: " + why + blocks(e));
+        }
+        epVerBlock[e] = block;
+        epVerThread[e] = t;
+    }
+
+    /**
+     * A plain store over a word that another block stored to in this launch: unless the earlier store is ordered before
+     * this one (the same release/acquire chain a read would need), the two may land in either order on a GPU, where
+     * the blocks run concurrently. (A store over a word another block updated with an atomic is the counter-reset
+     * pattern, ordered by the atomics' coherence, and not reported.)
+     */
+    private void checkOverwrite(Allocation a, int w, int e, int t, Insn in) {
+        if (epBlock[e] == block) return; // within one block: ordered by barriers at CTA scope, not checked here
+        if (epVerBlock[e] == block && epVerThread[e] == t) return;
+        String why = unordered(e, t);
+        if (why != null) {
+            throw it.fail(in, lane(t), "store to global address " + address(a, w) + " that " + writerName(e)
+                    + " in this launch, not ordered after that store (write-write conflict: on a GPU either store may"
+                    + " land last): " + why + blocks(e));
         }
         epVerBlock[e] = block;
         epVerThread[e] = t;

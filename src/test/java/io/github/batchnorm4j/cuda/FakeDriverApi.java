@@ -62,8 +62,12 @@ final class FakeDriverApi implements DriverApi {
     record Launch(String kernel, Dim3 grid, Dim3 block, int sharedBytes, CUstream stream, List<LaunchParam> params) {
     }
 
+    /** Cooperative launches (cuLaunchCooperativeKernel), apart from {@link #launches}. */
+    final List<Launch> cooperativeLaunches = new ArrayList<>();
+
     FakeDriverApi() {
         attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, 132);
+        attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH, 1);
         attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, 1024);
         attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK, 48 * 1024);
         attributes.put(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, 227 * 1024);
@@ -327,6 +331,23 @@ final class FakeDriverApi implements DriverApi {
         Long home = functionContexts.get(function);
         if (r == 0 && home != null && home != current.get().longValue()) return CUresult.CUDA_ERROR_INVALID_CONTEXT;
         launches.add(new Launch(functions.get(function), grid, block, dynamicSharedBytes, stream, List.copyOf(params)));
+        return r;
+    }
+
+    /**
+     * As the driver: a grid larger than the answer of cuOccupancyMaxActiveBlocksPerMultiprocessor times the SM count
+     * is CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE.
+     */
+    @Override public synchronized int launchCooperativeKernel(CUfunction function, Dim3 grid, Dim3 block,
+                                                              int dynamicSharedBytes, CUstream stream,
+                                                              List<LaunchParam> params) {
+        int r = call("cuLaunchCooperativeKernel");
+        if (r != 0) return r;
+        if (grid.volume() > (long) occupancyAnswer * attributes.get(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)) {
+            return CUresult.CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE;
+        }
+        cooperativeLaunches.add(new Launch(functions.get(function), grid, block, dynamicSharedBytes, stream,
+                List.copyOf(params)));
         return r;
     }
 
