@@ -95,6 +95,25 @@ final class BenchCommand implements Callable<Integer> {
         }
     }
 
+    /**
+     * The traffic budget of the path that ran, in units of S: the persistent single-pass kernels (the device's
+     * {@code bn_persist_*} launches) keep x and dy on chip, so forward-train is 2 S and backward 3 S; everything else
+     * is {@link #trafficUnits}.
+     */
+    static double trafficUnits(String op, String path) {
+        if (path.equals("persistent")) {
+            if (op.equals("forward-train")) return 2;
+            if (op.equals("backward")) return 3;
+        }
+        return trafficUnits(op);
+    }
+
+    /** "persistent" when a persistent kernel ran, "two-pass" when other kernels ran, "host" without launches. */
+    static String path(List<KernelLaunch> launches) {
+        if (launches.isEmpty()) return "host";
+        return launches.stream().anyMatch(k -> k.kernel().startsWith("bn_persist_")) ? "persistent" : "two-pass";
+    }
+
     @Override
     public Integer call() {
         if (repeat < 1) throw new IllegalArgumentException("--repeat: expected >= 1, got " + repeat);
@@ -153,10 +172,11 @@ final class BenchCommand implements Callable<Integer> {
                         + "validation and %.3g s of warm-up per op, timing %s%n", ops0.name(), shape, size(bytes),
                         repeat, warmup, ops0 instanceof DeviceResidentTiming
                                 ? "the device-resident ops (inputs uploaded once)" : "the host API");
-                System.out.println("GB/s = traffic charged / median time: forward-train 3 S (x read twice, y written), "
-                        + "forward-eval 2 S (x read, y written), backward 5 S (x and dy read twice, dx written); the "
-                        + "fused ops with a residual z: forward-train-relu 4 S + S/32 (x twice, z, y, the mask), "
-                        + "forward-eval-relu 3 S + S/32, backward-relu 6 S + S/32 (x, dy, mask; x, dz read, dx written)");
+                System.out.println("GB/s = traffic charged / median time: forward-train 3 S (x read twice, y "
+                        + "written; 2 S on the persistent path), forward-eval 2 S (x read, y written), backward 5 S (x "
+                        + "and dy read twice, dx written; 3 S on the persistent path); the fused ops with a residual z: "
+                        + "forward-train-relu 4 S + S/32 (x twice, z, y, the mask), forward-eval-relu 3 S + S/32, "
+                        + "backward-relu 6 S + S/32 (x, dy, mask; x, dz read, dx written)");
                 if (copy != null) {
                     System.out.printf(Locale.ROOT, "copy: %.3g GB/s (read + write; %s copying %s like x, median %.4g ms)%s%n",
                             copy.gbps(), copy.method(), size(copy.bytes()), copy.timing().medianMs(),
@@ -193,14 +213,17 @@ final class BenchCommand implements Callable<Integer> {
 
     private void print(String backendName, String o, Shape s, BenchSuite.Result r, BenchHarness.CopyBandwidth copy) {
         long bytes = s.elementCount() * Float.BYTES;
-        double gbps = BenchHarness.gbps(trafficUnits(o) * bytes, r.timing().medianMs());
+        String path = path(r.launches());
+        double budget = trafficUnits(o, path);
+        double gbps = BenchHarness.gbps(budget * bytes, r.timing().medianMs());
         Optional<TrafficMetrics> m = r.metrics();
         String dims = CrossCheck.dimsText(s.dims());
         if (json) {
             Json row = new Json().put("backend", backendName).put("op", o).put("layout", s.layout().cliName())
                     .put("shape", dims).put("bytes", bytes).put("median_ms", r.timing().medianMs()).put("gbps", gbps)
                     .put("min_ms", r.timing().minMs()).put("repeat", r.timing().repeats())
-                    .put("max_rel_error", r.maxRelError()).put("timed", r.timed()).put("budget", trafficUnits(o));
+                    .put("max_rel_error", r.maxRelError()).put("timed", r.timed()).put("budget", budget)
+                    .put("path", path);
             if (copy != null) row.put("pct_of_copy", 100 * gbps / copy.gbps());
             if (m.isPresent()) {
                 row.put("traffic_ratio", (double) m.get().bytesMoved() / bytes)
@@ -223,6 +246,9 @@ final class BenchCommand implements Callable<Integer> {
                     r.maxRelError(),
                     m.map(t -> String.format(Locale.ROOT, " %11.3f %11.3f", (double) t.bytesMoved() / bytes,
                             t.sectorEfficiency())).orElse(""));
+            if (!r.launches().isEmpty()) {
+                System.out.printf(Locale.ROOT, "    path: %s (budget %.4g S)%n", path, budget);
+            }
             for (KernelLaunch k : r.launches()) {
                 System.out.printf(Locale.ROOT, "    %-26s grid %-12s block %-8s %8s %3d blocks/SM %6.1f%% occupancy %6.2f waves%n",
                         k.kernel(), CrossCheck.dimsText(dimsArray(k.grid())), CrossCheck.dimsText(dimsArray(k.block())),
