@@ -43,10 +43,6 @@
 #define BN_WANT_DGAMMA  32   // backward: write dgamma
 #define BN_WANT_DBETA   64   // backward: write dbeta
 #define BN_TRAIN_DX    128   // backward: write the training-mode dx coefficients into coef
-#define BN_RELU        256   // forward: y = relu(v) and, with a mask pointer, the ReLU mask (v = bn(x) [+ z])
-#define BN_RESIDUAL    512   // forward: v = bn(x) + z (the residual)
-#define BN_MASK       1024   // backward: dy gated by the ReLU mask (g = dy where the bit is 1, else 0)
-#define BN_WANT_DZ    2048   // backward: write dz = g (the residual's gradient)
 
 // prepare modes (bn_prepare)
 #define BN_PREP_EVAL_FORWARD  0  // coef = (running_mean, gamma/sqrt(running_var+eps), beta)
@@ -204,8 +200,6 @@ template <> struct bn_io<float, false> {
     using Unit = float;
     static constexpr int W = 1;
     static __device__ __forceinline__ Unit load(const float* p) { return *p; }
-    // The unit with the elements whose mask bit (bit k of bits) is 0 set to +0.
-    static __device__ __forceinline__ Unit gate(Unit v, unsigned bits) { return (bits & 1u) ? v : 0.f; }
     static __device__ __forceinline__ float get(Unit v, int) { return v; }
     static __device__ __forceinline__ void store(float* p, const float (&o)[W]) { *p = o[0]; }
 };
@@ -214,10 +208,6 @@ template <> struct bn_io<float, true> {
     using Unit = float4;
     static constexpr int W = 4;
     static __device__ __forceinline__ Unit load(const float* p) { return *reinterpret_cast<const float4*>(p); }
-    static __device__ __forceinline__ Unit gate(Unit v, unsigned bits) {
-        return make_float4((bits & 1u) ? v.x : 0.f, (bits & 2u) ? v.y : 0.f, (bits & 4u) ? v.z : 0.f,
-                           (bits & 8u) ? v.w : 0.f);
-    }
     static __device__ __forceinline__ float get(const Unit& v, int k) {
         return k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w;
     }
@@ -231,11 +221,6 @@ template <typename H> struct bn_io<H, false> {
     using Unit = H;
     static constexpr int W = 1;
     static __device__ __forceinline__ Unit load(const H* p) { return *p; }
-    static __device__ __forceinline__ Unit gate(Unit v, unsigned bits) {
-        unsigned short u = *reinterpret_cast<const unsigned short*>(&v);
-        u = (bits & 1u) ? u : (unsigned short)0;   // +0 in both 16-bit types
-        return *reinterpret_cast<const H*>(&u);
-    }
     static __device__ __forceinline__ float get(Unit v, int) { return to_float(v); }
     static __device__ __forceinline__ void store(H* p, const float (&o)[W]) { *p = from_float<H>(o[0]); }
 };
@@ -245,13 +230,6 @@ template <typename H> struct bn_io<H, true> {
     using Unit = uint4;
     static constexpr int W = 8;
     static __device__ __forceinline__ Unit load(const H* p) { return *reinterpret_cast<const uint4*>(p); }
-    // Word j holds halves 2j (low 16 bits) and 2j + 1: a 0 bit clears its half (+0).
-    static __device__ __forceinline__ unsigned keep(unsigned bits, int j) {
-        return ((bits >> (2 * j)) & 1u ? 0x0000FFFFu : 0u) | ((bits >> (2 * j + 1)) & 1u ? 0xFFFF0000u : 0u);
-    }
-    static __device__ __forceinline__ Unit gate(Unit v, unsigned bits) {
-        return make_uint4(v.x & keep(bits, 0), v.y & keep(bits, 1), v.z & keep(bits, 2), v.w & keep(bits, 3));
-    }
     static __device__ __forceinline__ float get(const Unit& v, int k) {
         return to_float(reinterpret_cast<const H*>(&v)[k]);
     }
@@ -308,94 +286,6 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned blocks) {
         }
     }
     __syncthreads();
-}
-
-// ---- the ReLU mask ------------------------------------------------------------------------------------------------
-// One bit per element in memory order: bit e % 32 of word e / 32 (the layout of io.github.batchnorm4j.ReluMask). A
-// thread handles units of W consecutive elements starting at a multiple of W, so a unit's bits lie in one word; the
-// lanes of a warp hold units at increasing offsets (every skeleton walks them in lane order), so the lanes whose units
-// fall into one word are consecutive lanes. All 32 lanes of the warp call these helpers together (full-mask shuffles);
-// `valid` is false for a lane without a unit. Kernels whose threads map units to lanes otherwise must not use them.
-__device__ __forceinline__ int linear_lane() {
-    return (int)((threadIdx.y * blockDim.x + threadIdx.x) & (BN_WARP - 1));
-}
-
-// The W bits of the unit at element e (0 for an invalid lane). The first lane of each word's run of lanes loads the
-// word and shuffles it to the others: the mask costs one load per word, S/32 bytes for float32 data, not one per lane.
-template <int W>
-__device__ __forceinline__ unsigned load_mask_bits(const unsigned* __restrict__ mask, long long e, bool valid) {
-    const int lane = linear_lane();
-    const long long w = valid ? e >> 5 : -1LL;
-    const long long prev = __shfl_up_sync(0xffffffffu, w, 1);
-    const bool head = valid && (lane == 0 || prev != w);
-    const unsigned heads = __ballot_sync(0xffffffffu, head);
-    unsigned word = 0u;
-    if (head) word = mask[w];
-    const unsigned mine = heads & ((2u << lane) - 1u);   // heads at or below this lane; the highest is its own
-    word = __shfl_sync(0xffffffffu, word, (31 - __clz(mine)) & 31);
-    return valid ? (word >> (int)(e & 31)) & ((1u << W) - 1u) : 0u;
-}
-
-// Stores the W bits of the unit at element e (a tensor of `elements` elements). The lanes of one word OR their bits
-// together (a segmented shuffle tree over their run of lanes) and the run's first lane writes the word: with a plain
-// store when the run holds all 32 bits of it, else with atomicAnd/atomicOr on just its own bits, because the rest of
-// the word belongs to another warp or block (a run, row or chunk may start or end inside a word). Integer atomics on
-// disjoint bits give the same word in any order: the mask is deterministic, and needs no clearing beforehand. The lane
-// holding the tensor's last element also owns the padding bits after it (cleared).
-template <int W>
-__device__ __forceinline__ void store_mask_bits(unsigned* mask, long long elements, long long e, unsigned bits,
-                                                bool valid) {
-    const int lane = linear_lane();
-    const long long w = valid ? e >> 5 : -1LL;
-    const int sh = (int)(e & 31);
-    unsigned v = valid ? bits << sh : 0u;
-    unsigned cover = valid ? ((1u << W) - 1u) << sh : 0u;
-    if (valid && e + W == elements && (elements & 31) != 0) cover |= ~0u << (int)(elements & 31);
-    const long long prev = __shfl_up_sync(0xffffffffu, w, 1);
-    const bool head = valid && (lane == 0 || prev != w);
-    const unsigned heads = __ballot_sync(0xffffffffu, head);
-    const unsigned after = heads & ~((2u << lane) - 1u);   // heads above this lane
-    const int end = after != 0u ? __ffs(after) - 1 : 32;    // the first lane of the next run
-    #pragma unroll
-    for (int off = 1; off < 32; off <<= 1) {
-        const unsigned ov = __shfl_down_sync(0xffffffffu, v, off);
-        const unsigned oc = __shfl_down_sync(0xffffffffu, cover, off);
-        if (lane + off < end) { v |= ov; cover |= oc; }
-    }
-    if (head) {
-        if (cover == 0xffffffffu) {
-            mask[w] = v;
-        } else {
-            atomicAnd(mask + w, ~cover);
-            atomicOr(mask + w, v);
-        }
-    }
-}
-
-// The fused forward's epilogue on the W values o[] of the unit at element e, shared by the persistent kernels and the
-// two-pass fused apply: v = o + z (BN_RESIDUAL, one float add), y = relu(v) = v where !(v <= 0) else +0 (BN_RELU),
-// the mask bits (BN_RELU with a mask), y stored rounded once to S. All lanes call it together (the mask).
-template <typename S, bool VEC>
-__device__ __forceinline__ void relu_epilogue(int flags, const S* __restrict__ z, unsigned* mask, long long elements,
-                                              S* y, long long e, float (&o)[bn_io<S, VEC>::W], bool valid) {
-    using IO = bn_io<S, VEC>;
-    constexpr int W = IO::W;
-    if ((flags & BN_RESIDUAL) && valid) {
-        const typename IO::Unit zu = IO::load(z + e);
-        #pragma unroll
-        for (int k = 0; k < W; k++) o[k] = o[k] + IO::get(zu, k);
-    }
-    unsigned bits = 0u;
-    if (flags & BN_RELU) {
-        #pragma unroll
-        for (int k = 0; k < W; k++) {
-            const bool pass = !(o[k] <= 0.0f);
-            o[k] = pass ? o[k] : 0.0f;
-            bits |= (pass ? 1u : 0u) << k;
-        }
-    }
-    if (valid) IO::store(y + e, o);
-    if ((flags & BN_RELU) && mask != nullptr) store_mask_bits<W>(mask, elements, e, bits, valid);
 }
 
 // ---- channels-last row-group tree -------------------------------------------------------------------------------
@@ -815,12 +705,14 @@ __device__ __forceinline__ void persist_cf(Op& op, int C, long long N, long long
     if (splits > 1) {
         if (threadIdx.x == 0) store_partial(partials + (long long)blockIdx.x * F, acc);
         grid_barrier(bar, gridDim.x);
-        // Fixed order: thread t takes partial t (the host keeps splits <= BN_BLOCK), then the block's tree.
-        const float* chan = partials + (long long)c * splits * F;
-        const int t = threadIdx.x;
-        Acc m;
-        if (t < splits) m = load_partial<Acc>(chan + F * t); else set_empty(m);
-        acc = block_reduce(m, scratch);
+        // Fixed order: thread 0 (which finishes the channel) merges partials 0, 1, ..., splits - 1 in sequence;
+        // every block of the channel does the same (splits <= 256: a short dependent chain).
+        if (threadIdx.x == 0) {
+            const float* chan = partials + (long long)c * splits * F;
+            acc = load_partial<Acc>(chan);
+            #pragma unroll 1
+            for (int t = 1; t < splits; t++) acc = combine2(acc, load_partial<Acc>(chan + (long long)F * t));
+        }
     }
     __syncthreads();   // every thread has read q_sh[0]
     if (threadIdx.x == 0) op.finish(c, s == 0, acc, center, q_sh);
@@ -897,26 +789,16 @@ __device__ __forceinline__ void persist_cl(Op& op, long long rows, int C, int in
             store_partial(partials + ((long long)blockIdx.y * C + cbase + tid) * F, chans[tid]);
         }
         grid_barrier(bar, gridDim.x * gridDim.y);
-        // Fixed order, as channel_reduce_cl's last block: thread (tx, ty) merges partials ty, ty + by, ... of its
-        // channels, then the same tree over ty.
-        #pragma unroll
-        for (int k = 0; k < W; k++) {
-            const int j = tx * W + k;
-            const bool mine = j < cpb && cbase + j < C && ty < (int)gridDim.y;
-            if (mine) acc[k] = load_partial<Acc>(partials + ((long long)ty * C + cbase + j) * F); else set_empty(acc[k]);
+        // Fixed order: thread j (which finishes channel j of the block) merges row splits 0, 1, ..., gridDim.y - 1 of
+        // it in sequence; every block of the column does the same (consecutive threads: consecutive channels).
+        if (tid < cpb && cbase + tid < C) {
+            const float* p = partials + (long long)(cbase + tid) * F;
+            Acc a = load_partial<Acc>(p);
+            #pragma unroll 1
+            for (int g = 1; g < (int)gridDim.y; g++) a = combine2(a, load_partial<Acc>(p + (long long)g * C * F));
+            chan_sh[tid] = a;   // this thread alone read chans[tid] (== chan_sh[tid] when inner > 1)
         }
-        #pragma unroll 1
-        for (int g = ty + by; g < (int)gridDim.y; g += by) {
-            #pragma unroll
-            for (int k = 0; k < W; k++) {
-                const int j = tx * W + k;
-                if (j < cpb && cbase + j < C) {
-                    acc[k] = combine2(acc[k], load_partial<Acc>(partials + ((long long)g * C + cbase + j) * F));
-                }
-            }
-        }
-        tree_over_rows<Acc, W>(acc, sh);
-        chans = sh;
+        chans = chan_sh;
     }
     __syncthreads();
     if (tid < cpb && cbase + tid < C) {

@@ -5,7 +5,9 @@ import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.gpu.DeviceResidentBatchNorm;
 import io.github.batchnorm4j.gpu.Dim3;
+import io.github.batchnorm4j.gpu.HostArrayBatchNormOps;
 import io.github.batchnorm4j.gpu.KernelLaunch;
 import io.github.batchnorm4j.gpu.MeasuredOps;
 import io.github.batchnorm4j.gpu.TrafficMetrics;
@@ -70,6 +72,11 @@ final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--json", description = "One JSON object per line instead of a table.")
     boolean json;
+
+    @Option(names = "--path", defaultValue = "auto", paramLabel = "P",
+            description = "Training kernels of the GPU and emulator backends: auto (the persistent single-pass kernels "
+                    + "when the tensor fits on chip, else two-pass) or two-pass (default: ${DEFAULT-VALUE}).")
+    String path;
 
     /** The ops of {@code --op all}, in the order of the table. */
     static final List<String> ALL_OPS = List.of("forward-train", "forward-eval", "backward", "forward-train-relu",
@@ -163,8 +170,14 @@ final class BenchCommand implements Callable<Integer> {
                     + "training (M = " + m + "); only --op forward-eval runs on it");
         }
 
+        DeviceResidentBatchNorm.TrainingPath trainingPath = switch (path) {
+            case "auto" -> DeviceResidentBatchNorm.TrainingPath.AUTO;
+            case "two-pass" -> DeviceResidentBatchNorm.TrainingPath.TWO_PASS;
+            default -> throw new IllegalArgumentException("--path: expected auto or two-pass, got '" + path + "'");
+        };
         try (BatchNormOps ops0 = Inputs.openBackend(backend); BenchSuite suite = new BenchSuite(ops0,
                 (long) (warmup * 1e9))) {
+            if (ops0 instanceof HostArrayBatchNormOps h) h.deviceApi().setTrainingPath(trainingPath);
             long bytes = shapes.get(0).elementCount() * Float.BYTES;
             BenchHarness.CopyBandwidth copy = suite.copyBandwidth(bytes, repeat);
             if (!json) {

@@ -73,7 +73,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     /** Per storage type: tensors of that type, per-channel vectors of float32. */
     private final Map<DType, ArgumentChecks<DevicePointer>> typedChecks = new EnumMap<>(DType.class);
     private boolean closed;
-    private TrainingPath trainingPath = TrainingPath.AUTO;
+    private TrainingPath trainingPath = TrainingPath.TWO_PASS;
 
     /**
      * Which kernels the training-mode forward and backward run.
@@ -83,8 +83,13 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
      * tensor at a fixed number of values per thread, can be resident at once with the kernel's occupancy as
      * compiled ({@link Device#maxActiveBlocksPerMultiprocessor} × SMs); each block keeps its tile in registers between
      * the statistics and the output, so x (and dy) are read once: forward 2 S, backward 3 S, plus partials. Otherwise
-     * the two-pass kernels (forward 3 S, backward 5 S). {@link #TWO_PASS}: always the two-pass kernels.
+     * the two-pass kernels (forward 3 S, backward 5 S). {@link #TWO_PASS} (the default): always the two-pass kernels.
      * {@link #lastOperationLaunches()} names the kernels that ran.
+     *
+     * <p>The default is TWO_PASS because AUTO gives up one guarantee: the two paths round differently (both within
+     * the same tolerances of float64), and which one runs depends on the device's capacity, so under AUTO the same
+     * input may give different bits on GPUs of different sizes (each path alone is bitwise reproducible under any
+     * block schedule, and its merge order depends on the shape only).
      */
     public enum TrainingPath {
         /** Persistent when the tensor fits on chip, else two-pass. */
@@ -93,7 +98,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         TWO_PASS
     }
 
-    /** Sets which kernels the training-mode forward and backward run (default {@link TrainingPath#AUTO}). */
+    /** Sets which kernels the training-mode forward and backward run (default {@link TrainingPath#TWO_PASS}). */
     public void setTrainingPath(TrainingPath path) {
         if (path == null) throw new IllegalArgumentException("path must not be null");
         this.trainingPath = path;

@@ -42,6 +42,7 @@ class TrafficBudgetTest {
             float[] g = TestData.uniform(r, c, 0.5, 1.5), b = TestData.normal(r, c, 0, 1);
             float[] rm = TestData.normal(r, c, 0, 1), rv = TestData.uniform(r, c, 0.5, 2);
             float[] y = new float[n], mean = new float[c], invstd = new float[c];
+            ops.deviceApi().setTrainingPath(DeviceResidentBatchNorm.TrainingPath.AUTO);
             ops.forwardTraining(s, x, g, b, 1e-5, rm, rv, 0.1, y, mean, invstd);
             boolean aligned = (s.layout() == io.github.batchnorm4j.Layout.CHANNELS_FIRST ? s.inner()
                     : s.channels()) % 8 == 0;
