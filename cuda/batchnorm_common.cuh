@@ -795,7 +795,7 @@ __device__ __forceinline__ void persist_cl(Op& op, long long rows, int C, int in
             const float* p = partials + (long long)(cbase + tid) * F;
             Acc a = load_partial<Acc>(p);
             #pragma unroll 1
-            for (int g = 1; g < (int)gridDim.y; g++) a = combine2(a, load_partial<Acc>(p + (long long)g * C * F));
+            for (unsigned g = 1; g < gridDim.y; g++) a = combine2(a, load_partial<Acc>(p + (long long)g * C * F));
             chan_sh[tid] = a;   // this thread alone read chans[tid] (== chan_sh[tid] when inner > 1)
         }
         chans = chan_sh;

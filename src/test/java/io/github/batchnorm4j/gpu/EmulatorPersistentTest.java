@@ -33,14 +33,28 @@ class EmulatorPersistentTest {
     static Stream<Shape> shapes() {
         return Stream.of(
                 Shape.channelsFirst(2, 8, 28, 28),     // cf vec4, one block per channel (no barrier)
-                Shape.channelsFirst(16, 4, 32, 32),    // cf vec4, 2 (forward) and 4 (backward) blocks per channel
+                Shape.channelsFirst(24, 2, 32, 32),    // cf vec4, 3 blocks per channel
                 Shape.channelsFirst(4, 3, 33, 65),     // cf scalar, 3 and 5 blocks per channel
                 Shape.channelsFirst(2, 3, 15, 15),     // cf scalar, one block per channel
                 Shape.channelsLast(4, 12, 12, 68),     // rows vec4 (2 x 128 blocks, the last one half used), row splits
                 Shape.channelsLast(64, 256),           // rows vec4 (32 x 8 blocks), 1 and 2 row splits
                 Shape.channelsLast(2, 33, 33, 37),     // rows scalar, 2 column blocks, 18 and 35 row splits (> 8)
                 Shape.channelsFirst(200, 4, 49),       // rows view of inner 49 (vec4, 49 x 4), 7 and 13 row splits
-                Shape.channelsFirst(300, 5, 3));       // rows view of inner 3 (scalar), row splits
+                Shape.channelsFirst(300, 5, 3),        // rows view of inner 3 (scalar), row splits
+                Shape.channelsFirst(6, 2, 1365),       // cf scalar, 2 full blocks per channel (every unit slot used)
+                Shape.channelsFirst(1, 3, 8, 16),      // cf vec4, 32 units per channel: threads and warps without one
+                Shape.channelsFirst(1, 3, 131),        // cf scalar, 131 units per channel
+                Shape.channelsFirst(2, 2, 1088),       // cf vec4, runs of 272 units (> a block's step)
+                Shape.channelsLast(2048, 8),           // rows vec4, 2 full row splits
+                Shape.channelsLast(16, 37),            // rows scalar, one row split
+                Shape.channelsLast(1024, 9),           // rows scalar, 2 full row splits of 512 rows
+                Shape.channelsFirst(40, 3, 99),        // rows view of inner 99 (scalar): blocks of 198 x 1
+                Shape.channelsFirst(20, 8, 99));       // rows view of inner 99 (vec4): blocks of 198 x 1
+    }
+
+    static Stream<Shape> inPlaceShapes() {
+        return Stream.of(Shape.channelsFirst(16, 4, 32, 32), Shape.channelsFirst(4, 3, 33, 65),
+                Shape.channelsLast(2, 33, 33, 37), Shape.channelsLast(4, 12, 12, 68));
     }
 
     private static HostArrayBatchNormOps emulator(int sms, long seed) {
@@ -135,9 +149,9 @@ class EmulatorPersistentTest {
     }
 
     /** Without gamma, beta and running statistics, in place (y over x, dx over dy): the flags' other sides. */
-    @Test
-    void inPlaceWithoutAffineOrRunningStatistics() {
-        Shape s = Shape.channelsFirst(16, 4, 32, 32);
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("inPlaceShapes")
+    void inPlaceWithoutAffineOrRunningStatistics(Shape s) {
         SplittableRandom r = TestData.random(5);
         int n = s.elementCountAsInt(), c = s.channels();
         float[] x = TestData.perChannelNormal(r, s), dy = TestData.normal(r, n, 0, 1);
