@@ -24,4 +24,9 @@ with open("f8_v3_4.npy", "wb") as f:
 np.save("bad_big_endian.npy", (idx((2, 3)) * 0.5).astype(">f4"))
 np.save("bad_fortran.npy", np.asfortranarray((idx((2, 3)) * 0.5).astype("<f4")))
 np.save("bad_int32.npy", np.arange(6, dtype="<i4").reshape(2, 3))
-np.save("bad_float16.npy", np.arange(6, dtype="<f2").reshape(2, 3))
+np.save("bad_big_endian_f2.npy", np.arange(6, dtype=">f2").reshape(2, 3))
+
+# float16: every kind of value, as bit patterns (zeros, smallest and largest subnormal, smallest normal, 1, largest
+# finite, infinities, a quiet NaN with a payload), read exactly and written back byte for byte.
+F2_BITS = [0x0000, 0x8000, 0x0001, 0x03FF, 0x0400, 0x3C00, 0x7BFF, 0x7C00, 0xFC00, 0x7E01]
+np.save("f2_2x5.npy", np.array(F2_BITS, dtype="<u2").view("<f2").reshape(2, 5))

@@ -48,6 +48,19 @@ public interface DeviceResidentTiming {
                         float[] runningVar, float[] saveMean, float[] saveInvstd, double eps, double momentum);
 
     /**
+     * {@link #prepareTiming(Op, Shape, float[], float[], float[], float[], float[], float[], float[], float[], double,
+     * double) prepareTiming} with x and dy (and the op's y or dx) in the 16-bit {@code dtype}, as bit patterns; the
+     * per-channel arrays stay float32. Null when this backend cannot (bench then times the 16-bit host API).
+     *
+     * @throws UnsupportedOperationException when the backend refuses {@code dtype} (cuDNN's bfloat16 on old versions)
+     */
+    default Timed prepareTiming(Op op, Shape shape, DType dtype, short[] x, short[] dy, float[] gamma, float[] beta,
+                                float[] runningMean, float[] runningVar, float[] saveMean, float[] saveInvstd,
+                                double eps, double momentum) {
+        return null;
+    }
+
+    /**
      * A device-to-device copy of {@code bytes} (bench reports (read + written bytes) / time as the device's copy
      * bandwidth, the yardstick of the other figures), or null when the backend cannot time one.
      */

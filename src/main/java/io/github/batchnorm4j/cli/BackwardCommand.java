@@ -3,6 +3,7 @@ package io.github.batchnorm4j.cli;
 import io.github.batchnorm4j.Activation;
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.ReluMask;
 import io.github.batchnorm4j.Shape;
 import java.nio.file.Path;
@@ -39,6 +40,12 @@ final class BackwardCommand implements Callable<Integer> {
 
     @Option(names = "--dy", required = true, paramLabel = "DY.npy", description = "Gradient w.r.t. y (x's shape).")
     Path dy;
+
+    @Option(names = "--dtype", converter = DTypeConverter.class, paramLabel = "float32|float16|bfloat16",
+            description = "Storage type of x, dy and dx (and z, dz), as for forward: 16-bit types round x and dy once, compute in "
+                    + "float32 and round dx once (dgamma and dbeta stay float32); dx.npy is '<f2' for float16, float32 "
+                    + "holding exact bfloat16 values for bfloat16 (default: float16 for a '<f2' x, else float32).")
+    DType dtype;
 
     @Option(names = "--gamma", paramLabel = "G.npy", description = "Scale per channel (default 1).")
     Path gamma;
@@ -109,6 +116,7 @@ final class BackwardCommand implements Callable<Integer> {
         }
         Inputs.checkOut(target.out);
         NpyArray xa = Inputs.read("--x", x, relu ? 5 : 3); // x, dy and dx (and z, dz or the recomputing forward's y)
+        DType t = Inputs.dtype(dtype, xa);
         Shape shape = Inputs.shapeOf(xa, x, layout);
         int c = shape.channels();
         float[] dya = Inputs.likeX("--dy", dy, xa);
@@ -140,8 +148,16 @@ final class BackwardCommand implements Callable<Integer> {
         inputs.put("--beta", beta);
         inputs.put("--mask", mask);
         inputs.put("--residual", residual);
-        float[] dx = new float[xa.data().length];
-        float[] dz = relu && residual != null ? new float[dx.length] : null;
+        boolean sixteen = t.is16Bit();
+        short[] xs = sixteen ? t.encode(xa.data()) : null; // the one rounding of x and dy to the storage type
+        short[] dys = sixteen ? t.encode(dya) : null;
+        short[] zs = sixteen && za != null ? t.encode(za) : null;
+        int n = xa.data().length;
+        short[] dxs = sixteen ? new short[n] : null;
+        float[] dx = sixteen ? null : new float[n];
+        boolean withDz = relu && residual != null;
+        float[] dz = withDz && !sixteen ? new float[n] : null;
+        short[] dzs = withDz && sixteen ? new short[n] : null;
         float[] dgamma = new float[c];
         float[] dbeta = new float[c];
         String stats;
@@ -152,15 +168,19 @@ final class BackwardCommand implements Callable<Integer> {
                 // The same forward again, on the same backend: its mask has the forward's bits (the kernels are
                 // deterministic); in train mode its saved statistics serve when none were given.
                 m = ReluMask.allocate(shape);
-                float[] y = new float[dx.length];
+                float[] y = sixteen ? null : new float[n];
+                short[] ys = sixteen ? new short[n] : null;
                 if (mode == Mode.train) {
                     float[] fm = new float[c];
                     float[] fi = new float[c];
-                    ops.forwardTrainingRelu(shape, xa.data(), za, g, b, eps, null, null, 0, y, m, fm, fi);
+                    if (sixteen) ops.forwardTrainingRelu(shape, t, xs, zs, g, b, eps, null, null, 0, ys, m, fm, fi);
+                    else ops.forwardTrainingRelu(shape, xa.data(), za, g, b, eps, null, null, 0, y, m, fm, fi);
                     if (sm == null) {
                         sm = fm;
                         si = fi;
                     }
+                } else if (sixteen) {
+                    ops.forwardInferenceRelu(shape, t, xs, zs, g, b, rm, rv, eps, ys, m);
                 } else {
                     ops.forwardInferenceRelu(shape, xa.data(), za, g, b, rm, rv, eps, y, m);
                 }
@@ -168,27 +188,37 @@ final class BackwardCommand implements Callable<Integer> {
             if (mode == Mode.train) {
                 stats = saveMean != null ? "saved statistics" : "statistics recomputed from x";
                 if (sm == null) {
-                    ChannelStatistics st = ops.statistics(shape, xa.data());
+                    ChannelStatistics st = sixteen ? ops.statistics(shape, t, xs) : ops.statistics(shape, xa.data());
                     sm = st.meansAsFloats();
                     si = st.invstdAsFloats(eps);
                 }
-                if (relu) ops.backwardTrainingRelu(shape, xa.data(), dya, m, g, sm, si, dx, dz, dgamma, dbeta);
+                if (relu && sixteen) ops.backwardTrainingRelu(shape, t, xs, dys, m, g, sm, si, dxs, dzs, dgamma, dbeta);
+                else if (relu) ops.backwardTrainingRelu(shape, xa.data(), dya, m, g, sm, si, dx, dz, dgamma, dbeta);
+                else if (sixteen) ops.backwardTraining(shape, t, xs, dys, g, sm, si, dxs, dgamma, dbeta);
                 else ops.backwardTraining(shape, xa.data(), dya, g, sm, si, dx, dgamma, dbeta);
             } else {
                 stats = "running statistics";
-                if (relu) ops.backwardInferenceRelu(shape, xa.data(), dya, m, g, rm, rv, eps, dx, dz, dgamma, dbeta);
+                if (relu && sixteen) {
+                    ops.backwardInferenceRelu(shape, t, xs, dys, m, g, rm, rv, eps, dxs, dzs, dgamma, dbeta);
+                } else if (relu) {
+                    ops.backwardInferenceRelu(shape, xa.data(), dya, m, g, rm, rv, eps, dx, dz, dgamma, dbeta);
+                }
+                else if (sixteen) ops.backwardInference(shape, t, xs, dys, g, rm, rv, eps, dxs, dgamma, dbeta);
                 else ops.backwardInference(shape, xa.data(), dya, g, rm, rv, eps, dx, dgamma, dbeta);
             }
             if (relu) {
                 stats += ", ReLU mask " + (recompute ? "recomputed from x" : "from " + mask) + " ("
-                        + ReluMask.count(m, dx.length) + " of " + dx.length + " passed)";
+                        + ReluMask.count(m, n) + " of " + n + " passed)";
             }
-            out.writeNpy("dx.npy", xa.dims(), dx);
+            if (sixteen) out.writeNpy("dx.npy", xa.dims(), t, dxs);
+            else out.writeNpy("dx.npy", xa.dims(), dx);
             out.writeNpy("dgamma.npy", Inputs.vector(c), dgamma);
             out.writeNpy("dbeta.npy", Inputs.vector(c), dbeta);
             if (dz != null) out.writeNpy("dz.npy", xa.dims(), dz);
+            if (dzs != null) out.writeNpy("dz.npy", xa.dims(), t, dzs);
             out.commit();
-            spec.commandLine().getOut().println("backward " + mode + " on " + ops.name() + ": x (" + xa.dimsText()
+            spec.commandLine().getOut().println("backward " + mode + " on " + ops.name() + Inputs.inDtype(t)
+                    + ": x (" + xa.dimsText()
                     + ") " + shape.layout().cliName() + ", M = " + shape.reductionSize() + ", " + stats + " -> "
                     + out.dir() + ": " + String.join(", ", names));
             spec.commandLine().getOut().flush();

@@ -2,6 +2,7 @@ package io.github.batchnorm4j.cli;
 
 import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
@@ -70,6 +71,13 @@ final class BenchCommand implements Callable<Integer> {
                     + "default: ${DEFAULT-VALUE}).")
     double warmup;
 
+    @Option(names = "--dtype", defaultValue = "float32", converter = DTypeConverter.class,
+            paramLabel = "float32|float16|bfloat16",
+            description = "Storage type of x, dy, y and dx (and z, dz): S counts its bytes (2 per element in float16 and "
+                    + "bfloat16), the ReLU mask is then S/16; statistics and parameters stay float32 "
+                    + "(default: ${DEFAULT-VALUE}).")
+    DType dtype;
+
     @Option(names = "--json", description = "One JSON object per line instead of a table.")
     boolean json;
 
@@ -90,13 +98,22 @@ final class BenchCommand implements Callable<Integer> {
      * dz read and dx written by the elementwise pass).
      */
     static double trafficUnits(String op) {
+        return trafficUnits(op, DType.FLOAT32);
+    }
+
+    /**
+     * {@link #trafficUnits(String)} with S the bytes of x in {@code t}: the same multiples of S, and the mask of one
+     * bit per element is S/(8·bytes per element): S/32 in float32, S/16 in the 16-bit types.
+     */
+    static double trafficUnits(String op, DType t) {
+        double mask = 1.0 / (8 * t.bytes());
         switch (op) {
             case "forward-train": return 3;
             case "forward-eval": return 2;
             case "backward": return 5;
-            case "forward-train-relu": return 4 + 1.0 / 32;
-            case "forward-eval-relu": return 3 + 1.0 / 32;
-            case "backward-relu": return 6 + 1.0 / 32;
+            case "forward-train-relu": return 4 + mask;
+            case "forward-eval-relu": return 3 + mask;
+            case "backward-relu": return 6 + mask;
             default: throw new IllegalArgumentException("--op: expected " + String.join(", ", ALL_OPS) + " or all, "
                     + "got '" + op + "'");
         }
@@ -107,12 +124,12 @@ final class BenchCommand implements Callable<Integer> {
      * {@code bn_persist_*} launches) keep x and dy on chip, so forward-train is 2 S and backward 3 S; everything else
      * is {@link #trafficUnits}.
      */
-    static double trafficUnits(String op, String path) {
+    static double trafficUnits(String op, DType t, String path) {
         if (path.equals("persistent")) {
             if (op.equals("forward-train")) return 2;
             if (op.equals("backward")) return 3;
         }
-        return trafficUnits(op);
+        return trafficUnits(op, t);
     }
 
     /** "persistent" when a persistent kernel ran, "two-pass" when other kernels ran, "host" without launches. */
@@ -176,20 +193,22 @@ final class BenchCommand implements Callable<Integer> {
             default -> throw new IllegalArgumentException("--path: expected auto or two-pass, got '" + path + "'");
         };
         try (BatchNormOps ops0 = Inputs.openBackend(backend); BenchSuite suite = new BenchSuite(ops0,
-                (long) (warmup * 1e9))) {
+                (long) (warmup * 1e9), dtype)) {
             if (ops0 instanceof HostArrayBatchNormOps h) h.deviceApi().setTrainingPath(trainingPath);
-            long bytes = shapes.get(0).elementCount() * Float.BYTES;
+            long bytes = shapes.get(0).elementCount() * dtype.bytes();
             BenchHarness.CopyBandwidth copy = suite.copyBandwidth(bytes, repeat);
             if (!json) {
-                System.out.printf(Locale.ROOT, "bench %s: shape %s, S = %s (bytes of x), median of %d runs after "
-                        + "validation and %.3g s of warm-up per op, timing %s%n", ops0.name(), shape, size(bytes),
+                System.out.printf(Locale.ROOT, "bench %s: shape %s%s, S = %s (bytes of x), median of %d runs after "
+                        + "validation and %.3g s of warm-up per op, timing %s%n", ops0.name(), shape,
+                        dtype.is16Bit() ? " in " + dtype : "", size(bytes),
                         repeat, warmup, ops0 instanceof DeviceResidentTiming
                                 ? "the device-resident ops (inputs uploaded once)" : "the host API");
+                String maskS = dtype.is16Bit() ? "S/16" : "S/32";
                 System.out.println("GB/s = traffic charged / median time: forward-train 3 S (x read twice, y "
                         + "written; 2 S on the persistent path), forward-eval 2 S (x read, y written), backward 5 S (x "
                         + "and dy read twice, dx written; 3 S on the persistent path); the fused ops with a residual z: "
-                        + "forward-train-relu 4 S + S/32 (x twice, z, y, the mask), forward-eval-relu 3 S + S/32, "
-                        + "backward-relu 6 S + S/32 (x, dy, mask; x, dz read, dx written)");
+                        + "forward-train-relu 4 S + " + maskS + " (x twice, z, y, the mask), forward-eval-relu 3 S + "
+                        + maskS + ", backward-relu 6 S + " + maskS + " (x, dy, mask; x, dz read, dx written)");
                 if (copy != null) {
                     System.out.printf(Locale.ROOT, "copy: %.3g GB/s (read + write; %s copying %s like x, median %.4g ms)%s%n",
                             copy.gbps(), copy.method(), size(copy.bytes()), copy.timing().medianMs(),
@@ -200,7 +219,7 @@ final class BenchCommand implements Callable<Integer> {
                         ops0 instanceof MeasuredOps ? "   traffic/S  sector_eff" : "");
             } else if (copy != null) {
                 Json row = new Json().put("backend", ops0.name()).put("op", "copy").put("layout", null)
-                        .put("shape", Long.toString(copy.bytes() / Float.BYTES)).put("bytes", copy.bytes())
+                        .put("shape", Long.toString(copy.bytes() / dtype.bytes())).put("bytes", copy.bytes())
                         .put("median_ms", copy.timing().medianMs()).put("gbps", copy.gbps())
                         .put("timed", copy.threads() == 0 ? "device" : "host").put("method", copy.method());
                 if (copy.threads() > 0) row.put("threads", copy.threads());
@@ -225,14 +244,15 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     private void print(String backendName, String o, Shape s, BenchSuite.Result r, BenchHarness.CopyBandwidth copy) {
-        long bytes = s.elementCount() * Float.BYTES;
+        long bytes = s.elementCount() * dtype.bytes();
         String path = path(r.launches());
-        double budget = trafficUnits(o, path);
+        double budget = trafficUnits(o, dtype, path);
         double gbps = BenchHarness.gbps(budget * bytes, r.timing().medianMs());
         Optional<TrafficMetrics> m = r.metrics();
         String dims = CrossCheck.dimsText(s.dims());
         if (json) {
-            Json row = new Json().put("backend", backendName).put("op", o).put("layout", s.layout().cliName())
+            Json row = new Json().put("backend", backendName).put("op", o).put("dtype", dtype.toString())
+                    .put("layout", s.layout().cliName())
                     .put("shape", dims).put("bytes", bytes).put("median_ms", r.timing().medianMs()).put("gbps", gbps)
                     .put("min_ms", r.timing().minMs()).put("repeat", r.timing().repeats())
                     .put("max_rel_error", r.maxRelError()).put("timed", r.timed()).put("budget", budget)

@@ -2,6 +2,7 @@ package io.github.batchnorm4j.cli;
 
 import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.gpu.KernelLaunch;
@@ -28,12 +29,22 @@ final class BenchSuite implements AutoCloseable {
 
     private final BatchNormOps ops;
     private final long warmupNanos;
+    private final DType dtype;
     private BatchNormOps cpu;
 
-    /** A suite timing {@code ops}, each op warmed up for {@code warmupNanos} (and at least 2 runs) before timing. */
+    /** A suite timing {@code ops} in float32, each op warmed up for {@code warmupNanos} (and at least 2 runs). */
     BenchSuite(BatchNormOps ops, long warmupNanos) {
+        this(ops, warmupNanos, DType.FLOAT32);
+    }
+
+    /**
+     * A suite timing {@code ops} with x, dy, y, dx (and z, dz) in {@code dtype}: the 16-bit host API, or the 16-bit
+     * device-resident operations where the backend has them; validated with {@link CrossCheck#tolerance}.
+     */
+    BenchSuite(BatchNormOps ops, long warmupNanos, DType dtype) {
         this.ops = ops;
         this.warmupNanos = warmupNanos;
+        this.dtype = dtype;
     }
 
     /**
@@ -59,6 +70,7 @@ final class BenchSuite implements AutoCloseable {
      * fused ops are timed on the host API until the device-resident API has them.
      */
     Result run(String op, RandomInputs in, int repeat) {
+        if (dtype.is16Bit()) return run16(op, in.rounded(dtype), repeat);
         Shape s = in.shape();
         int c = s.channels();
         float[] y = nan(in.x().length);
@@ -199,6 +211,153 @@ final class BenchSuite implements AutoCloseable {
     }
 
     /**
+     * {@link #run} in the 16-bit type: inputs already rounded to it, the 16-bit operations, y, dx and dz validated
+     * widened (against float64 on the CPU backend, else against the CPU backend's 16-bit result).
+     */
+    private Result run16(String op, RandomInputs in, int repeat) {
+        DType t = dtype;
+        Shape s = in.shape();
+        int n = in.x().length;
+        int c = s.channels();
+        short[] x = t.encode(in.x());
+        short[] dy = t.encode(in.dy());
+        float[] zf = t.decode(t.encode(RandomInputs.residual(s, BenchCommand.SEED)));
+        short[] z = t.encode(zf);
+        short[] y = new short[n];
+        float[] mean = nan(c);
+        float[] invstd = nan(c);
+        float[] rm = in.runningMean().clone();
+        float[] rv = in.runningVar().clone();
+        boolean cpuSide = isCpu();
+        Runnable body;
+        Errors err;
+        switch (op) {
+            case "forward-train" -> {
+                body = () -> ops.forwardTraining(s, t, x, in.gamma(), in.beta(), EPS, rm, rv, MOMENTUM, y, mean,
+                        invstd);
+                body.run();
+                err = forwardTrainErrors(in, t.decode(y), mean, invstd, rm, rv);
+            }
+            case "forward-eval" -> {
+                body = () -> ops.forwardInference(s, t, x, in.gamma(), in.beta(), in.runningMean(), in.runningVar(),
+                        EPS, y);
+                body.run();
+                err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, false);
+                if (cpuSide) {
+                    err.add("y", t.decode(y), Float64Check.forwardInference(s, in.x(), in.gamma(), in.beta(),
+                            in.runningMean(), in.runningVar(), EPS));
+                } else {
+                    short[] ref = new short[n];
+                    cpu().forwardInference(s, t, x, in.gamma(), in.beta(), in.runningMean(), in.runningVar(), EPS,
+                            ref);
+                    err.add("y", t.decode(y), t.decode(ref));
+                }
+            }
+            case "backward" -> {
+                ops.forwardTraining(s, t, x, in.gamma(), in.beta(), EPS, null, null, 0, y, mean, invstd);
+                short[] dx = new short[n];
+                float[] dgamma = nan(c);
+                float[] dbeta = nan(c);
+                body = () -> ops.backwardTraining(s, t, x, dy, in.gamma(), mean, invstd, dx, dgamma, dbeta);
+                body.run();
+                err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, true);
+                if (cpuSide) {
+                    Float64Check.Gradients g = Float64Check.backwardTraining(s, in.x(), in.dy(), in.gamma(), EPS);
+                    err.add("dx", t.decode(dx), g.dx()).add("dgamma", dgamma, g.dgamma())
+                            .add("dbeta", dbeta, g.dbeta());
+                } else {
+                    short[] rdx = new short[n];
+                    float[] rdg = new float[c];
+                    float[] rdb = new float[c];
+                    cpu().backwardTraining(s, t, x, dy, in.gamma(), mean, invstd, rdx, rdg, rdb);
+                    err.add("dx", t.decode(dx), t.decode(rdx)).add("dgamma", dgamma, rdg).add("dbeta", dbeta, rdb);
+                }
+            }
+            case "forward-train-relu", "forward-eval-relu" -> {
+                boolean train = op.equals("forward-train-relu");
+                int[] mask = new int[(n + 31) / 32];
+                body = train
+                        ? () -> ops.forwardTrainingRelu(s, t, x, z, in.gamma(), in.beta(), EPS, rm, rv, MOMENTUM, y,
+                                mask, mean, invstd)
+                        : () -> ops.forwardInferenceRelu(s, t, x, z, in.gamma(), in.beta(), in.runningMean(),
+                                in.runningVar(), EPS, y, mask);
+                body.run();
+                double[] bn = train ? Float64Check.forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS,
+                        in.runningMean(), in.runningVar(), MOMENTUM).y()
+                        : Float64Check.forwardInference(s, in.x(), in.gamma(), in.beta(), in.runningMean(),
+                                in.runningVar(), EPS);
+                double[] v = Float64Check.preActivation(bn, zf);
+                err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, false);
+                reluErrors(err, t.decode(y), mask, v, cpuSide ? null : ref -> {
+                    short[] ry = new short[n];
+                    if (train) {
+                        cpu().forwardTrainingRelu(s, t, x, z, in.gamma(), in.beta(), EPS, null, null, 0, ry, null,
+                                new float[c], new float[c]);
+                    } else {
+                        cpu().forwardInferenceRelu(s, t, x, z, in.gamma(), in.beta(), in.runningMean(),
+                                in.runningVar(), EPS, ry, null);
+                    }
+                    System.arraycopy(t.decode(ry), 0, ref, 0, n);
+                });
+                if (train) {
+                    Float64Check.Forward f = Float64Check.forwardTraining(s, in.x(), in.gamma(), in.beta(), EPS,
+                            in.runningMean(), in.runningVar(), MOMENTUM);
+                    err.add("save_mean", mean, f.mean()).add("save_invstd", invstd, f.invstd())
+                            .add("running_mean", rm, f.runningMean()).add("running_var", rv, f.runningVar());
+                }
+            }
+            case "backward-relu" -> {
+                ops.forwardTrainingRelu(s, t, x, z, in.gamma(), in.beta(), EPS, null, null, 0, y, null, mean, invstd);
+                int[] mask = Float64Check.mask(Float64Check.preActivation(Float64Check.forwardTraining(s, in.x(),
+                        in.gamma(), in.beta(), EPS, null, null, 0).y(), zf));
+                short[] dx = new short[n];
+                short[] dz = new short[n];
+                float[] dgamma = nan(c);
+                float[] dbeta = nan(c);
+                body = () -> ops.backwardTrainingRelu(s, t, x, dy, mask, in.gamma(), mean, invstd, dx, dz, dgamma,
+                        dbeta);
+                body.run();
+                err = new Errors(BenchCommand.CROSS_BACKEND_FACTOR, true);
+                float[] g = Float64Check.gate(in.dy(), mask);
+                if (cpuSide) {
+                    Float64Check.Gradients d = Float64Check.backwardTraining(s, in.x(), g, in.gamma(), EPS);
+                    err.add("dx", t.decode(dx), d.dx()).add("dz", t.decode(dz), g).add("dgamma", dgamma, d.dgamma())
+                            .add("dbeta", dbeta, d.dbeta());
+                } else {
+                    short[] rdx = new short[n];
+                    short[] rdz = new short[n];
+                    float[] rdg = new float[c];
+                    float[] rdb = new float[c];
+                    cpu().backwardTrainingRelu(s, t, x, dy, mask, in.gamma(), mean, invstd, rdx, rdz, rdg, rdb);
+                    err.add("dx", t.decode(dx), t.decode(rdx)).add("dz", t.decode(dz), g).add("dgamma", dgamma, rdg)
+                            .add("dbeta", dbeta, rdb);
+                }
+            }
+            default -> throw new IllegalArgumentException("op: unknown '" + op + "'");
+        }
+        Optional<TrafficMetrics> metrics = metrics();
+        List<KernelLaunch> launches = launches();
+        if (!(err.worstError <= err.tolerance)) {
+            return new Result(err.worstError, err.tolerance, err.worstName, null, metrics, null, launches);
+        }
+        if (ops instanceof DeviceResidentTiming d && !op.contains("relu")) {
+            DeviceResidentTiming.Op dop = op.equals("forward-train") ? DeviceResidentTiming.Op.FORWARD_TRAINING
+                    : op.equals("forward-eval") ? DeviceResidentTiming.Op.FORWARD_INFERENCE
+                    : DeviceResidentTiming.Op.BACKWARD_TRAINING;
+            DeviceResidentTiming.Timed timed = d.prepareTiming(dop, s, t, x, dy, in.gamma(), in.beta(),
+                    in.runningMean(), in.runningVar(), mean, invstd, EPS, MOMENTUM);
+            if (timed != null) {
+                try (timed) {
+                    BenchHarness.Timing tm = BenchHarness.time(timed::run, repeat, warmupNanos);
+                    return new Result(err.worstError, err.tolerance, err.worstName, tm, metrics, "device", launches);
+                }
+            }
+        }
+        BenchHarness.Timing tm = BenchHarness.time(body, repeat, warmupNanos);
+        return new Result(err.worstError, err.tolerance, err.worstName, tm, metrics, "host", launches);
+    }
+
+    /**
      * The copy bandwidth to compare with: the host's for the CPU backend (all cores, a copy of {@code bytes}), the
      * device's for a {@link DeviceResidentTiming} backend that can time a device copy, else null.
      */
@@ -283,15 +442,22 @@ final class BenchSuite implements AutoCloseable {
         err.note("mask", ErrorMetric.maskError(bits, v));
     }
 
-    /** Accumulates the worst error of several outputs. */
+    /**
+     * Accumulates the worst error of several outputs: the one furthest past (or nearest to) its own tolerance,
+     * {@link CrossCheck#tolerance} in this suite's storage type (times the cross-backend factor off the CPU).
+     */
     private final class Errors {
-        final double tolerance;
+        private final double factor;
+        private final String kind;
+        double tolerance;
         double worstError;
         String worstName = "-";
+        private double worstRatio;
 
         Errors(double crossFactor, boolean gradients) {
-            double base = gradients ? CrossCheck.GRADIENT_TOLERANCE : CrossCheck.FORWARD_TOLERANCE;
-            tolerance = isCpu() ? base : base * crossFactor;
+            factor = isCpu() ? 1 : crossFactor;
+            kind = gradients ? "backward" : "forward";
+            tolerance = factor * CrossCheck.tolerance(DType.FLOAT32, kind, "-");
         }
 
         Errors add(String name, float[] actual, double[] expected) {
@@ -304,9 +470,13 @@ final class BenchSuite implements AutoCloseable {
 
         Errors note(String name, double e) {
             if (Double.isNaN(worstError)) return this;
-            if (Double.isNaN(e) || e > worstError || worstName.equals("-")) {
+            double tol = factor * CrossCheck.tolerance(dtype, kind, name);
+            double ratio = e / tol;
+            if (Double.isNaN(e) || ratio > worstRatio || worstName.equals("-")) {
                 worstError = e;
                 worstName = name;
+                worstRatio = ratio;
+                tolerance = tol;
             }
             return this;
         }

@@ -4,6 +4,7 @@ import io.github.batchnorm4j.BackendInfo;
 import io.github.batchnorm4j.BackendUnavailableException;
 import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.DType;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -38,11 +39,20 @@ final class CheckCommand implements Callable<Integer> {
             description = "Seed of the random inputs (default: ${DEFAULT-VALUE}).")
     long seed;
 
+    @Option(names = "--dtype", defaultValue = "float32", paramLabel = "float32|float16|bfloat16|all",
+            description = "Storage types to check, comma-separated, or 'all': 16-bit types round x and dy to the type, "
+                    + "store y, dx and dz in it (tolerance: the type's unit roundoff plus twice float32's) and keep the "
+                    + "statistics and parameter gradients float32; a type a "
+                    + "backend refuses (cuDNN's bfloat16 before 8.1 or Ampere) is unsupported, not failed "
+                    + "(default: ${DEFAULT-VALUE}).")
+    String dtype;
+
     @Option(names = "--json", description = "One JSON object per line (kind: skipped, float64, pairwise, summary).")
     boolean json;
 
     @Override
     public Integer call() {
+        List<DType> dtypes = dtypes(dtype);
         boolean all = backends.equalsIgnoreCase("all");
         Map<String, String> skipped = new LinkedHashMap<>();
         List<String> names = all ? availableNames(skipped) : namedBackends();
@@ -68,7 +78,7 @@ final class CheckCommand implements Callable<Integer> {
             for (String f : openFailures) {
                 System.out.println(json ? new Json().put("kind", "open-failure").put("detail", f) : "FAIL " + f);
             }
-            CrossCheck.Report report = CrossCheck.run(open, seed);
+            CrossCheck.Report report = CrossCheck.run(open, seed, dtypes);
             if (json) CheckTable.printJson(report);
             else if (!open.isEmpty()) CheckTable.print(report, seed);
             long failed = report.failures() + openFailures.size();
@@ -81,6 +91,8 @@ final class CheckCommand implements Callable<Integer> {
                 summary = (failed == 0 ? "check: PASS, " + checks + " checks" : "check: FAIL, " + failed + " of "
                         + checks + " checks failed") + " (" + report.rows().size() + " against float64, "
                         + report.pairs().size() + " pairwise) on " + String.join(", ", report.backends())
+                        + (dtypes.equals(List.of(DType.FLOAT32)) ? "" : " in " + dtypes.stream().map(DType::toString)
+                            .collect(java.util.stream.Collectors.joining(", ")))
                         + (skipped.isEmpty() ? "" : "; skipped " + String.join(", ", skipped.keySet()));
             }
             System.out.println(json ? new Json().put("kind", "summary").put("result", failed == 0 ? "PASS" : "FAIL")
@@ -89,6 +101,21 @@ final class CheckCommand implements Callable<Integer> {
         } finally {
             for (BatchNormOps o : open) o.close();
         }
+    }
+
+    /** --dtype: "all" or a comma-separated list of storage types, each once, in the order given. */
+    static List<DType> dtypes(String text) {
+        if (text.strip().equalsIgnoreCase("all")) return List.of(DType.values());
+        Set<DType> out = new LinkedHashSet<>();
+        for (String n : text.split(",", -1)) {
+            try {
+                out.add(DType.parse(n.strip()));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("--dtype: expected float32, float16, bfloat16 or all (or a "
+                        + "comma-separated list), got '" + text + "'");
+            }
+        }
+        return List.copyOf(out);
     }
 
     /** The available backends; the unavailable ones go to {@code skipped} with their reason. */

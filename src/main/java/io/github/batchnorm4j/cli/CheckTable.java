@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.cli;
 
+import io.github.batchnorm4j.DType;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -17,21 +18,39 @@ final class CheckTable {
     private CheckTable() {
     }
 
+    /** Whether the report has more than float32 (then the tables have a dtype column). */
+    private static boolean typed(CrossCheck.Report report) {
+        return !report.dtypes().equals(List.of(DType.FLOAT32));
+    }
+
     /** The two text tables on System.out. */
     static void print(CrossCheck.Report report, long seed) {
-        System.out.printf(Locale.ROOT, "check %s, seed %d: %d shapes (both layouts) x %d ops%n",
-                String.join(", ", report.backends()), seed, CrossCheck.shapes().size(), CrossCheck.OPS.size());
+        boolean typed = typed(report);
+        System.out.printf(Locale.ROOT, "check %s, seed %d: %d shapes (both layouts) x %d ops%s%n",
+                String.join(", ", report.backends()), seed, CrossCheck.shapes().size(), CrossCheck.OPS.size(),
+                typed ? " x " + report.dtypes().size() + " dtypes (" + report.dtypes().stream().map(DType::toString)
+                        .collect(java.util.stream.Collectors.joining(", ")) + ")" : "");
         System.out.printf(Locale.ROOT, "%nagainst float64: max |a - e|/max(|e|, 1) over the op's outputs; tolerance "
                 + "%.0e forward and statistics, %.0e gradients%n", CrossCheck.FORWARD_TOLERANCE,
                 CrossCheck.GRADIENT_TOLERANCE);
-        System.out.printf("%-9s %-20s %-15s %-12s %12s %10s  %-11s %s%n", "backend", "op", "layout", "shape",
-                "max_rel_err", "tolerance", "result", "worst output / reason");
+        for (DType t : report.dtypes()) {
+            if (!t.is16Bit()) continue;
+            System.out.printf(Locale.ROOT, "  %s: x, dy and z rounded to %s first; y, dx and dz stored in %s, tolerance "
+                    + "u + 2 x that = %.2e forward, %.2e gradients (u = %.2e, half an ulp); the float32 outputs as "
+                    + "above%n", t, t, t, CrossCheck.tolerance(t, "forward", "y"),
+                    CrossCheck.tolerance(t, "backward", "dx"), t.unitRoundoff());
+        }
+        String dtypeColumn = typed ? "%-9s " : "%s";
+        System.out.printf("%-9s " + dtypeColumn + "%-20s %-15s %-12s %12s %10s  %-11s %s%n", "backend",
+                typed ? "dtype" : "", "op", "layout", "shape", "max_rel_err", "tolerance", "result",
+                "worst output / reason");
         // Grouped by backend (CrossCheck interleaves them case by case).
         List<CrossCheck.Row> rows = new ArrayList<>(report.rows());
         rows.sort(java.util.Comparator.comparingInt(r -> report.backends().indexOf(r.backend())));
         for (CrossCheck.Row r : rows) {
-            System.out.printf(Locale.ROOT, "%-9s %-20s %-15s %-12s %12s %10.0e  %-11s %s%n", r.backend(), r.op(),
-                    r.layout(), r.shape(), error(r.maxRelError()), r.tolerance(), r.result(), r.detail());
+            System.out.printf(Locale.ROOT, "%-9s " + dtypeColumn + "%-20s %-15s %-12s %12s %10s  %-11s %s%n",
+                    r.backend(), typed ? r.dtype() : "", r.op(), r.layout(), r.shape(), error(r.maxRelError()),
+                    tolerance(r.tolerance()), r.result(), r.detail());
         }
         System.out.printf(Locale.ROOT, "%npairwise: max |a - b|/max(|a|, |b|, 1) over the op's outputs; tolerance "
                 + "%.0e forward and statistics, %.0e gradients%n",
@@ -44,17 +63,18 @@ final class CheckTable {
         // One line per case (op, layout, shape), one column per pair, in the order CrossCheck produced them.
         Map<String, List<CrossCheck.PairRow>> cases = new LinkedHashMap<>();
         for (CrossCheck.PairRow p : report.pairs()) {
-            cases.computeIfAbsent(p.op() + " " + p.layout() + " " + p.shape(), k -> new ArrayList<>()).add(p);
+            cases.computeIfAbsent(p.dtype() + " " + p.op() + " " + p.layout() + " " + p.shape(),
+                    k -> new ArrayList<>()).add(p);
         }
         List<CrossCheck.PairRow> first = cases.values().iterator().next();
-        StringBuilder header = new StringBuilder(String.format("%-20s %-15s %-12s %10s", "op", "layout", "shape",
-                "tolerance"));
+        StringBuilder header = new StringBuilder(String.format(dtypeColumn + "%-20s %-15s %-12s %10s",
+                typed ? "dtype" : "", "op", "layout", "shape", "tolerance"));
         for (CrossCheck.PairRow p : first) header.append(' ').append(pad(p.pair(), first));
         System.out.println(header);
         for (List<CrossCheck.PairRow> row : cases.values()) {
             CrossCheck.PairRow p0 = row.get(0);
-            StringBuilder line = new StringBuilder(String.format(Locale.ROOT, "%-20s %-15s %-12s %10.0e", p0.op(),
-                    p0.layout(), p0.shape(), p0.tolerance()));
+            StringBuilder line = new StringBuilder(String.format(Locale.ROOT, dtypeColumn + "%-20s %-15s %-12s %10s",
+                    typed ? p0.dtype() : "", p0.op(), p0.layout(), p0.shape(), tolerance(p0.tolerance())));
             for (CrossCheck.PairRow p : row) line.append(' ').append(pad(cell(p), first));
             System.out.println(line);
         }
@@ -63,15 +83,23 @@ final class CheckTable {
     /** One JSON object per row of both tables on System.out. */
     static void printJson(CrossCheck.Report report) {
         for (CrossCheck.Row r : report.rows()) {
-            System.out.println(new Json().put("kind", "float64").put("backend", r.backend()).put("op", r.op())
+            System.out.println(new Json().put("kind", "float64").put("backend", r.backend())
+                    .put("dtype", r.dtype().toString()).put("op", r.op())
                     .put("layout", r.layout()).put("shape", r.shape()).put("max_rel_error", r.maxRelError())
                     .put("tolerance", r.tolerance()).put("result", r.result().name()).put("detail", r.detail()));
         }
         for (CrossCheck.PairRow p : report.pairs()) {
-            System.out.println(new Json().put("kind", "pairwise").put("a", p.a()).put("b", p.b()).put("op", p.op())
+            System.out.println(new Json().put("kind", "pairwise").put("a", p.a()).put("b", p.b())
+                    .put("dtype", p.dtype().toString()).put("op", p.op())
                     .put("layout", p.layout()).put("shape", p.shape()).put("max_rel_error", p.maxRelError())
                     .put("tolerance", p.tolerance()).put("result", p.result().name()).put("detail", p.detail()));
         }
+    }
+
+    /** A tolerance as "1e-05" (float32's round ones), or with three digits ("5.10e-04", a 16-bit one). */
+    private static String tolerance(double t) {
+        String round = String.format(Locale.ROOT, "%.0e", t);
+        return Double.parseDouble(round) == t ? round : String.format(Locale.ROOT, "%.2e", t);
     }
 
     private static String error(double e) {

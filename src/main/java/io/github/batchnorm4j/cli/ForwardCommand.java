@@ -3,6 +3,7 @@ package io.github.batchnorm4j.cli;
 import io.github.batchnorm4j.Activation;
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.BatchNormOptions;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.ReluMask;
 import io.github.batchnorm4j.Shape;
 import java.nio.file.Path;
@@ -32,8 +33,17 @@ import picocli.CommandLine.Spec;
                 + "(uint8, np.packbits(v > 0, bitorder='little') of the flat pre-activation)."})
 final class ForwardCommand implements Callable<Integer> {
 
-    @Option(names = "--x", required = true, paramLabel = "X.npy", description = "Input (float32 or float64, C order).")
+    @Option(names = "--x", required = true, paramLabel = "X.npy",
+            description = "Input (float16, float32 or float64, C order).")
     Path x;
+
+    @Option(names = "--dtype", converter = DTypeConverter.class, paramLabel = "float32|float16|bfloat16",
+            description = "Storage type of x, y (and z): float16 and bfloat16 round x (and z) once to the type (exact for a '<f2' "
+                    + "file, or float32 values that are bfloat16 values), compute in float32 with float32 statistics "
+                    + "and parameters, and round y once. y.npy is '<f2' for float16 and, as NumPy has no bfloat16, "
+                    + "float32 holding the exact bfloat16 values for bfloat16 (default: float16 for a '<f2' x, else "
+                    + "float32).")
+    DType dtype;
 
     @Option(names = "--gamma", paramLabel = "G.npy", description = "Scale per channel (default 1).")
     Path gamma;
@@ -106,6 +116,7 @@ final class ForwardCommand implements Callable<Integer> {
         }
         Inputs.checkOut(target.out);
         NpyArray xa = Inputs.read("--x", x, residual != null ? 3 : 2); // x and y (and z)
+        DType t = Inputs.dtype(dtype, xa);
         Shape shape = Inputs.shapeOf(xa, x, layout);
         float[] za = residual != null ? Inputs.likeX("--residual", residual, xa) : null;
         int c = shape.channels();
@@ -139,7 +150,12 @@ final class ForwardCommand implements Callable<Integer> {
         inputs.put("--running-mean", running.runningMean);
         inputs.put("--running-var", running.runningVar);
         inputs.put("--residual", residual);
-        float[] y = new float[xa.data().length];
+        boolean sixteen = t.is16Bit();
+        int n = xa.data().length;
+        short[] xs = sixteen ? t.encode(xa.data()) : null; // the one rounding of x to the storage type
+        short[] zs = sixteen && za != null ? t.encode(za) : null;
+        short[] ys = sixteen ? new short[xs.length] : null;
+        float[] y = sixteen ? null : new float[xa.data().length];
         int[] mask = relu ? ReluMask.allocate(shape) : null;
         String detail;
         // The output folder is checked and staged before the backend opens; an unavailable backend (exit 3), a
@@ -152,13 +168,18 @@ final class ForwardCommand implements Callable<Integer> {
                 double factor = tracked && mode == Mode.train ? options.momentumFactor(numBatchesTracked + 1) : 0;
                 float[] newMean = mode == Mode.train && tracked ? rm.clone() : null;
                 float[] newVar = mode == Mode.train && tracked ? rv.clone() : null;
-                if (relu) {
+                if (relu && sixteen) {
+                    ops.forwardTrainingRelu(shape, t, xs, zs, g, b, eps, newMean, newVar, factor, ys, mask, mean,
+                            invstd);
+                } else if (relu) {
                     ops.forwardTrainingRelu(shape, xa.data(), za, g, b, eps, newMean, newVar, factor, y, mask, mean,
                             invstd);
+                } else if (sixteen) {
+                    ops.forwardTraining(shape, t, xs, g, b, eps, newMean, newVar, factor, ys, mean, invstd);
                 } else {
                     ops.forwardTraining(shape, xa.data(), g, b, eps, newMean, newVar, factor, y, mean, invstd);
                 }
-                out.writeNpy("y.npy", xa.dims(), y);
+                writeY(out, xa.dims(), t, y, ys);
                 if (mode == Mode.train) {
                     out.writeNpy("save_mean.npy", Inputs.vector(c), mean);
                     out.writeNpy("save_invstd.npy", Inputs.vector(c), invstd);
@@ -172,23 +193,31 @@ final class ForwardCommand implements Callable<Integer> {
                             + (numBatchesTracked + 1)
                         : "batch statistics, running statistics not tracked";
             } else {
-                if (relu) ops.forwardInferenceRelu(shape, xa.data(), za, g, b, rm, rv, eps, y, mask);
+                if (relu && sixteen) ops.forwardInferenceRelu(shape, t, xs, zs, g, b, rm, rv, eps, ys, mask);
+                else if (relu) ops.forwardInferenceRelu(shape, xa.data(), za, g, b, rm, rv, eps, y, mask);
+                else if (sixteen) ops.forwardInference(shape, t, xs, g, b, rm, rv, eps, ys);
                 else ops.forwardInference(shape, xa.data(), g, b, rm, rv, eps, y);
-                out.writeNpy("y.npy", xa.dims(), y);
+                writeY(out, xa.dims(), t, y, ys);
                 detail = "running statistics";
             }
             if (relu) {
                 Path f = out.file("mask.npy");
                 out.write("mask.npy", d -> MaskFile.write(f, mask));
-                detail += ", y = relu(bn(x)" + (za != null ? " + z" : "") + "): " + ReluMask.count(mask, y.length)
-                        + " of " + y.length + " passed";
+                detail += ", y = relu(bn(x)" + (za != null ? " + z" : "") + "): " + ReluMask.count(mask, n)
+                        + " of " + n + " passed";
             }
             out.commit();
-            spec.commandLine().getOut().println("forward " + mode + " on " + ops.name() + ": x (" + xa.dimsText()
+            spec.commandLine().getOut().println("forward " + mode + " on " + ops.name() + Inputs.inDtype(t)
+                    + ": x (" + xa.dimsText()
                     + ") " + shape.layout().cliName() + ", M = " + shape.reductionSize() + ", " + detail + " -> "
                     + out.dir() + ": " + String.join(", ", names));
             spec.commandLine().getOut().flush();
         }
         return Main.OK;
+    }
+
+    private static void writeY(OutputFolder out, long[] dims, DType t, float[] y, short[] ys) {
+        if (t.is16Bit()) out.writeNpy("y.npy", dims, t, ys);
+        else out.writeNpy("y.npy", dims, y);
     }
 }

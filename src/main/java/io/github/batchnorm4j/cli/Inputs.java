@@ -4,6 +4,7 @@ import io.github.batchnorm4j.BackendUnavailableException;
 import io.github.batchnorm4j.Backends;
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.BatchNormOptions;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
 import java.io.IOException;
@@ -226,6 +227,19 @@ final class Inputs {
         else if (e instanceof FileSystemException f) reason = f.getReason() != null ? f.getReason() : "failed";
         else reason = e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName();
         return reason;
+    }
+
+    /**
+     * The storage type a command computes in: {@code --dtype} when given, else float16 for a {@code '<f2'} x and
+     * float32 otherwise.
+     */
+    static DType dtype(DType option, NpyArray x) {
+        return option != null ? option : "<f2".equals(x.sourceDtype()) ? DType.FLOAT16 : DType.FLOAT32;
+    }
+
+    /** " in float16" for a 16-bit storage type, "" for float32: the summary lines' note. */
+    static String inDtype(DType t) {
+        return t.is16Bit() ? " in " + t : "";
     }
 
     /** [C] as dims. */

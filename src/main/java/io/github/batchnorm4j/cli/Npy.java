@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.cli;
 
+import io.github.batchnorm4j.DType;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.ByteBuffer;
@@ -18,12 +19,15 @@ import java.util.Map;
 /**
  * Reads and writes NumPy {@code .npy} files (format versions 1.0, 2.0 and 3.0).
  *
- * <p>Reading accepts little-endian float32 and float64 in C order: descr {@code '<f4'}, {@code '<f8'} (and the
- * {@code '|'} "byte order not applicable" spelling of the same). Float64 values are rounded to the nearest float32.
+ * <p>Reading accepts little-endian float16, float32 and float64 in C order: descr {@code '<f2'}, {@code '<f4'},
+ * {@code '<f8'} (and the {@code '|'} "byte order not applicable" spelling of the same). Float16 values widen to
+ * float32 exactly (every float16, NaN payloads included, is a float32, and rounds back to the same bits); float64
+ * values are rounded to the nearest float32.
  * Anything else (big-endian, {@code fortran_order: True}, other dtypes, a truncated or over-long file, a malformed
  * header) is a {@link NpyFormatException} naming the file.
  *
- * <p>Writing produces float32 {@code '<f4'} C-order files byte-for-byte as {@code numpy.save} does: format 1.0 (2.0
+ * <p>Writing produces float32 {@code '<f4'} (or, from 16-bit patterns, float16 {@code '<f2'}) C-order files
+ * byte-for-byte as {@code numpy.save} does: format 1.0 (2.0
  * only when the header would not fit), the header padded with spaces and a newline so that the data starts at a
  * multiple of 64 bytes, with numpy's spare room after the header dict.
  */
@@ -94,7 +98,11 @@ public final class Npy {
                 throw new NpyFormatException(file + ": expected " + expected + " data bytes for shape "
                         + dimsText(h.dims) + " of " + h.descr + ", found more (trailing bytes)");
             }
-            return new NpyArray(h.dims, data, h.itemSize == 4 ? "<f4" : "<f8");
+            return new NpyArray(h.dims, data, switch (h.itemSize) {
+                case 2 -> "<f2";
+                case 4 -> "<f4";
+                default -> "<f8";
+            });
         } catch (NoSuchFileException e) {
             throw new NpyFormatException(file + ": no such file");
         }
@@ -245,6 +253,40 @@ public final class Npy {
         }
     }
 
+    /**
+     * Writes float16 bit patterns as a C-order {@code '<f2'} .npy file (replacing an existing file), exactly as
+     * numpy.save would.
+     *
+     * @param dims the shape; the product must equal {@code bits.length}
+     */
+    public static void writeFloat16(Path file, long[] dims, short[] bits) throws IOException {
+        long count = 1;
+        for (long d : dims) {
+            if (d < 0) throw new IllegalArgumentException("dims: expected non-negative dimensions, got " + dimsText(dims));
+            count *= d;
+        }
+        if (count != bits.length) {
+            throw new IllegalArgumentException("data: expected " + count + " values for shape " + dimsText(dims)
+                    + ", got " + bits.length);
+        }
+        byte[] header = headerBytes(DType.FLOAT16.npyDescr(), dims);
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+                StandardOpenOption.TRUNCATE_EXISTING)) {
+            writeFully(ch, ByteBuffer.wrap(header));
+            ByteBuffer buf = ByteBuffer.allocate(Math.min(CHUNK, 2 * Math.max(1, bits.length)))
+                    .order(ByteOrder.LITTLE_ENDIAN);
+            int i = 0;
+            while (i < bits.length) {
+                buf.clear();
+                int n = Math.min(CHUNK / 2, bits.length - i);
+                buf.asShortBuffer().put(bits, i, n);
+                buf.limit(n * 2);
+                writeFully(ch, buf);
+                i += n;
+            }
+        }
+    }
+
     /** The complete header (magic, version, length, dict, padding) numpy.save writes for a float32 C-order array. */
     static byte[] headerBytes(long[] dims) {
         return headerBytes("<f4", dims);
@@ -311,7 +353,7 @@ public final class Npy {
         }
         if (!(dict.get("descr") instanceof String descr)) {
             throw new NpyFormatException(file + ": unsupported dtype " + printable(String.valueOf(dict.get("descr")))
-                    + " (structured arrays are not supported; expected '<f4' or '<f8')");
+                    + " (structured arrays are not supported; expected '<f2', '<f4' or '<f8')");
         }
         if (!(dict.get("fortran_order") instanceof Boolean fortran)) {
             throw new NpyFormatException(file + ": fortran_order must be True or False");
@@ -321,15 +363,16 @@ public final class Npy {
         }
         int itemSize;
         switch (descr) {
+            case "<f2": case "|f2": itemSize = 2; break;
             case "<f4": case "|f4": itemSize = 4; break;
             case "<f8": case "|f8": itemSize = 8; break;
-            case ">f4": case ">f8":
+            case ">f2": case ">f4": case ">f8":
                 throw new NpyFormatException(file + ": big-endian dtype '" + printable(descr)
-                        + "' is not supported: expected little-endian float32 ('<f4') or float64 ('<f8')"
-                        + " (in numpy: a.astype('<f4'))");
+                        + "' is not supported: expected little-endian float16 ('<f2'), float32 ('<f4') or float64"
+                        + " ('<f8') (in numpy: a.astype('<" + descr.substring(1) + "'))");
             default:
                 throw new NpyFormatException(file + ": unsupported dtype '" + printable(descr)
-                        + "': expected little-endian float32 ('<f4') or float64 ('<f8')");
+                        + "': expected little-endian float16 ('<f2'), float32 ('<f4') or float64 ('<f8')");
         }
         if (fortran) {
             throw new NpyFormatException(file + ": fortran_order True is not supported: expected C order"
@@ -355,6 +398,8 @@ public final class Npy {
             if (itemSize == 4) {
                 buf.clear();
                 buf.asFloatBuffer().get(out, i, n);
+            } else if (itemSize == 2) {
+                for (int k = 0; k < n; k++) out[i + k] = DType.FLOAT16.decode(buf.getShort(k * 2));
             } else {
                 for (int k = 0; k < n; k++) out[i + k] = (float) buf.getDouble(k * 8);
             }

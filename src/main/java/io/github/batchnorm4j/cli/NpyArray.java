@@ -7,7 +7,8 @@ import java.util.Arrays;
  *
  * @param dims        the shape, outermost first (empty for a 0-d scalar)
  * @param data        the values in C (row-major) order; {@code data.length} is the product of {@code dims}
- * @param sourceDtype the dtype the file stored ("&lt;f4" or "&lt;f8"; float64 values were rounded to float32)
+ * @param sourceDtype the dtype the file stored ("&lt;f2", "&lt;f4" or "&lt;f8"; float16 values widened exactly,
+ *                    float64 values were rounded to float32)
  */
 public record NpyArray(long[] dims, float[] data, String sourceDtype) {
 

@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.cli;
 
+import io.github.batchnorm4j.DType;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.channels.FileChannel;
@@ -189,6 +190,17 @@ final class OutputFolder implements AutoCloseable {
     void writeNpy(String name, long[] dims, float[] data) {
         Path f = file(name);
         write(name, d -> Npy.write(f, dims, data));
+    }
+
+    /**
+     * Writes a 16-bit output file (see {@link #write}): float16 as {@code '<f2'}; bfloat16, which NumPy lacks, as
+     * {@code '<f4'} float32 values that are exactly the bfloat16 values (the upper halves of their bits).
+     */
+    void writeNpy(String name, long[] dims, DType dtype, short[] bits) {
+        Path f = file(name);
+        if (dtype == DType.FLOAT16) write(name, d -> Npy.writeFloat16(f, dims, bits));
+        else if (dtype == DType.BFLOAT16) write(name, d -> Npy.write(f, dims, dtype.decode(bits)));
+        else throw new IllegalArgumentException("dtype: expected float16 or bfloat16, got " + dtype);
     }
 
     /**

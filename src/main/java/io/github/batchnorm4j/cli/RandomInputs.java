@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.cli;
 
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.Shape;
 import java.util.Random;
 import java.util.SplittableRandom;
@@ -68,6 +69,17 @@ public record RandomInputs(Shape shape, float[] x, float[] dy, float[] gamma, fl
             }
         }
         return new RandomInputs(shape, x, dy, gamma, beta, rm, rv);
+    }
+
+    /**
+     * These inputs with x and dy rounded to the storage type {@code t} (nearest-even; the same inputs for float32):
+     * the already-rounded 16-bit inputs every backend and the float64 computation of a 16-bit check share.
+     */
+    public RandomInputs rounded(DType t) {
+        if (!t.is16Bit()) return this;
+        float[] xr = t.decode(t.encode(x));
+        float[] dyr = t.decode(t.encode(dy));
+        return new RandomInputs(shape, xr, dyr, gamma, beta, runningMean, runningVar);
     }
 
     /** A standard normal draw (Box–Muller, one value per call; speed is irrelevant here). */

@@ -332,6 +332,17 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
     }
 
     @Override
+    public Timed prepareTiming(Op op, Shape shape, DType dtype, short[] x, short[] dy, float[] gamma, float[] beta,
+                               float[] runningMean, float[] runningVar, float[] saveMean, float[] saveInvstd,
+                               double eps, double momentum) {
+        checkDeviceCall(shape);
+        checkEpsilon(eps);
+        TensorLayout4d.of(shape);
+        return DeviceTiming.prepareTiming(device, onDefaultStream(), UnaryOperator.identity(), op, shape, dtype, x,
+                dy, gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps, momentum);
+    }
+
+    @Override
     public Timed prepareCopy(long bytes) {
         checkOpen();
         return DeviceTiming.deviceCopy(device, bytes);
@@ -492,6 +503,30 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
                                          DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dx,
                                          DevicePointer dgamma, DevicePointer dbeta, DeviceStream stream) {
                 backwardTrainingOnDevice(shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+            }
+
+            @Override
+            public void forwardTraining(Shape shape, DType dtype, DevicePointer x, DevicePointer gamma,
+                                        DevicePointer beta, double eps, DevicePointer runningMean,
+                                        DevicePointer runningVar, double momentum, DevicePointer y,
+                                        DevicePointer saveMean, DevicePointer saveInvstd, DeviceStream stream) {
+                forwardTrainingOnDevice(shape, dtype, x, gamma, beta, eps, runningMean, runningVar, momentum, y,
+                        saveMean, saveInvstd);
+            }
+
+            @Override
+            public void forwardInference(Shape shape, DType dtype, DevicePointer x, DevicePointer gamma,
+                                         DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
+                                         double eps, DevicePointer y, DeviceStream stream) {
+                forwardInferenceOnDevice(shape, dtype, x, gamma, beta, runningMean, runningVar, eps, y);
+            }
+
+            @Override
+            public void backwardTraining(Shape shape, DType dtype, DevicePointer x, DevicePointer dy,
+                                         DevicePointer gamma, DevicePointer saveMean, DevicePointer saveInvstd,
+                                         DevicePointer dx, DevicePointer dgamma, DevicePointer dbeta,
+                                         DeviceStream stream) {
+                backwardTrainingOnDevice(shape, dtype, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
             }
         };
     }

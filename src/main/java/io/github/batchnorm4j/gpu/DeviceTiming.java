@@ -2,6 +2,7 @@ package io.github.batchnorm4j.gpu;
 
 import io.github.batchnorm4j.ArgumentChecks;
 import io.github.batchnorm4j.BatchNormOptions;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.Shape;
 import java.util.ArrayList;
@@ -53,6 +54,65 @@ public final class DeviceTiming {
                 s.synchronize();
             });
         });
+    }
+
+    /**
+     * {@link #prepareTiming} with x and dy (and y or dx) in the 16-bit {@code dtype}: validated as the 16-bit host API
+     * would, uploaded once, run by {@code ops}' {@link DType} forms.
+     */
+    public static DeviceResidentTiming.Timed prepareTiming(Device device, DeviceResidentOperations ops,
+                                                           UnaryOperator<Runnable> measured,
+                                                           DeviceResidentTiming.Op op, Shape shape, DType dtype,
+                                                           short[] x, short[] dy, float[] gamma, float[] beta,
+                                                           float[] runningMean, float[] runningVar, float[] saveMean,
+                                                           float[] saveInvstd, double eps, double momentum) {
+        ArgumentChecks.sixteenBit(dtype);
+        // the per-channel and scalar checks of the float32 form, on a stand-in x of the right length
+        checkArguments(op, shape, new float[checkedLength("x", shape, x)],
+                op == DeviceResidentTiming.Op.BACKWARD_TRAINING ? new float[checkedLength("dy", shape, dy)] : null,
+                gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps, momentum);
+        DeviceStream s = device.defaultStream();
+        Buffers b = new Buffers(device);
+        try {
+            int c = shape.channels();
+            boolean backward = op == DeviceResidentTiming.Op.BACKWARD_TRAINING;
+            boolean training = op == DeviceResidentTiming.Op.FORWARD_TRAINING;
+            DevicePointer px = b.upload(x);
+            DevicePointer pdy = backward ? b.upload(dy) : null;
+            DevicePointer pg = b.upload(gamma);
+            DevicePointer pb = b.upload(beta);
+            DevicePointer rm = backward ? null : b.upload(runningMean);
+            DevicePointer rv = backward ? null : b.upload(runningVar);
+            DevicePointer sm = backward ? b.upload(saveMean) : training ? b.alloc(c) : null;
+            DevicePointer si = backward ? b.upload(saveInvstd) : training ? b.alloc(c) : null;
+            DevicePointer out = b.allocBytes(2L * Math.max(1, x.length));
+            DevicePointer dg = backward ? b.alloc(c) : null;
+            DevicePointer db = backward ? b.alloc(c) : null;
+            Runnable call = switch (op) {
+                case FORWARD_TRAINING -> () -> ops.forwardTraining(shape, dtype, px, pg, pb, eps, rm, rv, momentum,
+                        out, sm, si, s);
+                case FORWARD_INFERENCE -> () -> ops.forwardInference(shape, dtype, px, pg, pb, rm, rv, eps, out, s);
+                case BACKWARD_TRAINING -> () -> ops.backwardTraining(shape, dtype, px, pdy, pg, sm, si, out, dg, db,
+                        s);
+            };
+            return b.timed(measured.apply(() -> {
+                call.run();
+                s.synchronize();
+            }));
+        } catch (RuntimeException e) {
+            b.close();
+            throw e;
+        }
+    }
+
+    private static int checkedLength(String name, Shape shape, short[] a) {
+        if (shape == null) throw new IllegalArgumentException("shape must not be null");
+        if (a == null) throw new IllegalArgumentException(name + " must not be null");
+        if (a.length != shape.elementCount()) {
+            throw new IllegalArgumentException(name + ": expected " + shape.elementCount() + " values (shape "
+                    + shape + "), got " + a.length);
+        }
+        return a.length;
     }
 
     /**
@@ -173,6 +233,13 @@ public final class DeviceTiming {
         DevicePointer upload(float[] host) {
             if (host == null) return null;
             DevicePointer p = alloc(host.length);
+            device.copyToDevice(host, 0, p, host.length, device.defaultStream());
+            return p;
+        }
+
+        /** A new buffer holding a copy of 16-bit {@code host}. */
+        DevicePointer upload(short[] host) {
+            DevicePointer p = allocBytes(2L * Math.max(1, host.length));
             device.copyToDevice(host, 0, p, host.length, device.defaultStream());
             return p;
         }

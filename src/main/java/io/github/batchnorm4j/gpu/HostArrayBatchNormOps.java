@@ -94,6 +94,18 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
     }
 
     @Override
+    public Timed prepareTiming(Op op, Shape shape, DType dtype, short[] x, short[] dy, float[] gamma, float[] beta,
+                               float[] runningMean, float[] runningVar, float[] saveMean, float[] saveInvstd,
+                               double eps, double momentum) {
+        checkOpen();
+        return DeviceTiming.prepareTiming(device, kernels, run -> () -> {
+            begin();
+            run.run();
+            end();
+        }, op, shape, dtype, x, dy, gamma, beta, runningMean, runningVar, saveMean, saveInvstd, eps, momentum);
+    }
+
+    @Override
     public Timed prepareCopy(long bytes) {
         checkOpen();
         return DeviceTiming.deviceCopy(device, bytes);

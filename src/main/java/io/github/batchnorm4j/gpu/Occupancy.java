@@ -129,6 +129,18 @@ public final class Occupancy {
     }
 
     /**
+     * How many blocks of {@code kernel} (with {@code blockThreads} threads and {@code dynamicSharedBytes} of dynamic
+     * shared memory) the whole {@code device} holds at once: resident blocks per SM
+     * ({@link Device#maxActiveBlocksPerMultiprocessor}) times the SMs. A grid-stride kernel's full wave, and the largest
+     * grid that a grid-wide barrier (a cooperative launch) may wait on without deadlock; 0 when such a block cannot
+     * launch at all.
+     */
+    public static long coResidentBlocks(Device device, Kernel kernel, int blockThreads, int dynamicSharedBytes) {
+        return (long) device.maxActiveBlocksPerMultiprocessor(kernel, blockThreads, dynamicSharedBytes)
+                * device.properties().multiprocessorCount();
+    }
+
+    /**
      * Waves of a grid: its blocks over the blocks the whole device holds at once. 1.0 is one full wave; a grid-stride
      * kernel wants a whole number ≥ 1.
      */

@@ -610,6 +610,7 @@ final class Interpreter {
             case Op.ACTIVEMASK: for (int x = m; x != 0; x &= x - 1) R[in.d * 32 + Integer.numberOfTrailingZeros(x)] = mask; break;
             case Op.BAR_WARP: {
                 int mm = (int) R[in.a * 32 + Integer.numberOfTrailingZeros(mask)];
+                checkSelf(R, in, in.a, mask, "bar.warp.sync");
                 checkMembers(in, mm, mask, "bar.warp.sync");
                 if (races != null) races.warpSync(curWarp, mm & mask);
                 break;
@@ -774,10 +775,27 @@ final class Interpreter {
         }
     }
 
+    /**
+     * Each executing lane's own member mask (register {@code reg}, per lane) must include that lane: the PTX ISA leaves
+     * a .sync instruction undefined otherwise.
+     */
+    private void checkSelf(long[] R, Insn in, int reg, int m, String what) {
+        if (!syncCheck) return;
+        for (int x = m; x != 0; x &= x - 1) {
+            int l = Integer.numberOfTrailingZeros(x);
+            int own = (int) R[reg * 32 + l];
+            if ((own >>> l & 1) == 0) {
+                throw fail(in, l, what + " member mask 0x" + Integer.toHexString(own) + " leaves out lane " + l
+                        + ", which executes it (undefined: a lane must be in its own member mask)");
+            }
+        }
+    }
+
     private void shfl(long[] R, Insn in, int m, int mask) {
         if (m == 0) return;
         int l0 = Integer.numberOfTrailingZeros(m);
         int members = (int) R[in.e * 32 + l0];
+        checkSelf(R, in, in.e, m, "shfl.sync");
         checkMembers(in, members, m, "shfl.sync");
         if (races != null) races.warpSync(curWarp, members & m);
         int a = in.a * 32, b = in.b * 32, c = in.c * 32, d = in.d * 32;
@@ -808,6 +826,7 @@ final class Interpreter {
         if (m == 0) return;
         int l0 = Integer.numberOfTrailingZeros(m);
         int members = in.e >= 0 ? (int) R[in.e * 32 + l0] : m;
+        if (in.e >= 0) checkSelf(R, in, in.e, m, "vote.sync");
         checkMembers(in, members, m, "vote.sync");
         if (races != null && in.e >= 0) races.warpSync(curWarp, members & m);
         int ballot = 0;
@@ -831,6 +850,7 @@ final class Interpreter {
         if (m == 0) return;
         int l0 = Integer.numberOfTrailingZeros(m);
         int members = (int) R[in.e * 32 + l0];
+        checkSelf(R, in, in.e, m, "match.sync");
         checkMembers(in, members, m, "match.sync");
         if (races != null) races.warpSync(curWarp, members & m);
         int part = members & m;

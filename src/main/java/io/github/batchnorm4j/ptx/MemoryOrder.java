@@ -33,9 +33,11 @@ import java.util.Map;
  * store to bytes that this launch read through {@code ld.global.nc}, are errors: the non-coherent path requires data
  * that is read-only for the lifetime of the kernel ({@code const __restrict__} promises it).
  *
+ * <p>Two blocks storing to the same word (stores of 4 bytes or more) are reported the same way unless the earlier
+ * store is ordered before the later one by that chain (write-write conflict: on a GPU either may land last).
+ *
  * <p><b>What it cannot see.</b> Accesses within one block (ordered by barriers at CTA scope, not checked here); a
- * write to bytes that another block read earlier in the launch (write-after-read); write-write conflicts between
- * blocks; stores of less than 4 bytes are tracked per 4-byte word; named barriers with a thread count are treated as
+ * write to bytes that another block read earlier in the launch (write-after-read); stores of less than 4 bytes are tracked per 4-byte word; named barriers with a thread count are treated as
  * if every thread of the block took part. Everything is reset at the end of the launch: the kernel boundary orders all
  * of a launch's accesses before the next launch on the same stream.
  *
@@ -181,7 +183,13 @@ final class MemoryOrder {
         }
         int[] sh = shadow(a);
         int w0 = off >>> 2, w1 = (off + n - 1) >>> 2;
-        for (int w = w0; w <= w1; w++) sh[w] = e + 1;
+        for (int w = w0; w <= w1; w++) {
+            int v = sh[w];
+            // Words are the unit: two blocks' 2-byte stores to the halves of one word are no conflict, so narrower
+            // stores are not compared.
+            if (v > 0 && v != e + 1 && n >= 4) checkOverwrite(a, w, v - 1, t, in);
+            sh[w] = e + 1;
+        }
         if (w0 < a.orderLo) a.orderLo = w0;
         if (w1 >= a.orderHi) a.orderHi = w1 + 1;
         if (a.ncRead != null) checkNcWritten(a, w0, w1, t, in);
@@ -291,6 +299,25 @@ final class MemoryOrder {
         if (why != null) {
             throw it.fail(in, lane(t), "read of global address " + address(a, w) + " that " + writerName(e)
                     + " in this launch, not ordered after that store: " + why + blocks(e));
+        }
+        epVerBlock[e] = block;
+        epVerThread[e] = t;
+    }
+
+    /**
+     * A plain store over a word that another block stored to in this launch: unless the earlier store is ordered before
+     * this one (the same release/acquire chain a read would need), the two may land in either order on a GPU, where
+     * the blocks run concurrently. (A store over a word another block updated with an atomic is the counter-reset
+     * pattern, ordered by the atomics' coherence, and not reported.)
+     */
+    private void checkOverwrite(Allocation a, int w, int e, int t, Insn in) {
+        if (epBlock[e] == block) return; // within one block: ordered by barriers at CTA scope, not checked here
+        if (epVerBlock[e] == block && epVerThread[e] == t) return;
+        String why = unordered(e, t);
+        if (why != null) {
+            throw it.fail(in, lane(t), "store to global address " + address(a, w) + " that " + writerName(e)
+                    + " in this launch, not ordered after that store (write-write conflict: on a GPU either store may"
+                    + " land last): " + why + blocks(e));
         }
         epVerBlock[e] = block;
         epVerThread[e] = t;

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.batchnorm4j.BatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.cpu.CpuBatchNormOps;
 import java.util.List;
@@ -297,5 +298,122 @@ class CrossCheckTest {
         assertEquals(1e-3, ErrorMetric.maxPairwiseError(new float[] {0.001f}, new float[] {0}), 1e-9);
         assertTrue(Double.isNaN(ErrorMetric.maxPairwiseError(new float[] {Float.NaN}, new float[] {1})));
         assertTrue(Double.isNaN(ErrorMetric.maxPairwiseError(new float[] {1}, new float[] {Float.POSITIVE_INFINITY})));
+    }
+
+    // ---- storage types ----------------------------------------------------------------------------------------
+
+    private static final List<DType> ALL = List.of(DType.values());
+
+    @Test
+    void cpuBackendPassesEveryRowInEveryDtypeWithTheStorageTypesTolerances() {
+        try (BatchNormOps cpu = new CpuBatchNormOps()) {
+            CrossCheck.Report report = CrossCheck.run(List.of(cpu), 42, ALL);
+            assertEquals(ALL, report.dtypes());
+            assertEquals(3L * CrossCheck.shapes().size() * CrossCheck.OPS.size(), report.rows().size());
+            for (CrossCheck.Row r : report.rows()) {
+                assertEquals(CrossCheck.Result.PASS, r.result(), r.toString());
+                double base = r.op().startsWith("backward") ? CrossCheck.GRADIENT_TOLERANCE
+                        : CrossCheck.FORWARD_TOLERANCE;
+                boolean stored = List.of("y", "dx", "dz").contains(r.detail());
+                assertEquals(r.dtype().is16Bit() && stored ? r.dtype().unitRoundoff() + 2 * base : base,
+                        r.tolerance(), 1e-15, r.toString());
+            }
+        }
+        assertEquals(0x1p-11 + 2e-5, CrossCheck.tolerance(DType.FLOAT16, "forward-train", "y"), 1e-15);
+        assertEquals(0x1p-8 + 2e-4, CrossCheck.tolerance(DType.BFLOAT16, "backward-train", "dx"), 1e-15);
+        assertEquals(1e-4, CrossCheck.tolerance(DType.BFLOAT16, "backward-train", "dgamma"));
+        assertEquals(1e-5, CrossCheck.tolerance(DType.FLOAT16, "forward-train", "save_mean"));
+    }
+
+    /** Rounds toward zero where the CPU rounds to nearest: off by up to 1 ulp, twice the bound. */
+    private static void truncate(DType t, float[] v, short[] out) {
+        for (int i = 0; i < v.length; i++) {
+            short b = t.encode(v[i]);
+            float back = t.decode(b);
+            if (Float.isFinite(back) && Math.abs(back) > Math.abs(v[i])) b = (short) (b - 1);
+            out[i] = b;
+        }
+    }
+
+    @Test
+    void truncatingToSixteenBitsFailsTheRowsThatStoreIt() {
+        BatchNormOps planted = new DelegatingOps() {
+            @Override
+            public void forwardTraining(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, double eps,
+                                        float[] runningMean, float[] runningVar, double momentum, short[] y,
+                                        float[] saveMean, float[] saveInvstd) {
+                float[] y32 = new float[x.length];
+                cpu.forwardTraining(shape, dtype.decode(x), gamma, beta, eps, runningMean, runningVar, momentum, y32,
+                        saveMean, saveInvstd);
+                truncate(dtype, y32, y);
+            }
+        };
+        try (BatchNormOps cpu = new CpuBatchNormOps()) {
+            CrossCheck.Report r = CrossCheck.run(List.of(cpu, planted), 42, ALL);
+            for (CrossCheck.Row row : r.rows()) {
+                boolean affected = row.backend().equals("planted") && row.dtype().is16Bit()
+                        && row.op().startsWith("forward-train") && !row.op().endsWith("relu");
+                if (!affected) assertTrue(row.pass(), row.toString());
+                // the largest shape has thousands of |y| in [1, 2), where truncation is off by up to 2u
+                if (affected && row.shape().equals("4,4099")) {
+                    assertEquals(CrossCheck.Result.FAIL, row.result(), row.toString());
+                    assertEquals("y", row.detail(), row.toString());
+                }
+            }
+            // Pairwise, one ulp apart is within 2·(u + 2·tol): two correct backends may round a float32 result that
+            // sits near a tie to neighbouring values, so only the float64 rows catch a truncating backend.
+            assertTrue(r.pairs().stream().allMatch(CrossCheck.PairRow::pass));
+        }
+    }
+
+    @Test
+    void theFloat32OutputsOfASixteenBitRowKeepTheFloat32Tolerances() {
+        // dgamma off by 3e-4 relative: within a 16-bit dx's bound, beyond float32's 1e-4 for a float32 output.
+        BatchNormOps planted = new DelegatingOps() {
+            @Override
+            public void backwardTraining(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
+                                         float[] saveMean, float[] saveInvstd, short[] dx, float[] dgamma,
+                                         float[] dbeta) {
+                cpu.backwardTraining(shape, dtype, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta);
+                if (dgamma != null) dgamma[0] += 3e-4f * Math.max(1f, Math.abs(dgamma[0]));
+            }
+        };
+        List<CrossCheck.Row> rows = CrossCheck.run(List.of(planted), 42, List.of(DType.FLOAT16)).rows();
+        for (CrossCheck.Row r : rows) {
+            assertEquals(!r.op().equals("backward-train"), r.pass(), r.toString());
+            if (!r.pass()) assertEquals("dgamma 1e-04", r.detail() + " " + String.format("%.0e", r.tolerance()));
+        }
+    }
+
+    @Test
+    void aRefusedDtypeIsUnsupportedNotFailed() {
+        BatchNormOps refusesBfloat16 = new DelegatingOps() {
+            private void refuse(DType t) {
+                if (t == DType.BFLOAT16) throw new UnsupportedOperationException("planted: no bfloat16 here");
+            }
+
+            @Override
+            public ChannelStatistics statistics(Shape shape, DType dtype, short[] x) {
+                refuse(dtype);
+                return cpu.statistics(shape, dtype, x);
+            }
+
+            @Override
+            public void forwardTraining(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, double eps,
+                                        float[] runningMean, float[] runningVar, double momentum, short[] y,
+                                        float[] saveMean, float[] saveInvstd) {
+                refuse(dtype);
+                cpu.forwardTraining(shape, dtype, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean,
+                        saveInvstd);
+            }
+        };
+        try (BatchNormOps cpu = new CpuBatchNormOps()) {
+            CrossCheck.Report r = CrossCheck.run(List.of(cpu, refusesBfloat16), 42, ALL);
+            assertEquals(0, r.failures());
+            Set<String> unsupported = r.rows().stream().filter(row -> row.result() == CrossCheck.Result.UNSUPPORTED)
+                    .map(row -> row.dtype() + " " + row.op()).collect(Collectors.toSet());
+            assertEquals(Set.of("bfloat16 statistics", "bfloat16 forward-train", "bfloat16 forward-train-plain",
+                    "bfloat16 backward-train"), unsupported);
+        }
     }
 }

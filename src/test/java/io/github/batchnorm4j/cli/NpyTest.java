@@ -67,6 +67,28 @@ class NpyTest {
         assertArrayEquals(new float[] {2.5f}, scalar.data());
     }
 
+    /** make_fixtures.py's F2_BITS: every kind of float16 value. */
+    private static final short[] F2_BITS = {0x0000, (short) 0x8000, 0x0001, 0x03FF, 0x0400, 0x3C00, 0x7BFF, 0x7C00,
+        (short) 0xFC00, 0x7E01};
+
+    @Test
+    void readsNumpyFloat16ExactlyAndWritesItBackByteForByte() throws IOException {
+        Path fixture = FIXTURES.resolve("f2_2x5.npy");
+        NpyArray a = Npy.read(fixture);
+        assertArrayEquals(new long[] {2, 5}, a.dims());
+        assertEquals("<f2", a.sourceDtype());
+        float[] expected = {0f, -0f, 0x1p-24f, 1023 * 0x1p-24f, 0x1p-14f, 1f, 65504f, Float.POSITIVE_INFINITY,
+            Float.NEGATIVE_INFINITY, Float.intBitsToFloat(0x7FC02000)}; // NaN payload 0x001 moved to the top bits
+        for (int i = 0; i < expected.length; i++) {
+            assertEquals(Float.floatToRawIntBits(expected[i]), Float.floatToRawIntBits(a.data()[i]), "element " + i);
+            assertEquals(F2_BITS[i], io.github.batchnorm4j.DType.FLOAT16.encode(a.data()[i]), "round trip " + i);
+        }
+        Path mine = dir.resolve("f2.npy");
+        Npy.writeFloat16(mine, new long[] {2, 5}, F2_BITS);
+        assertArrayEquals(Files.readAllBytes(fixture), Files.readAllBytes(mine));
+        assertThrows(IllegalArgumentException.class, () -> Npy.writeFloat16(mine, new long[] {3}, F2_BITS));
+    }
+
     @Test
     void writesExactlyTheBytesNumpySaveWrites() throws IOException {
         String[][] cases = {{"f4_2x3.npy", "2,3"}, {"f4_5.npy", "5"}, {"f4_scalar.npy", ""},
@@ -165,7 +187,7 @@ class NpyTest {
         rejected(FIXTURES.resolve("bad_big_endian.npy"), "big-endian", "'>f4'");
         rejected(FIXTURES.resolve("bad_fortran.npy"), "fortran_order");
         rejected(FIXTURES.resolve("bad_int32.npy"), "'<i4'", "float32");
-        rejected(FIXTURES.resolve("bad_float16.npy"), "'<f2'");
+        rejected(FIXTURES.resolve("bad_big_endian_f2.npy"), "big-endian", "'>f2'", "a.astype('<f2')");
         rejected(dir.resolve("missing.npy"), "no such file");
         rejected(handMade("trunc.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }",
                 floats(1, 2, 3, 4, 5)), "expected 24 data bytes", "truncated");

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.github.batchnorm4j.BatchNormOps;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.cli.CrossCheck;
 import io.github.batchnorm4j.cpu.CpuBatchNormOps;
 import java.util.List;
@@ -25,7 +26,7 @@ class CrossCheckWithCudnnTest {
         HostDevice device = new HostDevice();
         try (BatchNormOps cpu = new CpuBatchNormOps();
              BatchNormOps cudnn = new CudnnBatchNormOps(new FakeCudnnApi(device), device, false, 0.0)) {
-            CrossCheck.Report r = CrossCheck.run(List.of(cpu, cudnn), 5);
+            CrossCheck.Report r = CrossCheck.run(List.of(cpu, cudnn), 5, List.of(DType.values()));
             assertEquals(List.of("cpu", "cudnn"), r.backends());
             assertEquals(0, r.failures(), () -> r.rows().stream().filter(x -> !x.pass()).toList().toString()
                     + r.pairs().stream().filter(x -> !x.pass()).toList());
@@ -45,6 +46,31 @@ class CrossCheckWithCudnnTest {
                 } else {
                     assertEquals(CrossCheck.Result.PASS, p.result(), p.toString());
                     assertTrue(p.maxRelError() <= p.tolerance(), p.toString());
+                }
+            }
+        }
+        assertTrue(device.live.isEmpty(), "every device buffer freed: " + device.live.size() + " live");
+    }
+
+    @Test
+    void aCudnnThatRefusesBfloat16IsReportedUnsupportedInBfloat16() {
+        HostDevice device = new HostDevice();
+        FakeCudnnApi api = new FakeCudnnApi(device);
+        api.refusedDataTypes.add(9); // CUDNN_DATA_BFLOAT16
+        try (BatchNormOps cpu = new CpuBatchNormOps();
+             BatchNormOps cudnn = new CudnnBatchNormOps(api, device, false, 0.0)) {
+            CrossCheck.Report r = CrossCheck.run(List.of(cpu, cudnn), 5, List.of(DType.FLOAT16, DType.BFLOAT16));
+            assertEquals(0, r.failures(), () -> r.rows().stream().filter(x -> !x.pass()).toList().toString());
+            for (CrossCheck.Row row : r.rows()) {
+                if (!row.backend().equals("cudnn")) continue;
+                // bfloat16's fused forward composes the float32 forward (which cuDNN runs) with a host epilogue
+                boolean refused = row.dtype() == DType.BFLOAT16 && !row.op().endsWith("relu");
+                if (refused && !UNSUPPORTED.contains(row.op())) {
+                    assertEquals(CrossCheck.Result.UNSUPPORTED, row.result(), row.toString());
+                    assertTrue(row.detail().contains("does not run bfloat16 batch norm here")
+                            && row.detail().contains("CUDNN_STATUS_NOT_SUPPORTED"), row.toString());
+                } else if (!UNSUPPORTED.contains(row.op())) {
+                    assertEquals(CrossCheck.Result.PASS, row.result(), row.toString());
                 }
             }
         }

@@ -18,6 +18,10 @@ import java.util.Map;
  */
 final class FakeCudnnApi implements CudnnApi {
     static final int BAD_PARAM = 2000; // cuDNN 9's CUDNN_STATUS_BAD_PARAM
+    static final int NOT_SUPPORTED = 3000; // cuDNN 9's CUDNN_STATUS_NOT_SUPPORTED
+
+    /** Data types this "cuDNN" refuses in tensor descriptors, as cuDNN before 8.1 or before Ampere does bfloat16. */
+    final java.util.Set<Integer> refusedDataTypes = new java.util.HashSet<>();
 
     record Call(String name, Map<String, Object> args) {
     }
@@ -50,7 +54,8 @@ final class FakeCudnnApi implements CudnnApi {
     @Override public long getVersion() { return version; }
 
     @Override public String getErrorString(int status) {
-        return status == BAD_PARAM ? "CUDNN_STATUS_BAD_PARAM" : "CUDNN_STATUS_" + status;
+        return status == BAD_PARAM ? "CUDNN_STATUS_BAD_PARAM" : status == NOT_SUPPORTED ? "CUDNN_STATUS_NOT_SUPPORTED"
+                : "CUDNN_STATUS_" + status;
     }
 
     @Override public int create(cudnnHandle h) {
@@ -80,8 +85,9 @@ final class FakeCudnnApi implements CudnnApi {
     @Override public int setTensor4dDescriptorEx(cudnnTensorDescriptor d, int dataType, int n, int c, int h, int w,
                                                  int ns, int cs, int hs, int ws) {
         descriptors.put(d, new int[] {dataType, n, c, h, w, ns, cs, hs, ws});
-        return call("cudnnSetTensor4dDescriptorEx", "desc", d, "layout", new TensorLayout4d(n, c, h, w, ns, cs, hs, ws),
-                "dataType", dataType);
+        int status = call("cudnnSetTensor4dDescriptorEx", "desc", d, "layout",
+                new TensorLayout4d(n, c, h, w, ns, cs, hs, ws), "dataType", dataType);
+        return status == 0 && refusedDataTypes.contains(dataType) ? NOT_SUPPORTED : status;
     }
 
     @Override public int deriveBNTensorDescriptor(cudnnTensorDescriptor derived, cudnnTensorDescriptor x, int mode) {

@@ -29,8 +29,9 @@ import java.util.regex.Pattern;
  * </ul>
  *
  * <p>Mutants that provably change nothing are marked {@link PtxMutant#equivalent()} with the reason: a text identical to
- * the original, an operand swap of identical operands, and dropping {@code .nc} (a coherent load returns the same bytes
- * wherever {@code .nc} is allowed).
+ * the original, an operand swap of identical operands, dropping {@code .nc} (a coherent load returns the same bytes
+ * wherever {@code .nc} is allowed), and any change to nvcc's 64-bit division dispatch ({@link #divisionDispatch}),
+ * which can only matter for 2^32 or more units per channel.
  */
 public final class PtxMutator {
 
@@ -79,10 +80,47 @@ public final class PtxMutator {
     private PtxMutator() {
     }
 
+    /** Equivalence reason of the mutants of a 64-bit division's path selection (see {@link #divisionDispatch}). */
+    static final String DIVISION_DISPATCH = "picks the 64-bit or the 32-bit division, which agree for operands below "
+            + "2^32 (a wrong pick needs 2^32 units per channel: more than a GPU or the emulator holds)";
+    private static final Pattern DISPATCH_AND = Pattern.compile("^\\s+and\\.b64\\s+(%rd\\d+),\\s*(%rd\\d+),\\s*-4294967296;");
+    private static final Pattern DISPATCH_OR = Pattern.compile("^\\s+or\\.b64\\s+(%rd\\d+),\\s*%rd\\d+,\\s*%rd\\d+;");
+    private static final Pattern DISPATCH_SETP = Pattern.compile("^\\s+setp\\.(?:eq|ne)\\.s64\\s+(%p\\d+),\\s*(%rd\\d+),\\s*0;");
+    /** {@code mov.pred %pN, 0;}: nvcc's constant-false operand of a negating xor.pred. */
+    private static final Pattern FALSE_PRED = Pattern.compile("^\\s+mov\\.pred\\s+(%p\\d+),\\s*0;");
+    private static final Pattern DISPATCH_BRA = Pattern.compile("^\\s+@!?(%p\\d+)\\s+bra");
+
+    /**
+     * The 0-based lines of nvcc's 64-bit division dispatch, {@code [or.b64 t, a, b;] and.b64 h, t, -2^32;
+     * setp.eq.s64 p, h, 0; @p bra 32-bit-path}: they only choose between a 64-bit and a 32-bit division that give the
+     * same quotient whenever the operands fit in 32 bits.
+     */
+    static java.util.Set<Integer> divisionDispatch(String[] lines) {
+        java.util.Set<Integer> out = new java.util.HashSet<>();
+        for (int i = 0; i + 2 < lines.length; i++) {
+            Matcher and = DISPATCH_AND.matcher(lines[i]);
+            if (!and.find()) continue;
+            Matcher setp = DISPATCH_SETP.matcher(lines[i + 1]);
+            if (!setp.find() || !setp.group(2).equals(and.group(1))) continue;
+            Matcher bra = DISPATCH_BRA.matcher(lines[i + 2]);
+            if (!bra.find() || !bra.group(1).equals(setp.group(1))) continue;
+            out.add(i);
+            out.add(i + 1);
+            out.add(i + 2);
+            if (i > 0) {
+                Matcher or = DISPATCH_OR.matcher(lines[i - 1]);
+                if (or.find() && or.group(1).equals(and.group(2))) out.add(i - 1);
+            }
+        }
+        return out;
+    }
+
     /** Every mutant of {@code ptx}, in line order. */
     public static List<PtxMutant> mutants(String module, String ptx) {
         List<PtxMutant> out = new ArrayList<>();
         String[] lines = ptx.split("\n", -1);
+        java.util.Set<Integer> dispatch = divisionDispatch(lines);
+        java.util.Set<String> falsePreds = new java.util.HashSet<>(); // predicates set to false in this function
         String function = "";
         for (int i = 0; i < lines.length; i++) {
             String text = lines[i];
@@ -91,6 +129,8 @@ public final class PtxMutator {
                 if (f.find()) function = f.group(1);
             }
             if (text.isEmpty() || !Character.isWhitespace(text.charAt(0)) || text.endsWith(":")) continue;
+            Matcher fp = FALSE_PRED.matcher(text);
+            if (fp.find()) falsePreds.add(fp.group(1));
             Matcher m = INSTRUCTION.matcher(text);
             if (!m.matches()) continue;
             Insn insn = new Insn(m.group(1), m.group(2) == null ? "" : m.group(2), m.group(3),
@@ -108,6 +148,14 @@ public final class PtxMutator {
                 String equivalent = c.equivalent;
                 if (equivalent == null && normalize(c.text).equals(normalize(original))) {
                     equivalent = "identical PTX after mutation";
+                }
+                if (equivalent == null && dispatch.contains(i)) equivalent = DIVISION_DISPATCH;
+                if (equivalent == null && c.op == Operator.ARITH && insn.opcode().equals("xor.pred")
+                        && c.text.startsWith(insn.guard() + "or.pred")) {
+                    List<String> ops = operands(insn.operands());
+                    if (ops.size() == 3 && (falsePreds.contains(ops.get(1)) || falsePreds.contains(ops.get(2)))) {
+                        equivalent = "xor and or agree when one operand is false (nvcc's mov.pred p, 0; xor.pred)";
+                    }
                 }
                 out.add(new PtxMutant(module, i + 1, function, c.op, original.trim(), c.text.trim(), equivalent));
             }

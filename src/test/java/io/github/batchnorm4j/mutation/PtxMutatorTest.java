@@ -87,6 +87,42 @@ class PtxMutatorTest {
     }
 
     @Test
+    void theSixtyFourBitDivisionDispatchIsEquivalentBelow2To32() {
+        String ptx = String.join("\n", ".version 8.0", ".visible .entry d(", ")", "{",
+                "\tor.b64  \t%rd63, %rd205, %rd40;",           // 5
+                "\tand.b64  \t%rd64, %rd63, -4294967296;",     // 6
+                "\tsetp.eq.s64 \t%p4, %rd64, 0;",              // 7
+                "\t@%p4 bra \t$L__BB0_8;",                     // 8
+                "\tdiv.s64 \t%rd204, %rd205, %rd40;",          // 9: the 64-bit path itself is not dispatch
+                "$L__BB0_8:", "\tret;", "}", "");
+        List<PtxMutant> ms = PtxMutator.mutants("d.ptx", ptx);
+        for (PtxMutant m : ms) {
+            if (m.line() >= 5 && m.line() <= 8) assertEquals(PtxMutator.DIVISION_DISPATCH, m.equivalent(), m.id());
+            else assertNull(m.equivalent(), m.id());
+        }
+        assertTrue(ms.stream().anyMatch(m -> m.line() == 9), "div.s64 has mutants of its own");
+        // The same lines without the branch are not the idiom.
+        String noBranch = ptx.replace("\t@%p4 bra \t$L__BB0_8;", "\tselp.b64 \t%rd1, %rd2, %rd3, %p4;");
+        assertTrue(PtxMutator.mutants("d.ptx", noBranch).stream().allMatch(m -> m.equivalent() == null
+                || !m.equivalent().equals(PtxMutator.DIVISION_DISPATCH)));
+    }
+
+    @Test
+    void xorWithAFalsePredicateIsOr() {
+        String ptx = String.join("\n", ".version 8.0", ".visible .entry d(", ")", "{",
+                "\tsetp.eq.b32 \t%p45, %r81, 1;",   // 5
+                "\tmov.pred \t%p46, 0;",             // 6
+                "\txor.pred  \t%p47, %p45, %p46;",   // 7
+                "\txor.pred  \t%p48, %p45, %p47;",   // 8: neither operand known false
+                "\tret;", "}", "");
+        List<PtxMutant> ms = PtxMutator.mutants("d.ptx", ptx);
+        PtxMutant x7 = ms.stream().filter(m -> m.line() == 7 && m.operator() == PtxMutator.Operator.ARITH).findFirst().orElseThrow();
+        assertTrue(x7.equivalent() != null && x7.equivalent().startsWith("xor and or agree"), x7.toString());
+        PtxMutant x8 = ms.stream().filter(m -> m.line() == 8 && m.operator() == PtxMutator.Operator.ARITH).findFirst().orElseThrow();
+        assertNull(x8.equivalent(), x8.toString());
+    }
+
+    @Test
     void applyChangesExactlyOneLineAndChecksTheOriginal() {
         List<PtxMutant> ms = PtxMutator.mutants("k.ptx", PTX);
         for (PtxMutant m : ms) {

@@ -45,6 +45,11 @@ class EmulatorOccupancyTest {
             assertTrue(r.registersPerThread() >= 96 && r.registersPerThread() <= 128, r.toString());
             assertTrue(r.source().contains("ptxas") && r.source().contains("sm_90"), r.source());
             assertEquals(0, dev.maxActiveBlocksPerMultiprocessor(k, 1024, 0));
+            // Co-resident on the whole device (what a cooperative grid may span): blocks per SM x 132 SMs.
+            int perSm = Occupancy.of(dev.properties(), r, 256, 0).blocksPerSm();
+            assertTrue(perSm >= 1 && perSm <= 2, r + ": " + perSm);
+            assertEquals(132L * perSm, Occupancy.coResidentBlocks(dev, k, 256, 0));
+            assertEquals(0, Occupancy.coResidentBlocks(dev, k, 1024, 0));
             DeviceException e = assertThrows(DeviceException.class, () -> dev.launch(k, Dim3.of(1), Dim3.of(1024), 0,
                     dev.defaultStream(), new KernelArgs().ptr(in).ptr(out)));
             for (String s : new String[]{"launch of wide", "block (1024,1,1)", "on sm_90",

@@ -52,8 +52,10 @@ class WarpRaceTest {
 
     @Test
     void aSyncNotCoveringBothLanesDoesNotOrderThem() {
-        // __syncwarp(0xffff): lanes 0..15 are ordered among themselves; lane 15 reads lane 16's slot
-        String msg = fails(neighbour("\tbar.warp.sync 0xffff;"), 32);
+        // __syncwarp(lane < 16 ? 0xffff : 0xffff0000): each half is ordered within itself (every lane must be in its
+        // own mask); lane 15 reads lane 16's slot
+        String msg = fails(neighbour("\tsetp.lt.u32 %p6, %me, 16;\n\tselp.b32 %r7, 0xffff, 0xffff0000, %p6;\n"
+                + "\tbar.warp.sync %r7;"), 32);
         assertMentions(msg, "read of shared address 0x40 already written by thread (16,0,0) of the same warp",
                 "thread (15,0,0)");
     }
