@@ -1,12 +1,16 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.cuda.CudaDevice;
 import io.github.batchnorm4j.gpu.DeviceChecks;
 import io.github.batchnorm4j.gpu.DeviceException;
 import io.github.batchnorm4j.gpu.DevicePointer;
 import io.github.batchnorm4j.gpu.DeviceStream;
 import jcuda.Pointer;
+import jcuda.cudaDataType;
 import jcuda.jcublas.JCublas2;
+import jcuda.jcublas.cublasComputeType;
+import jcuda.jcublas.cublasGemmAlgo;
 import jcuda.jcublas.cublasHandle;
 import jcuda.jcublas.cublasOperation;
 import jcuda.jcublas.cublasStatus;
@@ -20,6 +24,10 @@ import jcuda.runtime.cudaStream_t;
  * C = op(A)·op(B) is computed as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: cublasSgemm(opB, opA, n, m, k, alpha, B, ldb,
  * A, lda, beta, C, n) with lda = transA ? m : k and ldb = transB ? k : n. Scalars are passed from the host
  * (CUBLAS_POINTER_MODE_HOST, the default).
+ *
+ * <p>16-bit A and B (float16, bfloat16) with a C of the same type or float32 go through {@code cublasGemmEx} with
+ * CUBLAS_COMPUTE_32F (float32 accumulation and scalars, PyTorch's choice for half GEMMs; cuBLAS may use tensor
+ * cores and its own summation order, so results agree with our PTX GEMM to float32 rounding, not bit for bit).
  *
  * <p>Needs libcublas.so.12 (the CUDA 12 runtime libraries) besides the driver. Owns its handle; {@link #close()}
  * destroys it. Verified only on a GPU machine (CublasGemmGpuTest, skipped elsewhere).
@@ -64,6 +72,48 @@ public final class CublasGemm implements DeviceGemm, AutoCloseable {
                 Pointer.to(new float[] {alpha}), CudaDevice.address(b), p.ldFirst(), CudaDevice.address(a),
                 p.ldSecond(), Pointer.to(new float[] {beta}), CudaDevice.address(c), p.ldc()),
                 "cublasSgemm(m=" + m + ", n=" + n + ", k=" + k + ")");
+    }
+
+    @Override
+    public boolean supports(DType abType, DType cType) {
+        return abType != null && cType != null && (cType == abType || cType == DType.FLOAT32);
+    }
+
+    @Override
+    public void gemm(DType abType, DType cType, boolean transA, boolean transB, int m, int n, int k, float alpha,
+                     DevicePointer a, DevicePointer b, float beta, DevicePointer c, DeviceStream stream) {
+        if (abType == DType.FLOAT32 && cType == DType.FLOAT32) {
+            sgemm(transA, transB, m, n, k, alpha, a, b, beta, c, stream);
+            return;
+        }
+        if (closed) throw new IllegalStateException("cuBLAS handle is closed");
+        if (!supports(abType, cType)) {
+            throw new UnsupportedOperationException("cublasGemmEx: A and B " + abType + " with C " + cType
+                    + " (expected C of A's type or float32)");
+        }
+        if (m < 1 || n < 1 || k < 1) {
+            throw new IllegalArgumentException("gemm: expected m, n, k >= 1, got " + m + ", " + n + ", " + k);
+        }
+        DeviceChecks.room("a", a, (long) m * k, abType, "");
+        DeviceChecks.room("b", b, (long) k * n, abType, "");
+        DeviceChecks.room("c", c, (long) m * n, cType, "");
+        CudaDevice.of(stream).makeCurrent();
+        check(JCublas2.cublasSetStream(handle, new cudaStream_t(CudaDevice.streamHandle(stream))), "cublasSetStream");
+        Plan p = plan(transA, transB, m, n, k);
+        int ab = dataType(abType), ct = dataType(cType);
+        check(JCublas2.cublasGemmEx(handle, op(p.transFirst()), op(p.transSecond()), p.m(), p.n(), p.k(),
+                Pointer.to(new float[] {alpha}), CudaDevice.address(b), ab, p.ldFirst(), CudaDevice.address(a), ab,
+                p.ldSecond(), Pointer.to(new float[] {beta}), CudaDevice.address(c), ct, p.ldc(),
+                cublasComputeType.CUBLAS_COMPUTE_32F, cublasGemmAlgo.CUBLAS_GEMM_DEFAULT),
+                "cublasGemmEx(" + abType + " -> " + cType + ", m=" + m + ", n=" + n + ", k=" + k + ")");
+    }
+
+    private static int dataType(DType t) {
+        return switch (t) {
+            case FLOAT32 -> cudaDataType.CUDA_R_32F;
+            case FLOAT16 -> cudaDataType.CUDA_R_16F;
+            case BFLOAT16 -> cudaDataType.CUDA_R_16BF;
+        };
     }
 
     /**

@@ -4,6 +4,7 @@ import io.github.batchnorm4j.distributed.Collective;
 import io.github.batchnorm4j.distributed.DeviceResidentSyncBatchNorm;
 
 import io.github.batchnorm4j.BatchNormOptions;
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.gpu.DeviceResidentBatchNorm;
 
@@ -18,6 +19,10 @@ import static io.github.batchnorm4j.train.DeviceTrainBackend.pointer;
  * {@code [rows, C]} activations, with gamma, beta, their gradients, running statistics and the saved batch statistics
  * all in device memory (no copy per step). Semantics match {@link CpuBatchNormUnit} (PyTorch's BatchNorm1d with a
  * fixed momentum).
+ *
+ * <p>Mixed precision: x, its output and their gradients (and the scratch pre-activation) are stored in the unit's
+ * {@code dtype}, through the 16-bit kernels of the device-resident batch norm (y and dx rounded once); gamma, beta,
+ * their gradients and every statistic stay float32. Data-parallel (synchronized) units are float32.
  */
 final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
     private final DeviceTrainBackend backend;
@@ -25,6 +30,7 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
     /** Data-parallel: the training forward and backward go through it (owned: closed with this unit); else null. */
     private final DeviceResidentSyncBatchNorm sync;
     private final int channels;
+    private final DType dtype;
     private final double eps;
     private final double momentum;
     private final DeviceTensor runningMean;
@@ -42,12 +48,22 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
     /** @param collective the data-parallel group to synchronize over, or null for plain batch norm */
     DeviceBatchNormUnit(DeviceTrainBackend backend, DeviceResidentBatchNorm bn, Collective collective, int channels,
                         double eps, double momentum) {
-        super(new Parameters<>(ones(backend, checked(channels, eps, momentum)), backend.allocate(1, channels),
+        this(backend, bn, collective, channels, eps, momentum, DType.FLOAT32);
+    }
+
+    /**
+     * @param collective the data-parallel group to synchronize over (float32 only), or null for plain batch norm
+     * @param dtype      the storage type of x, y, dy, dx
+     */
+    DeviceBatchNormUnit(DeviceTrainBackend backend, DeviceResidentBatchNorm bn, Collective collective, int channels,
+                        double eps, double momentum, DType dtype) {
+        super(new Parameters<>(ones(backend, checked(channels, eps, momentum, dtype, collective)), backend.allocate(1, channels),
                 backend.allocate(1, channels), backend.allocate(1, channels)));
         this.backend = backend;
         this.bn = bn;
         this.sync = collective == null ? null : new DeviceResidentSyncBatchNorm(bn, collective);
         this.channels = channels;
+        this.dtype = dtype;
         this.eps = eps;
         this.momentum = momentum;
         runningMean = backend.allocate(1, channels);
@@ -57,7 +73,11 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
     }
 
     /** The arguments, checked before anything is allocated; returns {@code channels}. */
-    private static int checked(int channels, double eps, double momentum) {
+    private static int checked(int channels, double eps, double momentum, DType dtype, Collective collective) {
+        if (dtype == null) throw new IllegalArgumentException("dtype must not be null");
+        if (collective != null && dtype != DType.FLOAT32) {
+            throw new IllegalArgumentException("dtype: synchronized batch norm supports float32 only, got " + dtype);
+        }
         if (channels < 1) throw new IllegalArgumentException("channels: expected >= 1, got " + channels);
         BatchNormOptions.checkEps(eps);
         BatchNormOptions.checkMomentum(momentum);
@@ -81,6 +101,8 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
     public void forwardRelu(Tensor x, Tensor h, boolean training) {
         Shape shape = shape(x);
         TensorChecks.sameShape("h", h, x);
+        checkType("x", x);
+        checkType("h", h);
         DeviceTensor v = scratch(x.rows())[0];
         if (training && sync != null) {
             sync.forwardTraining(shape, pointer("x", x), p.gamma().pointer(), p.beta().pointer(), eps,
@@ -88,12 +110,12 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
                     saveInvstd.pointer(), backend.stream());
             savedRows = x.rows();
         } else if (training) {
-            bn.forwardTraining(shape, pointer("x", x), p.gamma().pointer(), p.beta().pointer(), eps,
+            bn.forwardTraining(shape, dtype, pointer("x", x), p.gamma().pointer(), p.beta().pointer(), eps,
                     runningMean.pointer(), runningVar.pointer(), momentum, v.pointer(), saveMean.pointer(),
                     saveInvstd.pointer(), backend.stream());
             savedRows = x.rows();
         } else {
-            bn.forwardInference(shape, pointer("x", x), p.gamma().pointer(), p.beta().pointer(),
+            bn.forwardInference(shape, dtype, pointer("x", x), p.gamma().pointer(), p.beta().pointer(),
                     runningMean.pointer(), runningVar.pointer(), eps, v.pointer(), backend.stream());
         }
         backend.reluForward(v, h);
@@ -104,6 +126,9 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
         Shape shape = shape(x);
         TensorChecks.sameShape("dh", dh, x);
         TensorChecks.sameShape("dx", dx, x);
+        checkType("x", x);
+        checkType("dh", dh);
+        checkType("dx", dx);
         if (savedRows != x.rows()) {
             throw new IllegalStateException("backward needs a training forward of the same shape first (saved "
                     + savedRows + " rows, got " + x.rows() + ")");
@@ -116,15 +141,22 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
                     backend.stream());
             return;
         }
-        bn.backwardTraining(shape, pointer("x", x), s[1].pointer(), p.gamma().pointer(), saveMean.pointer(),
+        bn.backwardTraining(shape, dtype, pointer("x", x), s[1].pointer(), p.gamma().pointer(), saveMean.pointer(),
                 saveInvstd.pointer(), pointer("dx", dx), p.gammaGrad().pointer(), p.betaGrad().pointer(),
                 backend.stream());
     }
 
     /** The pre-activation and its gradient for {@code rows} rows. */
     private DeviceTensor[] scratch(int rows) {
-        return scratch.computeIfAbsent(rows, r -> new DeviceTensor[] {backend.allocate(r, channels),
-                backend.allocate(r, channels)});
+        return scratch.computeIfAbsent(rows, r -> new DeviceTensor[] {backend.allocate(r, channels, dtype),
+                backend.allocate(r, channels, dtype)});
+    }
+
+    private void checkType(String name, Tensor t) {
+        if (t != null && t.dtype() != dtype) {
+            throw new IllegalArgumentException(name + ": expected a " + dtype + " tensor (the layer's storage type), got "
+                    + t.dtype());
+        }
     }
 
     private Shape shape(Tensor x) {

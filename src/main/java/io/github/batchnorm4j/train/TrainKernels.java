@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.train;
 
+import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.gpu.Device;
 import io.github.batchnorm4j.gpu.DeviceChecks;
 import io.github.batchnorm4j.gpu.DeviceModule;
@@ -16,6 +17,11 @@ import io.github.batchnorm4j.gpu.PtxModules;
  * the host (sizes ≥ 1, every buffer large enough from its pointer on) before it launches, and names the argument in
  * the exception. Each kernel computes what the same-named operation of {@link CpuTrainBackend} computes; see the
  * {@code .cu} header for the launch geometry and determinism of each.
+ *
+ * <p>The activation kernels (bias add and gradient, ReLU, softmax, GEMM) come in three storage types, chosen by a
+ * {@link DType} argument: float32 (the plain names), float16 and bfloat16 ({@code _f16}, {@code _bf16}: widened
+ * exactly on load, float arithmetic, one rounding to nearest even on store). Per-column and parameter tensors (bias,
+ * its gradient, the SGD state, the unscaled gradients) are always float32.
  *
  * <p>Owns the loaded module (closed by {@link #close()}), not the device.
  */
@@ -35,6 +41,17 @@ public final class TrainKernels implements AutoCloseable {
     private final Kernel softmaxXent;
     private final Kernel sgdMomentum;
     private final Kernel sgemm;
+    /** The 16-bit twins, indexed by {@link #index(DType)}: 0 float16, 1 bfloat16. */
+    private final Kernel[] biasAdd16 = new Kernel[2];
+    private final Kernel[] biasGrad16 = new Kernel[2];
+    private final Kernel[] reluForward16 = new Kernel[2];
+    private final Kernel[] reluBackward16 = new Kernel[2];
+    private final Kernel[] softmaxXent16 = new Kernel[2];
+    private final Kernel[] cast16 = new Kernel[2];
+    /** GEMM with C in the 16-bit type, and with C float32. */
+    private final Kernel[] gemm16 = new Kernel[2];
+    private final Kernel[] gemm16f32 = new Kernel[2];
+    private final Kernel unscale;
 
     /** Loads {@value PtxModules#TRAIN} (from the classpath, or from {@code BATCHNORM4J_PTX_DIR} when set). */
     public TrainKernels(Device device) {
@@ -56,6 +73,19 @@ public final class TrainKernels implements AutoCloseable {
             softmaxXent = module.kernel("train_softmax_xent");
             sgdMomentum = module.kernel("train_sgd_momentum");
             sgemm = module.kernel("train_sgemm");
+            unscale = module.kernel("train_unscale");
+            for (DType t : new DType[] {DType.FLOAT16, DType.BFLOAT16}) {
+                int i = index(t);
+                String sfx = t == DType.FLOAT16 ? "_f16" : "_bf16";
+                biasAdd16[i] = module.kernel("train_bias_add" + sfx);
+                biasGrad16[i] = module.kernel("train_bias_grad" + sfx);
+                reluForward16[i] = module.kernel("train_relu_forward" + sfx);
+                reluBackward16[i] = module.kernel("train_relu_backward" + sfx);
+                softmaxXent16[i] = module.kernel("train_softmax_xent" + sfx);
+                cast16[i] = module.kernel("train_cast" + sfx);
+                gemm16[i] = module.kernel("train_gemm" + sfx);
+                gemm16f32[i] = module.kernel("train_gemm" + sfx + "_f32");
+            }
         } catch (RuntimeException e) {
             module.close();
             throw e;
@@ -64,39 +94,84 @@ public final class TrainKernels implements AutoCloseable {
 
     /** x[r][j] += bias[j] over a {@code [rows, cols]} matrix. Modifies x. */
     public void biasAdd(DevicePointer x, DevicePointer bias, int rows, int cols, DeviceStream stream) {
+        biasAdd(DType.FLOAT32, x, bias, rows, cols, stream);
+    }
+
+    /** x[r][j] += bias[j] over a {@code [rows, cols]} matrix stored in {@code dtype} (float32 bias). Modifies x. */
+    public void biasAdd(DType dtype, DevicePointer x, DevicePointer bias, int rows, int cols, DeviceStream stream) {
         long n = matrix(rows, cols);
-        floats("x", x, n);
+        elements("x", x, n, dtype);
         floats("bias", bias, cols);
-        device.launch(biasAdd, elementwiseGrid(n), Dim3.of(BLOCK), 0, stream,
+        device.launch(pick(dtype, biasAdd, biasAdd16), elementwiseGrid(n), Dim3.of(BLOCK), 0, stream,
                 new KernelArgs().ptr(x).ptr(bias).i64(n).i32(cols));
     }
 
     /** out[j] = Σ_r dy[r][j]; writes {@code cols} floats at out. */
     public void biasGrad(DevicePointer dy, DevicePointer out, int rows, int cols, DeviceStream stream) {
+        biasGrad(DType.FLOAT32, dy, out, rows, cols, stream);
+    }
+
+    /** out[j] = Σ_r dy[r][j] over dy stored in {@code dtype}; writes {@code cols} floats at out. */
+    public void biasGrad(DType dtype, DevicePointer dy, DevicePointer out, int rows, int cols, DeviceStream stream) {
         long n = matrix(rows, cols);
-        floats("dy", dy, n);
+        elements("dy", dy, n, dtype);
         floats("out", out, cols);
-        device.launch(biasGrad, Dim3.of(blocks(cols)), Dim3.of(BLOCK), 0, stream,
+        device.launch(pick(dtype, biasGrad, biasGrad16), Dim3.of(blocks(cols)), Dim3.of(BLOCK), 0, stream,
                 new KernelArgs().ptr(dy).ptr(out).i32(rows).i32(cols));
     }
 
     /** y = max(x, 0) over n floats (NaN propagates); y may be x. */
     public void reluForward(DevicePointer x, DevicePointer y, long n, DeviceStream stream) {
+        reluForward(DType.FLOAT32, x, y, n, stream);
+    }
+
+    /** y = max(x, 0) over n elements of {@code dtype} (exact; NaN propagates); y may be x. */
+    public void reluForward(DType dtype, DevicePointer x, DevicePointer y, long n, DeviceStream stream) {
         count("n", n);
-        floats("x", x, n);
-        floats("y", y, n);
-        device.launch(reluForward, elementwiseGrid(n), Dim3.of(BLOCK), 0, stream,
+        elements("x", x, n, dtype);
+        elements("y", y, n, dtype);
+        device.launch(pick(dtype, reluForward, reluForward16), elementwiseGrid(n), Dim3.of(BLOCK), 0, stream,
                 new KernelArgs().ptr(x).ptr(y).i64(n));
     }
 
     /** dx = dy where y &gt; 0, else 0, over n floats; dx may be dy. */
     public void reluBackward(DevicePointer y, DevicePointer dy, DevicePointer dx, long n, DeviceStream stream) {
+        reluBackward(DType.FLOAT32, y, dy, dx, n, stream);
+    }
+
+    /** dx = dy where y &gt; 0, else 0, over n elements of {@code dtype}; dx may be dy. */
+    public void reluBackward(DType dtype, DevicePointer y, DevicePointer dy, DevicePointer dx, long n,
+                             DeviceStream stream) {
         count("n", n);
-        floats("y", y, n);
-        floats("dy", dy, n);
-        floats("dx", dx, n);
-        device.launch(reluBackward, elementwiseGrid(n), Dim3.of(BLOCK), 0, stream,
+        elements("y", y, n, dtype);
+        elements("dy", dy, n, dtype);
+        elements("dx", dx, n, dtype);
+        device.launch(pick(dtype, reluBackward, reluBackward16), elementwiseGrid(n), Dim3.of(BLOCK), 0, stream,
                 new KernelArgs().ptr(y).ptr(dy).ptr(dx).i64(n));
+    }
+
+    /** dst = src rounded once (to nearest even) to the 16-bit {@code dtype}, over n elements (src float32). */
+    public void cast(DType dtype, DevicePointer src, DevicePointer dst, long n, DeviceStream stream) {
+        if (dtype == null || !dtype.is16Bit()) {
+            throw new IllegalArgumentException("dtype: expected float16 or bfloat16, got " + dtype);
+        }
+        count("n", n);
+        floats("src", src, n);
+        elements("dst", dst, n, dtype);
+        device.launch(cast16[index(dtype)], elementwiseGrid(n), Dim3.of(BLOCK), 0, stream,
+                new KernelArgs().ptr(src).ptr(dst).i64(n));
+    }
+
+    /**
+     * g *= invScale over n floats in place, and sets the int at {@code nonfinite} to 1 when a product is Inf or NaN
+     * (it is left alone otherwise: the caller zeroes it once for a group of tensors).
+     */
+    public void unscale(DevicePointer g, long n, float invScale, DevicePointer nonfinite, DeviceStream stream) {
+        count("n", n);
+        floats("g", g, n);
+        floats("nonfinite", nonfinite, 1); // one int
+        device.launch(unscale, elementwiseGrid(n), Dim3.of(BLOCK), 0, stream,
+                new KernelArgs().ptr(g).i64(n).f32(invScale).ptr(nonfinite));
     }
 
     /**
@@ -114,18 +189,34 @@ public final class TrainKernels implements AutoCloseable {
     public void softmaxCrossEntropy(DevicePointer logits, DevicePointer labels, DevicePointer dlogits,
                                     DevicePointer loss, DevicePointer correct, int rows, int classes, int meanOver,
                                     DeviceStream stream) {
+        softmaxCrossEntropy(DType.FLOAT32, logits, labels, dlogits, loss, correct, rows, classes, meanOver, 1f, stream);
+    }
+
+    /**
+     * The same with logits and dlogits stored in {@code dtype}, and the gradient multiplied by {@code gradScale}
+     * (the loss scale of float16 training) before it is rounded to dtype; loss stays float32. The float32 kernel
+     * takes no scale: {@code gradScale} must be 1 for float32.
+     */
+    public void softmaxCrossEntropy(DType dtype, DevicePointer logits, DevicePointer labels, DevicePointer dlogits,
+                                    DevicePointer loss, DevicePointer correct, int rows, int classes, int meanOver,
+                                    float gradScale, DeviceStream stream) {
         if (meanOver < rows) {
             throw new IllegalArgumentException("meanOver: expected at least rows = " + rows + ", got " + meanOver);
         }
+        if (dtype == DType.FLOAT32 && gradScale != 1f) {
+            throw new IllegalArgumentException("gradScale: the float32 softmax takes no loss scale (expected 1), got "
+                    + gradScale);
+        }
         long n = matrix(rows, classes);
-        floats("logits", logits, n);
-        floats("dlogits", dlogits, n);
+        elements("logits", logits, n, dtype);
+        elements("dlogits", dlogits, n, dtype);
         floats("labels", labels, rows); // ints: 4 bytes each, like floats
         floats("loss", loss, rows);
         floats("correct", correct, rows);
-        device.launch(softmaxXent, Dim3.of(blocks(rows)), Dim3.of(BLOCK), 0, stream,
-                new KernelArgs().ptr(logits).ptr(labels).ptr(dlogits).ptr(loss).ptr(correct).i32(rows).i32(classes)
-                        .f64(1.0 / meanOver));
+        KernelArgs args = new KernelArgs().ptr(logits).ptr(labels).ptr(dlogits).ptr(loss).ptr(correct).i32(rows)
+                .i32(classes).f64(1.0 / meanOver);
+        if (dtype != DType.FLOAT32) args.f32(gradScale);
+        device.launch(pick(dtype, softmaxXent, softmaxXent16), Dim3.of(blocks(rows)), Dim3.of(BLOCK), 0, stream, args);
     }
 
     /** SGD with momentum over n parameters: g = grad + wd·p; v = m·v + g; p −= lr·v. Modifies p and v. */
@@ -151,16 +242,51 @@ public final class TrainKernels implements AutoCloseable {
      */
     public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, DevicePointer a,
                       DevicePointer b, float beta, DevicePointer c, DeviceStream stream) {
+        gemm(DType.FLOAT32, DType.FLOAT32, transA, transB, m, n, k, alpha, a, b, beta, c, stream);
+    }
+
+    /**
+     * {@link #sgemm} with A and B stored in {@code abType} and C in {@code cType}: the same type, or float32 C from
+     * 16-bit A and B (a weight gradient). Float32 accumulation, C rounded once to its type.
+     */
+    public void gemm(DType abType, DType cType, boolean transA, boolean transB, int m, int n, int k, float alpha,
+                     DevicePointer a, DevicePointer b, float beta, DevicePointer c, DeviceStream stream) {
+        Kernel kernel = gemmKernel(abType, cType);
         long mk = matrix(m, k);
         long kn = matrix(k, n);
         long mn = matrix(m, n);
-        floats("a", a, mk);
-        floats("b", b, kn);
-        floats("c", c, mn);
+        elements("a", a, mk, abType);
+        elements("b", b, kn, abType);
+        elements("c", c, mn, cType);
         Dim3 grid = Dim3.of(blocks(n, GEMM_TILE), blocks(m, GEMM_TILE));
-        device.launch(sgemm, grid, Dim3.of(GEMM_TILE, GEMM_TILE), 0, stream,
+        device.launch(kernel, grid, Dim3.of(GEMM_TILE, GEMM_TILE), 0, stream,
                 new KernelArgs().i32(transA ? 1 : 0).i32(transB ? 1 : 0).i32(m).i32(n).i32(k).f32(alpha).ptr(a)
                         .ptr(b).f32(beta).ptr(c));
+    }
+
+    /** Whether {@link #gemm} has a kernel for these types. */
+    public static boolean hasGemm(DType abType, DType cType) {
+        return abType != null && cType != null && (cType == abType || cType == DType.FLOAT32);
+    }
+
+    private Kernel gemmKernel(DType abType, DType cType) {
+        if (abType == null) throw new IllegalArgumentException("abType must not be null");
+        if (cType == null) throw new IllegalArgumentException("cType must not be null");
+        if (!hasGemm(abType, cType)) {
+            throw new IllegalArgumentException("c: expected a " + abType + " or float32 C for " + abType
+                    + " A and B, got " + cType);
+        }
+        if (abType == DType.FLOAT32) return sgemm;
+        return cType == DType.FLOAT32 ? gemm16f32[index(abType)] : gemm16[index(abType)];
+    }
+
+    private static Kernel pick(DType dtype, Kernel float32, Kernel[] sixteen) {
+        if (dtype == null) throw new IllegalArgumentException("dtype must not be null");
+        return dtype == DType.FLOAT32 ? float32 : sixteen[index(dtype)];
+    }
+
+    private static int index(DType t) {
+        return t == DType.FLOAT16 ? 0 : 1;
     }
 
     /** Blocks for one thread per element, capped (the kernels stride over the rest). */
@@ -189,6 +315,12 @@ public final class TrainKernels implements AutoCloseable {
     private static void floats(String name, DevicePointer p, long count) {
         DeviceChecks.room(name, p, count, "");
         DeviceChecks.aligned4(name, p);
+    }
+
+    private static void elements(String name, DevicePointer p, long count, DType dtype) {
+        if (dtype == null) throw new IllegalArgumentException("dtype must not be null");
+        DeviceChecks.room(name, p, count, dtype, "");
+        DeviceChecks.aligned(name, p, dtype.bytes());
     }
 
     /** Unloads the module. Idempotent. */
