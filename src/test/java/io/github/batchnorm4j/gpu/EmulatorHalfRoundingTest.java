@@ -36,12 +36,14 @@ class EmulatorHalfRoundingTest {
             for (Shape s : new Shape[] {Shape.channelsFirst(8, 6, 16, 16),  // runs view, vector path
                     Shape.channelsFirst(2, 6, 5, 7),                       // runs view, scalar
                     Shape.channelsLast(64, 5, 5, 16),                      // rows view, vector path
-                    Shape.channelsLast(40, 7, 5)}) {                        // rows view, scalar
+                    Shape.channelsLast(40, 7, 5),                          // rows view, scalar
+                    Shape.channelsFirst(2, 6, 33, 33),                     // runs view, scalar (odd runs of 1089)
+                    Shape.channelsLast(16, 9, 9, 40)}) {                    // rows view, vector path, 5 channel units
                 out.add(Arguments.of(t, s, 132));
             }
             // On one SM the grids are small enough that every unroll slot of the streaming loops runs
             out.add(Arguments.of(t, Shape.channelsFirst(2, 6, 48, 48), 1));
-            out.add(Arguments.of(t, Shape.channelsLast(16, 8, 8, 8), 1));
+            out.add(Arguments.of(t, Shape.channelsLast(16, 8, 8, 16), 1));
         }
         return out.stream();
     }
@@ -92,7 +94,7 @@ class EmulatorHalfRoundingTest {
      * values at equal x within each channel, both gradient sums are exactly 0 (every product and partial sum is exact in
      * float32: x is an integer in [-2, 2), dy an odd multiple of 1/8 below 1 in magnitude, at most 2^17 values a
      * channel), so dx = gamma·dy exactly; gamma has 9 significant bits (the last one set, the one before alternating
-     * between channels, so that ties of both parities occur), so gamma·dy often lies halfway between two
+     * between neighbouring channels and between groups of 8, so that every vector lane meets ties of both parities), so gamma·dy often lies halfway between two
      * bfloat16 values.
      */
     @ParameterizedTest(name = "{0} on {1} SMs")
@@ -120,7 +122,7 @@ class EmulatorHalfRoundingTest {
         }
         for (int p : pending) if (p >= 0) dy[p] = 0; // an unpaired last element adds nothing
         float[] gamma = new float[c];
-        for (int ch = 0; ch < c; ch++) gamma[ch] = (rng.nextBoolean() ? 1 : -1) * (1 + (4 * rng.nextInt(64) + 2 * (ch & 1) + 1) / 256f);
+        for (int ch = 0; ch < c; ch++) gamma[ch] = (rng.nextBoolean() ? 1 : -1) * (1 + (4 * rng.nextInt(64) + 2 * ((ch ^ (ch >> 3)) & 1) + 1) / 256f);
         // Channel 1: dy odd integers and gamma 1.5 * 2^126, so that |dy| >= 3 overflows to infinity (dx = gamma * dy)
         gamma[1] = 1.5f * (float) Math.pow(2, 126);
         for (int i = 0; i < n; i++) if (channelOf(shape, i) == 1) dy[i] *= 8;
