@@ -892,4 +892,19 @@ final class VectorLoops implements PieceLoops {
             runningVar[k] = (float) ((1 - momentum) * runningVar[k] + momentum * (m2[k] / (m - 1)));
         }
     }
+
+    /** dst[lo, hi) = src[lo, hi), stores aligned (see {@link #ALIGN}): {@link FloatCopy}. */
+    static void copy(float[] src, float[] dst, int lo, int hi) {
+        int i = lo;
+        int head = hi - lo >= ALIGN_MIN_RUN ? Math.min(hi, alignUp(i)) : i;
+        for (; i < head; i++) dst[i] = src[i];
+        for (; i <= hi - 4 * FL; i += 4 * FL) {
+            FloatVector.fromArray(F, src, i).intoArray(dst, i);
+            FloatVector.fromArray(F, src, i + FL).intoArray(dst, i + FL);
+            FloatVector.fromArray(F, src, i + 2 * FL).intoArray(dst, i + 2 * FL);
+            FloatVector.fromArray(F, src, i + 3 * FL).intoArray(dst, i + 3 * FL);
+        }
+        for (; i <= hi - FL; i += FL) FloatVector.fromArray(F, src, i).intoArray(dst, i);
+        for (; i < hi; i++) dst[i] = src[i];
+    }
 }
