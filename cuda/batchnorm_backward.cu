@@ -225,3 +225,88 @@ extern "C" __global__ void bn_backward_merge(int ranks, int C, const float* __re
     f.flags |= BN_TRAIN_DX;   // a merge always writes the dx coefficients (no dead branch for the other case)
     finish_backward_sums(f, c, sum_dy, sum_dy_xhat, mean[c]);
 }
+
+// ---- persistent single pass: backward training (cooperative launch; see persist_cf / persist_cl) ----------------
+// x and dy stay in registers from the sums to dx: dbeta = Σdy, dgamma = invstd·Σdy·(x − mean), then
+// dx = A·dy + (−A·invstd·dgamma/M)·(x − mean) + (−A·dbeta/M), A = gamma·invstd. Traffic: x and dy read once (2 S),
+// dx written (1 S), plus partials and per-channel vectors. dgamma and dbeta are written by split 0 of each channel.
+// Templated on the storage type; only the float32 entries are instantiated until the host launches the 16-bit ones.
+template <typename S, bool VEC>
+struct PersistBackwardOp {
+    using Sums = BackwardSumsOp<S, VEC>;
+    using Acc = float2;
+    using IO = typename Sums::IO;
+    using Item = typename Sums::Item;
+    static constexpr int W = IO::W, K = 4;
+    static constexpr int T = VEC ? 8 : 16;   // units of x and of dy per thread (LaunchGeometry.persistBackwardUnits)
+    Sums sums;                  // x, dy, f
+    S* dx;                      // may be dy (each unit is read before the barrier, written after it)
+    const float* __restrict__ mean;
+
+    __device__ __forceinline__ float center(int c) const { return mean[c]; }
+    __device__ __forceinline__ void load(Item& v, long long e, bool valid) const { if (valid) v = sums.load(e); }
+    __device__ __forceinline__ void push(float2& a, const Item& v, float c) const { sums.push(a, v, c); }
+    __device__ __forceinline__ void push_row(float2 (&a)[W], const Item& v, const float (&c)[W]) const {
+        sums.push_row(a, v, c);
+    }
+    __device__ __forceinline__ void settle(float2 (&)[W]) const {}
+    // finish_backward_sums' arithmetic, with the dx coefficients kept for this block: q = (mean, b, c, a).
+    __device__ __forceinline__ void finish(int c, bool writer, const float2& s, float center, float* q) const {
+        const BackwardFinish& f = sums.f;
+        const float invstd = f.invstd[c];
+        const float dbeta = s.x;
+        const float dgamma = s.y * invstd;
+        if (writer) {
+            if (f.flags & BN_WANT_DGAMMA) f.dgamma[c] = dgamma;
+            if (f.flags & BN_WANT_DBETA) f.dbeta[c] = dbeta;
+        }
+        const float g = (f.flags & BN_HAS_GAMMA) ? f.gamma[c] : 1.0f;
+        const float m = (float)f.count;
+        const float a = g * invstd;
+        q[0] = center;
+        q[1] = -a * invstd * dgamma / m;
+        q[2] = -a * dbeta / m;
+        q[3] = a;
+    }
+    __device__ __forceinline__ void store(long long e, const Item& v, const float (&q)[W][K], bool valid) const {
+        if (!valid) return;
+        float o[W];
+        #pragma unroll
+        for (int k = 0; k < W; k++) {
+            o[k] = fmaf(q[k][3], IO::get(v.g, k), fmaf(q[k][1], IO::get(v.x, k) - q[k][0], q[k][2]));
+        }
+        IO::store(dx + e, o);
+    }
+};
+
+#define BN_PERSIST_BWD_ENTRIES(S, SUF, V) \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_persist_bwd_cf##SUF(const S* x, const S* dy, S* dx, int C, long long N, long long inner, int splits, \
+                       long long chunk, float* partials, unsigned* bar, BWD_PARAMS) { \
+    BWD_INIT(C) \
+    PersistBackwardOp<S, false> op{{x, dy, f}, dx, mean}; \
+    persist_cf(op, C, N, inner, splits, chunk, partials, bar); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_persist_bwd_cf##SUF##V(const S* x, const S* dy, S* dx, int C, long long N, long long inner, int splits, \
+                          long long chunk, float* partials, unsigned* bar, BWD_PARAMS) { \
+    BWD_INIT(C) \
+    PersistBackwardOp<S, true> op{{x, dy, f}, dx, mean}; \
+    persist_cf(op, C, N, inner, splits, chunk, partials, bar); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_persist_bwd_cl##SUF(const S* x, const S* dy, S* dx, long long rows, int C, int inner, long long chunk, \
+                       float* partials, unsigned* bar, BWD_PARAMS) { \
+    BWD_INIT(C) \
+    PersistBackwardOp<S, false> op{{x, dy, f}, dx, mean}; \
+    persist_cl(op, rows, C, inner, chunk, partials, bar); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_persist_bwd_cl##SUF##V(const S* x, const S* dy, S* dx, long long rows, int C, int inner, long long chunk, \
+                          float* partials, unsigned* bar, BWD_PARAMS) { \
+    BWD_INIT(C) \
+    PersistBackwardOp<S, true> op{{x, dy, f}, dx, mean}; \
+    persist_cl(op, rows, C, inner, chunk, partials, bar); \
+}
+
+BN_PERSIST_BWD_ENTRIES(float, , _vec4)

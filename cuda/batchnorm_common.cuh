@@ -645,3 +645,178 @@ __device__ __forceinline__ void channel_map_cl(const Op& op, long long rows, int
         }
     }
 }
+
+// ---- persistent single pass: the structure shared by bn_persist_fwd_* and bn_persist_bwd_* -----------------------
+// A cooperative launch (every block resident at once, the grid sized by the host from the kernel's occupancy): each
+// block loads its tile into registers (Op::T units per thread), reduces it per channel, exchanges per-channel
+// partials with the other blocks of its channels through global memory and a grid_barrier, merges them in index order
+// (every block of a channel merges the same partials in the same order: the same bits, whatever the schedule), turns
+// them into coefficients and writes its outputs from the registers. Traffic: the tensors are read once (x; x and dy)
+// and written once (y; dx), plus partials and per-channel vectors. Blocks of BN_BLOCK threads.
+// Beyond the reduction skeletons' Op (Acc, W, Item, push, push_row, settle), the functor supplies:
+//   Op::T, Op::K                          units per thread; coefficients per channel
+//   float op.center(int c)                channel c's center (forward: its first element; backward: the saved mean)
+//   void op.load(Item&, long long e, bool valid)   the unit at element e when valid; all lanes call it together
+//   void op.finish(int c, bool writer, const Acc&, float center, float* q)   the merged accumulator -> q[K]; the
+//                                         writer (split 0 of the channel) also writes the per-channel outputs
+//   void op.store(long long e, const Item&, const float (&q)[W][K], bool valid)   the outputs of a unit; all lanes
+//   long long op.elements                 elements of the tensor (the mask's padding)
+
+// Channels-first: 1-D grid of C*splits blocks; block b holds units [s*chunk, (s+1)*chunk) of channel c = b / splits,
+// thread t units s*chunk + t + k*BN_BLOCK (k < T): the host makes chunk <= T*BN_BLOCK and splits <= BN_BLOCK.
+// Partials [c][s]; splits == 1 for every channel needs neither partials nor the barrier (a block holds its channels).
+template <typename Op>
+__device__ __forceinline__ void persist_cf(Op& op, int C, long long N, long long inner, int splits, long long chunk,
+                                           float* partials, unsigned* bar) {
+    using Acc = typename Op::Acc;
+    constexpr int W = Op::W, T = Op::T, K = Op::K, F = partial_floats<Acc>::value;
+    __shared__ Acc scratch[BN_BLOCK_WARPS];
+    __shared__ float q_sh[K];
+    const int c = (int)(blockIdx.x / (unsigned)splits);
+    const int s = (int)(blockIdx.x - (unsigned)c * (unsigned)splits);
+    if (threadIdx.x == 0) q_sh[0] = op.center(c);
+    __syncthreads();
+    const float center = q_sh[0];
+    const long long innerU = inner / W;
+    const long long total = N * innerU;
+    const long long lo = s * chunk;
+    const long long hi = min(lo + chunk, total);
+    // Walk (n, i) incrementally (one division per thread), as channel_reduce_cf: a step of BN_BLOCK units moves q
+    // runs and r units.
+    const long long j0 = lo + threadIdx.x;
+    const long long n0 = j0 / innerU, i0 = j0 - n0 * innerU;
+    const unsigned q = innerU > BN_BLOCK ? 0u : BN_BLOCK / (unsigned)innerU;
+    const long long r = BN_BLOCK - (long long)q * innerU;
+    typename Op::Item v[T];
+    Acc acc;
+    set_empty(acc);
+    {
+        long long n = n0, i = i0;
+        #pragma unroll
+        for (int k = 0; k < T; k++) {
+            const bool valid = j0 + k * BN_BLOCK < hi;
+            op.load(v[k], (((long long)n * C + c) * innerU + i) * W, valid);
+            if (valid) op.push(acc, v[k], center);
+            i += r; n += q;
+            if (i >= innerU) { i -= innerU; n += 1; }
+        }
+    }
+    acc = block_reduce(acc, scratch);
+    if (splits > 1) {
+        if (threadIdx.x == 0) store_partial(partials + (long long)blockIdx.x * F, acc);
+        grid_barrier(bar, gridDim.x);
+        // Fixed order: thread 0 (which finishes the channel) merges partials 0, 1, ..., splits - 1 in sequence;
+        // every block of the channel does the same (splits <= 256: a short dependent chain).
+        if (threadIdx.x == 0) {
+            const float* chan = partials + (long long)c * splits * F;
+            acc = load_partial<Acc>(chan);
+            #pragma unroll 1
+            for (int t = 1; t < splits; t++) acc = combine2(acc, load_partial<Acc>(chan + (long long)F * t));
+        }
+    }
+    __syncthreads();   // every thread has read q_sh[0]
+    if (threadIdx.x == 0) op.finish(c, s == 0, acc, center, q_sh);
+    __syncthreads();
+    float qq[W][K];
+    #pragma unroll
+    for (int j = 0; j < K; j++) {
+        const float x = q_sh[j];
+        #pragma unroll
+        for (int k = 0; k < W; k++) qq[k][j] = x;
+    }
+    long long n = n0, i = i0;
+    #pragma unroll
+    for (int k = 0; k < T; k++) {
+        const bool valid = j0 + k * BN_BLOCK < hi;
+        op.store((((long long)n * C + c) * innerU + i) * W, v[k], qq, valid);
+        i += r; n += q;
+        if (i >= innerU) { i -= innerU; n += 1; }
+    }
+}
+
+// Rows view ([rows][L], L = C*inner, column k in channel k / inner), blocks (bx, by) as channel_reduce_cl (bx*W
+// columns hold whole channels, by a power of two, bx*by = BN_BLOCK); grid (ceil(L / (W*bx)), splits). Thread (tx, ty)
+// owns column unit gx*bx + tx and rows gy*chunk + ty + k*by (k < T): the host makes chunk <= T*by. The block's row
+// groups merge in tree_over_rows, each channel's columns in column order; partials [gy][C].
+template <typename Op>
+__device__ __forceinline__ void persist_cl(Op& op, long long rows, int C, int inner, long long chunk, float* partials,
+                                           unsigned* bar) {
+    using Acc = typename Op::Acc;
+    constexpr int W = Op::W, T = Op::T, K = Op::K, F = partial_floats<Acc>::value;
+    __shared__ Acc sh[BN_BLOCK * W];
+    __shared__ Acc chan_sh[BN_BLOCK];
+    __shared__ float center_sh[BN_BLOCK];
+    __shared__ float q_sh[K][BN_BLOCK];
+    const int bx = blockDim.x, by = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * bx + tx;
+    const int L = C * inner;
+    const int cu = blockIdx.x * bx + tx;
+    const bool active = cu < L / W;
+    const int cbase = blockIdx.x * bx * W / inner;   // first channel of the block
+    const int cpb = bx * W / inner;                  // channels per block (one thread each: cpb <= bx * by)
+    const long long lo = (long long)blockIdx.y * chunk;
+    const long long hi = min(lo + chunk, rows);
+    if (tid < cpb) center_sh[tid] = cbase + tid < C ? op.center(cbase + tid) : 0.f;
+    __syncthreads();
+    float center[W];
+    Acc acc[W];
+    #pragma unroll
+    for (int k = 0; k < W; k++) { center[k] = active ? center_sh[(tx * W + k) / inner] : 0.f; set_empty(acc[k]); }
+    typename Op::Item v[T];
+    #pragma unroll
+    for (int k = 0; k < T; k++) {
+        const long long rr = lo + ty + (long long)k * by;
+        const bool valid = active && rr < hi;
+        op.load(v[k], rr * L + (long long)cu * W, valid);
+        if (valid) op.push_row(acc, v[k], center);
+    }
+    op.settle(acc);
+    tree_over_rows<Acc, W>(acc, sh);
+    const Acc* chans = sh;
+    if (inner > 1) {
+        __syncthreads();
+        if (tid < cpb) {
+            Acc a = sh[tid * inner];
+            #pragma unroll 1
+            for (int k = 1; k < inner; k++) a = combine2(a, sh[tid * inner + k]);
+            chan_sh[tid] = a;
+        }
+        chans = chan_sh;
+    }
+    if (gridDim.y > 1) {
+        __syncthreads();
+        if (tid < cpb && cbase + tid < C) {
+            store_partial(partials + ((long long)blockIdx.y * C + cbase + tid) * F, chans[tid]);
+        }
+        grid_barrier(bar, gridDim.x * gridDim.y);
+        // Fixed order: thread j (which finishes channel j of the block) merges row splits 0, 1, ..., gridDim.y - 1 of
+        // it in sequence; every block of the column does the same (consecutive threads: consecutive channels).
+        if (tid < cpb && cbase + tid < C) {
+            const float* p = partials + (long long)(cbase + tid) * F;
+            Acc a = load_partial<Acc>(p);
+            #pragma unroll 1
+            for (unsigned g = 1; g < gridDim.y; g++) a = combine2(a, load_partial<Acc>(p + (long long)g * C * F));
+            chan_sh[tid] = a;   // this thread alone read chans[tid] (== chan_sh[tid] when inner > 1)
+        }
+        chans = chan_sh;
+    }
+    __syncthreads();
+    if (tid < cpb && cbase + tid < C) {
+        float qc[K];
+        op.finish(cbase + tid, blockIdx.y == 0, chans[tid], center_sh[tid], qc);
+        #pragma unroll
+        for (int j = 0; j < K; j++) q_sh[j][tid] = qc[j];
+    }
+    __syncthreads();
+    float qq[W][K];
+    #pragma unroll
+    for (int k = 0; k < W; k++) {
+        #pragma unroll
+        for (int j = 0; j < K; j++) qq[k][j] = active ? q_sh[j][(tx * W + k) / inner] : 0.f;
+    }
+    #pragma unroll
+    for (int k = 0; k < T; k++) {
+        const long long rr = lo + ty + (long long)k * by;
+        op.store(rr * L + (long long)cu * W, v[k], qq, active && rr < hi);
+    }
+}

@@ -281,3 +281,92 @@ extern "C" __global__ void bn_stats_merge(int ranks, int C, const float* __restr
     f.flags &= ~BN_STATS_ONLY;   // a merge finishes; it never writes a statistics record (no dead branch for it)
     finish_channel(f, c, acc, center, true);   // the merged center is not this rank's x[c * inner]
 }
+
+// ---- persistent single pass: forward training (cooperative launch; see persist_cf / persist_cl) -----------------
+// y = (x - center) * scale + shift from the tile kept in registers, with the statistics of the whole channel merged
+// across blocks. Traffic: x read once (1 S), y written (1 S), plus partials and per-channel vectors (each block
+// also reads its channels' centers, the first element of each channel: one sector per channel and block). The
+// finishing step is finish_channel's, its outputs written by split 0 of each channel. Templated on the storage type;
+// only the float32 entries are instantiated until the host launches the 16-bit ones.
+template <typename S, bool VEC>
+struct PersistForwardOp {
+    using Stats = ForwardStatsOp<S, VEC>;
+    using Acc = Welford;
+    using IO = typename Stats::IO;
+    using Item = typename Stats::Item;
+    static constexpr int W = IO::W, K = 3;
+    static constexpr int T = VEC ? 8 : 16;   // units per thread (LaunchGeometry.persistForwardUnits): 32 floats
+    Stats stats;
+    S* y;                       // may be x (in place: every unit is read before the barrier, written after it)
+    long long center_stride;    // channel c's center is x[c * center_stride]
+
+    __device__ __forceinline__ float center(int c) const { return to_float(stats.x[(long long)c * center_stride]); }
+    __device__ __forceinline__ void load(Item& v, long long e, bool valid) const { if (valid) v = stats.load(e); }
+    __device__ __forceinline__ void push(Welford& w, const Item& v, float c) const { stats.push(w, v, c); }
+    __device__ __forceinline__ void push_row(Welford (&w)[W], const Item& v, const float (&c)[W]) {
+        stats.push_row(w, v, c);
+    }
+    __device__ __forceinline__ void settle(Welford (&w)[W]) const { stats.settle(w); }
+    // finish_channel's arithmetic, with the coefficients kept for this block instead of written to coef.
+    __device__ __forceinline__ void finish(int c, bool writer, const Welford& w, float center, float* q) const {
+        const FinishArgs& f = stats.f;
+        const float m = (float)f.count;
+        const float mean = center + w.mean;
+        const float invstd = 1.0f / sqrtf(w.m2 / m + f.eps);
+        if (writer) {
+            f.save_mean[c] = mean;
+            f.save_invstd[c] = invstd;
+            if (f.flags & BN_HAS_RUNNING) {
+                const float unbiased = w.m2 / (m - 1.0f);
+                const float k = f.momentum;
+                f.running_mean[c] = (1.0f - k) * f.running_mean[c] + k * mean;
+                f.running_var[c] = (1.0f - k) * f.running_var[c] + k * unbiased;
+            }
+        }
+        const float g = (f.flags & BN_HAS_GAMMA) ? f.gamma[c] : 1.0f;
+        const float b = (f.flags & BN_HAS_BETA) ? f.beta[c] : 0.0f;
+        const float scale = g * invstd;
+        q[0] = center;
+        q[1] = scale;
+        q[2] = fmaf(-w.mean, scale, b);
+    }
+    __device__ __forceinline__ void store(long long e, const Item& v, const float (&q)[W][K], bool valid) const {
+        if (!valid) return;
+        float o[W];
+        #pragma unroll
+        for (int k = 0; k < W; k++) o[k] = fmaf(IO::get(v, k) - q[k][0], q[k][1], q[k][2]);
+        IO::store(y + e, o);
+    }
+};
+
+#define BN_PERSIST_FWD_ENTRIES(S, SUF, V) \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_persist_fwd_cf##SUF(const S* x, S* y, int C, long long N, long long inner, int splits, long long chunk, \
+                       float* partials, unsigned* bar, FINISH_PARAMS) { \
+    FINISH_ARGS_INIT(C) \
+    PersistForwardOp<S, false> op{{x, f, 0.f}, y, inner}; \
+    persist_cf(op, C, N, inner, splits, chunk, partials, bar); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_persist_fwd_cf##SUF##V(const S* x, S* y, int C, long long N, long long inner, int splits, long long chunk, \
+                          float* partials, unsigned* bar, FINISH_PARAMS) { \
+    FINISH_ARGS_INIT(C) \
+    PersistForwardOp<S, true> op{{x, f, 0.f}, y, inner}; \
+    persist_cf(op, C, N, inner, splits, chunk, partials, bar); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_persist_fwd_cl##SUF(const S* x, S* y, long long rows, int C, int inner, long long chunk, float* partials, \
+                       unsigned* bar, FINISH_PARAMS) { \
+    FINISH_ARGS_INIT(C) \
+    PersistForwardOp<S, false> op{{x, f, 0.f}, y, inner}; \
+    persist_cl(op, rows, C, inner, chunk, partials, bar); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_persist_fwd_cl##SUF##V(const S* x, S* y, long long rows, int C, int inner, long long chunk, float* partials, \
+                          unsigned* bar, FINISH_PARAMS) { \
+    FINISH_ARGS_INIT(C) \
+    PersistForwardOp<S, true> op{{x, f, 0.f}, y, inner}; \
+    persist_cl(op, rows, C, inner, chunk, partials, bar); \
+}
+
+BN_PERSIST_FWD_ENTRIES(float, , _vec4)

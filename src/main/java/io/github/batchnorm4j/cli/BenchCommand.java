@@ -6,7 +6,9 @@ import io.github.batchnorm4j.DType;
 import io.github.batchnorm4j.DeviceResidentTiming;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
+import io.github.batchnorm4j.gpu.DeviceResidentBatchNorm;
 import io.github.batchnorm4j.gpu.Dim3;
+import io.github.batchnorm4j.gpu.HostArrayBatchNormOps;
 import io.github.batchnorm4j.gpu.KernelLaunch;
 import io.github.batchnorm4j.gpu.MeasuredOps;
 import io.github.batchnorm4j.gpu.TrafficMetrics;
@@ -79,6 +81,11 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--json", description = "One JSON object per line instead of a table.")
     boolean json;
 
+    @Option(names = "--path", defaultValue = "auto", paramLabel = "P",
+            description = "Training kernels of the GPU and emulator backends: auto (the persistent single-pass kernels "
+                    + "when the tensor fits on chip, else two-pass) or two-pass (default: ${DEFAULT-VALUE}).")
+    String path;
+
     /** The ops of {@code --op all}, in the order of the table. */
     static final List<String> ALL_OPS = List.of("forward-train", "forward-eval", "backward", "forward-train-relu",
             "forward-eval-relu", "backward-relu");
@@ -110,6 +117,25 @@ final class BenchCommand implements Callable<Integer> {
             default: throw new IllegalArgumentException("--op: expected " + String.join(", ", ALL_OPS) + " or all, "
                     + "got '" + op + "'");
         }
+    }
+
+    /**
+     * The traffic budget of the path that ran, in units of S: the persistent single-pass kernels (the device's
+     * {@code bn_persist_*} launches) keep x and dy on chip, so forward-train is 2 S and backward 3 S; everything else
+     * is {@link #trafficUnits}.
+     */
+    static double trafficUnits(String op, DType t, String path) {
+        if (path.equals("persistent")) {
+            if (op.equals("forward-train")) return 2;
+            if (op.equals("backward")) return 3;
+        }
+        return trafficUnits(op, t);
+    }
+
+    /** "persistent" when a persistent kernel ran, "two-pass" when other kernels ran, "host" without launches. */
+    static String path(List<KernelLaunch> launches) {
+        if (launches.isEmpty()) return "host";
+        return launches.stream().anyMatch(k -> k.kernel().startsWith("bn_persist_")) ? "persistent" : "two-pass";
     }
 
     @Override
@@ -161,8 +187,14 @@ final class BenchCommand implements Callable<Integer> {
                     + "training (M = " + m + "); only --op forward-eval runs on it");
         }
 
+        DeviceResidentBatchNorm.TrainingPath trainingPath = switch (path) {
+            case "auto" -> DeviceResidentBatchNorm.TrainingPath.AUTO;
+            case "two-pass" -> DeviceResidentBatchNorm.TrainingPath.TWO_PASS;
+            default -> throw new IllegalArgumentException("--path: expected auto or two-pass, got '" + path + "'");
+        };
         try (BatchNormOps ops0 = Inputs.openBackend(backend); BenchSuite suite = new BenchSuite(ops0,
                 (long) (warmup * 1e9), dtype)) {
+            if (ops0 instanceof HostArrayBatchNormOps h) h.deviceApi().setTrainingPath(trainingPath);
             long bytes = shapes.get(0).elementCount() * dtype.bytes();
             BenchHarness.CopyBandwidth copy = suite.copyBandwidth(bytes, repeat);
             if (!json) {
@@ -172,11 +204,11 @@ final class BenchCommand implements Callable<Integer> {
                         repeat, warmup, ops0 instanceof DeviceResidentTiming
                                 ? "the device-resident ops (inputs uploaded once)" : "the host API");
                 String maskS = dtype.is16Bit() ? "S/16" : "S/32";
-                System.out.println("GB/s = traffic charged / median time: forward-train 3 S (x read twice, y written), "
-                        + "forward-eval 2 S (x read, y written), backward 5 S (x and dy read twice, dx written); the "
-                        + "fused ops with a residual z: forward-train-relu 4 S + " + maskS + " (x twice, z, y, the mask), "
-                        + "forward-eval-relu 3 S + " + maskS + ", backward-relu 6 S + " + maskS + " (x, dy, mask; x, dz read, dx "
-                        + "written)");
+                System.out.println("GB/s = traffic charged / median time: forward-train 3 S (x read twice, y "
+                        + "written; 2 S on the persistent path), forward-eval 2 S (x read, y written), backward 5 S (x "
+                        + "and dy read twice, dx written; 3 S on the persistent path); the fused ops with a residual z: "
+                        + "forward-train-relu 4 S + " + maskS + " (x twice, z, y, the mask), forward-eval-relu 3 S + "
+                        + maskS + ", backward-relu 6 S + " + maskS + " (x, dy, mask; x, dz read, dx written)");
                 if (copy != null) {
                     System.out.printf(Locale.ROOT, "copy: %.3g GB/s (read + write; %s copying %s like x, median %.4g ms)%s%n",
                             copy.gbps(), copy.method(), size(copy.bytes()), copy.timing().medianMs(),
@@ -213,7 +245,9 @@ final class BenchCommand implements Callable<Integer> {
 
     private void print(String backendName, String o, Shape s, BenchSuite.Result r, BenchHarness.CopyBandwidth copy) {
         long bytes = s.elementCount() * dtype.bytes();
-        double gbps = BenchHarness.gbps(trafficUnits(o, dtype) * bytes, r.timing().medianMs());
+        String path = path(r.launches());
+        double budget = trafficUnits(o, dtype, path);
+        double gbps = BenchHarness.gbps(budget * bytes, r.timing().medianMs());
         Optional<TrafficMetrics> m = r.metrics();
         String dims = CrossCheck.dimsText(s.dims());
         if (json) {
@@ -221,7 +255,8 @@ final class BenchCommand implements Callable<Integer> {
                     .put("layout", s.layout().cliName())
                     .put("shape", dims).put("bytes", bytes).put("median_ms", r.timing().medianMs()).put("gbps", gbps)
                     .put("min_ms", r.timing().minMs()).put("repeat", r.timing().repeats())
-                    .put("max_rel_error", r.maxRelError()).put("timed", r.timed()).put("budget", trafficUnits(o, dtype));
+                    .put("max_rel_error", r.maxRelError()).put("timed", r.timed()).put("budget", budget)
+                    .put("path", path);
             if (copy != null) row.put("pct_of_copy", 100 * gbps / copy.gbps());
             if (m.isPresent()) {
                 row.put("traffic_ratio", (double) m.get().bytesMoved() / bytes)
@@ -244,6 +279,9 @@ final class BenchCommand implements Callable<Integer> {
                     r.maxRelError(),
                     m.map(t -> String.format(Locale.ROOT, " %11.3f %11.3f", (double) t.bytesMoved() / bytes,
                             t.sectorEfficiency())).orElse(""));
+            if (!r.launches().isEmpty()) {
+                System.out.printf(Locale.ROOT, "    path: %s (budget %.4g S)%n", path, budget);
+            }
             for (KernelLaunch k : r.launches()) {
                 System.out.printf(Locale.ROOT, "    %-26s grid %-12s block %-8s %8s %3d blocks/SM %6.1f%% occupancy %6.2f waves%n",
                         k.kernel(), CrossCheck.dimsText(dimsArray(k.grid())), CrossCheck.dimsText(dimsArray(k.block())),

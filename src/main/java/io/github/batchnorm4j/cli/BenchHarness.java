@@ -1,5 +1,6 @@
 package io.github.batchnorm4j.cli;
 
+import io.github.batchnorm4j.cpu.FloatCopy;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -121,7 +122,8 @@ public final class BenchHarness {
 
     /**
      * Measures the machine's copy bandwidth as the fastest of the ways Java can copy a float[] of {@code bytes}
-     * (rounded down to whole floats) into another: {@link System#arraycopy} on the calling thread, and split into
+     * (rounded down to whole floats) into another: {@link System#arraycopy} and, where the Vector API is present,
+     * {@link FloatCopy} (stores on cache-line boundaries), each on the calling thread and split into
      * contiguous slices across up to {@code threads} threads (at least {@link #MIN_COPY_SLICE_BYTES} each), timed in
      * alternating rounds so that background load hits them alike; the fastest median is the reference. bench passes S,
      * the size of x, and all cores: the copy then meets the same caches and the same parallelism as the ops it is
@@ -152,8 +154,18 @@ public final class BenchHarness {
             threadCounts.add(1);
             if (used > 1) {
                 names.add("System.arraycopy, " + used + " threads");
-                ways.add(() -> parallelCopy(pool, src, dst, used));
+                ways.add(() -> parallelCopy(pool, src, dst, used, false));
                 threadCounts.add(used);
+            }
+            if (FloatCopy.vectorized()) { // vector stores on cache-line boundaries: faster from memory (FloatCopy)
+                names.add("vector copy, 1 thread");
+                ways.add(() -> FloatCopy.copy(src, dst, 0, n));
+                threadCounts.add(1);
+                if (used > 1) {
+                    names.add("vector copy, " + used + " threads");
+                    ways.add(() -> parallelCopy(pool, src, dst, used, true));
+                    threadCounts.add(used);
+                }
             }
             int k = ways.size();
             int[] warmups = new int[k];
@@ -186,17 +198,24 @@ public final class BenchHarness {
         }
     }
 
+    private static void copy(float[] src, float[] dst, int from, int to, boolean vector) {
+        if (vector) {
+            FloatCopy.copy(src, dst, from, to);
+        } else {
+            System.arraycopy(src, from, dst, from, to - from);
+        }
+    }
+
     /** Slice 0 on the calling thread, the others on the pool's threads. */
-    private static void parallelCopy(ExecutorService pool, float[] src, float[] dst, int threads) {
+    private static void parallelCopy(ExecutorService pool, float[] src, float[] dst, int threads, boolean vector) {
         List<Future<?>> parts = new ArrayList<>(threads);
         int n = src.length;
         for (int t = 1; t < threads; t++) {
             int from = (int) ((long) n * t / threads);
             int to = (int) ((long) n * (t + 1) / threads);
-            parts.add(pool.submit(() -> System.arraycopy(src, from, dst, from, to - from)));
+            parts.add(pool.submit(() -> copy(src, dst, from, to, vector)));
         }
-        int to0 = (int) ((long) n / threads);
-        System.arraycopy(src, 0, dst, 0, to0);
+        copy(src, dst, 0, (int) ((long) n / threads), vector);
         try {
             for (Future<?> f : parts) f.get();
         } catch (InterruptedException e) {

@@ -259,18 +259,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         });
         double[] mean = new double[c];
         double[] m2 = new double[c];
-        double m = v.count;
-        for (int ch = 0; ch < c; ch++) {
-            double a = 0;
-            double q = 0;
-            for (int t = 0; t < tasks; t++) { // fixed order: deterministic
-                a += s1[t][ch];
-                q += s2[t][ch];
-            }
-            mean[ch] = center[ch] + a / m;
-            double sq = q - a * (a / m);
-            m2[ch] = sq < 0 ? 0 : sq; // rounding can dip below 0 for a constant channel; NaN stays NaN
-        }
+        loops.mergeStatistics(s1, s2, center, v.count, mean, m2);
         return new double[][] {mean, m2};
     }
 
@@ -336,16 +325,12 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
                          double eps, float[] runningMean, float[] runningVar, double momentum, float[] y,
                          float[] saveMean, float[] saveInvstd) {
         int c = shape.channels();
-        float[] hi = new float[c];
-        float[] scale = new float[c];
-        float[] shift = new float[c];
+        int len = coefficientLength(shape);
+        float[] hi = new float[len];
+        float[] scale = new float[len];
+        float[] shift = new float[len];
         float[] invstdF = new float[c];
-        float[] k3 = new float[3];
-        for (int k = 0; k < c; k++) {
-            forwardCoefficients(k, mean, m2, m, gamma, beta, eps, hi, invstdF, k3);
-            scale[k] = k3[1];
-            shift[k] = k3[2];
-        }
+        loops.forwardCoefficients(mean, m2, m, gamma, beta, eps, hi, scale, shift, invstdF);
         apply(shape, x, hi, scale, shift, y, true);
         finishForward(c, mean, m2, m, hi, invstdF, runningMean, runningVar, momentum, saveMean, saveInvstd);
     }
@@ -355,7 +340,7 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
      * and shift into k3[1], k3[2]. mean = hi + lo, shift = beta − lo·scale: x·scale + (beta − mean·scale) would cancel
      * when |mean| ≫ std.
      */
-    private static void forwardCoefficients(int k, double[] mean, double[] m2, long m, float[] gamma, float[] beta,
+    static void forwardCoefficients(int k, double[] mean, double[] m2, long m, float[] gamma, float[] beta,
                                             double eps, float[] hi, float[] invstdF, float[] k3) {
         double invstd = 1.0 / Math.sqrt(m2[k] / m + eps);
         double s = gammaOf(gamma, k) * invstd;
@@ -366,29 +351,21 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     }
 
     /** The saved statistics and the running statistics of a training forward. */
-    private static void finishForward(int c, double[] mean, double[] m2, long m, float[] hi, float[] invstdF,
-                                      float[] runningMean, float[] runningVar, double momentum, float[] saveMean,
-                                      float[] saveInvstd) {
+    private void finishForward(int c, double[] mean, double[] m2, long m, float[] hi, float[] invstdF,
+                               float[] runningMean, float[] runningVar, double momentum, float[] saveMean,
+                               float[] saveInvstd) {
         System.arraycopy(hi, 0, saveMean, 0, c);
         System.arraycopy(invstdF, 0, saveInvstd, 0, c);
-        if (runningMean != null) {
-            for (int k = 0; k < c; k++) {
-                runningMean[k] = (float) ((1 - momentum) * runningMean[k] + momentum * mean[k]);
-                runningVar[k] = (float) ((1 - momentum) * runningVar[k] + momentum * (m2[k] / (m - 1)));
-            }
-        }
+        if (runningMean != null) loops.updateRunning(mean, m2, m, momentum, runningMean, runningVar);
     }
 
     @Override
     protected void doForwardInference(Shape shape, float[] x, float[] gamma, float[] beta,
                                       float[] runningMean, float[] runningVar, double eps, float[] y) {
-        int c = shape.channels();
-        float[] scale = new float[c];
-        float[] shift = new float[c];
-        for (int k = 0; k < c; k++) {
-            scale[k] = (float) (gammaOf(gamma, k) / Math.sqrt(runningVar[k] + eps));
-            shift[k] = (float) betaOf(beta, k);
-        }
+        int len = coefficientLength(shape);
+        float[] scale = new float[len];
+        float[] shift = new float[len];
+        loops.inferenceCoefficients(gamma, beta, runningVar, eps, scale, shift);
         apply(shape, x, runningMean, scale, shift, y, false);
     }
 
@@ -414,9 +391,9 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         View v = view(shape);
         int tasks = tasksFor(v.size);
         int block = blockOf(v, afterFirstPass);
-        float[] m = v.channelsFirst ? center : loops.extend(center, v.channels);
-        float[] s = v.channelsFirst ? scale : loops.extend(scale, v.channels);
-        float[] h = v.channelsFirst ? shift : loops.extend(shift, v.channels);
+        float[] m = extended(v, center);
+        float[] s = extended(v, scale);
+        float[] h = extended(v, shift);
         run(tasks, t -> {
             int lo = pieceStart(v.channelsFirst ? v.size : v.rows, t, tasks);
             int hi = pieceStart(v.channelsFirst ? v.size : v.rows, t + 1, tasks);
@@ -430,6 +407,29 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
                 b = a;
             }
         });
+    }
+
+    /**
+     * Length of the per-channel coefficient arrays of an elementwise pass over shape: C channels-first, the loops'
+     * {@link PieceLoops#coefficientLength} channels-last (so that {@link #extended} fills them in place).
+     */
+    private int coefficientLength(Shape shape) {
+        View v = view(shape);
+        return v.channelsFirst ? v.channels : loops.coefficientLength(v.channels);
+    }
+
+    /**
+     * Coefficients a (channel c at a[c]) as the elementwise pass over v takes them: a itself channels-first; extended
+     * channels-last ({@link PieceLoops#extend}), in place when a has the extended length (this backend's scratch
+     * arrays; a caller's array, e.g. the running mean, is C long and copied).
+     */
+    private float[] extended(View v, float[] a) {
+        if (v.channelsFirst) return a;
+        if (a.length == loops.coefficientLength(v.channels)) {
+            PieceLoops.extendInPlace(a, v.channels);
+            return a;
+        }
+        return loops.extend(a, v.channels);
     }
 
     /** Block length of a piece walk (elements channels-first, rows channels-last): the whole piece unless reversed. */
@@ -508,31 +508,38 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
             });
             return;
         }
-        GradientSums sums = doGradientSums(shape, x, dy, saveMean, saveInvstd);
-        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx, true);
+        double[][] sums = scaledGradientSums(shape, x, dy, saveMean, saveInvstd); // as doGradientSums
+        dx(shape, x, dy, gamma, saveMean, saveInvstd, shape.reductionSize(), sums[0], sums[1], dx, true);
         int c = shape.channels();
         for (int k = 0; k < c; k++) {
-            if (dgamma != null) dgamma[k] = (float) sums.sumDyXhat(k);
-            if (dbeta != null) dbeta[k] = (float) sums.sumDy(k);
+            if (dgamma != null) dgamma[k] = (float) sums[1][k];
+            if (dbeta != null) dbeta[k] = (float) sums[0][k];
         }
     }
 
     @Override
     protected GradientSums doGradientSums(Shape shape, float[] x, float[] dy, float[] saveMean, float[] saveInvstd) {
+        double[][] sums = scaledGradientSums(shape, x, dy, saveMean, saveInvstd);
+        return new GradientSums(shape.reductionSize(), sums[0], sums[1]);
+    }
+
+    /** Σdy and Σdy·xhat per channel: {@link #gradientSums(Shape, float[], float[], float[])} scaled by invstd. */
+    private double[][] scaledGradientSums(Shape shape, float[] x, float[] dy, float[] saveMean,
+                                          float[] saveInvstd) {
         double[][] sums = gradientSums(shape, x, dy, saveMean);
         double[] sumDyXhat = sums[1];
         for (int k = 0; k < sumDyXhat.length; k++) sumDyXhat[k] *= saveInvstd[k];
-        return new GradientSums(shape.reductionSize(), sums[0], sumDyXhat);
+        return sums;
     }
 
     @Override
     protected void doBackwardWithSums(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, GradientSums sums, float[] dx) {
-        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums, dx, false);
+        dx(shape, x, dy, gamma, saveMean, saveInvstd, sums.count(), sums.sumDys(), sums.sumDyXhats(), dx, false);
     }
 
     /** Channel k's kdy, kx, k0 into k3 (the formula in {@link #dx}). */
-    private static void dxCoefficients(int k, float[] gamma, float[] saveInvstd, double m, double sumDy,
+    static void dxCoefficients(int k, float[] gamma, float[] saveInvstd, double m, double sumDy,
                                        double sumDyXhat, float[] k3) {
         double is = saveInvstd[k];
         double g = gammaOf(gamma, k);
@@ -543,27 +550,22 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
 
     /** dx of the piece x from the sums of the whole batch (count M, Σdy, Σdy·xhat). */
     private void dx(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean, float[] saveInvstd,
-                    GradientSums sums, float[] dx, boolean afterFirstPass) {
+                    long count, double[] sumDy, double[] sumDyXhat, float[] dx, boolean afterFirstPass) {
         int c = shape.channels();
-        double m = sums.count();
+        double m = count;
         // dx = g·is/M·(M·dy − dbeta − xhat·dgamma) = dy·(g·is) + (x − mean)·(−g·is²·dgamma/M) + (−g·is·dbeta/M)
-        float[] kdy = new float[c];
-        float[] kx = new float[c];
-        float[] k0 = new float[c];
-        float[] k3 = new float[3];
-        for (int k = 0; k < c; k++) {
-            dxCoefficients(k, gamma, saveInvstd, m, sums.sumDy(k), sums.sumDyXhat(k), k3);
-            kdy[k] = k3[0];
-            kx[k] = k3[1];
-            k0[k] = k3[2];
-        }
+        int len = coefficientLength(shape);
+        float[] kdy = new float[len];
+        float[] kx = new float[len];
+        float[] k0 = new float[len];
+        loops.dxCoefficients(gamma, saveInvstd, m, sumDy, sumDyXhat, kdy, kx, k0);
         View v = view(shape);
         int tasks = tasksFor(v.size);
         int block = blockOf(v, afterFirstPass);
-        float[] em = v.channelsFirst ? saveMean : loops.extend(saveMean, c);
-        float[] ekdy = v.channelsFirst ? kdy : loops.extend(kdy, c);
-        float[] ekx = v.channelsFirst ? kx : loops.extend(kx, c);
-        float[] ek0 = v.channelsFirst ? k0 : loops.extend(k0, c);
+        float[] em = extended(v, saveMean);
+        float[] ekdy = extended(v, kdy);
+        float[] ekx = extended(v, kx);
+        float[] ek0 = extended(v, k0);
         run(tasks, t -> {
             int lo = pieceStart(v.channelsFirst ? v.size : v.rows, t, tasks);
             int hi = pieceStart(v.channelsFirst ? v.size : v.rows, t + 1, tasks);
@@ -676,11 +678,11 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         return new View(shape);
     }
 
-    private static double gammaOf(float[] gamma, int k) {
+    static double gammaOf(float[] gamma, int k) {
         return gamma == null ? 1.0 : gamma[k];
     }
 
-    private static double betaOf(float[] beta, int k) {
+    static double betaOf(float[] beta, int k) {
         return beta == null ? 0.0 : beta[k];
     }
 }

@@ -766,4 +766,145 @@ final class VectorLoops implements PieceLoops {
         }
     }
 
+    // ---- per-channel coefficients: the scalar formulas lane by lane (same operations in the same order, so the same
+    // bits; see PieceLoops) -------------------------------------------------------------------------------------------
+
+    /** a[k .. k + DL) widened to double, or ones when a is null (gamma absent). */
+    private static DoubleVector wideOr(float[] a, int k, double absent) {
+        return a == null ? DoubleVector.broadcast(D, absent) : wide(a, k);
+    }
+
+    private static void narrowInto(DoubleVector v, float[] a, int k) {
+        ((FloatVector) v.convertShape(VectorOperators.D2F, FD, 0)).intoArray(a, k);
+    }
+
+    @Override
+    public void forwardCoefficients(double[] mean, double[] m2, long m, float[] gamma, float[] beta, double eps,
+                                    float[] hi, float[] scale, float[] shift, float[] invstdF) {
+        int c = mean.length;
+        int k = 0;
+        double md = m;
+        DoubleVector one = DoubleVector.broadcast(D, 1.0);
+        for (; k <= c - DL; k += DL) {
+            // invstd = 1 / sqrt(M2 / m + eps); s = gamma · invstd; hi = (float) mean; shift = beta − (mean − hi) · s
+            DoubleVector invstd = one.div(DoubleVector.fromArray(D, m2, k).div(md).add(eps).sqrt());
+            DoubleVector sc = wideOr(gamma, k, 1.0).mul(invstd);
+            DoubleVector mu = DoubleVector.fromArray(D, mean, k);
+            FloatVector h = (FloatVector) mu.convertShape(VectorOperators.D2F, FD, 0);
+            h.intoArray(hi, k);
+            DoubleVector hd = (DoubleVector) h.convertShape(VectorOperators.F2D, D, 0);
+            narrowInto(sc, scale, k);
+            narrowInto(wideOr(beta, k, 0.0).sub(mu.sub(hd).mul(sc)), shift, k);
+            narrowInto(invstd, invstdF, k);
+        }
+        float[] k3 = new float[3];
+        for (; k < c; k++) {
+            CpuBatchNormOps.forwardCoefficients(k, mean, m2, m, gamma, beta, eps, hi, invstdF, k3);
+            scale[k] = k3[1];
+            shift[k] = k3[2];
+        }
+    }
+
+    @Override
+    public void inferenceCoefficients(float[] gamma, float[] beta, float[] runningVar, double eps, float[] scale,
+                                      float[] shift) {
+        int c = runningVar.length;
+        int k = 0;
+        for (; k <= c - DL; k += DL) {
+            narrowInto(wideOr(gamma, k, 1.0).div(wide(runningVar, k).add(eps).sqrt()), scale, k);
+        }
+        for (; k < c; k++) scale[k] = (float) (CpuBatchNormOps.gammaOf(gamma, k) / Math.sqrt(runningVar[k] + eps));
+        if (beta != null) {
+            System.arraycopy(beta, 0, shift, 0, c);
+        } else {
+            java.util.Arrays.fill(shift, 0, c, 0f);
+        }
+    }
+
+    @Override
+    public void dxCoefficients(float[] gamma, float[] saveInvstd, double m, double[] sumDy, double[] sumDyXhat,
+                               float[] kdy, float[] kx, float[] k0) {
+        int c = sumDy.length;
+        int k = 0;
+        for (; k <= c - DL; k += DL) {
+            // kdy = g·is, kx = −g·is·is·Σdy·xhat / m, k0 = −g·is·Σdy / m, evaluated left to right as the scalar code
+            DoubleVector is = wide(saveInvstd, k);
+            DoubleVector g = wideOr(gamma, k, 1.0);
+            DoubleVector ngis = g.neg().mul(is);
+            narrowInto(g.mul(is), kdy, k);
+            narrowInto(ngis.mul(is).mul(DoubleVector.fromArray(D, sumDyXhat, k)).div(m), kx, k);
+            narrowInto(ngis.mul(DoubleVector.fromArray(D, sumDy, k)).div(m), k0, k);
+        }
+        float[] k3 = new float[3];
+        for (; k < c; k++) {
+            CpuBatchNormOps.dxCoefficients(k, gamma, saveInvstd, m, sumDy[k], sumDyXhat[k], k3);
+            kdy[k] = k3[0];
+            kx[k] = k3[1];
+            k0[k] = k3[2];
+        }
+    }
+
+    @Override
+    public void mergeStatistics(double[][] s1, double[][] s2, float[] center, long m, double[] mean, double[] m2) {
+        int c = mean.length;
+        double md = m;
+        int k = 0;
+        for (; k <= c - DL; k += DL) {
+            DoubleVector a = DoubleVector.zero(D);
+            DoubleVector q = a;
+            for (int t = 0; t < s1.length; t++) { // piece order, as the scalar merge
+                a = a.add(DoubleVector.fromArray(D, s1[t], k));
+                q = q.add(DoubleVector.fromArray(D, s2[t], k));
+            }
+            DoubleVector am = a.div(md);
+            wide(center, k).add(am).intoArray(mean, k);
+            DoubleVector sq = q.sub(a.mul(am));
+            sq.blend(0.0, sq.lt(0.0)).intoArray(m2, k); // NaN is not < 0: stays NaN
+        }
+        for (; k < c; k++) { // the scalar merge of PieceLoops
+            double a = 0;
+            double q = 0;
+            for (int t = 0; t < s1.length; t++) {
+                a += s1[t][k];
+                q += s2[t][k];
+            }
+            mean[k] = center[k] + a / md;
+            double sq = q - a * (a / md);
+            m2[k] = sq < 0 ? 0 : sq;
+        }
+    }
+
+    @Override
+    public void updateRunning(double[] mean, double[] m2, long m, double momentum, float[] runningMean,
+                              float[] runningVar) {
+        int c = mean.length;
+        double keep = 1 - momentum;
+        double m1 = m - 1;
+        int k = 0;
+        for (; k <= c - DL; k += DL) {
+            narrowInto(wide(runningMean, k).mul(keep).add(DoubleVector.fromArray(D, mean, k).mul(momentum)),
+                    runningMean, k);
+            narrowInto(wide(runningVar, k).mul(keep).add(DoubleVector.fromArray(D, m2, k).div(m1).mul(momentum)),
+                    runningVar, k);
+        }
+        for (; k < c; k++) {
+            runningMean[k] = (float) ((1 - momentum) * runningMean[k] + momentum * mean[k]);
+            runningVar[k] = (float) ((1 - momentum) * runningVar[k] + momentum * (m2[k] / (m - 1)));
+        }
+    }
+
+    /** dst[lo, hi) = src[lo, hi), stores aligned (see {@link #ALIGN}): {@link FloatCopy}. */
+    static void copy(float[] src, float[] dst, int lo, int hi) {
+        int i = lo;
+        int head = hi - lo >= ALIGN_MIN_RUN ? Math.min(hi, alignUp(i)) : i;
+        for (; i < head; i++) dst[i] = src[i];
+        for (; i <= hi - 4 * FL; i += 4 * FL) {
+            FloatVector.fromArray(F, src, i).intoArray(dst, i);
+            FloatVector.fromArray(F, src, i + FL).intoArray(dst, i + FL);
+            FloatVector.fromArray(F, src, i + 2 * FL).intoArray(dst, i + 2 * FL);
+            FloatVector.fromArray(F, src, i + 3 * FL).intoArray(dst, i + 3 * FL);
+        }
+        for (; i <= hi - FL; i += FL) FloatVector.fromArray(F, src, i).intoArray(dst, i);
+        for (; i < hi; i++) dst[i] = src[i];
+    }
 }

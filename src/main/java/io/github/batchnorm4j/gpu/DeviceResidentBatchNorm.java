@@ -13,6 +13,7 @@ import java.util.IdentityHashMap;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.function.UnaryOperator;
 
 import static io.github.batchnorm4j.gpu.KernelConstants.COEF_CENTER;
@@ -72,6 +73,41 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     /** Per storage type: tensors of that type, per-channel vectors of float32. */
     private final Map<DType, ArgumentChecks<DevicePointer>> typedChecks = new EnumMap<>(DType.class);
     private boolean closed;
+    private TrainingPath trainingPath = TrainingPath.TWO_PASS;
+
+    /**
+     * Which kernels the training-mode forward and backward run.
+     *
+     * <p>{@link #AUTO}: the persistent single-pass kernels (float32 tensors) when the device launches cooperatively,
+     * a channel needs at most {@link LaunchGeometry#MAX_PERSIST_SPLITS} blocks, and the whole grid, sized from the
+     * tensor at a fixed number of values per thread, can be resident at once with the kernel's occupancy as
+     * compiled ({@link Device#maxActiveBlocksPerMultiprocessor} × SMs); each block keeps its tile in registers between
+     * the statistics and the output, so x (and dy) are read once: forward 2 S, backward 3 S, plus partials. Otherwise
+     * the two-pass kernels (forward 3 S, backward 5 S). {@link #TWO_PASS} (the default): always the two-pass kernels.
+     * {@link #lastOperationLaunches()} names the kernels that ran.
+     *
+     * <p>The default is TWO_PASS because AUTO gives up one guarantee: the two paths round differently (both within
+     * the same tolerances of float64), and which one runs depends on the device's capacity, so under AUTO the same
+     * input may give different bits on GPUs of different sizes (each path alone is bitwise reproducible under any
+     * block schedule, and its merge order depends on the shape only).
+     */
+    public enum TrainingPath {
+        /** Persistent when the tensor fits on chip, else two-pass. */
+        AUTO,
+        /** Always the two-pass kernels. */
+        TWO_PASS
+    }
+
+    /** Sets which kernels the training-mode forward and backward run (default {@link TrainingPath#TWO_PASS}). */
+    public void setTrainingPath(TrainingPath path) {
+        if (path == null) throw new IllegalArgumentException("path must not be null");
+        this.trainingPath = path;
+    }
+
+    /** Which kernels the training-mode forward and backward run. */
+    public TrainingPath trainingPath() {
+        return trainingPath;
+    }
 
     /**
      * Loads the kernel modules ({@link PtxModules}) onto {@code device}.
@@ -102,6 +138,14 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                     for (boolean vec : new boolean[]{false, true}) {
                         kernels.put(name(k, t, vec), b.kernel(name(k, t, vec)));
                     }
+                }
+            }
+            for (boolean vec : new boolean[]{false, true}) {
+                for (String k : new String[]{"bn_persist_fwd_cf", "bn_persist_fwd_cl"}) {
+                    kernels.put(name(k, DType.FLOAT32, vec), f.kernel(name(k, DType.FLOAT32, vec)));
+                }
+                for (String k : new String[]{"bn_persist_bwd_cf", "bn_persist_bwd_cl"}) {
+                    kernels.put(name(k, DType.FLOAT32, vec), b.kernel(name(k, DType.FLOAT32, vec)));
                 }
             }
             kernels.put("bn_prepare", f.kernel("bn_prepare"));
@@ -191,6 +235,14 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                 | (runningMean != null ? HAS_RUNNING : 0) | (inPlace ? COEF_CENTER : 0);
         DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
         boolean vec = vectorizable(shape, dtype, x, y);
+        Optional<LaunchGeometry.Persistent> p = persistent(shape, dtype, vec, false);
+        if (p.isPresent()) {
+            int pflags = flags & ~COEF_CENTER;   // every block reads its centers before any block writes y
+            guarded(s, () -> launchPersistentForward(shape, p.get(), vec, x, y, pflags, (float) eps,
+                    runningMean != null ? (float) momentum : 0f, gamma, beta, runningMean, runningVar, saveMean,
+                    saveInvstd, dummy, s));
+            return;
+        }
         guarded(s, () -> {
             launchStats(shape, dtype, x, flags, (float) eps, runningMean != null ? (float) momentum : 0f,
                     gamma, beta, runningMean, runningVar, saveMean, saveInvstd, dummy, workspace.coef(), s);
@@ -273,6 +325,12 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                 | (dbeta != null ? WANT_DBETA : 0);
         DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
         boolean vec = vectorizable(shape, dtype, x, dy, dx);
+        Optional<LaunchGeometry.Persistent> p = persistent(shape, dtype, vec, true);
+        if (p.isPresent()) {
+            guarded(s, () -> launchPersistentBackward(shape, p.get(), vec, x, dy, dx, flags, gamma, saveMean,
+                    saveInvstd, dgamma, dbeta, dummy, s));
+            return;
+        }
         guarded(s, () -> {
             launchBackwardReduce(shape, dtype, x, dy, flags, gamma, saveMean, saveInvstd, dgamma, dbeta, dummy, s);
             launchDx(shape, dtype, vec, x, dy, dx, saveMean, s);
@@ -550,6 +608,69 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         launch(kernel, g.grid(), g.block(), a, s);
     }
 
+    // ---- the persistent path ------------------------------------------------------------------------------------
+
+    /**
+     * The persistent geometry of a training-mode forward (or backward) when this call may take that path: AUTO,
+     * float32, a device that launches cooperatively, at most {@link LaunchGeometry#MAX_PERSIST_SPLITS} blocks per
+     * channel, and a grid that fits the device at once with the kernel's occupancy; else empty (two-pass).
+     */
+    private Optional<LaunchGeometry.Persistent> persistent(Shape shape, DType dtype, boolean vec, boolean backward) {
+        if (trainingPath != TrainingPath.AUTO || dtype != DType.FLOAT32 || !device.supportsCooperativeLaunch()) {
+            return Optional.empty();
+        }
+        int units = backward ? LaunchGeometry.persistBackwardUnits(vec) : LaunchGeometry.persistForwardUnits(vec);
+        Optional<LaunchGeometry.Persistent> g = LaunchGeometry.persistent(shape, vec, dtype, units);
+        if (g.isEmpty()) return g;
+        String kernel = name(backward ? "bn_persist_bwd" : "bn_persist_fwd", g.get().view(), dtype, vec);
+        int threads = (int) g.get().block().volume();
+        int perSm = blocksPerSm.computeIfAbsent(kernel + "/" + threads,
+                k -> device.maxActiveBlocksPerMultiprocessor(kernels.get(kernel), threads, 0));
+        long resident = (long) perSm * device.properties().multiprocessorCount();
+        return g.get().grid().volume() <= resident ? g : Optional.empty();
+    }
+
+    private void launchPersistentForward(Shape shape, LaunchGeometry.Persistent g, boolean vec, DevicePointer x,
+                                         DevicePointer y, int flags, float eps, float momentum, DevicePointer gamma,
+                                         DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
+                                         DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dummy,
+                                         DeviceStream s) {
+        KernelArgs a = new KernelArgs().ptr(x).ptr(y);
+        persistentShapeArgs(a, shape, g);
+        a.i64(shape.reductionSize()).f32(eps).f32(momentum).i32(flags)
+                .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy)).ptr(or(runningVar, dummy))
+                .ptr(or(saveMean, dummy)).ptr(or(saveInvstd, dummy)).ptr(workspace.coef());
+        launchCooperative(name("bn_persist_fwd", g.view(), DType.FLOAT32, vec), g.grid(), g.block(), a, s);
+    }
+
+    private void launchPersistentBackward(Shape shape, LaunchGeometry.Persistent g, boolean vec, DevicePointer x,
+                                          DevicePointer dy, DevicePointer dx, int flags, DevicePointer gamma,
+                                          DevicePointer mean, DevicePointer invstd, DevicePointer dgamma,
+                                          DevicePointer dbeta, DevicePointer dummy, DeviceStream s) {
+        KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(dx);
+        persistentShapeArgs(a, shape, g);
+        a.i64(shape.reductionSize()).i32(flags)
+                .ptr(or(gamma, dummy)).ptr(mean).ptr(invstd).ptr(or(dgamma, dummy)).ptr(or(dbeta, dummy))
+                .ptr(workspace.coef());
+        launchCooperative(name("bn_persist_bwd", g.view(), DType.FLOAT32, vec), g.grid(), g.block(), a, s);
+    }
+
+    /** (C, N, inner, splits, chunk) or (rows, C, inner, chunk), then the partials and the barrier's two words. */
+    private void persistentShapeArgs(KernelArgs a, Shape shape, LaunchGeometry.Persistent g) {
+        if (g.view() == LaunchGeometry.View.CHANNELS_FIRST) {
+            a.i32(shape.channels()).i64(shape.batch()).i64(shape.inner()).i32(g.splits()).i64(g.chunk());
+        } else {
+            a.i64(g.rows()).i32(shape.channels()).i32(g.inner()).i64(g.chunk());
+        }
+        a.ptr(workspace.partials()).ptr(workspace.counters());
+    }
+
+    private void launchCooperative(String kernel, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream s) {
+        Kernel k = kernels.get(kernel);
+        device.launchCooperative(k, grid, block, 0, s, args);
+        launches.add(new Launched(kernel, grid, block));
+    }
+
     private void launch(String kernel, Dim3 grid, Dim3 block, KernelArgs args, DeviceStream s) {
         Kernel k = kernels.get(kernel);
         device.launch(k, grid, block, 0, s, args);
@@ -627,6 +748,14 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                 LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, dtype);
                 partials = Math.max(partials, g.partials());
                 counters = Math.max(counters, g.counters());
+                if (dtype == DType.FLOAT32) {   // the persistent kernels: their partials and the barrier's 2 words
+                    for (int units : new int[]{LaunchGeometry.persistForwardUnits(vec),
+                            LaunchGeometry.persistBackwardUnits(vec)}) {
+                        Optional<LaunchGeometry.Persistent> p = LaunchGeometry.persistent(shape, vec, dtype, units);
+                        if (p.isPresent()) partials = Math.max(partials, p.get().partials());
+                    }
+                    counters = Math.max(counters, 2);
+                }
             }
         }
         workspace.ensure(shape.channels(), partials, counters, stream);   // counters zeroed on the op's stream

@@ -259,6 +259,94 @@ public final class LaunchGeometry {
         return new Elementwise(View.ROWS, new Dim3(b.gridX, (int) gy, 1), Dim3.of(b.bx, b.by), 0, 0, 0, rows, b.inner);
     }
 
+    /**
+     * Units each thread of the persistent forward kernel keeps in registers (bn_persist_fwd_*: {@code
+     * PersistForwardOp::T} in cuda/batchnorm_forward.cu): 8 float4s on the vector path, else 16 floats.
+     */
+    public static int persistForwardUnits(boolean vec) {
+        return vec ? 8 : 16;
+    }
+
+    /**
+     * Units of x and of dy each thread of the persistent backward kernel keeps in registers (bn_persist_bwd_*:
+     * {@code PersistBackwardOp::T} in cuda/batchnorm_backward.cu): 8 float4s of each on the vector path, else 16.
+     */
+    public static int persistBackwardUnits(boolean vec) {
+        return vec ? 8 : 16;
+    }
+
+    /** Most blocks per channel (channels-first) or per column block (rows) of a persistent kernel. */
+    public static final int MAX_PERSIST_SPLITS = BLOCK;
+
+    /**
+     * A persistent single-pass kernel (bn_persist_fwd_*, bn_persist_bwd_*): every block keeps its whole tile in
+     * registers, so the grid is as many blocks as the tensor needs at {@code units} units per thread; the host launches
+     * it cooperatively when that grid can be co-resident, else runs the two-pass kernels.
+     *
+     * @param view     which kernels run
+     * @param grid     grid dimensions (every block resident at once)
+     * @param block    block dimensions
+     * @param splits   blocks per channel (channels-first view) or per column block (rows view)
+     * @param chunk    units (channels-first view) or rows (rows view) per block: at most units × BLOCK (units × by)
+     * @param rows     rows of the rows view (0 for the channels-first view)
+     * @param inner    columns per channel of the rows view (0 for the channels-first view)
+     * @param partials partial records needed in the workspace (0 when splits == 1: no exchange, no barrier)
+     */
+    public record Persistent(View view, Dim3 grid, Dim3 block, int splits, long chunk, long rows, int inner,
+                             long partials) {
+    }
+
+    /**
+     * Geometry of a persistent kernel with {@code units} units per thread over {@code shape} stored in {@code dtype}, a
+     * function of these alone (so its merge order is the same on every GPU), or empty when a channel would need more
+     * than {@link #MAX_PERSIST_SPLITS} blocks. Whether the grid can be co-resident is the device's question.
+     */
+    public static java.util.Optional<Persistent> persistent(Shape shape, boolean vec, DType dtype, int units) {
+        checkVec(shape, vec, dtype);
+        int c = shape.channels();
+        if (view(shape) == View.CHANNELS_FIRST) {
+            long total = shape.batch() * (shape.inner() / unit(vec, dtype));
+            long splits = ceilDiv(total, (long) units * BLOCK);
+            if (splits > MAX_PERSIST_SPLITS || c * splits > Integer.MAX_VALUE) return java.util.Optional.empty();
+            long chunk = ceilDiv(total, splits);
+            splits = ceilDiv(total, chunk);
+            return java.util.Optional.of(new Persistent(View.CHANNELS_FIRST, Dim3.of((int) (c * splits)),
+                    Dim3.of(BLOCK), (int) splits, chunk, 0, 0, splits > 1 ? c * splits : 0));
+        }
+        RowsBlock b = persistentRowsBlock(shape, vec, dtype);
+        long rows = rowsOf(shape);
+        long splits = ceilDiv(rows, (long) units * b.by);
+        if (splits > MAX_PERSIST_SPLITS) return java.util.Optional.empty();
+        long chunk = ceilDiv(rows, splits);
+        splits = ceilDiv(rows, chunk);
+        return java.util.Optional.of(new Persistent(View.ROWS, new Dim3(b.gridX, (int) splits, 1), Dim3.of(b.bx, b.by),
+                (int) splits, chunk, rows, b.inner, splits > 1 ? splits * c : 0));
+    }
+
+    /**
+     * Rows-view blocks of the persistent kernels: tall and narrow. Every block exchanges a partial per channel and
+     * reads back every row split's partial of its channels, C_b·(splits + 1) records against its C_b·rows_b values, so
+     * the block takes as few columns as keep whole 32-byte sectors per row (2 float4s or 8 floats; whole channels
+     * when inner > 1) and as many rows as 256 threads hold: splits stay few and the exchange a few percent of S at
+     * most. bx·W columns hold whole channels, by the largest power of two with bx·by ≤ 256.
+     */
+    static RowsBlock persistentRowsBlock(Shape shape, boolean vec, DType dtype) {
+        int w = unit(vec, dtype);
+        int inner = rowsInner(shape);
+        long lu = (long) shape.channels() * inner / w;   // column units per row
+        long sectorUnits = Math.max(1, 32 / ((long) w * dtype.bytes()));
+        int bx;
+        if (inner == 1) {
+            bx = (int) Math.min(sectorUnits, nextPow2((int) Math.min(lu, sectorUnits)));
+        } else {
+            long g = lcm(inner, w) / w;   // units holding whole channels
+            bx = (int) Math.min(lcm(g, sectorUnits), roundUp(lu, g));   // and whole sectors when rows are aligned
+            if (bx > BLOCK) bx = (int) (g * (BLOCK / g));
+        }
+        int by = Integer.highestOneBit(BLOCK / bx);
+        return new RowsBlock(bx, by, toIntGrid(ceilDiv(lu, bx), "rows"), inner);
+    }
+
     /** Threads per block for the per-channel bn_prepare kernel, and its grid. */
     public static Dim3 prepareGrid(int channels) {
         return Dim3.of(toIntGrid(ceilDiv(channels, BLOCK), "prepare"));

@@ -50,6 +50,16 @@ final class Interpreter {
     static final long COOPERATIVE_SLICE = 1 << 16;
     /** Preemption point of the running block (cooperative launches); never reached otherwise. */
     private long sliceEnd = Long.MAX_VALUE;
+    /**
+     * Cooperative launches: the running warp made a strong global load (ld.volatile, ld.relaxed/.acquire.gpu) since its
+     * last backward branch. A loop around such a load is a spin-wait on other blocks: the block yields its slice at the
+     * loop's backward branch, so that a waiting block polls once per round of the others instead of for a whole slice
+     * (on a GPU the other blocks run meanwhile; here each extra poll would be counted as global traffic).
+     */
+    private boolean polled;
+    /** The branch of the last spin-wait yield in this slice (null: the slice ended otherwise). */
+    private Insn yieldedAt;
+    private int yieldedLane;
     private final byte[] callParams;
     private final int callParamBytes;
     private final int[][][] retStack;
@@ -192,6 +202,10 @@ final class Interpreter {
         boolean[] done = new boolean[order.length];
         int left = order.length;
         while (left > 0) {
+            // A round in which every block only spun (each yielded at a spin-wait) and nothing was stored can never
+            // end: every block waits for a store that no block will make.
+            long writes = mem.gStored + mem.atomics;
+            boolean onlySpun = true;
             for (int i = 0; i < order.length; i++) {
                 if (done[i]) continue;
                 if (state[i] == null) startBlock(order[i]);
@@ -200,11 +214,25 @@ final class Interpreter {
                     done[i] = true;
                     state[i] = null;
                     left--;
+                    onlySpun = false;
                 } else {
+                    if (yieldedAt == null) onlySpun = false;
+                    else if (onlySpun && left > 0 && i == lastLive(done)) {
+                        if (mem.gStored + mem.atomics == writes) {
+                            throw fail(yieldedAt, yieldedLane, "every block of the cooperative grid is spinning and"
+                                    + " none stores anything: a spin-wait on blocks that never arrive");
+                        }
+                    }
                     state[i] = suspend();
                 }
             }
         }
+    }
+
+    /** The index of the last block not yet done. */
+    private static int lastLive(boolean[] done) {
+        for (int i = done.length - 1; i >= 0; i--) if (!done[i]) return i;
+        return -1;
     }
 
     /** Moves the running block's state out of the interpreter (which gets fresh per-warp arrays for the next block). */
@@ -293,6 +321,8 @@ final class Interpreter {
      */
     private boolean runSlice(long end) {
         sliceEnd = end;
+        polled = false;
+        yieldedAt = null;
         while (true) {
             boolean any = false;
             for (int w = 0; w < nwarps; w++) {
@@ -421,7 +451,10 @@ final class Interpreter {
                 case Op.CVT: Alu.cvt(R, in, m); break;
                 case Op.CVTA_TO: mem.cvtaTo(R, in, m); break;
                 case Op.CVTA: mem.cvta(R, in, m); break;
-                case Op.LD: mem.load(R, in, m); break;
+                case Op.LD:
+                    mem.load(R, in, m);
+                    if (cooperative && (in.order & Op.ORD_STRONG) != 0) polled = true;
+                    break;
                 case Op.ST: mem.store(R, in, m); break;
                 case Op.BRA: {
                     if (in.target <= pc && threadInsns - blockStartInsns > opt.maxBlockInstructions()) {
@@ -429,6 +462,12 @@ final class Interpreter {
                                 + opt.maxBlockInstructions() + " thread-instructions: an endless loop, or a spin-wait"
                                 + (cooperative ? " on blocks that never arrive" : " on another block (blocks run one"
                                 + " at a time in the emulator; only a cooperative launch runs them together)"));
+                    }
+                    if (in.target <= pc && polled) {   // a spin-wait: yield the block's slice (see polled)
+                        polled = false;
+                        sliceEnd = threadInsns;
+                        yieldedAt = in;
+                        yieldedLane = Integer.numberOfTrailingZeros(mask);
                     }
                     if (in.target <= pc && threadInsns >= sliceEnd) {
                         regroup(w, pc, mask);   // preempted before the branch: the lanes resume at it

@@ -252,6 +252,133 @@ class CpuPieceLoopsTest {
         }
     }
 
+    /**
+     * The per-channel coefficient loops of VectorLoops give the very bits of the scalar formulas (PieceLoops'
+     * defaults, which the channel-wise walks use one channel at a time), for C below, at and above the vector length
+     * with a scalar tail, gamma and beta present and absent, statistics whose M2 rounds below 0, NaN and infinity.
+     */
+    @Test
+    void vectorCoefficientsEqualTheScalarFormulasBitForBit() {
+        PieceLoops scalar = new PieceLoops() { // the interface's defaults, nothing else called
+            @Override public int rowAlignment(int channels) { throw new AssertionError(); }
+            @Override public int coefficientLength(int channels) { throw new AssertionError(); }
+            @Override public void centeredSumsChannelsFirst(float[] x, int lo, int hi, int channels, int inner,
+                    float[] center, double[] s1, double[] s2) { throw new AssertionError(); }
+            @Override public void centeredSumsChannelsLast(float[] x, int r0, int r1, int channels, float[] center,
+                    double[] s1, double[] s2) { throw new AssertionError(); }
+            @Override public void applyChannelsFirst(float[] x, float[] y, int lo, int hi, int channels, int inner,
+                    float[] center, float[] scale, float[] shift) { throw new AssertionError(); }
+            @Override public void applyChannelsLast(float[] x, float[] y, int r0, int r1, int channels,
+                    float[] center, float[] scale, float[] shift) { throw new AssertionError(); }
+            @Override public void gradientSumsChannelsFirst(float[] x, float[] dy, int lo, int hi, int channels,
+                    int inner, float[] center, double[] sdy, double[] sdyx) { throw new AssertionError(); }
+            @Override public void gradientSumsChannelsLast(float[] x, float[] dy, int r0, int r1, int channels,
+                    float[] center, double[] sdy, double[] sdyx) { throw new AssertionError(); }
+            @Override public void dxChannelsFirst(float[] x, float[] dy, float[] dx, int lo, int hi, int channels,
+                    int inner, float[] center, float[] kdy, float[] kx, float[] k0) { throw new AssertionError(); }
+            @Override public void dxChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1, int channels,
+                    float[] center, float[] kdy, float[] kx, float[] k0) { throw new AssertionError(); }
+            @Override public void evalBackwardChannelsFirst(float[] x, float[] dy, float[] dx, int lo, int hi,
+                    int channels, int inner, float[] center, float[] kdy, double[] sdy, double[] sdyx) {
+                throw new AssertionError();
+            }
+            @Override public void evalBackwardChannelsLast(float[] x, float[] dy, float[] dx, int r0, int r1,
+                    int channels, float[] center, float[] kdy, double[] sdy, double[] sdyx) {
+                throw new AssertionError();
+            }
+            @Override public void channelSums(float[] x, int c, int batches, int channels, int inner, float center,
+                    double[] out) { throw new AssertionError(); }
+            @Override public void channelApply(float[] x, float[] y, int c, int batches, int channels, int inner,
+                    float center, float scale, float shift) { throw new AssertionError(); }
+            @Override public void channelGradientSums(float[] x, float[] dy, int c, int batches, int channels,
+                    int inner, float center, double[] out) { throw new AssertionError(); }
+            @Override public void channelDx(float[] x, float[] dy, float[] dx, int c, int batches, int channels,
+                    int inner, float center, float kdy, float kx, float k0) { throw new AssertionError(); }
+        };
+        PieceLoops vector = VectorLoops.INSTANCE;
+        for (int c : new int[] {1, 5, 8, 13, 16, 37, 1000}) {
+            SplittableRandom rng = TestData.random(911L * c);
+            long m = 2 + rng.nextInt(5000);
+            double[][] s1 = new double[3][c];
+            double[][] s2 = new double[3][c];
+            float[] center = TestData.normal(rng, c, 5, 3);
+            for (int t = 0; t < 3; t++) {
+                for (int k = 0; k < c; k++) {
+                    s1[t][k] = rng.nextGaussian() * 40;
+                    s2[t][k] = k % 5 == 3 ? 0 : Math.abs(rng.nextGaussian()) * m; // 0: M2 rounds below 0
+                }
+            }
+            if (c > 4) {
+                s1[1][2] = Double.NaN;
+                s2[2][4] = Double.POSITIVE_INFINITY;
+            }
+            double[] mean = new double[c];
+            double[] m2 = new double[c];
+            double[] vMean = new double[c];
+            double[] vM2 = new double[c];
+            scalar.mergeStatistics(s1, s2, center, m, mean, m2);
+            vector.mergeStatistics(s1, s2, center, m, vMean, vM2);
+            assertBits("mean", mean, vMean);
+            assertBits("m2", m2, vM2);
+            float[] rm = TestData.normal(rng, c, 0, 1);
+            float[] rv = TestData.normal(rng, c, 4, 1);
+            float[] vRm = rm.clone();
+            float[] vRv = rv.clone();
+            scalar.updateRunning(mean, m2, m, 0.1, rm, rv);
+            vector.updateRunning(mean, m2, m, 0.1, vRm, vRv);
+            assertBits("runningMean", rm, vRm);
+            assertBits("runningVar", rv, vRv);
+            float[] gamma = TestData.normal(rng, c, 1, 0.5);
+            float[] beta = TestData.normal(rng, c, 0, 1);
+            for (boolean affine : new boolean[] {true, false}) {
+                float[] g = affine ? gamma : null;
+                float[] b = affine ? beta : null;
+                float[][] sc = new float[4][c + 3]; // longer than C, as the extended coefficient arrays
+                float[][] vc = new float[4][c + 3];
+                for (float[] a : vc) Arrays.fill(a, Float.NaN); // beyond C: untouched
+                for (float[] a : sc) Arrays.fill(a, Float.NaN);
+                scalar.forwardCoefficients(mean, m2, m, g, b, 1e-5, sc[0], sc[1], sc[2], sc[3]);
+                vector.forwardCoefficients(mean, m2, m, g, b, 1e-5, vc[0], vc[1], vc[2], vc[3]);
+                for (int i = 0; i < 4; i++) assertBits("forward coefficient " + i + " affine " + affine, sc[i], vc[i]);
+                for (float[] a : sc) Arrays.fill(a, Float.NaN);
+                for (float[] a : vc) Arrays.fill(a, Float.NaN);
+                float[] runningVar = rv.clone();
+                runningVar[0] = -1e-6f; // below −eps: NaN
+                scalar.inferenceCoefficients(g, b, runningVar, 1e-5, sc[0], sc[1]);
+                vector.inferenceCoefficients(g, b, runningVar, 1e-5, vc[0], vc[1]);
+                for (int i = 0; i < 2; i++) assertBits("inference coefficient " + i + " affine " + affine, sc[i], vc[i]);
+                for (float[] a : sc) Arrays.fill(a, Float.NaN);
+                for (float[] a : vc) Arrays.fill(a, Float.NaN);
+                float[] invstd = TestData.normal(rng, c, 2, 0.5);
+                double[] sumDy = new double[c];
+                double[] sumDyXhat = new double[c];
+                for (int k = 0; k < c; k++) {
+                    sumDy[k] = rng.nextGaussian() * 100;
+                    sumDyXhat[k] = rng.nextGaussian() * 100;
+                }
+                scalar.dxCoefficients(g, invstd, m, sumDy, sumDyXhat, sc[0], sc[1], sc[2]);
+                vector.dxCoefficients(g, invstd, m, sumDy, sumDyXhat, vc[0], vc[1], vc[2]);
+                for (int i = 0; i < 3; i++) assertBits("dx coefficient " + i + " affine " + affine, sc[i], vc[i]);
+            }
+        }
+    }
+
+    private static void assertBits(String what, double[] expected, double[] actual) {
+        for (int i = 0; i < expected.length; i++) {
+            if (Double.doubleToLongBits(expected[i]) != Double.doubleToLongBits(actual[i])) {
+                fail(what + "[" + i + "] of " + expected.length + ": scalar " + expected[i] + ", vector " + actual[i]);
+            }
+        }
+    }
+
+    private static void assertBits(String what, float[] expected, float[] actual) {
+        for (int i = 0; i < expected.length; i++) {
+            if (Float.floatToIntBits(expected[i]) != Float.floatToIntBits(actual[i])) {
+                fail(what + "[" + i + "] of " + expected.length + ": scalar " + expected[i] + ", vector " + actual[i]);
+            }
+        }
+    }
+
     @Test
     void theVectorLoopsRunInTheTestsAndCanBeTurnedOff() {
         try (CpuBatchNormOps vector = new CpuBatchNormOps(2); CpuBatchNormOps scalar = new CpuBatchNormOps(2, 1,
