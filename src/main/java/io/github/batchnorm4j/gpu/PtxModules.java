@@ -17,11 +17,16 @@ import java.util.regex.Pattern;
  *
  * <p>By default the text comes from the classpath resource {@code io/github/batchnorm4j/ptx/<name>}. When the
  * environment variable {@value #ENV_DIR} is set, the same file names are read from that folder instead: kernel
- * development without repackaging, and mutation testing of the kernels (an edited PTX must make a test fail).
+ * development without repackaging, and mutation testing of the kernels (an edited PTX must make a test fail). The
+ * system property {@value #PROPERTY_DIR}, when set, takes precedence over the variable: a process can then switch
+ * folders between loads (the mutation tool runs many mutants in one JVM this way). Every load reads the folder again;
+ * nothing here is cached.
  */
 public final class PtxModules {
     /** Environment variable naming a folder that replaces the classpath PTX. */
     public static final String ENV_DIR = "BATCHNORM4J_PTX_DIR";
+    /** System property naming such a folder; when set (non-blank) it wins over {@value #ENV_DIR}. */
+    public static final String PROPERTY_DIR = "batchnorm4j.ptx.dir";
     /** Classpath folder of the shipped PTX. */
     public static final String RESOURCE_DIR = "io/github/batchnorm4j/ptx/";
 
@@ -41,8 +46,15 @@ public final class PtxModules {
 
     /** Where {@link #read} takes modules from now: the override folder, or "classpath". */
     public static String source() {
-        String dir = System.getenv(ENV_DIR);
-        return dir == null || dir.isBlank() ? "classpath:" + RESOURCE_DIR : dir;
+        String dir = overrideDir();
+        return dir == null ? "classpath:" + RESOURCE_DIR : dir;
+    }
+
+    /** The folder that replaces the classpath PTX ({@value #PROPERTY_DIR}, else {@value #ENV_DIR}), or null. */
+    private static String overrideDir() {
+        String dir = System.getProperty(PROPERTY_DIR);
+        if (dir == null || dir.isBlank()) dir = System.getenv(ENV_DIR);
+        return dir == null || dir.isBlank() ? null : dir;
     }
 
     /**
@@ -51,13 +63,14 @@ public final class PtxModules {
      * @throws DeviceException when the module cannot be found or read (naming where it was looked for)
      */
     public static String read(String name) {
-        String dir = System.getenv(ENV_DIR);
-        if (dir != null && !dir.isBlank()) {
+        String dir = overrideDir();
+        if (dir != null) {
             Path p = Path.of(dir, name);
             try {
                 return Files.readString(p, StandardCharsets.US_ASCII);
             } catch (IOException e) {
-                throw new DeviceException("cannot read PTX module " + name + " from " + ENV_DIR + "=" + dir + ": " + e, e);
+                String from = dir.equals(System.getProperty(PROPERTY_DIR)) ? PROPERTY_DIR : ENV_DIR;
+                throw new DeviceException("cannot read PTX module " + name + " from " + from + "=" + dir + ": " + e, e);
             }
         }
         try (InputStream in = PtxModules.class.getClassLoader().getResourceAsStream(RESOURCE_DIR + name)) {

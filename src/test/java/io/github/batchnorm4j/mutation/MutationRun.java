@@ -72,6 +72,9 @@ public final class MutationRun {
         java.util.Set<String> lines;   // module:line to mutate; null: every line
         boolean resume;
         boolean list;
+        boolean freshJvm;      // a new test JVM per mutant (the older, slower mode) instead of long-lived workers
+        boolean allTests;      // workers run every test for each mutant, not only those executing its line
+        String pauseCommand;   // run (bash -c) before each mutant, e.g. a wait for a quiet machine
         /** Where progress and the final table go (tests silence it). */
         java.io.PrintStream log = System.out;
     }
@@ -108,6 +111,14 @@ public final class MutationRun {
                 o.list = true;
                 continue;
             }
+            if (a.equals("--fresh-jvm")) {
+                o.freshJvm = true;
+                continue;
+            }
+            if (a.equals("--all-tests")) {
+                o.allTests = true;
+                continue;
+            }
             if (i + 1 >= args.length) throw new IllegalArgumentException(a + ": expected a value");
             String v = args[++i];
             switch (a) {
@@ -127,6 +138,7 @@ public final class MutationRun {
                 case "--coverage" -> o.coverage = Path.of(v);
                 case "--equivalents" -> o.equivalents = Path.of(v);
                 case "--lines" -> o.lines = new java.util.HashSet<>(List.of(v.split(",")));
+                case "--pause-command" -> o.pauseCommand = v;
                 default -> throw new IllegalArgumentException("unknown option " + a + " (see --help)");
             }
         }
@@ -150,17 +162,25 @@ public final class MutationRun {
               --seed S            seed of the sample (default 1)
               --modules A,B       PTX files to mutate (default batchnorm_forward.ptx,batchnorm_backward.ptx)
               --operators LIST    arith,swap,cmp,guard,const,sync,load (default: all)
-              --tests PATTERNS    test classes run per mutant, fail-fast, in a child JVM
+              --tests PATTERNS    test classes run per mutant, stopping at the first failure, in long-lived test
+                                  JVMs (one per job; the mutant's folder goes in as -Dbatchnorm4j.ptx.dir; tests that
+                                  killed mutants of the same line or kernel run first)
                                   (default Emulator*Test,MixedPrecisionDeviceApiTest,TrafficBudgetTest)
+              --all-tests         every test for each mutant, not only the tests that execute its line (the unmutated
+                                  run records which tests execute which lines; e.g. to confirm survivors)
+              --fresh-jvm         a new test JVM per mutant instead, every test (BATCHNORM4J_PTX_DIR set; slower)
               --test-command CMD  any shell command instead (run with bash -c; BATCHNORM4J_PTX_DIR is set;
                                   exit 0 means the mutant survived), e.g. 'mvn -o -q test -Dtest=Emulator*Test'
-              --timeout SECONDS   per mutant (default: 5 x the unmutated run + 60 s); a mutant past it runs once more
-                                  with 3 x as long, and only a second timeout counts (as killed: a hang)
+              --timeout SECONDS   per mutant (default: 3 x the unmutated run + 60 s with workers, 5 x + 60 s
+                                  otherwise); a mutant past it runs once more, in a new JVM, with 3 x as long, and
+                                  only a second timeout counts (as killed: a hang)
               --jobs J            mutants run at once (default 1)
               --coverage FILE     executed PTX lines; mutants on other lines are skipped as never executed
               --lines M:L,...     only the mutants of these lines (e.g. batchnorm_backward.ptx:1694), to rerun survivors
               --equivalents FILE  hand-classified equivalent mutants (tab-separated: module:line, mutated text,
                                   reason); matching survivors are reported as equivalent with that reason
+              --pause-command CMD run before each mutant (bash -c), e.g. a script that waits while the machine is
+                                  needed for something else
               --out DIR           results.jsonl, report.json, report.txt (default target/mutation)
               --resume            keep the results already in DIR/results.jsonl and run only the others
               --list              list the mutants (after coverage, equivalence and sampling) and stop
@@ -269,9 +289,11 @@ public final class MutationRun {
         Map<String, Result> previous = o.resume ? readResults(results, toRun) : Map.of();
         if (!o.resume) Files.deleteIfExists(results);
         {
-            double timeout = o.timeoutSeconds > 0 ? o.timeoutSeconds : 5 * baseline + 60;
-            o.log.printf(Locale.ROOT, "unmutated run: passed in %.1f s; timeout per mutant %.0f s; %d job(s)%n",
-                    baseline, timeout, o.jobs);
+            double timeout = o.timeoutSeconds > 0 ? o.timeoutSeconds : (command.workers() ? 3 : 5) * baseline + 60;
+            o.log.printf(Locale.ROOT, "unmutated run: passed in %.1f s; timeout per mutant %.0f s; %d job(s)%s%n",
+                    baseline, timeout, o.jobs, command.workers() ? ", each a long-lived test JVM running only the tests "
+                            + "that execute the mutated line (recorded for " + command.workers.recordedTests()
+                            + " tests or classes)" : "");
             List<PtxMutant> pending = new ArrayList<>();
             for (PtxMutant m : toRun) {
                 Result r = previous.get(m.id());
@@ -282,7 +304,12 @@ public final class MutationRun {
             ExecutorService pool = Executors.newFixedThreadPool(o.jobs);
             try {
                 List<Future<Result>> futures = new ArrayList<>();
-                for (PtxMutant m : pending) futures.add(pool.submit(() -> command.runMutant(ptx, m, timeout)));
+                for (PtxMutant m : pending) {
+                    futures.add(pool.submit(() -> {
+                        if (o.pauseCommand != null) new ProcessBuilder("bash", "-c", o.pauseCommand).inheritIO().start().waitFor();
+                        return command.runMutant(ptx, m, timeout);
+                    }));
+                }
                 int n = 0;
                 for (Future<Result> f : futures) {
                     Result r = f.get();
@@ -299,6 +326,7 @@ public final class MutationRun {
                 }
             } finally {
                 pool.shutdownNow();
+                command.close();
             }
             MutationReport report = new MutationReport(o, coverageSource, all.size(), notExecuted, chosen.size(),
                     baseline, timeout, hand.apply(done));
@@ -334,19 +362,39 @@ public final class MutationRun {
     }
 
     /** Runs the test command on the unmutated PTX and on each mutant. */
-    private static final class Command {
+    private static final class Command implements AutoCloseable {
         private final Options o;
         private final Path work;
+        private final Workers workers; // null: a process per mutant
 
         Command(Options o, Path work) {
             this.o = o;
             this.work = work;
+            this.workers = o.testCommand == null && !o.freshJvm ? new Workers(o, work) : null;
+        }
+
+        boolean workers() {
+            return workers != null;
+        }
+
+        @Override
+        public void close() {
+            if (workers != null) workers.close();
         }
 
         /** Seconds the unmutated run took, or -1 (after printing why) when it failed. */
         double baseline(Map<String, String> ptx) throws IOException, InterruptedException {
             Path dir = Files.createDirectories(work.resolve("baseline"));
             writeModules(dir, ptx, null, null);
+            if (workers != null) {
+                Workers.Reply r = workers.baseline(dir, o.coverage == null ? work.resolve("coverage") : null);
+                if (r.timedOut() || !r.passed()) {
+                    System.err.println("error: the tests fail on the unmutated PTX, so no mutant can be judged: "
+                            + (r.timedOut() ? "no result after an hour" : r.test() + "\n  " + r.why()));
+                    return -1;
+                }
+                return r.seconds();
+            }
             Outcome r = execute(dir, 3600, "baseline");
             if (r.exit != 0) {
                 System.err.println("error: the tests fail on the unmutated PTX (exit " + r.exit + "), so no mutant "
@@ -359,6 +407,7 @@ public final class MutationRun {
         Result runMutant(Map<String, String> ptx, PtxMutant m, double timeout) throws IOException, InterruptedException {
             Path dir = Files.createDirectories(work.resolve("m" + Thread.currentThread().getId()));
             writeModules(dir, ptx, m.module(), PtxMutator.apply(ptx.get(m.module()), m));
+            if (workers != null) return workers.judge(dir, m, timeout);
             Outcome r = execute(dir, timeout, m.id());
             if (r.timedOut) {
                 // A shared machine can slow a run past the timeout: only a second, three times longer wait that also
