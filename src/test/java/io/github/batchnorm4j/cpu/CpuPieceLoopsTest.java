@@ -253,6 +253,59 @@ class CpuPieceLoopsTest {
     }
 
     /**
+     * The channels-last gradient sums' row walk (pieces of at least {@link VectorLoops#ROW_WALK_MIN_FLOATS} floats):
+     * directly on pieces of even and odd row counts, and once through gradientSumsChannelsLast on a piece just above
+     * the threshold, against double sums within 1e−12 of Σ|term|; sums are added to what the arrays held.
+     */
+    @Test
+    void channelsLastGradientSumsRowWalk() {
+        for (int c : new int[] {8, 16, 24, 128, 1024}) {
+            SplittableRandom rng = TestData.random(5L * c);
+            int rows = 37;
+            checkRowWalk(c, rows, 0, rows, rng, false);
+            checkRowWalk(c, rows, 3, 20, rng, false);
+            checkRowWalk(c, rows, 4, 5, rng, false);
+        }
+        int c = 128;
+        int rows = VectorLoops.ROW_WALK_MIN_FLOATS / c + 5;
+        checkRowWalk(c, rows, 2, rows, TestData.random(99), true);
+    }
+
+    private static void checkRowWalk(int c, int rows, int r0, int r1, SplittableRandom rng, boolean dispatch) {
+        int n = rows * c;
+        float[] x = TestData.normal(rng, n, 3, 2);
+        float[] dy = TestData.normal(rng, n, 0.1, 1);
+        float[] center = TestData.normal(rng, c, 3, 1);
+        double[][] e = new double[4][c];
+        double[] sdy = new double[c];
+        double[] sdyx = new double[c];
+        for (int ch = 0; ch < c; ch++) { // sums are added to what the arrays hold
+            sdy[ch] = ch;
+            sdyx[ch] = -ch;
+            e[0][ch] = ch;
+            e[1][ch] = -ch;
+            e[2][ch] = ch;
+            e[3][ch] = ch;
+        }
+        for (int i = r0 * c; i < r1 * c; i++) {
+            int ch = i % c;
+            double d = (double) x[i] - center[ch];
+            e[0][ch] += dy[i];
+            e[2][ch] += Math.abs(dy[i]);
+            e[1][ch] += dy[i] * d;
+            e[3][ch] += Math.abs(dy[i] * d);
+        }
+        if (dispatch) {
+            VectorLoops.INSTANCE.gradientSumsChannelsLast(x, dy, r0, r1, c, center, sdy, sdyx);
+        } else {
+            VectorLoops.gradientSumsRowWalk(x, dy, r0, r1, c, center, sdy, sdyx);
+        }
+        String what = "row walk C " + c + " rows [" + r0 + ", " + r1 + ")" + (dispatch ? " (dispatched)" : "");
+        assertSums(what + " Σdy", e[0], e[2], sdy, 1e-12);
+        assertSums(what + " Σdy·(x − center)", e[1], e[3], sdyx, 1e-12);
+    }
+
+    /**
      * The per-channel coefficient loops of VectorLoops give the very bits of the scalar formulas (PieceLoops'
      * defaults, which the channel-wise walks use one channel at a time), for C below, at and above the vector length
      * with a scalar tail, gamma and beta present and absent, statistics whose M2 rounds below 0, NaN and infinity.
