@@ -9,7 +9,10 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -31,17 +34,26 @@ import java.util.function.Predicate;
  *       Coverage records into one process-wide instance, which at JVM exit is merged into {@code <folder>/coverage.tsv}
  *       (counts of earlier runs added, under a file lock, so several JVMs, e.g. {@code mvn test} and the CLI it
  *       launches, may share a folder) and summarized in {@code <folder>/coverage.txt}. Delete the folder after the
- *       PTX changes: rows are keyed by module, kernel, line and instruction text.</li>
+ *       PTX changes: rows are keyed by module, kernel, PTX text (its {@link #sourceHash}), line and
+ *       instruction text.</li>
  *   <li>Report: {@link #report} prints, per kernel, executed/total instructions and the never-executed lines.</li>
  * </ul>
- * Counting costs one array increment per executed warp-instruction (two for a guarded one) and a null test when no
+ * Kernels are keyed by module name, kernel name <em>and the module's PTX text</em> ({@link #sourceHash}): a test that
+ * loads a mutated or hand-written module under a shipped module's name records a kernel of its own, which never adds to,
+ * or stands in for, the counts of the shipped text, whatever the order of the launches.
+ *
+ * <p>Counting costs one array increment per executed warp-instruction (two for a guarded one) and a null test when no
  * Coverage is attached.
  * Thread-safe: each launch counts into arrays of its own and adds them here once it ends.
  */
 public final class Coverage {
     /** Environment variable naming the folder of the process-wide coverage (unset: no coverage recorded). */
     public static final String ENV = "BATCHNORM4J_COVERAGE";
-    /** Machine-readable counts in the {@value #ENV} folder: module, kernel, line, threads, guard-true, text (TSV). */
+    /**
+     * Machine-readable counts in the {@value #ENV} folder (TSV): module, kernel, line, threads, guard-true, guarded,
+     * source ({@link #sourceHash} of the module's PTX text), instruction text. Files of older versions, without the
+     * source column, are read with an empty source.
+     */
     public static final String TSV = "coverage.tsv";
     /** The readable report in the {@value #ENV} folder. */
     public static final String TXT = "coverage.txt";
@@ -60,8 +72,11 @@ public final class Coverage {
         }
     }
 
-    /** The counts of one kernel (an entry of a module), instructions in code order. */
-    public record KernelCoverage(String module, String kernel, List<Instruction> instructions) {
+    /**
+     * The counts of one kernel (an entry of a module) as compiled from one PTX text ({@code source}, its
+     * {@link #sourceHash}; empty when read from a file without it), instructions in code order.
+     */
+    public record KernelCoverage(String module, String kernel, String source, List<Instruction> instructions) {
         public KernelCoverage {
             instructions = List.copyOf(instructions);
         }
@@ -98,15 +113,16 @@ public final class Coverage {
 
     /** Mutable counts of one kernel; the instruction texts and lines of its code. */
     private static final class Counts {
-        final String module, kernel;
+        final String module, kernel, source;
         final int[] lines;
         final String[] texts;
         final boolean[] guarded;
         final long[] threads, guardTrue;
 
-        Counts(String module, String kernel, int[] lines, String[] texts, boolean[] guarded) {
+        Counts(String module, String kernel, String source, int[] lines, String[] texts, boolean[] guarded) {
             this.module = module;
             this.kernel = kernel;
+            this.source = source;
             this.lines = lines;
             this.texts = texts;
             this.guarded = guarded;
@@ -119,7 +135,20 @@ public final class Coverage {
             for (int i = 0; i < lines.length; i++) {
                 out.add(new Instruction(lines[i], texts[i], guarded[i], threads[i], guardTrue[i]));
             }
-            return new KernelCoverage(module, kernel, out);
+            return new KernelCoverage(module, kernel, source, out);
+        }
+    }
+
+    /**
+     * The key of a PTX text in this coverage: the first 16 hex digits of the SHA-256 of its UTF-8 bytes. Two modules
+     * count as the same only when their texts are equal, so a mutant differing in one character is another kernel.
+     */
+    public static String sourceHash(String ptx) {
+        try {
+            byte[] d = MessageDigest.getInstance("SHA-256").digest(ptx.getBytes(StandardCharsets.UTF_8));
+            return HexFormat.of().formatHex(d, 0, 8);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is required of every Java platform", e);
         }
     }
 
@@ -151,7 +180,9 @@ public final class Coverage {
     /** Adds one launch's counts of {@code fn} (arrays indexed by pc). */
     synchronized void add(PtxFunction fn, long[] threads, long[] guardTrue) {
         Insn[] code = fn.code;
-        String key = fn.moduleName + "\u0000" + fn.name + "\u0000" + code.length;
+        // keyed by the module's text, not its name: a mutant loaded under a shipped name must not mix with the shipped
+        // kernel's counts (same length) nor be found in its place (another length), whichever is launched first
+        String key = fn.moduleName + "\u0000" + fn.name + "\u0000" + fn.source;
         Counts c = kernels.get(key);
         if (c == null) {
             int n = 0;
@@ -165,7 +196,7 @@ public final class Coverage {
                 texts[k] = code[i].text;
                 guarded[k++] = code[i].guard >= 0;
             }
-            c = new Counts(fn.moduleName, fn.name, lines, texts, guarded);
+            c = new Counts(fn.moduleName, fn.name, fn.source, lines, texts, guarded);
             kernels.put(key, c);
         }
         for (int i = 0, k = 0; i < code.length; i++) {
@@ -188,12 +219,13 @@ public final class Coverage {
         return kernels.values().stream().map(Counts::snapshot).toList();
     }
 
-    /** The counts of one kernel, if it was launched. */
-    public synchronized Optional<KernelCoverage> kernel(String module, String kernel) {
-        for (Counts c : kernels.values()) {
-            if (c.module.equals(module) && c.kernel.equals(kernel)) return Optional.of(c.snapshot());
-        }
-        return Optional.empty();
+    /**
+     * The counts of one kernel as compiled from the PTX text whose {@link #sourceHash} is {@code source}, if it was
+     * launched. Kernels of the same name from other texts (mutants, test modules) are not part of it.
+     */
+    public synchronized Optional<KernelCoverage> kernel(String module, String kernel, String source) {
+        Counts c = kernels.get(module + "\u0000" + kernel + "\u0000" + source);
+        return c == null ? Optional.empty() : Optional.of(c.snapshot());
     }
 
     /** Forgets every count. */
@@ -222,9 +254,9 @@ public final class Coverage {
         for (KernelCoverage k : list) {
             total += k.total();
             executed += k.executed();
-            sb.append(String.format(Locale.ROOT, "%s %s: %d/%d instructions executed (%.1f%%), %,d thread-instructions%n",
+            sb.append(String.format(Locale.ROOT, "%s %s: %d/%d instructions executed (%.1f%%), %,d thread-instructions%s%n",
                     k.module(), k.kernel(), k.executed(), k.total(), 100.0 * k.executed() / Math.max(1, k.total()),
-                    k.threadInstructions()));
+                    k.threadInstructions(), k.source().isEmpty() ? "" : " (PTX text " + k.source() + ")"));
             List<Instruction> dead = k.notExecuted();
             if (!dead.isEmpty()) {
                 sb.append("  never executed:\n");
@@ -297,12 +329,13 @@ public final class Coverage {
     }
 
     static String toTsv(List<KernelCoverage> list) {
-        StringBuilder sb = new StringBuilder("# module\tkernel\tline\tthreads\tguard_true\tguarded\ttext\n");
+        StringBuilder sb = new StringBuilder("# module\tkernel\tline\tthreads\tguard_true\tguarded\tsource\ttext\n");
         for (KernelCoverage k : list) {
             for (Instruction i : k.instructions()) {
                 sb.append(k.module()).append('\t').append(k.kernel()).append('\t').append(i.line()).append('\t')
                         .append(i.threads()).append('\t').append(i.guardTrue()).append('\t')
-                        .append(i.guarded() ? 1 : 0).append('\t').append(i.text().replace('\t', ' ')).append('\n');
+                        .append(i.guarded() ? 1 : 0).append('\t').append(k.source()).append('\t')
+                        .append(i.text().replace('\t', ' ')).append('\n');
             }
         }
         return sb.toString();
@@ -313,29 +346,31 @@ public final class Coverage {
         Map<String, String[]> names = new LinkedHashMap<>();
         for (String row : text.split("\n")) {
             if (row.isBlank() || row.startsWith("#")) continue;
-            String[] f = row.split("\t", 7);
-            if (f.length != 7) throw new IllegalArgumentException("coverage: malformed row '" + row + "'");
-            String key = f[0] + "\u0000" + f[1];
-            names.putIfAbsent(key, new String[]{f[0], f[1]});
-            byKernel.computeIfAbsent(key, k -> new ArrayList<>()).add(new Instruction(Integer.parseInt(f[2]), f[6],
+            // 8 columns; 7 in files written before the source column (texts never hold a tab: toTsv replaces them)
+            String[] f = row.split("\t", 8);
+            if (f.length != 7 && f.length != 8) throw new IllegalArgumentException("coverage: malformed row '" + row + "'");
+            String source = f.length == 8 ? f[6] : "";
+            String key = f[0] + "\u0000" + f[1] + "\u0000" + source;
+            names.putIfAbsent(key, new String[]{f[0], f[1], source});
+            byKernel.computeIfAbsent(key, k -> new ArrayList<>()).add(new Instruction(Integer.parseInt(f[2]), f[f.length - 1],
                     f[5].equals("1"), Long.parseLong(f[3]), Long.parseLong(f[4])));
         }
         List<KernelCoverage> out = new ArrayList<>();
         for (var e : byKernel.entrySet()) {
             String[] n = names.get(e.getKey());
-            out.add(new KernelCoverage(n[0], n[1], e.getValue()));
+            out.add(new KernelCoverage(n[0], n[1], n[2], e.getValue()));
         }
         return out;
     }
 
-    /** Sums two lists of kernel counts; instructions match by (module, kernel, line, text). */
+    /** Sums two lists of kernel counts; instructions match by (module, kernel, source, line, text). */
     static List<KernelCoverage> merge(List<KernelCoverage> a, List<KernelCoverage> b) {
         Map<String, Map<String, Instruction>> rows = new LinkedHashMap<>();
         Map<String, String[]> names = new LinkedHashMap<>();
         for (List<KernelCoverage> side : List.of(a, b)) {
             for (KernelCoverage k : side) {
-                String key = k.module() + "\u0000" + k.kernel();
-                names.putIfAbsent(key, new String[]{k.module(), k.kernel()});
+                String key = k.module() + "\u0000" + k.kernel() + "\u0000" + k.source();
+                names.putIfAbsent(key, new String[]{k.module(), k.kernel(), k.source()});
                 Map<String, Instruction> m = rows.computeIfAbsent(key, x -> new LinkedHashMap<>());
                 for (Instruction i : k.instructions()) {
                     m.merge(i.line() + "\u0000" + i.text(), i, (p, q) -> new Instruction(p.line(), p.text(),
@@ -348,7 +383,7 @@ public final class Coverage {
             String[] n = names.get(e.getKey());
             List<Instruction> ins = new ArrayList<>(e.getValue().values());
             ins.sort((p, q) -> Integer.compare(p.line(), q.line()));
-            out.add(new KernelCoverage(n[0], n[1], ins));
+            out.add(new KernelCoverage(n[0], n[1], n[2], ins));
         }
         return out;
     }

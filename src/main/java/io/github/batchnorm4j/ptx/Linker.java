@@ -102,6 +102,7 @@ final class Linker {
                 regs, consts, Special.COUNT, entry.staticSharedBytes, entry.dynamicSharedOffset,
                 locals, entry.labels);
         linked.constRegs = cregs;
+        linked.source = entry.source;
         linked.callParamBytes = frames;
         return linked;
     }

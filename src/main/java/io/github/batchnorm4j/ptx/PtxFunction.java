@@ -31,6 +31,8 @@ final class PtxFunction {
     /** Labels to pcs, for messages and tests. */
     final Map<String, Integer> labels;
     final String moduleName;
+    /** {@link Coverage#sourceHash} of the module's PTX text: coverage keys kernels by it (set by the parser). */
+    String source = "";
     /** Registers preloaded with {@link #constants} (constRegs[i] holds constants[i]). */
     int[] constRegs;
     /** Indices into {@link #constants} of constants that are .local variable addresses (relocated when linking). */

@@ -39,7 +39,10 @@ final class PtxParser {
 
     /** Parses a whole module. */
     static PtxModule parse(String moduleName, String text, ModuleSymbols symbols) {
-        return new PtxParser(moduleName, symbols).run(text);
+        PtxModule module = new PtxParser(moduleName, symbols).run(text);
+        String source = Coverage.sourceHash(text);
+        for (PtxFunction f : module.functions.values()) f.source = source;
+        return module;
     }
 
     DeviceException error(int line, String msg) {

@@ -44,7 +44,8 @@
  * <h2>Coverage</h2>
  * {@link io.github.batchnorm4j.ptx.Coverage} counts, per kernel and PTX instruction, the threads that reached it and
  * those whose guard was true; {@code BATCHNORM4J_COVERAGE=<folder>} records every device of a process and writes
- * {@code coverage.tsv} and {@code coverage.txt} there at exit. Off, it costs one null test per warp-instruction.
+ * {@code coverage.tsv} and {@code coverage.txt} there at exit. Kernels are keyed by the module's PTX text as well
+ * as its name, so a mutated text never counts for the original. Off, it costs one null test per warp-instruction.
  *
  * <h2>Floating point</h2>
  * {@code .rn} arithmetic is Java's IEEE arithmetic ({@code Math.fma} for fma/mad); {@code .rz/.rm/.rp} are exact

@@ -38,15 +38,20 @@ class CoverageTest {
             "\ttrap;",                                   // 25: never executed
             "}", "");
 
+    private static final String SOURCE = Coverage.sourceHash(PTX);
+
     private static Coverage run(int threads, int n) {
-        Coverage c = new Coverage();
+        return run(new Coverage(), PTX, threads, n);
+    }
+
+    private static Coverage run(Coverage c, String ptx, int threads, int n) {
         try (EmulatedDevice dev = new EmulatedDevice(EmulatorOptions.defaults(), c);
              DeviceBuffer out = dev.allocate(4L * threads)) {
-            DeviceModule m = dev.loadModule("cov.ptx", PTX);
+            DeviceModule m = dev.loadModule("cov.ptx", ptx);
             dev.launch(m.kernel("cov"), Dim3.of(1), Dim3.of(threads), 0, dev.defaultStream(),
                     new KernelArgs().ptr(out).i32(n));
             assertEquals(dev.metrics().threadInstructions(),
-                    c.kernel("cov.ptx", "cov").orElseThrow().threadInstructions(),
+                    c.kernel("cov.ptx", "cov", Coverage.sourceHash(ptx)).orElseThrow().threadInstructions(),
                     "coverage counts every thread-instruction the metrics count");
         }
         return c;
@@ -58,7 +63,7 @@ class CoverageTest {
 
     @Test
     void countsThreadsAndTrueGuardsPerInstruction() {
-        Coverage.KernelCoverage k = run(64, 40).kernel("cov.ptx", "cov").orElseThrow();
+        Coverage.KernelCoverage k = run(64, 40).kernel("cov.ptx", "cov", SOURCE).orElseThrow();
         assertEquals(64, at(k, 12).threads());
         Coverage.Instruction bra = at(k, 16);
         assertTrue(bra.guarded());
@@ -114,5 +119,49 @@ class CoverageTest {
         String txt = Files.readString(dir.resolve(Coverage.TXT));
         assertTrue(txt.contains("cov.ptx cov: 12/13 instructions executed"), txt);
         assertFalse(txt.isBlank());
+    }
+
+    /**
+     * Mutants loaded under the module's name, launched first, neither stand in for the original text's kernel (a
+     * longer one) nor add to its counts (one of the same length): each text is a kernel of its own.
+     */
+    @Test
+    void textsLoadedUnderOneNameAreCountedApart(@TempDir Path dir) {
+        String sameLength = PTX.replace("%r0, 1000;", "%r0, 1001;");
+        String longer = PTX.replace("\tmov.u32 %r0, %tid.x;", "\tmov.u32 %r0, %tid.x;\n\tmov.u32 %r0, %tid.x;");
+        Coverage c = new Coverage();
+        run(c, longer, 64, 64);
+        run(c, sameLength, 64, 64);
+        run(c, PTX, 32, 20);
+        assertEquals(3, c.kernels().size());
+        Coverage.KernelCoverage k = c.kernel("cov.ptx", "cov", SOURCE).orElseThrow();
+        assertEquals(k, run(32, 20).kernel("cov.ptx", "cov", SOURCE).orElseThrow(),
+                "the original's counts as if no mutant had run");
+        assertEquals(32, at(k, 12).threads());
+        assertEquals(12, at(k, 16).guardTrue());
+        assertEquals(64, at(c.kernel("cov.ptx", "cov", Coverage.sourceHash(sameLength)).orElseThrow(), 12).threads());
+        assertEquals(14, c.kernel("cov.ptx", "cov", Coverage.sourceHash(longer)).orElseThrow().total());
+
+        // the TSV keeps them apart too, through a merge with a second run of the original
+        c.mergeInto(dir);
+        run(32, 20).mergeInto(dir);
+        List<Coverage.KernelCoverage> merged = Coverage.readTsv(dir.resolve(Coverage.TSV));
+        assertEquals(3, merged.size());
+        Coverage.KernelCoverage m = merged.stream().filter(x -> x.source().equals(SOURCE)).findFirst().orElseThrow();
+        assertEquals(64, at(m, 12).threads());
+        assertEquals(13, m.total());
+    }
+
+    @Test
+    void readsFilesWithoutTheSourceColumn(@TempDir Path dir) throws Exception {
+        Path tsv = dir.resolve(Coverage.TSV);
+        Files.writeString(tsv, "# module\tkernel\tline\tthreads\tguard_true\tguarded\ttext\n"
+                + "cov.ptx\tcov\t12\t7\t7\t0\tld.param.u64 %rd0, [p_out];\n"
+                + "cov.ptx\tcov\t16\t7\t3\t1\t@%p0 bra DONE;\n");
+        List<Coverage.KernelCoverage> k = Coverage.readTsv(tsv);
+        assertEquals(1, k.size());
+        assertEquals("", k.get(0).source());
+        assertEquals("@%p0 bra DONE;", at(k.get(0), 16).text());
+        assertEquals(3, at(k.get(0), 16).guardTrue());
     }
 }
