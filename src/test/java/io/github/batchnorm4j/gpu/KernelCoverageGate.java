@@ -39,23 +39,24 @@ final class KernelCoverageGate {
         }
     }
 
-    /** The entries of a shipped module, in file order. */
-    static List<String> entries(String module) {
-        return PtxModules.entryNames(PtxModules.read(module));
-    }
-
     /** Whether instruction i of the kernel is on a 64-bit division's slow path. */
     static boolean excused(List<Coverage.Instruction> ins, int i) {
         if (WIDE_DIVISION.matcher(ins.get(i).text()).matches()) return true;
         return i > 0 && ins.get(i).text().startsWith("bra.uni") && WIDE_DIVISION.matcher(ins.get(i - 1).text()).matches();
     }
 
-    /** The gate's view of every batch-norm kernel (empty Optional inside for a kernel never launched). */
+    /**
+     * The gate's view of every batch-norm kernel (a row of nulls for a kernel never launched): the counts of the PTX
+     * text the host loads ({@link PtxModules#read}), never those of another text loaded under the same module name (a
+     * mutant, whichever was launched first).
+     */
     static List<Row> rows(Coverage coverage) {
         List<Row> rows = new ArrayList<>();
         for (String module : List.of(PtxModules.FORWARD, PtxModules.BACKWARD)) {
-            for (String kernel : entries(module)) {
-                Optional<Coverage.KernelCoverage> k = coverage.kernel(module, kernel);
+            String text = PtxModules.read(module);
+            String source = Coverage.sourceHash(text);
+            for (String kernel : PtxModules.entryNames(text)) {
+                Optional<Coverage.KernelCoverage> k = coverage.kernel(module, kernel, source);
                 if (k.isEmpty()) {
                     rows.add(new Row(module, kernel, 0, 0, 0, null, null));
                     continue;

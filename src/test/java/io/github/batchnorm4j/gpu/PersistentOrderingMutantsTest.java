@@ -90,9 +90,9 @@ class PersistentOrderingMutantsTest {
         int n = shape.elementCountAsInt();
         int c = shape.channels();
         SplittableRandom rng = TestData.random(m.line());
-        // No coverage from mutants: Coverage keys a kernel by module, name and length, and the gate reads the first
-        // launch of a name, so a shorter mutant (a fence deleted) launched first would stand in for the shipped kernel.
-        try (EmulatedDevice dev = new EmulatedDevice(EmulatorOptions.defaults().withBlockOrderSeed(m.line()), null);
+        // (mutants record coverage like any test: Coverage keys kernels by PTX text, so they never count for, or stand
+        // in for, the shipped kernels at the gate)
+        try (EmulatedDevice dev = new EmulatedDevice(EmulatorOptions.defaults().withBlockOrderSeed(m.line()));
              DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev, name -> mutate(name, m));
              DeviceBuffer x = dev.allocate(4L * n); DeviceBuffer dy = dev.allocate(4L * n);
              DeviceBuffer out = dev.allocate(4L * n); DeviceBuffer ch = dev.allocate(4L * 4 * 256)) {
