@@ -240,7 +240,7 @@ public final class MutationRun {
             Coverage coverage = null;
             String coverageSource;
             if (o.coverage != null) {
-                coverage = Coverage.read(o.coverage);
+                coverage = Coverage.read(o.coverage, ptx);
                 coverageSource = o.coverage.toString();
             } else if (o.list) {
                 coverageSource = "none (--list without --coverage does not run the tests)";
@@ -253,7 +253,7 @@ public final class MutationRun {
                 if (coverage == null) {
                     Path recorded = work.resolve("coverage").resolve("coverage.tsv");
                     if (Files.exists(recorded)) {
-                        coverage = Coverage.read(recorded);
+                        coverage = Coverage.read(recorded, ptx);
                         Files.createDirectories(o.out);
                         Files.copy(recorded, o.out.resolve("coverage.tsv"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
                     } else {
@@ -264,7 +264,9 @@ public final class MutationRun {
             for (String m : o.modules) {
                 if (coverage != null && !coverage.knows(m)) {
                     throw new IllegalArgumentException("coverage from " + coverageSource + " has no line of " + m
-                            + ": the tests never load it, so every mutant would survive");
+                            + (coverage.hasOtherTexts(m) ? " as in " + o.source + " (only rows of other PTX texts of it:"
+                            + " recorded before the PTX changed?)" : ": the tests never load it")
+                            + ", so every mutant would survive");
                 }
             }
             return runMutants(o, ptx, all, coverage, coverageSource, command, baseline);

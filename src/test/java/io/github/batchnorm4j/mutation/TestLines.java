@@ -75,7 +75,7 @@ final class TestLines implements TestExecutionListener {
         String target = target(node);
         Integer t = null;
         for (Coverage.KernelCoverage k : coverage.kernels()) {
-            String key = k.module() + "\u0000" + k.kernel() + "\u0000" + k.instructions().size();
+            String key = k.module() + "\u0000" + k.kernel() + "\u0000" + k.source();
             long[] before = previous.computeIfAbsent(key, x -> new long[k.instructions().size()]);
             for (int i = 0; i < before.length; i++) {
                 Coverage.Instruction in = k.instructions().get(i);
