@@ -33,15 +33,17 @@ class EmulatorHalfRoundingTest {
     static Stream<Arguments> cases() {
         List<Arguments> out = new ArrayList<>();
         for (DType t : new DType[] {DType.BFLOAT16, DType.FLOAT16}) {
-            for (Shape s : new Shape[] {Shape.channelsFirst(8, 3, 16, 16),  // runs view, vector path
-                    Shape.channelsFirst(2, 3, 5, 7),                       // runs view, scalar
+            for (Shape s : new Shape[] {Shape.channelsFirst(8, 6, 16, 16),  // runs view, vector path
+                    Shape.channelsFirst(2, 6, 5, 7),                       // runs view, scalar
                     Shape.channelsLast(64, 5, 5, 16),                      // rows view, vector path
-                    Shape.channelsLast(40, 7, 5)}) {                        // rows view, scalar
+                    Shape.channelsLast(40, 7, 5),                          // rows view, scalar
+                    Shape.channelsFirst(2, 6, 33, 33),                     // runs view, scalar (odd runs of 1089)
+                    Shape.channelsLast(16, 9, 9, 40)}) {                    // rows view, vector path, 5 channel units
                 out.add(Arguments.of(t, s, 132));
             }
             // On one SM the grids are small enough that every unroll slot of the streaming loops runs
-            out.add(Arguments.of(t, Shape.channelsFirst(4, 3, 48, 48), 1));
-            out.add(Arguments.of(t, Shape.channelsLast(16, 8, 8, 8), 1));
+            out.add(Arguments.of(t, Shape.channelsFirst(2, 6, 48, 48), 1));
+            out.add(Arguments.of(t, Shape.channelsLast(16, 8, 8, 16), 1));
         }
         return out.stream();
     }
@@ -63,9 +65,13 @@ class EmulatorHalfRoundingTest {
             gamma[ch] = choices[ch % choices.length];
             var[ch] = one;
         }
-        if (dtype == DType.BFLOAT16) x[7] = dtype.encode(3.0e38f); // times 1.5: beyond float32, so +inf
-        x[5] = dtype.encode(Float.NaN);                            // a NaN stays a NaN (its payload is free)
-        dy[5] = dtype.encode(Float.NaN);
+        // Every vector lane and unroll slot meets a NaN (it stays a NaN; its payload is free) and, for bfloat16, a value
+        // whose product with gamma overflows float32 to infinity: strides 61 and 67 are prime to the vector width 8.
+        for (int i = 5; i < n; i += 61) {
+            x[i] = dtype.encode(Float.NaN);
+            dy[i] = dtype.encode(Float.NaN);
+        }
+        if (dtype == DType.BFLOAT16) for (int i = 7; i < n; i += 67) x[i] = dtype.encode(3.0e38f);
         float[] y = expected(dtype, shape, x, gamma);
         float[] dx = expected(dtype, shape, dy, gamma);
         EmulatorOptions o = EmulatorOptions.defaults().withBlockOrderSeed(3).withMultiprocessorCount(sms);
@@ -87,7 +93,8 @@ class EmulatorHalfRoundingTest {
      * Training-mode dx of the bfloat16 dx kernels: with the saved mean 0 and invstd 1, and dy built in pairs of opposite
      * values at equal x within each channel, both gradient sums are exactly 0 (every product and partial sum is exact in
      * float32: x is an integer in [-2, 2), dy an odd multiple of 1/8 below 1 in magnitude, at most 2^17 values a
-     * channel), so dx = gamma·dy exactly; gamma has 9 significant bits (the last one set), so gamma·dy often lies halfway between two
+     * channel), so dx = gamma·dy exactly; gamma has 9 significant bits (the last one set, the one before alternating
+     * between neighbouring channels and between groups of 8, so that every vector lane meets ties of both parities), so gamma·dy often lies halfway between two
      * bfloat16 values.
      */
     @ParameterizedTest(name = "{0} on {1} SMs")
@@ -115,7 +122,7 @@ class EmulatorHalfRoundingTest {
         }
         for (int p : pending) if (p >= 0) dy[p] = 0; // an unpaired last element adds nothing
         float[] gamma = new float[c];
-        for (int ch = 0; ch < c; ch++) gamma[ch] = (rng.nextBoolean() ? 1 : -1) * (1 + (2 * rng.nextInt(128) + 1) / 256f);
+        for (int ch = 0; ch < c; ch++) gamma[ch] = (rng.nextBoolean() ? 1 : -1) * (1 + (4 * rng.nextInt(64) + 2 * ((ch ^ (ch >> 3)) & 1) + 1) / 256f);
         // Channel 1: dy odd integers and gamma 1.5 * 2^126, so that |dy| >= 3 overflows to infinity (dx = gamma * dy)
         gamma[1] = 1.5f * (float) Math.pow(2, 126);
         for (int i = 0; i < n; i++) if (channelOf(shape, i) == 1) dy[i] *= 8;

@@ -49,7 +49,10 @@ class EmulatorPersistentTest {
                 Shape.channelsLast(16, 37),            // rows scalar, one row split
                 Shape.channelsLast(1024, 9),           // rows scalar, 2 full row splits of 512 rows
                 Shape.channelsFirst(40, 3, 99),        // rows view of inner 99 (scalar): blocks of 198 x 1
-                Shape.channelsFirst(20, 8, 99));       // rows view of inner 99 (vec4): blocks of 198 x 1
+                Shape.channelsFirst(20, 8, 99),        // rows view of inner 99 (vec4): blocks of 198 x 1
+                Shape.channelsFirst(4, 1, 1100),       // cf vec4, a block of 1100 units: its end in unit slot 4
+                Shape.channelsFirst(1, 2, 3600),       // cf vec4, a block of 900 units: its end in unit slot 3
+                Shape.channelsLast(330, 9));           // rows scalar, a block of 330 rows: its end in row slot 10
     }
 
     static Stream<Shape> inPlaceShapes() {

@@ -11,7 +11,9 @@ import java.util.Map;
 
 /**
  * Mutants classified as equivalent by reading the code (what no rule detects), one per line, tab-separated:
- * {@code module:line}, the mutated instruction, the reason. {@code #} starts a comment. A survivor that matches is
+ * {@code module:line} or {@code module:kernel}, the mutated instruction, the reason. {@code #} starts a comment. The
+ * kernel form survives rebuilds that move lines (the mutated instruction, registers included, is nearly always unique
+ * in its kernel; where it is not, every copy is meant). A survivor that matches is
  * reported as equivalent with the reason; a killed mutant that matches is an error in the file (it is reported, and
  * stays killed).
  */
@@ -51,6 +53,7 @@ final class Equivalents {
         List<MutationRun.Result> out = new ArrayList<>();
         for (MutationRun.Result r : results) {
             String why = reasons.get(key(r.mutant().module() + ":" + r.mutant().line(), r.mutant().mutated()));
+            if (why == null) why = reasons.get(key(r.mutant().module() + ":" + r.mutant().function(), r.mutant().mutated()));
             if (why != null && r.status() == MutationRun.Status.SURVIVED) {
                 out.add(new MutationRun.Result(r.mutant(), MutationRun.Status.EQUIVALENT, r.seconds(), "by review: " + why));
             } else if (why != null && r.status() != MutationRun.Status.EQUIVALENT) {

@@ -39,6 +39,8 @@ import java.util.stream.Stream;
  */
 public final class MutationRun {
     static final List<String> DEFAULT_MODULES = List.of("batchnorm_forward.ptx", "batchnorm_backward.ptx");
+    /** The reviewed equivalent mutants of the shipped kernels (used when present and no --equivalents is given). */
+    static final Path DEFAULT_EQUIVALENTS = Path.of("src/test/resources/mutation/equivalents.tsv");
     /**
      * The default test subset: every emulator test class of the batch-norm kernels (the contract on 132, 1, 108 and
      * 114 SMs with the same-bits check, float16/bfloat16, in place, streams, the device API, the split operations of
@@ -68,8 +70,9 @@ public final class MutationRun {
         int jobs = 1;
         Path out = Path.of("target/mutation");
         Path coverage;         // executed lines; null: every line counts as executed
-        Path equivalents;      // hand-classified equivalent mutants
+        Path equivalents = DEFAULT_EQUIVALENTS.toFile().exists() ? DEFAULT_EQUIVALENTS : null; // hand-classified
         java.util.Set<String> lines;   // module:line to mutate; null: every line
+        java.util.Set<String> ids;     // mutant ids to run; null: every mutant
         boolean resume;
         boolean list;
         boolean freshJvm;      // a new test JVM per mutant (the older, slower mode) instead of long-lived workers
@@ -139,10 +142,26 @@ public final class MutationRun {
                 case "--equivalents" -> o.equivalents = Path.of(v);
                 case "--lines" -> o.lines = new java.util.HashSet<>(List.of(v.split(",")));
                 case "--pause-command" -> o.pauseCommand = v;
+                case "--survivors" -> o.ids = survivors(Path.of(v));
                 default -> throw new IllegalArgumentException("unknown option " + a + " (see --help)");
             }
         }
         return o;
+    }
+
+    /** The ids of the survivors in a results.jsonl. */
+    private static java.util.Set<String> survivors(Path results) {
+        java.util.Set<String> ids = new java.util.HashSet<>();
+        try {
+            for (String line : Files.readAllLines(results, StandardCharsets.UTF_8)) {
+                if (line.isBlank()) continue;
+                Map<String, Object> j = MiniJson.parseObject(line);
+                if ("survived".equals(j.get("status"))) ids.add((String) j.get("id"));
+            }
+        } catch (IOException e) {
+            throw new IllegalArgumentException("--survivors: cannot read " + results + ": " + e.getMessage());
+        }
+        return ids;
     }
 
     private static int positive(String name, String v) {
@@ -177,8 +196,11 @@ public final class MutationRun {
               --jobs J            mutants run at once (default 1)
               --coverage FILE     executed PTX lines; mutants on other lines are skipped as never executed
               --lines M:L,...     only the mutants of these lines (e.g. batchnorm_backward.ptx:1694), to rerun survivors
-              --equivalents FILE  hand-classified equivalent mutants (tab-separated: module:line, mutated text,
-                                  reason); matching survivors are reported as equivalent with that reason
+              --survivors FILE    only the mutants that survived in FILE (a results.jsonl of an earlier run of the
+                                  same PTX), e.g. to judge them again after adding tests
+              --equivalents FILE  hand-classified equivalent mutants (tab-separated: module:line or module:kernel,
+                                  mutated text, reason); matching survivors are reported as equivalent with that
+                                  reason (default src/test/resources/mutation/equivalents.tsv when present)
               --pause-command CMD run before each mutant (bash -c), e.g. a script that waits while the machine is
                                   needed for something else
               --out DIR           results.jsonl, report.json, report.txt (default target/mutation)
@@ -205,7 +227,8 @@ public final class MutationRun {
         List<PtxMutant> all = new ArrayList<>();
         for (String m : o.modules) {
             for (PtxMutant x : PtxMutator.mutants(m, ptx.get(m))) {
-                if (o.operators.contains(x.operator()) && (o.lines == null || o.lines.contains(m + ":" + x.line()))) {
+                if (o.operators.contains(x.operator()) && (o.lines == null || o.lines.contains(m + ":" + x.line()))
+                        && (o.ids == null || o.ids.contains(x.id()))) {
                     all.add(x);
                 }
             }

@@ -109,6 +109,29 @@ class MutationRunTest {
     }
 
     @Test
+    void survivorsAreJudgedAgainAndEquivalentsMayNameTheKernel() throws Exception {
+        assertEquals(0, MutationRun.run(options(suite().replace("&& sleep 30;", "&& exit 0;"))));
+        Path first = tmp.resolve("first.jsonl");
+        Files.copy(tmp.resolve("out/results.jsonl"), first);
+        // Second run: only the survivors; one is listed by kernel, and a test now kills another.
+        Path eq = tmp.resolve("equivalents.tsv");
+        Files.writeString(eq, "k.ptx:k\tld.global.ca.f32 \t%f1, [%rd2];\tnothing reads %f1\n");
+        MutationRun.Options o = MutationRun.parse(new String[]{"--survivors", first.toString()});
+        String suite = suite().replace("&& sleep 30;", "&& exit 0;");
+        suite = suite.substring(0, suite.lastIndexOf("exit 0"))
+                + "grep -q 'ld.global.nc.f32 \t%f1' \"$p\" && { echo 'FAILED New.test'; exit 1; }; exit 0";
+        MutationRun.Options base = options(suite);
+        base.ids = o.ids;
+        base.equivalents = eq;
+        base.out = tmp.resolve("again");
+        assertEquals(4, o.ids.size(), "the guard and the three .cg changes survived: " + o.ids);
+        assertEquals(0, MutationRun.run(base));
+        String table = Files.readString(tmp.resolve("again/report.txt"));
+        assertTrue(table.contains("result: 1 killed + 0 timeouts of 3 non-equivalent = 33.3%; 2 survived; 1 equivalent"), table);
+        assertTrue(table.contains("by review: nothing reads %f1"), table);
+    }
+
+    @Test
     void aSuiteThatFailsUnmutatedStopsTheRun() throws Exception {
         assertEquals(1, MutationRun.run(options("exit 1")));
         assertThrows(IllegalArgumentException.class, () -> MutationRun.parse(new String[]{"--sample", "0"}));
