@@ -4,7 +4,7 @@
 # equivalent mutants. See docs/mutation-testing.md; `scripts/mutate-ptx.sh --help` lists the options.
 #
 #   scripts/mutate-ptx.sh --sample 20 --seed 1             # a quick look: about 4 minutes (the unmutated run is 2-3)
-#   scripts/mutate-ptx.sh --sample 400 --seed 7 --jobs 2   # a measurement: about 25 minutes on 2 shared cores
+#   scripts/mutate-ptx.sh --sample 400 --seed 7 --jobs 2   # a measurement: 6-25 minutes on 2 shared cores
 #
 # Compiles the test classes (mvn test-compile) when they are older than the sources, and keeps the test class path in
 # target/mutation-classpath.txt. Writes target/mutation/{results.jsonl,report.json,report.txt} unless --out says

@@ -204,9 +204,14 @@ final class BenchCommand implements Callable<Integer> {
                         repeat, warmup, ops0 instanceof DeviceResidentTiming
                                 ? "the device-resident ops (inputs uploaded once)" : "the host API");
                 String maskS = dtype.is16Bit() ? "S/16" : "S/32";
+                // Only the device backends have a persistent path (bench runs it when the tensor fits); the CPU
+                // backend and cuDNN are charged the two-pass traffic.
+                boolean persistent = ops0 instanceof HostArrayBatchNormOps
+                        && trainingPath == DeviceResidentBatchNorm.TrainingPath.AUTO;
                 System.out.println("GB/s = traffic charged / median time: forward-train 3 S (x read twice, y "
-                        + "written; 2 S on the persistent path), forward-eval 2 S (x read, y written), backward 5 S (x "
-                        + "and dy read twice, dx written; 3 S on the persistent path); the fused ops with a residual z: "
+                        + "written" + (persistent ? "; 2 S on the persistent path" : "") + "), forward-eval 2 S (x "
+                        + "read, y written), backward 5 S (x and dy read twice, dx written"
+                        + (persistent ? "; 3 S on the persistent path" : "") + "); the fused ops with a residual z: "
                         + "forward-train-relu 4 S + " + maskS + " (x twice, z, y, the mask), forward-eval-relu 3 S + "
                         + maskS + ", backward-relu 6 S + " + maskS + " (x, dy, mask; x, dz read, dx written)");
                 if (copy != null) {

@@ -61,6 +61,26 @@ class CliReportsTest {
     }
 
     @Test
+    void benchChargesThePersistentTrafficOnlyWhereThereIsAPersistentPath() throws Exception {
+        // The CPU backend has no persistent path: its header must charge the two-pass traffic alone; the emulator
+        // (a device backend, bench's default --path auto) names both, and --path two-pass only the two-pass one.
+        String[] common = {"--shape", "4,3,5,6", "--repeat", "1", "--warmup", "0", "--op", "forward-train"};
+        for (String[] run : new String[][] {{"cpu"}, {"emulator"}, {"emulator", "--path", "two-pass"}}) {
+            List<String> args = new ArrayList<>(List.of("bench", "--backend"));
+            args.addAll(List.of(run));
+            args.addAll(List.of(common));
+            Launcher.Result r = Launcher.run(dir, args.toArray(new String[0]));
+            assertEquals(0, r.exitCode(), r::toString);
+            String header = r.stdout().lines().filter(l -> l.startsWith("GB/s = traffic charged")).findFirst()
+                    .orElseThrow(() -> new AssertionError("no traffic header in " + r));
+            boolean persistent = run.length == 1 && run[0].equals("emulator");
+            assertEquals(persistent, header.contains("2 S on the persistent path"), header);
+            assertEquals(persistent, header.contains("3 S on the persistent path"), header);
+            assertTrue(header.contains("forward-train 3 S (x read twice, y written"), header);
+        }
+    }
+
+    @Test
     void infoListsBackendsAutoAndVersions() throws Exception {
         Launcher.Result text = Launcher.run(dir, "info");
         assertEquals(0, text.exitCode(), text::toString);

@@ -150,6 +150,10 @@ public final class PtxMutator {
                     equivalent = "identical PTX after mutation";
                 }
                 if (equivalent == null && dispatch.contains(i)) equivalent = DIVISION_DISPATCH;
+                if (equivalent == null && c.op == Operator.SWAP && insn.opcode().matches("sub(\\.rn)?\\.f(32|64)")
+                        && onlySquared(lines, i, operands(insn.operands()).get(0))) {
+                    equivalent = ONLY_SQUARED;
+                }
                 if (equivalent == null && c.op == Operator.ARITH && insn.opcode().equals("xor.pred")
                         && c.text.startsWith(insn.guard() + "or.pred")) {
                     List<String> ops = operands(insn.operands());
@@ -189,6 +193,28 @@ public final class PtxMutator {
     }
 
     // ---- operators -------------------------------------------------------------------------------------------------
+
+    static final String ONLY_SQUARED = "the difference is only squared: fl(b - a) = -fl(a - b) exactly, so (b - a)^2 = (a - b)^2";
+
+    /**
+     * Whether register {@code reg}, written on line {@code def}, appears anywhere else in its function (loops
+     * included) only as both factors of a {@code mul} that writes another register.
+     */
+    static boolean onlySquared(String[] lines, int def, String reg) {
+        Pattern use = Pattern.compile(Pattern.quote(reg) + "(?![0-9])");
+        int start = def;
+        while (start > 0 && !lines[start].startsWith("{")) start--;
+        int reads = 0;
+        for (int j = start + 1; j < lines.length && !lines[j].startsWith("}"); j++) {
+            if (j == def) continue;
+            String t = lines[j].trim();
+            if (!use.matcher(t).find()) continue;
+            Matcher m = Pattern.compile("^mul(\\.rn)?\\.f(32|64)\\s+(%\\w+),\\s*(%\\w+),\\s*(%\\w+);").matcher(t);
+            if (!m.find() || !m.group(4).equals(reg) || !m.group(5).equals(reg) || m.group(3).equals(reg)) return false;
+            reads++;
+        }
+        return reads > 0;
+    }
 
     private record Insn(String indent, String guard, String opcode, String operands) {
         String text() {

@@ -123,6 +123,22 @@ class PtxMutatorTest {
     }
 
     @Test
+    void swappedDifferenceThatIsOnlySquaredIsEquivalent() {
+        String ptx = String.join("\n", ".version 8.0", ".visible .entry d(", ")", "{",
+                "\tsub.rn.f32 \t%f3, %f1, %f2;",    // 5: only squared
+                "\tmul.rn.f32 \t%f4, %f3, %f3;",
+                "\tsub.rn.f32 \t%f5, %f1, %f2;",    // 7: also added: a real difference
+                "\tmul.rn.f32 \t%f6, %f5, %f5;",
+                "\tadd.rn.f32 \t%f7, %f6, %f5;",
+                "\tret;", "}", "");
+        List<PtxMutant> ms = PtxMutator.mutants("d.ptx", ptx);
+        PtxMutant s5 = ms.stream().filter(m -> m.line() == 5 && m.operator() == PtxMutator.Operator.SWAP).findFirst().orElseThrow();
+        assertEquals(PtxMutator.ONLY_SQUARED, s5.equivalent());
+        PtxMutant s7 = ms.stream().filter(m -> m.line() == 7 && m.operator() == PtxMutator.Operator.SWAP).findFirst().orElseThrow();
+        assertNull(s7.equivalent(), s7.toString());
+    }
+
+    @Test
     void applyChangesExactlyOneLineAndChecksTheOriginal() {
         List<PtxMutant> ms = PtxMutator.mutants("k.ptx", PTX);
         for (PtxMutant m : ms) {
