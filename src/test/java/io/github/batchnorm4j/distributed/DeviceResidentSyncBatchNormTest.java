@@ -8,7 +8,9 @@ import io.github.batchnorm4j.gpu.DevicePointer;
 import io.github.batchnorm4j.gpu.DeviceResidentBatchNorm;
 import io.github.batchnorm4j.gpu.DeviceStream;
 import io.github.batchnorm4j.ptx.EmulatedDevice;
+import io.github.batchnorm4j.testing.Reference64;
 import io.github.batchnorm4j.testing.TestData;
+import io.github.batchnorm4j.testing.Tolerances;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -149,6 +151,128 @@ class DeviceResidentSyncBatchNormTest {
             assertEquals(1 / Math.sqrt(m2 / n + 1e-5), got[1], 1e-6 * got[1], "invstd");
             assertEquals(mean, got[2], 1e-7 * mean, "running mean (momentum 1)");
             assertEquals(m2 / (n - 1), got[3], 1e-6 * got[3], "running var uses the merged count − 1");
+        }
+    }
+
+    /**
+     * The backward merge decodes a count word past 2^24 too: rank 0's gradient record is hand-made for a piece of
+     * 2^24 + 5 values (its Σdy and Σdy·xhat set to a mean per value of order 1, so Σ/M weighs in dx as in a real
+     * batch), rank 1's is this device's own piece, written by gradientRecord. dx of rank 1's piece, dgamma and dbeta
+     * are checked against the formula in double with M the summed count; a count whose high word were weighted
+     * 2^25 would halve Σ/M (the mutant backward:16242 of the seed-7 mutation run, which the 12 emulator tests
+     * reaching it let pass).
+     */
+    @Test
+    void backwardMergeDecodesCountsPast2To24() {
+        Shape shape = Shape.channelsFirst(3, 3, 4);
+        int ch = shape.channels();
+        int size = Math.toIntExact(shape.elementCount());
+        long local = shape.reductionSize();
+        long remote = (1L << 24) + 5;
+        java.util.SplittableRandom rng = TestData.random(0x5eed16242L);
+        float[] x = TestData.normal(rng, size, 0.5, 2.0);
+        float[] dy = TestData.normal(rng, size, 0.0, 1.0);
+        float[] gamma = TestData.uniform(rng, ch, 0.5, 1.5);
+        float[] mean = TestData.normal(rng, ch, 0.5, 0.2);     // the statistics of the whole batch (given)
+        float[] invstd = TestData.uniform(rng, ch, 0.3, 0.7);
+        float[] perValueDy = TestData.uniform(rng, ch, 0.5, 1.5);
+        float[] perValueDyXhat = TestData.uniform(rng, ch, -1.5, -0.5);
+        int recordFloats = DeviceResidentBatchNorm.gradientRecordFloats(ch);
+        float[] remoteRecord = new float[recordFloats];
+        System.arraycopy(DeviceResidentBatchNorm.countWords(remote), 0, remoteRecord, 0, 2);
+        for (int c = 0; c < ch; c++) {
+            remoteRecord[2 + c] = (float) ((double) perValueDy[c] * remote);             // Σdy
+            remoteRecord[2 + ch + c] = (float) ((double) perValueDyXhat[c] * remote);    // Σdy·xhat
+        }
+        assertTrue(remoteRecord[0] >= 1, "the remote count has a high word");
+
+        double m = local + remote;
+        double[] sumDy = new double[ch], sumDyXhat = new double[ch];
+        for (int c = 0; c < ch; c++) {
+            sumDy[c] = remoteRecord[2 + c];
+            sumDyXhat[c] = remoteRecord[2 + ch + c];
+            for (long j = 0; j < local; j++) {
+                int i = Reference64.index(shape, c, j);
+                sumDy[c] += dy[i];
+                sumDyXhat[c] += dy[i] * ((double) x[i] - mean[c]) * invstd[c];
+            }
+        }
+        double[] expectedDx = new double[size];
+        for (int c = 0; c < ch; c++) {
+            for (long j = 0; j < local; j++) {
+                int i = Reference64.index(shape, c, j);
+                double xhat = ((double) x[i] - mean[c]) * invstd[c];
+                expectedDx[i] = (double) gamma[c] * invstd[c] * (dy[i] - sumDy[c] / m - xhat * sumDyXhat[c] / m);
+            }
+        }
+
+        EmulatedDevice d = devices[1];
+        try (DeviceBuffer b = d.allocate(8192)) {
+            DeviceStream s = d.defaultStream();
+            DevicePointer dx = b.at(0), xp = b.at(512), dyp = b.at(1024), gp = b.at(1536), mp = b.at(1792);
+            DevicePointer ip = b.at(2048), dg = b.at(2304), db = b.at(2560), rec = b.at(4096);
+            d.copyToDevice(x, 0, xp, size, s);
+            d.copyToDevice(dy, 0, dyp, size, s);
+            d.copyToDevice(gamma, 0, gp, ch, s);
+            d.copyToDevice(mean, 0, mp, ch, s);
+            d.copyToDevice(invstd, 0, ip, ch, s);
+            d.copyToDevice(remoteRecord, 0, rec, recordFloats, s);
+            d.copyToDevice(TestData.poisoned(size), 0, dx, size, s);
+            d.copyToDevice(TestData.poisoned(ch), 0, dg, ch, s);
+            d.copyToDevice(TestData.poisoned(ch), 0, db, ch, s);
+            norms[1].gradientRecord(shape, xp, dyp, mp, ip, rec.plus(4L * recordFloats), s);
+            norms[1].backwardWithRecords(shape, xp, dyp, gp, mp, ip, rec, 2, dx, dg, db, s);
+            float[] gotDx = new float[size], gotDg = new float[ch], gotDb = new float[ch];
+            d.copyToHost(dx, gotDx, 0, size, s);
+            d.copyToHost(dg, gotDg, 0, ch, s);
+            d.copyToHost(db, gotDb, 0, ch, s);
+            Tolerances.assertGradient("dx", expectedDx, gotDx);
+            Tolerances.assertGradient("dgamma", sumDyXhat, gotDg);
+            Tolerances.assertGradient("dbeta", sumDy, gotDb);
+        }
+    }
+
+    /**
+     * A merge of two records of unequal counts without running statistics (SyncBatchNorm without
+     * track_running_stats): y of this rank's piece, saveMean and saveInvstd equal batch norm over the concatenated
+     * batch. The host passes its workspace as the running buffers it leaves out, and the kernel must not touch them:
+     * a fresh DeviceResidentBatchNorm makes that workspace never-written memory, so the emulator refuses any read of
+     * it (the mutant forward:20309 of the seed-7 mutation run, which runs the running-statistics update whatever the
+     * flag says, fails here; on hardware its stores would be overwritten by the same thread's coefficients).
+     */
+    @Test
+    void mergeWithoutRunningStatisticsMatchesTheConcatenatedBatch() {
+        Shape p0 = Shape.channelsFirst(2, 5, 4), p1 = Shape.channelsFirst(3, 5, 4), whole = Shape.channelsFirst(5, 5, 4);
+        int n0 = Math.toIntExact(p0.elementCount()), n1 = Math.toIntExact(p1.elementCount()), ch = 5;
+        java.util.SplittableRandom rng = TestData.random(0x5eed20309L);
+        float[] x = TestData.normal(rng, n0 + n1, 3.0, 2.0);   // rank 0's rows, then rank 1's (batch order)
+        float[] gamma = TestData.uniform(rng, ch, 0.5, 1.5);
+        float[] beta = TestData.normal(rng, ch, 0.0, 1.0);
+        Reference64.Forward ref = Reference64.forwardTraining(whole, x, gamma, beta, 1e-5, null, null, 0.1);
+        double[] expectedY = java.util.Arrays.copyOfRange(ref.y(), n0, n0 + n1);
+        int rf = DeviceResidentBatchNorm.statisticsRecordFloats(ch);
+        EmulatedDevice d = devices[2];
+        try (DeviceResidentBatchNorm fresh = new DeviceResidentBatchNorm(d); DeviceBuffer b = d.allocate(8192)) {
+            DeviceStream s = d.defaultStream();
+            DevicePointer x0 = b.at(0), x1 = b.at(512), rec = b.at(1024), y = b.at(2048), gp = b.at(3072);
+            DevicePointer bp = b.at(3328), sm = b.at(3584), si = b.at(3840);
+            d.copyToDevice(x, 0, x0, n0, s);
+            d.copyToDevice(x, n0, x1, n1, s);
+            d.copyToDevice(gamma, 0, gp, ch, s);
+            d.copyToDevice(beta, 0, bp, ch, s);
+            d.copyToDevice(TestData.poisoned(n1), 0, y, n1, s);
+            d.copyToDevice(TestData.poisoned(ch), 0, sm, ch, s);
+            d.copyToDevice(TestData.poisoned(ch), 0, si, ch, s);
+            fresh.statisticsRecord(p0, x0, rec, s);
+            fresh.statisticsRecord(p1, x1, rec.plus(4L * rf), s);
+            fresh.forwardWithRecords(p1, x1, rec, 2, gp, bp, 1e-5, null, null, 0.1, y, sm, si, s);
+            float[] gotY = new float[n1], gotMean = new float[ch], gotInvstd = new float[ch];
+            d.copyToHost(y, gotY, 0, n1, s);
+            d.copyToHost(sm, gotMean, 0, ch, s);
+            d.copyToHost(si, gotInvstd, 0, ch, s);
+            Tolerances.assertForward("y", expectedY, gotY);
+            Tolerances.assertForward("saveMean", ref.mean(), gotMean);
+            Tolerances.assertForward("saveInvstd", ref.invstd(), gotInvstd);
         }
     }
 
