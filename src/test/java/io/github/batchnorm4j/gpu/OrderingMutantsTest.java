@@ -155,7 +155,8 @@ class OrderingMutantsTest {
         int c = shape.channels();
         long skew = vec ? 0 : 4;   // a pointer 4 bytes off a 16-byte boundary takes the scalar kernels
         SplittableRandom rng = TestData.random(m.line());
-        try (EmulatedDevice dev = new EmulatedDevice(options);
+        // no coverage: a mutant is a text of its own (see PersistentOrderingMutantsTest), its rows would be noise
+        try (EmulatedDevice dev = new EmulatedDevice(options, null);
              DeviceResidentBatchNorm bn = new DeviceResidentBatchNorm(dev, name -> mutate(name, m));
              DeviceBuffer x = dev.allocate(4L * n + 16); DeviceBuffer dy = dev.allocate(4L * n + 16);
              DeviceBuffer out = dev.allocate(4L * n + 16); DeviceBuffer ch = dev.allocate(4L * 6 * 64)) {
