@@ -140,79 +140,24 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
     protected void doForwardTraining(Shape shape, float[] x, float[] gamma, float[] beta, double eps,
                                      float[] runningMean, float[] runningVar, double momentum, float[] y,
                                      float[] saveMean, float[] saveInvstd) {
-        checkEpsilon(eps);
-        TensorLayout4d.of(shape); // reject shapes cuDNN cannot describe before allocating anything
-        int n = shape.elementCountAsInt();
-        int c = shape.channels();
-        boolean running = runningMean != null;
-        float[] yOut = new float[n];
-        float[] meanOut = new float[c];
-        float[] invstdOut = new float[c];
-        float[] rmOut = new float[c];
-        float[] rvOut = new float[c];
-        try (Scope s = new Scope()) {
-            DevicePointer dRm = running ? s.upload(runningMean) : null;
-            DevicePointer dRv = running ? s.upload(runningVar) : null;
-            DevicePointer dy = s.alloc(n);
-            DevicePointer dMean = s.alloc(c);
-            DevicePointer dInvstd = s.alloc(c);
-            forwardTrainingOnDevice(shape, s.upload(x), s.uploadOrNull(gamma), s.uploadOrNull(beta), eps, dRm, dRv,
-                    momentum, dy, dMean, dInvstd);
-            s.download(dy, yOut);
-            s.download(dMean, meanOut);
-            s.download(dInvstd, invstdOut);
-            if (running) {
-                s.download(dRm, rmOut);
-                s.download(dRv, rvOut);
-            }
-        }
-        System.arraycopy(yOut, 0, y, 0, n);
-        System.arraycopy(meanOut, 0, saveMean, 0, c);
-        System.arraycopy(invstdOut, 0, saveInvstd, 0, c);
-        if (running) {
-            System.arraycopy(rmOut, 0, runningMean, 0, c);
-            System.arraycopy(rvOut, 0, runningVar, 0, c);
-        }
+        forwardTrainingStaged(Elements.FLOAT32, shape, x, gamma, beta, eps, runningMean, runningVar, y, saveMean,
+                saveInvstd, (dx, dg, db, dRm, dRv, dy, dMean, dInvstd) -> forwardTrainingOnDevice(shape, dx, dg, db,
+                        eps, dRm, dRv, momentum, dy, dMean, dInvstd));
     }
 
     @Override
     protected void doForwardInference(Shape shape, float[] x, float[] gamma, float[] beta, float[] runningMean,
                                       float[] runningVar, double eps, float[] y) {
-        checkEpsilon(eps);
-        TensorLayout4d.of(shape);
-        int n = shape.elementCountAsInt();
-        float[] yOut = new float[n];
-        try (Scope s = new Scope()) {
-            DevicePointer dy = s.alloc(n);
-            forwardInferenceOnDevice(shape, s.upload(x), s.uploadOrNull(gamma), s.uploadOrNull(beta),
-                    s.upload(runningMean), s.upload(runningVar), eps, dy);
-            s.download(dy, yOut);
-        }
-        System.arraycopy(yOut, 0, y, 0, n);
+        forwardInferenceStaged(Elements.FLOAT32, shape, x, gamma, beta, runningMean, runningVar, eps, y,
+                (dx, dg, db, dRm, dRv, dy) -> forwardInferenceOnDevice(shape, dx, dg, db, dRm, dRv, eps, dy));
     }
 
     @Override
     protected void doBackwardTraining(Shape shape, float[] x, float[] dy, float[] gamma, float[] saveMean,
                                       float[] saveInvstd, float[] dx, float[] dgamma, float[] dbeta) {
-        TensorLayout4d.of(shape);
-        int n = shape.elementCountAsInt();
-        int c = shape.channels();
-        float[] dxOut = new float[n];
-        float[] dgOut = new float[c];
-        float[] dbOut = new float[c];
-        try (Scope s = new Scope()) {
-            DevicePointer dDx = s.alloc(n);
-            DevicePointer dDg = dgamma != null ? s.alloc(c) : null;
-            DevicePointer dDb = dbeta != null ? s.alloc(c) : null;
-            backwardTrainingOnDevice(shape, s.upload(x), s.upload(dy), s.uploadOrNull(gamma), s.upload(saveMean),
-                    s.upload(saveInvstd), dDx, dDg, dDb);
-            s.download(dDx, dxOut);
-            if (dgamma != null) s.download(dDg, dgOut);
-            if (dbeta != null) s.download(dDb, dbOut);
-        }
-        System.arraycopy(dxOut, 0, dx, 0, n);
-        if (dgamma != null) System.arraycopy(dgOut, 0, dgamma, 0, c);
-        if (dbeta != null) System.arraycopy(dbOut, 0, dbeta, 0, c);
+        backwardTrainingStaged(Elements.FLOAT32, shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta,
+                (dX, dDy, dg, dMean, dInvstd, dDx, dDg, dDb) -> backwardTrainingOnDevice(shape, dX, dDy, dg, dMean,
+                        dInvstd, dDx, dDg, dDb));
     }
 
     // ---- 16-bit host API: cuDNN's half and bfloat16 data types; what cuDNN lacks for float32 it lacks here too ----
@@ -239,12 +184,86 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
     protected void doForwardTraining(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta, double eps,
                                      float[] runningMean, float[] runningVar, double momentum, short[] y,
                                      float[] saveMean, float[] saveInvstd) {
+        forwardTrainingStaged(Elements.BITS16, shape, x, gamma, beta, eps, runningMean, runningVar, y, saveMean,
+                saveInvstd, (dx, dg, db, dRm, dRv, dy, dMean, dInvstd) -> forwardTrainingOnDevice(shape, dtype, dx,
+                        dg, db, eps, dRm, dRv, momentum, dy, dMean, dInvstd));
+    }
+
+    @Override
+    protected void doForwardInference(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta,
+                                      float[] runningMean, float[] runningVar, double eps, short[] y) {
+        forwardInferenceStaged(Elements.BITS16, shape, x, gamma, beta, runningMean, runningVar, eps, y,
+                (dx, dg, db, dRm, dRv, dy) -> forwardInferenceOnDevice(shape, dtype, dx, dg, db, dRm, dRv, eps, dy));
+    }
+
+    @Override
+    protected void doBackwardTraining(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
+                                      float[] saveMean, float[] saveInvstd, short[] dx, float[] dgamma,
+                                      float[] dbeta) {
+        backwardTrainingStaged(Elements.BITS16, shape, x, dy, gamma, saveMean, saveInvstd, dx, dgamma, dbeta,
+                (dX, dDy, dg, dMean, dInvstd, dDx, dDg, dDb) -> backwardTrainingOnDevice(shape, dtype, dX, dDy, dg,
+                        dMean, dInvstd, dDx, dDg, dDb));
+    }
+
+    // ---- the staging shared by the float32 and 16-bit host calls: only the element array and its width differ ----
+
+    /** The device call of a training forward, its buffers already staged (running pointers null when off). */
+    @FunctionalInterface
+    private interface ForwardTrainingCall {
+        void run(DevicePointer x, DevicePointer gamma, DevicePointer beta, DevicePointer runningMean,
+                 DevicePointer runningVar, DevicePointer y, DevicePointer saveMean, DevicePointer saveInvstd);
+    }
+
+    /** The device call of an inference forward, its buffers already staged. */
+    @FunctionalInterface
+    private interface ForwardInferenceCall {
+        void run(DevicePointer x, DevicePointer gamma, DevicePointer beta, DevicePointer runningMean,
+                 DevicePointer runningVar, DevicePointer y);
+    }
+
+    /** The device call of a training backward, its buffers already staged (dgamma/dbeta null when not wanted). */
+    @FunctionalInterface
+    private interface BackwardTrainingCall {
+        void run(DevicePointer x, DevicePointer dy, DevicePointer gamma, DevicePointer saveMean,
+                 DevicePointer saveInvstd, DevicePointer dx, DevicePointer dgamma, DevicePointer dbeta);
+    }
+
+    /**
+     * The data tensors' host array type and device width: float[] of 4-byte floats or short[] of 16-bit values
+     * (half or bfloat16; the dtype travels in the device call). Parameters and statistics are float32 either way.
+     */
+    private interface Elements<A> {
+        Elements<float[]> FLOAT32 = new Elements<>() {
+            public float[] newArray(int n) { return new float[n]; }
+            public DevicePointer alloc(Scope s, int n) { return s.alloc(n); }
+            public DevicePointer upload(Scope s, float[] host) { return s.upload(host); }
+            public void download(Scope s, DevicePointer p, float[] host) { s.download(p, host); }
+        };
+        Elements<short[]> BITS16 = new Elements<>() {
+            public short[] newArray(int n) { return new short[n]; }
+            public DevicePointer alloc(Scope s, int n) { return s.alloc16(n); }
+            public DevicePointer upload(Scope s, short[] host) { return s.upload(host); }
+            public void download(Scope s, DevicePointer p, short[] host) { s.download(p, host); }
+        };
+
+        A newArray(int n);
+
+        DevicePointer alloc(Scope s, int n);
+
+        DevicePointer upload(Scope s, A host);
+
+        void download(Scope s, DevicePointer p, A host);
+    }
+
+    private <A> void forwardTrainingStaged(Elements<A> e, Shape shape, A x, float[] gamma, float[] beta, double eps,
+                                           float[] runningMean, float[] runningVar, A y, float[] saveMean,
+                                           float[] saveInvstd, ForwardTrainingCall call) {
         checkEpsilon(eps);
-        TensorLayout4d.of(shape);
+        TensorLayout4d.of(shape); // reject shapes cuDNN cannot describe before allocating anything
         int n = shape.elementCountAsInt();
         int c = shape.channels();
         boolean running = runningMean != null;
-        short[] yOut = new short[n];
+        A yOut = e.newArray(n);
         float[] meanOut = new float[c];
         float[] invstdOut = new float[c];
         float[] rmOut = new float[c];
@@ -252,12 +271,11 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
         try (Scope s = new Scope()) {
             DevicePointer dRm = running ? s.upload(runningMean) : null;
             DevicePointer dRv = running ? s.upload(runningVar) : null;
-            DevicePointer dy = s.alloc16(n);
+            DevicePointer dy = e.alloc(s, n);
             DevicePointer dMean = s.alloc(c);
             DevicePointer dInvstd = s.alloc(c);
-            forwardTrainingOnDevice(shape, dtype, s.upload(x), s.uploadOrNull(gamma), s.uploadOrNull(beta), eps, dRm,
-                    dRv, momentum, dy, dMean, dInvstd);
-            s.download(dy, yOut);
+            call.run(e.upload(s, x), s.uploadOrNull(gamma), s.uploadOrNull(beta), dRm, dRv, dy, dMean, dInvstd);
+            e.download(s, dy, yOut);
             s.download(dMean, meanOut);
             s.download(dInvstd, invstdOut);
             if (running) {
@@ -274,39 +292,38 @@ public final class CudnnBatchNormOps extends AbstractBatchNormOps implements Dev
         }
     }
 
-    @Override
-    protected void doForwardInference(Shape shape, DType dtype, short[] x, float[] gamma, float[] beta,
-                                      float[] runningMean, float[] runningVar, double eps, short[] y) {
+    private <A> void forwardInferenceStaged(Elements<A> e, Shape shape, A x, float[] gamma, float[] beta,
+                                            float[] runningMean, float[] runningVar, double eps, A y,
+                                            ForwardInferenceCall call) {
         checkEpsilon(eps);
         TensorLayout4d.of(shape);
         int n = shape.elementCountAsInt();
-        short[] yOut = new short[n];
+        A yOut = e.newArray(n);
         try (Scope s = new Scope()) {
-            DevicePointer dy = s.alloc16(n);
-            forwardInferenceOnDevice(shape, dtype, s.upload(x), s.uploadOrNull(gamma), s.uploadOrNull(beta),
-                    s.upload(runningMean), s.upload(runningVar), eps, dy);
-            s.download(dy, yOut);
+            DevicePointer dy = e.alloc(s, n);
+            call.run(e.upload(s, x), s.uploadOrNull(gamma), s.uploadOrNull(beta), s.upload(runningMean),
+                    s.upload(runningVar), dy);
+            e.download(s, dy, yOut);
         }
         System.arraycopy(yOut, 0, y, 0, n);
     }
 
-    @Override
-    protected void doBackwardTraining(Shape shape, DType dtype, short[] x, short[] dy, float[] gamma,
-                                      float[] saveMean, float[] saveInvstd, short[] dx, float[] dgamma,
-                                      float[] dbeta) {
+    private <A> void backwardTrainingStaged(Elements<A> e, Shape shape, A x, A dy, float[] gamma, float[] saveMean,
+                                            float[] saveInvstd, A dx, float[] dgamma, float[] dbeta,
+                                            BackwardTrainingCall call) {
         TensorLayout4d.of(shape);
         int n = shape.elementCountAsInt();
         int c = shape.channels();
-        short[] dxOut = new short[n];
+        A dxOut = e.newArray(n);
         float[] dgOut = new float[c];
         float[] dbOut = new float[c];
         try (Scope s = new Scope()) {
-            DevicePointer dDx = s.alloc16(n);
+            DevicePointer dDx = e.alloc(s, n);
             DevicePointer dDg = dgamma != null ? s.alloc(c) : null;
             DevicePointer dDb = dbeta != null ? s.alloc(c) : null;
-            backwardTrainingOnDevice(shape, dtype, s.upload(x), s.upload(dy), s.uploadOrNull(gamma),
-                    s.upload(saveMean), s.upload(saveInvstd), dDx, dDg, dDb);
-            s.download(dDx, dxOut);
+            call.run(e.upload(s, x), e.upload(s, dy), s.uploadOrNull(gamma), s.upload(saveMean), s.upload(saveInvstd),
+                    dDx, dDg, dDb);
+            e.download(s, dDx, dxOut);
             if (dgamma != null) s.download(dDg, dgOut);
             if (dbeta != null) s.download(dDb, dbOut);
         }
