@@ -175,8 +175,7 @@ public final class ArgumentChecks<T> {
             BatchNormOptions.checkMomentum(momentum);
         }
         tensor("y", shape, y);
-        channels("saveMean", shape, saveMean);
-        channels("saveInvstd", shape, saveInvstd);
+        saved(shape, saveMean, saveInvstd);
     }
 
     /** The arguments of {@link BatchNormOps#forwardInference}. */
@@ -184,9 +183,7 @@ public final class ArgumentChecks<T> {
         tensor("x", shape, x);
         optionalChannels("gamma", shape, gamma);
         optionalChannels("beta", shape, beta);
-        channels("runningMean", shape, runningMean);
-        channels("runningVar", shape, runningVar);
-        BatchNormOptions.checkEps(eps);
+        runningStatistics(shape, runningMean, runningVar, eps);
         tensor("y", shape, y);
         apart(in("x", x), in("gamma", gamma), in("beta", beta), in("runningMean", runningMean),
                 in("runningVar", runningVar), out("y", y));
@@ -218,11 +215,8 @@ public final class ArgumentChecks<T> {
         tensor("x", shape, x);
         tensor("dy", shape, dy);
         optionalChannels("gamma", shape, gamma);
-        channels("saveMean", shape, saveMean);
-        channels("saveInvstd", shape, saveInvstd);
-        tensor("dx", shape, dx);
-        optionalChannels("dgamma", shape, dgamma);
-        optionalChannels("dbeta", shape, dbeta);
+        saved(shape, saveMean, saveInvstd);
+        gradients(shape, dx, null, dgamma, dbeta);
         apart(in("x", x), in("dy", dy), in("gamma", gamma), in("saveMean", saveMean),
                 in("saveInvstd", saveInvstd), out("dx", dx), out("dgamma", dgamma), out("dbeta", dbeta));
     }
@@ -231,8 +225,7 @@ public final class ArgumentChecks<T> {
     public void gradientSums(Shape shape, T x, T dy, T saveMean, T saveInvstd) {
         tensor("x", shape, x);
         tensor("dy", shape, dy);
-        channels("saveMean", shape, saveMean);
-        channels("saveInvstd", shape, saveInvstd);
+        saved(shape, saveMean, saveInvstd);
     }
 
     /**
@@ -251,21 +244,43 @@ public final class ArgumentChecks<T> {
     /** Throws unless the merged statistics describe the shape's C channels over more than one value. */
     public static void statistics(String name, Shape shape, ChannelStatistics s) {
         if (s == null) throw new IllegalArgumentException(name + " must not be null");
-        if (s.channels() != shape.channels()) {
-            throw new IllegalArgumentException(name + ": expected " + shape.channels() + " channels (of " + shape
-                    + "), got " + s.channels());
-        }
-        mergedCount(name + " (count)", s.count());
+        mergedRecord(name, shape, s.channels(), s.count());
     }
 
     /** Throws unless the merged sums describe the shape's C channels over more than one value. */
     public static void sums(String name, Shape shape, GradientSums s) {
         if (s == null) throw new IllegalArgumentException(name + " must not be null");
-        if (s.channels() != shape.channels()) {
+        mergedRecord(name, shape, s.channels(), s.count());
+    }
+
+    /** A merged record's C (against the shape's) and count, once it is known to be non-null. */
+    private static void mergedRecord(String name, Shape shape, int channels, long count) {
+        if (channels != shape.channels()) {
             throw new IllegalArgumentException(name + ": expected " + shape.channels() + " channels (of " + shape
-                    + "), got " + s.channels());
+                    + "), got " + channels);
         }
-        mergedCount(name + " (count)", s.count());
+        mergedCount(name + " (count)", count);
+    }
+
+    /** The running statistics an inference op reads, then its eps (in this order, so the first bad one is named). */
+    private void runningStatistics(Shape shape, T runningMean, T runningVar, double eps) {
+        channels("runningMean", shape, runningMean);
+        channels("runningVar", shape, runningVar);
+        BatchNormOptions.checkEps(eps);
+    }
+
+    /** The statistics a training forward saves and its backward reads. */
+    private void saved(Shape shape, T saveMean, T saveInvstd) {
+        channels("saveMean", shape, saveMean);
+        channels("saveInvstd", shape, saveInvstd);
+    }
+
+    /** A backward's outputs: dx, then the optional dz (ReLU variants; null elsewhere), dgamma and dbeta. */
+    private void gradients(Shape shape, T dx, T dz, T dgamma, T dbeta) {
+        tensor("dx", shape, dx);
+        optionalTensor("dz", shape, dz);
+        optionalChannels("dgamma", shape, dgamma);
+        optionalChannels("dbeta", shape, dbeta);
     }
 
     /** The arguments of {@link BatchNormOps#backwardInference}. */
@@ -274,12 +289,8 @@ public final class ArgumentChecks<T> {
         tensor("x", shape, x);
         tensor("dy", shape, dy);
         optionalChannels("gamma", shape, gamma);
-        channels("runningMean", shape, runningMean);
-        channels("runningVar", shape, runningVar);
-        BatchNormOptions.checkEps(eps);
-        tensor("dx", shape, dx);
-        optionalChannels("dgamma", shape, dgamma);
-        optionalChannels("dbeta", shape, dbeta);
+        runningStatistics(shape, runningMean, runningVar, eps);
+        gradients(shape, dx, null, dgamma, dbeta);
         apart(in("x", x), in("dy", dy), in("gamma", gamma), in("runningMean", runningMean),
                 in("runningVar", runningVar), out("dx", dx), out("dgamma", dgamma), out("dbeta", dbeta));
     }
@@ -324,9 +335,7 @@ public final class ArgumentChecks<T> {
         optionalTensor("z", shape, z);
         optionalChannels("gamma", shape, gamma);
         optionalChannels("beta", shape, beta);
-        channels("runningMean", shape, runningMean);
-        channels("runningVar", shape, runningVar);
-        BatchNormOptions.checkEps(eps);
+        runningStatistics(shape, runningMean, runningVar, eps);
         tensor("y", shape, y);
         mask("mask", shape, mask, false);
         apart(in("x", x), in("z", z), in("gamma", gamma), in("beta", beta), in("runningMean", runningMean),
@@ -341,12 +350,8 @@ public final class ArgumentChecks<T> {
         training(shape);
         mask("mask", shape, mask, true);
         optionalChannels("gamma", shape, gamma);
-        channels("saveMean", shape, saveMean);
-        channels("saveInvstd", shape, saveInvstd);
-        tensor("dx", shape, dx);
-        optionalTensor("dz", shape, dz);
-        optionalChannels("dgamma", shape, dgamma);
-        optionalChannels("dbeta", shape, dbeta);
+        saved(shape, saveMean, saveInvstd);
+        gradients(shape, dx, dz, dgamma, dbeta);
         apart(in("x", x), in("dy", dy), in("mask", mask), in("gamma", gamma), in("saveMean", saveMean),
                 in("saveInvstd", saveInvstd), out("dx", dx), out("dz", dz), out("dgamma", dgamma),
                 out("dbeta", dbeta));
@@ -359,13 +364,8 @@ public final class ArgumentChecks<T> {
         tensor("dy", shape, dy);
         mask("mask", shape, mask, true);
         optionalChannels("gamma", shape, gamma);
-        channels("runningMean", shape, runningMean);
-        channels("runningVar", shape, runningVar);
-        BatchNormOptions.checkEps(eps);
-        tensor("dx", shape, dx);
-        optionalTensor("dz", shape, dz);
-        optionalChannels("dgamma", shape, dgamma);
-        optionalChannels("dbeta", shape, dbeta);
+        runningStatistics(shape, runningMean, runningVar, eps);
+        gradients(shape, dx, dz, dgamma, dbeta);
         apart(in("x", x), in("dy", dy), in("mask", mask), in("gamma", gamma), in("runningMean", runningMean),
                 in("runningVar", runningVar), out("dx", dx), out("dz", dz), out("dgamma", dgamma),
                 out("dbeta", dbeta));
