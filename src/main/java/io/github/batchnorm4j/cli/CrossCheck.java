@@ -427,23 +427,18 @@ public final class CrossCheck {
                 float[] rm = in.runningMean().clone();
                 float[] rv = in.runningVar().clone();
                 float[] y = poisoned(n);
-                int[] mask = new int[(n + 31) / 32];
-                Arrays.fill(mask, -1);
+                int[] mask = poisonedMask(n);
                 float[] mean = poisoned(c);
                 float[] invstd = poisoned(c);
                 ops.forwardTrainingRelu(s, in.x(), z, in.gamma(), in.beta(), EPS, rm, rv, MOMENTUM, y, mask, mean,
                         invstd);
                 out.put("y", y);
                 out.put("mask", bitsOf(mask, n));
-                out.put("save_mean", mean);
-                out.put("save_invstd", invstd);
-                out.put("running_mean", rm);
-                out.put("running_var", rv);
+                putSaved(out, mean, invstd, rm, rv);
             }
             case "forward-eval-relu" -> {
                 float[] y = poisoned(n);
-                int[] mask = new int[(n + 31) / 32];
-                Arrays.fill(mask, -1);
+                int[] mask = poisonedMask(n);
                 ops.forwardInferenceRelu(s, in.x(), z, in.gamma(), in.beta(), in.runningMean(), in.runningVar(), EPS,
                         y, mask);
                 out.put("y", y);
@@ -481,12 +476,7 @@ public final class CrossCheck {
                 ops.forwardTraining(s, in.x(), full ? in.gamma() : null, full ? in.beta() : null, EPS, rm, rv,
                         MOMENTUM, y, mean, invstd);
                 out.put("y", y);
-                out.put("save_mean", mean);
-                out.put("save_invstd", invstd);
-                if (full) {
-                    out.put("running_mean", rm);
-                    out.put("running_var", rv);
-                }
+                putSaved(out, mean, invstd, rm, rv);
             }
             case "forward-eval" -> {
                 float[] y = poisoned(n);
@@ -513,16 +503,7 @@ public final class CrossCheck {
                 out.put("dbeta", dbeta);
             }
             case "statistics" -> {
-                ChannelStatistics st = ops.statistics(s, in.x());
-                float[] mean = new float[c];
-                float[] var = new float[c];
-                for (int k = 0; k < c; k++) {
-                    mean[k] = (float) st.mean(k);
-                    var[k] = (float) st.variance(k);
-                }
-                out.put("count", new float[] {st.count()});
-                out.put("mean", mean);
-                out.put("var", var);
+                putStatistics(out, ops.statistics(s, in.x()), c);
             }
             case "normalize" -> {
                 float[][] st = exactStatistics(in);
@@ -552,23 +533,18 @@ public final class CrossCheck {
                 float[] rm = in.runningMean().clone();
                 float[] rv = in.runningVar().clone();
                 short[] y = poisoned16(n);
-                int[] mask = new int[(n + 31) / 32];
-                Arrays.fill(mask, -1);
+                int[] mask = poisonedMask(n);
                 float[] mean = poisoned(c);
                 float[] invstd = poisoned(c);
                 ops.forwardTrainingRelu(s, t, x, z, in.gamma(), in.beta(), EPS, rm, rv, MOMENTUM, y, mask, mean,
                         invstd);
                 out.put("y", t.decode(y));
                 out.put("mask", bitsOf(mask, n));
-                out.put("save_mean", mean);
-                out.put("save_invstd", invstd);
-                out.put("running_mean", rm);
-                out.put("running_var", rv);
+                putSaved(out, mean, invstd, rm, rv);
             }
             case "forward-eval-relu" -> {
                 short[] y = poisoned16(n);
-                int[] mask = new int[(n + 31) / 32];
-                Arrays.fill(mask, -1);
+                int[] mask = poisonedMask(n);
                 ops.forwardInferenceRelu(s, t, x, z, in.gamma(), in.beta(), in.runningMean(), in.runningVar(), EPS,
                         y, mask);
                 out.put("y", t.decode(y));
@@ -605,12 +581,7 @@ public final class CrossCheck {
                 ops.forwardTraining(s, t, x, full ? in.gamma() : null, full ? in.beta() : null, EPS, rm, rv,
                         MOMENTUM, y, mean, invstd);
                 out.put("y", t.decode(y));
-                out.put("save_mean", mean);
-                out.put("save_invstd", invstd);
-                if (full) {
-                    out.put("running_mean", rm);
-                    out.put("running_var", rv);
-                }
+                putSaved(out, mean, invstd, rm, rv);
             }
             case "forward-eval" -> {
                 short[] y = poisoned16(n);
@@ -636,16 +607,7 @@ public final class CrossCheck {
                 out.put("dbeta", dbeta);
             }
             case "statistics" -> {
-                ChannelStatistics st = ops.statistics(s, t, x);
-                float[] mean = new float[c];
-                float[] var = new float[c];
-                for (int k = 0; k < c; k++) {
-                    mean[k] = (float) st.mean(k);
-                    var[k] = (float) st.variance(k);
-                }
-                out.put("count", new float[] {st.count()});
-                out.put("mean", mean);
-                out.put("var", var);
+                putStatistics(out, ops.statistics(s, t, x), c);
             }
             case "normalize" -> {
                 float[][] st = exactStatistics(in);
@@ -656,6 +618,36 @@ public final class CrossCheck {
             default -> throw new IllegalArgumentException(op + " has no 16-bit form");
         }
         return out;
+    }
+
+    /** A ReLU mask of all ones: a bit a backend forgets to clear fails (as poisoned() does for values). */
+    private static int[] poisonedMask(int n) {
+        int[] mask = new int[(n + 31) / 32];
+        Arrays.fill(mask, -1);
+        return mask;
+    }
+
+    /** A training forward's saved statistics, then the running ones when it updated them (rm null: it did not). */
+    private static void putSaved(Map<String, float[]> out, float[] mean, float[] invstd, float[] rm, float[] rv) {
+        out.put("save_mean", mean);
+        out.put("save_invstd", invstd);
+        if (rm != null) {
+            out.put("running_mean", rm);
+            out.put("running_var", rv);
+        }
+    }
+
+    /** The statistics op's outputs: the count, then the per-channel mean and variance rounded to float. */
+    private static void putStatistics(Map<String, float[]> out, ChannelStatistics st, int c) {
+        float[] mean = new float[c];
+        float[] var = new float[c];
+        for (int k = 0; k < c; k++) {
+            mean[k] = (float) st.mean(k);
+            var[k] = (float) st.variance(k);
+        }
+        out.put("count", new float[] {st.count()});
+        out.put("mean", mean);
+        out.put("var", var);
     }
 
     /** 16-bit NaNs (0x7FFF is NaN in float16 and bfloat16): an element a backend forgets to write fails. */
