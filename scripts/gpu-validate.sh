@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command to run when a machine with an NVIDIA GPU is available: validates and measures batchnorm4j there.
 #
-#   scripts/gpu-validate.sh [--out DIR] [--repeat R]     # on the GPU machine (under 8 minutes on one GPU)
+#   scripts/gpu-validate.sh [--out DIR] [--repeat R] [--warmup S]   # on the GPU machine (under 8 minutes on one GPU)
 #   scripts/gpu-validate.sh --prepare                    # before: a kit that needs neither Maven nor a network
 #
 # Steps, each bounded by a timeout, each logged in DIR (default target/gpu-validate):
@@ -13,6 +13,9 @@
 #   5. validation-report               DIR/report.json (everything above as one object) and DIR/summary.txt (our GB/s
 #                                      against cuDNN's and against the copy), printed at the end
 # Without cuDNN the cudnn steps are skipped (and say why); the rest still runs.
+#
+# --repeat R and --warmup S go to every bench (timed runs per op, warm-up seconds per op;
+# defaults: 20 runs, bench's 0.5 s); small values are for testing the script itself.
 #
 # Exit code: 0 every step passed; 1 a step failed (tests, check, a bench validation, a timeout); 2 bad usage;
 # 3 no usable GPU (the reason on stderr; nothing else runs).
@@ -31,12 +34,15 @@ root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 kit="$root/target/gpu-validate-kit"
 out="$root/target/gpu-validate"
 repeat=20
+warmup=()
 prepare=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) [[ $# -ge 2 ]] || { echo "error: --out: expected a folder" >&2; exit 2; }; out="$2"; shift 2 ;;
     --repeat) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || { echo "error: --repeat: expected a positive integer" >&2; exit 2; }
               repeat="$2"; shift 2 ;;
+    --warmup) [[ $# -ge 2 && "$2" =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "error: --warmup: expected seconds >= 0" >&2; exit 2; }
+              warmup=(--warmup "$2"); shift 2 ;;
     --prepare) prepare=1; shift ;;
     -h|--help) sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -130,7 +136,7 @@ IFS=';' read -r -a shapes <<< "${GPU_VALIDATE_SHAPES:-32,64,56,56;256,1024}"
 for b in "${bench_backends[@]}"; do
   for i in "${!shapes[@]}"; do
     step "bench-$b-$i" 40 "bench-$b-$i.jsonl" "${cli[@]}" bench --backend "$b" --shape "${shapes[$i]}" \
-      --repeat "$repeat" --json
+      --repeat "$repeat" "${warmup[@]}" --json
   done
 done
 

@@ -23,7 +23,8 @@ import static org.junit.jupiter.api.Assumptions.assumeFalse;
 /**
  * scripts/gpu-validate.sh end to end: without a GPU it stops at once with exit 3 and the reason; on a pretend GPU
  * ({@link FakeGpuCli}: our kernels on the emulator as "cuda", the fake cuDNN as "cudnn"; one small shape; a stand-in
- * for the GPU-tagged tests) it runs every step and writes the report.
+ * for the GPU-tagged tests) it runs every step and writes the report. Bench runs once per op without warm-up: its
+ * default 0.5 s warm-up per op and layout was 15 of this class's 17 s, and the report's arithmetic does not need it.
  */
 class GpuValidateScriptTest {
     static final Path SCRIPT = Path.of("scripts", "gpu-validate.sh").toAbsolutePath();
@@ -59,6 +60,15 @@ class GpuValidateScriptTest {
         return mvn;
     }
 
+    private static double copyGbps(List<?> bench, String backend, double bytes) {
+        List<Double> g = bench.stream().map(b -> (Map<?, ?>) b)
+                .filter(b -> "copy".equals(b.get("op")) && backend.equals(b.get("backend"))
+                        && Double.valueOf(bytes).equals(b.get("bytes")))
+                .map(b -> (Double) b.get("gbps")).toList();
+        assertEquals(1, g.size(), backend + " copy rows of " + bytes + " bytes: " + bench);
+        return g.get(0);
+    }
+
     @Test
     void withoutAGpuItExits3WithTheReasonAndRunsNothingElse() throws Exception {
         BackendInfo cuda = Backends.provider("cuda").probe();
@@ -70,6 +80,7 @@ class GpuValidateScriptTest {
         assertFalse(Files.exists(tmp.resolve("mvn.log")), "no test step without a GPU");
         assertFalse(Files.exists(tmp.resolve("out/report.json")));
         assertEquals(2, run(Map.of(), "--repeat", "0").exit(), "bad usage");
+        assertEquals(2, run(Map.of(), "--warmup", "-1").exit(), "bad usage");
     }
 
     @Test
@@ -78,8 +89,10 @@ class GpuValidateScriptTest {
                 + System.getProperty("java.class.path") + " " + FakeGpuCli.class.getName();
         Run r = run(Map.of("BATCHNORM4J_CLI", cli, "GPU_VALIDATE_SHAPES", "4,8,6,6",
                 "GPU_VALIDATE_TEST_COMMAND", "echo 'Tests run: 5, Failures: 0, Errors: 0, Skipped: 2'"),
-                "--out", "out", "--repeat", "1");
+                "--out", "out", "--repeat", "1", "--warmup", "0");
         assertEquals(0, r.exit(), r.toString());
+        assertTrue(Files.readString(tmp.resolve("out/steps.tsv")).contains(" bench --backend cudnn --shape 4,8,6,6 "
+                + "--repeat 1 --warmup 0 --json"), "--repeat and --warmup reach every bench");
         Map<String, Object> report = MiniJson.parseObject(Files.readString(tmp.resolve("out/report.json"), StandardCharsets.UTF_8));
         assertEquals("gpu-validation", report.get("kind"));
         assertEquals("PASS", report.get("result"));
@@ -106,7 +119,10 @@ class GpuValidateScriptTest {
             assertEquals(ours / cudnn, (Double) c.get("ours_over_cudnn"), 1e-5 * ours / cudnn, c.toString());
             double pct = 100 * ours / (Double) c.get("copy_gbps");
             assertEquals(pct, (Double) c.get("ours_pct_of_copy"), 1e-5 * pct, c.toString());
-            assertTrue(c.get("cudnn_pct_of_copy") instanceof Double, c.toString());
+            // Each side against its own backend's copy of the same bytes, as the bench rows report it.
+            assertEquals(copyGbps(bench, "cuda", (Double) c.get("bytes")), (Double) c.get("copy_gbps"), c.toString());
+            double cudnnPct = 100 * cudnn / copyGbps(bench, "cudnn", (Double) c.get("bytes"));
+            assertEquals(cudnnPct, (Double) c.get("cudnn_pct_of_copy"), 1e-5 * cudnnPct, c.toString());
         }
         String summary = Files.readString(tmp.resolve("out/summary.txt"));
         assertTrue(summary.contains("ours/cuDNN") && summary.contains("channels-last") && summary.endsWith("result: PASS\n"),
