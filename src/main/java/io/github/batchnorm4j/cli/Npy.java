@@ -226,31 +226,9 @@ public final class Npy {
      * @param dims the shape; the product must equal {@code data.length}
      */
     public static void write(Path file, long[] dims, float[] data) throws IOException {
-        long count = 1;
-        for (long d : dims) {
-            if (d < 0) throw new IllegalArgumentException("dims: expected non-negative dimensions, got " + dimsText(dims));
-            count *= d;
-        }
-        if (count != data.length) {
-            throw new IllegalArgumentException("data: expected " + count + " values for shape " + dimsText(dims)
-                    + ", got " + data.length);
-        }
+        checkCount(dims, data.length);
         byte[] header = headerBytes(dims);
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
-                StandardOpenOption.TRUNCATE_EXISTING)) {
-            writeFully(ch, ByteBuffer.wrap(header));
-            ByteBuffer buf = ByteBuffer.allocate(Math.min(CHUNK, 4 * Math.max(1, data.length)))
-                    .order(ByteOrder.LITTLE_ENDIAN);
-            int i = 0;
-            while (i < data.length) {
-                buf.clear();
-                int n = Math.min(CHUNK / 4, data.length - i);
-                buf.asFloatBuffer().put(data, i, n);
-                buf.limit(n * 4);
-                writeFully(ch, buf);
-                i += n;
-            }
-        }
+        writeChunked(file, header, 4, data.length, (buf, i, n) -> buf.asFloatBuffer().put(data, i, n));
     }
 
     /**
@@ -260,27 +238,47 @@ public final class Npy {
      * @param dims the shape; the product must equal {@code bits.length}
      */
     public static void writeFloat16(Path file, long[] dims, short[] bits) throws IOException {
+        checkCount(dims, bits.length);
+        byte[] header = headerBytes(DType.FLOAT16.npyDescr(), dims);
+        writeChunked(file, header, 2, bits.length, (buf, i, n) -> buf.asShortBuffer().put(bits, i, n));
+    }
+
+    /** Throws unless the dims are non-negative and their product is {@code length} (the data's value count). */
+    private static void checkCount(long[] dims, int length) {
         long count = 1;
         for (long d : dims) {
             if (d < 0) throw new IllegalArgumentException("dims: expected non-negative dimensions, got " + dimsText(dims));
             count *= d;
         }
-        if (count != bits.length) {
+        if (count != length) {
             throw new IllegalArgumentException("data: expected " + count + " values for shape " + dimsText(dims)
-                    + ", got " + bits.length);
+                    + ", got " + length);
         }
-        byte[] header = headerBytes(DType.FLOAT16.npyDescr(), dims);
+    }
+
+    /** Puts {@code n} values from index {@code i} at the start of a little-endian buffer. */
+    @FunctionalInterface
+    private interface ChunkFill {
+        void put(ByteBuffer buf, int i, int n);
+    }
+
+    /**
+     * Writes the header, then {@code length} values of {@code width} bytes in chunks of at most CHUNK bytes (replacing
+     * an existing file).
+     */
+    private static void writeChunked(Path file, byte[] header, int width, int length, ChunkFill fill)
+            throws IOException {
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                 StandardOpenOption.TRUNCATE_EXISTING)) {
             writeFully(ch, ByteBuffer.wrap(header));
-            ByteBuffer buf = ByteBuffer.allocate(Math.min(CHUNK, 2 * Math.max(1, bits.length)))
+            ByteBuffer buf = ByteBuffer.allocate(Math.min(CHUNK, width * Math.max(1, length)))
                     .order(ByteOrder.LITTLE_ENDIAN);
             int i = 0;
-            while (i < bits.length) {
+            while (i < length) {
                 buf.clear();
-                int n = Math.min(CHUNK / 2, bits.length - i);
-                buf.asShortBuffer().put(bits, i, n);
-                buf.limit(n * 2);
+                int n = Math.min(CHUNK / width, length - i);
+                fill.put(buf, i, n);
+                buf.limit(n * width);
                 writeFully(ch, buf);
                 i += n;
             }
