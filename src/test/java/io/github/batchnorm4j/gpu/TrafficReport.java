@@ -59,15 +59,8 @@ public final class TrafficReport {
             x[i] = (float) (rng.nextGaussian() * 2 + 3);
             dy[i] = (float) rng.nextGaussian();
         }
-        float[] gamma = new float[c];
-        float[] beta = new float[c];
-        float[] rm = new float[c];
-        float[] rv = new float[c];
-        for (int i = 0; i < c; i++) {
-            gamma[i] = (float) (1 + 0.1 * rng.nextGaussian());
-            beta[i] = (float) rng.nextGaussian();
-            rv[i] = 1;
-        }
+        ChannelParameters p = ChannelParameters.draw(c, rng);
+        float[] gamma = p.gamma(), beta = p.beta(), rm = p.runningMean(), rv = p.runningVar();
         float[] y = new float[n];
         float[] mean = new float[c];
         float[] invstd = new float[c];
@@ -94,15 +87,8 @@ public final class TrafficReport {
             x[i] = dtype.encode((float) (rng.nextGaussian() * 2 + 3));
             dy[i] = dtype.encode((float) rng.nextGaussian());
         }
-        float[] gamma = new float[c];
-        float[] beta = new float[c];
-        float[] rm = new float[c];
-        float[] rv = new float[c];
-        for (int i = 0; i < c; i++) {
-            gamma[i] = (float) (1 + 0.1 * rng.nextGaussian());
-            beta[i] = (float) rng.nextGaussian();
-            rv[i] = 1;
-        }
+        ChannelParameters p = ChannelParameters.draw(c, rng);
+        float[] gamma = p.gamma(), beta = p.beta(), rm = p.runningMean(), rv = p.runningVar();
         short[] y = new short[n];
         float[] mean = new float[c];
         float[] invstd = new float[c];
@@ -117,6 +103,19 @@ public final class TrafficReport {
         t0 = System.nanoTime();
         ops.backwardTraining(shape, dtype, x, dy, gamma, mean, invstd, y, new float[c], new float[c]);
         print("backward" + suffix, shape, bytes, measured, t0);
+    }
+
+    /** gamma near 1, beta, running mean 0 and running variance 1, drawn after x and dy from the same generator. */
+    private record ChannelParameters(float[] gamma, float[] beta, float[] runningMean, float[] runningVar) {
+        static ChannelParameters draw(int c, SplittableRandom rng) {
+            ChannelParameters p = new ChannelParameters(new float[c], new float[c], new float[c], new float[c]);
+            for (int i = 0; i < c; i++) {
+                p.gamma[i] = (float) (1 + 0.1 * rng.nextGaussian());
+                p.beta[i] = (float) rng.nextGaussian();
+                p.runningVar[i] = 1;
+            }
+            return p;
+        }
     }
 
     private static void print(String op, Shape shape, long bytes, MeasuredOps measured, long t0) {
