@@ -288,6 +288,27 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned blocks) {
     __syncthreads();
 }
 
+// After tree_over_rows: sh[i] holds column i. With inner > 1 a channel spans `inner` consecutive columns: thread j
+// merges channel j's columns in order into chan_sh[j] (the host keeps cpb <= bx * by). Returns where the per-channel
+// values are (sh itself when inner == 1: the columns are the channels). Shared by the two-pass and persistent rows
+// reductions, so both merge a channel's columns in the same order.
+template <typename Acc>
+__device__ __forceinline__ const Acc* merge_columns_into_channels(const Acc* sh, Acc* chan_sh, int inner, int cpb,
+                                                                   int tid) {
+    const Acc* chans = sh;
+    if (inner > 1) {
+        __syncthreads();
+        if (tid < cpb) {
+            Acc a = sh[tid * inner];
+            #pragma unroll 1
+            for (int k = 1; k < inner; k++) a = combine2(a, sh[tid * inner + k]);
+            chan_sh[tid] = a;
+        }
+        chans = chan_sh;
+    }
+    return chans;
+}
+
 // ---- channels-last row-group tree -------------------------------------------------------------------------------
 // Block (bx, by), by a power of two, bx * by <= 256. Each thread holds W per-channel values for channel unit tx;
 // merges them over ty with a fixed tree in shared memory; the result is valid in the threads with ty == 0.
@@ -490,17 +511,7 @@ __device__ __forceinline__ void channel_reduce_cl(Op op, const CT* __restrict__ 
     tree_over_rows<Acc, W>(acc, sh);
     // sh[i] holds column i; merge each channel's columns in order (inner = 1: the columns are the channels).
     // Thread j handles channel j of the block (the host keeps cpb <= bx * by).
-    const Acc* chans = sh;
-    if (inner > 1) {
-        __syncthreads();
-        if (tid < cpb) {
-            Acc a = sh[tid * inner];
-            #pragma unroll 1
-            for (int k = 1; k < inner; k++) a = combine2(a, sh[tid * inner + k]);
-            chan_sh[tid] = a;
-        }
-        chans = chan_sh;
-    }
+    const Acc* chans = merge_columns_into_channels(sh, chan_sh, inner, cpb, tid);
     if (gridDim.y > 1) {
         __syncthreads();
         if (tid < cpb && cbase + tid < C) {
@@ -772,17 +783,7 @@ __device__ __forceinline__ void persist_cl(Op& op, long long rows, int C, int in
     }
     op.settle(acc);
     tree_over_rows<Acc, W>(acc, sh);
-    const Acc* chans = sh;
-    if (inner > 1) {
-        __syncthreads();
-        if (tid < cpb) {
-            Acc a = sh[tid * inner];
-            #pragma unroll 1
-            for (int k = 1; k < inner; k++) a = combine2(a, sh[tid * inner + k]);
-            chan_sh[tid] = a;
-        }
-        chans = chan_sh;
-    }
+    const Acc* chans = merge_columns_into_channels(sh, chan_sh, inner, cpb, tid);
     if (gridDim.y > 1) {
         __syncthreads();
         if (tid < cpb && cbase + tid < C) {
