@@ -414,8 +414,9 @@ __device__ __forceinline__ void relu_map(const S* x, const S* z, S* y, unsigned*
     constexpr int W = Tile::W, TW = Tile::TW, T = Tile::T, E = Tile::E, G = Tile::G;
     __shared__ float sh[3][BN_BLOCK];
     const int lane = threadIdx.x % BN_WARP, warp = threadIdx.x / BN_WARP;
+    int item = blockIdx.x;   // < items: the grid is at most one block per item
     #pragma unroll 1
-    for (int item = blockIdx.x; item < items; item += gridDim.x) {
+    do {
         const int ct = item % tiles;
         const long long col0 = (long long)ct * TW;
         const long long first = col0 / inner;
@@ -487,7 +488,7 @@ __device__ __forceinline__ void relu_map(const S* x, const S* z, S* y, unsigned*
                 if (lane < T && base + lane * BN_WARP < n) mask[base / BN_WARP + lane] = mine;
             }
         }
-    }
+    } while ((item += gridDim.x) < items);
 }
 
 #define BN_APPLY_RELU_ENTRIES(S, SUF, V) \
