@@ -404,6 +404,24 @@ struct ReluTile {
     static __device__ __forceinline__ int offset(int lane, int k) { return VEC ? lane * W + k : k * BN_WARP + lane; }
 };
 
+// One unit of y. The vector path stores with st.global.wb (the default store policy, written out): nvcc otherwise
+// splits this kernel's 16-byte stores into 4-byte ones (it cannot prove the address 16-byte aligned), which would use
+// a quarter of each sector a warp instruction touches.
+template <typename S, bool VEC>
+__device__ __forceinline__ void relu_store(S* p, const float (&o)[bn_io<S, VEC>::W]) {
+    if constexpr (!VEC) {
+        bn_io<S, false>::store(p, o);
+    } else if constexpr (sizeof(S) == 4) {
+        __stwb(reinterpret_cast<float4*>(p), make_float4(o[0], o[1], o[2], o[3]));
+    } else {
+        uint4 u;
+        S* h = reinterpret_cast<S*>(&u);
+        #pragma unroll
+        for (int k = 0; k < 8; k++) h[k] = from_float<S>(o[k]);
+        __stwb(reinterpret_cast<uint4*>(p), u);
+    }
+}
+
 template <typename S, bool VEC>
 __device__ __forceinline__ void relu_map(const S* x, const S* z, S* y, unsigned* mask, long long n, int C,
                                          long long inner, long long period, int tiles, long long periods,
@@ -468,7 +486,7 @@ __device__ __forceinline__ void relu_map(const S* x, const S* z, S* y, unsigned*
                     o[k] = pass ? s : 0.f;
                     b |= (pass && e < n ? 1u : 0u) << k;
                 }
-                if (e < n) IO::store(y + e, o);
+                if (e < n) relu_store<S, VEC>(y + e, o);
                 bits[t] = b;
             }
             if (mask == nullptr) continue;   // uniform: the caller wants no mask
