@@ -422,17 +422,105 @@ __device__ __forceinline__ void relu_store(S* p, const float (&o)[bn_io<S, VEC>:
     }
 }
 
+// One warp tile: the TW elements from `base` (a multiple of TW), q[k] the coefficients of the lane's element k.
+template <typename S, bool VEC>
+__device__ __forceinline__ void relu_tile(const S* x, const S* z, S* y, unsigned* mask, long long n, long long base,
+                                          int lane, const float (&q)[ReluTile<S, VEC>::E][3]) {
+    using Tile = ReluTile<S, VEC>;
+    using IO = typename Tile::IO;
+    constexpr int W = Tile::W, T = Tile::T, G = Tile::G;
+    typename IO::Unit v[T], r[T];
+    #pragma unroll
+    for (int t = 0; t < T; t++) {   // all loads first (y may be x)
+        const long long e = base + Tile::offset(lane, t * W);
+        if (e < n) {
+            v[t] = IO::load(x + e);
+            if (z != nullptr) r[t] = IO::load(z + e);
+        }
+    }
+    unsigned bits[T];
+    #pragma unroll
+    for (int t = 0; t < T; t++) {
+        const long long e = base + Tile::offset(lane, t * W);
+        float o[W];
+        unsigned b = 0u;
+        #pragma unroll
+        for (int k = 0; k < W; k++) {
+            const float* qk = q[t * W + k];
+            float s = fmaf(IO::get(v[t], k) - qk[0], qk[1], qk[2]);
+            if (z != nullptr) s = s + IO::get(r[t], k);
+            const bool pass = !(s <= 0.f);
+            o[k] = pass ? s : 0.f;
+            b |= (pass && e < n ? 1u : 0u) << k;
+        }
+        if (e < n) relu_store<S, VEC>(y + e, o);
+        bits[t] = b;
+    }
+    if (mask == nullptr) return;   // uniform: the caller wants no mask
+    if constexpr (VEC) {
+        unsigned word = bits[0] << ((lane % G) * W);
+        #pragma unroll
+        for (int off = G / 2; off > 0; off >>= 1) word |= __shfl_xor_sync(0xffffffffu, word, off);
+        const long long e = base + (long long)lane * W;
+        if (lane % G == 0 && e < n) mask[e / BN_WARP] = word;
+    } else {
+        unsigned mine = 0u;
+        #pragma unroll
+        for (int t = 0; t < T; t++) {
+            const unsigned word = __ballot_sync(0xffffffffu, bits[t] != 0u);
+            if (lane == t) mine = word;
+        }
+        if (lane < T && base + lane * BN_WARP < n) mask[base / BN_WARP + lane] = mine;
+    }
+}
+
+// Coefficients of channel c into staging slot i (threads of the block, before a barrier).
+__device__ __forceinline__ void relu_stage(float (*sh)[BN_BLOCK], int i, int c, int C, const float* __restrict__ coef,
+                                           float center) {
+    sh[0][i] = center;
+    sh[1][i] = coef[C + c];
+    sh[2][i] = coef[2 * C + c];
+}
+
+// tiles > 0: items are (tile column, chunk of periods), coefficients staged per item by plane (see above).
+// tiles == 0 (the host's choice when C <= 256 and per-column staging would cost more than 1% of the traffic, e.g. a
+// rows view whose C·inner shares few factors with TW): every channel is staged once per block, and an item is `chunk`
+// consecutive tiles of the flat tensor (periods = the number of tiles), one item per block; lanes look their
+// channels up per tile.
 template <typename S, bool VEC>
 __device__ __forceinline__ void relu_map(const S* x, const S* z, S* y, unsigned* mask, long long n, int C,
                                          long long inner, long long period, int tiles, long long periods,
                                          long long chunk, int items, const float* __restrict__ coef,
                                          const S* center_x) {
     using Tile = ReluTile<S, VEC>;
-    using IO = typename Tile::IO;
-    constexpr int W = Tile::W, TW = Tile::TW, T = Tile::T, E = Tile::E, G = Tile::G;
+    constexpr int TW = Tile::TW, E = Tile::E;
     __shared__ float sh[3][BN_BLOCK];
     const int lane = threadIdx.x % BN_WARP, warp = threadIdx.x / BN_WARP;
     int item = blockIdx.x;   // < items: the grid is at most one block per item
+    if (tiles == 0) {
+        if ((int)threadIdx.x < C) {
+            const int c = threadIdx.x;
+            relu_stage(sh, c, c, C, coef, center_x != nullptr ? to_float(center_x[(long long)c * inner]) : coef[c]);
+        }
+        __syncthreads();
+        const long long t_hi = min((long long)(item + 1) * chunk, periods);   // one item per block: grid == items
+        #pragma unroll 1
+        for (long long t = (long long)item * chunk + warp; t < t_hi; t += BN_BLOCK_WARPS) {   // warp-uniform
+            const long long base = t * TW;
+            const long long p0 = base / inner;          // inner <= TW here: the offsets below are 32-bit
+            const int r0 = (int)(base - p0 * inner), c0 = (int)(p0 % C);
+            float q[E][3];
+            #pragma unroll
+            for (int k = 0; k < E; k++) {
+                const int c = (c0 + (r0 + Tile::offset(lane, k)) / (int)inner) % C;
+                q[k][0] = sh[0][c];
+                q[k][1] = sh[1][c];
+                q[k][2] = sh[2][c];
+            }
+            relu_tile<S, VEC>(x, z, y, mask, n, base, lane, q);
+        }
+        return;
+    }
     #pragma unroll 1
     do {
         const int ct = item % tiles;
@@ -444,9 +532,8 @@ __device__ __forceinline__ void relu_map(const S* x, const S* z, S* y, unsigned*
         __syncthreads();   // every thread has read the previous item's coefficients
         if ((int)threadIdx.x < staged) {
             const int c = all ? (int)threadIdx.x : (int)((first + threadIdx.x) % C);
-            sh[0][threadIdx.x] = center_x != nullptr ? to_float(center_x[(long long)c * inner]) : coef[c];
-            sh[1][threadIdx.x] = coef[C + c];
-            sh[2][threadIdx.x] = coef[2 * C + c];
+            relu_stage(sh, threadIdx.x, c, C, coef,
+                       center_x != nullptr ? to_float(center_x[(long long)c * inner]) : coef[c]);
         }
         __syncthreads();
         float q[E][3];
@@ -461,50 +548,7 @@ __device__ __forceinline__ void relu_map(const S* x, const S* z, S* y, unsigned*
         const long long p_lo = (long long)(item / tiles) * chunk, p_hi = min(p_lo + chunk, periods);
         #pragma unroll 1
         for (long long p = p_lo + warp; p < p_hi; p += BN_BLOCK_WARPS) {   // warp-uniform
-            const long long base = p * period + col0;   // a multiple of TW: the tile's first mask word is base / 32
-            typename IO::Unit v[T], r[T];
-            #pragma unroll
-            for (int t = 0; t < T; t++) {   // all loads first (y may be x)
-                const long long e = base + Tile::offset(lane, t * W);
-                if (e < n) {
-                    v[t] = IO::load(x + e);
-                    if (z != nullptr) r[t] = IO::load(z + e);
-                }
-            }
-            unsigned bits[T];
-            #pragma unroll
-            for (int t = 0; t < T; t++) {
-                const long long e = base + Tile::offset(lane, t * W);
-                float o[W];
-                unsigned b = 0u;
-                #pragma unroll
-                for (int k = 0; k < W; k++) {
-                    const float* qk = q[t * W + k];
-                    float s = fmaf(IO::get(v[t], k) - qk[0], qk[1], qk[2]);
-                    if (z != nullptr) s = s + IO::get(r[t], k);
-                    const bool pass = !(s <= 0.f);
-                    o[k] = pass ? s : 0.f;
-                    b |= (pass && e < n ? 1u : 0u) << k;
-                }
-                if (e < n) relu_store<S, VEC>(y + e, o);
-                bits[t] = b;
-            }
-            if (mask == nullptr) continue;   // uniform: the caller wants no mask
-            if constexpr (VEC) {
-                unsigned word = bits[0] << ((lane % G) * W);
-                #pragma unroll
-                for (int off = G / 2; off > 0; off >>= 1) word |= __shfl_xor_sync(0xffffffffu, word, off);
-                const long long e = base + (long long)lane * W;
-                if (lane % G == 0 && e < n) mask[e / BN_WARP] = word;
-            } else {
-                unsigned mine = 0u;
-                #pragma unroll
-                for (int t = 0; t < T; t++) {
-                    const unsigned word = __ballot_sync(0xffffffffu, bits[t] != 0u);
-                    if (lane == t) mine = word;
-                }
-                if (lane < T && base + lane * BN_WARP < n) mask[base / BN_WARP + lane] = mine;
-            }
+            relu_tile<S, VEC>(x, z, y, mask, n, p * period + col0, lane, q);   // base: a multiple of TW
         }
     } while ((item += gridDim.x) < items);
 }

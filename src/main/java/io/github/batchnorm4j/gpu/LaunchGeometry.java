@@ -355,10 +355,11 @@ public final class LaunchGeometry {
      * @param tile    elements per warp tile: 512 bytes, {@link #RELU_TILE_BYTES} / element size (a multiple of 32,
      *                so each tile's mask words are whole)
      * @param period  lcm(C·inner, tile): every period holds the same channels at the same offsets
-     * @param tiles   tile columns per period (those that hold elements)
-     * @param periods ⌈elements / period⌉
-     * @param chunk   periods per work item
-     * @param items   work items, tiles · ⌈periods / chunk⌉
+     * @param tiles   tile columns per period (those that hold elements); 0 when every block stages all C channels
+     *                and takes {@code chunk} consecutive tiles (one item per block)
+     * @param periods ⌈elements / period⌉ (with tiles = 0: the tensor's tiles)
+     * @param chunk   periods per work item (with tiles = 0: tiles per block)
+     * @param items   work items, tiles · ⌈periods / chunk⌉ (with tiles = 0: the grid)
      * @param staged  channels a tile column stages at most (bounds the per-item coefficient reads)
      */
     public record Relu(Dim3 grid, Dim3 block, int tile, long period, int tiles, long periods, long chunk, int items,
@@ -377,7 +378,8 @@ public final class LaunchGeometry {
     /**
      * Geometry of the fused apply + ReLU over {@code shape} stored in {@code dtype}. Work items are (tile column, chunk
      * of periods); chunk is at least 8 periods (one per warp) and large enough that staging an item's coefficients
-     * stays below 1% of its tensors' bytes, else as small as gives one wave of items.
+     * stays below 1% of its tensors' bytes, else as small as gives one wave of items. When the periods are too few
+     * for that (the staging would pass 2%) and C &le; 256, every block stages all channels once instead.
      *
      * @param multiprocessors the device's SM count
      * @param blocksPerSm     resident blocks of the kernel per SM (values below 1 count as 1)
@@ -400,6 +402,17 @@ public final class LaunchGeometry {
                 2L * RELU_TILE_BYTES));
         long chunk = Math.min(periods, Math.max(minChunk, ceilDiv(periods * tiles, target)));
         long items = tiles * ceilDiv(periods, chunk);
+        long xy = 2L * dtype.bytes() * n;   // bytes of x and y
+        if (c <= BLOCK && inner <= tile && items * 16 * staged * RELU_STAGING_RATIO > 2 * xy) {
+            // Staging per tile column would cost more than 2% (few periods: C·inner shares few factors with the
+            // tile): every block stages all C channels once and takes a contiguous run of tiles, as few blocks as
+            // keep that under 1% (at least one, at most a wave).
+            long all = ceilDiv(n, tile);
+            long blocks = Math.max(1, Math.min(Math.min(target, all), xy / (RELU_STAGING_RATIO * 16L * c)));
+            long per = ceilDiv(all, blocks);
+            int grid = toIntGrid(ceilDiv(all, per), "relu");
+            return new Relu(Dim3.of(grid), Dim3.of(BLOCK), tile, tile, 0, all, per, grid, c);
+        }
         if (tiles > Integer.MAX_VALUE || items + target > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("relu: " + items + " work items for shape " + shape
                     + " exceed the kernel's 32-bit item index");

@@ -19,7 +19,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * The traffic budgets of the fused forward (docs/design.md §3) hold within 3 % on both layouts, scalar and vector paths,
  * float32 and 16-bit, measured by the emulator (checks off): with S = bytes of x and the mask's 4 bytes per word,
  * two-pass training 1 S (statistics) + 2 S (x read, y written) + 1 S (z read, with a residual) + mask, eval 2 S (+ 1 S)
- * + mask; every sector at least 90 % used when the tensors start on 16-byte boundaries (the apply's tiles are
+ * + mask; every sector at least 90 % used when runs or rows start on 32-byte boundaries (the apply's tiles are
  * 512-byte aligned spans of the flat tensor whatever the shape; only the statistics kernel reads rows that straddle
  * sectors).
  */
@@ -51,6 +51,10 @@ class FusedForwardTrafficTest {
             int[] mask = ReluMask.allocate(s);
             long bytes = (long) dtype.bytes() * n;
             long maskBytes = 4L * ReluMask.words(n);
+            // Runs or rows that start on 32-byte boundaries: the statistics kernel reads whole sectors (the apply
+            // always does).
+            boolean aligned = (s.layout() == io.github.batchnorm4j.Layout.CHANNELS_FIRST ? s.inner() : s.channels())
+                    * dtype.bytes() % 32 == 0;
             for (boolean residual : new boolean[]{false, true}) {
                 int streams = residual ? 1 : 0;
                 if (dtype == DType.FLOAT32) {
@@ -60,19 +64,20 @@ class FusedForwardTrafficTest {
                     ops.forwardTrainingRelu(s, dtype, dtype.encode(x), residual ? dtype.encode(z) : null, g, b, 1e-5,
                             rm, rv, 0.1, new short[n], mask, mean, invstd);
                 }
-                assertBudget("training residual=" + residual, ops, (3 + streams) * bytes + maskBytes, 2);
+                assertBudget("training residual=" + residual, ops, (3 + streams) * bytes + maskBytes, 2, aligned);
                 if (dtype == DType.FLOAT32) {
                     ops.forwardInferenceRelu(s, x, residual ? z : null, g, b, rm, rv, 1e-5, new float[n], mask);
                 } else {
                     ops.forwardInferenceRelu(s, dtype, dtype.encode(x), residual ? dtype.encode(z) : null, g, b, rm,
                             rv, 1e-5, new short[n], mask);
                 }
-                assertBudget("eval residual=" + residual, ops, (2 + streams) * bytes + maskBytes, 2);
+                assertBudget("eval residual=" + residual, ops, (2 + streams) * bytes + maskBytes, 2, aligned);
             }
         }
     }
 
-    private static void assertBudget(String op, HostArrayBatchNormOps ops, long budget, int launches) {
+    private static void assertBudget(String op, HostArrayBatchNormOps ops, long budget, int launches,
+                                     boolean aligned) {
         TrafficMetrics m = ops.lastOperationMetrics().orElseThrow();
         assertEquals(launches, m.launches(), op + ": launches " + ops.lastOperationLaunches());
         assertTrue(ops.lastOperationLaunches().get(1).kernel().startsWith("bn_apply_relu"),
@@ -80,6 +85,9 @@ class FusedForwardTrafficTest {
         double ratio = (double) m.bytesMoved() / budget;
         assertTrue(ratio >= 1 && ratio <= 1.03, op + ": " + m.bytesMoved() + " bytes moved, budget " + budget
                 + " bytes within 3 % (" + ratio + "; " + m + ")");
-        assertTrue(m.sectorEfficiency() >= 0.9, op + ": sector efficiency " + m.sectorEfficiency() + " (" + m + ")");
+        if (aligned) {
+            assertTrue(m.sectorEfficiency() >= 0.9, op + ": sector efficiency " + m.sectorEfficiency() + " (" + m
+                    + ")");
+        }
     }
 }
