@@ -78,7 +78,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     /**
      * Which kernels the training-mode forward and backward run.
      *
-     * <p>{@link #AUTO}: the persistent single-pass kernels (float32 tensors) when the device launches cooperatively,
+     * <p>{@link #AUTO}: the persistent single-pass kernels (every storage type) when the device launches cooperatively,
      * a channel needs at most {@link LaunchGeometry#MAX_PERSIST_SPLITS} blocks, and the whole grid, sized from the
      * tensor at a fixed number of values per thread, can be resident at once with the kernel's occupancy as
      * compiled ({@link Device#maxActiveBlocksPerMultiprocessor} × SMs); each block keeps its tile in registers between
@@ -139,13 +139,18 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                         kernels.put(name(k, t, vec), b.kernel(name(k, t, vec)));
                     }
                 }
-            }
-            for (boolean vec : new boolean[]{false, true}) {
-                for (String k : new String[]{"bn_persist_fwd_cf", "bn_persist_fwd_cl"}) {
-                    kernels.put(name(k, DType.FLOAT32, vec), f.kernel(name(k, DType.FLOAT32, vec)));
+                for (boolean vec : new boolean[]{false, true}) {
+                    for (String k : new String[]{"bn_persist_fwd_cf", "bn_persist_fwd_cl"}) {
+                        kernels.put(name(k, t, vec), f.kernel(name(k, t, vec)));
+                    }
+                    for (String k : new String[]{"bn_persist_bwd_cf", "bn_persist_bwd_cl"}) {
+                        kernels.put(name(k, t, vec), b.kernel(name(k, t, vec)));
+                    }
                 }
-                for (String k : new String[]{"bn_persist_bwd_cf", "bn_persist_bwd_cl"}) {
-                    kernels.put(name(k, DType.FLOAT32, vec), b.kernel(name(k, DType.FLOAT32, vec)));
+            }
+            for (DType t : DType.values()) {   // the fused apply + ReLU: one kernel for both layouts
+                for (boolean vec : new boolean[]{false, true}) {
+                    kernels.put(name("bn_apply_relu", t, vec), f.kernel(name("bn_apply_relu", t, vec)));
                 }
             }
             kernels.put("bn_prepare", f.kernel("bn_prepare"));
@@ -238,7 +243,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         Optional<LaunchGeometry.Persistent> p = persistent(shape, dtype, vec, false);
         if (p.isPresent()) {
             int pflags = flags & ~COEF_CENTER;   // every block reads its centers before any block writes y
-            guarded(s, () -> launchPersistentForward(shape, p.get(), vec, x, y, pflags, (float) eps,
+            guarded(s, () -> launchPersistentForward(shape, dtype, p.get(), vec, x, y, pflags, (float) eps,
                     runningMean != null ? (float) momentum : 0f, gamma, beta, runningMean, runningVar, saveMean,
                     saveInvstd, dummy, s));
             return;
@@ -273,6 +278,68 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
             launchPrepare(shape, PREP_EVAL_FORWARD, (float) eps, gamma, beta, runningMean, runningVar, dummy, s);
             launchApply(shape, dtype, vec, x, y, null, s);
         });
+    }
+
+    // ---- fused batch norm + (add) + ReLU, forward ------------------------------------------------------------------
+
+    /**
+     * Fused training-mode forward (see {@link io.github.batchnorm4j.BatchNormOps#forwardTrainingRelu}): the statistics
+     * kernel as {@link #forwardTraining}, then one pass that computes v = bn(x) (+ z), writes y = relu(v) (v where
+     * !(v &le; 0), else +0; NaN passes) rounded once to {@code dtype}, and the ReLU mask (one bit per element, {@link
+     * io.github.batchnorm4j.ReluMask#words} 32-bit words). Always the two-pass statistics: the persistent path has no
+     * fused variant yet. Traffic (emulator): 1 S (statistics) + 2 S (x, y) + S with z + 4 bytes per mask word.
+     *
+     * @param z    residual tensor (same shape and type as x) or null
+     * @param y    output; may be exactly x (in place), no other overlap
+     * @param mask output (ReluMask.words(elements) ints) or null when not wanted
+     */
+    public void forwardTrainingRelu(Shape shape, DType dtype, DevicePointer x, DevicePointer z, DevicePointer gamma,
+                                    DevicePointer beta, double eps, DevicePointer runningMean,
+                                    DevicePointer runningVar, double momentum, DevicePointer y, DevicePointer mask,
+                                    DevicePointer saveMean, DevicePointer saveInvstd, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks(dtype).forwardTrainingRelu(shape, x, z, gamma, beta, eps, runningMean, runningVar, momentum, y, mask,
+                saveMean, saveInvstd);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("z", z, t).input("gamma", gamma, c).input("beta", beta, c)
+                .output("runningMean", runningMean, c, null).output("runningVar", runningVar, c, null)
+                .output("y", y, t, "x").output("mask", mask, maskBytes(shape), null)
+                .output("saveMean", saveMean, c, null).output("saveInvstd", saveInvstd, c, null).check();
+        boolean inPlace = y.buffer() == x.buffer();
+        int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
+                | (runningMean != null ? HAS_RUNNING : 0) | (inPlace ? COEF_CENTER : 0);
+        DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
+        boolean vec = vectorizable(shape, dtype, z == null ? new DevicePointer[]{x, y} : new DevicePointer[]{x, z, y});
+        guarded(s, () -> {
+            launchStats(shape, dtype, x, flags, (float) eps, runningMean != null ? (float) momentum : 0f,
+                    gamma, beta, runningMean, runningVar, saveMean, saveInvstd, dummy, workspace.coef(), s);
+            launchApplyRelu(shape, dtype, vec, x, z, y, mask, inPlace ? null : x, s);
+        });
+    }
+
+    /**
+     * Fused eval-mode forward: y = relu((x − runningMean)/sqrt(runningVar + eps)·gamma + beta (+ z)) and the mask, in
+     * one pass after the per-channel coefficients. Traffic: 2 S (x, y) + S with z + 4 bytes per mask word.
+     */
+    public void forwardInferenceRelu(Shape shape, DType dtype, DevicePointer x, DevicePointer z, DevicePointer gamma,
+                                     DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
+                                     double eps, DevicePointer y, DevicePointer mask, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks(dtype).forwardInferenceRelu(shape, x, z, gamma, beta, runningMean, runningVar, eps, y, mask);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("z", z, t).input("gamma", gamma, c).input("beta", beta, c)
+                .input("runningMean", runningMean, c).input("runningVar", runningVar, c).output("y", y, t, "x")
+                .output("mask", mask, maskBytes(shape), null).check();
+        DevicePointer dummy = prepareWorkspace(shape, dtype, false, s);
+        boolean vec = vectorizable(shape, dtype, z == null ? new DevicePointer[]{x, y} : new DevicePointer[]{x, z, y});
+        guarded(s, () -> {
+            launchPrepare(shape, PREP_EVAL_FORWARD, (float) eps, gamma, beta, runningMean, runningVar, dummy, s);
+            launchApplyRelu(shape, dtype, vec, x, z, y, mask, null, s);
+        });
+    }
+
+    private static long maskBytes(Shape shape) {
+        return 4L * io.github.batchnorm4j.ReluMask.words(shape.elementCount());
     }
 
     /** Applies given statistics: y = (x − mean)·invstd·gamma + beta. */
@@ -327,7 +394,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         boolean vec = vectorizable(shape, dtype, x, dy, dx);
         Optional<LaunchGeometry.Persistent> p = persistent(shape, dtype, vec, true);
         if (p.isPresent()) {
-            guarded(s, () -> launchPersistentBackward(shape, p.get(), vec, x, dy, dx, flags, gamma, saveMean,
+            guarded(s, () -> launchPersistentBackward(shape, dtype, p.get(), vec, x, dy, dx, flags, gamma, saveMean,
                     saveInvstd, dgamma, dbeta, dummy, s));
             return;
         }
@@ -583,6 +650,22 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         launch(kernel, g.grid(), g.block(), a, s);
     }
 
+    /** bn_apply_relu*: z and mask may be null; centerX as for {@link #launchApply}. */
+    private void launchApplyRelu(Shape shape, DType dtype, boolean vec, DevicePointer x, DevicePointer z,
+                                 DevicePointer y, DevicePointer mask, DevicePointer centerX, DeviceStream s) {
+        String kernel = name("bn_apply_relu", dtype, vec);
+        LaunchGeometry.Relu g = LaunchGeometry.relu(shape, vec, device.properties().multiprocessorCount(),
+                blocksPerSm(kernel), dtype);
+        KernelArgs a = new KernelArgs().ptr(x);
+        if (z != null) a.ptr(z); else a.i64(0);   // null pointers: no residual, no mask
+        a.ptr(y);
+        if (mask != null) a.ptr(mask); else a.i64(0);
+        a.i64(shape.elementCount()).i32(shape.channels()).i64(shape.inner()).i64(g.period()).i32(g.tiles())
+                .i64(g.periods()).i64(g.chunk()).i32(g.items()).ptr(workspace.coef());
+        if (centerX != null) a.ptr(centerX); else a.i64(0);
+        launch(kernel, g.grid(), g.block(), a, s);
+    }
+
     private void launchBackwardReduce(Shape shape, DType dtype, DevicePointer x, DevicePointer dy, int flags,
                                       DevicePointer gamma, DevicePointer mean, DevicePointer invstd,
                                       DevicePointer dgamma, DevicePointer dbeta, DevicePointer dummy, DeviceStream s) {
@@ -612,14 +695,13 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
 
     /**
      * The persistent geometry of a training-mode forward (or backward) when this call may take that path: AUTO,
-     * float32, a device that launches cooperatively, at most {@link LaunchGeometry#MAX_PERSIST_SPLITS} blocks per
+     * a device that launches cooperatively, at most {@link LaunchGeometry#MAX_PERSIST_SPLITS} blocks per
      * channel, and a grid that fits the device at once with the kernel's occupancy; else empty (two-pass).
      */
     private Optional<LaunchGeometry.Persistent> persistent(Shape shape, DType dtype, boolean vec, boolean backward) {
-        if (trainingPath != TrainingPath.AUTO || dtype != DType.FLOAT32 || !device.supportsCooperativeLaunch()) {
-            return Optional.empty();
-        }
-        int units = backward ? LaunchGeometry.persistBackwardUnits(vec) : LaunchGeometry.persistForwardUnits(vec);
+        if (trainingPath != TrainingPath.AUTO || !device.supportsCooperativeLaunch()) return Optional.empty();
+        int units = backward ? LaunchGeometry.persistBackwardUnits(vec, dtype)
+                : LaunchGeometry.persistForwardUnits(vec, dtype);
         Optional<LaunchGeometry.Persistent> g = LaunchGeometry.persistent(shape, vec, dtype, units);
         if (g.isEmpty()) return g;
         String kernel = name(backward ? "bn_persist_bwd" : "bn_persist_fwd", g.get().view(), dtype, vec);
@@ -630,8 +712,8 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         return g.get().grid().volume() <= resident ? g : Optional.empty();
     }
 
-    private void launchPersistentForward(Shape shape, LaunchGeometry.Persistent g, boolean vec, DevicePointer x,
-                                         DevicePointer y, int flags, float eps, float momentum, DevicePointer gamma,
+    private void launchPersistentForward(Shape shape, DType dtype, LaunchGeometry.Persistent g, boolean vec,
+                                         DevicePointer x, DevicePointer y, int flags, float eps, float momentum, DevicePointer gamma,
                                          DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
                                          DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dummy,
                                          DeviceStream s) {
@@ -640,11 +722,11 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         a.i64(shape.reductionSize()).f32(eps).f32(momentum).i32(flags)
                 .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy)).ptr(or(runningVar, dummy))
                 .ptr(or(saveMean, dummy)).ptr(or(saveInvstd, dummy)).ptr(workspace.coef());
-        launchCooperative(name("bn_persist_fwd", g.view(), DType.FLOAT32, vec), g.grid(), g.block(), a, s);
+        launchCooperative(name("bn_persist_fwd", g.view(), dtype, vec), g.grid(), g.block(), a, s);
     }
 
-    private void launchPersistentBackward(Shape shape, LaunchGeometry.Persistent g, boolean vec, DevicePointer x,
-                                          DevicePointer dy, DevicePointer dx, int flags, DevicePointer gamma,
+    private void launchPersistentBackward(Shape shape, DType dtype, LaunchGeometry.Persistent g, boolean vec,
+                                          DevicePointer x, DevicePointer dy, DevicePointer dx, int flags, DevicePointer gamma,
                                           DevicePointer mean, DevicePointer invstd, DevicePointer dgamma,
                                           DevicePointer dbeta, DevicePointer dummy, DeviceStream s) {
         KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(dx);
@@ -652,7 +734,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         a.i64(shape.reductionSize()).i32(flags)
                 .ptr(or(gamma, dummy)).ptr(mean).ptr(invstd).ptr(or(dgamma, dummy)).ptr(or(dbeta, dummy))
                 .ptr(workspace.coef());
-        launchCooperative(name("bn_persist_bwd", g.view(), DType.FLOAT32, vec), g.grid(), g.block(), a, s);
+        launchCooperative(name("bn_persist_bwd", g.view(), dtype, vec), g.grid(), g.block(), a, s);
     }
 
     /** (C, N, inner, splits, chunk) or (rows, C, inner, chunk), then the partials and the barrier's two words. */
@@ -748,14 +830,13 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                 LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, dtype);
                 partials = Math.max(partials, g.partials());
                 counters = Math.max(counters, g.counters());
-                if (dtype == DType.FLOAT32) {   // the persistent kernels: their partials and the barrier's 2 words
-                    for (int units : new int[]{LaunchGeometry.persistForwardUnits(vec),
-                            LaunchGeometry.persistBackwardUnits(vec)}) {
-                        Optional<LaunchGeometry.Persistent> p = LaunchGeometry.persistent(shape, vec, dtype, units);
-                        if (p.isPresent()) partials = Math.max(partials, p.get().partials());
-                    }
-                    counters = Math.max(counters, 2);
+                // The persistent kernels: their partials and the barrier's 2 words.
+                for (int units : new int[]{LaunchGeometry.persistForwardUnits(vec, dtype),
+                        LaunchGeometry.persistBackwardUnits(vec, dtype)}) {
+                    Optional<LaunchGeometry.Persistent> p = LaunchGeometry.persistent(shape, vec, dtype, units);
+                    if (p.isPresent()) partials = Math.max(partials, p.get().partials());
                 }
+                counters = Math.max(counters, 2);
             }
         }
         workspace.ensure(shape.channels(), partials, counters, stream);   // counters zeroed on the op's stream
