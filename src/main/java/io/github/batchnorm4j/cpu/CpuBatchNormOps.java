@@ -5,6 +5,10 @@ import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.GradientSums;
 import io.github.batchnorm4j.Layout;
 import io.github.batchnorm4j.Shape;
+import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.function.IntConsumer;
 
@@ -59,15 +63,25 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     static final int SECOND_PASS_BLOCK = 1 << 16;
 
     /**
-     * Channels-first forward training walks channel by channel (statistics, then y from cache) only below this size
-     * of x; above it, the statistics (still channel by channel) and then y in pieces, as the split ops run it. From
-     * memory y written in a channel's short runs (N runs of H·W floats, C·H·W apart) streams slower than the whole
-     * pieces: [64,128,56,56] (103 MB), 2 threads, quiet machine: 13.2 ms channel by channel against 3.3 ms statistics
-     * + 7.6 ms y in pieces. The backward keeps its channel walk whatever the size (17.3 ms against 8.2 + 11.3 ms: it
-     * saves re-reading two arrays). Tensors that stay in the last-level cache ([32,64,56,56], 25.7 MB: forward
-     * training 1.3-1.5 ms, 4x torch's) keep the channel walk; 64 MB is between the two sizes measured.
+     * Whether the Java heap lives on 2 MB pages: the JVM was started with -XX:+UseTransparentHugePages (as
+     * scripts/batchnorm4j starts it where the kernel offers huge pages on request) and the kernel offers them, or the
+     * kernel gives every process huge pages (/sys/kernel/mm/transparent_hugepage/enabled shows [always]).
      */
-    static final long CHANNEL_WALK_MAX_FORWARD_BYTES = 64L << 20;
+    static final boolean HUGE_PAGES = detectHugePages();
+
+    /**
+     * Channels-first forward training walks channel by channel (statistics, then y from cache: x read once from
+     * memory) only below this size of x; above it, the statistics (still channel by channel) and then y in pieces, as
+     * the split ops run it; the same bits either way. The channel walk writes y in a channel's short runs (N runs of
+     * H·W floats, C·H·W apart), each in pages of its own: on 4 KB pages that streamed slower from memory than whole
+     * pieces ([64,128,56,56], 103 MB, 2 threads, quiet machine: 13.2 ms channel by channel against 3.3 ms statistics
+     * + 7.6 ms y in pieces), on 2 MB pages ({@link #HUGE_PAGES}) it was the faster (12.8 and 13.0 ms against 14.4 and
+     * 13.3 ms, two alternations in one quiet window, docs/cpu-performance.md), so with huge pages every size takes it.
+     * The backward keeps its channel walk whatever the size (17.3 ms against 8.2 + 11.3 ms: it saves re-reading two
+     * arrays). Tensors that stay in the last-level cache ([32,64,56,56], 25.7 MB: forward training 1.3-1.5 ms, 4x
+     * torch's) keep the channel walk; 64 MB is between the two sizes measured.
+     */
+    static final long CHANNEL_WALK_MAX_FORWARD_BYTES = HUGE_PAGES ? Long.MAX_VALUE : 64L << 20;
 
     /** Chunks per piece of a front-to-back elementwise pass ({@link #runElementwise}); 8 and 64 measured no better. */
     static final int CHUNKS_PER_PIECE = 16;
@@ -146,6 +160,27 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     /** Which element loops run: "vector" (the Vector API) or "scalar". */
     public String loopsName() {
         return loops == ElementLoops.INSTANCE ? "scalar" : "vector";
+    }
+
+    private static boolean detectHugePages() {
+        String offered;
+        try {
+            offered = Files.readString(Path.of("/sys/kernel/mm/transparent_hugepage/enabled"));
+        } catch (IOException | RuntimeException e) {
+            return false; // not Linux, or not readable: assume 4 KB pages
+        }
+        if (offered.contains("[always]")) return true;
+        if (!offered.contains("[madvise]")) return false;
+        boolean flag = false;
+        try {
+            for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) { // the last one counts
+                if (a.equals("-XX:+UseTransparentHugePages")) flag = true;
+                if (a.equals("-XX:-UseTransparentHugePages")) flag = false;
+            }
+        } catch (RuntimeException | LinkageError e) {
+            return false; // no java.management
+        }
+        return flag;
     }
 
     private static boolean detectVector() {
