@@ -71,8 +71,19 @@ class EmulatorFusedBackwardTest {
                 {132, Shape.channelsLast(8, 28, 28, 64)},
                 {132, Shape.channelsLast(2, 33, 33, 37)}};   // scalar, 2 column blocks, row splits
         for (int i = 0; i < cases.length; i++) out.add(Arguments.of(cases[i][1], cases[i][0], i));
+        for (Shape s : FEW_ROWS) out.add(Arguments.of(s, 132, out.size()));
+        out.add(Arguments.of(Shape.channelsFirst(4, 3, 32, 32), 132, out.size()));   // vec4, one block per channel
+        out.add(Arguments.of(Shape.channelsFirst(24, 3, 16, 16), 132, out.size()));  // vec4, a step spans 4 runs
+        out.add(Arguments.of(Shape.channelsLast(2, 48, 48, 8), 132, out.size()));    // vec4, 18 row splits
+        out.add(Arguments.of(Shape.channelsLast(2048, 132), 132, out.size()));       // 2 column blocks, 64 splits
+        out.add(Arguments.of(Shape.channelsFirst(16, 32, 28, 28), 132, out.size())); // vec4, 3 splits < threads
         return out.stream();
     }
+
+    /** Rows fewer than a block's row threads (idle row threads in the rows kernels). */
+    static final List<Shape> FEW_ROWS = List.of(Shape.channelsLast(7, 5));
+
+
 
     static Stream<Arguments> sixteenBitCases() {
         Object[][] shapes = {
@@ -98,14 +109,36 @@ class EmulatorFusedBackwardTest {
         int i = 0;
         for (DType t : new DType[]{DType.FLOAT16, DType.BFLOAT16}) {
             for (Object[] s : shapes) out.add(Arguments.of(t, s[1], s[0], i++));
+            for (Shape s : FEW_ROWS) out.add(Arguments.of(t, s, 132, i++));
+            for (Shape s : List.of(Shape.channelsFirst(16, 3, 32, 32), Shape.channelsFirst(8, 16, 4, 4),
+                    Shape.channelsLast(2, 48, 48, 24), Shape.channelsLast(2048, 132),
+                    Shape.channelsFirst(32, 8, 32, 32),      // _vec8 cf, 4 splits < threads
+                    Shape.channelsFirst(1, 2, 1024))) {      // _vec8 cf: 128 units, threads 128..255 idle
+                out.add(Arguments.of(t, s, 132, i++));
+            }
         }
         return out.stream();
     }
 
-    /** Our kernels on an emulated GPU of {@code sms} SMs, every check on, blocks shuffled by {@code seed}. */
-    private static HostArrayBatchNormOps emulator(int sms, long seed) {
+    /**
+     * The shapes of more than 256 blocks per channel or row splits (the sums' second merge pass): their training
+     * backward runs with dz, the eval backward without dgamma and dbeta (its elementwise pass alone), the dz-less
+     * training run is left to the other shapes (each sums pass over them costs seconds).
+     */
+    private static boolean large(Shape shape) {
+        return shape.elementCount() > 200_000;
+    }
+
+    /**
+     * Our kernels on an emulated GPU of {@code sms} SMs, blocks shuffled by {@code seed}, with every check (bounds,
+     * memory ordering, races, .nc) or, for the large shapes and the flag sweep, the bounds check alone: those runs are
+     * about geometry and flags, and cost seconds with every check (the sums' ordering on 257 partials is
+     * OrderingMutantsTest's).
+     */
+    private static HostArrayBatchNormOps emulator(int sms, long seed, boolean checks) {
         EmulatorOptions o = EmulatorOptions.defaults().withMultiprocessorCount(sms).withBlockOrderSeed(seed);
-        return new HostArrayBatchNormOps("emulator", new EmulatedDevice(o), true);
+        return new HostArrayBatchNormOps("emulator", new EmulatedDevice(checks ? o : o.withoutChecks().withMemoryCheck(true)),
+                true);
     }
 
     /**
@@ -137,37 +170,54 @@ class EmulatorFusedBackwardTest {
         float[] x = TestData.perChannelNormal(r, shape), dy = TestData.normal(r, n, 0, 1);
         int[] mask = mask(r, n);
         poisonGatedOut(dy, mask);
-        boolean affine = index % 3 != 2, withDz = index % 4 != 3, grads = index % 5 != 4;
+        boolean affine = index % 3 != 2, grads = index % 5 != 4;
         float[] gamma = affine ? TestData.uniform(r, c, 0.5, 1.5) : null;
         float[] sm = TestData.normal(r, c, 0, 1), si = TestData.uniform(r, c, 0.5, 2);
         float[] rm = TestData.normal(r, c, 0, 1), rv = TestData.uniform(r, c, 0.5, 2);
         float[] g = new float[n];
         ReluMask.gate(dy, mask, g, 0, n);
-        float[] dx = TestData.poisoned(n), dz = withDz ? TestData.poisoned(n) : null;
+        float[] dx = TestData.poisoned(n), dz = TestData.poisoned(n);
         float[] dg = grads ? TestData.poisoned(c) : null, db = grads ? TestData.poisoned(c) : null;
-        float[] edx = TestData.poisoned(n), edz = withDz ? TestData.poisoned(n) : null;
+        float[] edx = TestData.poisoned(n), edz = TestData.poisoned(n);
         float[] edg = grads ? TestData.poisoned(c) : null, edb = grads ? TestData.poisoned(c) : null;
         float[] rdx = TestData.poisoned(n), rdg = TestData.poisoned(c), rdb = TestData.poisoned(c);
         float[] redx = TestData.poisoned(n), redg = TestData.poisoned(c), redb = TestData.poisoned(c);
-        try (HostArrayBatchNormOps ops = emulator(sms, 5 + index); BatchNormOps ref = emulator(sms, 1000 + index)) {
+        try (HostArrayBatchNormOps ops = emulator(sms, 5 + index, !large(shape));
+             BatchNormOps ref = emulator(sms, 1000 + index, !large(shape))) {
             ops.backwardTrainingRelu(shape, x, dy, mask, gamma, sm, si, dx, dz, dg, db);
             assertFused(ops, "bn_backward_reduce_relu_", "bn_dx_relu_");
-            ops.backwardInferenceRelu(shape, x, dy, mask, gamma, rm, rv, EPS, edx, edz, edg, edb);
-            assertFused(ops, "bn_prepare", "bn_dx_eval_relu_");
             ref.backwardTraining(shape, x, g, gamma, sm, si, rdx, rdg, rdb);
-            ref.backwardInference(shape, x, g, gamma, rm, rv, EPS, redx, redg, redb);
+            if (large(shape)) {   // the eval dx pass alone, with and without dz
+                ops.backwardInferenceRelu(shape, x, dy, mask, gamma, rm, rv, EPS, edx, edz, null, null);
+                float[] nedx = TestData.poisoned(n);
+                ops.backwardInferenceRelu(shape, x, dy, mask, gamma, rm, rv, EPS, nedx, null, null, null);
+                ref.backwardInference(shape, x, g, gamma, rm, rv, EPS, redx, null, null);
+                assertSameBits("eval dx", redx, edx);
+                assertSameBits("eval dx without dz", redx, nedx);
+                assertSameBits("eval dz", g, edz);
+            } else {
+                ops.backwardInferenceRelu(shape, x, dy, mask, gamma, rm, rv, EPS, edx, edz, edg, edb);
+                assertFused(ops, "bn_prepare", "bn_dx_eval_relu_");
+                // without dz (nvcc unswitches the elementwise loops on dz: a second copy of each loop runs here)
+                float[] ndx = TestData.poisoned(n), nedx = TestData.poisoned(n);
+                ops.backwardTrainingRelu(shape, x, dy, mask, gamma, sm, si, ndx, null, null, null);
+                ops.backwardInferenceRelu(shape, x, dy, mask, gamma, rm, rv, EPS, nedx, null, null, null);
+                assertSameBits("dx without dz", dx, ndx);
+                assertSameBits("eval dx without dz", edx, nedx);
+                ref.backwardInference(shape, x, g, gamma, rm, rv, EPS, redx, redg, redb);
+                assertSameBits("eval dx", redx, edx);
+                assertSameBits("eval dz", g, edz);
+                if (grads) {
+                    assertSameBits("eval dgamma", redg, edg);
+                    assertSameBits("eval dbeta", redb, edb);
+                }
+            }
         }
         assertSameBits("dx", rdx, dx);
-        assertSameBits("eval dx", redx, edx);
-        if (withDz) {
-            assertSameBits("dz", g, dz);
-            assertSameBits("eval dz", g, edz);
-        }
+        assertSameBits("dz", g, dz);
         if (grads) {
             assertSameBits("dgamma", rdg, dg);
             assertSameBits("dbeta", rdb, db);
-            assertSameBits("eval dgamma", redg, edg);
-            assertSameBits("eval dbeta", redb, edb);
         }
         Reference64.Backward e = Reference64.backwardTraining(shape, x, g, gamma, sm, si);
         assertDx(e, dx);
@@ -185,37 +235,53 @@ class EmulatorFusedBackwardTest {
         int[] mask = mask(r, n);
         poisonGatedOut(dyf, mask);
         short[] dy = t.encode(dyf);
-        boolean affine = index % 3 != 1, withDz = index % 4 != 2, grads = index % 5 != 3;
+        boolean affine = index % 3 != 1, grads = index % 5 != 3;
         float[] gamma = affine ? TestData.uniform(r, c, 0.5, 1.5) : null;
         float[] sm = TestData.normal(r, c, 0, 1), si = TestData.uniform(r, c, 0.5, 2);
         float[] rm = TestData.normal(r, c, 0, 1), rv = TestData.uniform(r, c, 0.5, 2);
         short[] g = new short[n];
         for (int i = 0; i < n; i++) g[i] = bit(mask, i) ? dy[i] : 0;
-        short[] dx = poisoned(t, n), dz = withDz ? poisoned(t, n) : null, edx = poisoned(t, n);
-        short[] edz = withDz ? poisoned(t, n) : null, rdx = poisoned(t, n), redx = poisoned(t, n);
+        short[] dx = poisoned(t, n), dz = poisoned(t, n), edx = poisoned(t, n);
+        short[] edz = poisoned(t, n), rdx = poisoned(t, n), redx = poisoned(t, n);
         float[] dg = grads ? TestData.poisoned(c) : null, db = grads ? TestData.poisoned(c) : null;
         float[] edg = grads ? TestData.poisoned(c) : null, edb = grads ? TestData.poisoned(c) : null;
         float[] rdg = TestData.poisoned(c), rdb = TestData.poisoned(c);
         float[] redg = TestData.poisoned(c), redb = TestData.poisoned(c);
-        try (HostArrayBatchNormOps ops = emulator(sms, 3 + index); BatchNormOps ref = emulator(sms, 2000 + index)) {
+        try (HostArrayBatchNormOps ops = emulator(sms, 3 + index, !large(shape));
+             BatchNormOps ref = emulator(sms, 2000 + index, !large(shape))) {
             ops.backwardTrainingRelu(shape, t, x, dy, mask, gamma, sm, si, dx, dz, dg, db);
             assertFused(ops, "bn_backward_reduce_relu_", "bn_dx_relu_");
-            ops.backwardInferenceRelu(shape, t, x, dy, mask, gamma, rm, rv, EPS, edx, edz, edg, edb);
-            assertFused(ops, "bn_prepare", "bn_dx_eval_relu_");
             ref.backwardTraining(shape, t, x, g, gamma, sm, si, rdx, rdg, rdb);
-            ref.backwardInference(shape, t, x, g, gamma, rm, rv, EPS, redx, redg, redb);
+            if (large(shape)) {   // the eval dx pass alone, with and without dz
+                ops.backwardInferenceRelu(shape, t, x, dy, mask, gamma, rm, rv, EPS, edx, edz, null, null);
+                short[] nedx = poisoned(t, n);
+                ops.backwardInferenceRelu(shape, t, x, dy, mask, gamma, rm, rv, EPS, nedx, null, null, null);
+                ref.backwardInference(shape, t, x, g, gamma, rm, rv, EPS, redx, null, null);
+                assertSameBits("eval dx", redx, edx);
+                assertSameBits("eval dx without dz", redx, nedx);
+                assertSameBits("eval dz", g, edz);
+            } else {
+                ops.backwardInferenceRelu(shape, t, x, dy, mask, gamma, rm, rv, EPS, edx, edz, edg, edb);
+                assertFused(ops, "bn_prepare", "bn_dx_eval_relu_");
+                short[] ndx = poisoned(t, n), nedx = poisoned(t, n);
+                ops.backwardTrainingRelu(shape, t, x, dy, mask, gamma, sm, si, ndx, null, null, null);
+                ops.backwardInferenceRelu(shape, t, x, dy, mask, gamma, rm, rv, EPS, nedx, null, null, null);
+                assertSameBits("dx without dz", dx, ndx);
+                assertSameBits("eval dx without dz", edx, nedx);
+                ref.backwardInference(shape, t, x, g, gamma, rm, rv, EPS, redx, redg, redb);
+                assertSameBits("eval dx", redx, edx);
+                assertSameBits("eval dz", g, edz);
+                if (grads) {
+                    assertSameBits("eval dgamma", redg, edg);
+                    assertSameBits("eval dbeta", redb, edb);
+                }
+            }
         }
         assertSameBits("dx", rdx, dx);
-        assertSameBits("eval dx", redx, edx);
-        if (withDz) {
-            assertSameBits("dz", g, dz);
-            assertSameBits("eval dz", g, edz);
-        }
+        assertSameBits("dz", g, dz);
         if (grads) {
             assertSameBits("dgamma", rdg, dg);
             assertSameBits("dbeta", rdb, db);
-            assertSameBits("eval dgamma", redg, edg);
-            assertSameBits("eval dbeta", redb, edb);
         }
         Reference64.Backward e = Reference64.backwardTraining(shape, t.decode(x), t.decode(g), gamma, sm, si);
         HalfTolerances.assertDx(t, e, dx);
@@ -223,6 +289,68 @@ class EmulatorFusedBackwardTest {
             assertDgamma(e, dg);
             assertDbeta(e, db);
         }
+    }
+
+    /**
+     * Every flag both ways on every sums kernel (channels-first and rows, scalar and vector, each storage type): no
+     * gamma, only dgamma, only dbeta, in training and eval; bit for bit the unfused kernels on the gated gradient.
+     */
+    @Test
+    void everyOutputSelectionMatchesTheUnfusedKernels() {
+        List<Shape> shapes = List.of(Shape.channelsFirst(2, 3, 1024), Shape.channelsFirst(2, 3, 1025),
+                Shape.channelsLast(64, 8), Shape.channelsLast(64, 5));
+        try (HostArrayBatchNormOps ops = emulator(132, 21, false); BatchNormOps ref = emulator(132, 22, false)) {
+            for (DType t : DType.values()) {
+                for (Shape shape : shapes) {
+                    int n = shape.elementCountAsInt(), c = shape.channels();
+                    SplittableRandom r = TestData.random(shape.hashCode() + t.ordinal());
+                    float[] x = rounded(t, TestData.perChannelNormal(r, shape));
+                    float[] dy = rounded(t, TestData.normal(r, n, 0, 1));
+                    int[] mask = mask(r, n);
+                    float[] gamma = TestData.uniform(r, c, 0.5, 1.5);
+                    float[] sm = TestData.normal(r, c, 0, 1), si = TestData.uniform(r, c, 0.5, 2);
+                    float[] g = new float[n];
+                    ReluMask.gate(dy, mask, g, 0, n);
+                    for (int variant = 0; variant < 3; variant++) {
+                        boolean train = variant != 2;
+                        float[] gm = variant == 0 ? null : gamma;
+                        float[][] got = new float[2][];
+                        float[][] sums = new float[2][];
+                        for (int k = 0; k < 2; k++) {
+                            BatchNormOps o = k == 0 ? ops : ref;
+                            float[] dgOnly = variant != 1 ? TestData.poisoned(c) : null;
+                            float[] dbOnly = variant == 1 ? TestData.poisoned(c) : null;
+                            got[k] = run(o, t, shape, train, k == 0, x, dy, g, mask, gm, sm, si, dgOnly, dbOnly);
+                            sums[k] = dgOnly != null ? dgOnly : dbOnly;
+                        }
+                        String what = t + " " + shape + " variant " + variant;
+                        assertSameBits(what + " dx", got[1], got[0]);
+                        assertSameBits(what + " dgamma or dbeta", sums[1], sums[0]);
+                    }
+                }
+            }
+        }
+    }
+
+    /** One backward through the host API in dtype t (fused with the mask, or unfused on g), dx as floats. */
+    private static float[] run(BatchNormOps o, DType t, Shape shape, boolean train, boolean fused, float[] x,
+                               float[] dy, float[] g, int[] mask, float[] gamma, float[] sm, float[] si, float[] dg,
+                               float[] db) {
+        int n = shape.elementCountAsInt();
+        if (t == DType.FLOAT32) {
+            float[] dx = TestData.poisoned(n);
+            if (train && fused) o.backwardTrainingRelu(shape, x, dy, mask, gamma, sm, si, dx, null, dg, db);
+            if (train && !fused) o.backwardTraining(shape, x, g, gamma, sm, si, dx, dg, db);
+            if (!train && fused) o.backwardInferenceRelu(shape, x, dy, mask, gamma, sm, si, EPS, dx, null, dg, db);
+            if (!train && !fused) o.backwardInference(shape, x, g, gamma, sm, si, EPS, dx, dg, db);
+            return dx;
+        }
+        short[] dx = poisoned(t, n), xs = t.encode(x), dys = t.encode(dy), gs = t.encode(g);
+        if (train && fused) o.backwardTrainingRelu(shape, t, xs, dys, mask, gamma, sm, si, dx, null, dg, db);
+        if (train && !fused) o.backwardTraining(shape, t, xs, gs, gamma, sm, si, dx, dg, db);
+        if (!train && fused) o.backwardInferenceRelu(shape, t, xs, dys, mask, gamma, sm, si, EPS, dx, null, dg, db);
+        if (!train && !fused) o.backwardInference(shape, t, xs, gs, gamma, sm, si, EPS, dx, dg, db);
+        return t.decode(dx);
     }
 
     /** Against the CPU backend's fused backward (float64 tolerances; dz bit for bit), NaN under a 1 bit included. */
@@ -239,7 +367,7 @@ class EmulatorFusedBackwardTest {
         float[][] dzs = new float[2][];
         float[][] dgs = new float[2][];
         int k = 0;
-        try (BatchNormOps cpu = io.github.batchnorm4j.Backends.open("cpu"); BatchNormOps emu = emulator(132, 9)) {
+        try (BatchNormOps cpu = io.github.batchnorm4j.Backends.open("cpu"); BatchNormOps emu = emulator(132, 9, true)) {
             for (BatchNormOps ops : new BatchNormOps[]{cpu, emu}) {
                 out[k] = TestData.poisoned(n);
                 dzs[k] = TestData.poisoned(n);
@@ -395,6 +523,11 @@ class EmulatorFusedBackwardTest {
                 assertTrue(k.kernel().contains("_relu_"), "an unfused kernel ran: " + l);
             }
         }
+    }
+
+    /** The values of a in dtype t (float32: a itself). */
+    private static float[] rounded(DType t, float[] a) {
+        return t == DType.FLOAT32 ? a : t.decode(t.encode(a));
     }
 
     private static short[] poisoned(DType t, int n) {
