@@ -441,7 +441,19 @@ extern "C" __global__ void bn_backward_merge(int ranks, int C, const float* __re
 // x and dy stay in registers from the sums to dx: dbeta = Σdy, dgamma = invstd·Σdy·(x − mean), then
 // dx = A·dy + (−A·invstd·dgamma/M)·(x − mean) + (−A·dbeta/M), A = gamma·invstd. Traffic: x and dy read once (2 S),
 // dx written (1 S), plus partials and per-channel vectors. dgamma and dbeta are written by split 0 of each channel.
-// Templated on the storage type; only the float32 entries are instantiated until the host launches the 16-bit ones.
+// One set of entries per storage type, as the two-pass kernels (_f16, _bf16; _vec8: 8 halves per 16-byte unit).
+// Units of x and of dy each thread keeps (LaunchGeometry.persistBackwardUnits): as many as nvPTXCompiler fits in
+// registers without spills at 2 blocks per SM on sm_75..sm_90 (PtxCompileTest; cuda/README.md has the table).
+// __nv_bfloat16 holds one unit fewer in eight (7 vector units, 14 scalars): its rounding to bf16 is integer code on
+// compute_75, and at 8 / 16 the channels-last kernels spilled (16 bytes on sm_75..sm_89; sm_90 went to 146
+// registers, 1 block per SM).
+template <typename S> struct bn_is_bf16 { static constexpr bool value = false; };
+template <> struct bn_is_bf16<__nv_bfloat16> { static constexpr bool value = true; };
+template <typename S, bool VEC>
+constexpr int persist_backward_units() {
+    return bn_is_bf16<S>::value ? (VEC ? 7 : 14) : (VEC ? 8 : 16);
+}
+
 template <typename S, bool VEC>
 struct PersistBackwardOp {
     using Sums = BackwardSumsOp<S, VEC>;
@@ -449,7 +461,7 @@ struct PersistBackwardOp {
     using IO = typename Sums::IO;
     using Item = typename Sums::Item;
     static constexpr int W = IO::W, K = 4;
-    static constexpr int T = VEC ? 8 : 16;   // units of x and of dy per thread (LaunchGeometry.persistBackwardUnits)
+    static constexpr int T = persist_backward_units<S, VEC>();   // units of x and of dy per thread
     Sums sums;                  // x, dy, f
     S* dx;                      // may be dy (each unit is read before the barrier, written after it)
     const float* __restrict__ mean;
@@ -521,3 +533,5 @@ bn_persist_bwd_cl##SUF##V(const S* x, const S* dy, S* dx, long long rows, int C,
 }
 
 BN_PERSIST_BWD_ENTRIES(float, , _vec4)
+BN_PERSIST_BWD_ENTRIES(__half, _f16, _vec8)
+BN_PERSIST_BWD_ENTRIES(__nv_bfloat16, _bf16, _vec8)

@@ -286,8 +286,19 @@ extern "C" __global__ void bn_stats_merge(int ranks, int C, const float* __restr
 // y = (x - center) * scale + shift from the tile kept in registers, with the statistics of the whole channel merged
 // across blocks. Traffic: x read once (1 S), y written (1 S), plus partials and per-channel vectors (each block
 // also reads its channels' centers, the first element of each channel: one sector per channel and block). The
-// finishing step is finish_channel's, its outputs written by split 0 of each channel. Templated on the storage type;
-// only the float32 entries are instantiated until the host launches the 16-bit ones.
+// finishing step is finish_channel's, its outputs written by split 0 of each channel. One set of entries per
+// storage type, as the two-pass kernels (_f16, _bf16; _vec8: 8 halves per 16-byte unit).
+// Units each thread keeps (LaunchGeometry.persistForwardUnits): as many as nvPTXCompiler fits in registers without
+// spills at 2 blocks per SM on sm_75..sm_90 (PtxCompileTest; cuda/README.md has the table). float: 8 float4s or 16
+// floats. 16-bit: 10 units of 8 halves (12 spill into 1 block per SM in the channels-last kernels), or 16 halves
+// (the scalar channels-last kernels are at 126-128 registers already). More rows per block means fewer row splits,
+// and the exchange (every block reads every split's partial of its channels: splits^2 records) weighs twice as much
+// against a 16-bit tensor: at 8 units [8,28,28,64] channels-last moved 2.062 S, at 10 units 2.03 S.
+template <typename S, bool VEC>
+constexpr int persist_forward_units() {
+    return VEC ? (sizeof(S) == 2 ? 10 : 8) : 16;
+}
+
 template <typename S, bool VEC>
 struct PersistForwardOp {
     using Stats = ForwardStatsOp<S, VEC>;
@@ -295,7 +306,7 @@ struct PersistForwardOp {
     using IO = typename Stats::IO;
     using Item = typename Stats::Item;
     static constexpr int W = IO::W, K = 3;
-    static constexpr int T = VEC ? 8 : 16;   // units per thread (LaunchGeometry.persistForwardUnits): 32 floats
+    static constexpr int T = persist_forward_units<S, VEC>();   // units per thread
     Stats stats;
     S* y;                       // may be x (in place: every unit is read before the barrier, written after it)
     long long center_stride;    // channel c's center is x[c * center_stride]
@@ -370,3 +381,5 @@ bn_persist_fwd_cl##SUF##V(const S* x, S* y, long long rows, int C, int inner, lo
 }
 
 BN_PERSIST_FWD_ENTRIES(float, , _vec4)
+BN_PERSIST_FWD_ENTRIES(__half, _f16, _vec8)
+BN_PERSIST_FWD_ENTRIES(__nv_bfloat16, _bf16, _vec8)

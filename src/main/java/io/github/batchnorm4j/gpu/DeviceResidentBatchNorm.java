@@ -78,7 +78,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
     /**
      * Which kernels the training-mode forward and backward run.
      *
-     * <p>{@link #AUTO}: the persistent single-pass kernels (float32 tensors) when the device launches cooperatively,
+     * <p>{@link #AUTO}: the persistent single-pass kernels (every storage type) when the device launches cooperatively,
      * a channel needs at most {@link LaunchGeometry#MAX_PERSIST_SPLITS} blocks, and the whole grid, sized from the
      * tensor at a fixed number of values per thread, can be resident at once with the kernel's occupancy as
      * compiled ({@link Device#maxActiveBlocksPerMultiprocessor} × SMs); each block keeps its tile in registers between
@@ -139,20 +139,20 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                         kernels.put(name(k, t, vec), b.kernel(name(k, t, vec)));
                     }
                 }
+                for (boolean vec : new boolean[]{false, true}) {
+                    for (String k : new String[]{"bn_persist_fwd_cf", "bn_persist_fwd_cl"}) {
+                        kernels.put(name(k, t, vec), f.kernel(name(k, t, vec)));
+                    }
+                    for (String k : new String[]{"bn_persist_bwd_cf", "bn_persist_bwd_cl"}) {
+                        kernels.put(name(k, t, vec), b.kernel(name(k, t, vec)));
+                    }
+                }
             }
             for (DType t : DType.values()) {   // the fused backward of BN + ReLU (/ + add)
                 for (String k : FUSED_BACKWARD_FAMILIES) {
                     for (boolean vec : new boolean[]{false, true}) {
                         kernels.put(name(k, t, vec), b.kernel(name(k, t, vec)));
                     }
-                }
-            }
-            for (boolean vec : new boolean[]{false, true}) {
-                for (String k : new String[]{"bn_persist_fwd_cf", "bn_persist_fwd_cl"}) {
-                    kernels.put(name(k, DType.FLOAT32, vec), f.kernel(name(k, DType.FLOAT32, vec)));
-                }
-                for (String k : new String[]{"bn_persist_bwd_cf", "bn_persist_bwd_cl"}) {
-                    kernels.put(name(k, DType.FLOAT32, vec), b.kernel(name(k, DType.FLOAT32, vec)));
                 }
             }
             kernels.put("bn_prepare", f.kernel("bn_prepare"));
@@ -245,7 +245,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         Optional<LaunchGeometry.Persistent> p = persistent(shape, dtype, vec, false);
         if (p.isPresent()) {
             int pflags = flags & ~COEF_CENTER;   // every block reads its centers before any block writes y
-            guarded(s, () -> launchPersistentForward(shape, p.get(), vec, x, y, pflags, (float) eps,
+            guarded(s, () -> launchPersistentForward(shape, dtype, p.get(), vec, x, y, pflags, (float) eps,
                     runningMean != null ? (float) momentum : 0f, gamma, beta, runningMean, runningVar, saveMean,
                     saveInvstd, dummy, s));
             return;
@@ -334,7 +334,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         boolean vec = vectorizable(shape, dtype, x, dy, dx);
         Optional<LaunchGeometry.Persistent> p = persistent(shape, dtype, vec, true);
         if (p.isPresent()) {
-            guarded(s, () -> launchPersistentBackward(shape, p.get(), vec, x, dy, dx, flags, gamma, saveMean,
+            guarded(s, () -> launchPersistentBackward(shape, dtype, p.get(), vec, x, dy, dx, flags, gamma, saveMean,
                     saveInvstd, dgamma, dbeta, dummy, s));
             return;
         }
@@ -756,14 +756,13 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
 
     /**
      * The persistent geometry of a training-mode forward (or backward) when this call may take that path: AUTO,
-     * float32, a device that launches cooperatively, at most {@link LaunchGeometry#MAX_PERSIST_SPLITS} blocks per
+     * a device that launches cooperatively, at most {@link LaunchGeometry#MAX_PERSIST_SPLITS} blocks per
      * channel, and a grid that fits the device at once with the kernel's occupancy; else empty (two-pass).
      */
     private Optional<LaunchGeometry.Persistent> persistent(Shape shape, DType dtype, boolean vec, boolean backward) {
-        if (trainingPath != TrainingPath.AUTO || dtype != DType.FLOAT32 || !device.supportsCooperativeLaunch()) {
-            return Optional.empty();
-        }
-        int units = backward ? LaunchGeometry.persistBackwardUnits(vec) : LaunchGeometry.persistForwardUnits(vec);
+        if (trainingPath != TrainingPath.AUTO || !device.supportsCooperativeLaunch()) return Optional.empty();
+        int units = backward ? LaunchGeometry.persistBackwardUnits(vec, dtype)
+                : LaunchGeometry.persistForwardUnits(vec, dtype);
         Optional<LaunchGeometry.Persistent> g = LaunchGeometry.persistent(shape, vec, dtype, units);
         if (g.isEmpty()) return g;
         String kernel = name(backward ? "bn_persist_bwd" : "bn_persist_fwd", g.get().view(), dtype, vec);
@@ -774,8 +773,8 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         return g.get().grid().volume() <= resident ? g : Optional.empty();
     }
 
-    private void launchPersistentForward(Shape shape, LaunchGeometry.Persistent g, boolean vec, DevicePointer x,
-                                         DevicePointer y, int flags, float eps, float momentum, DevicePointer gamma,
+    private void launchPersistentForward(Shape shape, DType dtype, LaunchGeometry.Persistent g, boolean vec,
+                                         DevicePointer x, DevicePointer y, int flags, float eps, float momentum, DevicePointer gamma,
                                          DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
                                          DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dummy,
                                          DeviceStream s) {
@@ -784,11 +783,11 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         a.i64(shape.reductionSize()).f32(eps).f32(momentum).i32(flags)
                 .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy)).ptr(or(runningVar, dummy))
                 .ptr(or(saveMean, dummy)).ptr(or(saveInvstd, dummy)).ptr(workspace.coef());
-        launchCooperative(name("bn_persist_fwd", g.view(), DType.FLOAT32, vec), g.grid(), g.block(), a, s);
+        launchCooperative(name("bn_persist_fwd", g.view(), dtype, vec), g.grid(), g.block(), a, s);
     }
 
-    private void launchPersistentBackward(Shape shape, LaunchGeometry.Persistent g, boolean vec, DevicePointer x,
-                                          DevicePointer dy, DevicePointer dx, int flags, DevicePointer gamma,
+    private void launchPersistentBackward(Shape shape, DType dtype, LaunchGeometry.Persistent g, boolean vec,
+                                          DevicePointer x, DevicePointer dy, DevicePointer dx, int flags, DevicePointer gamma,
                                           DevicePointer mean, DevicePointer invstd, DevicePointer dgamma,
                                           DevicePointer dbeta, DevicePointer dummy, DeviceStream s) {
         KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(dx);
@@ -796,7 +795,7 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         a.i64(shape.reductionSize()).i32(flags)
                 .ptr(or(gamma, dummy)).ptr(mean).ptr(invstd).ptr(or(dgamma, dummy)).ptr(or(dbeta, dummy))
                 .ptr(workspace.coef());
-        launchCooperative(name("bn_persist_bwd", g.view(), DType.FLOAT32, vec), g.grid(), g.block(), a, s);
+        launchCooperative(name("bn_persist_bwd", g.view(), dtype, vec), g.grid(), g.block(), a, s);
     }
 
     /** (C, N, inner, splits, chunk) or (rows, C, inner, chunk), then the partials and the barrier's two words. */
@@ -892,14 +891,13 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                 LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, dtype);
                 partials = Math.max(partials, g.partials());
                 counters = Math.max(counters, g.counters());
-                if (dtype == DType.FLOAT32) {   // the persistent kernels: their partials and the barrier's 2 words
-                    for (int units : new int[]{LaunchGeometry.persistForwardUnits(vec),
-                            LaunchGeometry.persistBackwardUnits(vec)}) {
-                        Optional<LaunchGeometry.Persistent> p = LaunchGeometry.persistent(shape, vec, dtype, units);
-                        if (p.isPresent()) partials = Math.max(partials, p.get().partials());
-                    }
-                    counters = Math.max(counters, 2);
+                // The persistent kernels: their partials and the barrier's 2 words.
+                for (int units : new int[]{LaunchGeometry.persistForwardUnits(vec, dtype),
+                        LaunchGeometry.persistBackwardUnits(vec, dtype)}) {
+                    Optional<LaunchGeometry.Persistent> p = LaunchGeometry.persistent(shape, vec, dtype, units);
+                    if (p.isPresent()) partials = Math.max(partials, p.get().partials());
                 }
+                counters = Math.max(counters, 2);
             }
         }
         workspace.ensure(shape.channels(), partials, counters, stream);   // counters zeroed on the op's stream

@@ -201,7 +201,7 @@ class EmulatorPersistentTest {
             assertEquals(List.of("bn_backward_reduce_cl_vec4", "bn_dx_cl_vec4"), st.backwardKernels());
             Tolerances.assertForward("y", Reference64.forwardTraining(s, x, g, b, 1e-5, rm, rv, 0.1).y(), st.y());
         }
-        // 16-bit tensors and a channel needing more than 256 blocks take the two-pass kernels too.
+        // A channel needing more than 256 blocks takes the two-pass kernels too (16-bit: EmulatorPersistent16Test).
         assertTrue(LaunchGeometry.persistent(Shape.channelsFirst(1, 1, 1 << 21), true, DType.FLOAT32, 8).isPresent());
         assertTrue(LaunchGeometry.persistent(Shape.channelsFirst(1, 1, (1 << 21) + 4), true, DType.FLOAT32, 8)
                 .isEmpty());
