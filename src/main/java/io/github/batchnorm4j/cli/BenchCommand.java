@@ -213,7 +213,8 @@ final class BenchCommand implements Callable<Integer> {
                         + "read, y written), backward 5 S (x and dy read twice, dx written"
                         + (persistent ? "; 3 S on the persistent path" : "") + "); the fused ops with a residual z: "
                         + "forward-train-relu 4 S + " + maskS + " (x twice, z, y, the mask), forward-eval-relu 3 S + "
-                        + maskS + ", backward-relu 6 S + " + maskS + " (x, dy, mask; x, dz read, dx written)");
+                        + maskS + ", backward-relu 6 S + 2 x " + maskS + " (x, dy, the mask read twice; dx, dz "
+                        + "written; never y)");
                 if (copy != null) {
                     System.out.printf(Locale.ROOT, "copy: %.3g GB/s (read + write; %s copying %s like x, median %.4g ms)%s%n",
                             copy.gbps(), copy.method(), size(copy.bytes()), copy.timing().medianMs(),
