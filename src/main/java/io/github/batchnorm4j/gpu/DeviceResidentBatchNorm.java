@@ -345,6 +345,25 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         });
     }
 
+    /** {@link #forwardTrainingRelu(Shape, DType, DevicePointer, DevicePointer, DevicePointer, DevicePointer, double,
+     * DevicePointer, DevicePointer, double, DevicePointer, DevicePointer, DevicePointer, DevicePointer, DeviceStream)}
+     * with float32 tensors. */
+    public void forwardTrainingRelu(Shape shape, DevicePointer x, DevicePointer z, DevicePointer gamma,
+                                    DevicePointer beta, double eps, DevicePointer runningMean,
+                                    DevicePointer runningVar, double momentum, DevicePointer y, DevicePointer mask,
+                                    DevicePointer saveMean, DevicePointer saveInvstd, DeviceStream stream) {
+        forwardTrainingRelu(shape, DType.FLOAT32, x, z, gamma, beta, eps, runningMean, runningVar, momentum, y, mask,
+                saveMean, saveInvstd, stream);
+    }
+
+    /** {@link #forwardInferenceRelu(Shape, DType, DevicePointer, DevicePointer, DevicePointer, DevicePointer,
+     * DevicePointer, DevicePointer, double, DevicePointer, DevicePointer, DeviceStream)} with float32 tensors. */
+    public void forwardInferenceRelu(Shape shape, DevicePointer x, DevicePointer z, DevicePointer gamma,
+                                     DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
+                                     double eps, DevicePointer y, DevicePointer mask, DeviceStream stream) {
+        forwardInferenceRelu(shape, DType.FLOAT32, x, z, gamma, beta, runningMean, runningVar, eps, y, mask, stream);
+    }
+
     private static long maskBytes(Shape shape) {
         return 4L * io.github.batchnorm4j.ReluMask.words(shape.elementCount());
     }
