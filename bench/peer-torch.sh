@@ -5,7 +5,8 @@
 # Setup (Debian 12): apt-get install -y python3-torch libjemalloc2
 #   torch runs under jemalloc (LD_PRELOAD, pages kept: MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1); with glibc's
 #   allocator torch pays ~25,000 page faults per call on large outputs and the comparison says nothing about batch
-#   norm. The JVM runs without the preload.
+#   norm. The JVM runs without the preload, on transparent huge pages where the kernel offers them on request
+#   (-XX:+UseTransparentHugePages, as scripts/batchnorm4j starts it; PEER_THP=0 leaves it out).
 #
 # Usage: bench/peer-torch.sh [--threads 2] [--rounds 5] [--shapes '32,64,56,56:nchw;256,1024:nc'] [--ops ...]
 #   (options of bench/peer_torch.py; --help lists them). Environment: PYTHON (default /usr/bin/python3), JAVA
@@ -35,7 +36,11 @@ fi
 loops=()
 [[ "${PEER_LOOPS:-}" == "scalar" ]] && loops=(-Dbatchnorm4j.cpu.vector=false)
 read -r -a extra <<< "${PEER_JAVA_OPTS:-}"
-java_cmd="$java_bin --add-modules jdk.incubator.vector -Xmx6g -Xms6g -XX:+AlwaysPreTouch ${loops[*]:-} ${extra[*]:-}"
+thp=""
+if [[ "${PEER_THP:-1}" != "0" ]] && grep -q -E '\[(madvise|always)\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null; then
+  thp=-XX:+UseTransparentHugePages
+fi
+java_cmd="$java_bin --add-modules jdk.incubator.vector -Xmx6g -Xms6g -XX:+AlwaysPreTouch $thp ${loops[*]:-} ${extra[*]:-}"
 java_cmd+=" -cp $root/target/classes:$root/target/test-classes io.github.batchnorm4j.cpu.PeerBenchMain $threads"
 
 LD_PRELOAD="$jemalloc" MALLOC_CONF="dirty_decay_ms:-1,muzzy_decay_ms:-1" OMP_NUM_THREADS="$threads" \

@@ -230,6 +230,7 @@ def main():
           % (torch.__version__, torch.get_num_threads(), torch.__config__.parallel_info().splitlines()[-1].strip(),
              os.environ.get("LD_PRELOAD", "-"), os.environ.get("MALLOC_CONF", "-"), java.hello))
     print("cpu: %s, %d processors; load average at start: %s" % (cpu_model(), os.cpu_count(), load_average()))
+    print("JVM options: %s" % " ".join(a for a in args.java.split() if a.startswith("-X")))
     print("rounds %d (alternating), calls per round ~%.2f s per side (at least 5), warm-up %.2f s then %.2f s "
           "per round; times are medians of all calls, ms" % (args.rounds, args.round_seconds, args.warmup,
                                                             args.round_warmup))

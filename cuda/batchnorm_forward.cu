@@ -386,3 +386,203 @@ bn_persist_fwd_cl##SUF##V(const S* x, S* y, long long rows, int C, int inner, lo
 BN_PERSIST_FWD_ENTRIES(float, , _vec4)
 BN_PERSIST_FWD_ENTRIES(__half, _f16, _vec8)
 BN_PERSIST_FWD_ENTRIES(__nv_bfloat16, _bf16, _vec8)
+
+// ---- fused apply + (residual) + ReLU with a 1-bit mask (bn_apply_relu*) --------------------------------------------
+// v = (x - p[c]) * a[c] + b[c] (+ z), y = v where !(v <= 0) else +0 (NaN passes), rounded once to S; mask bit
+// i = !(v_i <= 0), bit i % 32 of word i / 32 (io.github.batchnorm4j.ReluMask). Both layouts run the same kernel: the
+// channel of flat element e is (e / inner) % C, with inner = the spatial size for channels-first and 1 for
+// channels-last.
+//
+// Geometry (LaunchGeometry.relu): a warp tile is TW = 512 bytes of consecutive elements (128 floats, 256 halves), so
+// that its mask words (TW / 32 of them: 16 or 32 bytes, one sector) start at a word boundary and are stored whole, each
+// by one lane. The flat tensor is cut into periods of `period` = lcm(C * inner, TW) elements; tile column ct (< tiles
+// = period / TW) of every period holds the same channels at the same lanes, so each lane keeps its coefficients in
+// registers while it walks down the periods. A work item is (column ct, `chunk` consecutive periods); blocks take
+// items grid-stride (block-uniform), stage the item's channels' coefficients in shared memory (at most 256 channels:
+// a tile spans at most TW / inner + 2 planes, and all C when that is more than C), and their 8 warps take the item's
+// periods in turn. Every lane of a warp runs every iteration (the period loop is warp-uniform), so the ballots and
+// shuffles see all 32 lanes; lanes past the end of the tensor load nothing, store nothing and contribute 0 bits.
+// Scalar path: a lane holds T = TW / 32 elements of the tile (element s * 32 + lane), one ballot per s gives word s,
+// lane s stores it. Vector path (W elements per 16-byte unit, one unit per lane): the W bits of a lane are ORed with
+// shuffles across the 32 / W lanes that share a word, and the first of them stores it.
+// Traffic: x (and z) read once, y written once, the mask words*4 bytes, plus per item the staged coefficients (3
+// floats and, for forward training, the center x[c * inner] per channel); the host sizes `chunk` so that those stay
+// below 1% of the tensors' bytes.
+template <typename S, bool VEC>
+struct ReluTile {
+    using IO = bn_io<S, VEC>;
+    static constexpr int W = IO::W;
+    static constexpr int TW = 512 / (int)sizeof(S);   // elements per warp tile
+    static constexpr int T = TW / (BN_WARP * W);       // units per lane per tile (1 on the vector path)
+    static constexpr int E = T * W;                    // elements per lane per tile
+    static constexpr int G = BN_WARP / W;              // vector path: lanes whose bits share one mask word
+    // Offset within the tile of element k (< E) of a lane.
+    static __device__ __forceinline__ int offset(int lane, int k) { return VEC ? lane * W + k : k * BN_WARP + lane; }
+};
+
+// One unit of y. The vector path stores with st.global.wb (the default store policy, written out): nvcc otherwise
+// splits this kernel's 16-byte stores into 4-byte ones (it cannot prove the address 16-byte aligned), which would use
+// a quarter of each sector a warp instruction touches.
+template <typename S, bool VEC>
+__device__ __forceinline__ void relu_store(S* p, const float (&o)[bn_io<S, VEC>::W]) {
+    if constexpr (!VEC) {
+        bn_io<S, false>::store(p, o);
+    } else if constexpr (sizeof(S) == 4) {
+        __stwb(reinterpret_cast<float4*>(p), make_float4(o[0], o[1], o[2], o[3]));
+    } else {
+        uint4 u;
+        S* h = reinterpret_cast<S*>(&u);
+        #pragma unroll
+        for (int k = 0; k < 8; k++) h[k] = from_float<S>(o[k]);
+        __stwb(reinterpret_cast<uint4*>(p), u);
+    }
+}
+
+// One warp tile: the TW elements from `base` (a multiple of TW), q[k] the coefficients of the lane's element k.
+template <typename S, bool VEC>
+__device__ __forceinline__ void relu_tile(const S* x, const S* z, S* y, unsigned* mask, long long n, long long base,
+                                          int lane, const float (&q)[ReluTile<S, VEC>::E][3]) {
+    using Tile = ReluTile<S, VEC>;
+    using IO = typename Tile::IO;
+    constexpr int W = Tile::W, T = Tile::T, G = Tile::G;
+    typename IO::Unit v[T], r[T];
+    #pragma unroll
+    for (int t = 0; t < T; t++) {   // all loads first (y may be x)
+        const long long e = base + Tile::offset(lane, t * W);
+        if (e < n) {
+            v[t] = IO::load(x + e);
+            if (z != nullptr) r[t] = IO::load(z + e);
+        }
+    }
+    unsigned bits[T];
+    #pragma unroll
+    for (int t = 0; t < T; t++) {
+        const long long e = base + Tile::offset(lane, t * W);
+        float o[W];
+        unsigned b = 0u;
+        #pragma unroll
+        for (int k = 0; k < W; k++) {
+            const float* qk = q[t * W + k];
+            float s = fmaf(IO::get(v[t], k) - qk[0], qk[1], qk[2]);
+            if (z != nullptr) s = s + IO::get(r[t], k);
+            const bool pass = !(s <= 0.f);
+            o[k] = pass ? s : 0.f;
+            b |= (pass && e < n ? 1u : 0u) << k;
+        }
+        if (e < n) relu_store<S, VEC>(y + e, o);
+        bits[t] = b;
+    }
+    if (mask == nullptr) return;   // uniform: the caller wants no mask
+    if constexpr (VEC) {
+        unsigned word = bits[0] << ((lane % G) * W);
+        #pragma unroll
+        for (int off = G / 2; off > 0; off >>= 1) word |= __shfl_xor_sync(0xffffffffu, word, off);
+        const long long e = base + (long long)lane * W;
+        if (lane % G == 0 && e < n) mask[e / BN_WARP] = word;
+    } else {
+        unsigned mine = 0u;
+        #pragma unroll
+        for (int t = 0; t < T; t++) {
+            const unsigned word = __ballot_sync(0xffffffffu, bits[t] != 0u);
+            if (lane == t) mine = word;
+        }
+        if (lane < T && base + lane * BN_WARP < n) mask[base / BN_WARP + lane] = mine;
+    }
+}
+
+// Coefficients of channel c into staging slot i (threads of the block, before a barrier).
+__device__ __forceinline__ void relu_stage(float (*sh)[BN_BLOCK], int i, int c, int C, const float* __restrict__ coef,
+                                           float center) {
+    sh[0][i] = center;
+    sh[1][i] = coef[C + c];
+    sh[2][i] = coef[2 * C + c];
+}
+
+// tiles > 0: items are (tile column, chunk of periods), coefficients staged per item by plane (see above).
+// tiles == 0 (the host's choice when C <= 256 and per-column staging would cost more than 1% of the traffic, e.g. a
+// rows view whose C·inner shares few factors with TW): every channel is staged once per block, and an item is `chunk`
+// consecutive tiles of the flat tensor (periods = the number of tiles), one item per block; lanes look their
+// channels up per tile.
+template <typename S, bool VEC>
+__device__ __forceinline__ void relu_map(const S* x, const S* z, S* y, unsigned* mask, long long n, int C,
+                                         long long inner, long long period, int tiles, long long periods,
+                                         long long chunk, int items, const float* __restrict__ coef,
+                                         const S* center_x) {
+    using Tile = ReluTile<S, VEC>;
+    constexpr int TW = Tile::TW, E = Tile::E;
+    __shared__ float sh[3][BN_BLOCK];
+    const int lane = threadIdx.x % BN_WARP, warp = threadIdx.x / BN_WARP;
+    int item = blockIdx.x;   // < items: the grid is at most one block per item
+    if (tiles == 0) {
+        if ((int)threadIdx.x < C) {
+            const int c = threadIdx.x;
+            relu_stage(sh, c, c, C, coef, center_x != nullptr ? to_float(center_x[(long long)c * inner]) : coef[c]);
+        }
+        __syncthreads();
+        const long long t_hi = min((long long)(item + 1) * chunk, periods);   // one item per block: grid == items
+        #pragma unroll 1
+        for (long long t = (long long)item * chunk + warp; t < t_hi; t += BN_BLOCK_WARPS) {   // warp-uniform
+            const long long base = t * TW;
+            const long long p0 = base / inner;          // inner <= TW here: the offsets below are 32-bit
+            const int r0 = (int)(base - p0 * inner), c0 = (int)(p0 % C);
+            float q[E][3];
+            #pragma unroll
+            for (int k = 0; k < E; k++) {
+                const int c = (c0 + (r0 + Tile::offset(lane, k)) / (int)inner) % C;
+                q[k][0] = sh[0][c];
+                q[k][1] = sh[1][c];
+                q[k][2] = sh[2][c];
+            }
+            relu_tile<S, VEC>(x, z, y, mask, n, base, lane, q);
+        }
+        return;
+    }
+    #pragma unroll 1
+    do {
+        const int ct = item % tiles;
+        const long long col0 = (long long)ct * TW;
+        const long long first = col0 / inner;
+        const long long planes = (col0 + TW - 1) / inner - first + 1;
+        const bool all = planes > C;   // the tile sees every channel (then C < planes <= 256): index by channel
+        const int staged = all ? C : (int)planes;
+        __syncthreads();   // every thread has read the previous item's coefficients
+        if ((int)threadIdx.x < staged) {
+            const int c = all ? (int)threadIdx.x : (int)((first + threadIdx.x) % C);
+            relu_stage(sh, threadIdx.x, c, C, coef,
+                       center_x != nullptr ? to_float(center_x[(long long)c * inner]) : coef[c]);
+        }
+        __syncthreads();
+        float q[E][3];
+        #pragma unroll
+        for (int k = 0; k < E; k++) {
+            const long long plane = (col0 + Tile::offset(lane, k)) / inner;
+            const int j = all ? (int)(plane % C) : (int)(plane - first);
+            q[k][0] = sh[0][j];
+            q[k][1] = sh[1][j];
+            q[k][2] = sh[2][j];
+        }
+        const long long p_lo = (long long)(item / tiles) * chunk, p_hi = min(p_lo + chunk, periods);
+        #pragma unroll 1
+        for (long long p = p_lo + warp; p < p_hi; p += BN_BLOCK_WARPS) {   // warp-uniform
+            relu_tile<S, VEC>(x, z, y, mask, n, p * period + col0, lane, q);   // base: a multiple of TW
+        }
+    } while ((item += gridDim.x) < items);
+}
+
+#define BN_APPLY_RELU_ENTRIES(S, SUF, V) \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_apply_relu##SUF(const S* x, const S* z, S* y, unsigned* mask, long long n, int C, long long inner, \
+                   long long period, int tiles, long long periods, long long chunk, int items, \
+                   const float* __restrict__ coef, const S* center_x) { \
+    relu_map<S, false>(x, z, y, mask, n, C, inner, period, tiles, periods, chunk, items, coef, center_x); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_apply_relu##SUF##V(const S* x, const S* z, S* y, unsigned* mask, long long n, int C, long long inner, \
+                      long long period, int tiles, long long periods, long long chunk, int items, \
+                      const float* __restrict__ coef, const S* center_x) { \
+    relu_map<S, true>(x, z, y, mask, n, C, inner, period, tiles, periods, chunk, items, coef, center_x); \
+}
+
+BN_APPLY_RELU_ENTRIES(float, , _vec4)
+BN_APPLY_RELU_ENTRIES(__half, _f16, _vec8)
+BN_APPLY_RELU_ENTRIES(__nv_bfloat16, _bf16, _vec8)

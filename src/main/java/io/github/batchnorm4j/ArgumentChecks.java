@@ -311,7 +311,7 @@ public final class ArgumentChecks<T> {
             if (required) throw new IllegalArgumentException(name + " must not be null");
             return;
         }
-        size.check(name, mask, ReluMask.words(shape.elementCount()),
+        channelSize.check(name, mask, ReluMask.words(shape.elementCount()),   // 32-bit words, whatever x's type
                 "(32-bit words, one bit per element of " + shape + ")");
     }
 

@@ -26,10 +26,10 @@ import picocli.CommandLine.Option;
  * first validated (its output against the float64 computation on the CPU backend, or against the CPU backend for any
  * other backend), then warmed up, then timed {@code --repeat} times; the median is reported. Bandwidth is S-based
  * (S = bytes of x): 3 S forward-train, 2 S forward-eval, 5 S backward — the least traffic each op needs (docs/design.md
- * §3). Warm-up is by time ({@code --warmup}, whatever the tensor size). On the CPU backend the machine's copy
- * bandwidth is measured in the same run, as the fastest of the Java copies {@link BenchHarness#measureCopy} tries (on a
- * device backend that implements {@link DeviceResidentTiming}, the device's) and each op is also shown as a fraction
- * of it. The fused batch norm + add + ReLU ops run with a residual and count the budgets of {@link #trafficUnits}.
+ * §3). Warm-up is by time ({@code --warmup}, whatever the tensor size), then until the JIT is quiet. On the CPU
+ * backend the machine's copy bandwidth is measured in the same run, as the fastest of the Java copies {@link
+ * BenchHarness#measureCopy} tries (on a device backend that implements {@link DeviceResidentTiming}, the device's)
+ * and each op is also shown as a fraction of it. The fused batch norm + add + ReLU ops run with a residual and count the budgets of {@link #trafficUnits}.
  * Device backends are timed on device-resident buffers when they implement {@link DeviceResidentTiming}.
  * Backends implementing {@link MeasuredOps} also report traffic_ratio and sector_efficiency; backends running our
  * kernels ({@link io.github.batchnorm4j.gpu.LaunchReporting}: cuda, emulator) list each kernel of an op with its grid,
@@ -67,7 +67,8 @@ final class BenchCommand implements Callable<Integer> {
     int repeat;
 
     @Option(names = "--warmup", defaultValue = "0.5", paramLabel = "SECONDS",
-            description = "Warm-up of each op before timing, by time whatever the tensor size (at least 2 runs; "
+            description = "Warm-up of each op before timing, by time whatever the tensor size (at least 2 runs), "
+                    + "then on until the JIT has finished no compilation for 0.2 s (unless 0; "
                     + "default: ${DEFAULT-VALUE}).")
     double warmup;
 

@@ -1,6 +1,8 @@
 package io.github.batchnorm4j.cli;
 
 import io.github.batchnorm4j.cpu.FloatCopy;
+import java.lang.management.CompilationMXBean;
+import java.lang.management.ManagementFactory;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -9,6 +11,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.function.LongSupplier;
 
 /**
  * Timing for {@code batchnorm4j bench}, apart from the command line so that it can be tested: warm-up, the median of
@@ -25,6 +28,22 @@ public final class BenchHarness {
      * 0.75 ms at 15 repeats and 0.28 ms at 1000 (the Vector API loops are slower still until C2 compiles them).
      */
     public static final long DEFAULT_WARMUP_NANOS = 500_000_000L;
+    /**
+     * After the warm-up time, runs go on until the JIT has finished no compilation for this long (and {@link
+     * #JIT_QUIET_RUNS} runs): the JVM's total compilation time ({@link CompilationMXBean}) moves each time a method's
+     * compilation ends. On 2 cores busy with the op, C2 compiled the CPU backend's loops of forward training on
+     * [64,128,56,56] seconds after the first call (-XX:+PrintCompilation), and bench timed that op at 71-83% of the
+     * copy after 0.5 s of warm-up against 82-91% after 2 s, in one quiet window (docs/cpu-performance.md).
+     */
+    public static final long JIT_QUIET_NANOS = 200_000_000L;
+    /** Runs without a finished compilation, at least, that end the warm-up (see {@link #JIT_QUIET_NANOS}). */
+    public static final int JIT_QUIET_RUNS = 3;
+    /** The wait for a quiet JIT ends after this long past the warm-up time, quiet or not. */
+    public static final long MAX_JIT_WAIT_NANOS = 10_000_000_000L;
+
+    /** The JVM's total compilation time in ms, or null where the JVM does not report it. */
+    private static final LongSupplier JIT_TIME = jitTime();
+
     /** Each copying thread gets at least this many bytes: below it, handing work to a thread costs more than it saves. */
     public static final long MIN_COPY_SLICE_BYTES = 1 << 20;
 
@@ -49,7 +68,8 @@ public final class BenchHarness {
 
     /**
      * Runs {@code op} for warm-up (at least {@link #MIN_WARMUP_RUNS} runs and {@code warmupNanos}, whatever the run
-     * count), then {@code repeats} more times, each timed alone.
+     * count, then, unless {@code warmupNanos} is 0, until the JIT is quiet: {@link #JIT_QUIET_NANOS}), then {@code
+     * repeats} more times, each timed alone.
      */
     public static Timing time(Runnable op, int repeats, long warmupNanos) {
         if (repeats < 1) throw new IllegalArgumentException("repeat: expected >= 1, got " + repeats);
@@ -61,13 +81,45 @@ public final class BenchHarness {
     }
 
     private static int warmUp(Runnable op, long warmupNanos) {
+        return warmUp(op, warmupNanos, JIT_TIME);
+    }
+
+    /**
+     * The warm-up of {@link #time(Runnable, int, long)} with {@code jitTime} (the JVM's total compilation time; null:
+     * not known, the warm-up is by time only).
+     */
+    static int warmUp(Runnable op, long warmupNanos, LongSupplier jitTime) {
         int warmups = 0;
         long start = System.nanoTime();
-        while (warmups < MIN_WARMUP_RUNS || System.nanoTime() - start < warmupNanos) {
+        boolean watch = jitTime != null && warmupNanos > 0;
+        long compiled = watch ? jitTime.getAsLong() : 0;
+        long quietSince = start;
+        int quietRuns = 0;
+        while (true) {
+            long now = System.nanoTime();
+            if (warmups >= MIN_WARMUP_RUNS && now - start >= warmupNanos
+                    && (!watch || quietRuns >= JIT_QUIET_RUNS && now - quietSince >= JIT_QUIET_NANOS
+                        || now - start >= warmupNanos + MAX_JIT_WAIT_NANOS)) {
+                return warmups;
+            }
             op.run();
             warmups++;
+            if (watch) {
+                long c = jitTime.getAsLong();
+                if (c != compiled) {
+                    compiled = c;
+                    quietSince = System.nanoTime();
+                    quietRuns = 0;
+                } else {
+                    quietRuns++;
+                }
+            }
         }
-        return warmups;
+    }
+
+    private static LongSupplier jitTime() {
+        CompilationMXBean jit = ManagementFactory.getCompilationMXBean();
+        return jit != null && jit.isCompilationTimeMonitoringSupported() ? jit::getTotalCompilationTime : null;
     }
 
     private static double timeOnce(Runnable op) {

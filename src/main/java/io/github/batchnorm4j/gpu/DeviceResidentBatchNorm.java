@@ -160,6 +160,11 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                     }
                 }
             }
+            for (DType t : DType.values()) {   // the fused apply + ReLU: one kernel for both layouts
+                for (boolean vec : new boolean[]{false, true}) {
+                    kernels.put(name("bn_apply_relu", t, vec), f.kernel(name("bn_apply_relu", t, vec)));
+                }
+            }
             kernels.put("bn_prepare", f.kernel("bn_prepare"));
             kernels.put("bn_stats_merge", f.kernel("bn_stats_merge"));
             kernels.put("bn_backward_merge", b.kernel("bn_backward_merge"));
@@ -291,6 +296,68 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
             launchPrepare(shape, PREP_EVAL_FORWARD, (float) eps, gamma, beta, runningMean, runningVar, dummy, s);
             launchApply(shape, dtype, vec, x, y, null, s);
         });
+    }
+
+    // ---- fused batch norm + (add) + ReLU, forward ------------------------------------------------------------------
+
+    /**
+     * Fused training-mode forward (see {@link io.github.batchnorm4j.BatchNormOps#forwardTrainingRelu}): the statistics
+     * kernel as {@link #forwardTraining}, then one pass that computes v = bn(x) (+ z), writes y = relu(v) (v where
+     * !(v &le; 0), else +0; NaN passes) rounded once to {@code dtype}, and the ReLU mask (one bit per element, {@link
+     * io.github.batchnorm4j.ReluMask#words} 32-bit words). Always the two-pass statistics: the persistent path has no
+     * fused variant yet. Traffic (emulator): 1 S (statistics) + 2 S (x, y) + S with z + 4 bytes per mask word.
+     *
+     * @param z    residual tensor (same shape and type as x) or null
+     * @param y    output; may be exactly x (in place), no other overlap
+     * @param mask output (ReluMask.words(elements) ints) or null when not wanted
+     */
+    public void forwardTrainingRelu(Shape shape, DType dtype, DevicePointer x, DevicePointer z, DevicePointer gamma,
+                                    DevicePointer beta, double eps, DevicePointer runningMean,
+                                    DevicePointer runningVar, double momentum, DevicePointer y, DevicePointer mask,
+                                    DevicePointer saveMean, DevicePointer saveInvstd, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks(dtype).forwardTrainingRelu(shape, x, z, gamma, beta, eps, runningMean, runningVar, momentum, y, mask,
+                saveMean, saveInvstd);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("z", z, t).input("gamma", gamma, c).input("beta", beta, c)
+                .output("runningMean", runningMean, c, null).output("runningVar", runningVar, c, null)
+                .output("y", y, t, "x").output("mask", mask, maskBytes(shape), null)
+                .output("saveMean", saveMean, c, null).output("saveInvstd", saveInvstd, c, null).check();
+        boolean inPlace = y.buffer() == x.buffer();
+        int flags = (gamma != null ? HAS_GAMMA : 0) | (beta != null ? HAS_BETA : 0)
+                | (runningMean != null ? HAS_RUNNING : 0) | (inPlace ? COEF_CENTER : 0);
+        DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
+        boolean vec = vectorizable(shape, dtype, z == null ? new DevicePointer[]{x, y} : new DevicePointer[]{x, z, y});
+        guarded(s, () -> {
+            launchStats(shape, dtype, x, flags, (float) eps, runningMean != null ? (float) momentum : 0f,
+                    gamma, beta, runningMean, runningVar, saveMean, saveInvstd, dummy, workspace.coef(), s);
+            launchApplyRelu(shape, dtype, vec, x, z, y, mask, inPlace ? null : x, s);
+        });
+    }
+
+    /**
+     * Fused eval-mode forward: y = relu((x − runningMean)/sqrt(runningVar + eps)·gamma + beta (+ z)) and the mask, in
+     * one pass after the per-channel coefficients. Traffic: 2 S (x, y) + S with z + 4 bytes per mask word.
+     */
+    public void forwardInferenceRelu(Shape shape, DType dtype, DevicePointer x, DevicePointer z, DevicePointer gamma,
+                                     DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
+                                     double eps, DevicePointer y, DevicePointer mask, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks(dtype).forwardInferenceRelu(shape, x, z, gamma, beta, runningMean, runningVar, eps, y, mask);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("z", z, t).input("gamma", gamma, c).input("beta", beta, c)
+                .input("runningMean", runningMean, c).input("runningVar", runningVar, c).output("y", y, t, "x")
+                .output("mask", mask, maskBytes(shape), null).check();
+        DevicePointer dummy = prepareWorkspace(shape, dtype, false, s);
+        boolean vec = vectorizable(shape, dtype, z == null ? new DevicePointer[]{x, y} : new DevicePointer[]{x, z, y});
+        guarded(s, () -> {
+            launchPrepare(shape, PREP_EVAL_FORWARD, (float) eps, gamma, beta, runningMean, runningVar, dummy, s);
+            launchApplyRelu(shape, dtype, vec, x, z, y, mask, null, s);
+        });
+    }
+
+    private static long maskBytes(Shape shape) {
+        return 4L * io.github.batchnorm4j.ReluMask.words(shape.elementCount());
     }
 
     /** Applies given statistics: y = (x − mean)·invstd·gamma + beta. */
@@ -602,6 +669,22 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         elementwiseShapeArgs(a, shape, g);
         a.ptr(workspace.coef());
         if (centerX != null) a.ptr(centerX); else a.i64(0);   // a null pointer: the kernel reads coef row 0
+        launch(kernel, g.grid(), g.block(), a, s);
+    }
+
+    /** bn_apply_relu*: z and mask may be null; centerX as for {@link #launchApply}. */
+    private void launchApplyRelu(Shape shape, DType dtype, boolean vec, DevicePointer x, DevicePointer z,
+                                 DevicePointer y, DevicePointer mask, DevicePointer centerX, DeviceStream s) {
+        String kernel = name("bn_apply_relu", dtype, vec);
+        LaunchGeometry.Relu g = LaunchGeometry.relu(shape, vec, device.properties().multiprocessorCount(),
+                blocksPerSm(kernel), dtype);
+        KernelArgs a = new KernelArgs().ptr(x);
+        if (z != null) a.ptr(z); else a.i64(0);   // null pointers: no residual, no mask
+        a.ptr(y);
+        if (mask != null) a.ptr(mask); else a.i64(0);
+        a.i64(shape.elementCount()).i32(shape.channels()).i64(shape.inner()).i64(g.period()).i32(g.tiles())
+                .i64(g.periods()).i64(g.chunk()).i32(g.items()).ptr(workspace.coef());
+        if (centerX != null) a.ptr(centerX); else a.i64(0);
         launch(kernel, g.grid(), g.block(), a, s);
     }
 

@@ -132,6 +132,87 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         downloadForward(in, y, saveMean, saveInvstd, runningMean, runningVar);
     }
 
+    // ---- fused batch norm + (add) + ReLU, forward: the device's fused kernels (z staged in the dy tensor) --------
+
+    @Override
+    protected void doForwardTrainingRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta, double eps,
+                                         float[] runningMean, float[] runningVar, double momentum, float[] y,
+                                         int[] mask, float[] saveMean, float[] saveInvstd) {
+        Staged in = stage(shape, x, z, gamma, beta, runningMean, runningVar);
+        begin();
+        kernels.forwardTrainingRelu(shape, DType.FLOAT32, in.x(), in.dy(), in.gamma(), in.beta(), eps, in.mean(),
+                in.varOrInvstd(), momentum, staging.tensor(OUT), maskOrNull(shape, mask),
+                staging.slot(SAVE_MEAN_OR_DGAMMA), staging.slot(SAVE_INVSTD_OR_DBETA), in.s());
+        end();
+        int[] bits = downloadMask(in.s(), mask);
+        downloadForward(in, y, saveMean, saveInvstd, runningMean, runningVar);
+        if (bits != null) System.arraycopy(bits, 0, mask, 0, bits.length);
+    }
+
+    @Override
+    protected void doForwardInferenceRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta,
+                                          float[] runningMean, float[] runningVar, double eps, float[] y,
+                                          int[] mask) {
+        Staged in = stage(shape, x, z, gamma, beta, runningMean, runningVar);
+        begin();
+        kernels.forwardInferenceRelu(shape, DType.FLOAT32, in.x(), in.dy(), in.gamma(), in.beta(), in.mean(),
+                in.varOrInvstd(), eps, staging.tensor(OUT), maskOrNull(shape, mask), in.s());
+        end();
+        int[] bits = downloadMask(in.s(), mask);
+        float[] out = new float[y.length];
+        device.copyToHost(staging.tensor(OUT), out, 0, out.length, in.s());
+        System.arraycopy(out, 0, y, 0, y.length);
+        if (bits != null) System.arraycopy(bits, 0, mask, 0, bits.length);
+    }
+
+    @Override
+    protected void doForwardTrainingRelu(Shape shape, DType dtype, short[] x, short[] z, float[] gamma,
+                                         float[] beta, double eps, float[] runningMean, float[] runningVar,
+                                         double momentum, short[] y, int[] mask, float[] saveMean,
+                                         float[] saveInvstd) {
+        Staged in = stage(shape, x, z, gamma, beta, runningMean, runningVar);
+        begin();
+        kernels.forwardTrainingRelu(shape, dtype, in.x(), in.dy(), in.gamma(), in.beta(), eps, in.mean(),
+                in.varOrInvstd(), momentum, staging.tensor(OUT), maskOrNull(shape, mask),
+                staging.slot(SAVE_MEAN_OR_DGAMMA), staging.slot(SAVE_INVSTD_OR_DBETA), in.s());
+        end();
+        short[] out = new short[y.length];
+        device.copyToHost(staging.tensor(OUT), out, 0, out.length, in.s());
+        int[] bits = downloadMask(in.s(), mask);
+        downloadForward(in, null, saveMean, saveInvstd, runningMean, runningVar);
+        System.arraycopy(out, 0, y, 0, y.length);
+        if (bits != null) System.arraycopy(bits, 0, mask, 0, bits.length);
+    }
+
+    @Override
+    protected void doForwardInferenceRelu(Shape shape, DType dtype, short[] x, short[] z, float[] gamma,
+                                          float[] beta, float[] runningMean, float[] runningVar, double eps,
+                                          short[] y, int[] mask) {
+        Staged in = stage(shape, x, z, gamma, beta, runningMean, runningVar);
+        begin();
+        kernels.forwardInferenceRelu(shape, dtype, in.x(), in.dy(), in.gamma(), in.beta(), in.mean(),
+                in.varOrInvstd(), eps, staging.tensor(OUT), maskOrNull(shape, mask), in.s());
+        end();
+        short[] out = new short[y.length];
+        device.copyToHost(staging.tensor(OUT), out, 0, out.length, in.s());
+        int[] bits = downloadMask(in.s(), mask);
+        System.arraycopy(out, 0, y, 0, y.length);
+        if (bits != null) System.arraycopy(bits, 0, mask, 0, bits.length);
+    }
+
+    /** The staged mask buffer for {@code shape} when the caller wants a mask, else null (the kernel writes none). */
+    private DevicePointer maskOrNull(Shape shape, int[] mask) {
+        return mask == null ? null : staging.mask(shape);
+    }
+
+    /** The mask words the kernel wrote, into a new array (null when none was wanted). */
+    private int[] downloadMask(DeviceStream s, int[] mask) {
+        if (mask == null) return null;
+        int[] bits = new int[mask.length];
+        device.copyToHost(staging.maskPointer(), bits, 0, bits.length, s);
+        return bits;
+    }
+
     /**
      * Copies y (unless null: a 16-bit y is copied by the caller), the saved and the running statistics back; the
      * caller's per-channel arrays only after every copy.
@@ -444,6 +525,8 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         private final DeviceBuffer[] tensors = new DeviceBuffer[Tensor.values().length];
         private DeviceBuffer channels;
         private DeviceBuffer record;   // one statistics or gradient record (the split operations)
+        private DeviceBuffer mask;     // the fused ReLU operations' mask words
+        private long maskCap;
         private long elementCap;
         private int channelCap;
 
@@ -482,6 +565,23 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
             return record.pointer();
         }
 
+        /** A mask buffer of at least ReluMask.words(elements) words for {@code shape} (grown on demand). */
+        DevicePointer mask(Shape shape) {
+            long words = io.github.batchnorm4j.ReluMask.words(shape.elementCount());
+            if (words > maskCap) {
+                if (mask != null) mask.close();
+                mask = null;
+                maskCap = 0;
+                mask = device.allocate(4 * words);
+                maskCap = words;
+            }
+            return mask.pointer();
+        }
+
+        DevicePointer maskPointer() {
+            return mask.pointer();
+        }
+
         private static long slotBytes(int c) {
             return ((c * 4L) + 255) & ~255L;
         }
@@ -502,6 +602,9 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
             if (record != null) record.close();
             record = null;
             channelCap = 0;
+            if (mask != null) mask.close();
+            mask = null;
+            maskCap = 0;
         }
     }
 }

@@ -51,6 +51,35 @@ class BenchHarnessTest {
         assertThrows(IllegalArgumentException.class, () -> BenchHarness.time(() -> { }, 1, -1));
     }
 
+    /**
+     * After the warm-up time the runs go on while the JIT finishes compilations: until JIT_QUIET_RUNS runs and
+     * JIT_QUIET_NANOS without one (a stand-in for the JVM's compilation time that moves on the first 50 runs); no
+     * wait when the warm-up time is 0; no wait beyond the time when the JVM does not report compilation time.
+     */
+    @Test
+    void warmUpWaitsForTheJitToFallQuiet() {
+        AtomicInteger calls = new AtomicInteger();
+        long[] t = new long[2]; // the stand-in compilation time; when it last moved
+        int warmups = BenchHarness.warmUp(() -> {
+            busy(200_000);
+            if (calls.incrementAndGet() <= 50) {
+                t[0]++; // a compilation ended during this run
+                t[1] = System.nanoTime();
+            }
+        }, 1_000_000L, () -> t[0]);
+        long quiet = System.nanoTime() - t[1];
+        assertTrue(warmups >= 50 + BenchHarness.JIT_QUIET_RUNS, "runs after the last compilation: " + warmups);
+        assertTrue(quiet >= BenchHarness.JIT_QUIET_NANOS, "quiet for JIT_QUIET_NANOS after it: " + quiet + " ns");
+        assertEquals(calls.get(), warmups, "each warm-up run calls the op once");
+        calls.set(0);
+        assertEquals(BenchHarness.MIN_WARMUP_RUNS, BenchHarness.warmUp(calls::incrementAndGet, 0, () -> calls.get()),
+                "no warm-up time: no wait for the JIT either");
+        long t1 = System.nanoTime();
+        int byTime = BenchHarness.warmUp(calls::incrementAndGet, 1_000_000L, null);
+        assertTrue(System.nanoTime() - t1 < BenchHarness.JIT_QUIET_NANOS && byTime >= BenchHarness.MIN_WARMUP_RUNS,
+                "no compilation time known: by time only (" + byTime + " runs)");
+    }
+
     @Test
     void copyBandwidthIsTheFastestCopyAndCountsReadAndWrittenBytes() {
         BenchHarness.CopyBandwidth c = BenchHarness.measureCopy((4 << 20) + 3, 2, 3, 10_000_000L);

@@ -24,7 +24,22 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class LauncherScriptTest {
     /** The JVM options that add the Vector API module (the CPU backend's vector loops). */
-    private static final String VECTOR = "[--add-modules][jdk.incubator.vector]";
+    private static final String MODULE = "[--add-modules][jdk.incubator.vector]";
+
+    /** The option the launcher adds where this host's kernel offers transparent huge pages on request. */
+    private static final String THP = thpOffered() ? "[-XX:+UseTransparentHugePages]" : "";
+
+    /** The JVM options the launcher adds here by default. */
+    private static final String VECTOR = MODULE + THP;
+
+    private static boolean thpOffered() {
+        try {
+            String s = Files.readString(Path.of("/sys/kernel/mm/transparent_hugepage/enabled"));
+            return s.contains("[madvise]") || s.contains("[always]");
+        } catch (IOException e) {
+            return false;
+        }
+    }
 
     @TempDir
     Path tmp;
@@ -72,6 +87,7 @@ class LauncherScriptTest {
         Map<String, String> env = pb.environment();
         env.remove("BATCHNORM4J_CLASSPATH");
         env.remove("BATCHNORM4J_JAVA_OPTS");
+        env.remove("BATCHNORM4J_THP");
         env.remove("JAVA_HOME");
         env.put("PATH", bin + ":" + env.getOrDefault("PATH", "/usr/bin:/bin"));
         env.put("LAUNCHER_LOG", log.toString());
@@ -126,6 +142,7 @@ class LauncherScriptTest {
         ProcessBuilder pb = new ProcessBuilder(script.toString(), "info").directory(tmp.toFile());
         pb.environment().remove("JAVA_HOME");
         pb.environment().remove("BATCHNORM4J_JAVA_OPTS");
+        pb.environment().remove("BATCHNORM4J_THP");
         pb.environment().put("PATH", bin + ":" + pb.environment().getOrDefault("PATH", "/usr/bin:/bin"));
         pb.environment().put("LAUNCHER_LOG", log.toString());
         pb.environment().put("BATCHNORM4J_CLASSPATH", "/some/classes:/some/lib.jar");
@@ -155,6 +172,7 @@ class LauncherScriptTest {
             ProcessBuilder pb = new ProcessBuilder(script.toString(), "info").directory(tmp.toFile());
             pb.environment().remove("JAVA_HOME");
             pb.environment().remove("BATCHNORM4J_JAVA_OPTS");
+            pb.environment().remove("BATCHNORM4J_THP");
             if ("0".equals(vector)) pb.environment().put("BATCHNORM4J_VECTOR", "0");
             pb.environment().put("PATH", bin + ":" + pb.environment().getOrDefault("PATH", "/usr/bin:/bin"));
             pb.environment().put("LAUNCHER_LOG", log.toString());
@@ -171,8 +189,33 @@ class LauncherScriptTest {
             assertEquals(vector == null ? List.of("error: --x: something")
                     : List.of("WARNING: Using incubator modules: jdk.incubator.vector", "error: --x: something"),
                     errLines, what + ": only the notice is dropped, and only when the module is added");
-            assertEquals(List.of((vector == null ? VECTOR : "") + "[-cp][/c][io.github.batchnorm4j.cli.Main][info]"),
+            assertEquals(List.of((vector == null ? MODULE : "") + THP + "[-cp][/c][io.github.batchnorm4j.cli.Main][info]"),
                     Files.readAllLines(log), what);
+        }
+    }
+
+    /**
+     * Huge pages: the option comes before BATCHNORM4J_JAVA_OPTS (so that the user's options win) where the kernel offers
+     * them, and BATCHNORM4J_THP=0 leaves it out.
+     */
+    @Test
+    void hugePagesWhereOfferedUnlessTurnedOff() throws Exception {
+        Path script = repo.resolve("scripts/batchnorm4j");
+        for (String thp : new String[] {null, "0"}) {
+            Files.deleteIfExists(log);
+            ProcessBuilder pb = new ProcessBuilder(script.toString(), "info").directory(tmp.toFile());
+            pb.environment().remove("JAVA_HOME");
+            pb.environment().remove("BATCHNORM4J_THP");
+            if (thp != null) pb.environment().put("BATCHNORM4J_THP", thp);
+            pb.environment().put("BATCHNORM4J_JAVA_OPTS", "-Xmx1g -XX:-UseTransparentHugePages");
+            pb.environment().put("PATH", bin + ":" + pb.environment().getOrDefault("PATH", "/usr/bin:/bin"));
+            pb.environment().put("LAUNCHER_LOG", log.toString());
+            pb.environment().put("BATCHNORM4J_CLASSPATH", "/c");
+            Process p = pb.start();
+            assertTrue(p.waitFor(30, TimeUnit.SECONDS));
+            assertEquals(0, p.exitValue());
+            assertEquals(List.of(MODULE + (thp == null ? THP : "") + "[-Xmx1g][-XX:-UseTransparentHugePages][-cp][/c]"
+                    + "[io.github.batchnorm4j.cli.Main][info]"), Files.readAllLines(log), "BATCHNORM4J_THP " + thp);
         }
     }
 }
