@@ -235,7 +235,8 @@ extern "C" __global__ void bn_backward_merge(int ranks, int C, const float* __re
 // registers without spills at 2 blocks per SM on sm_75..sm_90 (PtxCompileTest; cuda/README.md has the table).
 // __nv_bfloat16 holds one unit fewer in eight (7 vector units, 14 scalars): its rounding to bf16 is integer code on
 // compute_75, and at 8 / 16 the channels-last kernels spilled (16 bytes on sm_75..sm_89; sm_90 went to 146
-// registers, 1 block per SM).
+// registers, 1 block per SM). float16's scalar backward holds 14 too: at 16 bn_persist_bwd_cl_f16 spilled 8 bytes on
+// sm_90 once the two-launch phase was added.
 template <typename S, bool VEC>
 constexpr int persist_backward_units() {
     return bn_is_bf16<S>::value ? (VEC ? 7 : 14) : (VEC ? 8 : (sizeof(S) == 2 ? 14 : 16));

@@ -290,7 +290,8 @@ extern "C" __global__ void bn_stats_merge(int ranks, int C, const float* __restr
 // storage type, as the two-pass kernels (_f16, _bf16; _vec8: 8 halves per 16-byte unit).
 // Units each thread keeps (LaunchGeometry.persistForwardUnits): as many as nvPTXCompiler fits in registers without
 // spills at 2 blocks per SM on sm_75..sm_90 (PtxCompileTest; cuda/README.md has the table). float: 8 float4s or 16
-// floats. 16-bit: 10 units of 8 halves (12 spill into 1 block per SM in the channels-last kernels), or 16 halves
+// floats. 16-bit: 10 units of 8 halves (12 spill into 1 block per SM in the channels-last kernels; bfloat16 9: at
+// 10 its channels-last kernel spilled 16 bytes on sm_90 once the two-launch phase was added), or 16 halves
 // (the scalar channels-last kernels are at 126-128 registers already). More rows per block means fewer row splits,
 // and the exchange (every block reads every split's partial of its channels: splits^2 records) weighs twice as much
 // against a 16-bit tensor: at 8 units [8,28,28,64] channels-last moved 2.062 S, at 10 units 2.03 S.
