@@ -66,9 +66,65 @@ __device__ __forceinline__ void finish_backward(const BackwardFinish& f, int c, 
 #define BWD_INIT(C_) BackwardFinish f; f.count = count; f.flags = flags; f.channels = (C_); f.gamma = gamma; \
     f.invstd = invstd; f.dgamma = dgamma; f.dbeta = dbeta; f.coef = coef;
 
+// ---- the ReLU mask, read by the fused backward (bn_backward_reduce_relu_*, bn_dx_relu_*, bn_dx_eval_relu_*) ----------
+// One bit per element in memory order: bit e % 32 of word e / 32 (io.github.batchnorm4j.ReluMask). A unit holds W
+// consecutive elements starting at a multiple of W (W divides 32), so its W bits lie in one word. The lanes of a warp
+// that load units in the same word (every lane of a warp, for a channels-first run of float32 scalars) share one load:
+// the lowest lane of each group of peers (match.any on the word index) loads the word and shuffles it to the others,
+// so the mask costs one 4-byte load per word and warp access, S/32 for float32 data (S/16 for 16-bit data), not one
+// load per lane. The group is the lanes active here (__activemask: the lanes of a slot or loop tail take this path
+// together; whichever lanes do, each group loads its own words, so the bits never depend on convergence).
+__device__ __forceinline__ unsigned relu_mask_bits_of(const unsigned* mask, long long e, int w_bits) {
+    const unsigned act = __activemask();
+    // The word index truncated to 32 bits: two words one warp access touches lie less than 2^32 words apart.
+    const unsigned peers = __match_any_sync(act, (unsigned)(e >> 5));
+    const int lead = __ffs(peers) - 1;
+    const int lane = (int)((threadIdx.y * blockDim.x + threadIdx.x) & (BN_WARP - 1));
+    unsigned word = 0u;
+    if (lane == lead) word = mask[e >> 5];
+    word = __shfl_sync(act, word, lead);
+    return (word >> (int)(e & 31)) & ((1u << w_bits) - 1u);
+}
+
+// g = the unit of dy at element e with every element whose mask bit is 0 replaced by +0 (a select, not a product: a
+// NaN or infinite dy under a 0 bit gives 0, as ReluMask.gate does on the host).
+__device__ __forceinline__ float relu_gate(float v, unsigned bits) { return (bits & 1u) ? v : 0.f; }
+__device__ __forceinline__ float4 relu_gate(float4 v, unsigned bits) {
+    return make_float4((bits & 1u) ? v.x : 0.f, (bits & 2u) ? v.y : 0.f, (bits & 4u) ? v.z : 0.f,
+                       (bits & 8u) ? v.w : 0.f);
+}
+template <typename H>
+__device__ __forceinline__ H relu_gate_half(H v, unsigned bits) {
+    unsigned short u = *reinterpret_cast<const unsigned short*>(&v);
+    u = (bits & 1u) ? u : (unsigned short)0;   // +0 in both 16-bit types
+    return *reinterpret_cast<const H*>(&u);
+}
+__device__ __forceinline__ __half relu_gate(__half v, unsigned bits) { return relu_gate_half(v, bits); }
+__device__ __forceinline__ __nv_bfloat16 relu_gate(__nv_bfloat16 v, unsigned bits) { return relu_gate_half(v, bits); }
+// 8 halves in 16 bytes: word j holds halves 2j (low 16 bits) and 2j + 1; a 0 bit clears its half (+0).
+__device__ __forceinline__ unsigned relu_keep(unsigned bits, int j) {
+    return (((bits >> (2 * j)) & 1u) ? 0x0000FFFFu : 0u) | (((bits >> (2 * j + 1)) & 1u) ? 0xFFFF0000u : 0u);
+}
+__device__ __forceinline__ uint4 relu_gate(uint4 v, unsigned bits) {
+    return make_uint4(v.x & relu_keep(bits, 0), v.y & relu_keep(bits, 1), v.z & relu_keep(bits, 2),
+                      v.w & relu_keep(bits, 3));
+}
+
+// (No __restrict__ on these helpers' pointers: on an inlined helper it lets nvcc read dy through ld.global.nc, which
+// in place (dx or dz = dy) would read data the kernel writes. The kernels' own mask parameters are restrict.)
+template <typename S, bool VEC>
+__device__ __forceinline__ typename bn_io<S, VEC>::Unit relu_gated_load(const S* dy, const unsigned* mask,
+                                                                        long long e) {
+    using IO = bn_io<S, VEC>;
+    const typename IO::Unit d = IO::load(dy + e);
+    return relu_gate(d, relu_mask_bits_of(mask, e, IO::W));
+}
+
 // ---- sums: what channel_reduce_cf / _cl (batchnorm_common.cuh) accumulate --------------------------------------
 // (Σdy, Σdy·(x − center)) per channel, center = the saved (or running) mean; finish_backward at the end.
-template <typename S, bool VEC>
+// RELU (the fused backward of BN + ReLU / BN + add + ReLU): the sums are over g = dy gated by the ReLU mask instead
+// of dy (relu_gated_load, below); nothing else changes, so they are the unfused sums of the gated gradient, bit for bit.
+template <typename S, bool VEC, bool RELU = false>
 struct BackwardSumsOp {
     using Acc = float2;
     using IO = bn_io<S, VEC>;
@@ -78,9 +134,11 @@ struct BackwardSumsOp {
     const S* __restrict__ x;
     const S* __restrict__ dy;
     BackwardFinish f;
+    const unsigned* __restrict__ mask;   // RELU only: the forward's ReLU mask
 
     __device__ __forceinline__ Item load(long long e) const {
-        return Item{IO::load(x + e), IO::load(dy + e)};
+        if constexpr (RELU) return Item{IO::load(x + e), relu_gated_load<S, VEC>(dy, mask, e)};
+        else return Item{IO::load(x + e), IO::load(dy + e)};
     }
     // Channels-first: the W values of a unit are summed pairwise first, then added to the running sums.
     __device__ __forceinline__ void push(float2& acc, const Item& v, float center) const {
@@ -147,7 +205,8 @@ BN_BACKWARD_REDUCE_ENTRIES(__nv_bfloat16, _bf16, _vec8)
 // ---- dx = a·dy + b·(x − p) + c, through channel_map_cf / _cl (batchnorm_common.cuh) -----------------------------
 // coefficients: p = the mean (read from `mean`), b, c, a (coef rows 1..3, written by finish_backward). Computed in
 // float, rounded once to S when stored.
-template <typename S, bool VEC>
+// RELU: dy gated by the ReLU mask (g), and dz = g stored beside dx (store_values below).
+template <typename S, bool VEC, bool RELU = false>
 struct DxOp {
     using IO = bn_io<S, VEC>;
     using Unit = typename IO::Unit;
@@ -159,8 +218,11 @@ struct DxOp {
     const S* dy;
     S* out;
     const float* __restrict__ mean;   // p, the center: read here rather than copied into coef row 0
+    const unsigned* __restrict__ mask;   // RELU only: the ReLU mask
+    S* dz;                               // RELU only: the residual's gradient, or null (not written); may be dy
     __device__ __forceinline__ Item load(long long e) const {
-        return Item{IO::load(x + e), IO::load(dy + e)};
+        if constexpr (RELU) return Item{IO::load(x + e), relu_gated_load<S, VEC>(dy, mask, e)};
+        else return Item{IO::load(x + e), IO::load(dy + e)};
     }
     __device__ __forceinline__ float coefficient(const float* coef, int C, int j, int c) const {
         return j == 0 ? mean[c] : coef[j * C + c];
@@ -195,6 +257,155 @@ bn_dx_cl##SUF##V(const S* __restrict__ x, const S* dy, S* dx, long long rows, in
 BN_DX_ENTRIES(float, , _vec4)
 BN_DX_ENTRIES(__half, _f16, _vec8)
 BN_DX_ENTRIES(__nv_bfloat16, _bf16, _vec8)
+
+// ---- fused backward of BN + ReLU and BN + add + ReLU: the ReLU mask, never y ------------------------------------
+// g = dy where the forward's ReLU mask bit is 1, else +0 (gated as each unit is loaded; see relu_gated_load); then the
+// batch-norm backward of g, and dz = g (the residual's gradient) stored beside dx when dz is not null. The kernels are
+// the unfused ones with RELU set in their functors: the same skeletons, trees and arithmetic on g, so dx, dgamma and
+// dbeta are bitwise those of the unfused kernels run on the gated gradient, and dz is the gated dy unit itself (a raw
+// store of the loaded, gated bits: exact in every storage type).
+//   bn_backward_reduce_relu_cf[_vec4], _cl[_vec4] (+ _f16/_bf16 with _vec8)  Σg, Σg·(x − mean): bn_backward_reduce_*'s
+//                       arguments with the mask after dy. Traffic: x and dy (2 S) and the mask (S/32 in float32).
+//   bn_dx_relu_cf[_vec4], _cl[_vec4] (+ 16-bit)  dx = a·g + b·(x − p) + c and dz = g: bn_dx_*'s arguments with the
+//                       mask after dy and dz after dx. Traffic: x, dy, the mask, dx and dz: 4 S + S/32 (3 S + S/32
+//                       without dz). dx may be dy, or dz may be dy (in place; not both).
+//   bn_dx_eval_relu_cf[_vec4], _cl[_vec4] (+ 16-bit)  eval mode: dx = (g − q0)·q1 + q2 with bn_prepare's eval-backward
+//                       coefficients (bn_apply_*'s arithmetic on g), dz = g; x is not read. Traffic: dy, the mask, dx,
+//                       dz: 3 S + S/32 (2 S + S/32 without dz).
+// The training backward is reduce + dx: 6 S + S/16 with dz (5 S + S/16 without); eval with dgamma or dbeta is the
+// reduce (with the running mean and bn_prepare's invstd) + eval dx: 5 S + S/16 (4 S + S/16), without them 3 S + S/32.
+
+// Eval-mode dx of the fused backward: bn_apply_*'s value on g (ApplyOp in batchnorm_forward.cu), K = 3 coefficients
+// from coef (bn_prepare, BN_PREP_EVAL_BACKWARD: 0, gamma·invstd, 0).
+template <typename S, bool VEC>
+struct EvalDxReluOp {
+    using IO = bn_io<S, VEC>;
+    using Unit = typename IO::Unit;
+    using Item = Unit;
+    static constexpr int W = IO::W, K = 3;
+    const S* dy;   // not __restrict__: dy may be dx or dz
+    S* out;
+    const unsigned* __restrict__ mask;
+    S* dz;
+    __device__ __forceinline__ Item load(long long e) const { return relu_gated_load<S, VEC>(dy, mask, e); }
+    __device__ __forceinline__ float coefficient(const float* coef, int C, int j, int c) const {
+        return coef[j * C + c];
+    }
+    __device__ __forceinline__ float value(const Item& v, int k, const float (&q)[K]) const {
+        return fmaf(IO::get(v, k) - q[0], q[1], q[2]);
+    }
+};
+
+// channel_map_cf / _cl store through store_values (batchnorm_common.cuh); for the fused backward's functors these
+// overloads, more specialized and found by argument-dependent lookup when the skeleton is instantiated, also store
+// dz = g: the gated unit as loaded, with one store of the unit's type.
+template <typename Op>
+__device__ __forceinline__ void store_values_and_dz(const Op& op, long long e, const typename Op::Unit& g,
+                                                    const float (&o)[Op::W]) {
+    Op::IO::store(op.out + e, o);
+    if (op.dz != nullptr) *reinterpret_cast<typename Op::Unit*>(op.dz + e) = g;
+}
+template <typename S, bool VEC>
+__device__ __forceinline__ void store_values(const DxOp<S, VEC, true>& op, long long e,
+                                             const typename DxOp<S, VEC, true>::Item& v,
+                                             const float (&q)[bn_io<S, VEC>::W][4]) {
+    using Op = DxOp<S, VEC, true>;
+    float o[Op::W];
+    #pragma unroll
+    for (int k = 0; k < Op::W; k++) o[k] = op.value(v, k, q[k]);
+    store_values_and_dz(op, e, v.g, o);
+}
+template <typename S, bool VEC>
+__device__ __forceinline__ void store_values(const EvalDxReluOp<S, VEC>& op, long long e,
+                                             const typename EvalDxReluOp<S, VEC>::Item& v,
+                                             const float (&q)[bn_io<S, VEC>::W][3]) {
+    using Op = EvalDxReluOp<S, VEC>;
+    float o[Op::W];
+    #pragma unroll
+    for (int k = 0; k < Op::W; k++) o[k] = op.value(v, k, q[k]);
+    store_values_and_dz(op, e, v, o);
+}
+
+#define BN_BACKWARD_RELU_ENTRIES(S, SUF, V) \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_backward_reduce_relu_cf##SUF(const S* __restrict__ x, const S* __restrict__ dy, \
+                                const unsigned* __restrict__ mask, int C, long long N, long long inner, int splits, \
+                                long long chunk, float* partials, unsigned* counters, BWD_PARAMS) { \
+    BWD_INIT(C) \
+    channel_reduce_cf(BackwardSumsOp<S, false, true>{x, dy, f, mask}, mean, 1, C, N, inner, splits, chunk, partials, \
+                      counters); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_backward_reduce_relu_cf##SUF##V(const S* __restrict__ x, const S* __restrict__ dy, \
+                                   const unsigned* __restrict__ mask, int C, long long N, long long inner, \
+                                   int splits, long long chunk, float* partials, unsigned* counters, BWD_PARAMS) { \
+    BWD_INIT(C) \
+    channel_reduce_cf(BackwardSumsOp<S, true, true>{x, dy, f, mask}, mean, 1, C, N, inner, splits, chunk, partials, \
+                      counters); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_backward_reduce_relu_cl##SUF(const S* __restrict__ x, const S* __restrict__ dy, \
+                                const unsigned* __restrict__ mask, long long rows, int C, int inner, \
+                                long long chunk, float* partials, unsigned* counters, BWD_PARAMS) { \
+    BWD_INIT(C) \
+    channel_reduce_cl(BackwardSumsOp<S, false, true>{x, dy, f, mask}, mean, 1, rows, C, inner, chunk, partials, \
+                      counters); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_backward_reduce_relu_cl##SUF##V(const S* __restrict__ x, const S* __restrict__ dy, \
+                                   const unsigned* __restrict__ mask, long long rows, int C, int inner, \
+                                   long long chunk, float* partials, unsigned* counters, BWD_PARAMS) { \
+    BWD_INIT(C) \
+    channel_reduce_cl(BackwardSumsOp<S, true, true>{x, dy, f, mask}, mean, 1, rows, C, inner, chunk, partials, \
+                      counters); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_dx_relu_cf##SUF(const S* __restrict__ x, const S* dy, const unsigned* __restrict__ mask, S* dx, S* dz, int C, \
+                   unsigned units, unsigned pieces, long long inner, int chunk, const float* __restrict__ coef, \
+                   const float* __restrict__ mean) { \
+    channel_map_cf(DxOp<S, false, true>{x, dy, dx, mean, mask, dz}, C, units, pieces, inner, chunk, coef); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_dx_relu_cf##SUF##V(const S* __restrict__ x, const S* dy, const unsigned* __restrict__ mask, S* dx, S* dz, \
+                      int C, unsigned units, unsigned pieces, long long inner, int chunk, \
+                      const float* __restrict__ coef, const float* __restrict__ mean) { \
+    channel_map_cf(DxOp<S, true, true>{x, dy, dx, mean, mask, dz}, C, units, pieces, inner, chunk, coef); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_dx_relu_cl##SUF(const S* __restrict__ x, const S* dy, const unsigned* __restrict__ mask, S* dx, S* dz, \
+                   long long rows, int C, int inner, const float* __restrict__ coef, const float* __restrict__ mean) { \
+    channel_map_cl(DxOp<S, false, true>{x, dy, dx, mean, mask, dz}, rows, C, inner, coef); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_dx_relu_cl##SUF##V(const S* __restrict__ x, const S* dy, const unsigned* __restrict__ mask, S* dx, S* dz, \
+                      long long rows, int C, int inner, const float* __restrict__ coef, \
+                      const float* __restrict__ mean) { \
+    channel_map_cl(DxOp<S, true, true>{x, dy, dx, mean, mask, dz}, rows, C, inner, coef); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_dx_eval_relu_cf##SUF(const S* dy, const unsigned* __restrict__ mask, S* dx, S* dz, int C, unsigned units, \
+                        unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) { \
+    channel_map_cf(EvalDxReluOp<S, false>{dy, dx, mask, dz}, C, units, pieces, inner, chunk, coef); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_dx_eval_relu_cf##SUF##V(const S* dy, const unsigned* __restrict__ mask, S* dx, S* dz, int C, unsigned units, \
+                           unsigned pieces, long long inner, int chunk, const float* __restrict__ coef) { \
+    channel_map_cf(EvalDxReluOp<S, true>{dy, dx, mask, dz}, C, units, pieces, inner, chunk, coef); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_dx_eval_relu_cl##SUF(const S* dy, const unsigned* __restrict__ mask, S* dx, S* dz, long long rows, int C, \
+                        int inner, const float* __restrict__ coef) { \
+    channel_map_cl(EvalDxReluOp<S, false>{dy, dx, mask, dz}, rows, C, inner, coef); \
+} \
+extern "C" __global__ void __launch_bounds__(256) \
+bn_dx_eval_relu_cl##SUF##V(const S* dy, const unsigned* __restrict__ mask, S* dx, S* dz, long long rows, int C, \
+                           int inner, const float* __restrict__ coef) { \
+    channel_map_cl(EvalDxReluOp<S, true>{dy, dx, mask, dz}, rows, C, inner, coef); \
+}
+
+BN_BACKWARD_RELU_ENTRIES(float, , _vec4)
+BN_BACKWARD_RELU_ENTRIES(__half, _f16, _vec8)
+BN_BACKWARD_RELU_ENTRIES(__nv_bfloat16, _bf16, _vec8)
 
 // ---- merge of gradient records (data-parallel batch norm) ---------------------------------------------------------
 // A record holds one piece's sums: 2 + 2*C floats, [count_hi, count_lo, Σdy[C], Σdy·xhat[C]], count = count_hi * 2^24

@@ -571,13 +571,13 @@ __device__ __forceinline__ void relu_map(const S* x, const S* z, S* y, unsigned*
 }
 
 #define BN_APPLY_RELU_ENTRIES(S, SUF, V) \
-extern "C" __global__ void __launch_bounds__(256) \
+extern "C" __global__ void __launch_bounds__(256, 3) \
 bn_apply_relu##SUF(const S* x, const S* z, S* y, unsigned* mask, long long n, int C, long long inner, \
                    long long period, int tiles, long long periods, long long chunk, int items, \
                    const float* __restrict__ coef, const S* center_x) { \
     relu_map<S, false>(x, z, y, mask, n, C, inner, period, tiles, periods, chunk, items, coef, center_x); \
 } \
-extern "C" __global__ void __launch_bounds__(256) \
+extern "C" __global__ void __launch_bounds__(256, 3) \
 bn_apply_relu##SUF##V(const S* x, const S* z, S* y, unsigned* mask, long long n, int C, long long inner, \
                       long long period, int tiles, long long periods, long long chunk, int items, \
                       const float* __restrict__ coef, const S* center_x) { \

@@ -97,8 +97,8 @@ final class BenchCommand implements Callable<Integer> {
      * Traffic of each op in units of S, the budget of the two-pass kernels (docs/design.md §3): the least bytes each
      * op moves when x does not stay on chip between passes. The fused ops run with a residual z and a float32 ReLU
      * mask of S/32: forward-train-relu 4 S + S/32 (x read twice, z read, y written, the mask written), forward-eval-relu
-     * 3 S + S/32, backward-relu 6 S + S/32 (x, dy and the mask read by the sums, which write dz = the gated dy; x and
-     * dz read and dx written by the elementwise pass).
+     * 3 S + S/32, backward-relu 6 S + S/16 (x, dy and the mask read by the sums; x, dy and the mask read again and dx
+     * and dz = the gated dy written by the elementwise pass: the fused kernels never read y).
      */
     static double trafficUnits(String op) {
         return trafficUnits(op, DType.FLOAT32);
@@ -116,7 +116,7 @@ final class BenchCommand implements Callable<Integer> {
             case "backward": return 5;
             case "forward-train-relu": return 4 + mask;
             case "forward-eval-relu": return 3 + mask;
-            case "backward-relu": return 6 + mask;
+            case "backward-relu": return 6 + 2 * mask;
             default: throw new IllegalArgumentException("--op: expected " + String.join(", ", ALL_OPS) + " or all, "
                     + "got '" + op + "'");
         }
@@ -223,7 +223,8 @@ final class BenchCommand implements Callable<Integer> {
                         + "read, y written), backward 5 S (x and dy read twice, dx written"
                         + (persistent ? "; 3 S on the persistent path" : "") + "); the fused ops with a residual z: "
                         + "forward-train-relu 4 S + " + maskS + " (x twice, z, y, the mask), forward-eval-relu 3 S + "
-                        + maskS + ", backward-relu 6 S + " + maskS + " (x, dy, mask; x, dz read, dx written)");
+                        + maskS + ", backward-relu 6 S + 2 x " + maskS + " (x, dy, the mask read twice; dx, dz "
+                        + "written; never y)");
                 if (copy != null) {
                     System.out.printf(Locale.ROOT, "copy: %.3g GB/s (read + write; %s copying %s like x, median %.4g ms)%s%n",
                             copy.gbps(), copy.method(), size(copy.bytes()), copy.timing().medianMs(),

@@ -160,6 +160,13 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                     }
                 }
             }
+            for (DType t : DType.values()) {   // the fused backward of BN + ReLU (/ + add)
+                for (String k : FUSED_BACKWARD_FAMILIES) {
+                    for (boolean vec : new boolean[]{false, true}) {
+                        kernels.put(name(k, t, vec), b.kernel(name(k, t, vec)));
+                    }
+                }
+            }
             for (DType t : DType.values()) {   // the fused apply + ReLU: one kernel for both layouts
                 for (boolean vec : new boolean[]{false, true}) {
                     kernels.put(name("bn_apply_relu", t, vec), f.kernel(name("bn_apply_relu", t, vec)));
@@ -356,6 +363,25 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         });
     }
 
+    /** {@link #forwardTrainingRelu(Shape, DType, DevicePointer, DevicePointer, DevicePointer, DevicePointer, double,
+     * DevicePointer, DevicePointer, double, DevicePointer, DevicePointer, DevicePointer, DevicePointer, DeviceStream)}
+     * with float32 tensors. */
+    public void forwardTrainingRelu(Shape shape, DevicePointer x, DevicePointer z, DevicePointer gamma,
+                                    DevicePointer beta, double eps, DevicePointer runningMean,
+                                    DevicePointer runningVar, double momentum, DevicePointer y, DevicePointer mask,
+                                    DevicePointer saveMean, DevicePointer saveInvstd, DeviceStream stream) {
+        forwardTrainingRelu(shape, DType.FLOAT32, x, z, gamma, beta, eps, runningMean, runningVar, momentum, y, mask,
+                saveMean, saveInvstd, stream);
+    }
+
+    /** {@link #forwardInferenceRelu(Shape, DType, DevicePointer, DevicePointer, DevicePointer, DevicePointer,
+     * DevicePointer, DevicePointer, double, DevicePointer, DevicePointer, DeviceStream)} with float32 tensors. */
+    public void forwardInferenceRelu(Shape shape, DevicePointer x, DevicePointer z, DevicePointer gamma,
+                                     DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
+                                     double eps, DevicePointer y, DevicePointer mask, DeviceStream stream) {
+        forwardInferenceRelu(shape, DType.FLOAT32, x, z, gamma, beta, runningMean, runningVar, eps, y, mask, stream);
+    }
+
     private static long maskBytes(Shape shape) {
         return 4L * io.github.batchnorm4j.ReluMask.words(shape.elementCount());
     }
@@ -459,6 +485,139 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
             }
             launchApply(shape, dtype, vec, dy, dx, null, s);
         });
+    }
+
+    // ---- fused backward of BN + ReLU and BN + add + ReLU (the ReLU mask, never y) -----------------------------------
+
+    /** The fused backward's kernel families (each for both views, every storage type, scalar and vector). */
+    private static final String[] FUSED_BACKWARD_FAMILIES = {"bn_backward_reduce_relu_cf", "bn_backward_reduce_relu_cl",
+            "bn_dx_relu_cf", "bn_dx_relu_cl", "bn_dx_eval_relu_cf", "bn_dx_eval_relu_cl"};
+
+    /**
+     * Fused training-mode backward of BN + ReLU (z absent in the forward) or BN + add + ReLU: the gradient reaching
+     * the batch norm is g = dy where the forward's ReLU mask bit is 1, else +0 ({@link io.github.batchnorm4j.ReluMask});
+     * dbeta = Σg, dgamma = Σg·xhat, dx = gamma·invstd/M·(M·g − dbeta − xhat·dgamma), and the residual's gradient
+     * dz = g. The same bits as {@link #backwardTraining} on the gated gradient; y is not an argument: the kernels read
+     * the mask (one bit per element) instead. Two-pass kernels always (the persistent path is not fused): the sums read
+     * x, dy and the mask; the elementwise pass reads them again and writes dx and dz, 6 S + S/16 in float32 with dz
+     * (docs/design.md §3).
+     *
+     * @param mask {@link io.github.batchnorm4j.ReluMask#words} 32-bit words (4-byte aligned), an input
+     * @param dx   output; may be exactly dy (in place)
+     * @param dz   output or null (not written); may be exactly dy when dx is not
+     */
+    public void backwardTrainingRelu(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer mask,
+                                     DevicePointer gamma, DevicePointer saveMean, DevicePointer saveInvstd,
+                                     DevicePointer dx, DevicePointer dz, DevicePointer dgamma, DevicePointer dbeta,
+                                     DeviceStream stream) {
+        backwardTrainingRelu(shape, DType.FLOAT32, x, dy, mask, gamma, saveMean, saveInvstd, dx, dz, dgamma, dbeta,
+                stream);
+    }
+
+    /** {@link #backwardTrainingRelu} with x, dy, dx and dz stored in {@code dtype} (dx rounded once, dz exact). */
+    public void backwardTrainingRelu(Shape shape, DType dtype, DevicePointer x, DevicePointer dy, DevicePointer mask,
+                                     DevicePointer gamma, DevicePointer saveMean, DevicePointer saveInvstd,
+                                     DevicePointer dx, DevicePointer dz, DevicePointer dgamma, DevicePointer dbeta,
+                                     DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks(dtype).backwardTrainingRelu(shape, x, dy, mask, gamma, saveMean, saveInvstd, dx, dz, dgamma, dbeta);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("dy", dy, t).input("mask", mask, maskBytes(shape))
+                .input("gamma", gamma, c).input("saveMean", saveMean, c).input("saveInvstd", saveInvstd, c)
+                .output("dx", dx, t, "dy").output("dz", dz, t, "dy").output("dgamma", dgamma, c, null)
+                .output("dbeta", dbeta, c, null).check();
+        int flags = TRAIN_DX | (gamma != null ? HAS_GAMMA : 0) | (dgamma != null ? WANT_DGAMMA : 0)
+                | (dbeta != null ? WANT_DBETA : 0);
+        DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
+        boolean vec = dz != null ? vectorizable(shape, dtype, x, dy, dx, dz) : vectorizable(shape, dtype, x, dy, dx);
+        guarded(s, () -> {
+            launchBackwardReduceRelu(shape, dtype, x, dy, mask, flags, gamma, saveMean, saveInvstd, dgamma, dbeta,
+                    dummy, s);
+            launchDxRelu(shape, dtype, vec, x, dy, mask, dx, dz, saveMean, s);
+        });
+    }
+
+    /**
+     * Fused eval-mode backward of BN + (add +) ReLU with frozen running statistics: g = dy gated by the mask,
+     * dx = g·gamma/sqrt(runningVar + eps), dz = g, dgamma = Σg·(x − runningMean)/sqrt(runningVar + eps), dbeta = Σg
+     * ({@link #backwardInference} on g, bit for bit). Reads x only for dgamma/dbeta.
+     *
+     * @param mask the forward's ReLU mask (input); dx: output, may be exactly dy; dz: output or null, may be exactly dy
+     *             when dx is not
+     */
+    public void backwardInferenceRelu(Shape shape, DevicePointer x, DevicePointer dy, DevicePointer mask,
+                                      DevicePointer gamma, DevicePointer runningMean, DevicePointer runningVar,
+                                      double eps, DevicePointer dx, DevicePointer dz, DevicePointer dgamma,
+                                      DevicePointer dbeta, DeviceStream stream) {
+        backwardInferenceRelu(shape, DType.FLOAT32, x, dy, mask, gamma, runningMean, runningVar, eps, dx, dz, dgamma,
+                dbeta, stream);
+    }
+
+    /** {@link #backwardInferenceRelu} with x, dy, dx and dz stored in {@code dtype}. */
+    public void backwardInferenceRelu(Shape shape, DType dtype, DevicePointer x, DevicePointer dy, DevicePointer mask,
+                                      DevicePointer gamma, DevicePointer runningMean, DevicePointer runningVar,
+                                      double eps, DevicePointer dx, DevicePointer dz, DevicePointer dgamma,
+                                      DevicePointer dbeta, DeviceStream stream) {
+        DeviceStream s = begin(stream);
+        checks(dtype).backwardInferenceRelu(shape, x, dy, mask, gamma, runningMean, runningVar, eps, dx, dz, dgamma,
+                dbeta);
+        long t = tensorBytes(shape, dtype), c = 4L * shape.channels();
+        new Aliasing().input("x", x, t).input("dy", dy, t).input("mask", mask, maskBytes(shape))
+                .input("gamma", gamma, c).input("runningMean", runningMean, c).input("runningVar", runningVar, c)
+                .output("dx", dx, t, "dy").output("dz", dz, t, "dy").output("dgamma", dgamma, c, null)
+                .output("dbeta", dbeta, c, null).check();
+        boolean sums = dgamma != null || dbeta != null;
+        int flags = (dgamma != null ? WANT_DGAMMA : 0) | (dbeta != null ? WANT_DBETA : 0);
+        DevicePointer dummy = prepareWorkspace(shape, dtype, sums, s);
+        boolean vec = dz != null ? vectorizable(shape, dtype, dy, dx, dz) : vectorizable(shape, dtype, dy, dx);
+        guarded(s, () -> {
+            launchPrepare(shape, PREP_EVAL_BACKWARD, (float) eps, gamma, null, runningMean, runningVar, dummy, s);
+            if (sums) {
+                launchBackwardReduceRelu(shape, dtype, x, dy, mask, flags, null, runningMean, workspace.aux(), dgamma,
+                        dbeta, dummy, s);
+            }
+            launchDxEvalRelu(shape, dtype, vec, dy, mask, dx, dz, s);
+        });
+    }
+
+    private void launchBackwardReduceRelu(Shape shape, DType dtype, DevicePointer x, DevicePointer dy,
+                                          DevicePointer mask, int flags, DevicePointer gamma, DevicePointer mean,
+                                          DevicePointer invstd, DevicePointer dgamma, DevicePointer dbeta,
+                                          DevicePointer dummy, DeviceStream s) {
+        boolean vec = vectorizable(shape, dtype, x, dy);
+        LaunchGeometry.Reduction g = LaunchGeometry.reduction(shape, vec, dtype);
+        KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(mask);
+        reductionShapeArgs(a, shape, g);
+        a.ptr(workspace.partials()).ptr(workspace.counters())
+                .i64(shape.reductionSize()).i32(flags)
+                .ptr(or(gamma, dummy)).ptr(mean).ptr(invstd).ptr(or(dgamma, dummy)).ptr(or(dbeta, dummy))
+                .ptr(workspace.coef());
+        launch(name("bn_backward_reduce_relu", g.view(), dtype, vec), g.grid(), g.block(), a, s);
+    }
+
+    private void launchDxRelu(Shape shape, DType dtype, boolean vec, DevicePointer x, DevicePointer dy,
+                              DevicePointer mask, DevicePointer dx, DevicePointer dz, DevicePointer mean,
+                              DeviceStream s) {
+        String kernel = name("bn_dx_relu", LaunchGeometry.view(shape), dtype, vec);
+        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount(),
+                blocksPerSm(kernel), dtype);
+        KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(mask).ptr(dx);
+        if (dz != null) a.ptr(dz); else a.i64(0);   // a null pointer: dz is not written
+        elementwiseShapeArgs(a, shape, g);
+        a.ptr(workspace.coef()).ptr(mean);
+        launch(kernel, g.grid(), g.block(), a, s);
+    }
+
+    private void launchDxEvalRelu(Shape shape, DType dtype, boolean vec, DevicePointer dy, DevicePointer mask,
+                                  DevicePointer dx, DevicePointer dz, DeviceStream s) {
+        String kernel = name("bn_dx_eval_relu", LaunchGeometry.view(shape), dtype, vec);
+        LaunchGeometry.Elementwise g = LaunchGeometry.elementwise(shape, vec, device.properties().multiprocessorCount(),
+                blocksPerSm(kernel), dtype);
+        KernelArgs a = new KernelArgs().ptr(dy).ptr(mask).ptr(dx);
+        if (dz != null) a.ptr(dz); else a.i64(0);
+        elementwiseShapeArgs(a, shape, g);
+        a.ptr(workspace.coef());
+        launch(kernel, g.grid(), g.block(), a, s);
     }
 
     /**

@@ -38,6 +38,7 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
     private final String name;
     private final DeviceResidentBatchNorm kernels;
     private final Staging staging;
+    private final FusedBackwardStaging fusedBackward;
     private TrafficMetrics last;
 
     /**
@@ -59,6 +60,7 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
             throw e;
         }
         this.staging = new Staging(device);
+        this.fusedBackward = new FusedBackwardStaging(device);
     }
 
     @Override
@@ -427,6 +429,113 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         downloadGradients(in.s(), dx, dgamma, dbeta);
     }
 
+    // ---- fused backward of BN + (add +) ReLU: the fused kernels (DeviceResidentBatchNorm#backwardTrainingRelu) ----
+
+    @Override
+    protected void doBackwardTrainingRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                          float[] saveMean, float[] saveInvstd, float[] dx, float[] dz,
+                                          float[] dgamma, float[] dbeta) {
+        Staged in = stage(shape, x, dy, gamma, null, saveMean, saveInvstd);
+        DevicePointer m = fusedBackward.stageMask(shape, mask, in.s());
+        begin();
+        kernels.backwardTrainingRelu(shape, in.x(), in.dy(), m, in.gamma(), in.mean(), in.varOrInvstd(),
+                staging.tensor(OUT), dz != null ? fusedBackward.dz() : null,
+                dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
+                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+        end();
+        downloadGradients(in.s(), dx, dgamma, dbeta);
+        if (dz != null) device.copyToHost(fusedBackward.dz(), dz, 0, dz.length, in.s());
+    }
+
+    @Override
+    protected void doBackwardInferenceRelu(Shape shape, float[] x, float[] dy, int[] mask, float[] gamma,
+                                           float[] runningMean, float[] runningVar, double eps, float[] dx,
+                                           float[] dz, float[] dgamma, float[] dbeta) {
+        Staged in = stage(shape, x, dy, gamma, null, runningMean, runningVar);
+        DevicePointer m = fusedBackward.stageMask(shape, mask, in.s());
+        begin();
+        kernels.backwardInferenceRelu(shape, in.x(), in.dy(), m, in.gamma(), in.mean(), in.varOrInvstd(), eps,
+                staging.tensor(OUT), dz != null ? fusedBackward.dz() : null,
+                dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
+                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+        end();
+        downloadGradients(in.s(), dx, dgamma, dbeta);
+        if (dz != null) device.copyToHost(fusedBackward.dz(), dz, 0, dz.length, in.s());
+    }
+
+    @Override
+    protected void doBackwardTrainingRelu(Shape shape, DType dtype, short[] x, short[] dy, int[] mask,
+                                          float[] gamma, float[] saveMean, float[] saveInvstd, short[] dx,
+                                          short[] dz, float[] dgamma, float[] dbeta) {
+        Staged in = stage(shape, x, dy, gamma, null, saveMean, saveInvstd);
+        DevicePointer m = fusedBackward.stageMask(shape, mask, in.s());
+        begin();
+        kernels.backwardTrainingRelu(shape, dtype, in.x(), in.dy(), m, in.gamma(), in.mean(), in.varOrInvstd(),
+                staging.tensor(OUT), dz != null ? fusedBackward.dz() : null,
+                dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
+                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+        end();
+        downloadGradients(in.s(), dx, dgamma, dbeta);
+        if (dz != null) device.copyToHost(fusedBackward.dz(), dz, 0, dz.length, in.s());
+    }
+
+    @Override
+    protected void doBackwardInferenceRelu(Shape shape, DType dtype, short[] x, short[] dy, int[] mask,
+                                           float[] gamma, float[] runningMean, float[] runningVar, double eps,
+                                           short[] dx, short[] dz, float[] dgamma, float[] dbeta) {
+        Staged in = stage(shape, x, dy, gamma, null, runningMean, runningVar);
+        DevicePointer m = fusedBackward.stageMask(shape, mask, in.s());
+        begin();
+        kernels.backwardInferenceRelu(shape, dtype, in.x(), in.dy(), m, in.gamma(), in.mean(), in.varOrInvstd(),
+                eps, staging.tensor(OUT), dz != null ? fusedBackward.dz() : null,
+                dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
+                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+        end();
+        downloadGradients(in.s(), dx, dgamma, dbeta);
+        if (dz != null) device.copyToHost(fusedBackward.dz(), dz, 0, dz.length, in.s());
+    }
+
+    /**
+     * The fused backward's own staging: the ReLU mask (input) and dz (output), grown to the largest shape seen; the
+     * other tensors use {@link Staging}.
+     */
+    private static final class FusedBackwardStaging implements AutoCloseable {
+        private final Device device;
+        private DeviceBuffer mask;
+        private DeviceBuffer dz;
+        private long elementCap;
+
+        FusedBackwardStaging(Device device) {
+            this.device = device;
+        }
+
+        /** Sizes the buffers for {@code shape}, uploads the mask and returns its device copy. */
+        DevicePointer stageMask(Shape shape, int[] hostMask, DeviceStream s) {
+            long n = shape.elementCount();
+            if (n > elementCap) {
+                close();
+                mask = device.allocate(4L * io.github.batchnorm4j.ReluMask.words(n));
+                dz = device.allocate(4L * n);   // n floats: room for n elements of any storage type
+                elementCap = n;
+            }
+            device.copyToDevice(hostMask, 0, mask.pointer(), hostMask.length, s);
+            return mask.pointer();
+        }
+
+        DevicePointer dz() {
+            return dz.pointer();
+        }
+
+        @Override
+        public void close() {
+            if (mask != null) mask.close();
+            if (dz != null) dz.close();
+            mask = null;
+            dz = null;
+            elementCap = 0;
+        }
+    }
+
     /** {@link #stage} for 16-bit x and dy. */
     private Staged stage(Shape shape, short[] x, short[] dy, float[] gamma, float[] beta, float[] mean,
                          float[] varOrInvstd) {
@@ -453,6 +562,7 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
     protected void doClose() {
         try {
             staging.close();
+            fusedBackward.close();
             kernels.close();
         } finally {
             if (ownsDevice) device.close();

@@ -277,7 +277,13 @@ class CliMixedPrecisionTest {
                 assertTrue(Double.parseDouble(field(row, "sector_efficiency")) >= 0.9, row);
                 assertTrue(row.contains("_bf16_vec8\""), row);
             }
+            if (op.equals("backward-relu")) {
+                // the fused 16-bit backward kernels: 6 S + 2 masks of S/16, within 3 %
+                double ratio = Double.parseDouble(field(row, "traffic_ratio"));
+                assertTrue(ratio >= budget && ratio <= 1.03 * budget, row);
+            }
         }
+        assertEquals(6 + 1.0 / 8, BenchCommand.trafficUnits("backward-relu", DType.BFLOAT16));
         assertEquals(4 + 1.0 / 16, BenchCommand.trafficUnits("forward-train-relu", DType.FLOAT16));
         assertEquals(4 + 1.0 / 32, BenchCommand.trafficUnits("forward-train-relu", DType.FLOAT32));
     }

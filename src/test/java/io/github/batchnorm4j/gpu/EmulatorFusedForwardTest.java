@@ -299,13 +299,13 @@ class EmulatorFusedForwardTest {
              DeviceBuffer bx = dev.allocate(4L * n); DeviceBuffer by = dev.allocate(4L * n);
              DeviceBuffer ch = dev.allocate(4096)) {
             IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
-                    () -> bn.forwardInferenceRelu(shape, DType.FLOAT32, bx.pointer(), null, null, null, ch.at(0),
-                            ch.at(1024), EPS, by.pointer(), by.at(64), null));
+                    () -> bn.forwardInferenceRelu(shape, bx.pointer(), null, null, null, ch.at(0), ch.at(1024), EPS,
+                            by.pointer(), by.at(64), null));
             assertTrue(e.getMessage().contains("mask") && e.getMessage().contains("y"), e.getMessage());
             assertEquals(0, bn.lastOperationLaunches().size());
             IllegalArgumentException z = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
-                    () -> bn.forwardInferenceRelu(shape, DType.FLOAT32, bx.pointer(), by.pointer(), null, null,
-                            ch.at(0), ch.at(1024), EPS, by.pointer(), null, null));
+                    () -> bn.forwardTrainingRelu(shape, bx.pointer(), by.pointer(), null, null, EPS, null, null, 0.1,
+                            by.pointer(), null, ch.at(0), ch.at(1024), null));
             assertTrue(z.getMessage().contains("z") && z.getMessage().contains("y"), z.getMessage());
         }
     }

@@ -32,7 +32,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * mutant per run, on shapes whose channels are split across 4 blocks or across more blocks than the last block has
  * threads (which the merge loop's loads need), through {@link DeviceResidentBatchNorm} as the library runs them.
  * The float16 and bfloat16 kernels are instantiations of the same templates (their ordering instructions are the
- * float32 kernels', line for line): each gets the first mutant of each kind, run through the 16-bit operations.
+ * float32 kernels', line for line): each gets the first mutant of each kind, run through the 16-bit operations; so do
+ * the fused backward's sums kernels (bn_backward_reduce_relu_*: the same skeleton with a gated load), run through the
+ * fused backward.
  */
 class OrderingMutantsTest {
     private static final Pattern ENTRY = Pattern.compile("^\\.visible \\.entry (\\w+)\\(");
@@ -80,20 +82,29 @@ class OrderingMutantsTest {
         }
         // The persistent kernels (bn_persist_*) are left out: run() launches the two-pass reductions.
         return out.stream().filter(m -> !m.kernel().startsWith("bn_persist_"))
-                .filter(m -> dtypeOf(m.kernel()) == DType.FLOAT32
+                .filter(m -> dtypeOf(m.kernel()) == DType.FLOAT32 && !fused(m.kernel())
                 || sixteenDone.add(m.kernel() + "/" + m.kind()));
     }
 
     @Test
     void everyOrderingInstructionOfTheReductionsIsMutated() {
-        List<Mutant> all = mutants().filter(m -> dtypeOf(m.kernel()) == DType.FLOAT32).toList();
+        List<Mutant> all = mutants().filter(m -> dtypeOf(m.kernel()) == DType.FLOAT32 && !fused(m.kernel())).toList();
         assertEquals(16, all.stream().filter(m -> m.kind().equals("fence deleted")).count(), "membar.gl");
         assertEquals(8, all.stream().filter(m -> m.kind().equals("ld.cg -> ld")).count(), "kernels with ld.global.cg");
         assertEquals(70, all.stream().filter(m -> m.kind().equals("ld.cg -> ld.nc")).count(), "ld.global.cg");
         assertEquals(8, all.stream().filter(m -> m.kind().equals("counter reset deleted")).count(), "counter resets");
         // each of the 16 reduction kernels of the 16-bit types: one mutant of each of the four kinds
-        List<Mutant> sixteen = mutants().filter(m -> dtypeOf(m.kernel()) != DType.FLOAT32).toList();
+        List<Mutant> sixteen = mutants().filter(m -> dtypeOf(m.kernel()) != DType.FLOAT32 && !fused(m.kernel()))
+                .toList();
         assertEquals(16 * 4, sixteen.size(), "16-bit mutants: " + sixteen);
+        // the fused backward's 12 sums kernels (bn_backward_reduce_relu_*, the same skeleton): one of each kind
+        List<Mutant> relu = mutants().filter(m -> fused(m.kernel())).toList();
+        assertEquals(12 * 4, relu.size(), "fused backward mutants: " + relu);
+    }
+
+    /** A kernel of the fused backward of BN + ReLU (it reads a ReLU mask). */
+    static boolean fused(String kernel) {
+        return kernel.contains("_relu_");
     }
 
     @ParameterizedTest(name = "{0}")
@@ -174,6 +185,14 @@ class OrderingMutantsTest {
             if (kernel.startsWith("bn_stats")) {
                 bn.forwardTraining(shape, dtype, x.at(skew), null, null, 1e-5, null, null, 0.1, out.at(skew),
                         ch.at(512), ch.at(768), s);
+            } else if (fused(kernel)) {
+                try (DeviceBuffer mask = dev.allocate(4L * io.github.batchnorm4j.ReluMask.words(n))) {
+                    int[] bits = new int[io.github.batchnorm4j.ReluMask.wordsAsInt(n)];
+                    for (int i = 0; i < bits.length; i++) bits[i] = rng.nextInt();
+                    dev.copyToDevice(bits, 0, mask.pointer(), bits.length, s);
+                    bn.backwardTrainingRelu(shape, dtype, x.at(skew), dy.at(skew), mask.pointer(), null, mean, invstd,
+                            out.at(skew), null, ch.at(1024), ch.at(1280), s);
+                }
             } else {
                 bn.backwardTraining(shape, dtype, x.at(skew), dy.at(skew), null, mean, invstd, out.at(skew),
                         ch.at(1024), ch.at(1280), s);

@@ -17,10 +17,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The traffic budgets of docs/design.md §3 hold within 3 % on every view of the kernels: forward training moves 3 S, eval
- * forward 2 S, backward 5 S (S = bytes of x), measured by the emulator (checks off: traffic only); the persistent
- * kernels 2 S and 3 S within 0.05 S, with at least 90 % of every sector used, float32 and 16-bit. The shapes cover the
- * channels-first runs (scalar and float4), channels-first tensors read as rows (inner 1, 3 and 49) and channels-last
- * rows, with several blocks per channel where the tensor is large enough.
+ * forward 2 S, backward 5 S (S = bytes of x), the fused backward of BN + ReLU 6 S + S/16 with dz (5 S + S/16 without;
+ * eval 5 S + S/16, or 3 S + S/32 without dgamma/dbeta), measured by the emulator (checks off: traffic only); the
+ * persistent kernels 2 S and 3 S within 0.05 S, with at least 90 % of every sector used, float32 and 16-bit. The shapes
+ * cover the channels-first runs (scalar and float4), channels-first tensors read as rows (inner 1, 3 and 49) and
+ * channels-last rows, with several blocks per channel where the tensor is large enough.
  */
 class TrafficBudgetTest {
     static Stream<Shape> shapes() {
@@ -59,6 +60,18 @@ class TrafficBudgetTest {
             assertBudget("forward eval", 2, ops, n);
             ops.backwardTraining(s, x, dy, g, mean, invstd, y, new float[c], new float[c]);
             assertBudget("backward", 5, ops, n);
+            // The fused backward of BN + (add +) ReLU: the backward's 5 S, the mask (S/32) read by both passes, dz
+            // written (1 S) when wanted; eval: dy and the mask read, dx (and dz) written, plus the sums' 2 S + S/32.
+            int[] mask = new int[io.github.batchnorm4j.ReluMask.wordsAsInt(n)];
+            for (int i = 0; i < mask.length; i++) mask[i] = r.nextInt();
+            ops.backwardTrainingRelu(s, x, dy, mask, g, mean, invstd, y, new float[n], new float[c], new float[c]);
+            assertBudget("fused backward with dz", 6 + 2.0 / 32, ops, n);
+            ops.backwardTrainingRelu(s, x, dy, mask, g, mean, invstd, y, null, new float[c], new float[c]);
+            assertBudget("fused backward", 5 + 2.0 / 32, ops, n);
+            ops.backwardInferenceRelu(s, x, dy, mask, g, rm, rv, 1e-5, y, new float[n], new float[c], new float[c]);
+            assertBudget("fused eval backward with dz", 5 + 2.0 / 32, ops, n);
+            ops.backwardInferenceRelu(s, x, dy, mask, g, rm, rv, 1e-5, y, new float[n], null, null);
+            assertBudget("fused eval backward with dz, no dgamma/dbeta", 3 + 1.0 / 32, ops, n);
         }
     }
 
