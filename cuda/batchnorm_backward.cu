@@ -17,6 +17,9 @@
 //   bn_dx_cf[_vec4], bn_dx_cl[_vec4]  dx = a·dy + b·(x − p) + c per channel, with the geometry of bn_apply_cf /
 //                       bn_apply_cl. Traffic: reads x and dy, writes dx (3 S). dx may be dy (in place): dy is not
 //                       __restrict__, so it is read with plain coherent loads, not ld.global.nc.
+//   bn_backward_reduce_relu_*, bn_dx_relu_*, bn_dx_eval_relu_*  the fused backward of BN + (add +) ReLU: the same
+//                       passes on dy gated by the forward's 1-bit ReLU mask (y is never read), dx and dz = the gated
+//                       dy (see "fused backward" below).
 // The finishing step (only there are outputs written) turns the sums into dbeta = Σdy, dgamma = invstd·Σdy·(x−mean)
 // and, in training mode, the dx coefficients of
 //     dx = gamma·invstd/M · (M·dy − dbeta − xhat·dgamma)

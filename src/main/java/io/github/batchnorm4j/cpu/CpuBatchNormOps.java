@@ -4,8 +4,11 @@ import io.github.batchnorm4j.AbstractSplitBatchNormOps;
 import io.github.batchnorm4j.ChannelStatistics;
 import io.github.batchnorm4j.GradientSums;
 import io.github.batchnorm4j.Layout;
-import io.github.batchnorm4j.ReluMask;
 import io.github.batchnorm4j.Shape;
+import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.function.IntConsumer;
 
@@ -60,15 +63,25 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     static final int SECOND_PASS_BLOCK = 1 << 16;
 
     /**
-     * Channels-first forward training walks channel by channel (statistics, then y from cache) only below this size
-     * of x; above it, the statistics (still channel by channel) and then y in pieces, as the split ops run it. From
-     * memory y written in a channel's short runs (N runs of H·W floats, C·H·W apart) streams slower than the whole
-     * pieces: [64,128,56,56] (103 MB), 2 threads, quiet machine: 13.2 ms channel by channel against 3.3 ms statistics
-     * + 7.6 ms y in pieces. The backward keeps its channel walk whatever the size (17.3 ms against 8.2 + 11.3 ms: it
-     * saves re-reading two arrays). Tensors that stay in the last-level cache ([32,64,56,56], 25.7 MB: forward
-     * training 1.3-1.5 ms, 4x torch's) keep the channel walk; 64 MB is between the two sizes measured.
+     * Whether the Java heap lives on 2 MB pages: the JVM was started with -XX:+UseTransparentHugePages (as
+     * scripts/batchnorm4j starts it where the kernel offers huge pages on request) and the kernel offers them, or the
+     * kernel gives every process huge pages (/sys/kernel/mm/transparent_hugepage/enabled shows [always]).
      */
-    static final long CHANNEL_WALK_MAX_FORWARD_BYTES = 64L << 20;
+    static final boolean HUGE_PAGES = detectHugePages();
+
+    /**
+     * Channels-first forward training walks channel by channel (statistics, then y from cache: x read once from
+     * memory) only below this size of x; above it, the statistics (still channel by channel) and then y in pieces, as
+     * the split ops run it; the same bits either way. The channel walk writes y in a channel's short runs (N runs of
+     * H·W floats, C·H·W apart), each in pages of its own: on 4 KB pages that streamed slower from memory than whole
+     * pieces ([64,128,56,56], 103 MB, 2 threads, quiet machine: 13.2 ms channel by channel against 3.3 ms statistics
+     * + 7.6 ms y in pieces), on 2 MB pages ({@link #HUGE_PAGES}) it was the faster (12.8 and 13.0 ms against 14.4 and
+     * 13.3 ms, two alternations in one quiet window, docs/cpu-performance.md), so with huge pages every size takes it.
+     * The backward keeps its channel walk whatever the size (17.3 ms against 8.2 + 11.3 ms: it saves re-reading two
+     * arrays). Tensors that stay in the last-level cache ([32,64,56,56], 25.7 MB: forward training 1.3-1.5 ms, 4x
+     * torch's) keep the channel walk; 64 MB is between the two sizes measured.
+     */
+    static final long CHANNEL_WALK_MAX_FORWARD_BYTES = HUGE_PAGES ? Long.MAX_VALUE : 64L << 20;
 
     /** Chunks per piece of a front-to-back elementwise pass ({@link #runElementwise}); 8 and 64 measured no better. */
     static final int CHUNKS_PER_PIECE = 16;
@@ -147,6 +160,27 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     /** Which element loops run: "vector" (the Vector API) or "scalar". */
     public String loopsName() {
         return loops == ElementLoops.INSTANCE ? "scalar" : "vector";
+    }
+
+    private static boolean detectHugePages() {
+        String offered;
+        try {
+            offered = Files.readString(Path.of("/sys/kernel/mm/transparent_hugepage/enabled"));
+        } catch (IOException | RuntimeException e) {
+            return false; // not Linux, or not readable: assume 4 KB pages
+        }
+        if (offered.contains("[always]")) return true;
+        if (!offered.contains("[madvise]")) return false;
+        boolean flag = false;
+        try {
+            for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) { // the last one counts
+                if (a.equals("-XX:+UseTransparentHugePages")) flag = true;
+                if (a.equals("-XX:-UseTransparentHugePages")) flag = false;
+            }
+        } catch (RuntimeException | LinkageError e) {
+            return false; // no java.management
+        }
+        return flag;
     }
 
     private static boolean detectVector() {
@@ -359,6 +393,14 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     private void forward(Shape shape, float[] x, double[] mean, double[] m2, long m, float[] gamma, float[] beta,
                          double eps, float[] runningMean, float[] runningVar, double momentum, float[] y,
                          float[] saveMean, float[] saveInvstd) {
+        forward(shape, x, mean, m2, m, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd,
+                false, null, null);
+    }
+
+    /** {@link #forward} with the fused ops' epilogue when {@code relu} (z and mask may be null). */
+    private void forward(Shape shape, float[] x, double[] mean, double[] m2, long m, float[] gamma, float[] beta,
+                         double eps, float[] runningMean, float[] runningVar, double momentum, float[] y,
+                         float[] saveMean, float[] saveInvstd, boolean relu, float[] z, int[] mask) {
         int c = shape.channels();
         int len = coefficientLength(shape);
         float[] hi = new float[len];
@@ -366,7 +408,11 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         float[] shift = new float[len];
         float[] invstdF = new float[c];
         loops.forwardCoefficients(mean, m2, m, gamma, beta, eps, hi, scale, shift, invstdF);
-        apply(shape, x, hi, scale, shift, y, true);
+        if (relu) {
+            applyRelu(shape, x, hi, scale, shift, y, z, mask, true);
+        } else {
+            apply(shape, x, hi, scale, shift, y, true);
+        }
         finishForward(c, mean, m2, m, hi, invstdF, runningMean, runningVar, momentum, saveMean, saveInvstd);
     }
 
@@ -397,11 +443,21 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
     @Override
     protected void doForwardInference(Shape shape, float[] x, float[] gamma, float[] beta,
                                       float[] runningMean, float[] runningVar, double eps, float[] y) {
+        inference(shape, x, gamma, beta, runningMean, runningVar, eps, y, false, null, null);
+    }
+
+    /** The eval forward, with the fused ops' epilogue when {@code relu} (z and mask may be null). */
+    private void inference(Shape shape, float[] x, float[] gamma, float[] beta, float[] runningMean,
+                           float[] runningVar, double eps, float[] y, boolean relu, float[] z, int[] mask) {
         int len = coefficientLength(shape);
         float[] scale = new float[len];
         float[] shift = new float[len];
         loops.inferenceCoefficients(gamma, beta, runningVar, eps, scale, shift);
-        apply(shape, x, runningMean, scale, shift, y, false);
+        if (relu) {
+            applyRelu(shape, x, runningMean, scale, shift, y, z, mask, false);
+        } else {
+            apply(shape, x, runningMean, scale, shift, y, false);
+        }
     }
 
     @Override
@@ -436,6 +492,59 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
                 loops.applyChannelsLast(x, y, a, b, v.channels, m, s, h);
             }
         });
+    }
+
+    /**
+     * y = relu((x − center)·scale + shift (+ z)) and the mask: the elementwise pass and the fused ops' epilogue in one
+     * walk, chunk by chunk, the epilogue reading back from cache the chunk of y just written (x, z read and y, mask
+     * written once from memory, instead of y read and written again by a second pass). The results are the unfused
+     * op's y followed by the epilogue, bit for bit. Chunks hold whole mask words, so each word is written by one
+     * thread: channels-first a multiple of 32 elements, channels-last of 32 / gcd(C, 32) rows; about
+     * {@link #SECOND_PASS_BLOCK} floats each, walked as {@link #runElementwise} walks them (after a first pass from
+     * each piece's end).
+     */
+    private void applyRelu(Shape shape, float[] x, float[] center, float[] scale, float[] shift, float[] y, float[] z,
+                           int[] mask, boolean afterFirstPass) {
+        View v = view(shape);
+        int rowFloats = v.channelsFirst ? 1 : v.channels;
+        int unit = v.channelsFirst ? 32 : 32 / gcd(v.channels, 32); // elements or rows per whole number of words
+        int total = v.channelsFirst ? v.size : v.rows;
+        int steps = (total + unit - 1) / unit;
+        int tasks = tasksFor(v.size);
+        int chunk = Math.max(1, SECOND_PASS_BLOCK / (unit * rowFloats)); // steps per chunk
+        boolean reversed = afterFirstPass && reverseSecondPass;
+        float[] m = extended(v, center);
+        float[] s = extended(v, scale);
+        float[] h = extended(v, shift);
+        AtomicIntegerArray started = new AtomicIntegerArray(tasks * COUNTER_STRIDE);
+        run(tasks, t -> {
+            for (int i = 0; i < tasks; i++) {
+                int p = (t + i) % tasks;
+                int lo = pieceStart(steps, p, tasks);
+                int hi = pieceStart(steps, p + 1, tasks);
+                int chunks = (hi - lo + chunk - 1) / chunk;
+                for (int k; (k = started.getAndIncrement(p * COUNTER_STRIDE)) < chunks; ) {
+                    int j = reversed ? chunks - 1 - k : k;
+                    int a = (int) Math.min(total, (long) (lo + j * chunk) * unit);
+                    int b = (int) Math.min(total, (long) Math.min(hi, lo + (j + 1) * chunk) * unit);
+                    if (v.channelsFirst) {
+                        loops.applyChannelsFirst(x, y, a, b, v.channels, v.inner, center, scale, shift);
+                    } else {
+                        loops.applyChannelsLast(x, y, a, b, v.channels, m, s, h);
+                    }
+                    loops.reluEpilogue(y, z, y, mask, a * rowFloats, b * rowFloats);
+                }
+            }
+        });
+    }
+
+    private static int gcd(int a, int b) {
+        while (b != 0) {
+            int r = a % b;
+            a = b;
+            b = r;
+        }
+        return a;
     }
 
     /** An elementwise pass over the units [lo, hi) of a walk: elements channels-first, rows channels-last. */
@@ -714,25 +823,29 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
 
     // ---- fused batch norm + (add) + ReLU ---------------------------------------------------------------------------
     // The same results as BatchNormOps' composition, bit for bit (y of the unfused op, then the same float32 add and
-    // comparison), without its scratch tensors: the epilogue runs in place on y, and backward's gated dy goes to dz
-    // when the caller wants it (the CPU cannot fail after validation, so writing dz first keeps outputs whole).
-    // Traffic (units of S): forward training 3 S + the epilogue's read of y (and z) and write of y; backward training
-    // the gating pass (read dy, write g) + 5 S.
+    // comparison), without its scratch tensors: the epilogue runs on each chunk of y right after the elementwise
+    // pass wrote it (applyRelu), and backward's gated dy goes to dz when the caller wants it (the CPU cannot fail
+    // after validation, so writing dz first keeps outputs whole). Traffic (units of S): forward training 1 S
+    // (statistics) + x and z read, y and the mask written: 4 S + S/32 (eval 3 S + S/32); backward training the gating
+    // pass (read dy, write g) + 5 S.
 
     @Override
     protected void doForwardTrainingRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta, double eps,
                                          float[] runningMean, float[] runningVar, double momentum, float[] y,
                                          int[] mask, float[] saveMean, float[] saveInvstd) {
-        doForwardTraining(shape, x, gamma, beta, eps, runningMean, runningVar, momentum, y, saveMean, saveInvstd);
-        reluEpilogue(y, z, mask);
+        // The statistics as doForwardTraining computes them on every path (its channel walk sums each channel as
+        // meanAndM2 does, and its per-channel coefficients are the vector loops' bit for bit), then y and the epilogue
+        // in one pass.
+        double[][] st = meanAndM2(shape, x);
+        forward(shape, x, st[0], st[1], shape.reductionSize(), gamma, beta, eps, runningMean, runningVar, momentum, y,
+                saveMean, saveInvstd, true, z, mask);
     }
 
     @Override
     protected void doForwardInferenceRelu(Shape shape, float[] x, float[] z, float[] gamma, float[] beta,
                                           float[] runningMean, float[] runningVar, double eps, float[] y,
                                           int[] mask) {
-        doForwardInference(shape, x, gamma, beta, runningMean, runningVar, eps, y);
-        reluEpilogue(y, z, mask);
+        inference(shape, x, gamma, beta, runningMean, runningVar, eps, y, true, z, mask);
     }
 
     @Override
@@ -751,20 +864,11 @@ public final class CpuBatchNormOps extends AbstractSplitBatchNormOps {
         doBackwardInference(shape, x, g, gamma, runningMean, runningVar, eps, dx, dgamma, dbeta);
     }
 
-    /** y = relu(y + z) in place and the mask, in pieces of whole 32-element words across threads. */
-    private void reluEpilogue(float[] y, float[] z, int[] mask) {
-        int words = (y.length + 31) >>> 5;
-        int tasks = tasksFor(y.length);
-        run(tasks, t -> ReluMask.apply(y, z, y, mask, 32 * pieceStart(words, t, tasks),
-                Math.min(y.length, 32 * pieceStart(words, t + 1, tasks))));
-    }
-
     /** dy gated by the mask, into dz when given (it is the residual's gradient), else into a scratch array. */
     private float[] gated(float[] dy, int[] mask, float[] dz) {
         float[] g = dz != null ? dz : new float[dy.length];
         int tasks = tasksFor(dy.length);
-        run(tasks, t -> ReluMask.gate(dy, mask, g, pieceStart(dy.length, t, tasks),
-                pieceStart(dy.length, t + 1, tasks)));
+        run(tasks, t -> loops.gate(dy, mask, g, pieceStart(dy.length, t, tasks), pieceStart(dy.length, t + 1, tasks)));
         return g;
     }
 

@@ -1,5 +1,7 @@
 package io.github.batchnorm4j.cpu;
 
+import io.github.batchnorm4j.ReluMask;
+
 /**
  * The element loops of one pass over one piece of a tensor, as {@link CpuBatchNormOps} calls them: {@link
  * ElementLoops} (scalar Java, always there) or {@link VectorLoops} (the Vector API, where the module is present).
@@ -115,6 +117,19 @@ interface PieceLoops {
             runningMean[k] = (float) ((1 - momentum) * runningMean[k] + momentum * mean[k]);
             runningVar[k] = (float) ((1 - momentum) * runningVar[k] + momentum * (m2[k] / (m - 1)));
         }
+    }
+
+    /**
+     * The fused ops' epilogue over [from, to): {@link ReluMask#apply} (from a multiple of 32, to a multiple of 32 or
+     * the element count; out may be pre; z and mask may be null).
+     */
+    default void reluEpilogue(float[] pre, float[] z, float[] out, int[] mask, int from, int to) {
+        ReluMask.apply(pre, z, out, mask, from, to);
+    }
+
+    /** dy gated by the mask over [from, to): {@link ReluMask#gate} (g may be dy). */
+    default void gate(float[] dy, int[] mask, float[] g, int from, int to) {
+        ReluMask.gate(dy, mask, g, from, to);
     }
 
     /** Σ(x − center) into s1 and Σ(x − center)² into s2, per channel. */

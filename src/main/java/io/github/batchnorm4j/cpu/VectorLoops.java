@@ -1,7 +1,9 @@
 package io.github.batchnorm4j.cpu;
 
 import jdk.incubator.vector.DoubleVector;
+import io.github.batchnorm4j.ReluMask;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -942,6 +944,50 @@ final class VectorLoops implements PieceLoops {
             runningMean[k] = (float) ((1 - momentum) * runningMean[k] + momentum * mean[k]);
             runningVar[k] = (float) ((1 - momentum) * runningVar[k] + momentum * (m2[k] / (m - 1)));
         }
+    }
+
+    // ---- the fused ops' ReLU epilogue and gating (ReluMask's results, bit for bit) ---------------------------------
+
+    /**
+     * {@link ReluMask#apply}, {@link #FL} lanes at a time: v = pre + z (the same float add), out = v where !(v &lt;= 0)
+     * (NaN passes, −0 does not) else +0, and the mask words of [from, to) (from a multiple of 32, to a multiple of 32 or
+     * the element count). FL divides 32, so each word is two or four vectors whose compare masks are its bits.
+     */
+    @Override
+    public void reluEpilogue(float[] pre, float[] z, float[] out, int[] mask, int from, int to) {
+        int full = from + ((to - from) & ~31);
+        FloatVector zero = FloatVector.zero(F);
+        long lanes = (1L << FL) - 1;
+        for (int w = from; w < full; w += 32) {
+            int bits = 0;
+            for (int k = 0; k < 32; k += FL) {
+                FloatVector v = FloatVector.fromArray(F, pre, w + k);
+                if (z != null) v = v.add(FloatVector.fromArray(F, z, w + k));
+                VectorMask<Float> blocked = v.compare(VectorOperators.LE, 0f);
+                v.blend(zero, blocked).intoArray(out, w + k);
+                bits |= (int) (~blocked.toLong() & lanes) << k;
+            }
+            if (mask != null) mask[w >>> 5] = bits;
+        }
+        if (full < to) ReluMask.apply(pre, z, out, mask, full, to);
+    }
+
+    /** {@link ReluMask#gate}, FL lanes at a time: g = dy where the element's mask bit is 1, else +0. */
+    @Override
+    public void gate(float[] dy, int[] mask, float[] g, int from, int to) {
+        int i = from;
+        int head = Math.min(to, (from + 31) & ~31);
+        if (head > i) ReluMask.gate(dy, mask, g, i, head);
+        i = head;
+        FloatVector zero = FloatVector.zero(F);
+        for (; i <= to - 32; i += 32) {
+            long bits = mask[i >>> 5];
+            for (int k = 0; k < 32; k += FL) {
+                VectorMask<Float> pass = VectorMask.fromLong(F, bits >>> k);
+                zero.blend(FloatVector.fromArray(F, dy, i + k), pass).intoArray(g, i + k);
+            }
+        }
+        if (i < to) ReluMask.gate(dy, mask, g, i, to);
     }
 
     /** dst[lo, hi) = src[lo, hi), stores aligned (see {@link #ALIGN}): {@link FloatCopy}. */

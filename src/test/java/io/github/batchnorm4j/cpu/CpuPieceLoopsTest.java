@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
+import io.github.batchnorm4j.ReluMask;
 import io.github.batchnorm4j.testing.TestData;
 import java.util.Arrays;
 import java.util.SplittableRandom;
@@ -428,6 +429,66 @@ class CpuPieceLoopsTest {
         for (int i = 0; i < expected.length; i++) {
             if (Float.floatToIntBits(expected[i]) != Float.floatToIntBits(actual[i])) {
                 fail(what + "[" + i + "] of " + expected.length + ": scalar " + expected[i] + ", vector " + actual[i]);
+            }
+        }
+    }
+
+    /**
+     * The vector ReLU epilogue and gating give ReluMask's bits: pre-activations with +0, −0, NaN, ±infinity,
+     * subnormals and values that round to 0 when z is added; ranges of whole words with a partial last word; with and
+     * without z and the mask; out aliasing pre; gating over ranges that start and end inside words, g aliasing dy.
+     */
+    @Test
+    void vectorReluEpilogueAndGateGiveReluMasksBits() {
+        SplittableRandom rng = TestData.random(91);
+        int n = 1000;
+        float[] special = {0f, -0f, Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, Float.MIN_VALUE,
+            -Float.MIN_VALUE, 1e-40f, -1e-40f};
+        float[] pre = new float[n];
+        float[] z = new float[n];
+        for (int i = 0; i < n; i++) {
+            pre[i] = rng.nextInt(4) == 0 ? special[rng.nextInt(special.length)] : (float) rng.nextGaussian();
+            z[i] = rng.nextInt(5) == 0 ? -pre[i] : (float) rng.nextGaussian(); // v = +0 exactly, or −0 for −0 + −0
+        }
+        int[][] ranges = {{0, 1000}, {32, 992}, {96, 128}, {0, 0}, {960, 1000}, {64, 96}};
+        for (int[] r : ranges) {
+            for (boolean withZ : new boolean[] {false, true}) {
+                for (boolean withMask : new boolean[] {false, true}) {
+                    String what = "epilogue [" + r[0] + ", " + r[1] + ") z " + withZ + " mask " + withMask;
+                    float[] expected = TestData.poisoned(n);
+                    float[] actual = TestData.poisoned(n);
+                    int[] em = withMask ? new int[(n + 31) / 32] : null;
+                    int[] am = withMask ? new int[(n + 31) / 32] : null;
+                    if (withMask) {
+                        Arrays.fill(em, 0x5a5a5a5a);
+                        Arrays.fill(am, 0x5a5a5a5a);
+                    }
+                    ReluMask.apply(pre, withZ ? z : null, expected, em, r[0], r[1]);
+                    VectorLoops.INSTANCE.reluEpilogue(pre, withZ ? z : null, actual, am, r[0], r[1]);
+                    assertBits(what, expected, actual);
+                    if (withMask) assertEquals(Arrays.toString(em), Arrays.toString(am), what + ": mask");
+                    float[] inPlace = pre.clone();
+                    VectorLoops.INSTANCE.reluEpilogue(inPlace, withZ ? z : null, inPlace, am, r[0], r[1]);
+                    for (int i = r[0]; i < r[1]; i++) {
+                        if (Float.floatToIntBits(inPlace[i]) != Float.floatToIntBits(expected[i])) {
+                            fail(what + ", in place: element " + i);
+                        }
+                    }
+                }
+            }
+        }
+        int[] mask = new int[(n + 31) / 32];
+        for (int w = 0; w < mask.length; w++) mask[w] = rng.nextInt();
+        for (int[] r : new int[][] {{0, 1000}, {5, 999}, {33, 64}, {40, 41}, {7, 7}}) {
+            float[] expected = TestData.poisoned(n);
+            float[] actual = TestData.poisoned(n);
+            ReluMask.gate(pre, mask, expected, r[0], r[1]);
+            VectorLoops.INSTANCE.gate(pre, mask, actual, r[0], r[1]);
+            assertBits("gate [" + r[0] + ", " + r[1] + ")", expected, actual);
+            float[] inPlace = pre.clone();
+            VectorLoops.INSTANCE.gate(inPlace, mask, inPlace, r[0], r[1]);
+            for (int i = r[0]; i < r[1]; i++) {
+                if (Float.floatToIntBits(inPlace[i]) != Float.floatToIntBits(expected[i])) fail("gate in place " + i);
             }
         }
     }
