@@ -17,6 +17,9 @@
 //   bn_dx_cf[_vec4], bn_dx_cl[_vec4]  dx = a·dy + b·(x − p) + c per channel, with the geometry of bn_apply_cf /
 //                       bn_apply_cl. Traffic: reads x and dy, writes dx (3 S). dx may be dy (in place): dy is not
 //                       __restrict__, so it is read with plain coherent loads, not ld.global.nc.
+//   bn_backward_reduce_relu_*, bn_dx_relu_*, bn_dx_eval_relu_*  the fused backward of BN + (add +) ReLU: the same
+//                       passes on dy gated by the forward's 1-bit ReLU mask (y is never read), dx and dz = the gated
+//                       dy (see "fused backward" below).
 // The finishing step (only there are outputs written) turns the sums into dbeta = Σdy, dgamma = invstd·Σdy·(x−mean)
 // and, in training mode, the dx coefficients of
 //     dx = gamma·invstd/M · (M·dy − dbeta − xhat·dgamma)
@@ -446,12 +449,11 @@ extern "C" __global__ void bn_backward_merge(int ranks, int C, const float* __re
 // registers without spills at 2 blocks per SM on sm_75..sm_90 (PtxCompileTest; cuda/README.md has the table).
 // __nv_bfloat16 holds one unit fewer in eight (7 vector units, 14 scalars): its rounding to bf16 is integer code on
 // compute_75, and at 8 / 16 the channels-last kernels spilled (16 bytes on sm_75..sm_89; sm_90 went to 146
-// registers, 1 block per SM).
-template <typename S> struct bn_is_bf16 { static constexpr bool value = false; };
-template <> struct bn_is_bf16<__nv_bfloat16> { static constexpr bool value = true; };
+// registers, 1 block per SM). float16's scalar backward holds 14 too: at 16 bn_persist_bwd_cl_f16 spilled 8 bytes on
+// sm_90 once the two-launch phase was added.
 template <typename S, bool VEC>
 constexpr int persist_backward_units() {
-    return bn_is_bf16<S>::value ? (VEC ? 7 : 14) : (VEC ? 8 : 16);
+    return bn_is_bf16<S>::value ? (VEC ? 7 : 14) : (VEC ? 8 : (sizeof(S) == 2 ? 14 : 16));
 }
 
 template <typename S, bool VEC>
@@ -467,6 +469,8 @@ struct PersistBackwardOp {
     const float* __restrict__ mean;
 
     __device__ __forceinline__ float center(int c) const { return mean[c]; }
+    __device__ __forceinline__ void keep_center(int, float) const {}   // the saved mean is never overwritten
+    __device__ __forceinline__ float kept_center(int c) const { return mean[c]; }
     __device__ __forceinline__ void load(Item& v, long long e, bool valid) const { if (valid) v = sums.load(e); }
     __device__ __forceinline__ void push(float2& a, const Item& v, float c) const { sums.push(a, v, c); }
     __device__ __forceinline__ void push_row(float2 (&a)[W], const Item& v, const float (&c)[W]) const {
@@ -505,31 +509,31 @@ struct PersistBackwardOp {
 #define BN_PERSIST_BWD_ENTRIES(S, SUF, V) \
 extern "C" __global__ void __launch_bounds__(256) \
 bn_persist_bwd_cf##SUF(const S* x, const S* dy, S* dx, int C, long long N, long long inner, int splits, \
-                       long long chunk, float* partials, unsigned* bar, BWD_PARAMS) { \
+                       long long chunk, float* partials, unsigned* bar, BWD_PARAMS, int phase) { \
     BWD_INIT(C) \
     PersistBackwardOp<S, false> op{{x, dy, f}, dx, mean}; \
-    persist_cf(op, C, N, inner, splits, chunk, partials, bar); \
+    persist_cf(op, C, N, inner, splits, chunk, partials, bar, phase); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
 bn_persist_bwd_cf##SUF##V(const S* x, const S* dy, S* dx, int C, long long N, long long inner, int splits, \
-                          long long chunk, float* partials, unsigned* bar, BWD_PARAMS) { \
+                          long long chunk, float* partials, unsigned* bar, BWD_PARAMS, int phase) { \
     BWD_INIT(C) \
     PersistBackwardOp<S, true> op{{x, dy, f}, dx, mean}; \
-    persist_cf(op, C, N, inner, splits, chunk, partials, bar); \
+    persist_cf(op, C, N, inner, splits, chunk, partials, bar, phase); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
 bn_persist_bwd_cl##SUF(const S* x, const S* dy, S* dx, long long rows, int C, int inner, long long chunk, \
-                       float* partials, unsigned* bar, BWD_PARAMS) { \
+                       float* partials, unsigned* bar, BWD_PARAMS, int phase) { \
     BWD_INIT(C) \
     PersistBackwardOp<S, false> op{{x, dy, f}, dx, mean}; \
-    persist_cl(op, rows, C, inner, chunk, partials, bar); \
+    persist_cl(op, rows, C, inner, chunk, partials, bar, phase); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
 bn_persist_bwd_cl##SUF##V(const S* x, const S* dy, S* dx, long long rows, int C, int inner, long long chunk, \
-                          float* partials, unsigned* bar, BWD_PARAMS) { \
+                          float* partials, unsigned* bar, BWD_PARAMS, int phase) { \
     BWD_INIT(C) \
     PersistBackwardOp<S, true> op{{x, dy, f}, dx, mean}; \
-    persist_cl(op, rows, C, inner, chunk, partials, bar); \
+    persist_cl(op, rows, C, inner, chunk, partials, bar, phase); \
 }
 
 BN_PERSIST_BWD_ENTRIES(float, , _vec4)

@@ -49,6 +49,14 @@
 #define BN_PREP_NORMALIZE     1  // coef = (mean, gamma*invstd, beta)
 #define BN_PREP_EVAL_BACKWARD 2  // aux = invstd of running_var; coef = (0, gamma*invstd, 0) for dx = dy*gamma*invstd
 
+// persistent kernels' phase (gpu/KernelConstants.java mirrors them): one cooperative launch (partials, grid barrier,
+// outputs), or the same work in two ordinary launches of the same grid for a device that cannot hold the grid at once:
+// PARTIALS stores the partials (and the centers), OUTPUTS reloads the tile and merges them. The same arithmetic in the
+// same order either way, so the same bits whatever the device's size.
+#define BN_PERSIST_ONE_LAUNCH 0
+#define BN_PERSIST_PARTIALS   1
+#define BN_PERSIST_OUTPUTS    2
+
 #define BN_WARP 32
 #define BN_UNROLL 4        // independent global loads each thread keeps in flight in the streaming loops
 #define BN_BLOCK 256       // threads per block at most (every kernel declares __launch_bounds__(BN_BLOCK))
@@ -190,6 +198,9 @@ template <> __device__ __forceinline__ __half from_float<__half>(float v) { retu
 template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
     return __float2bfloat16_rn(v);
 }
+
+template <typename S> struct bn_is_bf16 { static constexpr bool value = false; };
+template <> struct bn_is_bf16<__nv_bfloat16> { static constexpr bool value = true; };
 
 // One unit of a tensor stored as S: Unit (what one load returns), W (elements per unit), load, get(v, k) (element k
 // as a float; k is a constant after unrolling, so the selection costs nothing) and store (W floats, rounded to S,
@@ -678,14 +689,14 @@ __device__ __forceinline__ void channel_map_cl(const Op& op, long long rows, int
 // Partials [c][s]; splits == 1 for every channel needs neither partials nor the barrier (a block holds its channels).
 template <typename Op>
 __device__ __forceinline__ void persist_cf(Op& op, int C, long long N, long long inner, int splits, long long chunk,
-                                           float* partials, unsigned* bar) {
+                                           float* partials, unsigned* bar, int phase) {
     using Acc = typename Op::Acc;
     constexpr int W = Op::W, T = Op::T, K = Op::K, F = partial_floats<Acc>::value;
     __shared__ Acc scratch[BN_BLOCK_WARPS];
     __shared__ float q_sh[K];
     const int c = (int)(blockIdx.x / (unsigned)splits);
     const int s = (int)(blockIdx.x - (unsigned)c * (unsigned)splits);
-    if (threadIdx.x == 0) q_sh[0] = op.center(c);
+    if (threadIdx.x == 0) q_sh[0] = phase == BN_PERSIST_OUTPUTS ? op.kept_center(c) : op.center(c);
     __syncthreads();
     const float center = q_sh[0];
     const long long innerU = inner / W;
@@ -714,8 +725,12 @@ __device__ __forceinline__ void persist_cf(Op& op, int C, long long N, long long
     }
     acc = block_reduce(acc, scratch);
     if (splits > 1) {
-        if (threadIdx.x == 0) store_partial(partials + (long long)blockIdx.x * F, acc);
-        grid_barrier(bar, gridDim.x);
+        if (phase != BN_PERSIST_OUTPUTS && threadIdx.x == 0) store_partial(partials + (long long)blockIdx.x * F, acc);
+        if (phase == BN_PERSIST_PARTIALS) {   // the outputs launch will read the center here (y may be over x by then)
+            if (s == 0 && threadIdx.x == 0) op.keep_center(c, center);
+            return;
+        }
+        if (phase == BN_PERSIST_ONE_LAUNCH) grid_barrier(bar, gridDim.x);
         // Fixed order: thread 0 (which finishes the channel) merges partials 0, 1, ..., splits - 1 in sequence;
         // every block of the channel does the same (splits <= 256: a short dependent chain).
         if (threadIdx.x == 0) {
@@ -751,7 +766,7 @@ __device__ __forceinline__ void persist_cf(Op& op, int C, long long N, long long
 // groups merge in tree_over_rows, each channel's columns in column order; partials [gy][C].
 template <typename Op>
 __device__ __forceinline__ void persist_cl(Op& op, long long rows, int C, int inner, long long chunk, float* partials,
-                                           unsigned* bar) {
+                                           unsigned* bar, int phase) {
     using Acc = typename Op::Acc;
     constexpr int W = Op::W, T = Op::T, K = Op::K, F = partial_floats<Acc>::value;
     __shared__ Acc sh[BN_BLOCK * W];
@@ -767,7 +782,10 @@ __device__ __forceinline__ void persist_cl(Op& op, long long rows, int C, int in
     const int cpb = bx * W / inner;                  // channels per block (one thread each: cpb <= bx * by)
     const long long lo = (long long)blockIdx.y * chunk;
     const long long hi = min(lo + chunk, rows);
-    if (tid < cpb) center_sh[tid] = cbase + tid < C ? op.center(cbase + tid) : 0.f;
+    if (tid < cpb) {
+        center_sh[tid] = cbase + tid >= C ? 0.f
+                : phase == BN_PERSIST_OUTPUTS ? op.kept_center(cbase + tid) : op.center(cbase + tid);
+    }
     __syncthreads();
     float center[W];
     Acc acc[W];
@@ -786,10 +804,14 @@ __device__ __forceinline__ void persist_cl(Op& op, long long rows, int C, int in
     const Acc* chans = merge_columns_into_channels(sh, chan_sh, inner, cpb, tid);
     if (gridDim.y > 1) {
         __syncthreads();
-        if (tid < cpb && cbase + tid < C) {
+        if (phase != BN_PERSIST_OUTPUTS && tid < cpb && cbase + tid < C) {
             store_partial(partials + ((long long)blockIdx.y * C + cbase + tid) * F, chans[tid]);
         }
-        grid_barrier(bar, gridDim.x * gridDim.y);
+        if (phase == BN_PERSIST_PARTIALS) {   // the outputs launch will read the centers here
+            if (blockIdx.y == 0 && tid < cpb && cbase + tid < C) op.keep_center(cbase + tid, center_sh[tid]);
+            return;
+        }
+        if (phase == BN_PERSIST_ONE_LAUNCH) grid_barrier(bar, gridDim.x * gridDim.y);
         // Fixed order: thread j (which finishes channel j of the block) merges row splits 0, 1, ..., gridDim.y - 1 of
         // it in sequence; every block of the column does the same (consecutive threads: consecutive channels).
         if (tid < cpb && cbase + tid < C) {

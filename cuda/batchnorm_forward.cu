@@ -290,13 +290,14 @@ extern "C" __global__ void bn_stats_merge(int ranks, int C, const float* __restr
 // storage type, as the two-pass kernels (_f16, _bf16; _vec8: 8 halves per 16-byte unit).
 // Units each thread keeps (LaunchGeometry.persistForwardUnits): as many as nvPTXCompiler fits in registers without
 // spills at 2 blocks per SM on sm_75..sm_90 (PtxCompileTest; cuda/README.md has the table). float: 8 float4s or 16
-// floats. 16-bit: 10 units of 8 halves (12 spill into 1 block per SM in the channels-last kernels), or 16 halves
+// floats. 16-bit: 10 units of 8 halves (12 spill into 1 block per SM in the channels-last kernels; bfloat16 9: at
+// 10 its channels-last kernel spilled 16 bytes on sm_90 once the two-launch phase was added), or 16 halves
 // (the scalar channels-last kernels are at 126-128 registers already). More rows per block means fewer row splits,
 // and the exchange (every block reads every split's partial of its channels: splits^2 records) weighs twice as much
 // against a 16-bit tensor: at 8 units [8,28,28,64] channels-last moved 2.062 S, at 10 units 2.03 S.
 template <typename S, bool VEC>
 constexpr int persist_forward_units() {
-    return VEC ? (sizeof(S) == 2 ? 10 : 8) : 16;
+    return VEC ? (sizeof(S) == 2 ? (bn_is_bf16<S>::value ? 9 : 10) : 8) : 16;
 }
 
 template <typename S, bool VEC>
@@ -312,6 +313,9 @@ struct PersistForwardOp {
     long long center_stride;    // channel c's center is x[c * center_stride]
 
     __device__ __forceinline__ float center(int c) const { return to_float(stats.x[(long long)c * center_stride]); }
+    // Two-launch mode: the partials launch keeps each channel's center in coef row 0 for the outputs launch.
+    __device__ __forceinline__ void keep_center(int c, float v) const { stats.f.coef[c] = v; }
+    __device__ __forceinline__ float kept_center(int c) const { return stats.f.coef[c]; }
     __device__ __forceinline__ void load(Item& v, long long e, bool valid) const { if (valid) v = stats.load(e); }
     __device__ __forceinline__ void push(Welford& w, const Item& v, float c) const { stats.push(w, v, c); }
     __device__ __forceinline__ void push_row(Welford (&w)[W], const Item& v, const float (&c)[W]) {
@@ -353,31 +357,31 @@ struct PersistForwardOp {
 #define BN_PERSIST_FWD_ENTRIES(S, SUF, V) \
 extern "C" __global__ void __launch_bounds__(256) \
 bn_persist_fwd_cf##SUF(const S* x, S* y, int C, long long N, long long inner, int splits, long long chunk, \
-                       float* partials, unsigned* bar, FINISH_PARAMS) { \
+                       float* partials, unsigned* bar, FINISH_PARAMS, int phase) { \
     FINISH_ARGS_INIT(C) \
     PersistForwardOp<S, false> op{{x, f, 0.f}, y, inner}; \
-    persist_cf(op, C, N, inner, splits, chunk, partials, bar); \
+    persist_cf(op, C, N, inner, splits, chunk, partials, bar, phase); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
 bn_persist_fwd_cf##SUF##V(const S* x, S* y, int C, long long N, long long inner, int splits, long long chunk, \
-                          float* partials, unsigned* bar, FINISH_PARAMS) { \
+                          float* partials, unsigned* bar, FINISH_PARAMS, int phase) { \
     FINISH_ARGS_INIT(C) \
     PersistForwardOp<S, true> op{{x, f, 0.f}, y, inner}; \
-    persist_cf(op, C, N, inner, splits, chunk, partials, bar); \
+    persist_cf(op, C, N, inner, splits, chunk, partials, bar, phase); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
 bn_persist_fwd_cl##SUF(const S* x, S* y, long long rows, int C, int inner, long long chunk, float* partials, \
-                       unsigned* bar, FINISH_PARAMS) { \
+                       unsigned* bar, FINISH_PARAMS, int phase) { \
     FINISH_ARGS_INIT(C) \
     PersistForwardOp<S, false> op{{x, f, 0.f}, y, inner}; \
-    persist_cl(op, rows, C, inner, chunk, partials, bar); \
+    persist_cl(op, rows, C, inner, chunk, partials, bar, phase); \
 } \
 extern "C" __global__ void __launch_bounds__(256) \
 bn_persist_fwd_cl##SUF##V(const S* x, S* y, long long rows, int C, int inner, long long chunk, float* partials, \
-                          unsigned* bar, FINISH_PARAMS) { \
+                          unsigned* bar, FINISH_PARAMS, int phase) { \
     FINISH_ARGS_INIT(C) \
     PersistForwardOp<S, true> op{{x, f, 0.f}, y, inner}; \
-    persist_cl(op, rows, C, inner, chunk, partials, bar); \
+    persist_cl(op, rows, C, inner, chunk, partials, bar, phase); \
 }
 
 BN_PERSIST_FWD_ENTRIES(float, , _vec4)

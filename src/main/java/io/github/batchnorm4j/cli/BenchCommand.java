@@ -84,7 +84,9 @@ final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--path", defaultValue = "auto", paramLabel = "P",
             description = "Training kernels of the GPU and emulator backends: auto (the persistent single-pass kernels "
-                    + "when the tensor fits on chip, else two-pass) or two-pass (default: ${DEFAULT-VALUE}).")
+                    + "when the tensor fits on chip, else two-pass), two-pass, or persistent (the persistent kernels' "
+                    + "decomposition on any device: one launch where it fits, else two; the same bits on every "
+                    + "device) (default: ${DEFAULT-VALUE}).")
     String path;
 
     /** The ops of {@code --op all}, in the order of the table. */
@@ -133,10 +135,15 @@ final class BenchCommand implements Callable<Integer> {
         return trafficUnits(op, t);
     }
 
-    /** "persistent" when a persistent kernel ran, "two-pass" when other kernels ran, "host" without launches. */
+    /**
+     * "persistent" when one persistent kernel launch did the op, "persistent-split" when the persistent kernels ran in
+     * two launches (partials, then outputs: the grid did not fit the device at once), "two-pass" when other kernels
+     * ran, "host" without launches.
+     */
     static String path(List<KernelLaunch> launches) {
         if (launches.isEmpty()) return "host";
-        return launches.stream().anyMatch(k -> k.kernel().startsWith("bn_persist_")) ? "persistent" : "two-pass";
+        long persist = launches.stream().filter(k -> k.kernel().startsWith("bn_persist_")).count();
+        return persist == 0 ? "two-pass" : persist == 1 ? "persistent" : "persistent-split";
     }
 
     @Override
@@ -191,7 +198,9 @@ final class BenchCommand implements Callable<Integer> {
         DeviceResidentBatchNorm.TrainingPath trainingPath = switch (path) {
             case "auto" -> DeviceResidentBatchNorm.TrainingPath.AUTO;
             case "two-pass" -> DeviceResidentBatchNorm.TrainingPath.TWO_PASS;
-            default -> throw new IllegalArgumentException("--path: expected auto or two-pass, got '" + path + "'");
+            case "persistent" -> DeviceResidentBatchNorm.TrainingPath.PERSISTENT;
+            default -> throw new IllegalArgumentException("--path: expected auto, two-pass or persistent, got '" + path
+                    + "'");
         };
         try (BatchNormOps ops0 = Inputs.openBackend(backend); BenchSuite suite = new BenchSuite(ops0,
                 (long) (warmup * 1e9), dtype)) {

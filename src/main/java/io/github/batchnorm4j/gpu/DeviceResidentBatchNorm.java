@@ -20,6 +20,9 @@ import static io.github.batchnorm4j.gpu.KernelConstants.COEF_CENTER;
 import static io.github.batchnorm4j.gpu.KernelConstants.HAS_BETA;
 import static io.github.batchnorm4j.gpu.KernelConstants.HAS_GAMMA;
 import static io.github.batchnorm4j.gpu.KernelConstants.HAS_RUNNING;
+import static io.github.batchnorm4j.gpu.KernelConstants.PERSIST_ONE_LAUNCH;
+import static io.github.batchnorm4j.gpu.KernelConstants.PERSIST_OUTPUTS;
+import static io.github.batchnorm4j.gpu.KernelConstants.PERSIST_PARTIALS;
 import static io.github.batchnorm4j.gpu.KernelConstants.PREP_EVAL_BACKWARD;
 import static io.github.batchnorm4j.gpu.KernelConstants.PREP_EVAL_FORWARD;
 import static io.github.batchnorm4j.gpu.KernelConstants.PREP_NORMALIZE;
@@ -95,7 +98,16 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
         /** Persistent when the tensor fits on chip, else two-pass. */
         AUTO,
         /** Always the two-pass kernels. */
-        TWO_PASS
+        TWO_PASS,
+        /**
+         * The persistent kernels' decomposition whenever a channel needs at most
+         * {@link LaunchGeometry#MAX_PERSIST_SPLITS} blocks (a function of the shape alone), else two-pass: one
+         * cooperative launch where the grid fits the device at once (forward 2 S, backward 3 S), otherwise the same
+         * kernels in two ordinary launches of the same grid (partials, then outputs: forward 3 S, backward 5 S). The
+         * arithmetic and its order are the same either way, so the results are the same bits on every device, whatever
+         * its number of SMs.
+         */
+        PERSISTENT
     }
 
     /** Sets which kernels the training-mode forward and backward run (default {@link TrainingPath#TWO_PASS}). */
@@ -247,12 +259,18 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                 | (runningMean != null ? HAS_RUNNING : 0) | (inPlace ? COEF_CENTER : 0);
         DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
         boolean vec = vectorizable(shape, dtype, x, y);
-        Optional<LaunchGeometry.Persistent> p = persistent(shape, dtype, vec, false);
+        Optional<Plan> p = persistent(shape, dtype, vec, false);
         if (p.isPresent()) {
-            int pflags = flags & ~COEF_CENTER;   // every block reads its centers before any block writes y
-            guarded(s, () -> launchPersistentForward(shape, dtype, p.get(), vec, x, y, pflags, (float) eps,
-                    runningMean != null ? (float) momentum : 0f, gamma, beta, runningMean, runningVar, saveMean,
-                    saveInvstd, dummy, s));
+            // Every block reads its centers before any block writes y (one launch), or from coef row 0, where the
+            // partials launch kept them (two launches).
+            int pflags = flags & ~COEF_CENTER;
+            guarded(s, () -> {
+                for (int phase : p.get().phases()) {
+                    launchPersistentForward(shape, dtype, p.get(), vec, x, y, pflags, (float) eps,
+                            runningMean != null ? (float) momentum : 0f, gamma, beta, runningMean, runningVar,
+                            saveMean, saveInvstd, dummy, phase, s);
+                }
+            });
             return;
         }
         guarded(s, () -> {
@@ -418,10 +436,14 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
                 | (dbeta != null ? WANT_DBETA : 0);
         DevicePointer dummy = prepareWorkspace(shape, dtype, true, s);
         boolean vec = vectorizable(shape, dtype, x, dy, dx);
-        Optional<LaunchGeometry.Persistent> p = persistent(shape, dtype, vec, true);
+        Optional<Plan> p = persistent(shape, dtype, vec, true);
         if (p.isPresent()) {
-            guarded(s, () -> launchPersistentBackward(shape, dtype, p.get(), vec, x, dy, dx, flags, gamma, saveMean,
-                    saveInvstd, dgamma, dbeta, dummy, s));
+            guarded(s, () -> {
+                for (int phase : p.get().phases()) {
+                    launchPersistentBackward(shape, dtype, p.get(), vec, x, dy, dx, flags, gamma, saveMean,
+                            saveInvstd, dgamma, dbeta, dummy, phase, s);
+                }
+            });
             return;
         }
         guarded(s, () -> {
@@ -857,43 +879,62 @@ public final class DeviceResidentBatchNorm implements DeviceResidentOperations, 
      * a device that launches cooperatively, at most {@link LaunchGeometry#MAX_PERSIST_SPLITS} blocks per
      * channel, and a grid that fits the device at once with the kernel's occupancy; else empty (two-pass).
      */
-    private Optional<LaunchGeometry.Persistent> persistent(Shape shape, DType dtype, boolean vec, boolean backward) {
-        if (trainingPath != TrainingPath.AUTO || !device.supportsCooperativeLaunch()) return Optional.empty();
+    private Optional<Plan> persistent(Shape shape, DType dtype, boolean vec, boolean backward) {
+        if (trainingPath == TrainingPath.TWO_PASS) return Optional.empty();
         int units = backward ? LaunchGeometry.persistBackwardUnits(vec, dtype)
                 : LaunchGeometry.persistForwardUnits(vec, dtype);
         Optional<LaunchGeometry.Persistent> g = LaunchGeometry.persistent(shape, vec, dtype, units);
-        if (g.isEmpty()) return g;
-        String kernel = name(backward ? "bn_persist_bwd" : "bn_persist_fwd", g.get().view(), dtype, vec);
-        int threads = (int) g.get().block().volume();
-        int perSm = blocksPerSm.computeIfAbsent(kernel + "/" + threads,
-                k -> device.maxActiveBlocksPerMultiprocessor(kernels.get(kernel), threads, 0));
-        long resident = (long) perSm * device.properties().multiprocessorCount();
-        return g.get().grid().volume() <= resident ? g : Optional.empty();
+        if (g.isEmpty()) return Optional.empty();
+        boolean fits = false;
+        if (device.supportsCooperativeLaunch()) {
+            String kernel = name(backward ? "bn_persist_bwd" : "bn_persist_fwd", g.get().view(), dtype, vec);
+            int threads = (int) g.get().block().volume();
+            int perSm = blocksPerSm.computeIfAbsent(kernel + "/" + threads,
+                    k -> device.maxActiveBlocksPerMultiprocessor(kernels.get(kernel), threads, 0));
+            fits = g.get().grid().volume() <= (long) perSm * device.properties().multiprocessorCount();
+        }
+        if (fits) return Optional.of(new Plan(g.get(), true, new int[]{PERSIST_ONE_LAUNCH}));
+        if (trainingPath == TrainingPath.AUTO) return Optional.empty();
+        // Without an exchange no block waits for another: one ordinary launch whatever the device holds at once.
+        int[] phases = g.get().partials() == 0 ? new int[]{PERSIST_ONE_LAUNCH}
+                : new int[]{PERSIST_PARTIALS, PERSIST_OUTPUTS};
+        return Optional.of(new Plan(g.get(), false, phases));
     }
 
-    private void launchPersistentForward(Shape shape, DType dtype, LaunchGeometry.Persistent g, boolean vec,
-                                         DevicePointer x, DevicePointer y, int flags, float eps, float momentum, DevicePointer gamma,
+    /** A persistent geometry and how it runs: one cooperative launch, or ordinary launches of these phases. */
+    private record Plan(LaunchGeometry.Persistent g, boolean cooperative, int[] phases) {
+    }
+
+    private void launchPersistentForward(Shape shape, DType dtype, Plan p, boolean vec, DevicePointer x,
+                                         DevicePointer y, int flags, float eps, float momentum, DevicePointer gamma,
                                          DevicePointer beta, DevicePointer runningMean, DevicePointer runningVar,
                                          DevicePointer saveMean, DevicePointer saveInvstd, DevicePointer dummy,
-                                         DeviceStream s) {
+                                         int phase, DeviceStream s) {
+        LaunchGeometry.Persistent g = p.g();
         KernelArgs a = new KernelArgs().ptr(x).ptr(y);
         persistentShapeArgs(a, shape, g);
         a.i64(shape.reductionSize()).f32(eps).f32(momentum).i32(flags)
                 .ptr(or(gamma, dummy)).ptr(or(beta, dummy)).ptr(or(runningMean, dummy)).ptr(or(runningVar, dummy))
-                .ptr(or(saveMean, dummy)).ptr(or(saveInvstd, dummy)).ptr(workspace.coef());
-        launchCooperative(name("bn_persist_fwd", g.view(), dtype, vec), g.grid(), g.block(), a, s);
+                .ptr(or(saveMean, dummy)).ptr(or(saveInvstd, dummy)).ptr(workspace.coef()).i32(phase);
+        launchPersistent(p, name("bn_persist_fwd", g.view(), dtype, vec), a, s);
     }
 
-    private void launchPersistentBackward(Shape shape, DType dtype, LaunchGeometry.Persistent g, boolean vec,
-                                          DevicePointer x, DevicePointer dy, DevicePointer dx, int flags, DevicePointer gamma,
+    private void launchPersistent(Plan p, String kernel, KernelArgs a, DeviceStream s) {
+        if (p.cooperative()) launchCooperative(kernel, p.g().grid(), p.g().block(), a, s);
+        else launch(kernel, p.g().grid(), p.g().block(), a, s);
+    }
+
+    private void launchPersistentBackward(Shape shape, DType dtype, Plan p, boolean vec, DevicePointer x,
+                                          DevicePointer dy, DevicePointer dx, int flags, DevicePointer gamma,
                                           DevicePointer mean, DevicePointer invstd, DevicePointer dgamma,
-                                          DevicePointer dbeta, DevicePointer dummy, DeviceStream s) {
+                                          DevicePointer dbeta, DevicePointer dummy, int phase, DeviceStream s) {
+        LaunchGeometry.Persistent g = p.g();
         KernelArgs a = new KernelArgs().ptr(x).ptr(dy).ptr(dx);
         persistentShapeArgs(a, shape, g);
         a.i64(shape.reductionSize()).i32(flags)
                 .ptr(or(gamma, dummy)).ptr(mean).ptr(invstd).ptr(or(dgamma, dummy)).ptr(or(dbeta, dummy))
-                .ptr(workspace.coef());
-        launchCooperative(name("bn_persist_bwd", g.view(), dtype, vec), g.grid(), g.block(), a, s);
+                .ptr(workspace.coef()).i32(phase);
+        launchPersistent(p, name("bn_persist_bwd", g.view(), dtype, vec), a, s);
     }
 
     /** (C, N, inner, splits, chunk) or (rows, C, inner, chunk), then the partials and the barrier's two words. */

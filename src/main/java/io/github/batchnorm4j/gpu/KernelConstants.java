@@ -18,6 +18,11 @@ final class KernelConstants {
     static final int PREP_NORMALIZE = 1;
     static final int PREP_EVAL_BACKWARD = 2;
 
+    /** Phases of the persistent kernels: one cooperative launch, or partials then outputs in two launches. */
+    static final int PERSIST_ONE_LAUNCH = 0;
+    static final int PERSIST_PARTIALS = 1;
+    static final int PERSIST_OUTPUTS = 2;
+
     /** Rows of per-channel coefficients the kernels read (bn_dx uses four: p, b, c, a). */
     static final int COEF_ROWS = 4;
     /** Floats per partial: (n, mean, M2) forward, (Σdy, Σdy·(x−mean)) backward uses the first two. */

@@ -262,25 +262,25 @@ public final class LaunchGeometry {
     /**
      * Units each thread of the persistent forward kernel of {@code dtype} keeps in registers (bn_persist_fwd_*:
      * {@code persist_forward_units} in cuda/batchnorm_forward.cu): on the vector path 8 float4s, or 10 units of 8
-     * halves for 16-bit types; else 16 elements. Each is what compiles without spills at 2 blocks per SM on
+     * halves (bfloat16 9); else 16 elements. Each is what compiles without spills at 2 blocks per SM on
      * sm_75..sm_90.
      */
     public static int persistForwardUnits(boolean vec, DType dtype) {
         if (dtype == null) throw new IllegalArgumentException("dtype must not be null");
-        if (vec && dtype.is16Bit()) return 10;
+        if (vec && dtype.is16Bit()) return dtype == DType.BFLOAT16 ? 9 : 10;
         return vec ? 8 : 16;
     }
 
     /**
      * Units of x and of dy each thread of the persistent backward kernel of {@code dtype} keeps in registers
      * (bn_persist_bwd_*: {@code persist_backward_units} in cuda/batchnorm_backward.cu): 8 vector units of each on
-     * the vector path, else 16 elements; bfloat16 7 and 14, which is what compiles without spills at 2 blocks per SM
-     * on sm_75..sm_90.
+     * the vector path, else 16 elements (float16 14); bfloat16 7 and 14, which is what compiles without spills at 2
+     * blocks per SM on sm_75..sm_90.
      */
     public static int persistBackwardUnits(boolean vec, DType dtype) {
         if (dtype == null) throw new IllegalArgumentException("dtype must not be null");
         if (dtype == DType.BFLOAT16) return vec ? 7 : 14;
-        return vec ? 8 : 16;
+        return vec ? 8 : dtype.is16Bit() ? 14 : 16;
     }
 
     /** Most blocks per channel (channels-first) or per column block (rows) of a persistent kernel. */

@@ -5,6 +5,7 @@ import io.github.batchnorm4j.distributed.DeviceResidentSyncBatchNorm;
 
 import io.github.batchnorm4j.BatchNormOptions;
 import io.github.batchnorm4j.DType;
+import io.github.batchnorm4j.ReluMask;
 import io.github.batchnorm4j.Shape;
 import io.github.batchnorm4j.gpu.DeviceResidentBatchNorm;
 
@@ -20,7 +21,7 @@ import static io.github.batchnorm4j.train.DeviceTrainBackend.pointer;
  * all in device memory (no copy per step). Semantics match {@link CpuBatchNormUnit} (PyTorch's BatchNorm1d with a
  * fixed momentum).
  *
- * <p>Mixed precision: x, its output and their gradients (and the scratch pre-activation) are stored in the unit's
+ * <p>Mixed precision: x, its output and their gradients (and the data-parallel unit's scratch pre-activation) are stored in the unit's
  * {@code dtype}, through the 16-bit kernels of the device-resident batch norm (y and dx rounded once); gamma, beta,
  * their gradients and every statistic stay float32. Data-parallel (synchronized) units are float32.
  */
@@ -39,6 +40,7 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
     private final DeviceTensor saveInvstd;
     private int savedRows = -1;
     private final Map<Integer, DeviceTensor[]> scratch = new HashMap<>();
+    private final Map<Integer, DeviceTensor> masks = new HashMap<>();
 
     DeviceBatchNormUnit(DeviceTrainBackend backend, DeviceResidentBatchNorm bn, int channels, double eps,
                         double momentum) {
@@ -93,9 +95,11 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
         return t;
     }
 
-    // Until the fused kernels: batch norm into a scratch pre-activation v, then the training kernels' ReLU; backward
-    // gates dh by v > 0 (the mask's rule for finite v) into a scratch gradient. Scratch per row count (a run meets
-    // the batch, the last partial batch and the evaluation chunks).
+    // Batch norm + ReLU through the fused kernels: the forward writes h = relu(bn(x)) and the 1-bit ReLU mask (one
+    // mask per row count: a run meets the batch, the last partial batch and the evaluation chunks), the backward
+    // gates dh by the mask and never needs the pre-activation. The data-parallel unit has no fused variant (its
+    // statistics are merged across ranks): batch norm into a scratch pre-activation v, then the training kernels'
+    // ReLU, whose backward gates dh by v > 0 (the mask's rule for finite v).
 
     @Override
     public void forwardRelu(Tensor x, Tensor h, boolean training) {
@@ -103,22 +107,22 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
         TensorChecks.sameShape("h", h, x);
         checkType("x", x);
         checkType("h", h);
-        DeviceTensor v = scratch(x.rows())[0];
         if (training && sync != null) {
+            DeviceTensor v = scratch(x.rows())[0];
             sync.forwardTraining(shape, pointer("x", x), p.gamma().pointer(), p.beta().pointer(), eps,
                     runningMean.pointer(), runningVar.pointer(), momentum, v.pointer(), saveMean.pointer(),
                     saveInvstd.pointer(), backend.stream());
             savedRows = x.rows();
+            backend.reluForward(v, h);
         } else if (training) {
-            bn.forwardTraining(shape, dtype, pointer("x", x), p.gamma().pointer(), p.beta().pointer(), eps,
-                    runningMean.pointer(), runningVar.pointer(), momentum, v.pointer(), saveMean.pointer(),
-                    saveInvstd.pointer(), backend.stream());
+            bn.forwardTrainingRelu(shape, dtype, pointer("x", x), null, p.gamma().pointer(), p.beta().pointer(), eps,
+                    runningMean.pointer(), runningVar.pointer(), momentum, pointer("h", h), mask(x.rows()).pointer(),
+                    saveMean.pointer(), saveInvstd.pointer(), backend.stream());
             savedRows = x.rows();
         } else {
-            bn.forwardInference(shape, dtype, pointer("x", x), p.gamma().pointer(), p.beta().pointer(),
-                    runningMean.pointer(), runningVar.pointer(), eps, v.pointer(), backend.stream());
+            bn.forwardInferenceRelu(shape, dtype, pointer("x", x), null, p.gamma().pointer(), p.beta().pointer(),
+                    runningMean.pointer(), runningVar.pointer(), eps, pointer("h", h), null, backend.stream());
         }
-        backend.reluForward(v, h);
     }
 
     @Override
@@ -133,17 +137,23 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
             throw new IllegalStateException("backward needs a training forward of the same shape first (saved "
                     + savedRows + " rows, got " + x.rows() + ")");
         }
-        DeviceTensor[] s = scratch(x.rows());
-        backend.reluBackward(s[0], dh, s[1]);
         if (sync != null) {
+            DeviceTensor[] s = scratch(x.rows());
+            backend.reluBackward(s[0], dh, s[1]);
             sync.backwardTraining(shape, pointer("x", x), s[1].pointer(), p.gamma().pointer(), saveMean.pointer(),
                     saveInvstd.pointer(), pointer("dx", dx), p.gammaGrad().pointer(), p.betaGrad().pointer(),
                     backend.stream());
             return;
         }
-        bn.backwardTraining(shape, dtype, pointer("x", x), s[1].pointer(), p.gamma().pointer(), saveMean.pointer(),
-                saveInvstd.pointer(), pointer("dx", dx), p.gammaGrad().pointer(), p.betaGrad().pointer(),
-                backend.stream());
+        bn.backwardTrainingRelu(shape, dtype, pointer("x", x), pointer("dh", dh), mask(x.rows()).pointer(),
+                p.gamma().pointer(), saveMean.pointer(), saveInvstd.pointer(), pointer("dx", dx), null,
+                p.gammaGrad().pointer(), p.betaGrad().pointer(), backend.stream());
+    }
+
+    /** The ReLU mask of the training forward of {@code rows} rows ({@link ReluMask#words} 32-bit words). */
+    private DeviceTensor mask(int rows) {
+        return masks.computeIfAbsent(rows, r -> backend.allocate(1,
+                ReluMask.wordsAsInt((long) r * channels)));
     }
 
     /** The pre-activation and its gradient for {@code rows} rows. */
@@ -173,5 +183,7 @@ final class DeviceBatchNormUnit extends AbstractBatchNormUnit<DeviceTensor> {
         }
         for (DeviceTensor[] s : scratch.values()) for (DeviceTensor t : s) t.close();
         scratch.clear();
+        for (DeviceTensor t : masks.values()) t.close();
+        masks.clear();
     }
 }

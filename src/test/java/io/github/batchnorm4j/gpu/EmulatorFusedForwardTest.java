@@ -192,6 +192,24 @@ class EmulatorFusedForwardTest {
         return new Result(y, mask, null, null);
     }
 
+    /** The CPU backend's fused eval forward on the same values. */
+    static Result cpuEval(Shape shape, DType dtype, Inputs in, boolean residual) {
+        int n = shape.elementCountAsInt();
+        int[] mask = ReluMask.allocate(shape);
+        float[] z = residual ? in.z() : null;
+        try (io.github.batchnorm4j.cpu.CpuBatchNormOps cpu = new io.github.batchnorm4j.cpu.CpuBatchNormOps()) {
+            if (dtype == DType.FLOAT32) {
+                float[] y = new float[n];
+                cpu.forwardInferenceRelu(shape, in.x(), z, in.gamma(), in.beta(), in.rm(), in.rv(), EPS, y, mask);
+                return new Result(y, mask, null, null);
+            }
+            short[] y = new short[n];
+            cpu.forwardInferenceRelu(shape, dtype, dtype.encode(in.x()), z == null ? null : dtype.encode(z),
+                    in.gamma(), in.beta(), in.rm(), in.rv(), EPS, y, mask);
+            return new Result(dtype.decode(y), mask, null, null);
+        }
+    }
+
     /**
      * The training-mode reference: the unfused float32 kernels (bn_stats_*, bn_apply_*) on the same values, then the
      * host epilogue and one rounding to dtype. Float32 statistics on the scalar path are those of the 16-bit scalar
@@ -238,6 +256,11 @@ class EmulatorFusedForwardTest {
             Result e = evalReference(k.shape(), dtype, in, residual);
             assertSameValues("eval y residual=" + residual, e.y(), r.y());
             assertArrayEquals(e.mask(), r.mask(), "eval mask residual=" + residual);
+            // The CPU backend's coefficients may differ from bn_prepare's in the last bit: y within today's
+            // forward tolerance (16-bit: 4 ulp of the type) at the scale of the normalized values, and the same mask
+            // bits except where both y are that close to 0.
+            Result cpu = cpuEval(k.shape(), dtype, in, residual);
+            assertWithinUlps("CPU backend's eval y residual=" + residual, cpu, r, dtype);
         }
     }
 
@@ -328,6 +351,24 @@ class EmulatorFusedForwardTest {
             double tol = 2 * ulp * Math.max(Math.abs(expected[i]), 1e-3) + 1e-6;
             if (Math.abs(expected[i] - actual[i]) > tol) {
                 fail("element " + i + ": expected " + expected[i] + " got " + actual[i] + " (tolerance " + tol + ")");
+            }
+        }
+    }
+
+    private static void assertWithinUlps(String what, Result expected, Result actual, DType dtype) {
+        // float32: the suites' forward tolerance (Tolerances.FORWARD_RTOL); 16-bit: 4 ulp of the type.
+        double tol = dtype == DType.FLOAT32 ? io.github.batchnorm4j.testing.Tolerances.FORWARD_RTOL
+                : 4 * (dtype == DType.FLOAT16 ? 0x1p-10 : 0x1p-7);
+        for (int i = 0; i < expected.y().length; i++) {
+            float e = expected.y()[i], a = actual.y()[i];
+            if (Float.isNaN(e) || Float.isNaN(a)) {
+                assertTrue(Float.isNaN(e) && Float.isNaN(a), what + ": element " + i + " expected " + e + " got " + a);
+                continue;
+            }
+            double t = tol * Math.max(1, Math.abs(e));
+            if (Math.abs(e - a) > t) fail(what + ": element " + i + " expected " + e + " got " + a + " (tol " + t + ")");
+            if (ReluMask.get(expected.mask(), i) != ReluMask.get(actual.mask(), i) && (e > t || a > t)) {
+                fail(what + ": mask bit " + i + " differs with y " + e + " / " + a);
             }
         }
     }

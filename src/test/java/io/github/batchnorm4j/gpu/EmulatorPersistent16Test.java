@@ -32,7 +32,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  *
  * <p>The shapes reach every path of the 16 kernels (coverage gate): both views and unit widths, with and without the
  * exchange, idle column threads, channels of several columns (inner &gt; 1), and every unit slot, whose counts differ
- * by type and direction (forward 10 units of 8 halves or 16 halves; backward 8 / 16, bfloat16 7 / 14:
+ * by type and direction (forward 10 units of 8 halves (bfloat16 9) or 16 halves; backward 8 / 14, bfloat16 7 / 14:
  * {@link LaunchGeometry#persistForwardUnits}, {@link LaunchGeometry#persistBackwardUnits}).
  */
 class EmulatorPersistent16Test {
@@ -41,16 +41,18 @@ class EmulatorPersistent16Test {
                 Shape.channelsFirst(2, 4, 28, 28),     // cf vec8 (98 units per run), one block per channel
                 Shape.channelsFirst(60, 1, 1024),      // cf vec8, 7680 units: forward 3 full blocks, backward 4, 5
                 Shape.channelsFirst(1, 1, 12800),      // cf vec8, 1600 units: one block to bf16 backward's slot 6
+                Shape.channelsFirst(1, 1, 17408),      // cf vec8, 2176 units: one block to bf16 forward's slot 8
                 Shape.channelsFirst(1, 3, 131),        // cf scalar, 131 units: threads and warps without one
                 Shape.channelsFirst(6, 2, 1365),       // cf scalar, 2 blocks per channel, every forward slot
-                Shape.channelsFirst(1, 2, 3500),       // cf scalar, one block to bf16 backward's slot 13
+                Shape.channelsFirst(1, 2, 3500),       // cf scalar, one block to backward's slot 13 (14 units)
                 Shape.channelsFirst(2, 3, 15, 15),     // cf scalar, one block per channel
                 Shape.channelsLast(3600, 16),          // rows vec8 (2 x 128 blocks): row splits, forward slot 9
                 Shape.channelsLast(800, 16),           // rows vec8, one row split to bf16 backward's slot 6
+                Shape.channelsLast(1100, 16),          // rows vec8, one row split to bf16 forward's slot 8
                 Shape.channelsLast(2, 24, 24, 24),     // rows vec8, C = 24: an idle column thread, row splits
                 Shape.channelsFirst(100, 4, 6),        // rows view of inner 6 (vec8, whole channels per block)
                 Shape.channelsLast(500, 17),           // rows scalar, 2 column blocks, row splits
-                Shape.channelsLast(220, 9),            // rows scalar, one row split to bf16 backward's slot 13
+                Shape.channelsLast(220, 9),            // rows scalar, one row split to backward's slot 13
                 Shape.channelsFirst(300, 5, 3),        // rows view of inner 3 (scalar), row splits
                 Shape.channelsFirst(40, 3, 99),        // rows view of inner 99 (scalar): blocks of 198 x 1
                 Shape.channelsFirst(10, 16, 99));      // rows view of inner 99 (vec8): blocks of 198 x 1

@@ -23,7 +23,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class KernelConstantsTest {
     /** #defines the host passes as flags or modes: each must have its Java twin. */
-    private static final Pattern HOST_SHARED = Pattern.compile("BN_(HAS|WRITE|STATS|WANT|TRAIN|PREP|COEF)_\\w+");
+    private static final Pattern HOST_SHARED = Pattern.compile("BN_(HAS|WRITE|STATS|WANT|TRAIN|PREP|COEF|PERSIST)_\\w+");
     /** Java constants that describe the kernels' memory layout rather than mirror a #define. */
     private static final Set<String> LAYOUT_ONLY = Set.of("COEF_ROWS", "PARTIAL_FLOATS");
 
