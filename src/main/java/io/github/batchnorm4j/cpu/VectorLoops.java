@@ -3,6 +3,7 @@ package io.github.batchnorm4j.cpu;
 import jdk.incubator.vector.DoubleVector;
 import io.github.batchnorm4j.ReluMask;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
@@ -947,17 +948,39 @@ final class VectorLoops implements PieceLoops {
     }
 
     // ---- the fused ops' ReLU epilogue and gating (ReluMask's results, bit for bit) ---------------------------------
+    // JDK 17 has no intrinsic for VectorMask.toLong / fromLong (they ran at 0.83 ns per float, six times the
+    // elementwise pass), so the bits go through lanes: lane j of a vector of powers of two is 2^j.
+
+    /** Int lanes as many as {@link #F}'s float lanes. */
+    private static final VectorSpecies<Integer> FI = VectorSpecies.of(int.class, F.vectorShape());
+    /** Lane j is 2^j: the OR of the passing lanes' weights is a mask word's bits. */
+    private static final IntVector BIT_WEIGHTS = IntVector.fromArray(FI, laneWeights(), 0);
+    /** Lane j is 31 − j: shifting a word's bits left by it puts bit j in the sign bit of lane j. */
+    private static final IntVector SIGN_SHIFTS = IntVector.fromArray(FI, signShifts(), 0);
+
+    private static int[] laneWeights() {
+        int[] w = new int[FL];
+        for (int j = 0; j < FL; j++) w[j] = 1 << j;
+        return w;
+    }
+
+    private static int[] signShifts() {
+        int[] s = new int[FL];
+        for (int j = 0; j < FL; j++) s[j] = 31 - j;
+        return s;
+    }
 
     /**
      * {@link ReluMask#apply}, {@link #FL} lanes at a time: v = pre + z (the same float add), out = v where !(v &lt;= 0)
      * (NaN passes, −0 does not) else +0, and the mask words of [from, to) (from a multiple of 32, to a multiple of 32 or
-     * the element count). FL divides 32, so each word is two or four vectors whose compare masks are its bits.
+     * the element count). A word's bits are the OR of the powers of two of the passing lanes, the test done again on
+     * v's bits as ints (an int OR reduction is a tree; a float sum of the weights was a chain, three times slower).
      */
     @Override
     public void reluEpilogue(float[] pre, float[] z, float[] out, int[] mask, int from, int to) {
         int full = from + ((to - from) & ~31);
         FloatVector zero = FloatVector.zero(F);
-        long lanes = (1L << FL) - 1;
+        IntVector noBits = IntVector.zero(BIT_WEIGHTS.species());
         for (int w = from; w < full; w += 32) {
             int bits = 0;
             for (int k = 0; k < 32; k += FL) {
@@ -965,26 +988,34 @@ final class VectorLoops implements PieceLoops {
                 if (z != null) v = v.add(FloatVector.fromArray(F, z, w + k));
                 VectorMask<Float> blocked = v.compare(VectorOperators.LE, 0f);
                 v.blend(zero, blocked).intoArray(out, w + k);
-                bits |= (int) (~blocked.toLong() & lanes) << k;
+                IntVector vi = v.reinterpretAsInts(); // passes: bits > 0 (v > 0 as an int), or NaN of either sign
+                VectorMask<Integer> pass = vi.compare(VectorOperators.GT, 0)
+                        .or(vi.and(0x7fffffff).compare(VectorOperators.GT, 0x7f800000));
+                bits |= noBits.blend(BIT_WEIGHTS, pass).reduceLanes(VectorOperators.OR) << k;
             }
             if (mask != null) mask[w >>> 5] = bits;
         }
         if (full < to) ReluMask.apply(pre, z, out, mask, full, to);
     }
 
-    /** {@link ReluMask#gate}, FL lanes at a time: g = dy where the element's mask bit is 1, else +0. */
+    /**
+     * {@link ReluMask#gate}, FL lanes at a time: g = dy where the element's mask bit is 1, else +0 (the bit shifted into
+     * each lane's sign and spread over the lane by an arithmetic shift selects dy's bits or none).
+     */
     @Override
     public void gate(float[] dy, int[] mask, float[] g, int from, int to) {
         int i = from;
         int head = Math.min(to, (from + 31) & ~31);
         if (head > i) ReluMask.gate(dy, mask, g, i, head);
         i = head;
-        FloatVector zero = FloatVector.zero(F);
+        VectorSpecies<Integer> is = FI;
         for (; i <= to - 32; i += 32) {
-            long bits = mask[i >>> 5];
+            int bits = mask[i >>> 5];
             for (int k = 0; k < 32; k += FL) {
-                VectorMask<Float> pass = VectorMask.fromLong(F, bits >>> k);
-                zero.blend(FloatVector.fromArray(F, dy, i + k), pass).intoArray(g, i + k);
+                IntVector select = IntVector.broadcast(is, bits >>> k).lanewise(VectorOperators.LSHL, SIGN_SHIFTS)
+                        .lanewise(VectorOperators.ASHR, 31);
+                FloatVector.fromArray(F, dy, i + k).reinterpretAsInts().and(select).reinterpretAsFloats()
+                        .intoArray(g, i + k);
             }
         }
         if (i < to) ReluMask.gate(dy, mask, g, i, to);

@@ -434,16 +434,17 @@ class CpuPieceLoopsTest {
     }
 
     /**
-     * The vector ReLU epilogue and gating give ReluMask's bits: pre-activations with +0, −0, NaN, ±infinity,
-     * subnormals and values that round to 0 when z is added; ranges of whole words with a partial last word; with and
-     * without z and the mask; out aliasing pre; gating over ranges that start and end inside words, g aliasing dy.
+     * The vector ReLU epilogue and gating give ReluMask's bits: pre-activations with +0, −0, NaN of both signs,
+     * ±infinity, subnormals and values that round to 0 when z is added; ranges of whole words with a partial last word;
+     * with and without z and the mask; out aliasing pre; gating over ranges that start and end inside words, g
+     * aliasing dy.
      */
     @Test
     void vectorReluEpilogueAndGateGiveReluMasksBits() {
         SplittableRandom rng = TestData.random(91);
         int n = 1000;
-        float[] special = {0f, -0f, Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, Float.MIN_VALUE,
-            -Float.MIN_VALUE, 1e-40f, -1e-40f};
+        float[] special = {0f, -0f, Float.NaN, Float.intBitsToFloat(0xffc00000), Float.POSITIVE_INFINITY,
+            Float.NEGATIVE_INFINITY, Float.MIN_VALUE, -Float.MIN_VALUE, 1e-40f, -1e-40f};
         float[] pre = new float[n];
         float[] z = new float[n];
         for (int i = 0; i < n; i++) {
