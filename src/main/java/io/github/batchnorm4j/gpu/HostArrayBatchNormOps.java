@@ -436,15 +436,15 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
                                           float[] saveMean, float[] saveInvstd, float[] dx, float[] dz,
                                           float[] dgamma, float[] dbeta) {
         Staged in = stage(shape, x, dy, gamma, null, saveMean, saveInvstd);
-        DevicePointer m = fusedBackward.stageMask(shape, mask, in.s());
+        DevicePointer m = stageMask(shape, mask, in.s());
         begin();
         kernels.backwardTrainingRelu(shape, in.x(), in.dy(), m, in.gamma(), in.mean(), in.varOrInvstd(),
-                staging.tensor(OUT), dz != null ? fusedBackward.dz() : null,
+                staging.tensor(OUT), dz != null ? fusedBackward.dz(shape) : null,
                 dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
                 dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
-        if (dz != null) device.copyToHost(fusedBackward.dz(), dz, 0, dz.length, in.s());
+        if (dz != null) device.copyToHost(fusedBackward.dz(shape), dz, 0, dz.length, in.s());
     }
 
     @Override
@@ -452,15 +452,15 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
                                            float[] runningMean, float[] runningVar, double eps, float[] dx,
                                            float[] dz, float[] dgamma, float[] dbeta) {
         Staged in = stage(shape, x, dy, gamma, null, runningMean, runningVar);
-        DevicePointer m = fusedBackward.stageMask(shape, mask, in.s());
+        DevicePointer m = stageMask(shape, mask, in.s());
         begin();
         kernels.backwardInferenceRelu(shape, in.x(), in.dy(), m, in.gamma(), in.mean(), in.varOrInvstd(), eps,
-                staging.tensor(OUT), dz != null ? fusedBackward.dz() : null,
+                staging.tensor(OUT), dz != null ? fusedBackward.dz(shape) : null,
                 dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
                 dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
-        if (dz != null) device.copyToHost(fusedBackward.dz(), dz, 0, dz.length, in.s());
+        if (dz != null) device.copyToHost(fusedBackward.dz(shape), dz, 0, dz.length, in.s());
     }
 
     @Override
@@ -468,15 +468,15 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
                                           float[] gamma, float[] saveMean, float[] saveInvstd, short[] dx,
                                           short[] dz, float[] dgamma, float[] dbeta) {
         Staged in = stage(shape, x, dy, gamma, null, saveMean, saveInvstd);
-        DevicePointer m = fusedBackward.stageMask(shape, mask, in.s());
+        DevicePointer m = stageMask(shape, mask, in.s());
         begin();
         kernels.backwardTrainingRelu(shape, dtype, in.x(), in.dy(), m, in.gamma(), in.mean(), in.varOrInvstd(),
-                staging.tensor(OUT), dz != null ? fusedBackward.dz() : null,
+                staging.tensor(OUT), dz != null ? fusedBackward.dz(shape) : null,
                 dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
                 dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
-        if (dz != null) device.copyToHost(fusedBackward.dz(), dz, 0, dz.length, in.s());
+        if (dz != null) device.copyToHost(fusedBackward.dz(shape), dz, 0, dz.length, in.s());
     }
 
     @Override
@@ -484,24 +484,27 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
                                            float[] gamma, float[] runningMean, float[] runningVar, double eps,
                                            short[] dx, short[] dz, float[] dgamma, float[] dbeta) {
         Staged in = stage(shape, x, dy, gamma, null, runningMean, runningVar);
-        DevicePointer m = fusedBackward.stageMask(shape, mask, in.s());
+        DevicePointer m = stageMask(shape, mask, in.s());
         begin();
         kernels.backwardInferenceRelu(shape, dtype, in.x(), in.dy(), m, in.gamma(), in.mean(), in.varOrInvstd(),
-                eps, staging.tensor(OUT), dz != null ? fusedBackward.dz() : null,
+                eps, staging.tensor(OUT), dz != null ? fusedBackward.dz(shape) : null,
                 dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
                 dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
-        if (dz != null) device.copyToHost(fusedBackward.dz(), dz, 0, dz.length, in.s());
+        if (dz != null) device.copyToHost(fusedBackward.dz(shape), dz, 0, dz.length, in.s());
     }
 
-    /**
-     * The fused backward's own staging: the ReLU mask (input) and dz (output), grown to the largest shape seen; the
-     * other tensors use {@link Staging}.
-     */
+    /** Uploads a ReLU mask into the staging mask buffer (shared with the fused forward's output mask). */
+    private DevicePointer stageMask(Shape shape, int[] hostMask, DeviceStream s) {
+        DevicePointer m = staging.mask(shape);
+        device.copyToDevice(hostMask, 0, m, hostMask.length, s);
+        return m;
+    }
+
+    /** The fused backward's dz output buffer (the other tensors use {@link Staging}), grown to the largest shape. */
     private static final class FusedBackwardStaging implements AutoCloseable {
         private final Device device;
-        private DeviceBuffer mask;
         private DeviceBuffer dz;
         private long elementCap;
 
@@ -509,28 +512,20 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
             this.device = device;
         }
 
-        /** Sizes the buffers for {@code shape}, uploads the mask and returns its device copy. */
-        DevicePointer stageMask(Shape shape, int[] hostMask, DeviceStream s) {
+        /** dz for {@code shape}: n floats, room for n elements of any storage type. */
+        DevicePointer dz(Shape shape) {
             long n = shape.elementCount();
             if (n > elementCap) {
                 close();
-                mask = device.allocate(4L * io.github.batchnorm4j.ReluMask.words(n));
-                dz = device.allocate(4L * n);   // n floats: room for n elements of any storage type
+                dz = device.allocate(4L * n);
                 elementCap = n;
             }
-            device.copyToDevice(hostMask, 0, mask.pointer(), hostMask.length, s);
-            return mask.pointer();
-        }
-
-        DevicePointer dz() {
             return dz.pointer();
         }
 
         @Override
         public void close() {
-            if (mask != null) mask.close();
             if (dz != null) dz.close();
-            mask = null;
             dz = null;
             elementCap = 0;
         }
