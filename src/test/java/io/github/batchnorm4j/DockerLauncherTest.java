@@ -21,7 +21,9 @@ import org.junit.jupiter.api.io.TempDir;
  * Runs the image's entry point, src/main/docker/batchnorm4j, with a stand-in {@code java} first on the PATH that
  * records its arguments and answers chosen exit statuses: the launcher must pass arguments through unchanged,
  * run {@code info} then {@code check} when given none, and report the status of what failed. The jar it runs
- * must be the one the Dockerfile installs. Needs a POSIX shell at /bin/sh (skipped elsewhere).
+ * must be the one the Dockerfile installs, with the JVM options the image adds where they apply (the Vector API
+ * module unless the runtime's release file lists its modules without it, 2 MB pages where this host's kernel offers
+ * them on request). Needs a POSIX shell at /bin/sh (skipped elsewhere).
  */
 class DockerLauncherTest {
 
@@ -32,7 +34,7 @@ class DockerLauncherTest {
             printf 'java' >> "$CALLS"
             for a in "$@"; do printf ' [%s]' "$a" >> "$CALLS"; done
             printf '\\n' >> "$CALLS"
-            if [ "${3:-}" = info ]; then exit "${INFO_STATUS:-0}"; fi
+            for a in "$@"; do if [ "$a" = info ]; then exit "${INFO_STATUS:-0}"; fi; done
             exit "${OTHER_STATUS:-0}"
             """;
 
@@ -78,12 +80,66 @@ class DockerLauncherTest {
     private record Run(int status, List<String> calls, String output) {
     }
 
-    private static String call(String... args) {
-        StringBuilder s = new StringBuilder("java [-jar] [" + jar + "]");
+    /** The options the launcher adds on this host when the runtime has the Vector API module and nothing is off. */
+    private static List<String> defaultOptions() throws IOException {
+        List<String> opts = new ArrayList<>(List.of("--add-modules", "jdk.incubator.vector"));
+        if (hostOffersHugePages()) opts.add("-XX:+UseTransparentHugePages");
+        return opts;
+    }
+
+    private static boolean hostOffersHugePages() throws IOException {
+        Path thp = Path.of("/sys/kernel/mm/transparent_hugepage/enabled");
+        if (!Files.isReadable(thp)) return false;
+        String mode = Files.readString(thp, StandardCharsets.UTF_8);
+        return mode.contains("[madvise]") || mode.contains("[always]");
+    }
+
+    private static String call(String... args) throws IOException {
+        return call(defaultOptions(), args);
+    }
+
+    private static String call(List<String> options, String... args) {
+        StringBuilder s = new StringBuilder("java");
+        for (String o : options) {
+            s.append(" [").append(o).append(']');
+        }
+        s.append(" [-jar] [").append(jar).append(']');
         for (String a : args) {
             s.append(" [").append(a).append(']');
         }
         return s.toString();
+    }
+
+    private static final String RELEASE_WITH_VECTOR =
+            "JAVA_VERSION=\"17.0.17\"\nMODULES=\"java.base java.logging jdk.incubator.vector jdk.unsupported\"\n";
+    private static final String RELEASE_WITHOUT_VECTOR =
+            "JAVA_VERSION=\"17.0.17\"\nMODULES=\"java.base java.logging jdk.unsupported\"\n";
+
+    /** A Java home holding only a release file with the given text. */
+    private Path runtime(String release) throws IOException {
+        Path home = Files.createDirectories(dir.resolve("jre-" + Integer.toHexString(release.hashCode())));
+        Files.writeString(home.resolve("release"), release, StandardCharsets.UTF_8);
+        return home;
+    }
+
+    @Test
+    void aRuntimeWithoutTheVectorModuleStartsWithoutIt() throws Exception {
+        Run run = launch(Map.of("JAVA_HOME", runtime(RELEASE_WITHOUT_VECTOR).toString()), "info");
+        assertEquals(0, run.status(), run.output());
+        List<String> opts = hostOffersHugePages() ? List.of("-XX:+UseTransparentHugePages") : List.of();
+        assertEquals(List.of(call(opts, "info")), run.calls());
+    }
+
+    @Test
+    void theEnvironmentTurnsEachOptionOff() throws Exception {
+        Run noVector = launch(Map.of("BATCHNORM4J_VECTOR", "0"), "check");
+        List<String> thp = hostOffersHugePages() ? List.of("-XX:+UseTransparentHugePages") : List.of();
+        assertEquals(List.of(call(thp, "check")), noVector.calls(), noVector.output());
+        Run noThp = launch(Map.of("BATCHNORM4J_THP", "0"), "check");
+        assertEquals(List.of(call(List.of("--add-modules", "jdk.incubator.vector"), "check")), noThp.calls(),
+                noThp.output());
+        Run neither = launch(Map.of("BATCHNORM4J_VECTOR", "0", "BATCHNORM4J_THP", "0"), "check");
+        assertEquals(List.of(call(List.of(), "check")), neither.calls(), neither.output());
     }
 
     private Run launch(Map<String, String> env, String... args) throws Exception {
@@ -99,6 +155,9 @@ class DockerLauncherTest {
         ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true);
         pb.environment().put("PATH", bin + ":/usr/bin:/bin");
         pb.environment().put("CALLS", calls.toString());
+        pb.environment().put("JAVA_HOME", runtime(RELEASE_WITH_VECTOR).toString());
+        pb.environment().remove("BATCHNORM4J_VECTOR");
+        pb.environment().remove("BATCHNORM4J_THP");
         pb.environment().putAll(env);
         Process p = pb.start();
         String output = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
