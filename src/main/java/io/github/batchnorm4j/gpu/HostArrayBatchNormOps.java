@@ -336,8 +336,8 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         Staged in = stage(shape, x, dy, gamma, null, saveMean, saveInvstd);
         begin();
         kernels.backwardTraining(shape, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(), staging.tensor(OUT),
-                dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
-                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+                dgammaOut(dgamma),
+                dbetaOut(dbeta), in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
     }
@@ -348,8 +348,8 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         Staged in = stage(shape, x, dy, gamma, null, runningMean, runningVar);
         begin();
         kernels.backwardInference(shape, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(), eps,
-                staging.tensor(OUT), dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
-                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+                staging.tensor(OUT), dgammaOut(dgamma),
+                dbetaOut(dbeta), in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
     }
@@ -410,8 +410,8 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         Staged in = stage(shape, x, dy, gamma, null, saveMean, saveInvstd);
         begin();
         kernels.backwardTraining(shape, dtype, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(),
-                staging.tensor(OUT), dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
-                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+                staging.tensor(OUT), dgammaOut(dgamma),
+                dbetaOut(dbeta), in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
     }
@@ -423,8 +423,8 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         Staged in = stage(shape, x, dy, gamma, null, runningMean, runningVar);
         begin();
         kernels.backwardInference(shape, dtype, in.x(), in.dy(), in.gamma(), in.mean(), in.varOrInvstd(), eps,
-                staging.tensor(OUT), dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
-                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+                staging.tensor(OUT), dgammaOut(dgamma),
+                dbetaOut(dbeta), in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
     }
@@ -439,12 +439,12 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         DevicePointer m = stageMask(shape, mask, in.s());
         begin();
         kernels.backwardTrainingRelu(shape, in.x(), in.dy(), m, in.gamma(), in.mean(), in.varOrInvstd(),
-                staging.tensor(OUT), dz != null ? fusedBackward.dz(shape) : null,
-                dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
-                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+                staging.tensor(OUT), dzOut(shape, dz),
+                dgammaOut(dgamma),
+                dbetaOut(dbeta), in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
-        if (dz != null) device.copyToHost(fusedBackward.dz(shape), dz, 0, dz.length, in.s());
+        downloadDz(shape, dz, in.s());
     }
 
     @Override
@@ -455,12 +455,12 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         DevicePointer m = stageMask(shape, mask, in.s());
         begin();
         kernels.backwardInferenceRelu(shape, in.x(), in.dy(), m, in.gamma(), in.mean(), in.varOrInvstd(), eps,
-                staging.tensor(OUT), dz != null ? fusedBackward.dz(shape) : null,
-                dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
-                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+                staging.tensor(OUT), dzOut(shape, dz),
+                dgammaOut(dgamma),
+                dbetaOut(dbeta), in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
-        if (dz != null) device.copyToHost(fusedBackward.dz(shape), dz, 0, dz.length, in.s());
+        downloadDz(shape, dz, in.s());
     }
 
     @Override
@@ -471,12 +471,12 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         DevicePointer m = stageMask(shape, mask, in.s());
         begin();
         kernels.backwardTrainingRelu(shape, dtype, in.x(), in.dy(), m, in.gamma(), in.mean(), in.varOrInvstd(),
-                staging.tensor(OUT), dz != null ? fusedBackward.dz(shape) : null,
-                dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
-                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+                staging.tensor(OUT), dzOut(shape, dz),
+                dgammaOut(dgamma),
+                dbetaOut(dbeta), in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
-        if (dz != null) device.copyToHost(fusedBackward.dz(shape), dz, 0, dz.length, in.s());
+        downloadDz(shape, dz, in.s());
     }
 
     @Override
@@ -487,12 +487,35 @@ public final class HostArrayBatchNormOps extends AbstractSplitBatchNormOps imple
         DevicePointer m = stageMask(shape, mask, in.s());
         begin();
         kernels.backwardInferenceRelu(shape, dtype, in.x(), in.dy(), m, in.gamma(), in.mean(), in.varOrInvstd(),
-                eps, staging.tensor(OUT), dz != null ? fusedBackward.dz(shape) : null,
-                dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null,
-                dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null, in.s());
+                eps, staging.tensor(OUT), dzOut(shape, dz),
+                dgammaOut(dgamma),
+                dbetaOut(dbeta), in.s());
         end();
         downloadGradients(in.s(), dx, dgamma, dbeta);
-        if (dz != null) device.copyToHost(fusedBackward.dz(shape), dz, 0, dz.length, in.s());
+        downloadDz(shape, dz, in.s());
+    }
+
+    /** The staging slot that receives dgamma, or null when the caller wants none. */
+    private DevicePointer dgammaOut(float[] dgamma) {
+        return dgamma != null ? staging.slot(SAVE_MEAN_OR_DGAMMA) : null;
+    }
+
+    /** The staging slot that receives dbeta, or null when the caller wants none. */
+    private DevicePointer dbetaOut(float[] dbeta) {
+        return dbeta != null ? staging.slot(SAVE_INVSTD_OR_DBETA) : null;
+    }
+
+    /** The device buffer that receives the fused backward's dz (float[] or short[] on the host), or null. */
+    private DevicePointer dzOut(Shape shape, Object dz) {
+        return dz != null ? fusedBackward.dz(shape) : null;
+    }
+
+    private void downloadDz(Shape shape, float[] dz, DeviceStream s) {
+        if (dz != null) device.copyToHost(fusedBackward.dz(shape), dz, 0, dz.length, s);
+    }
+
+    private void downloadDz(Shape shape, short[] dz, DeviceStream s) {
+        if (dz != null) device.copyToHost(fusedBackward.dz(shape), dz, 0, dz.length, s);
     }
 
     /** Uploads a ReLU mask into the staging mask buffer (shared with the fused forward's output mask). */
